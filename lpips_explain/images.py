@@ -1,0 +1,798 @@
+"""Turn files, bytes, PIL images, arrays and tensors into checked 1x3xHxW float tensors in [0, 1] and align their sizes."""
+
+from __future__ import annotations
+
+import io
+import os
+import string
+import struct
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+from lpips_explain import errors
+from lpips_explain.errors import (
+    CorruptImageError,
+    EmptyInputError,
+    ImageTooLargeError,
+    ImageTooSmallError,
+    InputError,
+    NotAnImageError,
+    SizeMismatchError,
+    UnknownOptionError,
+    ValueRangeError,
+)
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "MAX_PIXELS_ENV",
+    "MIN_SIZES",
+    "SIZE_POLICIES",
+    "VALUE_RANGES",
+    "AlignInfo",
+    "LoadedImage",
+    "align_images",
+    "align_pair",
+    "check_min_size",
+    "load_image",
+    "max_pixels_from_env",
+    "to_uint8",
+]
+
+DEFAULT_MAX_PIXELS: int = 40_000_000
+MAX_PIXELS_ENV: str = "LPIPS_EXPLAIN_MAX_PIXELS"
+SIZE_POLICIES: tuple[str, ...] = ("resize", "crop", "error")
+VALUE_RANGES: dict[str, tuple[float, float]] = {
+    "[0,1]": (0.0, 1.0),
+    "[-1,1]": (-1.0, 1.0),
+    "[0,255]": (0.0, 255.0),
+}
+# Smallest height and width each LPIPS trunk can process (measured on the real networks).
+MIN_SIZES: dict[str, int] = {"alex": 31, "vgg": 16, "squeeze": 17}
+
+# Float rounding noise tolerated at the edges of a stated range, in units of the range span.
+_RANGE_TOL = 1e-6
+# Relative aspect-ratio change above which a resize is reported as a distortion.
+_ASPECT_TOL = 0.01
+_SUPPORTED_FORMATS = "PNG, JPEG, WebP, GIF, BMP, TIFF"
+_COLOUR_MODES = ("CMYK", "YCbCr", "LAB", "HSV")
+_RANGE_CHOICES = ", ".join(f'"{k}"' for k in VALUE_RANGES)
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """A decoded image as a float32 1x3xHxW tensor in [0, 1], with where it came from."""
+
+    tensor: torch.Tensor
+    name: str
+    original_size: tuple[int, int]
+    mode: str
+    format: str | None
+    warnings: tuple[str, ...]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of :attr:`tensor`."""
+        return (int(self.tensor.shape[-2]), int(self.tensor.shape[-1]))
+
+
+@dataclass(frozen=True)
+class AlignInfo:
+    """What :func:`align_images` did to bring its inputs to one size."""
+
+    policy: str
+    size: tuple[int, int]
+    original_sizes: tuple[tuple[int, int], ...]
+    changed: tuple[bool, ...]
+    notes: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (lists, not tuples)."""
+        return {
+            "policy": self.policy,
+            "size": list(self.size),
+            "original_sizes": [list(s) for s in self.original_sizes],
+            "changed": list(self.changed),
+            "notes": list(self.notes),
+        }
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _px(size: tuple[int, int]) -> str:
+    """Write an (height, width) tuple the way people read image sizes: WIDTHxHEIGHT px."""
+    return f"{size[1]}x{size[0]} px"
+
+
+def max_pixels_from_env() -> int:
+    """The pixel cap: ``$LPIPS_EXPLAIN_MAX_PIXELS`` if set, else :data:`DEFAULT_MAX_PIXELS`."""
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise InputError(
+            f"{MAX_PIXELS_ENV}={raw!r} is not a positive whole number of pixels; "
+            f"set it to e.g. {DEFAULT_MAX_PIXELS} or unset it."
+        )
+    return value
+
+
+def _resolve_cap(max_pixels: int | None) -> int:
+    if max_pixels is None:
+        return max_pixels_from_env()
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels <= 0:
+        raise InputError(f"max_pixels must be a positive int, got {max_pixels!r}.")
+    return max_pixels
+
+
+def _check_cap(size: tuple[int, int], cap: int) -> None:
+    pixels = size[0] * size[1]
+    if pixels > cap:
+        raise ImageTooLargeError(
+            f"The image is {_px(size)} ({pixels:,} pixels), over the cap of {cap:,} pixels. "
+            f"Use a smaller image, or raise the cap with max_pixels= or the environment "
+            f"variable {MAX_PIXELS_ENV} if you have the memory for it."
+        )
+
+
+def _range_of(value_range: str | None) -> tuple[float, float] | None:
+    if value_range is None:
+        return None
+    return errors.lookup("value range", value_range, VALUE_RANGES)  # type: ignore[return-value]
+
+
+def _check_finite(t: torch.Tensor, what: str) -> None:
+    if not t.is_floating_point():
+        return
+    n_nan = int(torch.isnan(t).sum())
+    n_inf = int(torch.isinf(t).sum())
+    if n_nan or n_inf:
+        kinds = []
+        if n_nan:
+            kinds.append(f"{n_nan} NaN value{'s' if n_nan != 1 else ''}")
+        if n_inf:
+            kinds.append(f"{n_inf} Inf value{'s' if n_inf != 1 else ''}")
+        raise ValueRangeError(
+            f"The {what} holds {' and '.join(kinds)}; replace them with finite values "
+            f"before loading (they are never clamped or dropped silently)."
+        )
+
+
+def _normalise(t: torch.Tensor, lo: float, hi: float, range_name: str, what: str) -> torch.Tensor:
+    """Map values in [lo, hi] to [0, 1]; refuse anything outside, NaN or Inf."""
+    _check_finite(t, what)
+    work = torch.float64 if t.dtype in (torch.float64, torch.int32, torch.int64) else torch.float32
+    if t.numel():
+        vmin, vmax = float(t.min()), float(t.max())
+        tol = _RANGE_TOL * (hi - lo) if t.is_floating_point() else 0.0
+        if vmin < lo - tol or vmax > hi + tol:
+            raise ValueRangeError(
+                f"The {what} has values from {vmin:g} to {vmax:g}, outside its stated range "
+                f"{range_name}. Pass the value_range that matches the data ({_RANGE_CHOICES}); "
+                f"values are never clamped or rescaled silently."
+            )
+    out = (t.to(work) - lo) / (hi - lo)
+    # Only float rounding noise (checked above) can fall outside [0, 1] here.
+    return out.clamp_(0.0, 1.0).to(torch.float32)
+
+
+def _composite(
+    chw: torch.Tensor, background: tuple[int, int, int], notes: list[str], what: str
+) -> torch.Tensor:
+    """Flatten a 4xHxW (RGBA in [0, 1]) tensor onto ``background``; note it if alpha mattered."""
+    rgb, alpha = chw[:3], chw[3:4]
+    if float(alpha.min()) < 1.0 - _RANGE_TOL:
+        bg = torch.tensor([c / 255.0 for c in background], dtype=torch.float32).view(3, 1, 1)
+        rgb = rgb * alpha + bg * (1.0 - alpha)
+        notes.append(
+            f"The {what} has transparency: its alpha channel was dropped by compositing "
+            f"over the background RGB{tuple(background)}."
+        )
+    return rgb.clamp(0.0, 1.0)
+
+
+def _finish(chw: torch.Tensor) -> torch.Tensor:
+    """CxHxW in [0, 1] with C in (1, 3) -> contiguous float32 1x3xHxW."""
+    if chw.shape[0] == 1:
+        chw = chw.expand(3, -1, -1)
+    return chw.unsqueeze(0).to(torch.float32).contiguous().detach()
+
+
+def _check_background(background: tuple[int, int, int]) -> None:
+    ok = (
+        isinstance(background, (tuple, list))
+        and len(background) == 3
+        and all(
+            isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in background
+        )
+    )
+    if not ok:
+        raise InputError(
+            f"background must be three integers in 0..255 (an RGB colour), got {background!r}."
+        )
+
+
+# ----------------------------------------------------------------------------- arrays
+
+
+def _from_channels(
+    t: torch.Tensor,
+    channels_last: bool,
+    value_range: str | None,
+    background: tuple[int, int, int],
+    what: str,
+    notes: list[str],
+) -> torch.Tensor:
+    """Shared path of arrays and tensors: t is 2-D or 3-D with channels first/last."""
+    if t.dtype == torch.bool:
+        raise InputError(
+            f"The {what} is boolean; convert it to numbers (e.g. uint8 0/255 or float 0/1) "
+            f"and state its value_range."
+        )
+    if t.dtype.is_complex:
+        raise InputError(f"The {what} is complex-valued; pass real numbers.")
+    if t.numel() == 0:
+        raise EmptyInputError(f"The {what} is empty (shape {tuple(t.shape)}).")
+    if t.ndim == 2:
+        t = t.unsqueeze(0)
+    elif channels_last:
+        t = t.permute(2, 0, 1)
+    if t.shape[0] not in (1, 3, 4):
+        raise InputError(f"The {what} has {t.shape[0]} channels; expected 1, 3 or 4.")
+
+    if value_range is not None:
+        lo, hi = VALUE_RANGES[value_range]
+        range_name = value_range
+    elif t.dtype == torch.uint8:
+        lo, hi, range_name = 0.0, 255.0, "[0,255] (implied by uint8)"
+    elif t.dtype == torch.uint16:
+        lo, hi, range_name = 0.0, 65535.0, "[0,65535] (implied by uint16)"
+    else:
+        _check_finite(t, what)
+        span = f"{float(t.min()):g} to {float(t.max()):g}"
+        raise InputError(
+            f"The {what} has dtype {str(t.dtype).removeprefix('torch.')} (values {span}), "
+            f'which does not say its value range. Pass value_range="[0,1]", "[-1,1]" or '
+            f'"[0,255]" to state it.'
+        )
+    if t.dtype == torch.uint16:
+        t = t.to(torch.int32)  # uint16 has few torch kernels; int32 holds it exactly
+    t = _normalise(t, lo, hi, range_name, what)
+    if t.shape[0] == 4:
+        t = _composite(t, background, notes, what)
+    return t
+
+
+def _from_numpy(
+    arr: np.ndarray,
+    value_range: str | None,
+    background: tuple[int, int, int],
+    cap: int,
+    notes: list[str],
+) -> tuple[torch.Tensor, str]:
+    what = "array"
+    if arr.ndim == 4:
+        if arr.shape[0] != 1:
+            raise InputError(
+                f"The array has shape {arr.shape}: a batch of {arr.shape[0]} images. "
+                f"Pass one image per call."
+            )
+        arr = arr[0]
+    if arr.ndim == 2:
+        channels_last = False
+    elif arr.ndim == 3:
+        if arr.shape[0] in (1, 3) and arr.shape[-1] not in (3, 4):
+            channels_last = False
+        elif arr.shape[-1] in (1, 3, 4):
+            channels_last = True
+        else:
+            raise InputError(
+                f"Cannot tell the channels of an array of shape {arr.shape}; pass HxW, "
+                f"HxWx1, HxWx3, HxWx4 (channels last) or 1xHxW, 3xHxW (channels first)."
+            )
+    else:
+        raise InputError(
+            f"The array has {arr.ndim} dimensions (shape {arr.shape}); pass HxW, HxWxC or CxHxW."
+        )
+    if arr.dtype.kind not in "biuf":
+        raise InputError(f"The array has dtype {arr.dtype}; pass numbers (uint8, uint16 or float).")
+    h, w = (arr.shape[:2] if channels_last else arr.shape[-2:]) if arr.ndim == 3 else arr.shape
+    _check_cap((int(h), int(w)), cap)
+    if arr.dtype.kind == "u" and arr.dtype.itemsize > 2:
+        arr = arr.astype(np.int64)
+    elif arr.dtype.byteorder not in ("=", "|") or arr.dtype == np.float16:
+        arr = arr.astype(arr.dtype.newbyteorder("=") if arr.dtype != np.float16 else np.float32)
+    arr = np.ascontiguousarray(arr)
+    if not arr.flags.writeable:
+        arr = arr.copy()  # torch.from_numpy warns on read-only memory
+    t = torch.from_numpy(arr)
+    return _from_channels(t, channels_last, value_range, background, what, notes), "array"
+
+
+def _from_tensor(
+    t: torch.Tensor,
+    value_range: str | None,
+    background: tuple[int, int, int],
+    cap: int,
+    notes: list[str],
+) -> tuple[torch.Tensor, str]:
+    what = "tensor"
+    t = t.detach()
+    if t.ndim == 4:
+        if t.shape[0] != 1:
+            raise InputError(
+                f"The tensor has shape {tuple(t.shape)}: a batch of {t.shape[0]} images. "
+                f"Pass one image per call."
+            )
+        t = t[0]
+    if t.ndim == 3 and t.shape[0] not in (1, 3, 4):
+        raise InputError(
+            f"The tensor has shape {tuple(t.shape)}; tensors are channels first: pass HxW, "
+            f"1xHxW, 3xHxW, 4xHxW or 1xCxHxW (use .permute(2, 0, 1) on an HxWxC tensor)."
+        )
+    if t.ndim not in (2, 3):
+        raise InputError(
+            f"The tensor has {t.ndim} dimensions (shape {tuple(t.shape)}); pass HxW, CxHxW or 1xCxHxW."
+        )
+    _check_cap((int(t.shape[-2]), int(t.shape[-1])), cap)
+    t = t.to("cpu")
+    if t.dtype in (torch.float16, torch.bfloat16):
+        t = t.to(torch.float32)
+    return _from_channels(t, False, value_range, background, what, notes), "tensor"
+
+
+# ----------------------------------------------------------------------------- Pillow
+
+
+def _bits_of_mode_i(im: Image.Image) -> int:
+    """True bit depth of a 32-bit-integer ("I") Pillow image, from its file where known."""
+    if im.format == "PNG":
+        return 16  # PNG stores at most 16 bits per sample
+    tags = getattr(im, "tag_v2", None)
+    if tags is not None:
+        bits = tags.get(258)
+        if isinstance(bits, tuple):
+            bits = bits[0] if bits else None
+        if isinstance(bits, int) and 1 <= bits <= 32:
+            return bits
+    return 32
+
+
+def _pil_to_tensor(
+    im: Image.Image,
+    value_range: str | None,
+    background: tuple[int, int, int],
+    notes: list[str],
+) -> torch.Tensor:
+    """Convert a loaded Pillow image of any mode to 3xHxW float32 in [0, 1]."""
+    mode = im.mode
+    what = f"{mode} image"
+    has_trns = "transparency" in im.info
+
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (has_trns and mode in ("P", "L", "RGB", "1")):
+        rgba = im.convert("RGBA") if mode != "RGBA" else im
+        t = torch.from_numpy(np.asarray(rgba).copy()).permute(2, 0, 1)
+        return _composite(_normalise(t, 0.0, 255.0, "[0,255]", what), background, notes, what)
+
+    if mode in ("RGB", "L", "1", "P", "RGBX"):
+        rgb = im if mode == "RGB" else im.convert("RGB")
+        t = torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1)
+        return _normalise(t, 0.0, 255.0, "[0,255]", what)
+
+    if mode.startswith("I;16") or mode == "I":
+        arr = np.asarray(im)
+        if mode == "I":
+            bits = _bits_of_mode_i(im)
+            arr = arr.astype(np.int64)
+        else:
+            bits = 16
+            arr = arr.astype(np.int32)
+        hi = float(2**bits - 1) if bits < 32 else float(2**31 - 1)
+        t = _normalise(torch.from_numpy(arr).unsqueeze(0), 0.0, hi, f"[0,{int(hi)}]", what)
+        notes.append(
+            f"The image is {bits}-bit greyscale (mode {mode}): its values were scaled to "
+            f"[0,1] in float (divided by {int(hi)}), not reduced to 8 bits, and the grey "
+            f"channel was copied to R, G and B."
+        )
+        return t
+
+    if mode == "F":
+        name = value_range or "[0,1]"
+        lo, hi = VALUE_RANGES[name]
+        t = torch.from_numpy(np.asarray(im, dtype=np.float32).copy()).unsqueeze(0)
+        t = _normalise(t, lo, hi, name, "float (mode F) image")
+        if value_range is None:
+            notes.append(
+                "The image is 32-bit float greyscale (mode F): its values were read as range "
+                "[0,1] (pass value_range= to state another) and copied to R, G and B."
+            )
+        return t
+
+    if mode == "LAB":
+        rgb = _lab_to_rgb(im)
+        notes.append("Colour was converted from CIE LAB to sRGB (D50 white point, littleCMS).")
+    else:
+        try:
+            rgb = im.convert("RGB")
+        except (ValueError, OSError) as exc:
+            raise InputError(
+                f"Images in Pillow mode {mode!r} are not supported ({exc}); save it as an "
+                f"8-bit RGB or greyscale PNG and try again."
+            ) from None
+        if mode in _COLOUR_MODES:
+            notes.append(
+                f"Colour was converted from {mode} to RGB with Pillow's plain formula "
+                f"(no colour management), so colours may shift."
+            )
+        else:
+            notes.append(f"The image (Pillow mode {mode}) was converted to 8-bit RGB.")
+    t = torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1)
+    return _normalise(t, 0.0, 255.0, "[0,255]", what)
+
+
+def _lab_to_rgb(im: Image.Image) -> Image.Image:
+    try:
+        from PIL import ImageCms
+    except ImportError:  # pragma: no cover - Pillow built without littleCMS
+        raise InputError(
+            "Cannot convert a LAB image to RGB here; convert it to RGB first."
+        ) from None
+    try:
+        transform = ImageCms.buildTransform(
+            ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB"
+        )
+        return ImageCms.applyTransform(im, transform)
+    except (OSError, ImageCms.PyCMSError) as exc:  # pragma: no cover
+        raise InputError(
+            f"Cannot convert this LAB image to RGB ({exc}); convert it first."
+        ) from None
+
+
+def _decode_open_image(
+    im: Image.Image,
+    value_range: str | None,
+    background: tuple[int, int, int],
+    cap: int,
+    notes: list[str],
+) -> tuple[torch.Tensor, str]:
+    """Check, load, orient and convert an opened (possibly lazy) Pillow image."""
+    size = (im.height, im.width)
+    _check_cap(size, cap)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            n_frames = int(getattr(im, "n_frames", 1) or 1)
+            if n_frames > 1:
+                im.seek(0)
+            im.load()
+            mode = im.mode
+            oriented = ImageOps.exif_transpose(im)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(_bomb_message(size, cap, exc)) from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:
+        raise CorruptImageError(
+            f"The {im.format or 'image'} file is truncated or damaged and could not be "
+            f"decoded ({exc}). Re-export or re-download it."
+        ) from None
+    if n_frames > 1:
+        notes.append(
+            f"The {im.format or 'image'} is animated with {n_frames} frames; only the first "
+            f"frame was used."
+        )
+    try:
+        t = _pil_to_tensor(oriented, value_range, background, notes)
+    finally:
+        if oriented is not im:
+            oriented.close()
+    return t, mode
+
+
+def _bomb_message(size: tuple[int, int], cap: int, exc: Exception) -> str:
+    limit = Image.MAX_IMAGE_PIXELS
+    hard = f"{2 * limit:,}" if limit else "its limit"
+    return (
+        f"Pillow's decompression-bomb guard refused the image ({exc}). Our cap is {cap:,} "
+        f"pixels (raise it with max_pixels= or the environment variable {MAX_PIXELS_ENV}), "
+        f"but Pillow never opens more than {hard} pixels; use a smaller image."
+    )
+
+
+def _open_and_decode(
+    fp: Any,
+    value_range: str | None,
+    background: tuple[int, int, int],
+    cap: int,
+    notes: list[str],
+) -> tuple[torch.Tensor, str, str | None, tuple[int, int]]:
+    try:
+        with warnings.catch_warnings():
+            # Our own cap is checked right after opening; Pillow's softer warning only adds
+            # noise when a caller raised the cap above Pillow's default on purpose.
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit is not None and cap <= limit:
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+            else:
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(fp)
+    except Image.DecompressionBombWarning as exc:
+        raise ImageTooLargeError(
+            f"The image is larger than Pillow's decompression-bomb limit ({exc}) and over "
+            f"the cap of {cap:,} pixels. Use a smaller image, or raise the cap with "
+            f"max_pixels= or the environment variable {MAX_PIXELS_ENV}."
+        ) from None
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(_bomb_message((0, 0), cap, exc)) from None
+    except UnidentifiedImageError:
+        known = _sniff_format(fp)
+        if known:
+            raise CorruptImageError(
+                f"The data starts like a {known} file but Pillow cannot read it: it is "
+                f"truncated or damaged. Re-export or re-download it."
+            ) from None
+        raise NotAnImageError(
+            f"The data is not an image Pillow can read; use a common format such as "
+            f"{_SUPPORTED_FORMATS}."
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        known = _sniff_format(fp) or "image"
+        raise CorruptImageError(
+            f"The {known} header is truncated or damaged and could not be read ({exc}). "
+            f"Re-export or re-download it."
+        ) from None
+    with im:
+        fmt = im.format
+        t, mode = _decode_open_image(im, value_range, background, cap, notes)
+    return t, mode, fmt, (int(t.shape[-2]), int(t.shape[-1]))
+
+
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
+def _sniff_format(fp: Any) -> str | None:
+    """Name the format whose signature the data starts with, if any (for better errors)."""
+    try:
+        fp.seek(0)
+        head = fp.read(16)
+    except (OSError, ValueError, AttributeError):
+        return None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    for magic, fmt in _MAGIC:
+        if head.startswith(magic):
+            return fmt
+    return None
+
+
+def _read_path(path: str | os.PathLike[str]) -> Any:
+    p = os.fspath(path)
+    if isinstance(p, bytes):
+        p = os.fsdecode(p)
+    if not os.path.exists(p):
+        raise InputError(f"The file {p!r} does not exist; check the path.")
+    if os.path.isdir(p):
+        raise InputError(f"{p!r} is a folder, not an image file.")
+    return p
+
+
+def _file_label(file_name: object) -> str:
+    if isinstance(file_name, (str, os.PathLike)):
+        base = os.path.basename(os.fspath(file_name))
+        if isinstance(base, str) and base:
+            return base
+    return "<bytes>"
+
+
+# ----------------------------------------------------------------------------- public
+
+
+def load_image(
+    source: Any,
+    *,
+    value_range: str | None = None,
+    max_pixels: int | None = None,
+    name: str | None = None,
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> LoadedImage:
+    """Load one image from a path, bytes, file object, PIL image, array or tensor.
+
+    Returns a :class:`LoadedImage` whose tensor is float32 1x3xHxW in [0, 1]. Arrays and
+    tensors of float type need ``value_range``; uint8 implies [0,255] and uint16 [0,65535].
+    ``value_range`` is ignored for integer image files (their range is known) and states the
+    range of float (mode F) images, [0,1] by default. Every refusal is an
+    :class:`~lpips_explain.errors.InputError`.
+    """
+    if isinstance(source, LoadedImage):
+        return source
+    _range_of(value_range)
+    _check_background(background)
+    cap = _resolve_cap(max_pixels)
+    notes: list[str] = []
+    fmt: str | None = None
+
+    if isinstance(source, Image.Image):
+        fmt = source.format
+        t, mode_label = _decode_open_image(source, value_range, background, cap, notes)
+        label = "<PIL image>"
+    elif isinstance(source, torch.Tensor):
+        t, mode_label = _from_tensor(source, value_range, background, cap, notes)
+        label = "<tensor>"
+    elif isinstance(source, np.ndarray):
+        t, mode_label = _from_numpy(source, value_range, background, cap, notes)
+        label = "<array>"
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if not data:
+            raise EmptyInputError("The image data is empty (0 bytes); upload or pass a real file.")
+        t, mode_label, fmt, _ = _open_and_decode(
+            io.BytesIO(data), value_range, background, cap, notes
+        )
+        label = "<bytes>"
+    elif isinstance(source, (str, os.PathLike)):
+        p = _read_path(source)
+        try:
+            fh = open(p, "rb")  # noqa: SIM115 - closed in the finally below
+        except OSError as exc:
+            raise InputError(f"Cannot read the file {p!r}: {exc.strerror or exc}.") from None
+        try:
+            if os.fstat(fh.fileno()).st_size == 0:
+                raise EmptyInputError(f"The file {p!r} is empty (0 bytes).")
+            t, mode_label, fmt, _ = _open_and_decode(fh, value_range, background, cap, notes)
+        finally:
+            fh.close()
+        label = os.path.basename(p)
+    elif hasattr(source, "read"):
+        getvalue = getattr(source, "getvalue", None)
+        data = getvalue() if callable(getvalue) else source.read()
+        if isinstance(data, str):
+            raise InputError("The file object is open in text mode; open it with 'rb'.")
+        data = bytes(data or b"")
+        label = _file_label(getattr(source, "name", None))
+        if not data:
+            shown = f"The file {label!r}" if label != "<bytes>" else "The file object"
+            raise EmptyInputError(f"{shown} is empty (0 bytes); upload a real image file.")
+        t, mode_label, fmt, _ = _open_and_decode(
+            io.BytesIO(data), value_range, background, cap, notes
+        )
+    else:
+        raise InputError(
+            f"Cannot load an image from a {type(source).__name__}; pass a file path, bytes, "
+            f"a binary file object, a PIL image, a numpy array or a torch tensor."
+        )
+
+    tensor = _finish(t)
+    return LoadedImage(
+        tensor=tensor,
+        name=name if name is not None else label,
+        original_size=(int(tensor.shape[-2]), int(tensor.shape[-1])),
+        mode=mode_label,
+        format=fmt,
+        warnings=tuple(notes),
+    )
+
+
+def check_min_size(size: tuple[int, int], net: str, *, label: str = "image") -> None:
+    """Raise ImageTooSmallError if (height, width) ``size`` is too small for trunk ``net``."""
+    minimum = errors.lookup("trunk", net, MIN_SIZES)
+    h, w = int(size[0]), int(size[1])
+    if h < minimum or w < minimum:  # type: ignore[operator]
+        others = ", ".join(f"{k}: {v}x{v} px" for k, v in MIN_SIZES.items() if k != net)
+        raise ImageTooSmallError(
+            f"The {label} is {_px((h, w))}, but the {net!r} trunk needs at least "
+            f"{minimum}x{minimum} px. Use a larger image or another trunk ({others})."
+        )
+
+
+def _labels(images: Sequence[LoadedImage | torch.Tensor]) -> list[str]:
+    letters = string.ascii_uppercase
+    out = []
+    for i, im in enumerate(images):
+        letter = letters[i] if i < len(letters) else f"#{i + 1}"
+        nm = getattr(im, "name", "")
+        out.append(f"{letter} ({nm})" if nm and not nm.startswith("<") else letter)
+    return out
+
+
+def _tensor_of(im: LoadedImage | torch.Tensor, i: int) -> torch.Tensor:
+    t = im.tensor if isinstance(im, LoadedImage) else im
+    if not isinstance(t, torch.Tensor) or t.ndim != 4 or t.shape[:2] != (1, 3):
+        raise InputError(
+            f"align_images takes LoadedImage objects (or 1x3xHxW tensors); item {i} is "
+            f"{type(im).__name__}. Load it with load_image first."
+        )
+    return t
+
+
+def align_images(
+    images: Sequence[LoadedImage], policy: str = "resize"
+) -> tuple[list[torch.Tensor], AlignInfo]:
+    """Bring images to one (height, width) following ``policy`` and say what was done."""
+    if policy not in SIZE_POLICIES:
+        raise UnknownOptionError("size policy", policy, SIZE_POLICIES)
+    items = list(images)
+    if not items:
+        raise InputError("align_images needs at least one image.")
+    tensors = [_tensor_of(im, i) for i, im in enumerate(items)]
+    sizes = tuple((int(t.shape[-2]), int(t.shape[-1])) for t in tensors)
+    if len(set(sizes)) == 1:
+        return tensors, AlignInfo(policy, sizes[0], sizes, (False,) * len(sizes), ())
+
+    labels = _labels(items)
+    if policy == "error":
+        listed = ", ".join(f"{lab} is {_px(s)}" for lab, s in zip(labels, sizes, strict=True))
+        raise SizeMismatchError(
+            f"The images differ in size ({listed}) and the size policy is 'error'. "
+            f"Use size policy 'resize' (antialiased resize to the smallest) or 'crop' "
+            f"(centre crop to the common area) to compare them, or resize them yourself."
+        )
+
+    notes: list[str] = []
+    out: list[torch.Tensor] = []
+    if policy == "resize":
+        target = min(sizes, key=lambda s: s[0] * s[1])  # min() keeps the first of ties
+        for lab, t, s in zip(labels, tensors, sizes, strict=True):
+            if s == target:
+                out.append(t)
+                continue
+            r = TF.resize(
+                t, list(target), interpolation=v2.InterpolationMode.BILINEAR, antialias=True
+            ).clamp_(0.0, 1.0)
+            out.append(r.contiguous())
+            note = f"{lab} resized from {_px(s)} to {_px(target)} (antialiased)"
+            src_ratio = s[1] / s[0]
+            dst_ratio = target[1] / target[0]
+            change = dst_ratio / src_ratio - 1.0
+            if abs(change) > _ASPECT_TOL:
+                how = "wider" if change > 0 else "narrower"
+                note += f"; aspect ratio distorted by {abs(change) * 100:.1f}% ({how})"
+            notes.append(note)
+    else:  # crop
+        target = (min(s[0] for s in sizes), min(s[1] for s in sizes))
+        for lab, t, s in zip(labels, tensors, sizes, strict=True):
+            if s == target:
+                out.append(t)
+                continue
+            out.append(TF.center_crop(t, list(target)).contiguous())
+            notes.append(f"{lab} centre-cropped from {_px(s)} to {_px(target)}")
+    changed = tuple(s != target for s in sizes)
+    return out, AlignInfo(policy, target, sizes, changed, tuple(notes))
+
+
+def align_pair(
+    a: LoadedImage, b: LoadedImage, policy: str = "resize"
+) -> tuple[torch.Tensor, torch.Tensor, AlignInfo]:
+    """:func:`align_images` for exactly two images (labelled A and B in notes)."""
+    (ta, tb), info = align_images([a, b], policy)
+    return ta, tb, info
+
+
+def to_uint8(tensor: torch.Tensor) -> np.ndarray:
+    """1x3xHxW or 3xHxW in [0, 1] -> HxWx3 uint8 (rounded; clamped, for display and saving)."""
+    if not isinstance(tensor, torch.Tensor):
+        raise InputError(f"to_uint8 takes a torch tensor, got {type(tensor).__name__}.")
+    t = tensor.detach().to("cpu", torch.float32)
+    if t.ndim == 4 and t.shape[0] == 1:
+        t = t[0]
+    if t.ndim != 3 or t.shape[0] != 3:
+        raise InputError(
+            f"to_uint8 takes a 1x3xHxW or 3xHxW tensor, got shape {tuple(tensor.shape)}."
+        )
+    return (t.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy().copy()

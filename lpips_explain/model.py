@@ -1,0 +1,183 @@
+"""The LPIPS network: trunk taps, unit-normalisation, lin heads and the pair-aware scorer."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .errors import lookup
+from .weights import VERSIONS, WeightsInfo, load_lin_heads, load_trunk
+
+# eps sits inside the square root: the official x / (sqrt(s) + eps) has an infinite
+# derivative at a zero feature vector (NaN gradients); this one is finite everywhere and
+# differs from it by far less than float32 resolution for any real feature norm.
+EPS_SQ = 1e-20
+
+# ScalingLayer of lpips v0.1: (x - shift) / scale on inputs in [-1, 1].
+SHIFT = (-0.030, -0.088, -0.188)
+SCALE = (0.458, 0.448, 0.450)
+
+_GENERIC_LEVELS = (
+    "edges, colour and fine texture",
+    "small textures and repeated patterns",
+    "mid-level patterns and shapes",
+    "object parts and larger structures",
+    "coarse layout and high-level, semantic-like structure",
+)
+
+
+@dataclass(frozen=True)
+class TrunkSpec:
+    """One trunk of the registry: which torchvision layers are tapped and what they see."""
+
+    name: str
+    label: str
+    taps: tuple[int, ...]  # index in torchvision's `features` of each official slice's last module
+    layer_names: tuple[str, ...]
+    channels: tuple[int, ...]
+    min_size: int  # smallest height and width the trunk can process (measured)
+    levels: tuple[str, ...]  # what each tapped level responds to, for summaries
+
+
+TRUNKS: dict[str, TrunkSpec] = {
+    "alex": TrunkSpec(
+        "alex", "AlexNet", (1, 4, 7, 9, 11),
+        ("relu1", "relu2", "relu3", "relu4", "relu5"),
+        (64, 192, 384, 256, 256), 31, _GENERIC_LEVELS,
+    ),
+    "vgg": TrunkSpec(
+        "vgg", "VGG16", (3, 8, 15, 22, 29),
+        ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
+        (64, 128, 256, 512, 512), 16, _GENERIC_LEVELS,
+    ),
+    "squeeze": TrunkSpec(
+        "squeeze", "SqueezeNet 1.1", (1, 4, 7, 9, 10, 11, 12),
+        ("relu1", "fire3", "fire5", "fire6", "fire7", "fire8", "fire9"),
+        (64, 128, 256, 384, 384, 512, 512), 17,
+        (_GENERIC_LEVELS[0], _GENERIC_LEVELS[1], _GENERIC_LEVELS[2], _GENERIC_LEVELS[3],
+         _GENERIC_LEVELS[3], _GENERIC_LEVELS[4], _GENERIC_LEVELS[4]),
+    ),
+}
+
+
+def get_trunk(net: str) -> TrunkSpec:
+    return lookup("trunk", net, TRUNKS)  # type: ignore[return-value]
+
+
+def normalize(f: Tensor) -> Tensor:
+    """Unit-normalise over channels at every position (NaN-free gradients, see EPS_SQ)."""
+    return f * torch.rsqrt((f * f).sum(dim=1, keepdim=True) + EPS_SQ)
+
+
+class LpipsNet(nn.Module):
+    """LPIPS with its trunk run once per forward: encode a reference, score candidates.
+
+    Images enter as float tensors N x 3 x H x W in [0, 1]; the [-1, 1] mapping and the
+    v0.1 scaling layer happen inside. Weights are frozen; inputs stay differentiable.
+    """
+
+    def __init__(self, spec: TrunkSpec, features: nn.Sequential, heads: Sequence[Tensor],
+                 version: str, weights_info: WeightsInfo, lin_file: str):
+        super().__init__()
+        self.spec = spec
+        self.version = version
+        self.weights_info = weights_info
+        self.lin_file = lin_file
+        self.features = features[: spec.taps[-1] + 1].eval()
+        # channels_last measured 1.15-1.25x faster on this CPU, results unchanged to 1e-8.
+        self.features.to(memory_format=torch.channels_last)
+        for p in self.features.parameters():
+            p.requires_grad_(False)
+        self._tapset = frozenset(spec.taps)
+        self.register_buffer("shift", torch.tensor(SHIFT).view(1, 3, 1, 1))
+        self.register_buffer("scale", torch.tensor(SCALE).view(1, 3, 1, 1))
+        for i, w in enumerate(heads):
+            self.register_buffer(f"head{i}", w.detach().clone().view(1, -1, 1, 1))
+
+    @property
+    def heads(self) -> list[Tensor]:
+        """Lin weights per layer, shape 1 x C x 1 x 1, non-negative."""
+        return [getattr(self, f"head{i}") for i in range(len(self.spec.taps))]
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        return self.spec.layer_names
+
+    def taps(self, x: Tensor) -> list[Tensor]:
+        """Raw trunk features at the official taps for images in [0, 1]."""
+        h = x * 2 - 1
+        if self.version == "0.1":
+            h = (h - self.shift) / self.scale
+        h = h.contiguous(memory_format=torch.channels_last)
+        outs = []
+        for i, module in enumerate(self.features):
+            h = module(h)
+            if i in self._tapset:
+                outs.append(h)
+        return outs
+
+    def encode(self, x: Tensor) -> list[Tensor]:
+        """Unit-normalised features per layer: what LPIPS compares."""
+        return [normalize(f) for f in self.taps(x)]
+
+    def layer_maps(self, ref: Sequence[Tensor], x: Tensor) -> list[Tensor]:
+        """Per-layer maps sum_c w_c (y_ref - y_x)^2 at layer resolution, N x h x w each."""
+        maps = []
+        for y_ref, y, w in zip(ref, self.encode(x), self.heads, strict=True):
+            maps.append(((y_ref - y) ** 2 * w).sum(dim=1))
+        return maps
+
+    def score_encoded(self, ref: Sequence[Tensor], x: Tensor) -> Tensor:
+        """d(ref, x) for each candidate in the batch x, with ref already encoded."""
+        return sum(m.mean(dim=(1, 2)) for m in self.layer_maps(ref, x))
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        """Plain symmetric d(a, b) for batches of pairs (one trunk pass over both)."""
+        n = a.shape[0]
+        feats = self.encode(torch.cat([a, b]))
+        total = 0
+        for y, w in zip(feats, self.heads, strict=True):
+            total = total + ((y[:n] - y[n:]) ** 2 * w).sum(dim=1).mean(dim=(1, 2))
+        return total
+
+
+class ReferenceScorer(nn.Module):
+    """f_ref(x) = d(ref, x): the reference is encoded once; each forward runs the trunk once.
+
+    This is the callable Captum attributes: every trunk module runs exactly once per
+    forward, which hook-based methods assume.
+    """
+
+    def __init__(self, net: LpipsNet, reference: Tensor):
+        super().__init__()
+        self.net = net
+        with torch.no_grad():
+            self.ref = [y.detach() for y in net.encode(reference)]
+        self.reference = reference.detach()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net.score_encoded(self.ref, x)
+
+    def layer_maps(self, x: Tensor) -> list[Tensor]:
+        return self.net.layer_maps(self.ref, x)
+
+    @torch.no_grad()
+    def score_batches(self, x: Tensor, batch_size: int = 16) -> Tensor:
+        """Distances of many candidates, in chunks to bound memory."""
+        return torch.cat([self(x[i: i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+
+
+def build_lpips(net: str = "alex", version: str = "0.1",
+                backbone_weights: str | os.PathLike | None = None, seed: int = 0, *,
+                lin_weights: str | os.PathLike | None = None,
+                progress: bool = True) -> LpipsNet:
+    """Build the network: trunk weights per the weights policy, official (or named) lin heads."""
+    spec = get_trunk(net)
+    lookup("lin version", version, {v: v for v in VERSIONS})
+    features, info = load_trunk(net, backbone_weights, seed, progress=progress)
+    heads, lin_file = load_lin_heads(net, version, spec.channels, lin_weights)
+    return LpipsNet(spec, features, heads, version, info, lin_file).eval()

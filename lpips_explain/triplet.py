@@ -1,0 +1,203 @@
+"""2AFC explanations: which of two candidates LPIPS finds closer to a reference, and why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .decompose import Decomposition, decompose_encoded
+
+if TYPE_CHECKING:
+    from .explainer import Explainer, PreparedInputs, Progress
+
+TIE_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class TripletLayer:
+    name: str
+    distance_a: float
+    distance_b: float
+
+    @property
+    def margin(self) -> float:
+        """distance_b - distance_a: positive means this layer prefers A."""
+        return self.distance_b - self.distance_a
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "distance_a": self.distance_a,
+                "distance_b": self.distance_b, "margin": self.margin}
+
+
+@dataclass(frozen=True)
+class Flip:
+    """The smallest greedy repair of the losing candidate that makes LPIPS change its mind."""
+
+    repaired: str | None  # which candidate is repaired ("a" or "b"); None for a tie
+    exists: bool
+    patches: int  # number of patches repaired (0 if none exists)
+    total_patches: int
+    area: float  # fraction of the image area repaired
+    distance_before: float
+    distance_after: float | None
+    rival_distance: float
+    patch: int
+    statement: str
+    order: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=int))
+
+    def to_dict(self) -> dict:
+        return {"repaired": self.repaired, "exists": self.exists, "patches": self.patches,
+                "total_patches": self.total_patches, "area": self.area,
+                "distance_before": self.distance_before, "distance_after": self.distance_after,
+                "rival_distance": self.rival_distance, "patch": self.patch,
+                "statement": self.statement}
+
+
+@dataclass(frozen=True)
+class TripletExplanation:
+    inputs: Any  # PreparedInputs
+    decomposition_a: Decomposition
+    decomposition_b: Decomposition
+    attribution_a: Any
+    attribution_b: Any
+    flip: Flip
+    backbone: Any
+    repair: Any = None  # the counterfactual.Repair of the repaired candidate
+    warnings: tuple[str, ...] = ()
+    summary: tuple[str, ...] = ()
+
+    @property
+    def distance_a(self) -> float:
+        return self.decomposition_a.distance
+
+    @property
+    def distance_b(self) -> float:
+        return self.decomposition_b.distance
+
+    @property
+    def margin(self) -> float:
+        """distance_b - distance_a: positive means A is closer to the reference."""
+        return self.distance_b - self.distance_a
+
+    @property
+    def closer(self) -> str:
+        if abs(self.margin) <= TIE_TOLERANCE:
+            return "tie"
+        return "a" if self.margin > 0 else "b"
+
+    @property
+    def layers(self) -> tuple[TripletLayer, ...]:
+        return tuple(TripletLayer(la.name, la.distance, lb.distance) for la, lb in
+                     zip(self.decomposition_a.layers, self.decomposition_b.layers, strict=True))
+
+    def to_dict(self) -> dict:
+        from .explainer import SCHEMA
+
+        def attr(x: Any) -> dict | None:
+            return x.to_dict() if x is not None else None
+
+        return {
+            "schema": SCHEMA,
+            "kind": "triplet",
+            "net": self.decomposition_a.net,
+            "version": self.decomposition_a.version,
+            "backbone": self.backbone.to_dict(),
+            "inputs": {"ref": self.inputs.describe(0), "a": self.inputs.describe(1),
+                       "b": self.inputs.describe(2), "size": list(self.inputs.size),
+                       "policy": self.inputs.align.policy,
+                       "alignment": self.inputs.align.to_dict()},
+            "distance_a": self.distance_a,
+            "distance_b": self.distance_b,
+            "closer": self.closer,
+            "margin": self.margin,
+            "margin_convention": "distance_b - distance_a; positive means A is closer",
+            "layers": [lay.to_dict() for lay in self.layers],
+            "top_channels": {
+                "a": [lay.to_dict()["top_channels"] for lay in self.decomposition_a.layers],
+                "b": [lay.to_dict()["top_channels"] for lay in self.decomposition_b.layers],
+            },
+            "attribution": {"a": attr(self.attribution_a), "b": attr(self.attribution_b)},
+            "flip": self.flip.to_dict(),
+            "summary": list(self.summary),
+            "warnings": list(self.warnings),
+        }
+
+
+def _flip(explainer: Explainer, prep: PreparedInputs, da: float, db: float, patch: int,
+          progress: Progress | None) -> tuple[Flip, Any]:
+    from .counterfactual import repair
+
+    if abs(db - da) <= TIE_TOLERANCE:
+        return Flip(None, False, 0, 0, 0.0, da, None, db, patch,
+                    "The two candidates are tied: there is no decision to flip."), None
+    # The loser is repaired toward the reference, patch by patch in greedy order, until it
+    # is strictly closer than the winner: "what would have to be fixed to change the verdict".
+    loser = "b" if da < db else "a"
+    ref, cand = prep.tensors[0], prep.tensors[2 if loser == "b" else 1]
+    before, rival = (db, da) if loser == "b" else (da, db)
+    h, w = ref.shape[-2:]
+    grid = (-(-h // patch)) * (-(-w // patch))
+    rep = repair(explainer.model, ref, cand, patch=patch, max_points=grid + 1,
+                 progress=progress)
+    below = np.flatnonzero(rep.curve_distance < rival)
+    name = loser.upper()
+    if below.size == 0:
+        return Flip(loser, False, 0, grid, 0.0, before, None, rival, patch,
+                    f"No greedy repair of {name}'s {patch} px patches makes it closer than the "
+                    f"other candidate.", rep.order), rep
+    k = int(below[0])
+    steps, area = int(rep.curve_steps[k]), float(rep.curve_area[k])
+    after = float(rep.curve_distance[k])
+    statement = (f"Replacing {steps} of {grid} patches of {name} ({100 * area:.1f}% of the area, "
+                 f"{patch} px patches, greedy order) with the reference's pixels flips the "
+                 f"decision: d(REF, {name}) goes from {before:.4f} to {after:.4f}, below the "
+                 f"other candidate's {rival:.4f}.")
+    return Flip(loser, True, steps, grid, area, before, after, rival, patch, statement,
+                rep.order), rep
+
+
+def explain_triplet(explainer: Explainer, prep: PreparedInputs, *, attribution: str | None,
+                    steps: int | None, patch: int, top_k: int,
+                    progress: Progress | None) -> TripletExplanation:
+    """Distances, per-layer margins, attribution maps for both candidates and the flip."""
+    from .summary import category
+
+    ref, a, b = prep.tensors
+    scorer = explainer.scorer(ref)
+    import torch
+
+    dec_a, dec_b = decompose_encoded(explainer.model, scorer.ref, torch.cat([a, b]), top_k)
+    attr_a = attr_b = None
+    if attribution is not None:
+        from .attribution import attribute
+
+        attr_a = attribute(explainer.model, ref, a, attribution, steps=steps,
+                           progress=progress, seed=explainer.seed)
+        attr_b = attribute(explainer.model, ref, b, attribution, steps=steps,
+                           progress=progress, seed=explainer.seed)
+    flip, rep = _flip(explainer, prep, dec_a.distance, dec_b.distance, patch, progress)
+    result = TripletExplanation(prep, dec_a, dec_b, attr_a, attr_b, flip,
+                                explainer.weights_info, rep, prep.warnings)
+    layers = result.layers
+    if result.closer == "tie":
+        head = f"LPIPS finds A and B equally close to the reference ({dec_a.distance:.4f})."
+    else:
+        win = result.closer.upper()
+        head = (f"LPIPS finds {win} closer to the reference: d(REF, A) = {dec_a.distance:.4f} "
+                f"({category(dec_a.distance)}), d(REF, B) = {dec_b.distance:.4f} "
+                f"({category(dec_b.distance)}), margin {abs(result.margin):.4f}.")
+    summary = [head]
+    if result.closer != "tie":
+        sign = 1 if result.closer == "a" else -1
+        agree = [lay for lay in layers if sign * lay.margin > 0]
+        top = max(layers, key=lambda lay: sign * lay.margin)
+        summary.append(f"{len(agree)} of {len(layers)} layers agree with the verdict; {top.name} "
+                       f"contributes most to the margin ({sign * top.margin:+.4f}).")
+    summary.append(flip.statement)
+    if not explainer.perceptual:
+        summary.append("Warning: the trunk has random weights, so this is not a perceptual "
+                       "judgement.")
+    return TripletExplanation(prep, dec_a, dec_b, attr_a, attr_b, flip, explainer.weights_info,
+                              rep, prep.warnings, tuple(summary))

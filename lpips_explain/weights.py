@@ -1,0 +1,253 @@
+"""Where the trunk (backbone) and lin-head weights come from, and the checks that they loaded."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision.models as tvm
+from torch import nn
+
+from .errors import WeightsError, WeightsMismatchError, WeightsUnavailableError, lookup
+
+BACKBONE_ENV = "LPIPS_EXPLAIN_BACKBONE_WEIGHTS"
+OFFLINE_ENV = "LPIPS_EXPLAIN_OFFLINE"
+VERSIONS = ("0.1", "0.0")
+
+
+@dataclass(frozen=True)
+class _TrunkSource:
+    enum: tvm.WeightsEnum
+    build: Callable[[], nn.Module]  # full torchvision model, random init
+
+
+def _build_vgg16() -> nn.Module:
+    # Building the whole VGG16 initialises a 102M-parameter classifier we never use;
+    # torchvision's own make_layers gives the same `features` with its init.
+    features = tvm.vgg.make_layers(tvm.vgg.cfgs["D"], batch_norm=False)
+    for m in features.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.constant_(m.bias, 0)
+    model = nn.Module()
+    model.features = features
+    return model
+
+
+_SOURCES: dict[str, _TrunkSource] = {
+    "alex": _TrunkSource(tvm.AlexNet_Weights.IMAGENET1K_V1, lambda: tvm.alexnet(weights=None)),
+    "vgg": _TrunkSource(tvm.VGG16_Weights.IMAGENET1K_V1, _build_vgg16),
+    "squeeze": _TrunkSource(
+        tvm.SqueezeNet1_1_Weights.IMAGENET1K_V1, lambda: tvm.squeezenet1_1(weights=None)
+    ),
+}
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where a trunk's weights came from, and whether the result is a perceptual metric."""
+
+    net: str
+    spec: str  # "imagenet", "random" or the path as given
+    source: str  # one sentence for people
+    file: str | None
+    perceptual: bool
+    seed: int | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "weights": self.spec,
+            "perceptual": self.perceptual,
+            "source": self.source,
+            "file": self.file,
+            "seed": self.seed,
+        }
+
+
+def default_backbone_spec() -> str:
+    """The backbone weights used when none are named: env LPIPS_EXPLAIN_BACKBONE_WEIGHTS or imagenet."""
+    return os.environ.get(BACKBONE_ENV, "").strip() or "imagenet"
+
+
+def imagenet_url(net: str) -> str:
+    return lookup("trunk", net, _SOURCES).enum.url
+
+
+def imagenet_cache_path(net: str) -> Path:
+    """The file torchvision's hub cache would hold for this trunk (TORCH_HOME aware)."""
+    url = imagenet_url(net)
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
+def build_features(net: str, seed: int = 0) -> nn.Sequential:
+    """A randomly initialised torchvision ``features`` trunk, deterministic in ``seed``."""
+    source = lookup("trunk", net, _SOURCES)
+    # fork_rng keeps the caller's global RNG untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return source.build().features
+
+
+def _missing_message(net: str, path: Path, reason: str) -> str:
+    return (
+        f"The ImageNet weights of the {net!r} trunk are not available ({reason}). "
+        f"Expected file: {path}. Either put torchvision's file {path.name} there "
+        f"(the hub cache follows TORCH_HOME), or name a local torchvision state_dict with "
+        f"--backbone-weights PATH (or the {BACKBONE_ENV} environment variable). "
+        f"For structure-only demos, --backbone-weights random works offline "
+        f"(not a perceptual metric)."
+    )
+
+
+def _fetch_imagenet(net: str, progress: bool) -> Path:
+    path = imagenet_cache_path(net)
+    if path.is_file():
+        return path
+    if os.environ.get(OFFLINE_ENV, "").strip() not in ("", "0"):
+        raise WeightsUnavailableError(
+            _missing_message(net, path, f"not cached and {OFFLINE_ENV} forbids downloading")
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(imagenet_url(net), str(path), progress=progress)
+    except Exception as exc:  # URLError, socket errors, HTTP errors: all mean "not here"
+        raise WeightsUnavailableError(
+            _missing_message(net, path, f"download failed: {exc}")
+        ) from None
+    return path
+
+
+def _read_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise WeightsError(
+            f"Could not read {path} as a PyTorch state_dict ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}). Only plain tensors are "
+            f"loaded (weights_only=True); save weights with torch.save(model.state_dict(), ...)."
+        ) from None
+    for wrapper in ("state_dict", "model"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
+            obj = obj[wrapper]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{path} does not hold a state_dict (a mapping of names to tensors).")
+    return obj
+
+
+def _features_only(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Accept a full torchvision model's state_dict or one of its ``features`` alone."""
+    if any(k.startswith("features.") for k in state):
+        return {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    return dict(state)
+
+
+def load_features_state(features: nn.Sequential, state: Mapping[str, torch.Tensor], *,
+                        net: str, origin: str) -> None:
+    """Load ``state`` into ``features`` strictly; any mismatch is a WeightsMismatchError."""
+    state = _features_only(state)
+    expected = features.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k}: expected {tuple(expected[k].shape)}, found {tuple(state[k].shape)}"
+        for k in expected
+        if k in state and state[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            parts.append("shape mismatch " + "; ".join(wrong[:3]))
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
+        raise WeightsMismatchError(
+            f"{origin} does not fit the {net!r} trunk ({torchvision_name(net)} features): "
+            + "; ".join(parts)
+            + ". Use a torchvision state_dict of that architecture (full model or `features`)."
+        )
+    features.load_state_dict(state, strict=True)
+
+
+def torchvision_name(net: str) -> str:
+    return {"alex": "AlexNet", "vgg": "VGG16", "squeeze": "SqueezeNet 1.1"}[net]
+
+
+def load_trunk(net: str, spec: str | os.PathLike | None = None, seed: int = 0, *,
+               progress: bool = True) -> tuple[nn.Sequential, WeightsInfo]:
+    """Build the trunk's ``features`` and fill it from ``spec`` (imagenet, random or a path)."""
+    lookup("trunk", net, _SOURCES)
+    spec = default_backbone_spec() if spec is None else spec
+    spec_str = os.fspath(spec)
+    features = build_features(net, seed)
+    if spec_str == "random":
+        info = WeightsInfo(net, "random", f"random initialisation, seed {seed} (not perceptual)",
+                           None, perceptual=False, seed=seed)
+    elif spec_str == "imagenet":
+        path = _fetch_imagenet(net, progress)
+        load_features_state(features, _read_state_dict(path), net=net, origin=str(path))
+        info = WeightsInfo(net, "imagenet",
+                           f"torchvision {_SOURCES[net].enum} from {path}", str(path),
+                           perceptual=True)
+    else:
+        path = Path(spec_str).expanduser()
+        if not path.is_file():
+            raise WeightsUnavailableError(
+                f"Backbone weights file {path} does not exist. Name an existing torchvision "
+                f"state_dict, or use 'imagenet' or 'random'."
+            )
+        load_features_state(features, _read_state_dict(path), net=net, origin=str(path))
+        info = WeightsInfo(net, spec_str, f"local file {path}", str(path.resolve()),
+                           perceptual=True)
+    features.eval()
+    for p in features.parameters():
+        p.requires_grad_(False)
+    return features, info
+
+
+def official_lin_path(net: str, version: str) -> Path:
+    """The lin-head file that ships inside the official ``lpips`` package."""
+    import lpips  # the reference package ships the official heads
+
+    lookup("lin version", version, {v: v for v in VERSIONS})
+    return Path(lpips.__file__).parent / "weights" / f"v{version}" / f"{net}.pth"
+
+
+def load_lin_heads(net: str, version: str, channels: tuple[int, ...],
+                   path: str | os.PathLike | None = None) -> tuple[list[torch.Tensor], str]:
+    """Read the per-layer lin weights (1-D, non-negative) and check every one really loaded."""
+    file = Path(path) if path is not None else official_lin_path(net, version)
+    if not file.is_file():
+        raise WeightsUnavailableError(f"Lin-head file {file} does not exist.")
+    state = _read_state_dict(file)
+    heads = []
+    for i, c in enumerate(channels):
+        key = next((k for k in (f"lin{i}.model.1.weight", f"lin{i}.model.0.weight",
+                                f"lins.{i}.model.1.weight") if k in state), None)
+        if key is None:
+            raise WeightsMismatchError(
+                f"{file} has no weights for lin layer {i} (looked for 'lin{i}.model.1.weight'); "
+                f"it holds: {', '.join(list(state)[:6])}."
+            )
+        w = state[key].detach().to(torch.float32).reshape(-1)
+        if w.numel() != c:
+            raise WeightsMismatchError(
+                f"{file}: lin layer {i} has {w.numel()} channels, the {net!r} trunk has {c}."
+            )
+        if not torch.isfinite(w).all():
+            raise WeightsMismatchError(f"{file}: lin layer {i} holds NaN or Inf.")
+        if (w < 0).any():
+            raise WeightsMismatchError(
+                f"{file}: lin layer {i} has {int((w < 0).sum())} negative weights; LPIPS heads "
+                f"are non-negative (a negative weight would make the distance able to go below 0)."
+            )
+        heads.append(w.clone())
+    extra = [k for k in state if (m := re.match(r"lins?\.?(\d+)\.", k)) and int(m[1]) >= len(channels)]
+    if extra:
+        raise WeightsMismatchError(f"{file} holds more lin layers than the {net!r} trunk has.")
+    return heads, str(file)
