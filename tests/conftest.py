@@ -1,0 +1,69 @@
+"""Shared fixtures: tiny synthetic images, seeded random-trunk models, official-weight transfer."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+ASSETS = REPO / "assets"
+
+# Never reach for the network in tests.
+os.environ.setdefault("LPIPS_EXPLAIN_OFFLINE", "1")
+warnings.filterwarnings("ignore", message=".*pretrained.*", category=UserWarning)
+warnings.filterwarnings("ignore", message=".*weight enum.*", category=UserWarning)
+
+
+def smooth_image(h: int, w: int, seed: int) -> torch.Tensor:
+    """A natural-ish 1x3xHxW image in [0, 1]: upsampled low-resolution noise plus detail."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, 3, max(2, h // 8), max(2, w // 8), generator=g)
+    img = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
+    img = img + 0.05 * torch.rand(1, 3, h, w, generator=g)
+    return img.clamp(0, 1)
+
+
+@pytest.fixture(scope="session")
+def pair() -> tuple[torch.Tensor, torch.Tensor]:
+    a = smooth_image(64, 64, 1)
+    b = (a + 0.15 * (smooth_image(64, 64, 2) - 0.5)).clamp(0, 1)
+    return a, b
+
+
+@pytest.fixture(scope="session")
+def random_explainer():
+    from lpips_explain import Explainer
+
+    return Explainer("alex", "0.1", "random", seed=0)
+
+
+def official_trunk_state(official) -> dict[str, torch.Tensor]:
+    """The official lpips model's trunk as a torchvision `features` state_dict."""
+    return {k.split(".", 1)[1]: v.clone() for k, v in official.net.state_dict().items()}
+
+
+def official_model(net: str, version: str = "0.1", spatial: bool = False):
+    import lpips
+
+    torch.manual_seed(1234)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return lpips.LPIPS(net=net, version=version, pnet_rand=True, spatial=spatial,
+                           verbose=False).eval()
+
+
+def write_png(path: Path, array: np.ndarray) -> Path:
+    from PIL import Image
+
+    Image.fromarray(array).save(path)
+    return path
+
+
+def to_uint8(t: torch.Tensor) -> np.ndarray:
+    return (t[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)

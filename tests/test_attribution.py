@@ -1,0 +1,324 @@
+"""Tests for the Captum attributions on the pair-aware scorer: oracles, completeness, threads."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lpips_explain import attribution as A
+from lpips_explain.errors import InputError, UnknownOptionError
+from lpips_explain.model import ReferenceScorer, build_lpips
+
+METHODS = list(A.METHODS)
+
+
+@pytest.fixture(scope="module")
+def net():
+    return build_lpips("alex", "0.1", "random", seed=0, progress=False)
+
+
+def _smooth(h: int = 64, seed: int = 0) -> torch.Tensor:
+    """Smooth random texture: 8x8 noise upsampled bilinearly."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(1, 3, h // 8, h // 8, generator=g)
+    return F.interpolate(low, size=(h, h), mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def _blur(x: torch.Tensor, k: int = 5) -> torch.Tensor:
+    kernel = torch.ones(3, 1, k, k) / (k * k)
+    return F.conv2d(F.pad(x, (k // 2,) * 4, mode="replicate"), kernel, groups=3).clamp(0, 1)
+
+
+@pytest.fixture(scope="module")
+def pair():
+    a = _smooth(64, 1)
+    return a, _blur(a)
+
+
+@pytest.fixture(scope="module")
+def rough_pair():
+    """A pair far enough apart that gradients and windows matter."""
+    return _smooth(64, 2), _smooth(64, 3)
+
+
+def _grad(net, ref, x):
+    x = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(ReferenceScorer(net, ref)(x).sum(), x)
+    return g[0].double().numpy()
+
+
+# --- registry and errors ---------------------------------------------------------------
+
+
+def test_registry_keys_and_specs():
+    assert set(METHODS) == {"saliency", "input_x_gradient", "integrated_gradients",
+                            "smoothgrad", "occlusion", "layer_gradcam"}
+    assert [m for m in METHODS if A.METHODS[m].uses_hooks] == ["layer_gradcam"]
+    for name, spec in A.METHODS.items():
+        assert spec.name == name and spec.cost and spec.label
+        assert "positive" in spec.description.lower()
+    assert A.get_method("occlusion").defaults["window"] == 16
+
+
+def test_unknown_method_did_you_mean(net, pair):
+    with pytest.raises(UnknownOptionError, match="Did you mean 'integrated_gradients'"):
+        A.attribute(net, *pair, "integrated_gradient")
+    with pytest.raises(UnknownOptionError, match="Did you mean 'smoothgrad'"):
+        A.get_method("smoothgrads")
+
+
+@pytest.mark.parametrize(("method", "kwargs", "match"), [
+    ("smoothgrad", {"window": 8}, "Accepted: samples, stdev"),
+    ("saliency", {"samples": 3}, "Accepted: none"),
+    ("integrated_gradients", {"steps": 0}, "steps must be"),
+    ("occlusion", {"window": 0}, "window must be"),
+    ("occlusion", {"window": 65}, "window must be"),
+    ("occlusion", {"window": 8, "stride": 9}, "stride must be"),
+    ("smoothgrad", {"samples": 0}, "samples must be"),
+    ("saliency", {"steps": 8}, "integrated_gradients only"),
+    ("saliency", {"internal_batch_size": 0}, "internal_batch_size"),
+    ("layer_gradcam", {"layer": 7}, "out of range"),
+])
+def test_bad_parameters_refused(net, pair, method, kwargs, match):
+    with pytest.raises(InputError, match=match):
+        A.attribute(net, *pair, method, **kwargs)
+
+
+def test_bad_layer_name_and_rule(net, pair):
+    with pytest.raises(UnknownOptionError, match="Did you mean 'relu3'"):
+        A.attribute(net, *pair, "layer_gradcam", layer="relu33")
+    with pytest.raises(UnknownOptionError, match="integration rule"):
+        A.attribute(net, *pair, "integrated_gradients", steps=4, rule="simpson")
+
+
+def test_bad_images_refused(net, pair):
+    a, b = pair
+    with pytest.raises(InputError, match="differ in size"):
+        A.attribute(net, a, b[..., :48, :48], "saliency")
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        A.attribute(net, a, b * 2, "saliency")
+    with pytest.raises(InputError, match="at least"):
+        A.attribute(net, a[..., :20, :20], b[..., :20, :20], "saliency")
+
+
+# --- oracles ---------------------------------------------------------------------------
+
+
+def test_ig_adaptive_completeness(net, pair):
+    a, b = pair
+    r = A.attribute(net, a, b)  # default: integrated gradients, adaptive steps
+    with torch.no_grad():
+        d = float(ReferenceScorer(net, a)(b)[0])
+    assert r.method == "integrated_gradients" and r.target == "b"
+    assert r.distance == pytest.approx(d, rel=1e-6) and d > 1e-4
+    assert r.relative_gap is not None and r.relative_gap <= 0.01
+    assert r.total == pytest.approx(r.per_channel.sum(), abs=1e-12)
+    assert r.total == pytest.approx(r.signed.sum(), abs=1e-12)
+    assert r.completeness_gap == pytest.approx(abs(r.total - d), abs=1e-9)
+    # Captum's convergence delta tells the same story as our own float64 sum.
+    assert abs(abs(r.convergence_delta) - r.completeness_gap) < 1e-6
+    assert r.params["adaptive"] is True and r.params["rule"] == "gausslegendre"
+    assert r.params["steps"] == r.steps_tried[-1] and 8 <= r.params["steps"] <= 128
+    assert not r.vanishing
+
+
+def test_ig_escalates_and_reports(net, rough_pair):
+    a, b = rough_pair
+    r = A.attribute(net, a, b, target_gap=1e-6, max_steps=16)
+    assert r.steps_tried == (8, 16) and r.params["steps"] == 16
+    assert any("not met" in n for n in r.notes)
+    fixed = A.attribute(net, a, b, steps=4)
+    assert fixed.steps_tried == (4,) and fixed.params["adaptive"] is False
+    # A 16-point Gauss-Legendre rule is closer to completeness than a 4-point one.
+    assert r.completeness_gap < fixed.completeness_gap
+
+
+def test_saliency_matches_autograd(net, rough_pair):
+    a, b = rough_pair
+    g = _grad(net, a, b)
+    r = A.attribute(net, a, b, "saliency")
+    np.testing.assert_allclose(r.per_channel, g, atol=1e-6, rtol=0)
+    assert np.abs(g).max() > 1e-4  # the oracle is not trivially zero
+    np.testing.assert_allclose(r.signed, g.sum(0), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(r.magnitude, np.abs(g).sum(0), atol=1e-6, rtol=0)
+    np.testing.assert_array_equal(r.positive, np.maximum(r.signed, 0))
+
+
+def test_input_x_gradient_matches(net, rough_pair):
+    a, b = rough_pair
+    expected = b[0].double().numpy() * _grad(net, a, b)
+    r = A.attribute(net, a, b, "input_x_gradient")
+    np.testing.assert_allclose(r.per_channel, expected, atol=1e-6, rtol=0)
+
+
+def test_occlusion_window_is_distance_drop(net, rough_pair):
+    a, b = rough_pair
+    r = A.attribute(net, a, b, "occlusion", window=16, stride=16)
+    assert r.per_channel is None and r.signed.shape == (64, 64)
+    assert r.params == {"window": 16, "stride": 16, "windows": 16}
+    scorer = ReferenceScorer(net, a)
+    with torch.no_grad():
+        d = float(scorer(b)[0])
+        for i, j in [(0, 0), (1, 2), (3, 1)]:
+            ys, xs = slice(16 * i, 16 * i + 16), slice(16 * j, 16 * j + 16)
+            patched = b.clone()
+            patched[..., ys, xs] = a[..., ys, xs]
+            drop = d - float(scorer(patched)[0])
+            block = r.signed[ys, xs]
+            np.testing.assert_allclose(block, drop, atol=1e-6, rtol=0)
+    assert np.abs(r.signed).max() > 1e-4
+
+
+def test_layer_gradcam_all_layers_and_no_hooks(net, rough_pair):
+    a, b = rough_pair
+    for i, name in enumerate(net.spec.layer_names):
+        r = A.attribute(net, a, b, "layer_gradcam", layer=name)
+        assert r.per_channel is None and r.signed.shape == (64, 64)
+        assert np.isfinite(r.signed).all() and np.abs(r.signed).max() > 0
+        assert r.params["layer"] == name and r.params["layer_index"] == i
+    assert A.attribute(net, a, b, "layer_gradcam").params["layer"] == "relu5"
+    for module in net.modules():
+        assert not module._forward_hooks and not module._backward_hooks
+        assert not module._forward_pre_hooks and not module._backward_pre_hooks
+    # The private copy's ReLUs were made out-of-place; the shared net's are untouched.
+    assert any(getattr(m, "inplace", False) for m in net.modules())
+
+
+def test_layer_gradcam_matches_manual(net, rough_pair):
+    """Oracle: sum_c mean_hw(dd/dA_c) * A_c at the tap, upsampled bilinearly."""
+    a, b = rough_pair
+    twin = copy.deepcopy(net)
+    store = {}
+    layer = twin.features[twin.spec.taps[2]]
+    handle = layer.register_forward_hook(lambda m, i, o: store.__setitem__("a", o))
+    d = ReferenceScorer(twin, a)(b.clone().requires_grad_(True)).sum()
+    (g,) = torch.autograd.grad(d, store["a"])
+    handle.remove()
+    cam = (g.mean(dim=(2, 3), keepdim=True) * store["a"]).sum(1, keepdim=True)
+    up = F.interpolate(cam, size=(64, 64), mode="bilinear", align_corners=False)[0, 0]
+    r = A.attribute(net, a, b, "layer_gradcam", layer=2)
+    np.testing.assert_allclose(r.signed, up.detach().double().numpy(), atol=1e-7, rtol=1e-5)
+
+
+def test_smoothgrad_seeded_and_leaves_global_rng(net, rough_pair):
+    a, b = rough_pair
+    state = torch.get_rng_state()
+    r1 = A.attribute(net, a, b, "smoothgrad", seed=3)
+    assert torch.equal(torch.get_rng_state(), state)
+    r2 = A.attribute(net, a, b, "smoothgrad", seed=3)
+    r3 = A.attribute(net, a, b, "smoothgrad", seed=4)
+    np.testing.assert_array_equal(r1.per_channel, r2.per_channel)
+    assert not np.allclose(r1.per_channel, r3.per_channel)
+    assert r1.params == {"samples": 8, "stdev": 0.05, "seed": 3}
+    # SmoothGrad is a blurred saliency map: close to it, not equal.
+    sal = A.attribute(net, a, b, "saliency").signed
+    assert np.corrcoef(sal.ravel(), r1.signed.ravel())[0, 1] > 0.3
+
+
+def test_swap_attributes_the_reference(net, rough_pair):
+    a, b = rough_pair
+    fwd = A.attribute(net, a, b, steps=16)
+    rev = A.attribute(net, a, b, steps=16, swap=True)
+    assert rev.target == "a" and fwd.target == "b"
+    assert rev.distance == pytest.approx(fwd.distance, rel=1e-5)
+    assert rev.relative_gap < 0.01
+    assert not np.allclose(rev.signed, fwd.signed)
+    r = A.attribute(net, a, b, "saliency", swap=True)
+    np.testing.assert_allclose(r.per_channel, _grad(net, b, a), atol=1e-6, rtol=0)
+
+
+# --- degenerate pairs ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_identical_images_vanish(net, pair, method):
+    a = pair[0]
+    r = A.attribute(net, a, a.clone(), method, **({"steps": 4} if "integrated" in method else {}))
+    assert r.distance == 0.0 and r.vanishing
+    for m in (r.per_channel, r.signed, r.magnitude, r.positive):
+        assert m is None or np.isfinite(m).all()
+    assert "vanish" in r.notes[0]
+    if method != "smoothgrad":  # smoothgrad's own noise moves it off the reference
+        assert np.abs(r.signed).max() < 1e-9
+    assert r.relative_gap is None
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_black_candidate_is_finite(net, method):
+    ref = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    black = torch.zeros_like(ref)
+    r = A.attribute(net, ref, black, method, **({"steps": 8} if "integrated" in method else {}))
+    assert r.distance > 0.01
+    for m in (r.per_channel, r.signed, r.magnitude, r.positive):
+        assert m is None or np.isfinite(m).all()
+    assert np.isfinite(r.total)
+    if method == "input_x_gradient":  # 0 x gradient: blank, but not a vanishing gradient
+        assert not r.vanishing and "black" in r.notes[0]
+    else:
+        assert not r.vanishing and np.abs(r.signed).max() > 0
+
+
+# --- contract details -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_progress_inputs_and_dict(net, rough_pair, method):
+    a, b = rough_pair
+    a0, b0 = a.clone(), b.clone()
+    calls = []
+    kw = {"steps": 8} if "integrated" in method else {}
+    r = A.attribute(net, a, b, method, progress=lambda *c: calls.append(c),
+                    internal_batch_size=2, **kw)
+    assert calls and calls[-1][0] == calls[-1][1]
+    assert all(0 <= d <= t for d, t, _ in calls)
+    if method in ("integrated_gradients", "smoothgrad", "occlusion"):
+        assert len(calls) > 1  # reported as it went, not only at the end
+    assert torch.equal(a, a0) and torch.equal(b, b0)
+    assert not a.requires_grad and not b.requires_grad
+    d = json.loads(json.dumps(r.to_dict()))
+    assert {"method", "params", "target", "sum", "distance", "completeness_gap",
+            "relative_gap", "vanishing", "notes"} <= set(d)
+    assert d["sum"] == r.total and d["method"] == method
+    assert (d["completeness_gap"] is None) == (method != "integrated_gradients")
+    for m in (r.signed, r.magnitude, r.positive):
+        assert m.dtype == np.float64 and m.shape == (64, 64)
+
+
+def test_threads_match_solo_runs(net):
+    pairs = [(_smooth(64, 10 + k), _blur(_smooth(64, 10 + k), 3 + 2 * (k % 2))) for k in range(4)]
+    calls = [("layer_gradcam", {"layer": 1}), ("integrated_gradients", {"steps": 8}),
+             ("smoothgrad", {"seed": 7})]
+
+    def run(k):
+        return [A.attribute(net, *pairs[k], m, **kw) for m, kw in calls]
+
+    solo = [run(k) for k in range(4)]
+    results: dict[int, list] = {}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def worker(k):
+        try:
+            barrier.wait()
+            results[k] = run(k)
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for k in range(4):
+        for alone, together in zip(solo[k], results[k], strict=True):
+            np.testing.assert_allclose(together.signed, alone.signed, atol=1e-6, rtol=0)
+            assert together.distance == pytest.approx(alone.distance, abs=1e-7)
+    # Different pairs give different maps (the comparison above is not vacuous).
+    assert not np.allclose(solo[0][1].signed, solo[1][1].signed)

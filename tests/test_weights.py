@@ -1,0 +1,127 @@
+"""The weights policy: hub cache, named files, random, offline errors, lin-head checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision.models as tvm
+from conftest import official_model, official_trunk_state, smooth_image
+
+from lpips_explain import Explainer
+from lpips_explain.errors import WeightsError, WeightsMismatchError, WeightsUnavailableError
+from lpips_explain.model import build_lpips
+from lpips_explain.weights import (
+    BACKBONE_ENV,
+    imagenet_cache_path,
+    load_lin_heads,
+    official_lin_path,
+)
+
+
+@pytest.fixture
+def torch_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("LPIPS_EXPLAIN_OFFLINE", "1")
+    return tmp_path / "torch"
+
+
+def test_imagenet_loads_from_torchvision_hub_cache(torch_home):
+    official = official_model("alex")
+    # torchvision's own file name in the hub cache, full-model state_dict as torchvision saves it
+    path = torch_home / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    assert imagenet_cache_path("alex") == path
+    full = tvm.alexnet(weights=None).state_dict()
+    full.update({f"features.{k}": v for k, v in official_trunk_state(official).items()})
+    path.parent.mkdir(parents=True)
+    torch.save(full, path)
+    model = build_lpips("alex", "0.1", "imagenet")
+    info = model.weights_info
+    assert info.perceptual and info.spec == "imagenet" and info.file == str(path)
+    a, b = smooth_image(64, 64, 1), smooth_image(64, 64, 2)
+    with torch.no_grad():
+        assert abs(float(model(a, b)) - float(official(a * 2 - 1, b * 2 - 1))) < 1e-5
+
+
+def test_offline_without_cache_names_the_file(torch_home):
+    with pytest.raises(WeightsUnavailableError) as exc:
+        build_lpips("vgg", "0.1", "imagenet")
+    msg = str(exc.value)
+    assert "vgg16-397923af.pth" in msg and str(torch_home) in msg
+    assert "--backbone-weights" in msg and BACKBONE_ENV in msg
+
+
+def test_failed_download_is_a_clear_error(torch_home, monkeypatch):
+    monkeypatch.delenv("LPIPS_EXPLAIN_OFFLINE")
+
+    def refuse(url, dst, progress=True):
+        import urllib.error
+
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    with pytest.raises(WeightsUnavailableError, match=r"download failed.*Name or service"):
+        build_lpips("alex", "0.1", "imagenet")
+
+
+def test_wrong_architecture_names_the_mismatch(tmp_path):
+    path = tmp_path / "vgg.pth"
+    torch.save(official_trunk_state(official_model("vgg")), path)
+    with pytest.raises(WeightsMismatchError) as exc:
+        build_lpips("alex", "0.1", str(path))
+    assert "shape mismatch" in str(exc.value) or "missing keys" in str(exc.value)
+    assert "0.weight" in str(exc.value)
+
+
+def test_unreadable_and_missing_files(tmp_path):
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(WeightsError, match="state_dict"):
+        build_lpips("alex", "0.1", str(junk))
+    with pytest.raises(WeightsUnavailableError, match="does not exist"):
+        build_lpips("alex", "0.1", str(tmp_path / "nope.pth"))
+
+
+def test_pickled_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"features.0.weight": torch.zeros(1), "hook": print}, path)
+    with pytest.raises(WeightsError):
+        build_lpips("alex", "0.1", str(path))
+
+
+def test_env_variable_sets_default(monkeypatch):
+    monkeypatch.setenv(BACKBONE_ENV, "random")
+    e = Explainer()
+    assert e.weights_info.spec == "random" and not e.perceptual
+
+
+def test_lin_heads_really_loaded_and_non_negative():
+    model = build_lpips("alex", "0.1", "random")
+    state = torch.load(official_lin_path("alex", "0.1"), weights_only=True, map_location="cpu")
+    for i, head in enumerate(model.heads):
+        ref = state[f"lin{i}.model.1.weight"].reshape(-1)
+        assert torch.equal(head.reshape(-1), ref)
+        assert (head >= 0).all()
+
+
+def test_bad_lin_heads_are_refused(tmp_path):
+    state = torch.load(official_lin_path("alex", "0.1"), weights_only=True, map_location="cpu")
+    neg = {k: v.clone() for k, v in state.items()}
+    neg["lin2.model.1.weight"][0, 0] = -0.5
+    torch.save(neg, tmp_path / "neg.pth")
+    with pytest.raises(WeightsMismatchError, match="negative"):
+        load_lin_heads("alex", "0.1", (64, 192, 384, 256, 256), tmp_path / "neg.pth")
+    partial = {k: v for k, v in state.items() if not k.startswith("lin4")}
+    torch.save(partial, tmp_path / "partial.pth")
+    with pytest.raises(WeightsMismatchError, match="lin layer 4"):
+        load_lin_heads("alex", "0.1", (64, 192, 384, 256, 256), tmp_path / "partial.pth")
+    with pytest.raises(WeightsMismatchError, match="channels"):
+        load_lin_heads("vgg", "0.1", (64, 192, 384, 256, 256))
+
+
+def test_unknown_names_suggest():
+    from lpips_explain.errors import UnknownOptionError
+
+    with pytest.raises(UnknownOptionError, match="Did you mean 'alex'"):
+        build_lpips("alexx", "0.1", "random")
+    with pytest.raises(UnknownOptionError, match="lin version"):
+        build_lpips("alex", "0.2", "random")
