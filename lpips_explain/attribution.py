@@ -493,6 +493,11 @@ def attribute(net: LpipsNet, reference: Tensor, candidate: Tensor,
     else:
         signed = _to_np(out["signed"])
         magnitude = np.abs(signed)
+    if method != "smoothgrad" and torch.equal(base, x):
+        # Identical inputs: every attribution is exactly 0 by maths; batched kernels can
+        # leave ~1e-13 of float noise (e.g. occlusion's differences), which is not signal.
+        signed, magnitude = np.zeros_like(signed), np.zeros_like(magnitude)
+        per_channel = None if per_channel is None else np.zeros_like(per_channel)
     maps = [signed] if per_channel is None else [per_channel]
     if not all(np.isfinite(m).all() for m in maps):
         # Cannot happen with eps inside the square root; refuse rather than show NaN.

@@ -1,0 +1,201 @@
+"""The public Explainer contract: explain, explain_triplet, JSON keys, threads, CLI outputs."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+from conftest import ASSETS, smooth_image
+from test_cli import run_cli
+
+from lpips_explain import Explainer, InputError, UnknownOptionError
+from lpips_explain.report import to_json
+
+R = "[0,1]"
+JSON_KEYS = ("schema", "distance", "net", "version", "backbone", "inputs", "layers",
+             "attribution", "sensitivity", "repair", "summary", "warnings", "timings_ms")
+
+
+@pytest.fixture(scope="module")
+def full(random_explainer, pair):
+    a, b = pair
+    return random_explainer.explain(a, b, value_range=R, patch=16)
+
+
+def test_full_explanation_fills_every_key(full):
+    data = json.loads(to_json(full))
+    for key in JSON_KEYS:
+        assert key in data and data[key] is not None, key
+    assert data["backbone"]["perceptual"] is False
+    assert {"weights", "perceptual"} <= set(data["backbone"])
+    assert {"a", "b", "size", "policy"} <= set(data["inputs"])
+    assert {"method", "sum", "completeness_gap"} <= set(data["attribution"])
+    assert data["sensitivity"] and {"transform", "strength", "distance"} <= set(
+        data["sensitivity"][0])
+    assert {"patch", "curve"} <= set(data["repair"]) and data["repair"]["curve"]
+    assert data["summary"] and all(isinstance(s, str) for s in data["summary"])
+    assert set(data["timings_ms"]) >= {"decompose", "attribution", "sensitivity", "repair"}
+
+
+def test_ig_completeness_within_one_percent(full):
+    attr = full.attribution
+    assert attr.method == "integrated_gradients"
+    assert abs(attr.total - float(attr.per_channel.sum())) < 1e-6
+    assert abs(attr.distance - full.distance) < 1e-6
+    assert attr.relative_gap <= 0.01
+    assert "steps" in attr.params
+
+
+def test_repair_curve_is_real_and_ends_at_zero(full, random_explainer):
+    rep = full.repair
+    assert rep.curve_distance[0] == pytest.approx(full.distance, abs=1e-6)
+    assert rep.curve_distance[-1] <= 1e-7
+    k = len(rep.curve_area) // 2
+    repaired = rep.repaired_image(full.a, full.b, float(rep.curve_area[k]))
+    with torch.no_grad():
+        direct = float(random_explainer.model(full.a, repaired))
+    assert direct == pytest.approx(float(rep.curve_distance[k]), abs=1e-6)
+
+
+def test_identical_images(random_explainer):
+    a = smooth_image(64, 64, 9)
+    for method in ("integrated_gradients", "saliency", "occlusion"):
+        expl = random_explainer.explain(a, a.clone(), attribution=method, value_range=R,
+                                        sensitivity=False, patch=16)
+        assert expl.distance == 0.0
+        attr = expl.attribution
+        assert attr.vanishing and np.all(np.isfinite(attr.signed))
+        assert np.all(attr.signed == 0)
+        assert any("vanish" in n.lower() for n in attr.notes)
+        for lay in expl.decomposition.layers:
+            assert np.all(lay.spatial == 0)
+        assert any("identical" in w for w in expl.warnings)
+        assert any("vanish" in s for s in expl.summary)
+        json.loads(to_json(expl))  # no NaN sneaks into the JSON
+
+
+def test_fast_view_skips_slow_parts(random_explainer, pair):
+    expl = random_explainer.explain(*pair, attribution=None, sensitivity=False, repair=False,
+                                    value_range=R)
+    assert expl.attribution is None and expl.sensitivity is None and expl.repair is None
+    data = expl.to_dict()
+    assert data["attribution"]["method"] is None and data["sensitivity"] == []
+
+
+def test_swap_explains_the_other_image(random_explainer, pair):
+    a, b = pair
+    normal = random_explainer.explain(a, b, attribution="saliency", sensitivity=False,
+                                      repair=False, value_range=R)
+    swapped = random_explainer.explain(a, b, attribution="saliency", sensitivity=False,
+                                       repair=False, value_range=R, swap=True)
+    assert swapped.distance == pytest.approx(normal.distance, abs=1e-6)
+    assert not np.allclose(swapped.attribution.signed, normal.attribution.signed)
+    assert any("swapped" in w.lower() for w in swapped.warnings)
+
+
+def test_unknown_method_fails_before_work(random_explainer, pair):
+    with pytest.raises(UnknownOptionError, match="Did you mean 'saliency'"):
+        random_explainer.explain(*pair, attribution="salency", value_range=R)
+
+
+def test_triplet_margin_is_split_exactly(random_explainer):
+    ref = smooth_image(64, 64, 20)
+    a = (ref + 0.05 * (smooth_image(64, 64, 21) - 0.5)).clamp(0, 1)
+    b = (ref + 0.3 * (smooth_image(64, 64, 22) - 0.5)).clamp(0, 1)
+    tri = random_explainer.explain_triplet(ref, a, b, attribution="saliency", patch=16,
+                                           value_range=R)
+    assert tri.distance_a == pytest.approx(random_explainer.distance(ref, a, value_range=R),
+                                           abs=1e-6)
+    assert tri.closer == "a" and tri.margin > 0
+    assert sum(lay.margin for lay in tri.layers) == pytest.approx(tri.margin, abs=1e-9)
+    data = json.loads(to_json(tri))
+    for key in ("distance_a", "distance_b", "closer", "margin", "layers", "flip"):
+        assert key in data
+    assert {"name", "distance_a", "distance_b", "margin"} <= set(data["layers"][0])
+    flip = tri.flip
+    assert flip.exists and flip.repaired == "b"
+    # the flip is real: rebuild the repaired loser and score it directly
+    repaired = tri.repair.repaired_image(ref, b, flip.area)
+    with torch.no_grad():
+        d_after = float(random_explainer.model(ref, repaired))
+    assert d_after == pytest.approx(flip.distance_after, abs=1e-6)
+    assert d_after < tri.distance_a
+    if flip.patches > 1:  # and it is the smallest greedy one
+        assert tri.repair.curve_distance[flip.patches - 1] >= tri.distance_a
+
+
+def test_triplet_tie(random_explainer):
+    ref = smooth_image(64, 64, 30)
+    a = smooth_image(64, 64, 31)
+    tri = random_explainer.explain_triplet(ref, a, a.clone(), attribution=None, value_range=R)
+    assert tri.closer == "tie" and not tri.flip.exists
+
+
+def test_explanations_identical_alone_and_in_threads(random_explainer):
+    pairs = [(smooth_image(64, 64, 40 + i), smooth_image(64, 64, 50 + i)) for i in range(4)]
+    methods = ["layer_gradcam", "integrated_gradients", "smoothgrad", "occlusion"]
+
+    def run(i):
+        return random_explainer.explain(*pairs[i], attribution=methods[i], steps=None
+                                        if methods[i] != "integrated_gradients" else 8,
+                                        sensitivity=True, repair=True, patch=16, value_range=R)
+
+    alone = [run(i) for i in range(4)]
+    together: list = [None] * 4
+    errors: list = []
+
+    def worker(i):
+        try:
+            together[i] = run(i)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for x, y in zip(alone, together, strict=True):
+        assert x.distance == y.distance
+        np.testing.assert_allclose(x.attribution.signed, y.attribution.signed, atol=1e-6)
+        np.testing.assert_allclose(x.repair.curve_distance, y.repair.curve_distance, atol=1e-7)
+        assert [i.distance for i in x.sensitivity.items] == pytest.approx(
+            [i.distance for i in y.sensitivity.items], abs=1e-7)
+
+
+def test_distance_of_bad_inputs_are_input_errors(random_explainer):
+    with pytest.raises(InputError, match="value_range"):
+        random_explainer.distance(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64))
+    with pytest.raises(InputError):
+        random_explainer.distance(torch.rand(1, 3, 20, 20), torch.rand(1, 3, 20, 20),
+                                  value_range=R)
+
+
+def test_cli_explain_and_triplet_write_files(tmp_path):
+    a = str(ASSETS / "originals" / "chelsea.png")
+    b = str(ASSETS / "distorted" / "chelsea_blur_s2.png")
+    c = str(ASSETS / "distorted" / "chelsea_noise_0.08.png")
+    res = run_cli("explain", a, b, "--out", str(tmp_path / "e"), "--backbone-weights",
+                  "random", "--attribution", "saliency", "--patch", "64", "--json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    for name in ("explanation.json", "report.html", "summary.png"):
+        assert (tmp_path / "e" / name).is_file()
+    on_disk = json.loads((tmp_path / "e" / "explanation.json").read_text())
+    assert on_disk["distance"] == data["distance"]
+    for rel in on_disk["files"].values():
+        assert (tmp_path / "e" / rel).is_file(), rel
+    assert list((tmp_path / "e").glob("maps/*.npy"))
+    res = run_cli("triplet", a, b, c, "--out", str(tmp_path / "t"), "--backbone-weights",
+                  "random", "--attribution", "none", "--patch", "64")
+    assert res.returncode == 0, res.stderr
+    tri = json.loads((tmp_path / "t" / "triplet.json").read_text())
+    assert tri["closer"] in ("a", "b", "tie") and "flip" in tri
+    assert (tmp_path / "t" / "report.html").is_file() and (tmp_path / "t" / "summary.png").is_file()
+    bad = run_cli("explain", a, b, "--out", str(tmp_path / "x"), "--backbone-weights", "random",
+                  "--attribution", "integrated_gradient")
+    assert bad.returncode == 2 and "Did you mean" in bad.stderr and "Traceback" not in bad.stderr
