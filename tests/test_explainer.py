@@ -11,7 +11,7 @@ import torch
 from conftest import ASSETS, smooth_image
 from test_cli import run_cli
 
-from lpips_explain import Explainer, InputError, UnknownOptionError
+from lpips_explain import InputError, UnknownOptionError
 from lpips_explain.report import to_json
 
 R = "[0,1]"
