@@ -34,7 +34,8 @@ from captum.attr import (
 from captum.attr._utils.approximation_methods import SUPPORTED_METHODS as _IG_RULES
 from torch import Tensor, nn
 
-from .errors import ImageTooSmallError, InputError, SizeMismatchError, ValueRangeError, lookup
+from .errors import ImageTooSmallError, InputError, SizeMismatchError, lookup
+from .images import check_tensor
 from .model import LpipsNet, ReferenceScorer
 
 Progress = Callable[[int, int, str], None]
@@ -226,25 +227,7 @@ class _SeededNoiseTunnel(NoiseTunnel):
 
 
 def _as_image(x: object, name: str) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise InputError(f"The {name} must be a torch tensor 1 x 3 x H x W in [0, 1], "
-                         f"got {type(x).__name__}. Load images with lpips_explain.load_image.")
-    t = x.detach()
-    if t.ndim == 3:
-        t = t.unsqueeze(0)
-    if t.ndim != 4 or t.shape[0] != 1 or t.shape[1] != 3:
-        raise InputError(f"The {name} must have shape 1 x 3 x H x W, got {tuple(x.shape)}.")
-    if not t.is_floating_point():
-        raise InputError(f"The {name} must be a float tensor in [0, 1], got {t.dtype}.")
-    t = t.to(torch.float32)
-    if not bool(torch.isfinite(t).all()):
-        raise ValueRangeError(f"The {name} holds NaN or Inf values.")
-    lo, hi = float(t.min()), float(t.max())
-    if lo < 0 or hi > 1:
-        raise ValueRangeError(f"The {name} must lie in [0, 1]; its values span "
-                              f"[{lo:.4g}, {hi:.4g}]. Rescale it before attributing.")
-    return t.clone()
-
+    return check_tensor(x, f"the {name}").clone()
 
 def _int_param(params: dict, key: str, low: int, high: int | None = None) -> int:
     value = params[key]

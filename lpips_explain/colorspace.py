@@ -11,8 +11,8 @@ import torch
 from skimage import color
 from torch import Tensor
 
-from .errors import InputError, SizeMismatchError, ValueRangeError, lookup
-from .images import to_uint8
+from .errors import InputError, SizeMismatchError, lookup
+from .images import check_tensor, to_uint8
 
 if TYPE_CHECKING:
     from .explainer import Explainer
@@ -44,20 +44,7 @@ _CONVERT: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 
 def _check_image(x: object, what: str) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise InputError(f"Expected {what} as a torch.Tensor of shape 1 x 3 x H x W in [0, 1], "
-                         f"got {type(x).__name__}.")
-    if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] != 3:
-        raise InputError(f"Expected {what} of shape 1 x 3 x H x W, got {tuple(x.shape)}.")
-    if not x.is_floating_point():
-        raise InputError(f"Expected {what} as a floating-point tensor in [0, 1], got {x.dtype}.")
-    if not bool(torch.isfinite(x).all()):
-        raise ValueRangeError(f"{what.capitalize()} holds NaN or Inf values.")
-    lo, hi = float(x.min()), float(x.max())
-    if lo < 0.0 or hi > 1.0:
-        raise ValueRangeError(f"Expected {what} values in [0, 1], got [{lo:.4g}, {hi:.4g}].")
-    return x
-
+    return check_tensor(x, what)
 
 def render_as_rgb(x: Tensor, space: str) -> Tensor:
     """``x`` (1 x 3 x H x W RGB in [0, 1]) converted to ``space`` and read back as if it were RGB.

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from . import perturbations, quality
 from .errors import ImageTooSmallError, InputError, SizeMismatchError
+from .images import check_tensor
 from .model import LpipsNet, ReferenceScorer
 
 __all__ = [
@@ -37,21 +38,7 @@ Progress = Callable[[int, int, str], None]
 
 
 def _check_image(x: object, what: str) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise InputError(f"Expected image {what} as a torch.Tensor 1 x 3 x H x W in [0, 1], "
-                         f"got {type(x).__name__}.")
-    if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] != 3:
-        raise InputError(f"Expected image {what} of shape 1 x 3 x H x W, got {tuple(x.shape)}.")
-    if not x.is_floating_point():
-        raise InputError(f"Expected image {what} as a floating-point tensor, got {x.dtype}.")
-    if not bool(torch.isfinite(x).all()):
-        raise InputError(f"Image {what} holds NaN or Inf values.")
-    lo, hi = float(x.min()), float(x.max())
-    if lo < 0.0 or hi > 1.0:
-        raise InputError(f"Expected image {what} in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; "
-                         "convert it to [0, 1] first.")
-    return x.detach()
-
+    return check_tensor(x, f"image {what}")
 
 def _check_pair(net: LpipsNet, a: object, b: object) -> tuple[Tensor, Tensor]:
     a, b = _check_image(a, "A"), _check_image(b, "B")

@@ -17,8 +17,8 @@ from PIL import Image
 from torch import Tensor
 
 from . import images
-from .errors import InputError, LpipsExplainError, SizeMismatchError, ValueRangeError, lookup
-from .images import LoadedImage
+from .errors import InputError, LpipsExplainError, SizeMismatchError, lookup
+from .images import LoadedImage, check_tensor
 
 if TYPE_CHECKING:
     from .explainer import Explainer, PreparedInputs
@@ -131,17 +131,7 @@ class Check:
 
 
 def _check_pair(a: object, b: object) -> tuple[Tensor, Tensor]:
-    checked = []
-    for t, what in ((a, "A"), (b, "B")):
-        if not isinstance(t, Tensor) or t.ndim != 4 or t.shape[0] != 1 or t.shape[1] != 3:
-            shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-            raise InputError(f"Image {what} must be a 1 x 3 x H x W tensor in [0, 1], got {shape}.")
-        if not t.is_floating_point() or not bool(torch.isfinite(t).all()):
-            raise ValueRangeError(f"Image {what} must be a finite floating-point tensor.")
-        if float(t.min()) < 0.0 or float(t.max()) > 1.0:
-            raise ValueRangeError(f"Image {what} has values outside [0, 1] "
-                                  f"({float(t.min()):.4g} to {float(t.max()):.4g}).")
-        checked.append(t)
+    checked = [check_tensor(a, "image A"), check_tensor(b, "image B")]
     ta, tb = checked
     if ta.shape != tb.shape:
         raise SizeMismatchError(f"Images A and B differ in size ({tuple(ta.shape[-2:])} and "

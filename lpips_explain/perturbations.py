@@ -14,6 +14,8 @@ from torchvision.transforms.v2 import functional as tvf
 
 from lpips_explain import errors
 
+from .images import check_tensor
+
 __all__ = [
     "GEOMETRIC_TABLE",
     "PERTURBATIONS",
@@ -28,27 +30,8 @@ PerturbFn = Callable[[Tensor, float, "torch.Generator | None"], Tensor]
 
 def _check_image(x: object) -> Tensor:
     """Refuse anything that is not a floating N x 3 x H x W tensor in [0, 1]."""
-    if not isinstance(x, Tensor):
-        raise errors.InputError(
-            f"Expected a torch.Tensor of shape N x 3 x H x W, got {type(x).__name__}."
-        )
-    if x.ndim != 4 or x.shape[1] != 3 or x.shape[0] < 1:
-        raise errors.InputError(
-            f"Expected an image tensor of shape N x 3 x H x W with N >= 1, got {tuple(x.shape)}."
-        )
-    if not x.is_floating_point():
-        raise errors.InputError(
-            f"Expected a floating-point image tensor with values in [0, 1], got dtype {x.dtype}."
-        )
-    if x.numel() and not bool(torch.isfinite(x).all()):
-        raise errors.ValueRangeError("The image tensor holds NaN or Inf values.")
-    if x.numel() and (float(x.min()) < 0.0 or float(x.max()) > 1.0):
-        raise errors.ValueRangeError(
-            f"Expected image values in [0, 1], got [{float(x.min()):.4g}, {float(x.max()):.4g}]; "
-            "convert the image to [0, 1] first."
-        )
-    return x
-
+    check_tensor(x, "the image tensor", batch=True)
+    return x  # type: ignore[return-value]  (unchanged: callers keep dtype)
 
 def _require(ok: bool, message: str) -> None:
     if not ok:

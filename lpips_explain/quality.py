@@ -8,6 +8,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import Tensor
 
 from lpips_explain import errors
+from lpips_explain.images import check_tensor
 
 __all__ = ["psnr", "ssim"]
 
@@ -16,24 +17,8 @@ _SSIM_WIN = 7  # scikit-image's default window
 
 def _to_hwc(x: object, what: str) -> np.ndarray:
     """Check an N x 3 x H x W tensor in [0, 1] and return it as float64 N x H x W x 3."""
-    if not isinstance(x, Tensor):
-        raise errors.InputError(
-            f"Expected {what} as a torch.Tensor of shape N x 3 x H x W, got {type(x).__name__}."
-        )
-    if x.ndim != 4 or x.shape[1] != 3 or x.shape[0] < 1:
-        raise errors.InputError(
-            f"Expected {what} of shape N x 3 x H x W with N >= 1, got {tuple(x.shape)}."
-        )
-    if not x.is_floating_point():
-        raise errors.InputError(f"Expected {what} as a floating-point tensor, got {x.dtype}.")
-    arr = x.detach().to(device="cpu", dtype=torch.float64).permute(0, 2, 3, 1).numpy()
-    if not np.isfinite(arr).all():
-        raise errors.ValueRangeError(f"{what.capitalize()} holds NaN or Inf values.")
-    if arr.min() < 0.0 or arr.max() > 1.0:
-        raise errors.ValueRangeError(
-            f"Expected {what} values in [0, 1], got [{arr.min():.4g}, {arr.max():.4g}]."
-        )
-    return arr
+    t = check_tensor(x, what, batch=True)
+    return t.to(torch.float64).permute(0, 2, 3, 1).numpy()
 
 
 def _pair(reference: Tensor, candidates: Tensor) -> tuple[np.ndarray, np.ndarray]:
