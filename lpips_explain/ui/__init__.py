@@ -1,0 +1,9 @@
+"""The Streamlit shell's helpers: the only part of lpips_explain that imports streamlit.
+
+Pages (app.py, pages/*.py) read as recipes: ``controls.page_setup`` (shared sidebar, cached
+Explainer, weights panel and random-trunk banner) -> an input helper from ``inputs`` -> one
+core call through ``resources.cached`` (a bounded store, progress fed by the engine) ->
+renderers from ``render``, ``sweeps`` and ``checks``. ``keys`` names every session-state
+entry and widget key; ``state`` carries widget values across pages; ``feedback`` turns
+errors into st.error messages instead of tracebacks.
+"""

@@ -1,0 +1,59 @@
+"""Names of session-state entries and widget keys, in one place so pages and tests agree."""
+
+from __future__ import annotations
+
+# --- session state (plain values, not widgets: they survive page switches) ---------------
+PAIR = "current_pair"  # ui.inputs.Pair: the pair chosen or uploaded on Explain
+TRIPLET = "current_triplet"  # ui.inputs.Triplet: the triplet chosen or uploaded on Triplet
+SWAP = "swap_roles"  # bool: B is the reference and A is explained
+KEEP_PREFIX = "keep__"  # copies of widget values, restored on every page (ui.state)
+
+# --- sidebar widgets (shared by every page) ------------------------------------------------
+NET = "sb_net"
+VERSION = "sb_version"
+BACKBONE = "sb_backbone"
+BACKBONE_PATH = "sb_backbone_path"
+SEED = "sb_seed"
+SIZE_POLICY = "sb_size_policy"
+METHOD = "sb_method"
+IG_STEPS = "sb_ig_steps"
+OCCLUSION_WINDOW = "sb_occlusion_window"
+GRADCAM_LAYER = "sb_gradcam_layer"
+SMOOTHGRAD_SAMPLES = "sb_smoothgrad_samples"
+TOP_K = "sb_top_k"
+PATCH = "sb_patch"
+USE_RANDOM = "use_random_trunk"  # the button offered when ImageNet weights are missing
+
+# --- Explain page ---------------------------------------------------------------------------
+UPLOAD_A = "upload_a"
+UPLOAD_B = "upload_b"
+SAMPLE_PAIR = "sample_pair"
+SWAP_BUTTON = "swap_button"
+MAP_LAYER = "map_layer"
+MAP_UPSAMPLE = "map_upsample"
+CHANNEL_LAYER = "channel_layer"
+CHANNEL_VIEW = "channel_view"
+ATTR_VIEW = "attr_view"
+SWEEP_PICK = "sweep_pick"
+REPAIR_AREA = "repair_area"
+DOWNLOAD_JSON = "download_json"
+DOWNLOAD_HTML = "download_html"
+DOWNLOAD_PNG = "download_png"
+
+# --- Triplet page ---------------------------------------------------------------------------
+TRIPLET_UPLOAD_REF = "triplet_upload_ref"
+TRIPLET_UPLOAD_A = "triplet_upload_a"
+TRIPLET_UPLOAD_B = "triplet_upload_b"
+SAMPLE_TRIPLET = "sample_triplet"
+TRIPLET_ATTR_VIEW = "triplet_attr_view"
+TRIPLET_DOWNLOAD_JSON = "triplet_download_json"
+TRIPLET_DOWNLOAD_HTML = "triplet_download_html"
+TRIPLET_DOWNLOAD_PNG = "triplet_download_png"
+
+# --- Sensitivity page -----------------------------------------------------------------------
+SENS_TRANSFORMS = "sens_transforms"
+SENS_POINTS = "sens_points"
+SENS_RANGE_PREFIX = "sens_range_"  # + perturbation name
+
+# --- Diagnostics page -----------------------------------------------------------------------
+DIAG_FALLBACK = "diag_fallback"

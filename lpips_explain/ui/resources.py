@@ -1,0 +1,122 @@
+"""Cached resources shared by all sessions: the Explainer, and a bounded store of results.
+
+The Explainer is an ``st.cache_resource`` keyed on plain strings. Results (frozen
+dataclasses holding arrays) live in :class:`ResultStore`, a small LRU held by
+``st.cache_resource``: no pickling, a bound on memory, and no Streamlit call recorded
+inside a cached function (a progress bar updated inside ``st.cache_*`` would be replayed
+on the next cache hit against an element that no longer exists). The store also counts
+computations, which the tests use to check that display-only options recompute nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
+
+import streamlit as st
+
+from ..explainer import Explainer
+
+T = TypeVar("T")
+Progress = Callable[[int, int, str], None]
+
+MAX_EXPLAINERS = 6
+MAX_RESULTS = 16
+
+
+@st.cache_resource(max_entries=MAX_EXPLAINERS, show_spinner="Loading the LPIPS network...")
+def get_explainer(net: str, version: str, backbone: str, seed: int,
+                  size_policy: str) -> Explainer:
+    """One Explainer per (trunk, lin version, backbone weights, seed, size policy)."""
+    return Explainer(net, version, backbone, int(seed), size_policy=size_policy)
+
+
+class ResultStore:
+    """A thread-safe LRU of computed results, with per-kind counters of hits and computations."""
+
+    def __init__(self, max_entries: int = MAX_RESULTS) -> None:
+        self.max_entries = max_entries
+        self._data: OrderedDict[tuple, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self.computed: Counter[str] = Counter()
+        self.hits: Counter[str] = Counter()
+
+    def get(self, kind: str, key: Hashable) -> Any:
+        with self._lock:
+            k = (kind, key)
+            if k in self._data:
+                self._data.move_to_end(k)
+                self.hits[kind] += 1
+                return self._data[k]
+        return None
+
+    def put(self, kind: str, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self._data[(kind, key)] = value
+            self._data.move_to_end((kind, key))
+            self.computed[kind] += 1
+            while len(self._data) > self.max_entries:
+                self._data.popitem(last=False)
+
+    def __contains__(self, item: tuple[str, Hashable]) -> bool:
+        with self._lock:
+            return item in self._data
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+@st.cache_resource
+def result_store() -> ResultStore:
+    """The process-wide store (one per server, shared by sessions like the model)."""
+    return ResultStore()
+
+
+def digest(data: bytes) -> str:
+    """A short content hash: results are keyed on image bytes, not file names."""
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+class ProgressBar:
+    """An st.progress fed by the engine's ``progress(done, total, label)`` callback."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._bar = st.progress(0.0, text=text)
+
+    def __call__(self, done: int, total: int, label: str) -> None:
+        fraction = min(1.0, max(0.0, done / total)) if total > 0 else 1.0
+        self._bar.progress(fraction, text=f"{self._text} {label}: {done} of {total}")
+
+    def clear(self) -> None:
+        self._bar.empty()
+
+
+def cached(kind: str, key: Hashable, compute: Callable[[Progress | None], T], *,
+           progress: str | None = None, spinner: str | None = None) -> T:
+    """The stored result for (kind, key), or ``compute(progress_callback)`` stored on a miss.
+
+    With ``progress`` text, a miss shows a progress bar fed by the engine (for computations
+    that report progress), with ``spinner`` text a spinner; both go away when done and a
+    hit shows nothing. Errors are not stored, so a corrected input is computed afresh.
+    """
+    store = result_store()
+    hit = store.get(kind, key)
+    if hit is not None:
+        return hit
+    bar = ProgressBar(progress) if progress else None
+    try:
+        if spinner:
+            with st.spinner(spinner):
+                value = compute(bar)
+        else:
+            value = compute(bar)
+    finally:
+        if bar is not None:
+            bar.clear()
+    store.put(kind, key, value)
+    return value

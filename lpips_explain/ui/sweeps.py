@@ -1,0 +1,166 @@
+"""The Sensitivity page's controls, computations and renderers.
+
+counterfactual.sensitivity() sweeps each perturbation from identity to the far end of its
+registry range and takes no range, so a sweep over a range the user chose is assembled here
+from documented engine functions only: perturbations.perturb_batch builds the variants,
+Explainer.distance scores them against the reference encoded once, quality.psnr/ssim set
+PSNR and SSIM beside them, and the result is the engine's own counterfactual.Sweep.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from .. import plots, quality
+from ..colorspace import colorspace_dependence
+from ..counterfactual import Sweep, sensitivity
+from ..perturbations import PERTURBATIONS, get_perturbation, perturb_batch
+from . import keys
+from .feedback import panel
+from .render import chart
+from .state import persistent
+
+DEFAULT_TRANSFORMS = ("gaussian_blur", "gaussian_noise", "jpeg", "brightness")
+DEFAULT_POINTS = 7
+
+
+# --- controls --------------------------------------------------------------------------------
+
+
+def _default_range(name: str) -> tuple[float, float]:
+    p = PERTURBATIONS[name]
+    lo, hi = sorted((float(p.identity), float(p.far_end())))
+    return lo, hi
+
+
+def sweep_controls(target: str = "B") -> tuple[list[str], dict[str, tuple[float, float]], int]:
+    """Transforms (multiselect), one range slider per transform, and the number of points."""
+    chosen = persistent(st.multiselect, f"Perturbations of {target}", list(PERTURBATIONS),
+                        key=keys.SENS_TRANSFORMS, default=list(DEFAULT_TRANSFORMS),
+                        format_func=lambda n: PERTURBATIONS[n].label)
+    points = int(persistent(st.slider, "Points per sweep", 2, 21, key=keys.SENS_POINTS,
+                            default=DEFAULT_POINTS))
+    ranges: dict[str, tuple[float, float]] = {}
+    cols = st.columns(2)
+    for i, name in enumerate(chosen):
+        p = PERTURBATIONS[name]
+        lo, hi = float(p.range[0]), float(p.range[1])
+        step = 1.0 if p.integer else round((hi - lo) / 100, 6)
+        value = persistent(cols[i % 2].slider, f"{p.label} ({p.unit})", lo, hi, step=step,
+                           key=keys.SENS_RANGE_PREFIX + name, default=_default_range(name),
+                           help=f"{p.description} No change at {p.identity:g}.")
+        ranges[name] = (float(value[0]), float(value[1]))
+    return chosen, ranges, points
+
+
+# --- computations (called through resources.cached) ----------------------------------------------
+
+
+def strengths(name: str, lo: float, hi: float, points: int) -> list[float]:
+    """``points`` evenly spaced strengths over [lo, hi]; whole numbers for integer perturbations."""
+    values = np.linspace(lo, hi, points) if hi > lo else np.array([lo])
+    if PERTURBATIONS[name].integer:
+        values = np.unique(np.floor(values + 0.5))
+    return [float(v) for v in values]
+
+
+def sweep_range(explainer: Any, prep: Any, name: str, lo: float, hi: float, points: int, *,
+                swap: bool = False) -> Sweep:
+    """LPIPS, PSNR and SSIM of the reference against the explained image perturbed over [lo, hi]."""
+    p = get_perturbation(name)
+    ref, cand = roles(prep, swap)
+    values = strengths(name, lo, hi, points)
+    batch = perturb_batch(cand, [(name, s) for s in values], seed=explainer.seed)
+    distances = explainer.distance(ref, list(batch.split(1)), value_range="[0,1]")
+    psnr = quality.psnr(ref, batch)
+    psnr[~np.isfinite(psnr)] = np.nan  # identical images: no finite PSNR (a gap in the curve)
+    return Sweep(transform=name, label=p.label, unit=p.unit,
+                 strengths=np.asarray(values, dtype=np.float64),
+                 distances=np.asarray(distances, dtype=np.float64), psnr=psnr,
+                 ssim=quality.ssim(ref, batch))
+
+
+def roles(prep: Any, swap: bool) -> tuple[Any, Any]:
+    """(reference, explained) tensors: B is explained unless the roles were swapped on Explain."""
+    return (prep.tensors[1], prep.tensors[0]) if swap else (prep.tensors[0], prep.tensors[1])
+
+
+def default_sensitivity(explainer: Any, prep: Any, transforms: list[str], *, swap: bool = False,
+                        progress: Any = None) -> Any:
+    """The engine's sensitivity at default strengths, with the geometric table, no sweeps."""
+    ref, cand = roles(prep, swap)
+    return sensitivity(explainer.model, ref, cand, transforms=transforms, sweep=(),
+                       seed=explainer.seed, progress=progress)
+
+
+def colorspaces(explainer: Any, prep: Any) -> list[Any]:
+    """The pair rendered in RGB, LAB, HSV and YUV and scored by LPIPS (symmetric in A and B)."""
+    return colorspace_dependence(explainer, prep.tensors[0], prep.tensors[1])
+
+
+# --- renderers -----------------------------------------------------------------------------------
+
+
+@panel("the distance")
+def distance_header(sens: Any, swap: bool) -> None:
+    target = "A" if swap else "B"
+    col_d, col_m = st.columns([1, 2])
+    with col_d:
+        st.metric("LPIPS distance", f"{sens.base_distance:.4f}",
+                  help=f"d(reference, {target}) before any perturbation.")
+        st.caption(f"distance = {sens.base_distance:.6f}")
+    if sens.most_sensitive is not None:
+        item = max(sens.items, key=lambda i: abs(i.change))
+        col_m.metric(f"Most sensitive to (perturbing {target} at default strengths)", item.label,
+                     f"{item.change:+.4f} at {item.strength:g} {item.unit}", delta_color="off")
+
+
+@panel("the sweeps")
+def sweeps_panel(sweeps: list[Sweep]) -> None:
+    st.subheader("Sweeps: LPIPS beside PSNR and SSIM")
+    if not sweeps:
+        st.info("Choose at least one perturbation above.")
+        return
+    # Full width: each figure carries three y axes (LPIPS, PSNR, SSIM) that need the room.
+    for sw in sweeps:
+        chart(plots.sweep_figure(sw), f"sens_sweep_{sw.transform}")
+    st.caption("Every marker is a real evaluation of B perturbed at that strength; PSNR has a "
+               "gap where the perturbed image equals A exactly (infinite PSNR).")
+    rows = [{"perturbation": sw.label, "strength": float(s), "unit": sw.unit, "LPIPS": float(d),
+             "PSNR (dB)": None if np.isnan(ps) else float(ps), "SSIM": float(ss)}
+            for sw in sweeps
+            for s, d, ps, ss in zip(sw.strengths, sw.distances, sw.psnr, sw.ssim, strict=True)]
+    with st.expander("The numbers"):
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key="sens_sweep_table")
+
+
+@panel("the geometric sensitivity")
+def geometric_panel(sens: Any) -> None:
+    st.subheader("Default strengths and geometric sensitivity")
+    chart(plots.sensitivity_bars(sens), "sens_bars")
+    st.markdown("**Rotation and translation of B** (a person would barely notice these)")
+    st.dataframe(pd.DataFrame([
+        {"perturbation": it.label, "strength": it.strength, "unit": it.unit,
+         "LPIPS": it.distance, "change": it.change, "PSNR (dB)": it.psnr, "SSIM": it.ssim}
+        for it in sens.geometric]), hide_index=True, key="sens_geometric_table")
+
+
+@panel("the colour spaces")
+def colorspace_panel(rows: list[Any]) -> None:
+    st.subheader("Colour-space dependence")
+    st.caption("LPIPS was trained on sRGB. Here the same pair is converted to another colour "
+               "space and its channels are fed to LPIPS as if they were R, G and B, which is "
+               "what happens when non-RGB arrays reach the metric by mistake.")
+    st.dataframe(pd.DataFrame([{"space": r.space.upper(), "LPIPS": r.distance,
+                                "change vs RGB": r.change, "what LPIPS sees": r.description}
+                               for r in rows]), hide_index=True, key="colorspace_table")
+    cols = st.columns(len(rows))
+    for col, r in zip(cols, rows, strict=True):
+        col.image(r.image_a, caption=f"A as {r.space.upper()}", width="stretch")
+        col.image(r.image_b, caption=f"B as {r.space.upper()} (d = {r.distance:.4f})",
+                  width="stretch")
+

@@ -1,0 +1,34 @@
+"""Diagnostics page: is the input sane, does the maths hold, where do the weights come from,
+and how scoring behaves when LPIPS must refuse."""
+
+from lpips_explain import diagnostics
+from lpips_explain.ui import checks, controls, inputs
+from lpips_explain.ui.feedback import guard
+from lpips_explain.ui.resources import cached
+
+opts, explainer = controls.page_setup(
+    "Diagnostics",
+    "Input anomalies, live self-checks of the maths, the weights in use, and robust scoring "
+    "that keeps refusals as refusals.", analysis=False)
+pair = inputs.current_pair()
+base = (opts.model_key, pair.key)
+
+with guard("loading the pair"):
+    prep = cached("prepare", base,
+                  lambda _p: explainer.prepare(pair.a.source(), pair.b.source()))
+    rows = diagnostics.input_report(prep)
+checks.anomalies_panel(rows, prep.warnings)
+
+with guard("running the self-checks"):
+    results = cached("self-checks", base, lambda _p: diagnostics.self_checks(
+        explainer, prep.tensors[0], prep.tensors[1]), spinner="Running the self-checks...")
+checks.checks_panel(results)
+checks.weights_panel(explainer)
+
+checks.robust_heading()
+fallback = checks.fallback_picker()
+with guard("scoring the demo pairs"):
+    robust = cached("robust", (base, fallback), lambda _p: diagnostics.robust_score(
+        explainer, diagnostics.demo_pairs(pair.a.data, pair.b.data), fallback=fallback),
+        spinner="Scoring the demo pairs...")
+checks.robust_panel(robust)

@@ -1,0 +1,266 @@
+"""AppTest drives of the Explain page (app.py): sample, uploads, bad uploads, options, weights."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+from conftest import REPO, smooth_image, to_uint8
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from lpips_explain import Explainer
+
+TIMEOUT = 180
+DISTANCE = re.compile(r"^distance = (\d+\.\d{6})$")
+
+
+def png(seed: int, size: int = 64, *, shift: float = 0.0) -> bytes:
+    t = smooth_image(size, size, seed)
+    if shift:
+        t = (t + shift * (smooth_image(size, size, seed + 100) - 0.5)).clamp(0, 1)
+    buf = io.BytesIO()
+    Image.fromarray(to_uint8(t)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+A_PNG = png(1)
+B_PNG = png(1, shift=0.3)
+
+
+@pytest.fixture(autouse=True)
+def random_trunk(monkeypatch):
+    monkeypatch.setenv("LPIPS_EXPLAIN_BACKBONE_WEIGHTS", "random")
+    monkeypatch.setenv("LPIPS_EXPLAIN_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def reference() -> Explainer:
+    return Explainer("alex", "0.1", "random")
+
+
+def app() -> AppTest:
+    return AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+
+
+def distance_caption(at: AppTest) -> float:
+    found = [float(m[1]) for c in at.caption if (m := DISTANCE.match(c.value))]
+    assert len(found) == 1, [c.value for c in at.caption]
+    return found[0]
+
+
+def caption_with(at: AppTest, prefix: str) -> str:
+    found = [c.value for c in at.caption if c.value.startswith(prefix)]
+    assert found, [c.value for c in at.caption]
+    return found[0]
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def banner_shown(at: AppTest) -> bool:
+    return any("NOT a perceptual metric" in w.value for w in at.warning)
+
+
+def started() -> AppTest:
+    """The page after its first run (the default sample, cached after the first test), with
+    saliency, the cheapest attribution, chosen for what follows: keeps tests fast on 2 cores."""
+    at = app().run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.selectbox(key="sb_method").set_value("saliency")
+    return at
+
+
+def upload(at: AppTest, a: bytes, b: bytes, names=("a.png", "b.png")) -> AppTest:
+    at.file_uploader(key="upload_a").set_value((names[0], a, "image/png"))
+    at.file_uploader(key="upload_b").set_value((names[1], b, "image/png"))
+    return at
+
+
+def test_default_sample_renders_full_explanation(reference):
+    at = app().run()
+    assert_clean(at)
+    assert banner_shown(at)
+    assert [m.label for m in at.metric][:2] == ["LPIPS distance", "Category"]
+    manifest = __import__("json").loads((REPO / "assets/samples.json").read_text())
+    pair = next(p for p in manifest["pairs"] if p["id"] == manifest["default_pair"])
+    expected = reference.distance(REPO / "assets" / pair["a"], REPO / "assets" / pair["b"])
+    assert distance_caption(at) == pytest.approx(expected, abs=1.5e-6)
+    assert caption_with(at, "5 layers (relu1, relu2, relu3, relu4, relu5)")
+    assert caption_with(at, "Map: spatial LPIPS distance over B, all layers summed")
+    # The slow parts: attribution with completeness, sensitivity, repair, summary, downloads.
+    assert {"Sum of attributions", "Completeness gap"} <= {m.label for m in at.metric}
+    assert caption_with(at, "Integrated gradients from the reference to B")
+    assert len(at.get("plotly_chart")) >= 8
+    assert any("Half of the distance" in md.value or "LPIPS (alex" in md.value
+               for md in at.markdown)
+    assert {b.proto.label for b in at.get("download_button")} == {
+        "JSON (numbers)", "HTML report (offline)", "PNG summary figure"}
+    assert at.session_state["current_pair"].origin.startswith("sample")
+
+
+def test_upload_gives_the_engines_distance(reference):
+    at = upload(started(), A_PNG, B_PNG).run()
+    assert_clean(at)
+    assert distance_caption(at) == pytest.approx(reference.distance(A_PNG, B_PNG), abs=1.5e-6)
+    assert f"{distance_caption(at):.6f}" == f"{reference.distance(A_PNG, B_PNG):.6f}"
+    assert at.session_state["current_pair"].origin == "upload"
+
+
+def _engine_message(data: bytes, name: str = "a.png") -> str:
+    """What the engine says about an upload (a named file object, as the page passes it)."""
+    upload = io.BytesIO(data)
+    upload.name = name
+    try:
+        Explainer("alex", "0.1", "random").prepare(upload, B_PNG)
+    except Exception as exc:
+        return str(exc)
+    raise AssertionError("the engine accepted a bad input")
+
+
+@pytest.mark.parametrize("bad", [
+    pytest.param(A_PNG[: len(A_PNG) // 2], id="truncated"),
+    pytest.param(b"", id="empty"),
+    pytest.param(b"this is not an image at all", id="not-an-image"),
+    pytest.param(png(3, size=16), id="too-small"),
+])
+def test_bad_upload_shows_the_engines_message_and_recovers(bad, reference):
+    at = upload(started(), bad, B_PNG).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.error) == 1
+    assert at.error[0].value == _engine_message(bad)
+    assert not [c for c in at.caption if DISTANCE.match(c.value)]
+    # The page keeps working: the uploaders are still there and a good upload works.
+    at.file_uploader(key="upload_a").set_value(("good.png", A_PNG, "image/png"))
+    at.run()
+    assert_clean(at)
+    assert distance_caption(at) == pytest.approx(reference.distance(A_PNG, B_PNG), abs=1.5e-6)
+
+
+def test_oversized_upload_is_refused_before_decoding(monkeypatch, reference):
+    a, b = png(11), png(11, shift=0.2)  # a pair no other test computed (results are cached)
+    at = started()
+    monkeypatch.setenv("LPIPS_EXPLAIN_MAX_PIXELS", "1000")  # the 64x64 uploads have 4096
+    upload(at, a, b).run()
+    assert not at.exception
+    assert len(at.error) == 1
+    assert at.error[0].value == _engine_message(a)
+    assert "cap of 1,000 pixels" in at.error[0].value
+    monkeypatch.delenv("LPIPS_EXPLAIN_MAX_PIXELS")
+    at.run()
+    assert_clean(at)
+    assert distance_caption(at) == pytest.approx(reference.distance(a, b), abs=1.5e-6)
+
+
+def test_a_failing_panel_shows_an_error_and_the_page_goes_on():
+    def script():
+        import streamlit as st
+
+        from lpips_explain.errors import InputError
+        from lpips_explain.ui.feedback import panel
+
+        @panel("the broken panel")
+        def broken():
+            raise ZeroDivisionError("division by zero")
+
+        @panel("the refusing panel")
+        def refusing():
+            raise InputError("The engine says no.")
+
+        broken()
+        refusing()
+        st.markdown("still here")
+
+    at = AppTest.from_function(script, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "Unexpected error while drawing the broken panel: ZeroDivisionError: division by zero",
+        "The engine says no."]
+    assert at.markdown[-1].value == "still here"
+
+
+def test_one_upload_asks_for_the_other():
+    at = started()
+    at.file_uploader(key="upload_a").set_value(("a.png", A_PNG, "image/png"))
+    at.run()
+    assert not at.exception
+    assert any("Upload image B" in i.value for i in at.info)
+
+
+def test_switching_trunk_changes_layers_and_distance():
+    at = upload(started(), A_PNG, B_PNG).run()
+    before = distance_caption(at)
+    assert caption_with(at, "5 layers")
+    at.selectbox(key="sb_net").set_value("squeeze").run()
+    assert_clean(at)
+    assert caption_with(at, "7 layers (relu1, fire3, fire5, fire6, fire7, fire8, fire9)")
+    squeeze = Explainer("squeeze", "0.1", "random").distance(A_PNG, B_PNG)
+    assert distance_caption(at) == pytest.approx(squeeze, abs=1.5e-6)
+    assert distance_caption(at) != pytest.approx(before, abs=1e-6)
+
+
+def test_display_options_do_not_recompute():
+    from lpips_explain.ui.resources import result_store
+
+    at = upload(started(), A_PNG, png(2)).run()
+    assert_clean(at)
+    store = result_store()
+    computed = dict(store.computed)
+    assert computed.get("explain-full", 0) >= 1
+    at.selectbox(key="map_layer").set_value("relu3").run()
+    assert caption_with(at, "Map: spatial LPIPS distance over B, layer relu3")
+    at.radio(key="map_upsample").set_value("none").run()
+    assert "upsampling: none" in caption_with(at, "Map: spatial LPIPS distance over B, layer relu3")
+    at.selectbox(key="channel_layer").set_value("relu5").run()
+    assert caption_with(at, "relu5: 256 channels")
+    at.radio(key="attr_view").set_value("magnitude").run()
+    at.slider(key="repair_area").set_value(0.5).run()
+    assert_clean(at)
+    assert dict(store.computed) == computed
+    # An analysis option does recompute the slow part (and only that).
+    at.select_slider(key="sb_patch").set_value(16).run()
+    assert_clean(at)
+    assert store.computed["explain-full"] == computed["explain-full"] + 1
+    assert store.computed["explain-fast"] == computed["explain-fast"]
+
+
+def test_swap_explains_a():
+    at = upload(started(), A_PNG, B_PNG).run()
+    at.button(key="swap_button").click().run()
+    assert_clean(at)
+    assert caption_with(at, "Map: spatial LPIPS distance over A")
+    assert any("Roles swapped" in w.value for w in at.warning)
+
+
+def test_missing_imagenet_weights_offer_a_random_trunk(monkeypatch, tmp_path: Path):
+    monkeypatch.delenv("LPIPS_EXPLAIN_BACKBONE_WEIGHTS")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    at = app().run()
+    assert not at.exception
+    assert len(at.error) == 1
+    message = at.error[0].value
+    assert "alexnet-owt-7be5be79.pth" in message and str(tmp_path) in message
+    assert "LPIPS_EXPLAIN_BACKBONE_WEIGHTS" in message
+    assert not banner_shown(at)
+    at.button(key="use_random_trunk").click().run()
+    assert_clean(at)
+    assert banner_shown(at)
+    assert at.selectbox(key="sb_backbone").value == "random"
+    assert distance_caption(at) > 0
+
+
+def test_core_never_imports_streamlit():
+    core = REPO / "lpips_explain"
+    offenders = [
+        str(p.relative_to(REPO)) for p in core.rglob("*.py")
+        if "ui" not in p.relative_to(core).parts[:1]
+        and re.search(r"^\s*(import streamlit|from streamlit)", p.read_text(encoding="utf-8"),
+                      re.MULTILINE)
+    ]
+    assert offenders == []
+    assert any(re.search(r"^import streamlit", p.read_text(encoding="utf-8"), re.MULTILINE)
+               for p in (core / "ui").glob("*.py"))

@@ -1,0 +1,201 @@
+"""AppTest drives of the Triplet, Sensitivity and Diagnostics pages, and of the pair they share."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import pytest
+from conftest import REPO, smooth_image, to_uint8
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from lpips_explain import Explainer
+
+TIMEOUT = 180
+DISTANCE = re.compile(r"^distance = (\d+\.\d{6})$")
+TRIPLET = re.compile(r"^distance_a = (\d+\.\d{6}), distance_b = (\d+\.\d{6}), margin = ")
+MANIFEST = json.loads((REPO / "assets" / "samples.json").read_text(encoding="utf-8"))
+
+
+def png(seed: int, size: int = 64, *, shift: float = 0.0) -> bytes:
+    t = smooth_image(size, size, seed)
+    if shift:
+        t = (t + shift * (smooth_image(size, size, seed + 100) - 0.5)).clamp(0, 1)
+    buf = io.BytesIO()
+    Image.fromarray(to_uint8(t)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def random_trunk(monkeypatch):
+    monkeypatch.setenv("LPIPS_EXPLAIN_BACKBONE_WEIGHTS", "random")
+    monkeypatch.setenv("LPIPS_EXPLAIN_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def reference() -> Explainer:
+    return Explainer("alex", "0.1", "random")
+
+
+def page(name: str) -> AppTest:
+    return AppTest.from_file(str(REPO / name), default_timeout=TIMEOUT)
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def banner_shown(at: AppTest) -> bool:
+    return any("NOT a perceptual metric" in w.value for w in at.warning)
+
+
+def distance_caption(at: AppTest) -> float:
+    found = [float(m[1]) for c in at.caption if (m := DISTANCE.match(c.value))]
+    assert len(found) == 1, [c.value for c in at.caption]
+    return found[0]
+
+
+def asset(rel: str):
+    return REPO / "assets" / rel
+
+
+def default_pair() -> dict:
+    return next(p for p in MANIFEST["pairs"] if p["id"] == MANIFEST["default_pair"])
+
+
+def test_triplet_default_sample(reference):
+    at = page("pages/1_Triplet.py").run()
+    assert_clean(at)
+    assert banner_shown(at)
+    tri = next(t for t in MANIFEST["triplets"] if t["id"] == MANIFEST["default_triplet"])
+    m = next(m for c in at.caption if (m := TRIPLET.match(c.value)))
+    da, db = reference.distance(asset(tri["ref"]), [asset(tri["a"]), asset(tri["b"])])
+    assert float(m[1]) == pytest.approx(da, abs=1.5e-6)
+    assert float(m[2]) == pytest.approx(db, abs=1.5e-6)
+    verdict = next(x for x in at.metric if x.label == "Verdict").value
+    assert verdict == ("A is closer" if da < db else "B is closer")
+    # Margin chart, both attribution maps, the repair curve; the flip and the downloads.
+    keys = {c.proto.id for c in at.get("plotly_chart")}
+    assert len(keys) >= 4
+    assert any("flips the decision" in s.value for s in at.success)
+    assert len(at.get("download_button")) == 3
+
+
+def test_triplet_uploads_and_a_bad_one(reference):
+    at = page("pages/1_Triplet.py").run()
+    at.selectbox(key="sb_method").set_value("saliency")
+    ref, a, b = png(5), png(5, shift=0.2), png(5, shift=0.5)
+    at.file_uploader(key="triplet_upload_ref").set_value(("ref.png", ref, "image/png"))
+    at.file_uploader(key="triplet_upload_a").set_value(("a.png", a, "image/png"))
+    at.file_uploader(key="triplet_upload_b").set_value(("b.png", b"GIF89a broken", "image/gif"))
+    at.run()
+    assert not at.exception
+    assert len(at.error) == 1
+    with pytest.raises(Exception) as engine:
+        reference.load(b"GIF89a broken")
+    assert at.error[0].value == str(engine.value)
+    at.file_uploader(key="triplet_upload_b").set_value(("b.png", b, "image/png"))
+    at.run()
+    assert_clean(at)
+    m = next(m for c in at.caption if (m := TRIPLET.match(c.value)))
+    da, db = reference.distance(ref, [a, b])
+    assert (float(m[1]), float(m[2])) == (pytest.approx(da, abs=1.5e-6),
+                                          pytest.approx(db, abs=1.5e-6))
+
+
+def test_sensitivity_default_pair(reference):
+    at = page("pages/2_Sensitivity.py").run()
+    assert_clean(at)
+    assert banner_shown(at)
+    pair = default_pair()
+    assert distance_caption(at) == pytest.approx(
+        reference.distance(asset(pair["a"]), asset(pair["b"])), abs=1.5e-6)
+    chosen = at.multiselect(key="sens_transforms").value
+    charts = {c.proto.id for c in at.get("plotly_chart")}
+    assert len(charts) == len(chosen) + 1  # one sweep per transform, plus the bars
+    tables = at.dataframe
+    assert len(tables) >= 3  # sweep numbers, geometric table, colour-space table
+    spaces = [r for r in tables if "space" in r.value.columns]
+    assert list(spaces[0].value["space"]) == ["RGB", "LAB", "HSV", "YUV"]
+    geometric = [r for r in tables if "change" in r.value.columns and "perturbation" in
+                 r.value.columns]
+    assert set(geometric[0].value["perturbation"]) == {"Rotation", "Translation"}
+
+
+def test_sensitivity_range_and_points_reach_the_sweep():
+    at = page("pages/2_Sensitivity.py").run()
+    at.multiselect(key="sens_transforms").set_value(["gaussian_blur"])
+    at.slider(key="sens_points").set_value(4)
+    at.run()
+    at.slider(key="sens_range_gaussian_blur").set_value((1.0, 2.5))
+    at.run()
+    assert_clean(at)
+    table = next(t.value for t in at.dataframe if "LPIPS" in t.value.columns
+                 and "strength" in t.value.columns and "SSIM" in t.value.columns
+                 and "change" not in t.value.columns)
+    assert list(table["strength"]) == pytest.approx([1.0, 1.5, 2.0, 2.5])
+    base = distance_caption(at)
+    assert len(table) == 4 and (table["LPIPS"] > 0).all()
+    assert not (table["LPIPS"] == base).any()  # sigma >= 1 changes B: none is the unperturbed pair
+
+
+def test_diagnostics_default_pair():
+    at = page("pages/3_Diagnostics.py").run()
+    assert_clean(at)
+    assert banner_shown(at)
+    assert any("self-checks passed" in s.value for s in at.success)
+    robust = next(t.value for t in at.dataframe if "LPIPS refused because" in t.value.columns)
+    refused = robust[robust["LPIPS refused because"] != ""]
+    assert len(refused) >= 3
+    assert refused["LPIPS"].isna().all()  # a refusal never gets a number from the other metric
+    counts = {m.label: m.value for m in at.metric}
+    assert int(counts["LPIPS scored"]) + int(counts["LPIPS refused"]) == len(robust)
+    assert any("different metric" in c for c in robust.columns)
+
+
+def test_pair_carries_across_pages(reference):
+    at = page("app.py").run()
+    at.selectbox(key="sb_method").set_value("saliency")
+    a, b = png(7), png(7, shift=0.4)
+    at.file_uploader(key="upload_a").set_value(("mine_a.png", a, "image/png"))
+    at.file_uploader(key="upload_b").set_value(("mine_b.png", b, "image/png"))
+    at.run()
+    assert_clean(at)
+    expected = reference.distance(a, b)
+    at.switch_page("pages/2_Sensitivity.py").run()
+    assert_clean(at)
+    assert banner_shown(at)
+    assert any("A = mine_a.png, B = mine_b.png" in c.value for c in at.caption)
+    assert distance_caption(at) == pytest.approx(expected, abs=1.5e-6)
+    # Sidebar choices survive the page switch too.
+    assert at.selectbox(key="sb_net").value == "alex"
+    at.switch_page("pages/3_Diagnostics.py").run()
+    assert_clean(at)
+    assert banner_shown(at)
+    robust = next(t.value for t in at.dataframe if "LPIPS refused because" in t.value.columns)
+    assert robust["LPIPS"][0] == pytest.approx(expected, abs=1e-6)
+
+
+def test_choices_and_uploads_survive_page_switches(reference):
+    at = page("app.py").run()
+    at.selectbox(key="sb_method").set_value("saliency")
+    a, b = png(8), png(8, shift=0.3)
+    at.file_uploader(key="upload_a").set_value(("x.png", a, "image/png"))
+    at.file_uploader(key="upload_b").set_value(("y.png", b, "image/png"))
+    at.run()
+    at.selectbox(key="sb_net").set_value("squeeze").run()
+    assert_clean(at)
+    at.switch_page("pages/3_Diagnostics.py").run()
+    assert_clean(at)
+    assert at.selectbox(key="sb_net").value == "squeeze"
+    # Back on Explain: the method (not drawn on Diagnostics) and the uploaded pair are kept.
+    at.switch_page("app.py").run()
+    assert_clean(at)
+    assert at.selectbox(key="sb_method").value == "saliency"
+    assert at.selectbox(key="sb_net").value == "squeeze"
+    assert any("uploaded earlier (x.png, y.png)" in c.value for c in at.caption)
+    squeeze = Explainer("squeeze", "0.1", "random").distance(a, b)
+    assert distance_caption(at) == pytest.approx(squeeze, abs=1.5e-6)

@@ -1,0 +1,504 @@
+"""End to end: the real Streamlit server, driven in Debian's chromium with Playwright.
+
+Uploads go through the page's own file inputs; the distance the page shows is checked
+against the CLI on the same files. Under CI (CI=true) these tests run, never skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from conftest import REPO, smooth_image, to_uint8, write_png
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+ARTIFACTS = REPO / "test-artifacts"
+ENV = {"LPIPS_EXPLAIN_BACKBONE_WEIGHTS": "random", "LPIPS_EXPLAIN_OFFLINE": "1",
+       "PYTHONUNBUFFERED": "1"}
+HEALTH_WAIT_S = 90.0
+RESULT_WAIT_S = 180.0  # a full explanation on 2 CPUs, with a second session competing
+STABLE_S = 3.0  # a result counts once the run is over and it has not changed for this long
+POLL_S = 0.5
+CAPTION_RE = re.compile(r"^\s*distance = (\d+\.\d{6})\s*$", re.MULTILINE)
+BANNER_RE = re.compile(r"not a perceptual metric", re.IGNORECASE)
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, **ENV}
+
+
+# --- the server ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen
+    log: Path
+
+    def tail(self, n: int = 60) -> str:
+        try:
+            lines = self.log.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError as exc:
+            return f"(server log unreadable: {exc})"
+        state = "running" if self.proc.poll() is None else f"exited {self.proc.returncode}"
+        return f"--- server ({state}) log tail ---\n" + "\n".join(lines[-n:])
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+            return r.read().decode().strip() == "ok"
+    except OSError:
+        return False
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> Path:
+    if not CHROMIUM.exists():
+        if _in_ci():
+            pytest.fail(f"{CHROMIUM} is missing: under CI the browser test must run "
+                        f"(apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} is missing (install Debian's chromium to run this test)")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def server(chromium_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py",
+           "--server.headless", "true", "--server.address", "127.0.0.1",
+           "--server.port", str(port), "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=out, stderr=subprocess.STDOUT)
+    srv = Server(url, proc, log)
+    try:
+        deadline = time.monotonic() + HEALTH_WAIT_S
+        while not _healthy(url):
+            if proc.poll() is not None:
+                pytest.fail(f"the Streamlit server exited early\n{srv.tail()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"{url}/_stcore/health not ok after {HEALTH_WAIT_S:.0f} s\n"
+                            f"{srv.tail()}")
+            time.sleep(POLL_S)
+        yield srv
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path: Path) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright  # a missing package fails loudly
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(chromium_path), headless=True,
+                              args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+# --- the images and the CLI's numbers ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImagePair:
+    a: Path
+    b: Path
+    cli_distance: float
+
+
+def _noisy(img: torch.Tensor, seed: int, sigma: float) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (img + sigma * torch.randn(img.shape, generator=g)).clamp(0, 1)
+
+
+def _blurred(img: torch.Tensor) -> torch.Tensor:
+    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0])
+    k = (k[:, None] * k[None, :]) / 256.0
+    weight = k.expand(3, 1, 5, 5).contiguous()
+    padded = torch.nn.functional.pad(img, (2, 2, 2, 2), mode="replicate")
+    return torch.nn.functional.conv2d(padded, weight, groups=3).clamp(0, 1)
+
+
+def _cli_command(a: Path, b: Path) -> list[str]:
+    return [sys.executable, "-m", "lpips_explain", "distance", str(a), str(b), "--json"]
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ImagePair]:
+    """Three small pairs (96x96, smooth vs noisy or blurred) and the CLI's distance for each."""
+    folder = tmp_path_factory.mktemp("pairs")
+    specs = {
+        "main": (smooth_image(96, 96, 11), lambda t: _noisy(t, 5, 0.10)),
+        "s1": (smooth_image(96, 96, 21), lambda t: _blurred(_noisy(t, 6, 0.05))),
+        "s2": (smooth_image(96, 96, 31), lambda t: _noisy(t, 7, 0.20)),
+    }
+    files = {}
+    for name, (ref, distort) in specs.items():
+        a = write_png(folder / f"{name}_ref.png", to_uint8(ref))
+        b = write_png(folder / f"{name}_dist.png", to_uint8(distort(ref)))
+        files[name] = (a, b)
+    # The three CLI runs side by side (each loads torch: a few seconds).
+    procs = {name: subprocess.Popen(_cli_command(a, b), cwd=REPO, env=_env(),
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name, (a, b) in files.items()}
+    out = {}
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=RESULT_WAIT_S)
+        assert proc.returncode == 0, (
+            f"CLI {' '.join(_cli_command(*files[name]))} exited {proc.returncode}\n{stderr[-3000:]}")
+        result = json.loads(stdout)
+        assert result["backbone"]["weights"] == "random" and not result["backbone"]["perceptual"]
+        out[name] = ImagePair(*files[name], float(result["distance"]))
+    values = [f"{p.cli_distance:.6f}" for p in out.values()]
+    assert len(set(values)) == len(values), f"the test pairs should differ in distance: {values}"
+    return out
+
+
+# --- reading the page ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PageState:
+    caption: str | None  # the 6-decimal distance of the "distance = ..." caption
+    script: str | None  # stApp's data-test-script-state: initial, running, notRunning, ...
+    status_widgets: int  # the "Running..." widget (absent when idle)
+    charts: int  # stPlotlyChart elements
+    charts_drawn: int  # ... of them holding a plotly svg
+    exceptions: int  # stException boxes
+    errors: tuple[str, ...]  # st.error texts
+
+    @property
+    def idle(self) -> bool:
+        return self.script in (None, "notRunning") and self.status_widgets == 0
+
+
+def _read(page: Any) -> PageState:
+    body = page.inner_text("body")
+    captions = CAPTION_RE.findall(body)
+    app = page.locator('[data-testid="stApp"]')
+    script = app.first.get_attribute("data-test-script-state") if app.count() else None
+    charts = page.locator('[data-testid="stPlotlyChart"]')
+    drawn = sum(1 for i in range(charts.count())
+                if charts.nth(i).locator(".main-svg").count() > 0)
+    errors = page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
+    return PageState(captions[0] if captions else None, script,
+                     page.locator('[data-testid="stStatusWidget"]').count(), charts.count(),
+                     drawn, page.locator('[data-testid="stException"]').count(),
+                     tuple(e.strip()[:300] for e in errors))
+
+
+def _describe(page: Any, server: Server, what: str, state: PageState | None = None) -> str:
+    state = state or _read(page)
+    shot = ARTIFACTS / f"browser_failure_{re.sub(r'[^a-z0-9]+', '_', what.lower())[:40]}.png"
+    try:
+        _full_page_screenshot(page, [shot])
+    except Exception as exc:  # the message matters more than the picture
+        shot = Path(f"(screenshot failed: {exc})")
+    return f"{what}\npage state: {state}\nscreenshot: {shot}\n{server.tail()}"
+
+
+def _wait_result(page: Any, server: Server, *, other_than: str | None = None,
+                 timeout: float = RESULT_WAIT_S) -> PageState:
+    """Wait until the page shows a distance caption (other than `other_than`), the script is
+    no longer running, and the value has stayed put for STABLE_S seconds."""
+    deadline = time.monotonic() + timeout
+    settled: str | None = None  # the caption seen ready since `since`
+    since = 0.0
+    state: PageState | None = None
+    while time.monotonic() < deadline:
+        state = _read(page)
+        assert not state.exceptions and not state.errors, _describe(
+            page, server, "the app shows an exception or an error", state)
+        if state.caption is not None and state.caption != other_than and state.idle:
+            if state.caption != settled:
+                settled, since = state.caption, time.monotonic()
+            elif time.monotonic() - since >= STABLE_S:
+                return state
+        else:
+            settled = None
+        time.sleep(POLL_S)
+    raise AssertionError(_describe(
+        page, server, f"no settled distance caption (other than {other_than}) within "
+                      f"{timeout:.0f} s", state))
+
+
+def _wait_charts(page: Any, server: Server, n: int = 3, timeout: float = 60.0) -> PageState:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = _read(page)
+        if state.charts_drawn >= n:
+            return state
+        if time.monotonic() > deadline:
+            raise AssertionError(_describe(
+                page, server, f"fewer than {n} plotly charts drawn within {timeout:.0f} s",
+                state))
+        time.sleep(POLL_S)
+
+
+def _file_input(page: Any, key: str, index: int) -> Any:
+    """The file input of the uploader with `key` (Streamlit tags the widget's container with
+    st-key-<key>); the index-th uploader on the page if the key class is not there."""
+    keyed = page.locator(f".st-key-{key} input[type=file]")
+    if keyed.count() == 1:
+        return keyed
+    return page.locator('[data-testid="stFileUploader"] input[type=file]').nth(index)
+
+
+def _uploader(page: Any, key: str, index: int) -> Any:
+    keyed = page.locator(f".st-key-{key}")
+    if keyed.count() == 1:
+        return keyed
+    return page.locator('[data-testid="stFileUploader"]').nth(index)
+
+
+def _upload_pair(page: Any, server: Server, pair: ImagePair) -> None:
+    """A into the first uploader, and once the page lists it, B into the second."""
+    for key, index, path in (("upload_a", 0, pair.a), ("upload_b", 1, pair.b)):
+        try:
+            _file_input(page, key, index).set_input_files(str(path), timeout=30_000)
+            _uploader(page, key, index).get_by_text(path.name).first.wait_for(
+                state="visible", timeout=60_000)
+        except Exception as exc:
+            raise AssertionError(_describe(page, server, f"uploading {path.name} into {key} "
+                                                         f"failed: {exc}")) from exc
+
+
+def _open(page: Any, server: Server) -> PageState:
+    page.goto(server.url, wait_until="domcontentloaded", timeout=60_000)
+    return _wait_result(page, server)
+
+
+def _same_distance(shown: str | None, expected: float) -> bool:
+    return shown is not None and (shown == f"{expected:.6f}"
+                                  or abs(float(shown) - expected) <= 1e-6 + 1e-12)
+
+
+def _full_page_screenshot(page: Any, paths: list[Path]) -> None:
+    """Streamlit scrolls inside stMain, so grow the viewport to the content first."""
+    height = page.evaluate(
+        "() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
+        " return Math.max(m ? m.scrollHeight : 0, document.body.scrollHeight); }")
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": int(min(max(height, 800), 16000))})
+    page.wait_for_timeout(1500)  # let plotly relayout to the new size
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(size)
+
+
+# --- the tests -----------------------------------------------------------------------------------
+
+
+def test_upload_in_browser_matches_cli(server: Server, browser: Any,
+                                       pairs: dict[str, ImagePair], tmp_path: Path) -> None:
+    pair = pairs["main"]
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = context.new_page()
+        sample = _open(page, server)
+        body = page.inner_text("body")
+        assert BANNER_RE.search(body), _describe(
+            page, server, "no 'not a perceptual metric' banner with the random trunk")
+        assert not _same_distance(sample.caption, pair.cli_distance), (
+            f"the test pair's distance {pair.cli_distance:.6f} equals the sample's "
+            f"{sample.caption}: pick another test pair")
+
+        _upload_pair(page, server, pair)
+        state = _wait_result(page, server, other_than=sample.caption)
+        assert _same_distance(state.caption, pair.cli_distance), _describe(
+            page, server, f"page shows distance = {state.caption}, the CLI "
+                          f"{pair.cli_distance:.6f} ({pair.cli_distance!r})", state)
+
+        state = _wait_charts(page, server, 3)
+        assert state.charts_drawn >= 3
+        assert state.exceptions == 0 and not state.errors, _describe(
+            page, server, "the app shows an exception or an error", state)
+        assert state.caption == _read(page).caption  # nothing reran behind our back
+
+        _full_page_screenshot(page, [ARTIFACTS / "browser_explain.png",
+                                     tmp_path / "browser_explain.png"])
+        assert (ARTIFACTS / "browser_explain.png").stat().st_size > 10_000
+    finally:
+        context.close()
+
+
+def test_two_sessions_keep_their_own_results(server: Server, browser: Any,
+                                             pairs: dict[str, ImagePair]) -> None:
+    sessions = {name: browser.new_context(viewport={"width": 1400, "height": 1000})
+                for name in ("s1", "s2")}
+    try:
+        pages = {name: ctx.new_page() for name, ctx in sessions.items()}
+        for page in pages.values():
+            page.goto(server.url, wait_until="domcontentloaded", timeout=60_000)
+        samples = {name: _wait_result(page, server) for name, page in pages.items()}
+
+        # Interleave the uploads so that both sessions compute at the same time.
+        for key, index in (("upload_a", 0), ("upload_b", 1)):
+            for name, page in pages.items():
+                path = pairs[name].a if key == "upload_a" else pairs[name].b
+                _file_input(page, key, index).set_input_files(str(path), timeout=30_000)
+        for name, page in pages.items():
+            for key, index, path in (("upload_a", 0, pairs[name].a),
+                                     ("upload_b", 1, pairs[name].b)):
+                _uploader(page, key, index).get_by_text(path.name).first.wait_for(
+                    state="visible", timeout=60_000)
+
+        shown = {name: _wait_result(page, server, other_than=samples[name].caption).caption
+                 for name, page in pages.items()}
+        # Read both once more after both settled: a late result must not land in the other.
+        for name, page in pages.items():
+            state = _read(page)
+            assert state.caption == shown[name] and state.idle, _describe(
+                page, server, f"session {name} changed after settling: {shown[name]} -> "
+                              f"{state.caption}", state)
+            assert _same_distance(state.caption, pairs[name].cli_distance), _describe(
+                page, server, f"session {name} shows distance = {state.caption}, the CLI for "
+                              f"its pair {pairs[name].cli_distance:.6f}; all pairs: "
+                              f"{[f'{p.cli_distance:.6f}' for p in pairs.values()]}",
+                state)
+            other = "s2" if name == "s1" else "s1"
+            body = page.inner_text("body")
+            assert pairs[other].a.name not in body and pairs[other].b.name not in body, \
+                _describe(page, server, f"session {name} shows session {other}'s file names",
+                          state)
+        assert shown["s1"] != shown["s2"]
+    finally:
+        for ctx in sessions.values():
+            ctx.close()
+
+
+def _shown_vs_drawn(page: Any) -> tuple[int, list[str]]:
+    """Compare what display widgets show in the browser with what the page drew from them.
+
+    Returns (comparisons made, disagreements). A widget whose browser value differs from the
+    server's value is invisible to AppTest (it reads the server side only)."""
+    body = page.inner_text("body")
+    made, problems = 0, []
+
+    def radio_label(key: str) -> str | None:
+        checked = page.locator(f".st-key-{key} input:checked")
+        if checked.count() != 1:
+            return None
+        return checked.evaluate("e => (e.closest('label') || e.parentElement).innerText").strip()
+
+    def select_value(key: str) -> str | None:
+        box = page.locator(f".st-key-{key} input[role=combobox]")
+        return box.input_value().strip() if box.count() == 1 else None
+
+    # Top channels: the layer in the selectbox vs the caption "<layer>: N channels at HxW".
+    shown, drawn = select_value("channel_layer"), re.search(
+        r"^(\S+): \d+ channels at \d+x\d+", body, re.MULTILINE)
+    if shown is not None and drawn:
+        made += 1
+        if shown != drawn.group(1):
+            problems.append(f"channel layer selectbox shows {shown!r}, the channel maps and "
+                            f"caption are for {drawn.group(1)!r}")
+    # Spatial map: the checked upsampling radio vs the caption "...; upsampling: <name>, ...".
+    shown, drawn = radio_label("map_upsample"), re.search(r"; upsampling: (\w+),", body)
+    if shown is not None and drawn:
+        made += 1
+        if shown.split()[0].replace("-", "_").lower() != drawn.group(1).lower():
+            problems.append(f"upsampling radio shows {shown!r}, the map caption says "
+                            f"{drawn.group(1)!r}")
+    # Sweep: the selectbox vs the sweep chart's title "<Label>: LPIPS, PSNR and SSIM ...".
+    shown, drawn = select_value("sweep_pick"), re.search(
+        r"^(.+?): LPIPS, PSNR and SSIM against", body, re.MULTILINE)
+    if shown is not None and drawn:
+        made += 1
+        if shown.lower() != drawn.group(1).strip().lower():
+            problems.append(f"sweep selectbox shows {shown!r}, the sweep chart is "
+                            f"{drawn.group(1)!r}")
+    # Repair: the slider's value vs the caption "(NN% of the area asked)".
+    thumb = page.locator('.st-key-repair_area [data-testid="stSliderThumbValue"]')
+    drawn = re.search(r"\((\d+)% of the area asked\)", body)
+    if thumb.count() == 1 and drawn:
+        made += 1
+        shown = thumb.inner_text().strip()
+        try:
+            value = float(shown.rstrip("%"))
+        except ValueError:
+            value = float("nan")
+        percent = value if shown.endswith("%") or value > 1 else value * 100
+        if not abs(percent - int(drawn.group(1))) <= 1:
+            problems.append(f"repair-area slider shows {shown!r}, the caption says "
+                            f"{drawn.group(1)}% of the area asked")
+    return made, problems
+
+
+def test_display_widgets_agree_with_what_is_drawn(server: Server, browser: Any,
+                                                  pairs: dict[str, ImagePair]) -> None:
+    """After a run that hides the panels (only A uploaded), the panels' widgets come back:
+    what they show in the browser must be what the charts and captions were drawn with."""
+    pair = pairs["main"]
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = context.new_page()
+        sample = _open(page, server)
+        _wait_charts(page, server, 3)
+        made, problems = _shown_vs_drawn(page)
+        assert made >= 2, _describe(page, server, f"only {made} widget/drawing pairs found")
+        problems = [f"first load: {p}" for p in problems]
+
+        # A alone: the page asks for B and draws no panels; then B.
+        _file_input(page, "upload_a", 0).set_input_files(str(pair.a), timeout=30_000)
+        deadline = time.monotonic() + RESULT_WAIT_S
+        while (_read(page).caption is not None or not _read(page).idle) \
+                and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+        _file_input(page, "upload_b", 1).set_input_files(str(pair.b), timeout=30_000)
+        state = _wait_result(page, server, other_than=sample.caption)
+        assert _same_distance(state.caption, pair.cli_distance), _describe(
+            page, server, f"page shows {state.caption}, the CLI {pair.cli_distance:.6f}", state)
+        _wait_charts(page, server, 3)
+        made, after = _shown_vs_drawn(page)
+        assert made >= 2, _describe(page, server, f"only {made} widget/drawing pairs found")
+        problems += [f"after uploading A, then B: {p}" for p in after]
+        assert not problems, _describe(page, server, "widgets disagree with the page:\n  "
+                                       + "\n  ".join(problems))
+    finally:
+        context.close()
