@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -170,12 +170,15 @@ def _names(value: Sequence[str] | str | None) -> list[str]:
 def sensitivity(net: LpipsNet, a: Tensor, b: Tensor, *, transforms: Sequence[str] | None = None,
                 sweep: Sequence[str] | None = None, sweep_points: int = 7, seed: int = 0,
                 batch_size: int = 16, scorer: ReferenceScorer | None = None,
-                progress: Progress | None = None) -> Sensitivity:
+                progress: Progress | None = None,
+                ranges: Mapping[str, tuple[float, float]] | None = None,
+                geometric: bool = True) -> Sensitivity:
     """Perturb B with each registered perturbation and score every variant against A.
 
     ``transforms`` (default: all registered) are evaluated at their default strengths;
     ``sweep`` (default: all registered, ``()`` for none) along ``sweep_points`` strengths
-    from identity to the far end of their range; the geometric table is always included.
+    from identity to the far end of their range, or over ``ranges[name]`` = (low, high)
+    where given; the geometric table is included unless ``geometric=False``.
     Variants are built with :func:`perturbations.perturb_batch` (each row seeded with
     ``seed`` on its own) and scored in batches of ``batch_size``; a (transform, strength)
     asked for twice is evaluated once, and identity strengths reuse B itself, which they
@@ -189,9 +192,19 @@ def sensitivity(net: LpipsNet, a: Tensor, b: Tensor, *, transforms: Sequence[str
     scorer = _scorer_for(net, a, scorer)
 
     item_keys = [(n, float(perturbations.get_perturbation(n).default)) for n in item_names]
-    geo_keys = [(n, float(s)) for n, s in perturbations.GEOMETRIC_TABLE]
-    sweep_keys = {n: [(n, float(s)) for s in perturbations.get_perturbation(n).sweep_values(
-        sweep_points)] for n in sweep_names}
+    geo_keys = [(n, float(s)) for n, s in perturbations.GEOMETRIC_TABLE] if geometric else []
+    ranges = dict(ranges or {})
+    for name in ranges:
+        perturbations.get_perturbation(name)  # an unknown name fails with "did you mean"
+
+    def sweep_strengths(name: str) -> list[float]:
+        p = perturbations.get_perturbation(name)
+        if name in ranges:
+            low, high = ranges[name]
+            return p.values_between(float(low), float(high), sweep_points)
+        return p.sweep_values(sweep_points)
+
+    sweep_keys = {n: [(n, s) for s in sweep_strengths(n)] for n in sweep_names}
 
     # Row 0 is B itself; every distinct non-identity (name, strength) gets one row after it.
     unique: list[tuple[str, float]] = []

@@ -14,7 +14,7 @@ import torch
 
 from . import images
 from .decompose import Decomposition, decompose_encoded
-from .errors import lookup
+from .errors import InputError, lookup
 from .images import AlignInfo, LoadedImage
 from .model import LpipsNet, ReferenceScorer, build_lpips
 from .weights import WeightsInfo
@@ -178,8 +178,15 @@ class Explainer:
     def load(self, image: Any, *, value_range: str | None = None,
              label: str = "image") -> LoadedImage:
         """Decode and check one image (any accepted source), including the trunk's minimum size."""
-        im = images.load_image(image, value_range=value_range, max_pixels=self.max_pixels)
-        images.check_min_size(im.size, self.net, label=label)
+        try:
+            im = images.load_image(image, value_range=value_range, max_pixels=self.max_pixels)
+            images.check_min_size(im.size, self.net, label=f"image {label} ({im.name})")
+        except InputError as exc:
+            if str(exc).startswith("Image "):
+                raise
+            # Name which input was refused: with three uploads "the file is empty" is not enough.
+            name = _source_name(image)
+            raise type(exc)(f"Image {label}{f' ({name})' if name else ''}: {exc}") from None
         return im
 
     def prepare(self, *sources: Any, value_range: str | None = None,
@@ -289,7 +296,8 @@ class Explainer:
     def explain_triplet(self, ref: Any, a: Any, b: Any, *,
                         attribution: str | None = "integrated_gradients",
                         steps: int | None = None, patch: int = 32, top_k: int = 5,
-                        progress: Progress | None = None, value_range: str | None = None):
+                        progress: Progress | None = None, value_range: str | None = None,
+                        attribution_params: dict | None = None):
         """Explain a 2AFC decision: which of A and B is closer to REF, by how much and why."""
         from .triplet import explain_triplet
 
@@ -299,7 +307,15 @@ class Explainer:
             get_method(attribution)
         prep = self.prepare(ref, a, b, value_range=value_range, labels=["REF", "A", "B"])
         return explain_triplet(self, prep, attribution=attribution, steps=steps, patch=patch,
-                               top_k=top_k, progress=progress)
+                               top_k=top_k, progress=progress,
+                               attribution_params=attribution_params)
+
+
+def _source_name(source: Any) -> str | None:
+    if isinstance(source, (str, os.PathLike)):
+        return os.path.basename(os.fspath(source))
+    name = getattr(source, "name", None)
+    return os.path.basename(name) if isinstance(name, str) else None
 
 
 def as_float_list(values: np.ndarray | Sequence[float]) -> list[float | None]:

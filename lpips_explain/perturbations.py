@@ -205,9 +205,26 @@ class Perturbation:
             raise errors.InputError(f"A sweep needs n >= 1 values, got {n!r}.")
         if n == 1:
             return [float(self.identity)]
-        values = np.linspace(self.identity, self.far_end(), n)
+        return self.values_between(self.identity, self.far_end(), n)
+
+    def values_between(self, low: float, high: float, n: int = 7) -> list[float]:
+        """``n`` evenly spaced strengths from ``low`` to ``high`` (a user-chosen sweep range).
+
+        Integer-valued perturbations are rounded to whole numbers and repeats dropped.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise errors.InputError(f"A sweep needs n >= 1 values, got {n!r}.")
+        for v in (low, high):
+            if not math.isfinite(v):
+                raise errors.InputError(f"A sweep range must be finite, got {low!r} to {high!r}.")
+        values = np.linspace(low, high, n) if n > 1 else np.array([low])
         if self.integer:
-            return [float(math.floor(v + 0.5)) for v in values]
+            rounded: list[float] = []
+            for v in values:
+                r = float(math.floor(v + 0.5))
+                if r not in rounded:
+                    rounded.append(r)
+            return rounded
         return [float(v) for v in values]
 
 

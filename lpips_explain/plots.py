@@ -149,10 +149,11 @@ def explained_images(expl: Any) -> tuple[np.ndarray, np.ndarray, str, str]:
 def _caption_annotation(fig: go.Figure, caption: str | None) -> None:
     if not caption:
         return
+    # yshift keeps the caption clear of the x-axis tick labels and title.
     fig.add_annotation(text="<br>".join(textwrap.wrap(caption, 110)), showarrow=False,
-                       xref="paper", yref="paper", x=0, y=-0.02, xanchor="left",
+                       xref="paper", yref="paper", x=0, y=0, yshift=-48, xanchor="left",
                        yanchor="top", align="left", font={"size": 11, "color": "#555"})
-    fig.update_layout(margin={"b": 40 + 16 * (1 + len(caption) // 110)})
+    fig.update_layout(margin={"b": 70 + 16 * (1 + len(caption) // 110)})
     fig.layout.meta = {"caption": caption}
 
 
@@ -201,7 +202,12 @@ def heatmap_overlay(image: np.ndarray, heat: np.ndarray, *, title: str,
     ys = (np.arange(h) + 0.5) * (big_h / h) - 0.5
     heat_kw: dict[str, Any] = {"colorscale": colorscale}
     if symmetric:
-        m = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 0.0
+        # A few extreme pixels would wash the rest of a signed map out to white: the colour
+        # scale stops at the 99.5th percentile of |value| (hover still shows true values).
+        finite = np.abs(z[np.isfinite(z)])
+        m = float(np.percentile(finite, 99.5)) if finite.size else 0.0
+        if m <= 0 and finite.size:
+            m = float(finite.max())
         m = m if m > 0 else 1.0
         heat_kw = {"colorscale": _PLOTLY_DIVERGING if colorscale == "Inferno" else colorscale,
                    "zmid": 0.0, "zmin": -m, "zmax": m}
@@ -237,7 +243,7 @@ def spatial_map_figure(dec: Decomposition, image_uint8: np.ndarray, *,
     if abs(mean - target) <= 1e-9 * max(1.0, abs(target)):
         agree = "equal"
     else:
-        agree = f"off by {100 * (mean - target) / target:+.1f}%" if target else "not equal"
+        agree = f"off by {100 * (mean - target) / target:+.2g}%" if target else "not equal"
     caption = (f"Map: spatial LPIPS distance, {which}. Upsampling: {upsample}, "
                f"{UPSAMPLING[upsample]}. Map mean {mean:.4f} vs {versus}: {agree}.")
     return heatmap_overlay(image_uint8, heat, title=f"Where the distance is: {which}",
@@ -283,23 +289,28 @@ def channel_grid(layer: LayerBreakdown, *, which: str = "diff", cols: int = 5) -
     return fig
 
 
-def attribution_figure(attr: Any, image_uint8: np.ndarray, *, view: str = "signed") -> go.Figure:
-    """An attribution map over the attributed image, with completeness and vanishing notices."""
+def attribution_figure(attr: Any, image_uint8: np.ndarray, *, view: str = "signed",
+                       name: str | None = None) -> go.Figure:
+    """An attribution map over the attributed image, with completeness and vanishing notices.
+
+    ``name`` is how the attributed image is called on screen (default: its role, A or B).
+    """
     lookup("attribution view", view, ATTRIBUTION_VIEWS)
     heat = np.asarray(getattr(attr, view), dtype=np.float64)
-    name = str(attr.method).replace("_", " ")
-    title = f"{name.capitalize()} attribution, {view}"
+    label = str(attr.method).replace("_", " ")
+    title = f"{label.capitalize()} attribution, {view}"
     if getattr(attr, "completeness_gap", None) is not None:
         rel = getattr(attr, "relative_gap", None)
         title += (f"<br><sub>sum {attr.total:.4f} vs distance {attr.distance:.4f}: "
                   f"completeness gap {attr.completeness_gap:.2e}"
                   f"{'' if rel is None else f' ({100 * rel:.2f}%)'}</sub>")
-    target = str(getattr(attr, "target", "b")).upper()
+    target = name or str(getattr(attr, "target", "b")).upper()
     params = getattr(attr, "params", None) or {}
     ptxt = ", ".join(f"{k}={v}" for k, v in params.items())
     caption = (f"Map: {ATTRIBUTION_VIEWS[view]} attribution of {target}'s pixels to the "
                f"distance ({attr.method}{f'; {ptxt}' if ptxt else ''}), at image resolution, "
-               f"no upsampling.")
+               f"no upsampling."
+               f"{' Colour scale clipped at the 99.5th percentile of |value|.' if view == 'signed' else ''}")
     notes = [str(n) for n in getattr(attr, "notes", ()) or ()]
     if notes:
         caption += " " + " ".join(notes)
@@ -380,8 +391,11 @@ def sweep_figure(sweep: Any) -> go.Figure:
     return fig
 
 
-def repair_curve(rep: Any) -> go.Figure:
-    """Remaining distance against the fraction of area repaired, every point a real evaluation."""
+def repair_curve(rep: Any, *, repaired: str = "B", source: str = "A") -> go.Figure:
+    """Remaining distance against the fraction of area repaired, every point a real evaluation.
+
+    ``repaired`` names the image whose patches are replaced, ``source`` the one they come from.
+    """
     area = np.asarray(rep.curve_area, dtype=np.float64)
     dist = np.asarray(rep.curve_distance, dtype=np.float64)
     steps = np.asarray(rep.curve_steps)
@@ -412,7 +426,8 @@ def repair_curve(rep: Any) -> go.Figure:
                       annotation_position="top left")
     grid = getattr(rep, "grid", None)
     grid_txt = f", a {grid[0]}x{grid[1]} grid" if grid is not None else ""
-    caption = (f"Greedy repair: B's {rep.patch} px patches{grid_txt} are replaced by A's in "
+    caption = (f"Greedy repair: {repaired}'s {rep.patch} px patches{grid_txt} are replaced by "
+               f"{source}'s in "
                f"order of single-patch gain; each marker is a real evaluation, lines only join "
                f"them.{' The curve is not monotonic (red).' if rep.non_monotonic else ''}")
     fig.update_layout(title=str(rep.headline), xaxis_title="fraction of the area repaired",

@@ -162,7 +162,7 @@ def _json_details(text: str) -> str:
 
 def _explanation_figures(expl: Any) -> list[tuple[str, Any]]:
     dec = expl.decomposition
-    _, target, _, target_name = plots.explained_images(expl)
+    _, target, ref_name, target_name = plots.explained_images(expl)
     figs: list[tuple[str, Any]] = [
         ("Comparison", plots.comparison_figure(plots.as_uint8_image(expl.a),
                                                plots.as_uint8_image(expl.b))),
@@ -178,15 +178,17 @@ def _explanation_figures(expl: Any) -> list[tuple[str, Any]]:
             figs.append((f"Top channels of {top.name}", plots.channel_grid(top)))
     attr = expl.attribution
     if attr is not None:
-        figs.append(("Attribution (signed)", plots.attribution_figure(attr, target, view="signed")))
-        figs.append(("Attribution (magnitude)",
-                     plots.attribution_figure(attr, target, view="magnitude")))
+        figs.append(("Attribution (signed)", plots.attribution_figure(
+            attr, target, view="signed", name=target_name)))
+        figs.append(("Attribution (magnitude)", plots.attribution_figure(
+            attr, target, view="magnitude", name=target_name)))
     sens = expl.sensitivity
     if sens is not None:
         figs.append(("Sensitivity", plots.sensitivity_bars(sens)))
         figs += [(f"Sweep: {s.label}", plots.sweep_figure(s)) for s in sens.sweeps]
     if expl.repair is not None:
-        figs.append(("Repair curve", plots.repair_curve(expl.repair)))
+        figs.append(("Repair curve", plots.repair_curve(expl.repair, repaired=target_name,
+                                                        source=ref_name)))
     return figs
 
 
@@ -225,9 +227,11 @@ def html_triplet_report(tri: Any) -> str:
     for name, attr, im in (("A", tri.attribution_a, ims[1]), ("B", tri.attribution_b, ims[2])):
         if attr is not None:
             figs.append((f"Attribution of {name} (signed)",
-                         plots.attribution_figure(attr, im, view="signed")))
+                         plots.attribution_figure(attr, im, view="signed", name=name)))
     if getattr(tri, "repair", None) is not None:
-        figs.append(("Repair of the losing candidate", plots.repair_curve(tri.repair)))
+        loser = (tri.flip.repaired or "b").upper()
+        figs.append(("Repair of the losing candidate",
+                     plots.repair_curve(tri.repair, repaired=loser, source="REF")))
     body = [
         "<h1>LPIPS 2AFC explanation</h1>",
         f'<p class="distance">{_e(verdict)}<span class="category">margin {tri.margin:+.4f}'

@@ -160,7 +160,8 @@ def _flip(explainer: Explainer, prep: PreparedInputs, da: float, db: float, patc
 
 def explain_triplet(explainer: Explainer, prep: PreparedInputs, *, attribution: str | None,
                     steps: int | None, patch: int, top_k: int,
-                    progress: Progress | None) -> TripletExplanation:
+                    progress: Progress | None,
+                    attribution_params: dict | None = None) -> TripletExplanation:
     """Distances, per-layer margins, attribution maps for both candidates and the flip."""
     from .summary import category
 
@@ -173,10 +174,11 @@ def explain_triplet(explainer: Explainer, prep: PreparedInputs, *, attribution: 
     if attribution is not None:
         from .attribution import attribute
 
+        params = attribution_params or {}
         attr_a = attribute(explainer.model, ref, a, attribution, steps=steps,
-                           progress=progress, seed=explainer.seed)
+                           progress=progress, seed=explainer.seed, **params)
         attr_b = attribute(explainer.model, ref, b, attribution, steps=steps,
-                           progress=progress, seed=explainer.seed)
+                           progress=progress, seed=explainer.seed, **params)
     flip, rep = _flip(explainer, prep, dec_a.distance, dec_b.distance, patch, progress)
     result = TripletExplanation(prep, dec_a, dec_b, attr_a, attr_b, flip,
                                 explainer.weights_info, rep, prep.warnings)

@@ -1,7 +1,5 @@
 """Triplet page: a 2AFC debugger. Which candidate does LPIPS find closer to the reference, and why?"""
 
-import streamlit as st
-
 from lpips_explain.ui import controls, inputs, render
 from lpips_explain.ui.feedback import guard
 from lpips_explain.ui.resources import cached
@@ -11,15 +9,13 @@ opts, explainer = controls.page_setup(
     "A reference and two candidates: LPIPS's verdict, the layers behind it, both attribution "
     "maps and the smallest repair that flips the decision.")
 triplet = inputs.triplet_input()
-if opts.params:
-    st.caption("The attribution method's parameter from the sidebar is not used on this page "
-               "(the triplet explanation uses the method's defaults).")
 
-key = (opts.model_key, triplet.key, opts.method, opts.steps, opts.top_k, opts.patch)
+key = (opts.model_key, triplet.key, opts.analysis_key)
 with guard("explaining the triplet"):
     tri = cached("triplet", key, lambda progress: explainer.explain_triplet(
         triplet.ref.source(), triplet.a.source(), triplet.b.source(), attribution=opts.method,
-        steps=opts.steps, patch=opts.patch, top_k=opts.top_k, progress=progress),
+        steps=opts.steps, attribution_params=opts.attribution_params, patch=opts.patch,
+        top_k=opts.top_k, progress=progress),
         progress="Explaining the decision:")
 render.triplet_verdict(tri)
 render.triplet_margins(tri)

@@ -288,3 +288,19 @@ def test_identity_sweep_point_has_no_psnr(net, pair):
     assert sw.strengths[0] == 1.0 and math.isnan(sw.psnr[0]) and math.isfinite(sw.psnr[1])
     assert s.to_dict()["sweeps"][0]["psnr"][0] is None
     assert s.most_sensitive is None
+
+
+def test_sweep_over_a_chosen_range(net, pair):
+    a, b = pair
+    sens = cf.sensitivity(net, a, b, transforms=(), sweep=["gaussian_blur", "jpeg"],
+                          ranges={"gaussian_blur": (0.5, 2.5), "jpeg": (10, 50)},
+                          sweep_points=5, geometric=False)
+    assert sens.items == () and sens.geometric == ()
+    blur, jpeg = sens.sweeps
+    np.testing.assert_allclose(blur.strengths, np.linspace(0.5, 2.5, 5))
+    assert jpeg.strengths.tolist() == [10.0, 20.0, 30.0, 40.0, 50.0]
+    for sw in (blur, jpeg):
+        for s, d in zip(sw.strengths, sw.distances, strict=True):
+            assert _d(net, a, P.apply(sw.transform, b, float(s))) == pytest.approx(d, abs=1e-6)
+    with pytest.raises(errors.UnknownOptionError):
+        cf.sensitivity(net, a, b, transforms=(), sweep=(), ranges={"blurr": (0, 1)})

@@ -199,3 +199,19 @@ def test_cli_explain_and_triplet_write_files(tmp_path):
     bad = run_cli("explain", a, b, "--out", str(tmp_path / "x"), "--backbone-weights", "random",
                   "--attribution", "integrated_gradient")
     assert bad.returncode == 2 and "Did you mean" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_refusals_name_the_image(random_explainer, tmp_path):
+    from lpips_explain import EmptyInputError, ImageTooSmallError
+
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    good = ASSETS / "originals" / "coffee.png"
+    with pytest.raises(EmptyInputError, match=r"^Image B \(empty\.png\): "):
+        random_explainer.distance(good, empty)
+    tiny = tmp_path / "tiny.png"
+    from PIL import Image
+
+    Image.new("RGB", (20, 20)).save(tiny)
+    with pytest.raises(ImageTooSmallError, match=r"image REF \(tiny\.png\) is 20x20 px"):
+        random_explainer.explain_triplet(tiny, good, good)

@@ -179,7 +179,8 @@ def attribution_panel(expl: Any) -> None:
                f"{METHODS[attr.method].description} Method and its parameter are in the sidebar.")
     if attr.vanishing:
         st.warning(attr.notes[0] if attr.notes else "Gradients vanish for this pair.", icon="🕳️")
-    chart(plots.attribution_figure(attr, target, view=view), "attribution_chart")
+    chart(plots.attribution_figure(attr, target, view=view, name=target_name),
+          "attribution_chart")
     if attr.completeness_gap is not None:
         c1, c2, c3 = st.columns(3)
         c1.metric("Sum of attributions", f"{attr.total:.6f}")
@@ -231,7 +232,7 @@ def repair_panel(expl: Any) -> None:
         st.info("No repair analysis was computed.")
         return
     ref_t, tgt_t, ref_name, target_name = _roles(expl)
-    chart(plots.repair_curve(rep), "repair_chart")
+    chart(plots.repair_curve(rep, repaired=target_name, source=ref_name), "repair_chart")
     # Rounded down, so that the default shows exactly the patches that hold half the distance.
     default = math.floor(rep.half_area * 100 + 1e-9) / 100 if rep.half_area is not None else 0.25
     area = persistent(st.slider, f"Area of {target_name} repaired with {ref_name}'s pixels",
@@ -325,7 +326,8 @@ def triplet_attributions(tri: Any) -> None:
         with col:
             if attr.vanishing:
                 st.warning(attr.notes[0] if attr.notes else "Gradients vanish.", icon="🕳️")
-            chart(plots.attribution_figure(attr, im, view=view), f"triplet_attr_{name}")
+            chart(plots.attribution_figure(attr, im, view=view, name=name),
+                  f"triplet_attr_{name}")
             st.caption(f"d(REF, {name}) attributed to {name}'s pixels with "
                        f"{METHODS[attr.method].label}.")
 
@@ -347,7 +349,9 @@ def triplet_flip(tri: Any) -> None:
                       caption=f"{name} repaired: {flip.patches} of {flip.total_patches} patches "
                               f"({flip.area:.1%} of the area)", width="stretch")
     if tri.repair is not None:
-        chart(plots.repair_curve(tri.repair), "triplet_repair_chart")
+        loser = (tri.flip.repaired or "b").upper()
+        chart(plots.repair_curve(tri.repair, repaired=loser, source="REF"),
+              "triplet_repair_chart")
 
 
 @panel("the summary and downloads")

@@ -1,11 +1,4 @@
-"""The Sensitivity page's controls, computations and renderers.
-
-counterfactual.sensitivity() sweeps each perturbation from identity to the far end of its
-registry range and takes no range, so a sweep over a range the user chose is assembled here
-from documented engine functions only: perturbations.perturb_batch builds the variants,
-Explainer.distance scores them against the reference encoded once, quality.psnr/ssim set
-PSNR and SSIM beside them, and the result is the engine's own counterfactual.Sweep.
-"""
+"""The Sensitivity page's controls, the engine calls behind it, and its renderers."""
 
 from __future__ import annotations
 
@@ -15,10 +8,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from .. import plots, quality
+from .. import plots
 from ..colorspace import colorspace_dependence
 from ..counterfactual import Sweep, sensitivity
-from ..perturbations import PERTURBATIONS, get_perturbation, perturb_batch
+from ..perturbations import PERTURBATIONS
 from . import keys
 from .feedback import panel
 from .render import chart
@@ -60,28 +53,14 @@ def sweep_controls(target: str = "B") -> tuple[list[str], dict[str, tuple[float,
 # --- computations (called through resources.cached) ----------------------------------------------
 
 
-def strengths(name: str, lo: float, hi: float, points: int) -> list[float]:
-    """``points`` evenly spaced strengths over [lo, hi]; whole numbers for integer perturbations."""
-    values = np.linspace(lo, hi, points) if hi > lo else np.array([lo])
-    if PERTURBATIONS[name].integer:
-        values = np.unique(np.floor(values + 0.5))
-    return [float(v) for v in values]
-
-
 def sweep_range(explainer: Any, prep: Any, name: str, lo: float, hi: float, points: int, *,
                 swap: bool = False) -> Sweep:
     """LPIPS, PSNR and SSIM of the reference against the explained image perturbed over [lo, hi]."""
-    p = get_perturbation(name)
     ref, cand = roles(prep, swap)
-    values = strengths(name, lo, hi, points)
-    batch = perturb_batch(cand, [(name, s) for s in values], seed=explainer.seed)
-    distances = explainer.distance(ref, list(batch.split(1)), value_range="[0,1]")
-    psnr = quality.psnr(ref, batch)
-    psnr[~np.isfinite(psnr)] = np.nan  # identical images: no finite PSNR (a gap in the curve)
-    return Sweep(transform=name, label=p.label, unit=p.unit,
-                 strengths=np.asarray(values, dtype=np.float64),
-                 distances=np.asarray(distances, dtype=np.float64), psnr=psnr,
-                 ssim=quality.ssim(ref, batch))
+    sens = sensitivity(explainer.model, ref, cand, transforms=(), sweep=[name],
+                       ranges={name: (lo, hi)}, sweep_points=points, seed=explainer.seed,
+                       geometric=False)
+    return sens.sweeps[0]
 
 
 def roles(prep: Any, swap: bool) -> tuple[Any, Any]:
