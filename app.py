@@ -3,7 +3,7 @@
 streamlit run app.py
 """
 
-from lpips_explain.ui import controls, inputs, render
+from lpips_explain.ui import controls, inputs, keys, render, state
 from lpips_explain.ui.feedback import guard
 from lpips_explain.ui.resources import cached
 
@@ -14,6 +14,7 @@ opts, explainer = controls.page_setup(
 
 pair = inputs.pair_input()
 swap = inputs.swapped()
+state.reset_when_changed(keys.RESULT_INPUTS, (pair.key, swap), keys.RESULT_DEFAULT_WIDGETS)
 fast_key = (opts.model_key, pair.key, swap, opts.top_k)
 
 # The fast view first: distance, comparison, maps, waterfall, channels.

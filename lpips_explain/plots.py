@@ -262,7 +262,7 @@ def channel_grid(layer: LayerBreakdown, *, which: str = "diff", cols: int = 5) -
         return fig
     ncols = max(1, min(cols, len(chans)))
     nrows = -(-len(chans) // ncols)
-    titles = [f"ch {c.index} · w={c.weight:.3g} · {100 * c.share:.1f}%" for c in chans]
+    titles = [f"ch {c.index}<br>w={c.weight:.3g}, {100 * c.share:.1f}%" for c in chans]
     fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=titles,
                         horizontal_spacing=0.03, vertical_spacing=0.12)
     for i, c in enumerate(chans):
@@ -285,7 +285,8 @@ def channel_grid(layer: LayerBreakdown, *, which: str = "diff", cols: int = 5) -
     fig.update_layout(
         title=(f"{layer.name}: top {len(chans)} channels by contribution, {what}, at "
                f"{layer.resolution[0]}x{layer.resolution[1]}"),
-        height=240 * nrows + 80, showlegend=False)
+        height=240 * nrows + 100, showlegend=False, margin={"t": 110})
+    fig.update_annotations(font_size=11)  # subplot titles: keep them inside their column
     return fig
 
 

@@ -199,7 +199,7 @@ def test_channel_grid_titles_and_maps(fast):
     assert len(heats) == len(lay.top_channels)
     assert np.array_equal(np.asarray(heats[0].z), lay.top_channels[0].activation_b)
     titles = [a.text for a in fig.layout.annotations]
-    assert any(f"ch {lay.top_channels[0].index} " in t for t in titles)
+    assert any(t.startswith(f"ch {lay.top_channels[0].index}<br>") for t in titles)
     from lpips_explain.errors import UnknownOptionError
 
     with pytest.raises(UnknownOptionError):

@@ -37,6 +37,10 @@ ATTR_VIEW = "attr_view"
 SWEEP_PICK = "sweep_pick"
 REPAIR_AREA = "repair_area"
 DOWNLOAD_JSON = "download_json"
+# Widgets whose default is read off the result (largest layer, most sensitive sweep, half
+# area): they reset when the explained pair changes (ui.state.reset_when_changed).
+RESULT_INPUTS = "result_inputs"
+RESULT_DEFAULT_WIDGETS = (CHANNEL_LAYER, SWEEP_PICK, REPAIR_AREA)
 DOWNLOAD_HTML = "download_html"
 DOWNLOAD_PNG = "download_png"
 

@@ -34,3 +34,13 @@ def persistent(widget: Callable[..., Any], label: str, *args: Any, key: str, def
     value = widget(label, *args, key=key, **kwargs)
     st.session_state[keys.KEEP_PREFIX + key] = value
     return value
+
+
+def reset_when_changed(marker: str, value: Any, widget_keys: Collection[str]) -> None:
+    """Forget widgets whose defaults come from a result (e.g. "the layer with the largest
+    share") when the inputs behind that result change, so they follow the new result."""
+    if st.session_state.get(marker) != value:
+        for k in widget_keys:
+            st.session_state.pop(k, None)
+            st.session_state.pop(keys.KEEP_PREFIX + k, None)
+        st.session_state[marker] = value

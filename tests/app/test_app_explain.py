@@ -264,3 +264,17 @@ def test_core_never_imports_streamlit():
     assert offenders == []
     assert any(re.search(r"^import streamlit", p.read_text(encoding="utf-8"), re.MULTILINE)
                for p in (core / "ui").glob("*.py"))
+
+
+def test_result_defaults_follow_a_new_pair(reference):
+    """Choices whose default is read off the result (the layer with the largest share) are
+    not carried over from the previous pair: they follow the new one."""
+    at = started().run()
+    assert_clean(at)
+    pairs = [(png(s), png(s + 7, shift=0.4)) for s in (3, 11, 23)]
+    tops = [max(reference.decompose(a, b).layers, key=lambda lay: lay.distance).name
+            for a, b in pairs]
+    for (a, b), top in zip(pairs, tops, strict=True):
+        upload(at, a, b).run()
+        assert_clean(at)
+        assert at.selectbox(key="channel_layer").value == top

@@ -295,16 +295,29 @@ def _uploader(page: Any, key: str, index: int) -> Any:
     return page.locator('[data-testid="stFileUploader"]').nth(index)
 
 
+def _set_file(page: Any, server: Server, key: str, index: int, path: Path) -> None:
+    try:
+        _file_input(page, key, index).set_input_files(str(path), timeout=30_000)
+    except Exception as exc:
+        raise AssertionError(_describe(page, server, f"setting {path.name} into {key} "
+                                                     f"failed: {exc}")) from exc
+
+
+def _wait_listed(page: Any, server: Server, key: str, index: int, path: Path) -> None:
+    """Wait until the uploader lists the file (the upload reached the server)."""
+    try:
+        _uploader(page, key, index).get_by_text(path.name).first.wait_for(
+            state="visible", timeout=60_000)
+    except Exception as exc:
+        raise AssertionError(_describe(page, server, f"{key} does not list {path.name}: "
+                                                     f"{exc}")) from exc
+
+
 def _upload_pair(page: Any, server: Server, pair: ImagePair) -> None:
     """A into the first uploader, and once the page lists it, B into the second."""
     for key, index, path in (("upload_a", 0, pair.a), ("upload_b", 1, pair.b)):
-        try:
-            _file_input(page, key, index).set_input_files(str(path), timeout=30_000)
-            _uploader(page, key, index).get_by_text(path.name).first.wait_for(
-                state="visible", timeout=60_000)
-        except Exception as exc:
-            raise AssertionError(_describe(page, server, f"uploading {path.name} into {key} "
-                                                         f"failed: {exc}")) from exc
+        _set_file(page, server, key, index, path)
+        _wait_listed(page, server, key, index, path)
 
 
 def _open(page: Any, server: Server) -> PageState:
@@ -377,16 +390,15 @@ def test_two_sessions_keep_their_own_results(server: Server, browser: Any,
             page.goto(server.url, wait_until="domcontentloaded", timeout=60_000)
         samples = {name: _wait_result(page, server) for name, page in pages.items()}
 
-        # Interleave the uploads so that both sessions compute at the same time.
+        # Interleave the sessions (A, A, then B, B) so that both compute at the same time;
+        # within a session, B follows once A is listed, as a person would do it.
         for key, index in (("upload_a", 0), ("upload_b", 1)):
             for name, page in pages.items():
-                path = pairs[name].a if key == "upload_a" else pairs[name].b
-                _file_input(page, key, index).set_input_files(str(path), timeout=30_000)
-        for name, page in pages.items():
-            for key, index, path in (("upload_a", 0, pairs[name].a),
-                                     ("upload_b", 1, pairs[name].b)):
-                _uploader(page, key, index).get_by_text(path.name).first.wait_for(
-                    state="visible", timeout=60_000)
+                path = pairs[name].a if index == 0 else pairs[name].b
+                _set_file(page, server, key, index, path)
+            for name, page in pages.items():
+                path = pairs[name].a if index == 0 else pairs[name].b
+                _wait_listed(page, server, key, index, path)
 
         shown = {name: _wait_result(page, server, other_than=samples[name].caption).caption
                  for name, page in pages.items()}
@@ -485,12 +497,13 @@ def test_display_widgets_agree_with_what_is_drawn(server: Server, browser: Any,
         problems = [f"first load: {p}" for p in problems]
 
         # A alone: the page asks for B and draws no panels; then B.
-        _file_input(page, "upload_a", 0).set_input_files(str(pair.a), timeout=30_000)
+        _set_file(page, server, "upload_a", 0, pair.a)
+        _wait_listed(page, server, "upload_a", 0, pair.a)
         deadline = time.monotonic() + RESULT_WAIT_S
         while (_read(page).caption is not None or not _read(page).idle) \
                 and time.monotonic() < deadline:
             time.sleep(POLL_S)
-        _file_input(page, "upload_b", 1).set_input_files(str(pair.b), timeout=30_000)
+        _set_file(page, server, "upload_b", 1, pair.b)
         state = _wait_result(page, server, other_than=sample.caption)
         assert _same_distance(state.caption, pair.cli_distance), _describe(
             page, server, f"page shows {state.caption}, the CLI {pair.cli_distance:.6f}", state)
