@@ -313,11 +313,22 @@ def _wait_listed(page: Any, server: Server, key: str, index: int, path: Path) ->
                                                      f"{exc}")) from exc
 
 
+def _wait_idle(page: Any, server: Server, timeout: float = 180.0) -> None:
+    """Wait until the script run triggered by the last upload has finished: an uploader
+    re-rendered mid-run can drop a file handed to it (a person would wait for the page too)."""
+    deadline = time.monotonic() + timeout
+    while not _read(page).idle:
+        if time.monotonic() > deadline:
+            raise AssertionError(_describe(page, server, "the app never became idle"))
+        time.sleep(POLL_S)
+
+
 def _upload_pair(page: Any, server: Server, pair: ImagePair) -> None:
-    """A into the first uploader, and once the page lists it, B into the second."""
+    """A into the first uploader, and once the page lists it and is idle, B into the second."""
     for key, index, path in (("upload_a", 0, pair.a), ("upload_b", 1, pair.b)):
         _set_file(page, server, key, index, path)
         _wait_listed(page, server, key, index, path)
+        _wait_idle(page, server)
 
 
 def _open(page: Any, server: Server) -> PageState:
@@ -399,6 +410,9 @@ def test_two_sessions_keep_their_own_results(server: Server, browser: Any,
             for name, page in pages.items():
                 path = pairs[name].a if index == 0 else pairs[name].b
                 _wait_listed(page, server, key, index, path)
+            if index == 0:
+                for page in pages.values():
+                    _wait_idle(page, server)
 
         shown = {name: _wait_result(page, server, other_than=samples[name].caption).caption
                  for name, page in pages.items()}
