@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,6 +18,11 @@ from .errors import InputError, lookup
 from .images import AlignInfo, LoadedImage
 from .model import LpipsNet, ReferenceScorer, build_lpips
 from .weights import WeightsInfo
+
+if TYPE_CHECKING:  # imported lazily at run time: they pull in Captum, scikit-image
+    from .attribution import Attribution
+    from .counterfactual import Repair, Sensitivity
+    from .triplet import TripletExplanation
 
 SCHEMA = "lpips-explain/1"
 Progress = Callable[[int, int, str], None]
@@ -68,9 +73,9 @@ class Explanation:
     inputs: PreparedInputs
     backbone: WeightsInfo
     lin_file: str
-    attribution: Any = None  # attribution.Attribution | None
-    sensitivity: Any = None  # counterfactual.Sensitivity | None
-    repair: Any = None  # counterfactual.Repair | None
+    attribution: Attribution | None = None
+    sensitivity: Sensitivity | None = None
+    repair: Repair | None = None
     summary: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     timings_ms: dict = field(default_factory=dict)
@@ -297,7 +302,7 @@ class Explainer:
                         attribution: str | None = "integrated_gradients",
                         steps: int | None = None, patch: int = 32, top_k: int = 5,
                         progress: Progress | None = None, value_range: str | None = None,
-                        attribution_params: dict | None = None):
+                        attribution_params: dict | None = None) -> TripletExplanation:
         """Explain a 2AFC decision: which of A and B is closer to REF, by how much and why."""
         from .triplet import explain_triplet
 
