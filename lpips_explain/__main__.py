@@ -155,6 +155,8 @@ def _run(args: argparse.Namespace) -> int:
     attribution = None if args.attribution.lower() in ("none", "off", "") else args.attribution
     from .report import to_json, write_explanation, write_triplet
 
+    args.out.mkdir(parents=True, exist_ok=True)  # an unusable --out fails before the work
+
     try:
         if args.command == "explain":
             result = explainer.explain(args.a, args.b, attribution=attribution, steps=args.steps,

@@ -51,6 +51,24 @@ IG_ABSOLUTE_TOLERANCE = 1e-7
 
 SIGN_NOTE = ("Positive values mark pixels whose difference from the reference adds to the "
              "distance; negative values mark pixels whose difference lowers it.")
+# What the sign means differs by method: a gradient says which way a pixel would move the
+# distance, a share (IG, input x gradient, occlusion) says what it contributes now.
+SIGN_NOTES: dict[str, str] = {
+    "saliency": "Positive values mark pixels where brightening would raise the distance; "
+                "negative values, pixels where brightening would lower it.",
+    "smoothgrad": "Positive values mark pixels where brightening would raise the distance, on "
+                  "average over the noisy copies; negative values, where it would lower it.",
+    "input_x_gradient": "Positive values mark pixels estimated (to first order) to add to the "
+                        "distance; negative values, pixels estimated to lower it.",
+    "integrated_gradients": SIGN_NOTE,
+    "occlusion": "Positive values mark windows whose replacement by the reference's pixels "
+                 "lowers the distance (their difference adds to it); negative values, windows "
+                 "whose replacement raises it.",
+    "layer_gradcam": "Positive values mark regions where the layer's features push the distance "
+                     "up; negative values, regions where they pull it down.",
+}
+# Methods whose attributions add up to the distance (completeness): their sum is meaningful.
+COMPLETE_METHODS = ("integrated_gradients",)
 
 
 @dataclass(frozen=True)
@@ -156,7 +174,10 @@ class Attribution:
             "method": self.method,
             "params": dict(self.params),
             "target": self.target,
-            "sum": self.total,
+            # Only a complete method's sum compares with the distance; for the others the
+            # total of the map has no meaning of its own, so it is kept apart.
+            "sum": self.total if self.method in COMPLETE_METHODS else None,
+            "map_total": self.total,
             "distance": self.distance,
             "completeness_gap": self.completeness_gap,
             "relative_gap": self.relative_gap,
@@ -506,7 +527,7 @@ def attribute(net: LpipsNet, reference: Tensor, candidate: Tensor,
                         f"by maths, not by accident.")
     elif blank:
         notes.insert(0, out["blank_note"])
-    notes.append(SIGN_NOTE)
+    notes.append(SIGN_NOTES[method])
 
     gap = rel = None
     if out.get("complete"):

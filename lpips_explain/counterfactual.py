@@ -354,6 +354,26 @@ class Repair:
         }
 
 
+MAX_PATCHES = 1024  # each patch costs one trunk pass; 1024 is 32x32 patches of 8 px at 256 px
+
+
+def check_patch(patch: object, size: tuple[int, int], max_patches: int = MAX_PATCHES) -> int:
+    """Refuse a repair patch size that does not fit the images or would take too long."""
+    h, w = int(size[0]), int(size[1])
+    patch = _check_int(patch, "patch", 1)
+    if patch > min(h, w):
+        raise InputError(f"patch must be between 1 and {min(h, w)} px (the shorter side of the "
+                         f"{w}x{h} px images), got {patch}.")
+    n = math.ceil(h / patch) * math.ceil(w / patch)
+    if n > max_patches:
+        smallest = next(p for p in range(patch, min(h, w) + 1)
+                        if math.ceil(h / p) * math.ceil(w / p) <= max_patches)
+        raise InputError(f"patch {patch} px cuts the {w}x{h} px images into {n} patches; the "
+                         f"repair scores every one of them, so at most {max_patches} are "
+                         f"allowed: use a patch of at least {smallest} px.")
+    return patch
+
+
 def _patch_ids(size: tuple[int, int], patch: int, grid: tuple[int, int]) -> np.ndarray:
     h, w = size
     rows = np.arange(h) // patch
@@ -390,10 +410,7 @@ def repair(net: LpipsNet, a: Tensor, b: Tensor, *, patch: int = 32, max_points: 
     """
     a, b = _check_pair(net, a, b)
     h, w = int(a.shape[-2]), int(a.shape[-1])
-    patch = _check_int(patch, "patch", 1)
-    if patch > min(h, w):
-        raise InputError(f"patch must be between 1 and {min(h, w)} px (the shorter side of the "
-                         f"{h}x{w} images), got {patch}.")
+    patch = check_patch(patch, (h, w))
     max_points = _check_int(max_points, "max_points", 2)
     batch_size = _check_int(batch_size, "batch_size", 1)
     scorer = _scorer_for(net, a, scorer)

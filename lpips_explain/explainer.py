@@ -6,7 +6,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -58,10 +58,12 @@ def _anomalies(tensors: Sequence[torch.Tensor], labels: Sequence[str]) -> list[s
         if float(t.std()) == 0.0:
             notes.append(f"Image {label} is constant (one flat colour): there is no structure "
                          f"for the network to compare, so the distance reflects colour only.")
-    for i in range(1, len(tensors)):
-        if torch.equal(tensors[0], tensors[i]):
-            notes.append(f"Images {labels[0]} and {labels[i]} are identical: the distance is 0 "
-                         f"and every gradient vanishes.")
+    for i in range(len(tensors)):
+        for j in range(i + 1, len(tensors)):
+            if torch.equal(tensors[i], tensors[j]):
+                notes.append(f"Images {labels[i]} and {labels[j]} are pixel-identical (after "
+                             f"alignment): their distance is 0 and every gradient between them "
+                             f"vanishes.")
     return notes
 
 
@@ -79,6 +81,7 @@ class Explanation:
     summary: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     timings_ms: dict = field(default_factory=dict)
+    swapped: bool = False  # True: B is the reference and A is the explained image
 
     @property
     def distance(self) -> float:
@@ -113,6 +116,7 @@ class Explanation:
             "version": d.version,
             "backbone": self.backbone.to_dict(),
             "lin_weights": self.lin_file,
+            "explained": "a" if self.swapped else "b",
             "inputs": {
                 "a": self.inputs.describe(0),
                 "b": self.inputs.describe(1),
@@ -155,6 +159,10 @@ class Explainer:
                  size_policy: str = "resize", lin_weights: str | os.PathLike | None = None,
                  max_pixels: int | None = None, progress: bool = False):
         lookup("size policy", size_policy, {p: p for p in images.SIZE_POLICIES})
+        if (isinstance(seed, bool) or not isinstance(seed, int | np.integer)
+                or not 0 <= int(seed) < 2**63):
+            raise InputError(f"seed must be an integer from 0 to 2**63 - 1, got {seed!r}.")
+        seed = int(seed)
         self.model: LpipsNet = build_lpips(net, version, backbone_weights, seed,
                                            lin_weights=lin_weights, progress=progress)
         self.size_policy = size_policy
@@ -183,15 +191,19 @@ class Explainer:
     def load(self, image: Any, *, value_range: str | None = None,
              label: str = "image") -> LoadedImage:
         """Decode and check one image (any accepted source), including the trunk's minimum size."""
+        # The cap (env LPIPS_EXPLAIN_MAX_PIXELS unless given) is read outside the try: a bad
+        # setting is a setup error, not something wrong with the image being loaded.
+        cap = self.max_pixels if self.max_pixels is not None else images.max_pixels_from_env()
         try:
-            im = images.load_image(image, value_range=value_range, max_pixels=self.max_pixels)
+            im = images.load_image(image, value_range=value_range, max_pixels=cap)
             images.check_min_size(im.size, self.net, label=f"image {label} ({im.name})")
         except InputError as exc:
-            if str(exc).startswith("Image "):
-                raise
-            # Name which input was refused: with three uploads "the file is empty" is not enough.
-            name = _source_name(image)
-            raise type(exc)(f"Image {label}{f' ({name})' if name else ''}: {exc}") from None
+            # Name which input was refused: with three uploads "the file is empty" is not
+            # enough. The same instance is re-raised, so its class and fields are kept.
+            if f"image {label.lower()}" not in str(exc).lower():
+                name = _source_name(image)
+                exc.args = (f"Image {label}{f' ({name})' if name else ''}: {exc}",)
+            raise
         return im
 
     def prepare(self, *sources: Any, value_range: str | None = None,
@@ -199,11 +211,13 @@ class Explainer:
                 size_policy: str | None = None) -> PreparedInputs:
         """Load several images and bring them to one size following the size policy."""
         labels = list(labels or "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[: len(sources)])
+        if len(labels) != len(sources):
+            raise InputError(f"{len(sources)} images but {len(labels)} labels.")
         loaded = [self.load(s, value_range=value_range, label=lab)
-                  for s, lab in zip(sources, labels, strict=False)]
+                  for s, lab in zip(sources, labels, strict=True)]
         tensors, align = images.align_images(loaded, size_policy or self.size_policy)
         images.check_min_size(align.size, self.net, label="the aligned images")
-        warnings = [f"{lab}: {w}" for im, lab in zip(loaded, labels, strict=False)
+        warnings = [f"{lab}: {w}" for im, lab in zip(loaded, labels, strict=True)
                     for w in im.warnings]
         warnings += list(align.notes)
         warnings += _anomalies(tensors, labels)
@@ -263,13 +277,23 @@ class Explainer:
                          top_k: int, progress: Progress | None, swap: bool = False,
                          attribution_params: dict | None = None,
                          timer: _Timer | None = None) -> Explanation:
+        from .counterfactual import check_patch
+
         timer = timer or _Timer()
-        ta, tb = prep.tensors[0], prep.tensors[1]
-        if swap:
-            ta, tb = tb, ta
+        if repair:
+            check_patch(patch, prep.size)  # refuse before any slow work
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)
+                                  or steps < 1):
+            raise InputError(f"steps must be a positive integer or None (adaptive), got "
+                             f"{steps!r}.")
+        a, b = prep.tensors[0], prep.tensors[1]
+        # ta is the reference, tb the explained image (B unless the roles are swapped).
+        ta, tb = (b, a) if swap else (a, b)
         scorer = self.scorer(ta)
         decomposition = timer.run(
             "decompose", lambda: decompose_encoded(self.model, scorer.ref, tb, top_k)[0])
+        if swap:
+            decomposition = _swap_activations(decomposition)
         warnings = list(prep.warnings)
         if swap:
             warnings.append("Roles swapped: B is the reference and A is explained.")
@@ -278,8 +302,8 @@ class Explainer:
             from .attribution import attribute
 
             attr = timer.run("attribution", lambda: attribute(
-                self.model, ta, tb, attribution, steps=steps, progress=progress,
-                seed=self.seed, **(attribution_params or {})))
+                self.model, a, b, attribution, steps=steps, progress=progress,
+                seed=self.seed, swap=swap, **(attribution_params or {})))
         if sensitivity:
             from .counterfactual import sensitivity as run_sensitivity
 
@@ -293,10 +317,13 @@ class Explainer:
         from .summary import summarize
 
         summary = summarize(decomposition, attribution=attr, sensitivity=sens, repair=rep,
-                            perceptual=self.perceptual, resized=any(prep.align.changed),
-                            warnings=warnings)
+                            perceptual=self.perceptual,
+                            aligned=prep.align.policy if any(prep.align.changed) else None,
+                            identical=bool(torch.equal(ta, tb)),
+                            explained="A" if swap else "B")
         return Explanation(decomposition, prep, self.weights_info, self.model.lin_file, attr,
-                           sens, rep, tuple(summary), tuple(warnings), dict(timer.ms))
+                           sens, rep, tuple(summary), tuple(warnings), dict(timer.ms),
+                           swapped=swap)
 
     def explain_triplet(self, ref: Any, a: Any, b: Any, *,
                         attribution: str | None = "integrated_gradients",
@@ -314,6 +341,15 @@ class Explainer:
         return explain_triplet(self, prep, attribution=attribution, steps=steps, patch=patch,
                                top_k=top_k, progress=progress,
                                attribution_params=attribution_params)
+
+
+def _swap_activations(dec: Decomposition) -> Decomposition:
+    """With roles swapped the breakdown is computed as (B, A): put A's activations back
+    under ``activation_a`` so the field names keep meaning image A and image B."""
+    layers = tuple(replace(lay, top_channels=tuple(
+        replace(c, activation_a=c.activation_b, activation_b=c.activation_a)
+        for c in lay.top_channels)) for lay in dec.layers)
+    return replace(dec, layers=layers)
 
 
 def _source_name(source: Any) -> str | None:

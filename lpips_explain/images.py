@@ -553,8 +553,24 @@ def _open_and_decode(
         ) from None
     with im:
         fmt = im.format
+        if fmt == "PNG" and im.mode in ("RGB", "RGBA") and _png_bit_depth(fp) == 16:
+            # Pillow has no 16-bit-per-channel colour mode: it hands us 8 bits per channel.
+            notes.append("16-bit colour PNG: Pillow decodes it to 8 bits per channel, so the "
+                         "lowest 8 bits of each value are dropped.")
         t, mode = _decode_open_image(im, value_range, background, cap, notes)
     return t, mode, fmt, (int(t.shape[-2]), int(t.shape[-1]))
+
+
+def _png_bit_depth(fp: Any) -> int | None:
+    """The bit depth in a PNG's IHDR chunk (byte 24 of the file), or None if unreadable."""
+    try:
+        pos = fp.tell()
+        fp.seek(0)
+        head = fp.read(26)
+        fp.seek(pos)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return head[24] if len(head) >= 26 and head[12:16] == b"IHDR" else None
 
 
 _MAGIC: tuple[tuple[bytes, str], ...] = (

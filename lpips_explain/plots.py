@@ -139,10 +139,7 @@ def explained_images(expl: Any) -> tuple[np.ndarray, np.ndarray, str, str]:
     The explained image is B unless the roles were swapped, in which case maps refer to A.
     """
     a, b = as_uint8_image(expl.a), as_uint8_image(expl.b)
-    swapped = any(str(w).startswith("Roles swapped") for w in expl.warnings)
-    attr = getattr(expl, "attribution", None)
-    if attr is not None and getattr(attr, "target", None) == "a":
-        swapped = True
+    swapped = bool(getattr(expl, "swapped", False))
     return (b, a, "B", "A") if swapped else (a, b, "A", "B")
 
 

@@ -42,17 +42,31 @@ def describe_layers(dec: Decomposition) -> list[str]:
     return out
 
 
+def _amount(strength: float, unit: str) -> str:
+    """'5 degrees', '1 pixel', '0.05 std': singular units for exactly 1."""
+    if strength == 1 and unit.endswith("s") and unit not in ("turns",):
+        unit = unit[:-1]
+    return f"{strength:g} {unit}"
+
+
 def summarize(dec: Decomposition, *, attribution: Any = None, sensitivity: Any = None,
-              repair: Any = None, perceptual: bool = True, resized: bool = False,
-              warnings: Sequence[str] = (),
+              repair: Any = None, perceptual: bool = True, aligned: str | None = None,
+              identical: bool = False, explained: str = "B",
               thresholds: Sequence[float] = THRESHOLDS) -> list[str]:
-    """Sentences for people, each one derived from a number in the explanation."""
+    """Sentences for people, each one derived from a number in the explanation.
+
+    ``aligned`` is the size policy applied when the inputs differed in size (else None),
+    ``identical`` whether the compared tensors are pixel-identical, ``explained`` the name
+    of the explained image (perturbed and repaired): "B", or "A" with roles swapped.
+    """
     t = thresholds
     out = [f"LPIPS ({dec.net}, v{dec.version}) distance is {dec.distance:.4f}: "
            f"{category(dec.distance, t)} (scale: <{t[0]} very similar, <{t[1]} similar, "
            f"<{t[2]} different, above that very different)."]
     if not perceptual:
         out.append("Warning: the trunk has random weights, so this is not a perceptual judgement.")
+    if identical:
+        out.append("The two images are pixel-identical (after alignment).")
     out += describe_layers(dec)
     if repair is not None and dec.distance > 0:
         out.append(repair.headline)
@@ -61,27 +75,37 @@ def summarize(dec: Decomposition, *, attribution: Any = None, sensitivity: Any =
                        "monotonic): LPIPS is not additive over regions.")
     if sensitivity is not None and sensitivity.most_sensitive is not None:
         item = max(sensitivity.items, key=lambda i: abs(i.change))
-        direction = "raises" if item.change >= 0 else "lowers"
-        out.append(f"Of the perturbations tried on B, {item.label.lower()} ({item.strength:g} "
-                   f"{item.unit}) moves the distance most: it {direction} it by "
-                   f"{abs(item.change):.4f} to {item.distance:.4f}.")
-        geo = [g for g in sensitivity.geometric if g.change > 0]
+        if abs(item.change) > 1e-9:
+            direction = "raises" if item.change >= 0 else "lowers"
+            out.append(f"Of the perturbations tried on {explained}, {item.label.lower()} "
+                       f"({_amount(item.strength, item.unit)}) moves the distance most: it "
+                       f"{direction} it by {abs(item.change):.4f} to {item.distance:.4f}.")
+        geo = [g for g in sensitivity.geometric if g.change > 1e-9]
         if geo:
             worst = max(geo, key=lambda g: g.change)
-            out.append(f"Geometric sensitivity: a {worst.strength:g} {worst.unit} {worst.label.lower()} "
-                       f"of B adds {worst.change:.4f}, though a person would barely notice it.")
+            small = min(sensitivity.geometric, key=lambda g: g.strength)
+            out.append(f"Geometric sensitivity: {worst.label.lower()} of {explained} by "
+                       f"{_amount(worst.strength, worst.unit)} changes the distance from "
+                       f"{sensitivity.base_distance:.4f} to {worst.distance:.4f}"
+                       + (f"; even {_amount(small.strength, small.unit)} of "
+                          f"{small.label.lower()} changes it by {small.change:+.4f}."
+                          if small is not worst else "."))
     if attribution is not None:
-        if attribution.vanishing:
+        if attribution.vanishing and attribution.method == "smoothgrad":
+            out.append("Gradients vanish at this pair (LPIPS is quadratic in the feature "
+                       "difference): the SmoothGrad map shows only the effect of its own noise.")
+        elif attribution.vanishing:
             out.append("Gradient-based maps are blank here because gradients vanish: LPIPS is "
                        "quadratic in the feature difference, so at (near-)identical images every "
                        "gradient is (nearly) zero.")
         elif attribution.relative_gap is not None:
             out.append(f"{attribution.method.replace('_', ' ').capitalize()} accounts for "
                        f"{attribution.total:.4f} of the {attribution.distance:.4f} distance "
-                       f"(completeness gap {_pct(attribution.relative_gap)}).")
-    if resized:
-        out.append("The inputs had different sizes and were aligned first (see warnings); "
-                   "resampling itself changes LPIPS.")
-    if warnings and any("identical" in w for w in warnings):
-        out.append("The two images are pixel-identical.")
+                       f"(completeness gap {100 * attribution.relative_gap:.2f}%).")
+    if aligned == "resize":
+        out.append("The inputs had different sizes and were resized (antialiased) to a common "
+                   "size first; resampling itself changes LPIPS (see the warnings).")
+    elif aligned == "crop":
+        out.append("The inputs had different sizes and were centre-cropped to a common size "
+                   "first; content outside the crop is not compared (see the warnings).")
     return out

@@ -113,7 +113,10 @@ def _fetch_imagenet(net: str, progress: bool) -> Path:
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        torch.hub.download_url_to_file(imagenet_url(net), str(path), progress=progress)
+        # torchvision's file names carry a sha256 prefix: check it, as torchvision does.
+        hash_prefix = re.search(r"-([a-f0-9]+)\.", path.name)
+        torch.hub.download_url_to_file(imagenet_url(net), str(path), progress=progress,
+                                       hash_prefix=hash_prefix[1] if hash_prefix else None)
     except Exception as exc:  # URLError, socket errors, HTTP errors: all mean "not here"
         raise WeightsUnavailableError(
             _missing_message(net, path, f"download failed: {exc}")
@@ -183,6 +186,9 @@ def load_trunk(net: str, spec: str | os.PathLike | None = None, seed: int = 0, *
     lookup("trunk", net, _SOURCES)
     spec = default_backbone_spec() if spec is None else spec
     spec_str = os.fspath(spec)
+    if not spec_str.strip():
+        raise WeightsUnavailableError(
+            "The backbone weights setting is empty: use 'imagenet', 'random' or a file path.")
     features = build_features(net, seed)
     if spec_str == "random":
         info = WeightsInfo(net, "random", f"random initialisation, seed {seed} (not perceptual)",
@@ -233,11 +239,13 @@ def load_lin_heads(net: str, version: str, channels: tuple[int, ...],
                 f"{file} has no weights for lin layer {i} (looked for 'lin{i}.model.1.weight'); "
                 f"it holds: {', '.join(list(state)[:6])}."
             )
-        w = state[key].detach().to(torch.float32).reshape(-1)
-        if w.numel() != c:
+        raw = state[key]
+        if tuple(raw.shape) not in ((1, c, 1, 1), (c,), (1, c)):
             raise WeightsMismatchError(
-                f"{file}: lin layer {i} has {w.numel()} channels, the {net!r} trunk has {c}."
+                f"{file}: lin layer {i} has shape {tuple(raw.shape)}; the {net!r} trunk needs "
+                f"{c} channels, as (1, {c}, 1, 1) like the official heads."
             )
+        w = raw.detach().to(torch.float32).reshape(-1)
         if not torch.isfinite(w).all():
             raise WeightsMismatchError(f"{file}: lin layer {i} holds NaN or Inf.")
         if (w < 0).any():
@@ -249,4 +257,4 @@ def load_lin_heads(net: str, version: str, channels: tuple[int, ...],
     extra = [k for k in state if (m := re.match(r"lins?\.?(\d+)\.", k)) and int(m[1]) >= len(channels)]
     if extra:
         raise WeightsMismatchError(f"{file} holds more lin layers than the {net!r} trunk has.")
-    return heads, str(file)
+    return heads, str(file.resolve())

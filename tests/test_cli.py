@@ -89,3 +89,9 @@ def test_help_explains_options():
     assert res.returncode == 0
     for word in ("--backbone-weights", "--size-policy", "--json", "exit codes", "--net"):
         assert word in res.stdout
+
+
+def test_bad_seed_exits_2_without_traceback():
+    res = run_cli("distance", *map(str, PAIR), "--backbone-weights", "random",
+                  "--seed", "99999999999999999999999")
+    assert res.returncode == 2 and "seed" in res.stderr and "Traceback" not in res.stderr

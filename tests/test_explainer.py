@@ -11,7 +11,7 @@ import torch
 from conftest import ASSETS, smooth_image
 from test_cli import run_cli
 
-from lpips_explain import InputError, UnknownOptionError
+from lpips_explain import Explainer, InputError, UnknownOptionError
 from lpips_explain.report import to_json
 
 R = "[0,1]"
@@ -94,6 +94,22 @@ def test_swap_explains_the_other_image(random_explainer, pair):
     assert swapped.distance == pytest.approx(normal.distance, abs=1e-6)
     assert not np.allclose(swapped.attribution.signed, normal.attribution.signed)
     assert any("swapped" in w.lower() for w in swapped.warnings)
+    # the explained image is A: every label says so
+    assert swapped.attribution.target == "a" and normal.attribution.target == "b"
+    data = swapped.to_dict()
+    assert data["explained"] == "a" and data["attribution"]["target"] == "a"
+    # activation_a still means image A's features, whichever image is the reference
+    for lay_n, lay_s in zip(normal.decomposition.layers, swapped.decomposition.layers,
+                            strict=True):
+        by_index = {c.index: c for c in lay_n.top_channels}
+        for c in lay_s.top_channels:
+            if c.index in by_index:
+                np.testing.assert_array_equal(c.activation_a, by_index[c.index].activation_a)
+                np.testing.assert_array_equal(c.activation_b, by_index[c.index].activation_b)
+    full = random_explainer.explain(a, b, attribution=None, repair=False, value_range=R,
+                                    swap=True)
+    assert any("tried on A" in line for line in full.summary)
+    assert not any("tried on B" in line for line in full.summary)
 
 
 def test_unknown_method_fails_before_work(random_explainer, pair):
@@ -213,5 +229,43 @@ def test_refusals_name_the_image(random_explainer, tmp_path):
     from PIL import Image
 
     Image.new("RGB", (20, 20)).save(tiny)
-    with pytest.raises(ImageTooSmallError, match=r"image REF \(tiny\.png\) is 20x20 px"):
+    with pytest.raises(ImageTooSmallError) as exc:
         random_explainer.explain_triplet(tiny, good, good)
+    assert str(exc.value).startswith("The image REF (tiny.png) is 20x20 px")
+    assert str(exc.value).count("tiny.png") == 1  # named once, not prefixed twice
+
+
+def test_option_errors_keep_their_class_and_come_early(random_explainer, pair):
+    a, b = pair
+    with pytest.raises(UnknownOptionError, match=r"value range.*Did you mean"):
+        random_explainer.distance(a, b, value_range="[0,1 ]")
+    for seed in (-1, 2**64, "x", 1.5):
+        with pytest.raises(InputError, match="seed"):
+            Explainer("alex", "0.1", "random", seed=seed)
+    big = smooth_image(256, 256, 3)
+    with pytest.raises(InputError, match="at least 8 px"):
+        random_explainer.explain(big, big, patch=1, value_range=R, attribution="saliency")
+    with pytest.raises(InputError, match="steps"):
+        random_explainer.explain(a, b, steps=0, value_range=R)
+
+
+def test_summary_claims_come_from_numbers_not_names(random_explainer, tmp_path):
+    from PIL import Image
+
+    src = Image.open(ASSETS / "originals" / "rocket.png")
+    src.save(tmp_path / "identical_twin.png")
+    src.resize((200, 180)).save(tmp_path / "small.png")
+    expl = random_explainer.explain(tmp_path / "identical_twin.png", tmp_path / "small.png",
+                                    attribution=None, sensitivity=False, repair=False)
+    assert expl.distance > 0
+    assert not any("pixel-identical" in s for s in expl.summary)
+    assert any("resized" in s for s in expl.summary)
+    same = random_explainer.explain(tmp_path / "small.png", tmp_path / "small.png",
+                                    attribution=None, sensitivity=False, repair=False)
+    assert any("pixel-identical" in s for s in same.summary)
+
+
+def test_triplet_flags_identical_candidates(random_explainer):
+    ref, a = smooth_image(64, 64, 60), smooth_image(64, 64, 61)
+    tri = random_explainer.explain_triplet(ref, a, a.clone(), attribution=None, value_range=R)
+    assert any("Images A and B are pixel-identical" in w for w in tri.warnings)

@@ -671,3 +671,23 @@ def test_every_refusal_is_an_lpips_explain_error():
 def test_module_does_not_import_streamlit():
     source = Path(I.__file__).read_text()
     assert "streamlit" not in source and "assert " not in source
+
+
+def test_16_bit_colour_png_says_bits_were_dropped(tmp_path):
+    import zlib
+
+    # A 2x2 16-bit RGB PNG written by hand (Pillow cannot write one).
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (len(data).to_bytes(4, "big") + kind + data
+                + zlib.crc32(kind + data).to_bytes(4, "big"))
+
+    ihdr = (2).to_bytes(4, "big") * 2 + bytes([16, 2, 0, 0, 0])
+    rows = b"".join(b"\x00" + (b"\x80\x01" * 3) * 2 for _ in range(2))
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows))
+           + chunk(b"IEND", b""))
+    loaded = I.load_image(png)
+    assert any("16-bit colour PNG" in w for w in loaded.warnings)
+    assert loaded.tensor.shape == (1, 3, 2, 2)
+    eight = io.BytesIO()
+    Image.new("RGB", (2, 2), (128, 1, 1)).save(eight, format="PNG")
+    assert not any("16-bit" in w for w in I.load_image(eight.getvalue()).warnings)

@@ -53,14 +53,19 @@ def test_offline_without_cache_names_the_file(torch_home):
 def test_failed_download_is_a_clear_error(torch_home, monkeypatch):
     monkeypatch.delenv("LPIPS_EXPLAIN_OFFLINE")
 
-    def refuse(url, dst, progress=True):
+    seen = {}
+
+    def refuse(url, dst, progress=True, hash_prefix=None):
         import urllib.error
 
+        seen.update(url=url, hash_prefix=hash_prefix)
         raise urllib.error.URLError("Name or service not known")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
     with pytest.raises(WeightsUnavailableError, match=r"download failed.*Name or service"):
         build_lpips("alex", "0.1", "imagenet")
+    # the download is checked against torchvision's sha256 prefix, as torchvision does
+    assert seen["url"].endswith("alexnet-owt-7be5be79.pth") and seen["hash_prefix"] == "7be5be79"
 
 
 def test_wrong_architecture_names_the_mismatch(tmp_path):
@@ -116,6 +121,12 @@ def test_bad_lin_heads_are_refused(tmp_path):
         load_lin_heads("alex", "0.1", (64, 192, 384, 256, 256), tmp_path / "partial.pth")
     with pytest.raises(WeightsMismatchError, match="channels"):
         load_lin_heads("vgg", "0.1", (64, 192, 384, 256, 256))
+    # right number of values, wrong shape: refused, not silently flattened
+    odd = {k: v.clone() for k, v in state.items()}
+    odd["lin0.model.1.weight"] = torch.ones(2, 32, 1, 1)
+    torch.save(odd, tmp_path / "odd.pth")
+    with pytest.raises(WeightsMismatchError, match=r"shape \(2, 32, 1, 1\)"):
+        load_lin_heads("alex", "0.1", (64, 192, 384, 256, 256), tmp_path / "odd.pth")
 
 
 def test_unknown_names_suggest():
