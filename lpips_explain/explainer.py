@@ -314,16 +314,35 @@ class Explainer:
 
             rep = timer.run("repair", lambda: run_repair(
                 self.model, ta, tb, patch=patch, scorer=scorer, progress=progress))
-        from .summary import summarize
+        expl = Explanation(decomposition, prep, self.weights_info, self.model.lin_file, attr,
+                           sens, rep, (), tuple(warnings), dict(timer.ms), swapped=swap)
+        return replace(expl, summary=tuple(_summarize(expl)))
 
-        summary = summarize(decomposition, attribution=attr, sensitivity=sens, repair=rep,
-                            perceptual=self.perceptual,
-                            aligned=prep.align.policy if any(prep.align.changed) else None,
-                            identical=bool(torch.equal(ta, tb)),
-                            explained="A" if swap else "B")
-        return Explanation(decomposition, prep, self.weights_info, self.model.lin_file, attr,
-                           sens, rep, tuple(summary), tuple(warnings), dict(timer.ms),
-                           swapped=swap)
+    def combine(self, base: Explanation, *parts: Explanation) -> Explanation:
+        """One explanation from parts computed separately on the same inputs.
+
+        The app caches the attribution, the sensitivity and the repair apart, so that
+        changing one option recomputes one part; this puts them together again (and
+        rebuilds the summary from all of them). Each part's non-empty attribution,
+        sensitivity and repair replace the base's.
+        """
+        fields: dict[str, Any] = {}
+        timings = dict(base.timings_ms)
+        for part in parts:
+            same = (part.swapped == base.swapped and len(part.inputs.tensors) ==
+                    len(base.inputs.tensors) and all(
+                        torch.equal(x, y) for x, y in zip(part.inputs.tensors,
+                                                          base.inputs.tensors, strict=True)))
+            if not same:
+                raise InputError("Parts of one explanation must come from the same images "
+                                 "and the same roles.")
+            for name in ("attribution", "sensitivity", "repair"):
+                if getattr(part, name) is not None:
+                    fields[name] = getattr(part, name)
+                    if name in part.timings_ms:
+                        timings[name] = part.timings_ms[name]
+        expl = replace(base, **fields, timings_ms=timings)
+        return replace(expl, summary=tuple(_summarize(expl)))
 
     def explain_triplet(self, ref: Any, a: Any, b: Any, *,
                         attribution: str | None = "integrated_gradients",
@@ -341,6 +360,19 @@ class Explainer:
         return explain_triplet(self, prep, attribution=attribution, steps=steps, patch=patch,
                                top_k=top_k, progress=progress,
                                attribution_params=attribution_params)
+
+
+def _summarize(expl: Explanation) -> list[str]:
+    from .summary import summarize
+
+    align = expl.inputs.align
+    ta, tb = (expl.b, expl.a) if expl.swapped else (expl.a, expl.b)
+    return summarize(expl.decomposition, attribution=expl.attribution,
+                     sensitivity=expl.sensitivity, repair=expl.repair,
+                     perceptual=expl.backbone.perceptual,
+                     aligned=align.policy if any(align.changed) else None,
+                     identical=bool(torch.equal(ta, tb)),
+                     explained="A" if expl.swapped else "B")
 
 
 def _swap_activations(dec: Decomposition) -> Decomposition:

@@ -63,6 +63,11 @@ FAVOUR_B = "#ff7f0e"
 NEUTRAL = "#9e9e9e"
 RISE = "#d62728"
 _PLOTLY_DIVERGING = "RdBu_r"
+# Plotly's Inferno with its first stop nudged off #000004: Streamlit's chart theming draws
+# that exact colour as lavender, which makes the lowest values look higher than they are.
+_INFERNO = [[i / 9, c] for i, c in enumerate(
+    ["#07041a", "#1b0c41", "#4a0c6b", "#781c6d", "#a52c60", "#cf4446", "#ed6925", "#fb9b06",
+     "#f7d13d", "#fcffa4"])]
 _MPL_SEQUENTIAL = "inferno"
 _MPL_DIVERGING = "RdBu_r"
 
@@ -143,14 +148,17 @@ def explained_images(expl: Any) -> tuple[np.ndarray, np.ndarray, str, str]:
     return (b, a, "B", "A") if swapped else (a, b, "A", "B")
 
 
-def _caption_annotation(fig: go.Figure, caption: str | None) -> None:
+def _caption_annotation(fig: go.Figure, caption: str | None, width: int = 90) -> None:
     if not caption:
         return
-    # yshift keeps the caption clear of the x-axis tick labels and title.
-    fig.add_annotation(text="<br>".join(textwrap.wrap(caption, 110)), showarrow=False,
-                       xref="paper", yref="paper", x=0, y=0, yshift=-48, xanchor="left",
+    lines = textwrap.wrap(caption, width)
+    # yshift keeps the caption below the x-axis tick labels and the axis title.
+    has_title = bool(fig.layout.xaxis.title.text)
+    shift = 72 if has_title else 40
+    fig.add_annotation(text="<br>".join(lines), showarrow=False,
+                       xref="paper", yref="paper", x=0, y=0, yshift=-shift, xanchor="left",
                        yanchor="top", align="left", font={"size": 11, "color": "#555"})
-    fig.update_layout(margin={"b": 70 + 16 * (1 + len(caption) // 110)})
+    fig.update_layout(margin={"b": shift + 20 + 15 * len(lines)})
     fig.layout.meta = {"caption": caption}
 
 
@@ -185,7 +193,8 @@ def layer_waterfall(dec: Decomposition) -> go.Figure:
 
 def heatmap_overlay(image: np.ndarray, heat: np.ndarray, *, title: str,
                     caption: str | None = None, colorscale: str = "Inferno",
-                    opacity: float = 0.55, symmetric: bool = False) -> go.Figure:
+                    opacity: float = 0.55, symmetric: bool = False,
+                    colorbar_title: str = "value") -> go.Figure:
     """The photo with the map over it, row 0 at the top as in the image, equal aspect."""
     img = as_uint8_image(image)
     z = np.asarray(heat, dtype=np.float64)
@@ -197,7 +206,7 @@ def heatmap_overlay(image: np.ndarray, heat: np.ndarray, *, title: str,
     # cell centres sit where the cells fall in image pixel coordinates, nothing is resampled.
     xs = (np.arange(w) + 0.5) * (big_w / w) - 0.5
     ys = (np.arange(h) + 0.5) * (big_h / h) - 0.5
-    heat_kw: dict[str, Any] = {"colorscale": colorscale}
+    heat_kw: dict[str, Any] = {"colorscale": _INFERNO if colorscale == "Inferno" else colorscale}
     if symmetric:
         # A few extreme pixels would wash the rest of a signed map out to white: the colour
         # scale stops at the 99.5th percentile of |value| (hover still shows true values).
@@ -212,7 +221,8 @@ def heatmap_overlay(image: np.ndarray, heat: np.ndarray, *, title: str,
     fig.add_trace(go.Image(source=png_data_uri(img), x0=0, y0=0, dx=1, dy=1, name="image",
                            hoverinfo="skip"))
     fig.add_trace(go.Heatmap(z=z, x=xs, y=ys, opacity=opacity, name="map",
-                             colorbar={"title": {"text": "value"}, "thickness": 14},
+                             colorbar={"title": {"text": colorbar_title}, "thickness": 14,
+                                       "exponentformat": "e", "len": 0.8},
                              hovertemplate="x %{x:.0f}, y %{y:.0f}: %{z:.4g}<extra></extra>",
                              **heat_kw))
     fig.update_xaxes(range=[-0.5, big_w - 0.5], showgrid=False, zeroline=False,
@@ -244,7 +254,7 @@ def spatial_map_figure(dec: Decomposition, image_uint8: np.ndarray, *,
     caption = (f"Map: spatial LPIPS distance, {which}. Upsampling: {upsample}, "
                f"{UPSAMPLING[upsample]}. Map mean {mean:.4f} vs {versus}: {agree}.")
     return heatmap_overlay(image_uint8, heat, title=f"Where the distance is: {which}",
-                           caption=caption)
+                           caption=caption, colorbar_title="distance")
 
 
 def channel_grid(layer: LayerBreakdown, *, which: str = "diff", cols: int = 5) -> go.Figure:
@@ -265,7 +275,7 @@ def channel_grid(layer: LayerBreakdown, *, which: str = "diff", cols: int = 5) -
     for i, c in enumerate(chans):
         r, col = divmod(i, ncols)
         fig.add_trace(go.Heatmap(z=np.asarray(getattr(c, attr), dtype=np.float64),
-                                 colorscale="Inferno" if which == "diff" else _PLOTLY_DIVERGING,
+                                 colorscale=_INFERNO if which == "diff" else _PLOTLY_DIVERGING,
                                  showscale=False, name=f"ch {c.index}",
                                  hovertemplate=(f"ch {c.index}<br>row %{{y}}, col %{{x}}: "
                                                 "%{z:.4g}<extra></extra>"),
@@ -305,15 +315,19 @@ def attribution_figure(attr: Any, image_uint8: np.ndarray, *, view: str = "signe
     target = name or str(getattr(attr, "target", "b")).upper()
     params = getattr(attr, "params", None) or {}
     ptxt = ", ".join(f"{k}={v}" for k, v in params.items())
-    caption = (f"Map: {ATTRIBUTION_VIEWS[view]} attribution of {target}'s pixels to the "
-               f"distance ({attr.method}{f'; {ptxt}' if ptxt else ''}), at image resolution, "
-               f"no upsampling."
+    what = (f"the regions of {target} as seen by layer {params.get('layer', '')}, "
+            f"upsampled bilinearly to the image" if attr.method == "layer_gradcam" else
+            f"{target}'s pixels, at image resolution, no upsampling")
+    caption = (f"Map: {ATTRIBUTION_VIEWS[view]} attribution to the distance of {what} "
+               f"({attr.method}{f'; {ptxt}' if ptxt else ''})."
                f"{' Colour scale clipped at the 99.5th percentile of |value|.' if view == 'signed' else ''}")
     notes = [str(n) for n in getattr(attr, "notes", ()) or ()]
+    if view != "signed":  # the sign note explains negative values, which this view has none of
+        notes = [n for n in notes if not n.startswith("Positive values")]
     if notes:
         caption += " " + " ".join(notes)
     fig = heatmap_overlay(image_uint8, heat, title=title, caption=caption,
-                          symmetric=view == "signed")
+                          symmetric=view == "signed", colorbar_title="attribution")
     if getattr(attr, "vanishing", False):
         fig.add_annotation(
             text=("Gradients vanish here: LPIPS is quadratic in the feature difference, so at "
@@ -329,9 +343,16 @@ def _sensitivity_rows(sens: Any) -> list[tuple[str, Any]]:
     return rows
 
 
-def sensitivity_bars(sens: Any) -> go.Figure:
-    """Horizontal bars of the change in distance for each perturbation of B."""
-    rows = _sensitivity_rows(sens)
+def sensitivity_bars(sens: Any, *, explained: str = "B") -> go.Figure:
+    """Horizontal bars of the change in distance for each perturbation of the explained image.
+
+    A geometric-table row that repeats a default-strength row (same transform and strength)
+    is drawn once.
+    """
+    seen = {(it.transform, float(it.strength)) for g, it in _sensitivity_rows(sens)
+            if g != "geometric"}
+    rows = [(g, it) for g, it in _sensitivity_rows(sens)
+            if g != "geometric" or (it.transform, float(it.strength)) not in seen]
     labels: list[str] = []
     for group, it in rows:
         lab = f"{it.label} ({it.strength:g} {it.unit})".replace(" )", ")")
@@ -352,11 +373,12 @@ def sensitivity_bars(sens: Any) -> go.Figure:
                        "%{customdata[3]}<extra></extra>"),
     ))
     fig.update_yaxes(autorange="reversed", title=None)
-    fig.update_xaxes(title="change in LPIPS distance vs unperturbed B", zeroline=True,
+    fig.update_xaxes(title=f"change in LPIPS distance vs unperturbed {explained}", zeroline=True,
                      zerolinecolor="#444")
     most = getattr(sens, "most_sensitive", None)
     fig.update_layout(
-        title=(f"Perturbing B: change in distance from the base {sens.base_distance:.4f}"
+        title=(f"Perturbing {explained}: change in distance from the base "
+               f"{sens.base_distance:.4f}"
                f"{f' (most sensitive: {most})' if most else ''}"),
         height=max(300, 26 * len(rows) + 120), showlegend=False, margin={"l": 10})
     return fig
@@ -389,10 +411,14 @@ def sweep_figure(sweep: Any) -> go.Figure:
     return fig
 
 
-def repair_curve(rep: Any, *, repaired: str = "B", source: str = "A") -> go.Figure:
+def repair_curve(rep: Any, *, repaired: str = "B", source: str = "A",
+                 threshold: float | None = None, threshold_label: str = "",
+                 mark_area: float | None = None, mark_label: str = "") -> go.Figure:
     """Remaining distance against the fraction of area repaired, every point a real evaluation.
 
     ``repaired`` names the image whose patches are replaced, ``source`` the one they come from.
+    ``threshold`` draws a horizontal line (e.g. the rival's distance in a triplet) and
+    ``mark_area`` a vertical one (e.g. where the decision flips).
     """
     area = np.asarray(rep.curve_area, dtype=np.float64)
     dist = np.asarray(rep.curve_distance, dtype=np.float64)
@@ -422,6 +448,14 @@ def repair_curve(rep: Any, *, repaired: str = "B", source: str = "A") -> go.Figu
         fig.add_vline(x=float(half), line={"dash": "dot", "color": "#666"},
                       annotation_text=f"{100 * float(half):.1f}% of the area",
                       annotation_position="top left")
+    if threshold is not None:
+        fig.add_hline(y=float(threshold), line={"dash": "dot", "color": FAVOUR_B},
+                      annotation_text=threshold_label or f"{threshold:.4f}",
+                      annotation_position="bottom right")
+    if mark_area is not None:
+        fig.add_vline(x=float(mark_area), line={"color": FAVOUR_B},
+                      annotation_text=mark_label or f"{100 * float(mark_area):.1f}%",
+                      annotation_position="bottom left")
     grid = getattr(rep, "grid", None)
     grid_txt = f", a {grid[0]}x{grid[1]} grid" if grid is not None else ""
     caption = (f"Greedy repair: {repaired}'s {rep.patch} px patches{grid_txt} are replaced by "

@@ -269,3 +269,24 @@ def test_triplet_flags_identical_candidates(random_explainer):
     ref, a = smooth_image(64, 64, 60), smooth_image(64, 64, 61)
     tri = random_explainer.explain_triplet(ref, a, a.clone(), attribution=None, value_range=R)
     assert any("Images A and B are pixel-identical" in w for w in tri.warnings)
+
+
+def test_combine_parts_equals_one_call(random_explainer, pair):
+    a, b = pair
+    one = random_explainer.explain(a, b, attribution="saliency", patch=16, value_range=R)
+    kw = {"value_range": R, "patch": 16}
+    base = random_explainer.explain(a, b, attribution=None, sensitivity=False, repair=False,
+                                    **kw)
+    parts = [random_explainer.explain(a, b, attribution="saliency", sensitivity=False,
+                                      repair=False, **kw),
+             random_explainer.explain(a, b, attribution=None, repair=False, **kw),
+             random_explainer.explain(a, b, attribution=None, sensitivity=False, **kw)]
+    combined = random_explainer.combine(base, *parts)
+    assert combined.summary == one.summary
+    np.testing.assert_array_equal(combined.attribution.signed, one.attribution.signed)
+    np.testing.assert_array_equal(combined.repair.curve_distance, one.repair.curve_distance)
+    assert combined.sensitivity.rows() == one.sensitivity.rows()
+    other = random_explainer.explain(b, a, attribution="saliency", sensitivity=False,
+                                     repair=False, **kw)
+    with pytest.raises(InputError, match="same images"):
+        random_explainer.combine(base, other)
