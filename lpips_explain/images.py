@@ -717,8 +717,9 @@ def check_min_size(size: tuple[int, int], net: str, *, label: str = "image") -> 
         )
 
 
-def _labels(images: Sequence[LoadedImage | torch.Tensor]) -> list[str]:
-    letters = string.ascii_uppercase
+def _labels(images: Sequence[LoadedImage | torch.Tensor],
+            names: Sequence[str] | None = None) -> list[str]:
+    letters = list(names) if names is not None else list(string.ascii_uppercase)
     out = []
     for i, im in enumerate(images):
         letter = letters[i] if i < len(letters) else f"#{i + 1}"
@@ -738,7 +739,7 @@ def _tensor_of(im: LoadedImage | torch.Tensor, i: int) -> torch.Tensor:
 
 
 def align_images(
-    images: Sequence[LoadedImage], policy: str = "resize"
+    images: Sequence[LoadedImage], policy: str = "resize", labels: Sequence[str] | None = None
 ) -> tuple[list[torch.Tensor], AlignInfo]:
     """Bring images to one (height, width) following ``policy`` and say what was done."""
     if policy not in SIZE_POLICIES:
@@ -751,7 +752,9 @@ def align_images(
     if len(set(sizes)) == 1:
         return tensors, AlignInfo(policy, sizes[0], sizes, (False,) * len(sizes), ())
 
-    labels = _labels(items)
+    if labels is not None and len(labels) != len(items):
+        raise InputError(f"{len(items)} images but {len(labels)} labels.")
+    labels = _labels(items, labels)
     if policy == "error":
         listed = ", ".join(f"{lab} is {_px(s)}" for lab, s in zip(labels, sizes, strict=True))
         raise SizeMismatchError(

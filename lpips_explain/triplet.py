@@ -189,14 +189,15 @@ def explain_triplet(explainer: Explainer, prep: PreparedInputs, *, attribution: 
         win = result.closer.upper()
         head = (f"LPIPS finds {win} closer to the reference: d(REF, A) = {dec_a.distance:.4f} "
                 f"({category(dec_a.distance)}), d(REF, B) = {dec_b.distance:.4f} "
-                f"({category(dec_b.distance)}), margin {abs(result.margin):.4f}.")
+                f"({category(dec_b.distance)}); margin d(REF, B) - d(REF, A) = "
+                f"{result.margin:+.4f}.")
     summary = [head]
     if result.closer != "tie":
         sign = 1 if result.closer == "a" else -1
         agree = [lay for lay in layers if sign * lay.margin > 0]
         top = max(layers, key=lambda lay: sign * lay.margin)
         summary.append(f"{len(agree)} of {len(layers)} layers agree with the verdict; {top.name} "
-                       f"contributes most to the margin ({sign * top.margin:+.4f}).")
+                       f"contributes most to it (its margin: {top.margin:+.4f}).")
     summary.append(flip.statement)
     if not explainer.perceptual:
         summary.append("Warning: the trunk has random weights, so this is not a perceptual "

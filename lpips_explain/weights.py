@@ -96,10 +96,10 @@ def _missing_message(net: str, path: Path, reason: str) -> str:
     return (
         f"The ImageNet weights of the {net!r} trunk are not available ({reason}). "
         f"Expected file: {path}. Either put torchvision's file {path.name} there "
-        f"(the hub cache follows TORCH_HOME), or name a local torchvision state_dict with "
-        f"--backbone-weights PATH (or the {BACKBONE_ENV} environment variable). "
-        f"For structure-only demos, --backbone-weights random works offline "
-        f"(not a perceptual metric)."
+        f"(the hub cache follows TORCH_HOME), or name a local torchvision state_dict: "
+        f"--backbone-weights PATH on the command line, the 'Trunk weights' setting in the "
+        f"app, or the {BACKBONE_ENV} environment variable for both. "
+        f"For structure-only demos, a random trunk works offline (not a perceptual metric)."
     )
 
 
@@ -128,10 +128,14 @@ def _read_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged file can fail anywhere inside the unpickler
+        if "weights only load failed" in str(exc).lower():
+            why = ("it holds Python objects besides tensors, and lpips-explain never runs code "
+                   "from a weights file (weights_only=True)")
+        else:
+            why = f"it is not a readable PyTorch file ({type(exc).__name__})"
         raise WeightsError(
-            f"Could not read {path} as a PyTorch state_dict ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}). Only plain tensors are "
-            f"loaded (weights_only=True); save weights with torch.save(model.state_dict(), ...)."
+            f"Could not load {path}: {why}. Save weights as a plain state_dict with "
+            f"torch.save(model.state_dict(), path)."
         ) from None
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):

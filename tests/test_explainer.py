@@ -290,3 +290,24 @@ def test_combine_parts_equals_one_call(random_explainer, pair):
                                      repair=False, **kw)
     with pytest.raises(InputError, match="same images"):
         random_explainer.combine(base, other)
+
+
+def test_triplet_alignment_notes_use_triplet_names(random_explainer, tmp_path):
+    from PIL import Image
+
+    src = Image.open(ASSETS / "originals" / "chelsea.png")
+    src.save(tmp_path / "ref.png")
+    src.save(tmp_path / "a.png")
+    src.resize((128, 128)).save(tmp_path / "b.png")
+    tri = random_explainer.explain_triplet(tmp_path / "ref.png", tmp_path / "a.png",
+                                           tmp_path / "b.png", attribution=None, patch=32)
+    notes = " ".join(tri.inputs.align.notes)
+    assert "REF (ref.png)" in notes and "C (" not in notes
+    assert tri.summary[0].endswith(f"= {tri.margin:+.4f}.")
+
+
+def test_constant_image_is_flagged(random_explainer):
+    grey = torch.full((1, 3, 64, 64), 128 / 255)
+    expl = random_explainer.explain(grey, smooth_image(64, 64, 70), attribution=None,
+                                    sensitivity=False, repair=False, value_range=R)
+    assert any("Image A is constant" in w for w in expl.warnings)

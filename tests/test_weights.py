@@ -89,8 +89,9 @@ def test_unreadable_and_missing_files(tmp_path):
 def test_pickled_code_is_refused(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"features.0.weight": torch.zeros(1), "hook": print}, path)
-    with pytest.raises(WeightsError):
+    with pytest.raises(WeightsError, match="never runs code") as exc:
         build_lpips("alex", "0.1", str(path))
+    assert "weights_only=False" not in str(exc.value)  # never advise the unsafe route
 
 
 def test_env_variable_sets_default(monkeypatch):
