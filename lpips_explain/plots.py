@@ -569,7 +569,10 @@ def summary_png(expl: Any) -> bytes:
     """A static one-page PNG: both images, the spatial map, layer and sensitivity bars, summary."""
     dec = expl.decomposition
     _, target, ref_name, target_name = explained_images(expl)
-    lines = list(expl.summary) + [f"Warning: {w}" for w in expl.warnings]
+    from .explainer import RANDOM_TRUNK_WARNING  # the summary already says it in words
+
+    lines = list(expl.summary) + [f"Warning: {w}" for w in expl.warnings
+                                  if w != RANDOM_TRUNK_WARNING]
     text_h = 0.17 * _wrapped_count(lines) + 0.4
     fig = _new_figure(13, 4.0 + 3.6 + text_h)
     gs = fig.add_gridspec(3, 3, height_ratios=[4.0, 3.6, text_h])
@@ -595,7 +598,7 @@ def summary_png(expl: Any) -> bytes:
         rows = _sensitivity_rows(sens)
         _barh(ax, [f"{it.label} {it.strength:g}{it.unit and ' ' + it.unit}"
                    + (" (geo)" if g == "geometric" else "") for g, it in rows],
-              [it.change for _, it in rows], f"change when B is perturbed (base "
+              [it.change for _, it in rows], f"change when {target_name} is perturbed (base "
               f"{sens.base_distance:.4f})",
               [FAVOUR_A if it.change >= 0 else RISE for _, it in rows])
     else:
