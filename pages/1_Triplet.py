@@ -19,6 +19,7 @@ with guard("explaining the triplet"):
         progress="Explaining the decision:")
 render.triplet_verdict(tri)
 render.triplet_margins(tri)
+render.triplet_channels(tri)
 render.triplet_attributions(tri)
 render.triplet_flip(tri)
 render.triplet_summary_and_downloads(tri)

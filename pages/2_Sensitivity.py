@@ -1,4 +1,5 @@
-"""Sensitivity page: how LPIPS reacts when B is perturbed, against PSNR and SSIM."""
+"""Sensitivity page: how LPIPS reacts when the explained image is perturbed, against PSNR and
+SSIM (B is explained unless the roles were swapped on Explain)."""
 
 from lpips_explain.ui import controls, inputs, sweeps
 from lpips_explain.ui.feedback import guard
@@ -6,11 +7,12 @@ from lpips_explain.ui.resources import cached
 
 opts, explainer = controls.page_setup(
     "Sensitivity",
-    "Perturb B step by step and watch LPIPS beside PSNR and SSIM; small rotations and shifts; "
-    "what happens when the colour space is wrong.", analysis=False)
+    "Perturb the explained image step by step and watch LPIPS beside PSNR and SSIM; small "
+    "rotations and shifts; what happens when the colour space is wrong.", analysis=False)
 pair = inputs.current_pair()
 swap = inputs.swapped()
-transforms, ranges, points = sweeps.sweep_controls("A" if swap else "B")
+target = "A" if swap else "B"
+transforms, ranges, points = sweeps.sweep_controls(target)
 
 base = (opts.model_key, pair.key)
 with guard("loading the pair"):
@@ -20,7 +22,7 @@ with guard("measuring the sensitivity"):
     sens = cached("sensitivity", (base, swap, tuple(transforms)),
                   lambda progress: sweeps.default_sensitivity(
                       explainer, prep, transforms, swap=swap, progress=progress),
-                  progress="Perturbing B:")
+                  progress=f"Perturbing {target}:")
 sweeps.distance_header(sens, swap)
 
 with guard("sweeping the perturbations"):
@@ -29,8 +31,8 @@ with guard("sweeping the perturbations"):
                          explainer, prep, name, *ranges[name], points, swap=swap),
                      spinner=f"Sweeping {name}...")
               for name in transforms]
-sweeps.sweeps_panel(curves)
-sweeps.geometric_panel(sens)
+sweeps.sweeps_panel(curves, target)
+sweeps.geometric_panel(sens, target)
 
 with guard("rendering the colour spaces"):
     rows = cached("colorspace", base, lambda _p: sweeps.colorspaces(explainer, prep))

@@ -28,7 +28,8 @@ checks.weights_panel(explainer)
 checks.robust_heading()
 fallback = checks.fallback_picker()
 with guard("scoring the demo pairs"):
-    robust = cached("robust", (base, fallback), lambda _p: diagnostics.robust_score(
-        explainer, diagnostics.demo_pairs(pair.a.data, pair.b.data), fallback=fallback),
-        spinner="Scoring the demo pairs...")
+    robust = cached("robust", (base, pair.origin, pair.a.name, pair.b.name, fallback),
+                    lambda _p: diagnostics.robust_score(explainer, checks.demo_cases(pair),
+                                                       fallback=fallback),
+                    spinner="Scoring the demo pairs...")
 checks.robust_panel(robust)

@@ -1,7 +1,8 @@
 """The Streamlit shell's helpers: the only part of lpips_explain that imports streamlit.
 
-Pages (app.py, pages/*.py) read as recipes: ``controls.page_setup`` (shared sidebar, cached
-Explainer, weights panel and random-trunk banner) -> an input helper from ``inputs`` -> one
+app.py lists the pages (st.navigation; Explain, pages/0_Explain.py, is the default). Each
+page reads as a recipe: ``controls.page_setup`` (shared sidebar, cached Explainer, weights
+panel and random-trunk banner) -> an input helper from ``inputs`` -> one
 core call through ``resources.cached`` (a bounded store, progress fed by the engine) ->
 renderers from ``render``, ``sweeps`` and ``checks``. ``keys`` names every session-state
 entry and widget key; ``state`` carries widget values across pages; ``feedback`` turns

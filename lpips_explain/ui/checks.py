@@ -8,11 +8,13 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from .. import diagnostics
 from ..diagnostics import FALLBACKS
 from ..model import TRUNKS
 from ..weights import BACKBONE_ENV, imagenet_cache_path
 from . import keys
 from .feedback import panel
+from .render import plain
 from .state import persistent
 
 FALLBACK_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM"}
@@ -86,6 +88,30 @@ def fallback_picker() -> str:
                       horizontal=True, format_func=FALLBACK_LABELS.__getitem__)
 
 
+def demo_cases(pair: Any) -> list[tuple[str, Any, Any]]:
+    """The engine's demo cases for the current pair, whose first case (the pair itself) is
+    named as the person knows it: the sample's title or the uploaded files' names."""
+    cases = diagnostics.demo_pairs(pair.a.data, pair.b.data)
+    if pair.origin == "upload":
+        label = f"the current pair: {pair.a.name} vs {pair.b.name}"
+    else:
+        label = f"the current pair ({pair.origin.removeprefix('sample: ')}): A vs B"
+    return [(label, pair.a.source(), pair.b.source()), *cases[1:]]
+
+
+def _readable(message: str | None) -> str:
+    # Cases built in memory have no file name: the engine calls them "<bytes>".
+    return (message or "").replace(" (<bytes>)", "")
+
+
+def _fallback_note(item: Any, value: float | None) -> str:
+    if item.fallback_error:
+        # An image that cannot be decoded stops both metrics: say it once.
+        return ("the same reason" if item.fallback_error == item.refused
+                else _readable(item.fallback_error))
+    return "infinite (identical images)" if value is not None and math.isinf(value) else ""
+
+
 @panel("the robust scores")
 def robust_panel(report: Any) -> None:
     name = FALLBACK_LABELS.get(report.fallback_name, report.fallback_name)
@@ -97,15 +123,18 @@ def robust_panel(report: Any) -> None:
     for it in report.items:
         fb = it.fallback
         rows.append({
-            "pair": it.label,
+            "pair": plain(it.label),
             # None where LPIPS refused: never filled in from the other metric.
             "LPIPS": it.lpips,
             "LPIPS status": "scored" if it.lpips is not None else "refused",
             f"{name}: a different metric": (None if fb is None or not math.isfinite(fb)
                                             else fb),
-            "LPIPS refused because": it.refused or "",
-            f"{name} note": (it.fallback_error or ("infinite (identical images)"
-                                                   if fb is not None and math.isinf(fb) else "")),
+            "LPIPS refused because": plain(_readable(it.refused)),
+            f"{name} note": plain(_fallback_note(it, fb)),
         })
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="diag_robust_table")
+    # A static table: long refusal messages wrap instead of being clipped.
+    table = pd.DataFrame(rows)
+    other = "{:.2f}" if report.fallback_name == "psnr" else "{:.4f}"
+    st.table(table.style.format({"LPIPS": "{:.4f}", f"{name}: a different metric": other},
+                                na_rep="none"), hide_index=True)
     st.info(report.note)

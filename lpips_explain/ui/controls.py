@@ -12,7 +12,7 @@ from ..attribution import METHODS
 from ..errors import WeightsUnavailableError
 from ..explainer import RANDOM_TRUNK_WARNING, Explainer
 from ..model import TRUNKS
-from ..weights import BACKBONE_ENV, VERSIONS, default_backbone_spec
+from ..weights import BACKBONE_ENV, VERSIONS, default_backbone_spec, imagenet_cache_path
 from . import keys
 from .feedback import error_text
 from .resources import get_explainer
@@ -100,8 +100,9 @@ def sidebar(*, analysis: bool = True) -> Options:
     size_policy = persistent(sb.selectbox, "Size policy", list(images.SIZE_POLICIES),
                              key=keys.SIZE_POLICY, default="resize",
                              choices=images.SIZE_POLICIES,
-                             help="When A and B differ in size: resize (antialiased, to the "
-                                  "smaller), centre crop, or refuse.")
+                             help="When A and B differ in size: resize (both to the smaller "
+                                  "size, antialiased), crop (both centre-cropped to the "
+                                  "smaller size) or error (refuse the pair).")
 
     method, steps, params, top_k, patch = DEFAULT_METHOD, None, (), 5, 32
     if analysis:
@@ -146,17 +147,34 @@ def _attribution_controls(net: str) -> tuple[str, int | None, tuple[tuple[str, A
 # --- the model and its notices --------------------------------------------------------------
 
 
+def _weights_advice(opts: Options, message: str) -> str:
+    """What to do in the app (not CLI flags) when the chosen trunk weights are missing."""
+    if opts.backbone not in ("imagenet", "random"):
+        return (f"Check the path under 'Weights file' in the sidebar: it is read on the "
+                f"machine running the app and must name a torchvision state_dict of the "
+                f"{opts.net!r} trunk (the full model or its `features`). Or set 'Trunk "
+                f"weights' to ImageNet (torchvision) or random. Meanwhile the app can run with "
+                f"a random trunk: the structure of every explanation is the same, but the "
+                f"numbers are not perceptual.")
+    path = imagenet_cache_path(opts.net)
+    cli = (" The --backbone-weights option named above belongs to the command line."
+           if "--backbone-weights" in message else "")
+    return (f"To use the real (perceptual) metric in the app, either put torchvision's file "
+            f"`{path.name}` in the folder `{path.parent}` (it follows TORCH_HOME) and reload "
+            f"the page, or choose 'local torchvision state_dict file' under 'Trunk weights' "
+            f"in the sidebar and enter the path of a file you have, or restart the app with "
+            f"{BACKBONE_ENV}=/path/to/weights.pth.{cli} Meanwhile the app can run with a random "
+            f"trunk: the structure of every explanation is the same, but the numbers are not "
+            f"perceptual.")
+
+
 def load_explainer(opts: Options) -> Explainer:
-    """The cached Explainer; missing ImageNet weights offer a random trunk instead of failing."""
+    """The cached Explainer; missing weights offer a random trunk instead of failing."""
     try:
         return get_explainer(*opts.model_key)
     except WeightsUnavailableError as exc:
         st.error(str(exc), icon="📦")
-        st.info(f"To use the real (perceptual) metric, put the file named above in that folder, "
-                f"or start the app with {BACKBONE_ENV}=/path/to/weights.pth, or choose "
-                f"'local torchvision state_dict file' under Trunk weights in the sidebar. "
-                f"Meanwhile the app can run with a random trunk: the structure of every "
-                f"explanation is the same, but the numbers are not perceptual.")
+        st.info(_weights_advice(opts, str(exc)))
         st.button("Continue with a random trunk (structure demo)", key=keys.USE_RANDOM,
                   on_click=use_random_trunk, type="primary")
         st.stop()

@@ -119,11 +119,16 @@ def _sample_picker(label: str, kind: str, key: str, default_key: str, *, disable
     if not items:
         return None
     default = manifest().get(default_key) or next(iter(items))
-    choice = persistent(st.selectbox, label, list(items), key=key, default=default,
-                        choices=items, disabled=disabled, on_change=on_change,
-                        format_func=lambda i: items[i]["title"])
-    st.caption(items[choice].get("description", ""))
-    return choice
+    return persistent(st.selectbox, label, list(items), key=key, default=default,
+                      choices=items, disabled=disabled, on_change=on_change,
+                      format_func=lambda i: items[i]["title"])
+
+
+def _describe_sample(slot: Any, kind: str, choice: str | None) -> None:
+    """The sample's description, drawn only when that sample is the one in use."""
+    description = _samples(kind).get(choice or "", {}).get("description", "")
+    if description:
+        slot.caption(description)
 
 
 # --- the Explain page's pair -------------------------------------------------------------------
@@ -150,27 +155,33 @@ def _stored_upload(state_key: str, kind: type) -> Any:
     return None
 
 
+def roles_note(swap: bool) -> str:
+    """Which image is which, in one sentence (flips with the swap button)."""
+    if swap:
+        return "B is the reference, A is explained."
+    return "A is the reference, B is explained."
+
+
 def pair_input() -> Pair:
     """Two uploaders side by side, a sample picker and the swap button; stores the pair."""
     forget = _forget(keys.PAIR)
+    helptext = "Drag and drop an image; without uploads a sample pair is used."
     col_a, col_b = st.columns(2)
-    up_a = _uploaded(col_a.file_uploader(
-        "Image A: the reference", type=IMAGE_TYPES, key=keys.UPLOAD_A, on_change=forget,
-        help="Drag and drop an image; without uploads a sample pair is used."))
-    up_b = _uploaded(col_b.file_uploader(
-        "Image B: the image explained", type=IMAGE_TYPES, key=keys.UPLOAD_B, on_change=forget,
-        help="Drag and drop an image; without uploads a sample pair is used."))
+    up_a = _uploaded(col_a.file_uploader("Image A", type=IMAGE_TYPES, key=keys.UPLOAD_A,
+                                         on_change=forget, help=helptext))
+    up_b = _uploaded(col_b.file_uploader("Image B", type=IMAGE_TYPES, key=keys.UPLOAD_B,
+                                         on_change=forget, help=helptext))
     both = up_a is not None and up_b is not None
     col_s, col_w = st.columns([4, 1])
     with col_s:
         choice = _sample_picker("Sample pair (used when nothing is uploaded)", "pairs",
                                 keys.SAMPLE_PAIR, "default_pair", disabled=both,
                                 on_change=forget)
+        description = st.empty()
     with col_w:
         st.button("⇄ Swap A and B", key=keys.SWAP_BUTTON, on_click=_toggle_swap,
                   help="Exchange the roles: explain A against B as the reference.")
-    if swapped():
-        col_w.caption("Roles swapped: B is the reference, A is explained.")
+        st.caption(roles_note(swapped()))
 
     if both:
         pair = Pair(up_a, up_b, "upload")  # type: ignore[arg-type]
@@ -188,6 +199,7 @@ def pair_input() -> Pair:
             st.info("Upload two images to compare.")
             st.stop()
         pair = sample
+        _describe_sample(description, "pairs", choice)
     st.session_state[keys.PAIR] = pair
     return pair
 
@@ -224,6 +236,7 @@ def triplet_input() -> Triplet:
     choice = _sample_picker("Sample triplet (used when nothing is uploaded)", "triplets",
                             keys.SAMPLE_TRIPLET, "default_triplet", disabled=n == 3,
                             on_change=forget)
+    description = st.empty()
     if n == 3:
         triplet = Triplet(ups[0], ups[1], ups[2], "upload")  # type: ignore[arg-type]
     elif n:
@@ -240,5 +253,6 @@ def triplet_input() -> Triplet:
             st.info("Upload a reference and two candidates.")
             st.stop()
         triplet = sample
+        _describe_sample(description, "triplets", choice)
     st.session_state[keys.TRIPLET] = triplet
     return triplet

@@ -7,7 +7,7 @@ area to repair) are keyed and never trigger a recomputation.
 
 from __future__ import annotations
 
-import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +35,11 @@ def chart(fig: Any, key: str) -> None:
     fig.update_xaxes(automargin=True)
     fig.update_yaxes(automargin=True)
     st.plotly_chart(fig, key=key, theme=None, config=_PLOTLY_CONFIG)
+
+
+def plain(text: str) -> str:
+    """Text for st.table cells, which render Markdown: "L*a*b*" must not turn italic."""
+    return re.sub(r"([\\`*_~$\[\]])", r"\\\1", text)
 
 
 def pick(label: str, options: Sequence[Any], key: str, default: Any, *, radio: bool = False,
@@ -197,8 +202,8 @@ def attribution_panel(expl: Any) -> None:
         st.caption(f"Parameters: {params or 'none'}; {attr.seconds:.2f} s.")
 
 
-def _sensitivity_rows(items: Sequence[Any]) -> pd.DataFrame:
-    return pd.DataFrame([{"perturbation of B": it.label, "strength": it.strength,
+def _sensitivity_rows(items: Sequence[Any], explained: str) -> pd.DataFrame:
+    return pd.DataFrame([{f"perturbation of {explained}": it.label, "strength": it.strength,
                           "unit": it.unit, "LPIPS": it.distance, "change": it.change,
                           "PSNR (dB)": it.psnr, "SSIM": it.ssim} for it in items])
 
@@ -210,17 +215,19 @@ def sensitivity_panel(expl: Any, *, key_prefix: str = "") -> None:
     if sens is None:
         st.info("No sensitivity analysis was computed.")
         return
-    chart(plots.sensitivity_bars(sens), key_prefix + "sensitivity_chart")
+    _, _, ref_name, target_name = _roles(expl)
+    chart(plots.sensitivity_bars(sens, explained=target_name), key_prefix + "sensitivity_chart")
     sweeps = {s.transform: s for s in sens.sweeps}
     if sweeps:
         default = sens.most_sensitive if sens.most_sensitive in sweeps else next(iter(sweeps))
         name = pick("Sweep", list(sweeps), key_prefix + keys.SWEEP_PICK, default,
                     format_func=lambda n: sweeps[n].label)
         chart(plots.sweep_figure(sweeps[name]), key_prefix + "sweep_chart")
-        st.caption("LPIPS (left axis) beside PSNR and SSIM (right axes) as B is perturbed more "
-                   "and more; every marker is a real evaluation.")
-    st.markdown("**Geometric sensitivity** (small rotations and shifts of B)")
-    st.dataframe(_sensitivity_rows(sens.geometric), hide_index=True,
+        st.caption(f"LPIPS (left axis) beside PSNR and SSIM (right axes) as {target_name} is "
+                   f"perturbed more and more, {ref_name} staying the reference; every marker "
+                   f"is a real evaluation.")
+    st.markdown(f"**Geometric sensitivity** (small rotations and shifts of {target_name})")
+    st.dataframe(_sensitivity_rows(sens.geometric, target_name), hide_index=True,
                  key=key_prefix + "geometric_table")
 
 
@@ -233,16 +240,20 @@ def repair_panel(expl: Any) -> None:
         return
     ref_t, tgt_t, ref_name, target_name = _roles(expl)
     chart(plots.repair_curve(rep, repaired=target_name, source=ref_name), "repair_chart")
-    # Rounded down, so that the default shows exactly the patches that hold half the distance.
-    default = math.floor(rep.half_area * 100 + 1e-9) / 100 if rep.half_area is not None else 0.25
-    area = persistent(st.slider, f"Area of {target_name} repaired with {ref_name}'s pixels",
-                      0.0, 1.0, step=0.01, key=keys.REPAIR_AREA, default=default, format="%.2f")
-    k = rep.steps_for_area(area)
+    # Only evaluated points are offered, so every position has a measured distance.
+    points = {float(a): (int(k), float(d)) for a, k, d in zip(
+        rep.curve_area, rep.curve_steps, rep.curve_distance, strict=True)}
+    areas = list(points)
+    default = rep.half_area if rep.half_area is not None else areas[len(areas) // 2]
+    default = min(areas, key=lambda a: abs(a - float(default)))
+    area = default
+    if len(areas) > 1:
+        area = persistent(st.select_slider, f"Area of {target_name} repaired with {ref_name}'s "
+                          f"pixels (the evaluated points of the curve)", areas,
+                          key=keys.REPAIR_AREA, default=default, choices=areas,
+                          format_func=lambda a: f"{a:.1%}")
+    k, after = points[area]
     repaired = rep.repaired_image(ref_t, tgt_t, area)
-    evaluated = {int(s): float(d) for s, d in zip(rep.curve_steps, rep.curve_distance,
-                                                  strict=True)}
-    after = (f"distance after repair {evaluated[k]:.4f} (from {rep.base_distance:.4f})"
-             if k in evaluated else "that point is between evaluated points of the curve")
     c1, c2, c3 = st.columns(3)
     c1.image(plots.as_uint8_image(ref_t), caption=f"{ref_name} (reference)", width="stretch")
     c2.image(plots.as_uint8_image(tgt_t), caption=f"{target_name} as given", width="stretch")
@@ -250,7 +261,8 @@ def repair_panel(expl: Any) -> None:
              caption=f"{target_name} with its first {k} patches (greedy order) from {ref_name}",
              width="stretch")
     st.caption(f"{k} of {rep.grid[0] * rep.grid[1]} patches of {rep.patch} px repaired "
-               f"({area:.0%} of the area asked): {after}.")
+               f"({area:.1%} of the area): distance after repair {after:.4f} (from "
+               f"{rep.base_distance:.4f}).")
     with st.expander("Single-patch gains"):
         _, target, _, _ = plots.explained_images(expl)
         chart(plots.heatmap_overlay(target, rep.gain_map(), symmetric=True,
@@ -349,9 +361,40 @@ def triplet_flip(tri: Any) -> None:
                       caption=f"{name} repaired: {flip.patches} of {flip.total_patches} patches "
                               f"({flip.area:.1%} of the area)", width="stretch")
     if tri.repair is not None:
-        loser = (tri.flip.repaired or "b").upper()
-        chart(plots.repair_curve(tri.repair, repaired=loser, source="REF"),
-              "triplet_repair_chart")
+        loser = (flip.repaired or "b").upper()
+        chart(plots.repair_curve(
+            tri.repair, repaired=loser, source="REF", threshold=flip.rival_distance,
+            threshold_label="the other candidate's distance",
+            mark_area=flip.area if flip.exists else None, mark_label="decision flips"),
+            "triplet_repair_chart")
+        st.caption(f"d(REF, {loser}) as more of {loser}'s patches are replaced by REF's; the "
+                   f"decision flips where the curve drops below the other candidate's distance "
+                   f"({flip.rival_distance:.4f}).")
+
+
+@panel("the top channels")
+def triplet_channels(tri: Any) -> None:
+    st.subheader("Top channels per layer")
+    st.caption("The channels that contribute most to d(REF, A) and d(REF, B) in each layer "
+               "(how many: 'Top channels per layer' in the sidebar).")
+    pairs = list(zip(tri.decomposition_a.layers, tri.decomposition_b.layers, strict=True))
+    for tab, (lay_a, lay_b) in zip(st.tabs([la.name for la, _ in pairs]), pairs, strict=True):
+        rows = []
+        for rank in range(max(len(lay_a.top_channels), len(lay_b.top_channels))):
+            row: dict[str, Any] = {"rank": rank + 1}
+            for name, lay in (("A", lay_a), ("B", lay_b)):
+                c = lay.top_channels[rank] if rank < len(lay.top_channels) else None
+                row[f"{name}: channel"] = None if c is None else c.index
+                row[f"{name}: contribution"] = None if c is None else c.contribution
+                row[f"{name}: share of layer"] = None if c is None else c.share
+            rows.append(row)
+        pct = st.column_config.NumberColumn(format="percent")
+        num = st.column_config.NumberColumn(format="%.6f")
+        tab.dataframe(pd.DataFrame(rows), hide_index=True, key=f"triplet_channels_{lay_a.name}",
+                      column_config={"A: contribution": num, "B: contribution": num,
+                                     "A: share of layer": pct, "B: share of layer": pct})
+        tab.caption(f"{lay_a.name}: d(REF, A) {lay_a.distance:.6f}, d(REF, B) "
+                    f"{lay_b.distance:.6f} in this layer.")
 
 
 @panel("the summary and downloads")

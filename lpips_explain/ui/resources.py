@@ -24,7 +24,7 @@ T = TypeVar("T")
 Progress = Callable[[int, int, str], None]
 
 MAX_EXPLAINERS = 6
-MAX_RESULTS = 16
+MAX_RESULTS = 32  # the Explain page alone keeps four parts per pair and options
 
 
 @st.cache_resource(max_entries=MAX_EXPLAINERS, show_spinner="Loading the LPIPS network...")
@@ -90,7 +90,9 @@ class ProgressBar:
 
     def __call__(self, done: int, total: int, label: str) -> None:
         fraction = min(1.0, max(0.0, done / total)) if total > 0 else 1.0
-        self._bar.progress(fraction, text=f"{self._text} {label}: {done} of {total}")
+        # "Sensitivity: 3 of 20", not "Sensitivity: sensitivity: 3 of 20".
+        step = "" if label.lower() in self._text.lower() else f" {label}:"
+        self._bar.progress(fraction, text=f"{self._text}{step} {done} of {total}")
 
     def clear(self) -> None:
         self._bar.empty()

@@ -14,7 +14,7 @@ from ..counterfactual import Sweep, sensitivity
 from ..perturbations import PERTURBATIONS
 from . import keys
 from .feedback import panel
-from .render import chart
+from .render import chart, plain
 from .state import persistent
 
 DEFAULT_TRANSFORMS = ("gaussian_blur", "gaussian_noise", "jpeg", "brightness")
@@ -99,7 +99,7 @@ def distance_header(sens: Any, swap: bool) -> None:
 
 
 @panel("the sweeps")
-def sweeps_panel(sweeps: list[Sweep]) -> None:
+def sweeps_panel(sweeps: list[Sweep], explained: str = "B") -> None:
     st.subheader("Sweeps: LPIPS beside PSNR and SSIM")
     if not sweeps:
         st.info("Choose at least one perturbation above.")
@@ -107,8 +107,10 @@ def sweeps_panel(sweeps: list[Sweep]) -> None:
     # Full width: each figure carries three y axes (LPIPS, PSNR, SSIM) that need the room.
     for sw in sweeps:
         chart(plots.sweep_figure(sw), f"sens_sweep_{sw.transform}")
-    st.caption("Every marker is a real evaluation of B perturbed at that strength; PSNR has a "
-               "gap where the perturbed image equals A exactly (infinite PSNR).")
+    reference = "A" if explained == "B" else "B"
+    st.caption(f"Every marker is a real evaluation of {explained} perturbed at that strength; "
+               f"PSNR has a gap where the perturbed image equals {reference} exactly (infinite "
+               f"PSNR).")
     rows = [{"perturbation": sw.label, "strength": float(s), "unit": sw.unit, "LPIPS": float(d),
              "PSNR (dB)": None if np.isnan(ps) else float(ps), "SSIM": float(ss)}
             for sw in sweeps
@@ -118,10 +120,11 @@ def sweeps_panel(sweeps: list[Sweep]) -> None:
 
 
 @panel("the geometric sensitivity")
-def geometric_panel(sens: Any) -> None:
+def geometric_panel(sens: Any, explained: str = "B") -> None:
     st.subheader("Default strengths and geometric sensitivity")
-    chart(plots.sensitivity_bars(sens), "sens_bars")
-    st.markdown("**Rotation and translation of B** (a person would barely notice these)")
+    chart(plots.sensitivity_bars(sens, explained=explained), "sens_bars")
+    st.markdown(f"**Rotation and translation of {explained}** (a person would barely notice "
+                f"these)")
     st.dataframe(pd.DataFrame([
         {"perturbation": it.label, "strength": it.strength, "unit": it.unit,
          "LPIPS": it.distance, "change": it.change, "PSNR (dB)": it.psnr, "SSIM": it.ssim}
@@ -134,9 +137,12 @@ def colorspace_panel(rows: list[Any]) -> None:
     st.caption("LPIPS was trained on sRGB. Here the same pair is converted to another colour "
                "space and its channels are fed to LPIPS as if they were R, G and B, which is "
                "what happens when non-RGB arrays reach the metric by mistake.")
-    st.dataframe(pd.DataFrame([{"space": r.space.upper(), "LPIPS": r.distance,
-                                "change vs RGB": r.change, "what LPIPS sees": r.description}
-                               for r in rows]), hide_index=True, key="colorspace_table")
+    # A static table: the descriptions wrap instead of being clipped.
+    table = pd.DataFrame([{"space": r.space.upper(), "LPIPS": r.distance,
+                           "change vs RGB": r.change, "what LPIPS sees": plain(r.description)}
+                          for r in rows])
+    st.table(table.style.format({"LPIPS": "{:.4f}", "change vs RGB": "{:+.4f}"}),
+             hide_index=True)
     cols = st.columns(len(rows))
     for col, r in zip(cols, rows, strict=True):
         col.image(r.image_a, caption=f"A as {r.space.upper()}", width="stretch")

@@ -1,4 +1,5 @@
-"""AppTest drives of the Explain page (app.py): sample, uploads, bad uploads, options, weights."""
+"""AppTest drives of the Explain page (pages/0_Explain.py, the default page of app.py): sample,
+uploads, bad uploads, options, weights."""
 
 from __future__ import annotations
 
@@ -103,9 +104,20 @@ def test_default_sample_renders_full_explanation(reference):
     assert at.session_state["current_pair"].origin.startswith("sample")
 
 
+def default_description() -> str:
+    manifest = __import__("json").loads((REPO / "assets/samples.json").read_text())
+    return next(p for p in manifest["pairs"] if p["id"] == manifest["default_pair"])[
+        "description"]
+
+
 def test_upload_gives_the_engines_distance(reference):
-    at = upload(started(), A_PNG, B_PNG).run()
+    at = started().run()
+    assert default_description() in [c.value for c in at.caption]
+    upload(at, A_PNG, B_PNG).run()
     assert_clean(at)
+    # The disabled sample picker no longer describes a sample that is not in use.
+    assert at.selectbox(key="sample_pair").disabled
+    assert default_description() not in [c.value for c in at.caption]
     assert distance_caption(at) == pytest.approx(reference.distance(A_PNG, B_PNG), abs=1.5e-6)
     assert f"{distance_caption(at):.6f}" == f"{reference.distance(A_PNG, B_PNG):.6f}"
     assert at.session_state["current_pair"].origin == "upload"
@@ -203,14 +215,18 @@ def test_switching_trunk_changes_layers_and_distance():
     assert distance_caption(at) != pytest.approx(before, abs=1e-6)
 
 
-def test_display_options_do_not_recompute():
+SLOW_PARTS = ("explain-attribution", "explain-sensitivity", "explain-repair")
+
+
+def test_display_options_do_not_recompute(reference):
     from lpips_explain.ui.resources import result_store
 
-    at = upload(started(), A_PNG, png(2)).run()
+    b = png(2)
+    at = upload(started(), A_PNG, b).run()
     assert_clean(at)
     store = result_store()
     computed = dict(store.computed)
-    assert computed.get("explain-full", 0) >= 1
+    assert all(computed.get(kind, 0) >= 1 for kind in SLOW_PARTS), computed
     at.selectbox(key="map_layer").set_value("relu3").run()
     assert caption_with(at, "Map: spatial LPIPS distance over B, layer relu3")
     at.radio(key="map_upsample").set_value("none").run()
@@ -218,22 +234,71 @@ def test_display_options_do_not_recompute():
     at.selectbox(key="channel_layer").set_value("relu5").run()
     assert caption_with(at, "relu5: 256 channels")
     at.radio(key="attr_view").set_value("magnitude").run()
-    at.slider(key="repair_area").set_value(0.5).run()
+    # The repair slider offers the evaluated points only: each shows a measured distance.
+    rep = reference.explain(A_PNG, b, attribution=None, sensitivity=False, repair=True).repair
+    assert at.select_slider(key="repair_area").options == [f"{a:.1%}" for a in rep.curve_area]
+    at.select_slider(key="repair_area").set_value(float(rep.curve_area[1])).run()
+    shown = caption_with(at, f"{int(rep.curve_steps[1])} of ")
+    assert f"({rep.curve_area[1]:.1%} of the area): distance after repair " \
+           f"{rep.curve_distance[1]:.4f}" in shown
     assert_clean(at)
     assert dict(store.computed) == computed
-    # An analysis option does recompute the slow part (and only that).
+
+
+def test_each_slow_part_is_cached_on_its_own_options():
+    from lpips_explain.ui.resources import result_store
+
+    at = upload(started(), A_PNG, png(4)).run()
+    assert_clean(at)
+    store = result_store()
+    before = dict(store.computed)
+    # Another attribution method: only the attribution is computed again.
+    at.selectbox(key="sb_method").set_value("input_x_gradient").run()
+    assert_clean(at)
+    assert caption_with(at, "Input x gradient on B")
+    after = dict(store.computed)
+    assert after["explain-attribution"] == before["explain-attribution"] + 1
+    for kind in ("explain-fast", "explain-sensitivity", "explain-repair"):
+        assert after[kind] == before[kind], kind
+    # Another patch size: only the repair.
     at.select_slider(key="sb_patch").set_value(16).run()
     assert_clean(at)
-    assert store.computed["explain-full"] == computed["explain-full"] + 1
-    assert store.computed["explain-fast"] == computed["explain-fast"]
+    assert any("patches of 16 px repaired" in c.value for c in at.caption)
+    final = dict(store.computed)
+    assert final["explain-repair"] == after["explain-repair"] + 1
+    for kind in ("explain-fast", "explain-attribution", "explain-sensitivity"):
+        assert final[kind] == after[kind], kind
+    # Back to the first method: served from the store, nothing computed.
+    at.selectbox(key="sb_method").set_value("saliency").run()
+    assert_clean(at)
+    assert dict(store.computed) == final
+
+
+def roles_said(at: AppTest) -> list[str]:
+    texts = [e.value for kind in ("caption", "warning", "info", "markdown")
+             for e in getattr(at, kind)]
+    return [t for t in texts if "roles swapped" in t.lower()]
 
 
 def test_swap_explains_a():
     at = upload(started(), A_PNG, B_PNG).run()
+    assert caption_with(at, "A is the reference, B is explained.")
+    assert not roles_said(at)
     at.button(key="swap_button").click().run()
     assert_clean(at)
     assert caption_with(at, "Map: spatial LPIPS distance over A")
-    assert any("Roles swapped" in w.value for w in at.warning)
+    assert caption_with(at, "B is the reference, A is explained.")
+    assert len(roles_said(at)) == 1 and any("Roles swapped" in w.value for w in at.warning)
+    # The uploaders name the images, not their roles (the note above says the roles).
+    assert [u.proto.label for u in at.get("file_uploader")] == ["Image A", "Image B"]
+    # The sensitivity panel speaks of A, the explained image, and never of perturbing B.
+    assert caption_with(at, "LPIPS (left axis) beside PSNR and SSIM (right axes) as A is")
+    assert any("(small rotations and shifts of A)" in m.value for m in at.markdown)
+    geometric = next(t.value for t in at.dataframe if "perturbation of A" in t.value.columns)
+    assert set(geometric["perturbation of A"]) == {"Rotation", "Translation"}
+    assert not [t.value for t in at.dataframe if "perturbation of B" in t.value.columns]
+    chart = next(c for c in at.get("plotly_chart") if "Perturbing A" in c.proto.spec)
+    assert "unperturbed A" in chart.proto.spec
 
 
 def test_missing_imagenet_weights_offer_a_random_trunk(monkeypatch, tmp_path: Path):
@@ -245,12 +310,34 @@ def test_missing_imagenet_weights_offer_a_random_trunk(monkeypatch, tmp_path: Pa
     message = at.error[0].value
     assert "alexnet-owt-7be5be79.pth" in message and str(tmp_path) in message
     assert "LPIPS_EXPLAIN_BACKBONE_WEIGHTS" in message
+    # The app's own advice: where the file goes, the sidebar's local-file option, the env var.
+    advice = at.info[0].value
+    assert "alexnet-owt-7be5be79.pth" in advice and str(tmp_path) in advice
+    assert "'local torchvision state_dict file'" in advice
+    assert "LPIPS_EXPLAIN_BACKBONE_WEIGHTS=" in advice
     assert not banner_shown(at)
     at.button(key="use_random_trunk").click().run()
     assert_clean(at)
     assert banner_shown(at)
     assert at.selectbox(key="sb_backbone").value == "random"
     assert distance_caption(at) > 0
+
+
+def test_missing_local_weights_file_gets_advice_for_the_app(monkeypatch, tmp_path: Path):
+    missing = tmp_path / "nowhere" / "alexnet.pth"
+    monkeypatch.setenv("LPIPS_EXPLAIN_BACKBONE_WEIGHTS", str(missing))
+    at = app().run()
+    assert not at.exception
+    assert at.selectbox(key="sb_backbone").value == "file"
+    assert at.text_input(key="sb_backbone_path").value == str(missing)
+    assert len(at.error) == 1 and str(missing) in at.error[0].value
+    advice = at.info[0].value
+    # Not "choose the local-file option": that is the option already chosen.
+    assert "choose 'local torchvision state_dict file'" not in advice
+    assert "'Weights file' in the sidebar" in advice
+    at.button(key="use_random_trunk").click().run()
+    assert_clean(at)
+    assert banner_shown(at)
 
 
 def test_core_never_imports_streamlit():

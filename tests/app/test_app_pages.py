@@ -83,6 +83,16 @@ def test_triplet_default_sample(reference):
     assert len(keys) >= 4
     assert any("flips the decision" in s.value for s in at.success)
     assert len(at.get("download_button")) == 3
+    # The repair curve shows the rival's distance and where the decision flips.
+    curve = next(c for c in at.get("plotly_chart") if "decision flips" in c.proto.spec)
+    assert "the other candidate's distance" in curve.proto.spec
+    # "Top channels per layer" is used here: one table of A's and B's top channels per layer.
+    channels = [t.value for t in at.dataframe if "A: channel" in t.value.columns]
+    assert len(channels) == 5 and all(len(t) == 5 for t in channels)  # alex, top 5
+    at.slider(key="sb_top_k").set_value(3).run()
+    assert_clean(at)
+    channels = [t.value for t in at.dataframe if "B: channel" in t.value.columns]
+    assert len(channels) == 5 and all(len(t) == 3 for t in channels)
 
 
 def test_triplet_uploads_and_a_bad_one(reference):
@@ -119,9 +129,11 @@ def test_sensitivity_default_pair(reference):
     charts = {c.proto.id for c in at.get("plotly_chart")}
     assert len(charts) == len(chosen) + 1  # one sweep per transform, plus the bars
     tables = at.dataframe
-    assert len(tables) >= 3  # sweep numbers, geometric table, colour-space table
-    spaces = [r for r in tables if "space" in r.value.columns]
+    assert len(tables) >= 2  # sweep numbers, geometric table
+    # The colour spaces are a static table, so that their descriptions wrap.
+    spaces = [r for r in at.table if "space" in r.value.columns]
     assert list(spaces[0].value["space"]) == ["RGB", "LAB", "HSV", "YUV"]
+    assert spaces[0].value["what LPIPS sees"].str.len().max() > 60
     geometric = [r for r in tables if "change" in r.value.columns and "perturbation" in
                  r.value.columns]
     assert set(geometric[0].value["perturbation"]) == {"Rotation", "Translation"}
@@ -149,13 +161,17 @@ def test_diagnostics_default_pair():
     assert_clean(at)
     assert banner_shown(at)
     assert any("self-checks passed" in s.value for s in at.success)
-    robust = next(t.value for t in at.dataframe if "LPIPS refused because" in t.value.columns)
+    robust = next(t.value for t in at.table if "LPIPS refused because" in t.value.columns)
     refused = robust[robust["LPIPS refused because"] != ""]
     assert len(refused) >= 3
     assert refused["LPIPS"].isna().all()  # a refusal never gets a number from the other metric
     counts = {m.label: m.value for m in at.metric}
     assert int(counts["LPIPS scored"]) + int(counts["LPIPS refused"]) == len(robust)
     assert any("different metric" in c for c in robust.columns)
+    # The sample pair is named as such, and in-memory cases are not called "<bytes>".
+    label = robust["pair"][0].replace("\\", "")  # st.table cells come Markdown-escaped
+    assert label == f"the current pair ({default_pair()['title']}): A vs B"
+    assert not robust["LPIPS refused because"].str.contains("<bytes>").any()
 
 
 def test_pair_carries_across_pages(reference):
@@ -177,8 +193,10 @@ def test_pair_carries_across_pages(reference):
     at.switch_page("pages/3_Diagnostics.py").run()
     assert_clean(at)
     assert banner_shown(at)
-    robust = next(t.value for t in at.dataframe if "LPIPS refused because" in t.value.columns)
+    robust = next(t.value for t in at.table if "LPIPS refused because" in t.value.columns)
     assert robust["LPIPS"][0] == pytest.approx(expected, abs=1e-6)
+    # (cells of st.table render Markdown, so the underscores come escaped)
+    assert robust["pair"][0].replace("\\", "") == "the current pair: mine_a.png vs mine_b.png"
 
 
 def test_choices_and_uploads_survive_page_switches(reference):
@@ -194,7 +212,7 @@ def test_choices_and_uploads_survive_page_switches(reference):
     assert_clean(at)
     assert at.selectbox(key="sb_net").value == "squeeze"
     # Back on Explain: the method (not drawn on Diagnostics) and the uploaded pair are kept.
-    at.switch_page("app.py").run()
+    at.switch_page("pages/0_Explain.py").run()
     assert_clean(at)
     assert at.selectbox(key="sb_method").value == "saliency"
     assert at.selectbox(key="sb_net").value == "squeeze"
