@@ -67,3 +67,30 @@ def write_png(path: Path, array: np.ndarray) -> Path:
 
 def to_uint8(t: torch.Tensor) -> np.ndarray:
     return (t[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def png_bytes(seed: int, size: int = 64, *, shift: float = 0.0) -> bytes:
+    """A small natural-ish PNG; with ``shift``, a structured change of the same picture."""
+    import io
+
+    from PIL import Image
+
+    t = smooth_image(size, size, seed)
+    if shift:
+        t = (t + shift * (smooth_image(size, size, seed + 100) - 0.5)).clamp(0, 1)
+    buf = io.BytesIO()
+    Image.fromarray(to_uint8(t)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def random_trunk_env(monkeypatch):
+    """The app's default trunk becomes the seeded random one, and nothing downloads."""
+    monkeypatch.setenv("LPIPS_EXPLAIN_BACKBONE_WEIGHTS", "random")
+    monkeypatch.setenv("LPIPS_EXPLAIN_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def reference(random_explainer):
+    """The engine the app uses under random_trunk_env (alex, v0.1, random, seed 0)."""
+    return random_explainer

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 
 import pytest
-from conftest import REPO, smooth_image, to_uint8
-from PIL import Image
+from conftest import REPO, png_bytes
 from streamlit.testing.v1 import AppTest
 
 from lpips_explain import Explainer
@@ -20,24 +18,10 @@ TRIPLET = re.compile(r"^distance_a = (\d+\.\d{6}), distance_b = (\d+\.\d{6}), ma
 MANIFEST = json.loads((REPO / "assets" / "samples.json").read_text(encoding="utf-8"))
 
 
-def png(seed: int, size: int = 64, *, shift: float = 0.0) -> bytes:
-    t = smooth_image(size, size, seed)
-    if shift:
-        t = (t + shift * (smooth_image(size, size, seed + 100) - 0.5)).clamp(0, 1)
-    buf = io.BytesIO()
-    Image.fromarray(to_uint8(t)).save(buf, format="PNG")
-    return buf.getvalue()
+png = png_bytes
 
 
-@pytest.fixture(autouse=True)
-def random_trunk(monkeypatch):
-    monkeypatch.setenv("LPIPS_EXPLAIN_BACKBONE_WEIGHTS", "random")
-    monkeypatch.setenv("LPIPS_EXPLAIN_OFFLINE", "1")
-
-
-@pytest.fixture(scope="module")
-def reference() -> Explainer:
-    return Explainer("alex", "0.1", "random")
+pytestmark = pytest.mark.usefixtures("random_trunk_env")
 
 
 def page(name: str) -> AppTest:
