@@ -34,8 +34,8 @@ from captum.attr import (
 from captum.attr._utils.approximation_methods import SUPPORTED_METHODS as _IG_RULES
 from torch import Tensor, nn
 
-from .errors import ImageTooSmallError, InputError, SizeMismatchError, lookup
-from .images import check_tensor
+from .errors import InputError, lookup
+from .images import check_tensor_pair
 from .model import LpipsNet, ReferenceScorer
 
 Progress = Callable[[int, int, str], None]
@@ -246,9 +246,6 @@ class _SeededNoiseTunnel(NoiseTunnel):
         noise = torch.randn(size, generator=self.generator, dtype=input.dtype).to(input.device)
         return input.repeat_interleave(nt_samples_partition, dim=0) + stdev * noise
 
-
-def _as_image(x: object, name: str) -> Tensor:
-    return check_tensor(x, f"the {name}").clone()
 
 def _int_param(params: dict, key: str, low: int, high: int | None = None) -> int:
     value = params[key]
@@ -465,15 +462,9 @@ def attribute(net: LpipsNet, reference: Tensor, candidate: Tensor,
     _int_param({"seed": seed}, "seed", 0)
     p = {**spec.defaults, **params, "steps": steps, "seed": seed}
 
-    ref = _as_image(reference, "reference")
-    cand = _as_image(candidate, "candidate")
-    if ref.shape != cand.shape:
-        raise SizeMismatchError(f"The images differ in size: reference {tuple(ref.shape[-2:])}, "
-                                f"candidate {tuple(cand.shape[-2:])}. Resize or crop them first.")
-    if min(ref.shape[-2:]) < net.spec.min_size:
-        raise ImageTooSmallError(f"The {net.spec.label} trunk needs images of at least "
-                                 f"{net.spec.min_size} x {net.spec.min_size} pixels, got "
-                                 f"{tuple(ref.shape[-2:])}.")
+    ref, cand = check_tensor_pair(reference, candidate, ("reference", "candidate"),
+                                  net.spec.name)
+    ref, cand = ref.clone(), cand.clone()
     device = net.head0.device
     base, x = (cand, ref) if swap else (ref, cand)
     base, x = base.to(device), x.to(device)

@@ -18,8 +18,8 @@ import torch
 from torch import Tensor
 
 from . import perturbations, quality
-from .errors import ImageTooSmallError, InputError, SizeMismatchError
-from .images import check_tensor
+from .errors import InputError, SizeMismatchError
+from .images import check_tensor, check_tensor_pair
 from .model import LpipsNet, ReferenceScorer
 
 __all__ = [
@@ -41,16 +41,7 @@ def _check_image(x: object, what: str) -> Tensor:
     return check_tensor(x, f"image {what}")
 
 def _check_pair(net: LpipsNet, a: object, b: object) -> tuple[Tensor, Tensor]:
-    a, b = _check_image(a, "A"), _check_image(b, "B")
-    if a.shape != b.shape:
-        raise SizeMismatchError(
-            f"A is {a.shape[-2]}x{a.shape[-1]} (HxW) but B is {b.shape[-2]}x{b.shape[-1]}; "
-            "bring them to the same size first (see the size policy).")
-    side = min(a.shape[-2], a.shape[-1])
-    if side < net.spec.min_size:
-        raise ImageTooSmallError(
-            f"The images are {a.shape[-2]}x{a.shape[-1]}, but the {net.spec.label} trunk needs "
-            f"at least {net.spec.min_size} px on each side; use larger images.")
+    a, b = check_tensor_pair(a, b, net=net.spec.name)
     return a, b.to(device=a.device, dtype=a.dtype)
 
 

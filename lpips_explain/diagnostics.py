@@ -17,8 +17,8 @@ from PIL import Image
 from torch import Tensor
 
 from . import images
-from .errors import InputError, LpipsExplainError, SizeMismatchError, lookup
-from .images import LoadedImage, check_tensor
+from .errors import InputError, LpipsExplainError, lookup
+from .images import LoadedImage, check_tensor_pair
 
 if TYPE_CHECKING:
     from .explainer import Explainer, PreparedInputs
@@ -131,13 +131,7 @@ class Check:
 
 
 def _check_pair(a: object, b: object) -> tuple[Tensor, Tensor]:
-    checked = [check_tensor(a, "image A"), check_tensor(b, "image B")]
-    ta, tb = checked
-    if ta.shape != tb.shape:
-        raise SizeMismatchError(f"Images A and B differ in size ({tuple(ta.shape[-2:])} and "
-                                f"{tuple(tb.shape[-2:])}, HxW); align them first "
-                                f"(Explainer.prepare).")
-    return ta, tb
+    return check_tensor_pair(a, b)
 
 
 def _rel(x: float, ref: float) -> float:

@@ -843,3 +843,17 @@ def check_tensor(x: object, what: str = "the image", *, batch: bool = False) -> 
         raise ValueRangeError(f"Expected {what} values in [0, 1], got [{lo:.4g}, {hi:.4g}]; "
                               f"convert it to [0, 1] first.")
     return t
+
+
+def check_tensor_pair(a: object, b: object, names: tuple[str, str] = ("A", "B"),
+                      net: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two images as :func:`check_tensor`, of one size and, given ``net``, big enough for it."""
+    ta, tb = check_tensor(a, f"image {names[0]}"), check_tensor(b, f"image {names[1]}")
+    if ta.shape != tb.shape:
+        raise SizeMismatchError(
+            f"Images {names[0]} and {names[1]} differ in size ({_px(tuple(ta.shape[-2:]))} and "
+            f"{_px(tuple(tb.shape[-2:]))}); bring them to one size first "
+            f"(Explainer.prepare applies the size policy).")
+    if net is not None:
+        check_min_size((int(ta.shape[-2]), int(ta.shape[-1])), net, label="image size")
+    return ta, tb

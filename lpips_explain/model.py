@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import lookup
+from .images import MIN_SIZES
 from .weights import VERSIONS, WeightsInfo, load_lin_heads, load_trunk
 
 # eps sits inside the square root: the official x / (sqrt(s) + eps) has an infinite
@@ -40,7 +41,7 @@ class TrunkSpec:
     taps: tuple[int, ...]  # index in torchvision's `features` of each official slice's last module
     layer_names: tuple[str, ...]
     channels: tuple[int, ...]
-    min_size: int  # smallest height and width the trunk can process (measured)
+    min_size: int  # smallest height and width the trunk can process (images.MIN_SIZES)
     levels: tuple[str, ...]  # what each tapped level responds to, for summaries
 
 
@@ -48,17 +49,17 @@ TRUNKS: dict[str, TrunkSpec] = {
     "alex": TrunkSpec(
         "alex", "AlexNet", (1, 4, 7, 9, 11),
         ("relu1", "relu2", "relu3", "relu4", "relu5"),
-        (64, 192, 384, 256, 256), 31, _GENERIC_LEVELS,
+        (64, 192, 384, 256, 256), MIN_SIZES["alex"], _GENERIC_LEVELS,
     ),
     "vgg": TrunkSpec(
         "vgg", "VGG16", (3, 8, 15, 22, 29),
         ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
-        (64, 128, 256, 512, 512), 16, _GENERIC_LEVELS,
+        (64, 128, 256, 512, 512), MIN_SIZES["vgg"], _GENERIC_LEVELS,
     ),
     "squeeze": TrunkSpec(
         "squeeze", "SqueezeNet 1.1", (1, 4, 7, 9, 10, 11, 12),
         ("relu1", "fire3", "fire5", "fire6", "fire7", "fire8", "fire9"),
-        (64, 128, 256, 384, 384, 512, 512), 17,
+        (64, 128, 256, 384, 384, 512, 512), MIN_SIZES["squeeze"],
         (_GENERIC_LEVELS[0], _GENERIC_LEVELS[1], _GENERIC_LEVELS[2], _GENERIC_LEVELS[3],
          _GENERIC_LEVELS[3], _GENERIC_LEVELS[4], _GENERIC_LEVELS[4]),
     ),

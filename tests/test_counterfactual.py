@@ -208,7 +208,7 @@ def test_repair_and_sensitivity_reject_mismatched_inputs(net, pair):
         cf.sensitivity(net, a, _textured(72, 64))
     with pytest.raises(errors.InputError, match="different reference"):
         cf.repair(net, a, a, scorer=ReferenceScorer(net, _textured(64, 64, seed=9)))
-    with pytest.raises(errors.InputError, match="at least 31 px"):
+    with pytest.raises(errors.InputError, match="at least 31x31 px"):
         cf.repair(net, _textured(24, 64), _textured(24, 64), patch=8)
     with pytest.raises(errors.UnknownOptionError, match="gaussian_blur"):
         cf.sensitivity(net, a, a, transforms=["gaussian_blurr"])
