@@ -389,8 +389,3 @@ def _source_name(source: Any) -> str | None:
         return os.path.basename(os.fspath(source))
     name = getattr(source, "name", None)
     return os.path.basename(name) if isinstance(name, str) else None
-
-
-def as_float_list(values: np.ndarray | Sequence[float]) -> list[float | None]:
-    """JSON-safe floats: NaN and Inf become None."""
-    return [float(v) if np.isfinite(v) else None for v in np.asarray(values, dtype=float).ravel()]
