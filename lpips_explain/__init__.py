@@ -1,7 +1,7 @@
 """lpips-explain: see why LPIPS says what it says (exact breakdowns, attributions, counterfactuals)."""
 
-from .decompose import ChannelDetail, Decomposition, LayerBreakdown
-from .errors import (
+from lpips_explain.core.decompose import ChannelDetail, Decomposition, LayerBreakdown
+from lpips_explain.errors import (
     CorruptImageError,
     EmptyInputError,
     ImageTooLargeError,
@@ -16,8 +16,8 @@ from .errors import (
     WeightsMismatchError,
     WeightsUnavailableError,
 )
-from .explainer import SCHEMA, Explainer, Explanation, PreparedInputs
-from .images import LoadedImage, load_image
+from lpips_explain.explainer import SCHEMA, Explainer, Explanation, PreparedInputs
+from lpips_explain.intake.images import LoadedImage, load_image
 
 __version__ = "0.1.0"
 

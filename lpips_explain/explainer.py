@@ -6,134 +6,39 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from . import images
-from .decompose import Decomposition, decompose_encoded
-from .errors import InputError, lookup
-from .images import AlignInfo, LoadedImage
-from .model import LpipsNet, ReferenceScorer, build_lpips
-from .weights import WeightsInfo
+from lpips_explain.analyses.explanation import (
+    RANDOM_TRUNK_WARNING,
+    SCHEMA,
+    Explanation,
+    join_parts,
+    summary_of,
+    swap_activations,
+)
+from lpips_explain.core.decompose import Decomposition, decompose_encoded
+from lpips_explain.core.model import LpipsNet, ReferenceScorer, build_lpips
+from lpips_explain.core.trunks import check_min_size
+from lpips_explain.core.weights import WeightsInfo
+from lpips_explain.errors import InputError, lookup
+from lpips_explain.intake import align as _align
+from lpips_explain.intake import images
+from lpips_explain.intake.images import LoadedImage
+from lpips_explain.intake.prepared import PreparedInputs, anomalies
 
 if TYPE_CHECKING:  # imported lazily at run time: they pull in Captum, scikit-image
-    from .attribution import Attribution
-    from .counterfactual import Repair, Sensitivity
-    from .triplet import TripletExplanation
+    from lpips_explain.analyses.colorspace import ColorspaceRow
+    from lpips_explain.analyses.diagnostics import Check
+    from lpips_explain.analyses.robust import RobustReport
+    from lpips_explain.analyses.triplet import TripletExplanation
 
-SCHEMA = "lpips-explain/1"
+__all__ = ["RANDOM_TRUNK_WARNING", "SCHEMA", "Explainer", "Explanation", "PreparedInputs"]
+
 Progress = Callable[[int, int, str], None]
-
-RANDOM_TRUNK_WARNING = (
-    "The trunk has random weights: these numbers show the structure of the computation "
-    "only and are NOT a perceptual metric."
-)
-
-
-@dataclass(frozen=True)
-class PreparedInputs:
-    """Loaded, checked and size-aligned images, with what was done to them."""
-
-    loaded: tuple[LoadedImage, ...]
-    tensors: tuple[torch.Tensor, ...]  # 1x3xHxW in [0, 1], common size
-    align: AlignInfo
-    warnings: tuple[str, ...]
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.align.size
-
-    def describe(self, i: int) -> dict:
-        im = self.loaded[i]
-        return {"name": im.name, "original_size": list(im.original_size), "mode": im.mode,
-                "format": im.format}
-
-
-def _anomalies(tensors: Sequence[torch.Tensor], labels: Sequence[str]) -> list[str]:
-    notes = []
-    for t, label in zip(tensors, labels, strict=True):
-        if bool((t == t[..., :1, :1]).all()):  # exact: a float std of a flat image is not 0
-            notes.append(f"Image {label} is constant (one flat colour): there is no structure "
-                         f"for the network to compare, so the distance reflects colour only.")
-    for i in range(len(tensors)):
-        for j in range(i + 1, len(tensors)):
-            if torch.equal(tensors[i], tensors[j]):
-                notes.append(f"Images {labels[i]} and {labels[j]} are pixel-identical (after "
-                             f"alignment): their distance is 0 and every gradient between them "
-                             f"vanishes.")
-    return notes
-
-
-@dataclass(frozen=True)
-class Explanation:
-    """Everything lpips-explain knows about one pair; ``to_dict`` is the JSON contract."""
-
-    decomposition: Decomposition
-    inputs: PreparedInputs
-    backbone: WeightsInfo
-    lin_file: str
-    attribution: Attribution | None = None
-    sensitivity: Sensitivity | None = None
-    repair: Repair | None = None
-    summary: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()
-    timings_ms: dict = field(default_factory=dict)
-    swapped: bool = False  # True: B is the reference and A is the explained image
-
-    @property
-    def distance(self) -> float:
-        return self.decomposition.distance
-
-    @property
-    def category(self) -> str:
-        from .summary import category
-
-        return category(self.distance)
-
-    @property
-    def a(self) -> torch.Tensor:
-        return self.inputs.tensors[0]
-
-    @property
-    def b(self) -> torch.Tensor:
-        return self.inputs.tensors[1]
-
-    def to_dict(self) -> dict:
-        d = self.decomposition
-        attr = (self.attribution.to_dict() if self.attribution is not None else
-                {"method": None, "sum": None, "distance": None, "completeness_gap": None})
-        sens = self.sensitivity
-        rep = self.repair
-        return {
-            "schema": SCHEMA,
-            "kind": "explanation",
-            "distance": d.distance,
-            "category": self.category,
-            "net": d.net,
-            "version": d.version,
-            "backbone": self.backbone.to_dict(),
-            "lin_weights": self.lin_file,
-            "explained": "a" if self.swapped else "b",
-            "inputs": {
-                "a": self.inputs.describe(0),
-                "b": self.inputs.describe(1),
-                "size": list(d.size),
-                "policy": self.inputs.align.policy,
-                "alignment": self.inputs.align.to_dict(),
-            },
-            "layers": [lay.to_dict() for lay in d.layers],
-            "attribution": attr,
-            "sensitivity": sens.rows() if sens is not None else [],
-            "sweeps": [s.to_dict() for s in sens.sweeps] if sens is not None else [],
-            "most_sensitive": sens.most_sensitive if sens is not None else None,
-            "repair": rep.to_dict() if rep is not None else {"patch": None, "curve": []},
-            "summary": list(self.summary),
-            "warnings": list(self.warnings),
-            "timings_ms": dict(self.timings_ms),
-        }
 
 
 class _Timer:
@@ -158,7 +63,7 @@ class Explainer:
                  backbone_weights: str | os.PathLike | None = None, seed: int = 0, *,
                  size_policy: str = "resize", lin_weights: str | os.PathLike | None = None,
                  max_pixels: int | None = None, progress: bool = False):
-        lookup("size policy", size_policy, {p: p for p in images.SIZE_POLICIES})
+        lookup("size policy", size_policy, {p: p for p in _align.SIZE_POLICIES})
         if (isinstance(seed, bool) or not isinstance(seed, int | np.integer)
                 or not 0 <= int(seed) < 2**63):
             raise InputError(f"seed must be an integer from 0 to 2**63 - 1, got {seed!r}.")
@@ -196,7 +101,7 @@ class Explainer:
         cap = self.max_pixels if self.max_pixels is not None else images.max_pixels_from_env()
         try:
             im = images.load_image(image, value_range=value_range, max_pixels=cap)
-            images.check_min_size(im.size, self.net, label=f"image {label} ({im.name})")
+            check_min_size(im.size, self.net, label=f"image {label} ({im.name})")
         except InputError as exc:
             # Name which input was refused: with three uploads "the file is empty" is not
             # enough. The same instance is re-raised, so its class and fields are kept.
@@ -215,12 +120,12 @@ class Explainer:
             raise InputError(f"{len(sources)} images but {len(labels)} labels.")
         loaded = [self.load(s, value_range=value_range, label=lab)
                   for s, lab in zip(sources, labels, strict=True)]
-        tensors, align = images.align_images(loaded, size_policy or self.size_policy, labels)
-        images.check_min_size(align.size, self.net, label="the aligned images")
+        tensors, align = _align.align_images(loaded, size_policy or self.size_policy, labels)
+        check_min_size(align.size, self.net, label="the aligned images")
         warnings = [f"{lab}: {w}" for im, lab in zip(loaded, labels, strict=True)
                     for w in im.warnings]
         warnings += list(align.notes)
-        warnings += _anomalies(tensors, labels)
+        warnings += anomalies(tensors, labels)
         if not self.perceptual:
             warnings.insert(0, RANDOM_TRUNK_WARNING)
         return PreparedInputs(tuple(loaded), tuple(tensors), align, tuple(warnings))
@@ -263,7 +168,7 @@ class Explainer:
         """
         timer = _Timer()
         if attribution is not None:
-            from .attribution import get_method
+            from lpips_explain.analyses.attribution import get_method
 
             get_method(attribution)  # an unknown name fails before any work
         prep = timer.run("load", lambda: self.prepare(a, b, value_range=value_range))
@@ -277,7 +182,7 @@ class Explainer:
                          top_k: int, progress: Progress | None, swap: bool = False,
                          attribution_params: dict | None = None,
                          timer: _Timer | None = None) -> Explanation:
-        from .counterfactual import check_patch
+        from lpips_explain.analyses.repair import check_patch
 
         timer = timer or _Timer()
         if repair:
@@ -293,30 +198,30 @@ class Explainer:
         decomposition = timer.run(
             "decompose", lambda: decompose_encoded(self.model, scorer.ref, tb, top_k)[0])
         if swap:
-            decomposition = _swap_activations(decomposition)
+            decomposition = swap_activations(decomposition)
         warnings = list(prep.warnings)
         if swap:
             warnings.append("Roles swapped: B is the reference and A is explained.")
         attr = sens = rep = None
         if attribution is not None:
-            from .attribution import attribute
+            from lpips_explain.analyses.attribution import attribute
 
             attr = timer.run("attribution", lambda: attribute(
                 self.model, a, b, attribution, steps=steps, progress=progress,
                 seed=self.seed, swap=swap, **(attribution_params or {})))
         if sensitivity:
-            from .counterfactual import sensitivity as run_sensitivity
+            from lpips_explain.analyses.sensitivity import sensitivity as run_sensitivity
 
             sens = timer.run("sensitivity", lambda: run_sensitivity(
                 self.model, ta, tb, scorer=scorer, seed=self.seed, progress=progress))
         if repair:
-            from .counterfactual import repair as run_repair
+            from lpips_explain.analyses.repair import repair as run_repair
 
             rep = timer.run("repair", lambda: run_repair(
                 self.model, ta, tb, patch=patch, scorer=scorer, progress=progress))
         expl = Explanation(decomposition, prep, self.weights_info, self.model.lin_file, attr,
                            sens, rep, (), tuple(warnings), dict(timer.ms), swapped=swap)
-        return replace(expl, summary=tuple(_summarize(expl)))
+        return replace(expl, summary=tuple(summary_of(expl)))
 
     def combine(self, base: Explanation, *parts: Explanation) -> Explanation:
         """One explanation from parts computed separately on the same inputs.
@@ -326,23 +231,7 @@ class Explainer:
         rebuilds the summary from all of them). Each part's non-empty attribution,
         sensitivity and repair replace the base's.
         """
-        fields: dict[str, Any] = {}
-        timings = dict(base.timings_ms)
-        for part in parts:
-            same = (part.swapped == base.swapped and len(part.inputs.tensors) ==
-                    len(base.inputs.tensors) and all(
-                        torch.equal(x, y) for x, y in zip(part.inputs.tensors,
-                                                          base.inputs.tensors, strict=True)))
-            if not same:
-                raise InputError("Parts of one explanation must come from the same images "
-                                 "and the same roles.")
-            for name in ("attribution", "sensitivity", "repair"):
-                if getattr(part, name) is not None:
-                    fields[name] = getattr(part, name)
-                    if name in part.timings_ms:
-                        timings[name] = part.timings_ms[name]
-        expl = replace(base, **fields, timings_ms=timings)
-        return replace(expl, summary=tuple(_summarize(expl)))
+        return join_parts(base, *parts)
 
     def explain_triplet(self, ref: Any, a: Any, b: Any, *,
                         attribution: str | None = "integrated_gradients",
@@ -350,38 +239,40 @@ class Explainer:
                         progress: Progress | None = None, value_range: str | None = None,
                         attribution_params: dict | None = None) -> TripletExplanation:
         """Explain a 2AFC decision: which of A and B is closer to REF, by how much and why."""
-        from .triplet import explain_triplet
+        from lpips_explain.analyses.triplet import explain_triplet
 
         if attribution is not None:
-            from .attribution import get_method
+            from lpips_explain.analyses.attribution import get_method
 
             get_method(attribution)
         prep = self.prepare(ref, a, b, value_range=value_range, labels=["REF", "A", "B"])
-        return explain_triplet(self, prep, attribution=attribution, steps=steps, patch=patch,
-                               top_k=top_k, progress=progress,
+        return explain_triplet(self.model, prep, seed=self.seed, attribution=attribution,
+                               steps=steps, patch=patch, top_k=top_k, progress=progress,
                                attribution_params=attribution_params)
 
+    # -- checks -------------------------------------------------------------------------
+    def self_checks(self, a: torch.Tensor, b: torch.Tensor, *,
+                    ig_steps: int | None = None) -> list[Check]:
+        """Live self-checks of the maths and the weights on one prepared pair."""
+        from lpips_explain.analyses.diagnostics import self_checks
 
-def _summarize(expl: Explanation) -> list[str]:
-    from .summary import summarize
+        return self_checks(self.model, a, b, seed=self.seed, ig_steps=ig_steps)
 
-    align = expl.inputs.align
-    ta, tb = (expl.b, expl.a) if expl.swapped else (expl.a, expl.b)
-    return summarize(expl.decomposition, attribution=expl.attribution,
-                     sensitivity=expl.sensitivity, repair=expl.repair,
-                     perceptual=expl.backbone.perceptual,
-                     aligned=align.policy if any(align.changed) else None,
-                     identical=bool(torch.equal(ta, tb)),
-                     explained="A" if expl.swapped else "B")
+    def colorspace_dependence(self, a: torch.Tensor, b: torch.Tensor,
+                              spaces: Sequence[str] | None = None) -> list[ColorspaceRow]:
+        """How d(A, B) changes when both images are re-rendered through other colour spaces."""
+        from lpips_explain.analyses.colorspace import colorspace_dependence
 
+        return colorspace_dependence(self.model, a, b, spaces)
 
-def _swap_activations(dec: Decomposition) -> Decomposition:
-    """With roles swapped the breakdown is computed as (B, A): put A's activations back
-    under ``activation_a`` so the field names keep meaning image A and image B."""
-    layers = tuple(replace(lay, top_channels=tuple(
-        replace(c, activation_a=c.activation_b, activation_b=c.activation_a)
-        for c in lay.top_channels)) for lay in dec.layers)
-    return replace(dec, layers=layers)
+    def robust_score(self, pairs: Sequence[tuple[str, Any, Any]], *,
+                     fallback: str = "psnr") -> RobustReport:
+        """LPIPS over many (label, a, b) pairs, refusals kept, a pixel metric beside each."""
+        from lpips_explain.analyses.robust import robust_score
+
+        return robust_score(pairs, lambda la, lb: float(self.distance(la, lb)),
+                            size_policy=self.size_policy, max_pixels=self.max_pixels,
+                            fallback=fallback)
 
 
 def _source_name(source: Any) -> str | None:

@@ -1,7 +1,8 @@
 """Sensitivity page: how LPIPS reacts when the explained image is perturbed, against PSNR and
 SSIM (B is explained unless the roles were swapped on Explain)."""
 
-from lpips_explain.ui import controls, inputs, sweeps
+from lpips_explain.ui import controls, inputs
+from lpips_explain.ui import sensitivity as sweeps
 from lpips_explain.ui.feedback import guard
 from lpips_explain.ui.resources import cached
 

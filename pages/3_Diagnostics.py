@@ -1,8 +1,9 @@
 """Diagnostics page: is the input sane, does the maths hold, where do the weights come from,
 and how scoring behaves when LPIPS must refuse."""
 
-from lpips_explain import diagnostics
-from lpips_explain.ui import checks, controls, inputs
+from lpips_explain.analyses import diagnostics
+from lpips_explain.ui import controls, inputs
+from lpips_explain.ui import diagnostics as checks
 from lpips_explain.ui.feedback import guard
 from lpips_explain.ui.resources import cached
 
@@ -20,8 +21,8 @@ with guard("loading the pair"):
 checks.anomalies_panel(rows, prep.warnings)
 
 with guard("running the self-checks"):
-    results = cached("self-checks", base, lambda _p: diagnostics.self_checks(
-        explainer, prep.tensors[0], prep.tensors[1]), spinner="Running the self-checks...")
+    results = cached("self-checks", base, lambda _p: explainer.self_checks(
+        prep.tensors[0], prep.tensors[1]), spinner="Running the self-checks...")
 checks.checks_panel(results)
 checks.weights_panel(explainer)
 
@@ -29,7 +30,7 @@ checks.robust_heading()
 fallback = checks.fallback_picker()
 with guard("scoring the demo pairs"):
     robust = cached("robust", (base, pair.origin, pair.a.name, pair.b.name, fallback),
-                    lambda _p: diagnostics.robust_score(explainer, checks.demo_cases(pair),
-                                                       fallback=fallback),
+                    lambda _p: explainer.robust_score(checks.demo_cases(pair),
+                                                   fallback=fallback),
                     spinner="Scoring the demo pairs...")
 checks.robust_panel(robust)

@@ -11,5 +11,6 @@ if [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 .venv/bin/ruff check .
+.venv/bin/lint-imports
 export LPIPS_EXPLAIN_OFFLINE=1
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lpips_explain import attribution as A
+from lpips_explain.analyses import attribution as A
+from lpips_explain.core.model import ReferenceScorer, build_lpips
 from lpips_explain.errors import InputError, UnknownOptionError
-from lpips_explain.model import ReferenceScorer, build_lpips
 
 METHODS = list(A.METHODS)
 

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from lpips_explain import counterfactual as cf
-from lpips_explain import errors, quality
-from lpips_explain import perturbations as P
-from lpips_explain.model import ReferenceScorer, build_lpips
+from lpips_explain import errors
+from lpips_explain.analyses import perturbations as P
+from lpips_explain.analyses import quality
+from lpips_explain.analyses import repair as cf_repair
+from lpips_explain.analyses import sensitivity as cf
+from lpips_explain.core.model import ReferenceScorer, build_lpips
 
 # torchvision 0.29 deprecates its JPEG codec (used by the "jpeg" perturbation); the pin ships it.
 pytestmark = pytest.mark.filterwarnings(
@@ -71,7 +73,7 @@ def _repaired(a, b, order, grid, patch, k):
 def coarse_repair(net, pair):
     a, b = pair
     # 64 patches of 8 px with 9 points: the curve is coarse and needs the half-point refinement.
-    return cf.repair(net, a, b, patch=8, max_points=9, batch_size=7)
+    return cf_repair.repair(net, a, b, patch=8, max_points=9, batch_size=7)
 
 
 def test_repair_curve_points_are_true_distances(net, pair, coarse_repair):
@@ -125,7 +127,7 @@ def test_repair_half_area_is_exact_at_patch_resolution(coarse_repair):
 def test_repair_all_points_when_they_fit(net, pair):
     a, b = pair
     calls = []
-    r = cf.repair(net, a, b, patch=16, max_points=33,
+    r = cf_repair.repair(net, a, b, patch=16, max_points=33,
                   progress=lambda done, total, label: calls.append((done, total, label)))
     assert r.curve_steps.tolist() == list(range(17))
     assert calls[-1][0] == calls[-1][1] == 1 + 16 + 16
@@ -135,7 +137,7 @@ def test_repair_all_points_when_they_fit(net, pair):
 def test_repair_non_divisible_size_covers_every_pixel(net):
     a = _textured(70, 90, seed=1)
     b = P.apply("brightness", a, 1.3)
-    r = cf.repair(net, a, b, patch=32)
+    r = cf_repair.repair(net, a, b, patch=32)
     assert r.grid == (3, 3) and r.size == (70, 90)
     assert r.mask(9).all() and not r.mask(0).any()
     counts = np.bincount(_ids(r).ravel(), minlength=9)
@@ -154,7 +156,7 @@ def test_repair_non_divisible_size_covers_every_pixel(net):
     assert any("not a multiple of 32" in n for n in r.notes)
 
 
-def _ids(r: cf.Repair) -> np.ndarray:
+def _ids(r: cf_repair.Repair) -> np.ndarray:
     rows = np.arange(r.size[0]) // r.patch
     cols = np.arange(r.size[1]) // r.patch
     return rows[:, None] * r.grid[1] + cols[None, :]
@@ -170,7 +172,7 @@ def test_repaired_image_covers_the_requested_area(net, pair, coarse_repair):
 def test_repair_reports_a_non_monotonic_curve_without_smoothing(net):
     a = _textured(64, 64, seed=0)
     b = P.apply("brightness", a, 1.3)
-    r = cf.repair(net, a, b, patch=8)
+    r = cf_repair.repair(net, a, b, patch=8)
     rises = [(i, j) for j in range(len(r.curve_distance)) for i in range(j)
              if r.curve_distance[j] > r.curve_distance[i] + 1e-6]
     assert r.non_monotonic and rises
@@ -185,7 +187,7 @@ def test_repair_reports_a_non_monotonic_curve_without_smoothing(net):
 
 def test_repair_of_identical_images(net):
     a = _textured(64, 64, seed=2)
-    r = cf.repair(net, a, a.clone(), patch=32)
+    r = cf_repair.repair(net, a, a.clone(), patch=32)
     assert r.half_area is None and r.base_distance <= 1e-7
     assert np.all(np.abs(r.curve_distance) <= 1e-7)
     d = r.to_dict()
@@ -197,19 +199,19 @@ def test_repair_of_identical_images(net):
 def test_repair_rejects_bad_patch_sizes(net, pair, patch):
     a, b = pair
     with pytest.raises(errors.InputError, match="patch"):
-        cf.repair(net, a, b, patch=patch)
+        cf_repair.repair(net, a, b, patch=patch)
 
 
 def test_repair_and_sensitivity_reject_mismatched_inputs(net, pair):
     a, _ = pair
     with pytest.raises(errors.InputError, match="64x64"):
-        cf.repair(net, a, _textured(64, 72))
+        cf_repair.repair(net, a, _textured(64, 72))
     with pytest.raises(errors.InputError, match="64x64"):
         cf.sensitivity(net, a, _textured(72, 64))
     with pytest.raises(errors.InputError, match="different reference"):
-        cf.repair(net, a, a, scorer=ReferenceScorer(net, _textured(64, 64, seed=9)))
+        cf_repair.repair(net, a, a, scorer=ReferenceScorer(net, _textured(64, 64, seed=9)))
     with pytest.raises(errors.InputError, match="at least 31x31 px"):
-        cf.repair(net, _textured(24, 64), _textured(24, 64), patch=8)
+        cf_repair.repair(net, _textured(24, 64), _textured(24, 64), patch=8)
     with pytest.raises(errors.UnknownOptionError, match="gaussian_blur"):
         cf.sensitivity(net, a, a, transforms=["gaussian_blurr"])
 

@@ -12,7 +12,7 @@ import torch
 from conftest import smooth_image, to_uint8
 from PIL import Image
 
-from lpips_explain import colorspace, diagnostics
+from lpips_explain.analyses import colorspace, diagnostics, robust
 from lpips_explain.errors import InputError, UnknownOptionError
 
 
@@ -70,7 +70,7 @@ def test_render_refuses_out_of_range():
 
 def test_colorspace_dependence(random_explainer, pair):
     a, b = pair
-    rows = colorspace.colorspace_dependence(random_explainer, a, b)
+    rows = random_explainer.colorspace_dependence(a, b)
     assert [r.space for r in rows] == ["rgb", "lab", "hsv", "yuv"]
     rgb = rows[0]
     assert rgb.distance == pytest.approx(
@@ -87,8 +87,8 @@ def test_colorspace_dependence(random_explainer, pair):
 
 def test_colorspace_without_rgb_still_measures_change(random_explainer, pair):
     a, b = pair
-    full = {r.space: r for r in colorspace.colorspace_dependence(random_explainer, a, b)}
-    (hsv,) = colorspace.colorspace_dependence(random_explainer, a, b, spaces=["hsv"])
+    full = {r.space: r for r in random_explainer.colorspace_dependence(a, b)}
+    (hsv,) = random_explainer.colorspace_dependence(a, b, spaces=["hsv"])
     assert hsv.change == pytest.approx(full["hsv"].change, rel=1e-4)
 
 
@@ -97,7 +97,7 @@ def test_colorspace_without_rgb_still_measures_change(random_explainer, pair):
 
 def test_self_checks_pass_on_normal_pair(random_explainer, pair):
     a, b = pair
-    checks = diagnostics.self_checks(random_explainer, a, b)
+    checks = random_explainer.self_checks(a, b)
     assert all(c.passed for c in checks), [(c.name, c.detail) for c in checks if not c.passed]
     names = " | ".join(c.name for c in checks)
     for word in ("identity", "symmetry", "decomposition", "parity", "lin weights",
@@ -117,7 +117,7 @@ def test_self_checks_catch_negative_head(random_explainer, pair):
     broken = copy.copy(random_explainer)
     broken.model = copy.deepcopy(random_explainer.model)
     broken.model.head1.mul_(-1)
-    checks = diagnostics.self_checks(broken, a, b, ig_steps=8)
+    checks = broken.self_checks(a, b, ig_steps=8)
     lin = by_name(checks, "lin weights")
     assert not lin.passed
     assert "negative" in lin.detail and lin.value > 0
@@ -129,7 +129,7 @@ def test_self_checks_catch_negative_head(random_explainer, pair):
 
 def test_self_checks_skip_ig_on_identical_pair(random_explainer, pair):
     a, _ = pair
-    ig = by_name(diagnostics.self_checks(random_explainer, a, a.clone(), ig_steps=4),
+    ig = by_name(random_explainer.self_checks(a, a.clone(), ig_steps=4),
                  "integrated gradients")
     assert ig.passed and ig.value is None and "vanish" in ig.detail
 
@@ -141,8 +141,8 @@ def test_self_checks_skip_ig_on_identical_pair(random_explainer, pair):
 def demo(random_explainer, pair):
     a, b = pair
     a_bytes, b_bytes = png_bytes(a), png_bytes(b)
-    pairs = diagnostics.demo_pairs(a_bytes, b_bytes)
-    return pairs, diagnostics.robust_score(random_explainer, pairs), a_bytes, b_bytes
+    pairs = robust.demo_pairs(a_bytes, b_bytes)
+    return pairs, random_explainer.robust_score(pairs), a_bytes, b_bytes
 
 
 def _item(report, word):
@@ -193,20 +193,20 @@ def test_robust_undecodable_has_no_numbers(demo, word):
 def test_robust_constant_and_ssim(random_explainer, pair):
     _, b = pair
     grey = np.full((64, 64, 3), 128, np.uint8)
-    report = diagnostics.robust_score(random_explainer, [("grey", grey, png_bytes(b))],
+    report = random_explainer.robust_score([("grey", grey, png_bytes(b))],
                                       fallback="ssim")
     (it,) = report.items
     assert it.lpips is not None and it.lpips > 0 and it.refused is None
     assert it.fallback_name == "ssim" and -1.0 <= it.fallback < 0.5
     with pytest.raises(UnknownOptionError):
-        diagnostics.robust_score(random_explainer, [], fallback="mse")
+        random_explainer.robust_score([], fallback="mse")
 
 
 def test_robust_fallback_aligns_sizes(random_explainer):
     a = smooth_image(64, 64, 3)
     big = torch.nn.functional.interpolate(a, size=(80, 80), mode="bilinear",
                                           align_corners=False).clamp(0, 1)
-    (it,) = diagnostics.robust_score(random_explainer,
+    (it,) = random_explainer.robust_score(
                                      [("sizes", png_bytes(a), png_bytes(big))]).items
     assert it.lpips is not None and it.fallback is not None and it.fallback > 25
 

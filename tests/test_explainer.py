@@ -12,7 +12,7 @@ from conftest import ASSETS, smooth_image
 from test_cli import run_cli
 
 from lpips_explain import Explainer, InputError, UnknownOptionError
-from lpips_explain.report import to_json
+from lpips_explain.output.report import to_json
 
 R = "[0,1]"
 JSON_KEYS = ("schema", "distance", "net", "version", "backbone", "inputs", "layers",

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lpips_explain import images as I
+from lpips_explain.core.trunks import TRUNKS, check_min_size
 from lpips_explain.errors import (
     CorruptImageError,
     EmptyInputError,
@@ -28,8 +28,13 @@ from lpips_explain.errors import (
     UnknownOptionError,
     ValueRangeError,
 )
+from lpips_explain.intake import align as I_align
+from lpips_explain.intake import images as I
+from lpips_explain.intake import tensors as I_tensors
 
 # ----------------------------------------------------------------------------- fixtures
+
+MIN_SIZES = {k: v.min_size for k, v in TRUNKS.items()}
 
 
 def encode(im: Image.Image, fmt: str = "PNG", **kw) -> bytes:
@@ -550,13 +555,13 @@ def test_still_gif_has_no_animation_warning():
 # ----------------------------------------------------------------------------- min size
 
 
-@pytest.mark.parametrize("net", sorted(I.MIN_SIZES))
+@pytest.mark.parametrize("net", sorted(MIN_SIZES))
 def test_check_min_size_per_trunk(net):
-    m = I.MIN_SIZES[net]
-    I.check_min_size((m, m), net)  # exactly the minimum is fine
+    m = MIN_SIZES[net]
+    check_min_size((m, m), net)  # exactly the minimum is fine
     for size in ((m - 1, m), (m, m - 1)):
         with pytest.raises(ImageTooSmallError) as exc:
-            I.check_min_size(size, net, label="reference image")
+            check_min_size(size, net, label="reference image")
         msg = str(exc.value)
         assert f"{size[1]}x{size[0]} px" in msg and f"{m}x{m} px" in msg
         assert repr(net) in msg and "reference image" in msg
@@ -564,7 +569,7 @@ def test_check_min_size_per_trunk(net):
 
 def test_check_min_size_unknown_trunk():
     with pytest.raises(UnknownOptionError, match="Did you mean 'alex'"):
-        I.check_min_size((64, 64), "alexnet")
+        check_min_size((64, 64), "alexnet")
 
 
 # ----------------------------------------------------------------------------- alignment
@@ -576,14 +581,14 @@ def flat(h: int, w: int, value: float = 0.5, name: str = "<tensor>") -> I.Loaded
 
 def test_align_same_size_is_unchanged():
     a, b = flat(8, 6), flat(8, 6, 0.2)
-    (ta, tb), info = I.align_images([a, b])
+    (ta, tb), info = I_align.align_images([a, b])
     assert ta is a.tensor and tb is b.tensor
     assert info.changed == (False, False) and info.notes == () and info.size == (8, 6)
 
 
 def test_align_resize_to_smallest_with_notes():
     a, b = flat(40, 80, 0.3, name="big.png"), flat(20, 40, 0.7)
-    ta, tb, info = I.align_pair(a, b, "resize")
+    ta, tb, info = I_align.align_pair(a, b, "resize")
     assert ta.shape == tb.shape == (1, 3, 20, 40)
     assert tb is b.tensor
     assert torch.allclose(ta, torch.full_like(ta, 0.3), atol=1e-6)
@@ -596,13 +601,13 @@ def test_align_resize_reports_distortion_and_stays_in_range():
     rng = torch.Generator().manual_seed(0)
     a = I.load_image(torch.rand(3, 40, 40, generator=rng), value_range="[0,1]")
     b = flat(20, 40)
-    (ta, _), info = I.align_images([a, b], "resize")
+    (ta, _), info = I_align.align_images([a, b], "resize")
     assert ta.shape[-2:] == (20, 40) and float(ta.min()) >= 0 and float(ta.max()) <= 1
     assert "distorted by 100.0%" in info.notes[0] and info.notes[0].startswith("A resized")
 
 
 def test_align_resize_tie_takes_first():
-    _, info = I.align_images([flat(10, 20), flat(20, 10)], "resize")
+    _, info = I_align.align_images([flat(10, 20), flat(20, 10)], "resize")
     assert info.size == (10, 20) and info.changed == (False, True)
 
 
@@ -611,7 +616,7 @@ def test_align_crop_takes_centre():
     a[:, :, 5:25] = 1.0  # the centre 20 columns are white
     b = torch.zeros(3, 30, 20)
     b[:, 5:25, :] = 1.0
-    ta, tb, info = I.align_pair(
+    ta, tb, info = I_align.align_pair(
         I.load_image(a, value_range="[0,1]"), I.load_image(b, value_range="[0,1]"), "crop"
     )
     assert ta.shape == tb.shape == (1, 3, 20, 20)
@@ -625,20 +630,20 @@ def test_align_crop_takes_centre():
 
 def test_align_error_policy_refuses_different_sizes():
     with pytest.raises(SizeMismatchError) as exc:
-        I.align_pair(flat(10, 20), flat(12, 20), "error")
+        I_align.align_pair(flat(10, 20), flat(12, 20), "error")
     msg = str(exc.value)
     assert "20x10 px" in msg and "20x12 px" in msg and "'resize'" in msg and "'crop'" in msg
-    _, _, info = I.align_pair(flat(10, 20), flat(10, 20), "error")
+    _, _, info = I_align.align_pair(flat(10, 20), flat(10, 20), "error")
     assert info.policy == "error"
 
 
 def test_align_unknown_policy_gets_did_you_mean():
     with pytest.raises(UnknownOptionError, match="Did you mean 'resize'"):
-        I.align_images([flat(4, 4)], "resise")
+        I_align.align_images([flat(4, 4)], "resise")
 
 
 def test_align_info_to_dict_is_json_ready():
-    _, _, info = I.align_pair(flat(40, 80), flat(20, 40))
+    _, _, info = I_align.align_pair(flat(40, 80), flat(20, 40))
     d = info.to_dict()
     assert json.loads(json.dumps(d)) == d
     assert d["original_sizes"] == [[40, 80], [20, 40]] and d["changed"] == [True, False]
@@ -649,12 +654,12 @@ def test_align_info_to_dict_is_json_ready():
 
 def test_to_uint8_round_trips(rgb_array):
     loaded = I.load_image(rgb_array)
-    out = I.to_uint8(loaded.tensor)
+    out = I_tensors.to_uint8(loaded.tensor)
     assert out.dtype == np.uint8 and out.shape == (5, 7, 3)
     assert np.array_equal(out, rgb_array)
-    assert np.array_equal(I.to_uint8(loaded.tensor[0]), rgb_array)
+    assert np.array_equal(I_tensors.to_uint8(loaded.tensor[0]), rgb_array)
     with pytest.raises(InputError, match="shape"):
-        I.to_uint8(torch.zeros(4, 5, 5))
+        I_tensors.to_uint8(torch.zeros(4, 5, 5))
 
 
 def test_every_refusal_is_an_lpips_explain_error():
@@ -662,7 +667,7 @@ def test_every_refusal_is_an_lpips_explain_error():
         lambda: I.load_image(b""),
         lambda: I.load_image(b"nope"),
         lambda: I.load_image(np.zeros((2, 2)), value_range="0..1"),
-        lambda: I.check_min_size((1, 1), "vgg"),
+        lambda: check_min_size((1, 1), "vgg"),
     ):
         with pytest.raises(LpipsExplainError):
             call()

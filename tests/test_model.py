@@ -7,8 +7,9 @@ import pytest
 import torch
 from conftest import ASSETS, official_model, official_trunk_state, smooth_image
 
-from lpips_explain.decompose import decompose, decompose_encoded
-from lpips_explain.model import TRUNKS, ReferenceScorer, build_lpips
+from lpips_explain.core.decompose import decompose, decompose_encoded
+from lpips_explain.core.model import ReferenceScorer, build_lpips
+from lpips_explain.core.trunks import TRUNKS
 
 NETS = ["alex", "vgg", "squeeze"]
 VERSIONS = ["0.1", "0.0"]
@@ -155,12 +156,6 @@ def test_minimum_sizes_are_real(net):
         model(torch.rand(1, 3, m, 3 * m), torch.rand(1, 3, m, 3 * m))
         with pytest.raises(RuntimeError):
             model(torch.rand(1, 3, m - 1, m - 1), torch.rand(1, 3, m - 1, m - 1))
-
-
-def test_minimum_sizes_match_intake_table():
-    from lpips_explain.images import MIN_SIZES
-
-    assert {k: v.min_size for k, v in TRUNKS.items()} == MIN_SIZES
 
 
 def test_random_trunk_is_seeded():

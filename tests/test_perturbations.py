@@ -11,8 +11,9 @@ import torch
 from skimage.metrics import structural_similarity
 from torchvision.transforms.v2 import functional as tvf
 
-from lpips_explain import errors, quality
-from lpips_explain import perturbations as P
+from lpips_explain import errors
+from lpips_explain.analyses import perturbations as P
+from lpips_explain.analyses import quality
 
 # torchvision 0.29 deprecates its JPEG codec (used by the "jpeg" perturbation) in favour of
 # TorchCodec; the pinned version still ships it.

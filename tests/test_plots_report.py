@@ -15,9 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
-from lpips_explain import plots, report
-from lpips_explain.decompose import decompose_encoded
-from lpips_explain.triplet import Flip, TripletExplanation
+from lpips_explain.analyses.triplet import Flip, TripletExplanation
+from lpips_explain.core.decompose import decompose_encoded
+from lpips_explain.output import figures as plots
+from lpips_explain.output import report, static
 
 H = W = 64
 # A src= or href= attribute that loads something from the network (quoted or not).
@@ -270,8 +271,8 @@ def test_comparison_figure_slider_flicks(fast):
 
 
 def test_summary_png_with_and_without_optional_parts(fast, full, triplet):
-    for result, fn in ((fast, plots.summary_png), (full, plots.summary_png),
-                       (triplet, plots.triplet_png)):
+    for result, fn in ((fast, static.summary_png), (full, static.summary_png),
+                       (triplet, static.triplet_png)):
         data = fn(result)
         im = Image.open(io.BytesIO(data))
         assert im.format == "PNG" and im.size[0] > 500

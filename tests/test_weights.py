@@ -8,14 +8,14 @@ import torchvision.models as tvm
 from conftest import official_model, official_trunk_state, smooth_image
 
 from lpips_explain import Explainer
-from lpips_explain.errors import WeightsError, WeightsMismatchError, WeightsUnavailableError
-from lpips_explain.model import build_lpips
-from lpips_explain.weights import (
+from lpips_explain.core.model import build_lpips
+from lpips_explain.core.weights import (
     BACKBONE_ENV,
     imagenet_cache_path,
     load_lin_heads,
     official_lin_path,
 )
+from lpips_explain.errors import WeightsError, WeightsMismatchError, WeightsUnavailableError
 
 
 @pytest.fixture

@@ -7,16 +7,21 @@ from typing import Any
 
 import streamlit as st
 
-from .. import images
-from ..attribution import METHODS
-from ..errors import WeightsUnavailableError
-from ..explainer import RANDOM_TRUNK_WARNING, Explainer
-from ..model import TRUNKS
-from ..weights import BACKBONE_ENV, VERSIONS, default_backbone_spec, imagenet_cache_path
-from . import keys
-from .feedback import error_text
-from .resources import get_explainer
-from .state import persistent
+from lpips_explain.analyses.attribution import METHODS
+from lpips_explain.core.trunks import TRUNKS
+from lpips_explain.core.weights import (
+    BACKBONE_ENV,
+    VERSIONS,
+    default_backbone_spec,
+    imagenet_cache_path,
+)
+from lpips_explain.errors import WeightsUnavailableError
+from lpips_explain.explainer import RANDOM_TRUNK_WARNING, Explainer
+from lpips_explain.intake.align import SIZE_POLICIES
+from lpips_explain.ui import keys
+from lpips_explain.ui.feedback import error_text
+from lpips_explain.ui.resources import get_explainer
+from lpips_explain.ui.state import persistent
 
 BACKBONES: dict[str, str] = {
     "imagenet": "ImageNet (torchvision)",
@@ -97,9 +102,9 @@ def sidebar(*, analysis: bool = True) -> Options:
                           max_value=2**31 - 1, step=1,
                           help="Seeds the random trunk and the noise of SmoothGrad and of "
                                "the noise perturbation."))
-    size_policy = persistent(sb.selectbox, "Size policy", list(images.SIZE_POLICIES),
+    size_policy = persistent(sb.selectbox, "Size policy", list(SIZE_POLICIES),
                              key=keys.SIZE_POLICY, default="resize",
-                             choices=images.SIZE_POLICIES,
+                             choices=SIZE_POLICIES,
                              help="When A and B differ in size: resize (both to the smaller "
                                   "size, antialiased), crop (both centre-cropped to the "
                                   "smaller size) or error (refuse the pair).")

@@ -9,7 +9,7 @@ from typing import ParamSpec, TypeVar
 
 import streamlit as st
 
-from ..errors import LpipsExplainError
+from lpips_explain.errors import LpipsExplainError
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -12,9 +12,9 @@ from typing import Any
 
 import streamlit as st
 
-from . import keys
-from .resources import digest
-from .state import persistent
+from lpips_explain.ui import keys
+from lpips_explain.ui.resources import digest
+from lpips_explain.ui.state import persistent
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tiff", "tif", "gif"]
 ASSETS = Path(__file__).resolve().parents[2] / "assets"

@@ -14,13 +14,14 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from .. import plots, report
-from ..attribution import METHODS
-from ..decompose import UPSAMPLING
-from ..explainer import RANDOM_TRUNK_WARNING
-from . import keys
-from .feedback import panel
-from .state import persistent
+from lpips_explain.analyses.attribution import METHODS
+from lpips_explain.core.decompose import UPSAMPLING
+from lpips_explain.explainer import RANDOM_TRUNK_WARNING
+from lpips_explain.output import figures as plots
+from lpips_explain.output import report, static
+from lpips_explain.ui import keys
+from lpips_explain.ui.feedback import panel
+from lpips_explain.ui.state import persistent
 
 SUMMED = "__all__"
 _PLOTLY_CONFIG = {"displaylogo": False}
@@ -288,7 +289,7 @@ def downloads(expl: Any) -> None:
     c2.download_button("HTML report (offline)", lambda: report.html_report(expl),
                        "lpips_report.html", "text/html", key=keys.DOWNLOAD_HTML,
                        on_click="ignore")
-    c3.download_button("PNG summary figure", lambda: plots.summary_png(expl),
+    c3.download_button("PNG summary figure", lambda: static.summary_png(expl),
                        "lpips_summary.png", "image/png", key=keys.DOWNLOAD_PNG,
                        on_click="ignore")
     st.caption(f"Timings (ms): {', '.join(f'{k} {v:.0f}' for k, v in expl.timings_ms.items())}.")
@@ -407,6 +408,6 @@ def triplet_summary_and_downloads(tri: Any) -> None:
     c2.download_button("HTML report (offline)", lambda: report.html_triplet_report(tri),
                        "lpips_triplet_report.html", "text/html",
                        key=keys.TRIPLET_DOWNLOAD_HTML, on_click="ignore")
-    c3.download_button("PNG summary figure", lambda: plots.triplet_png(tri),
+    c3.download_button("PNG summary figure", lambda: static.triplet_png(tri),
                        "lpips_triplet.png", "image/png", key=keys.TRIPLET_DOWNLOAD_PNG,
                        on_click="ignore")

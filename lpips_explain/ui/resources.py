@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
-from ..explainer import Explainer
+from lpips_explain.explainer import Explainer
 
 T = TypeVar("T")
 Progress = Callable[[int, int, str], None]

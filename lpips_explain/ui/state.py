@@ -13,7 +13,7 @@ from typing import Any
 
 import streamlit as st
 
-from . import keys
+from lpips_explain.ui import keys
 
 
 def restore(key: str, default: Any, choices: Collection | None = None) -> None:

@@ -10,7 +10,7 @@ from conftest import REPO, png_bytes
 from streamlit.testing.v1 import AppTest
 
 from lpips_explain import Explainer
-from lpips_explain.images import load_image
+from lpips_explain.intake.images import load_image
 
 TIMEOUT = 180
 DISTANCE = re.compile(r"^distance = (\d+\.\d{6})$")

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import lookup
-from .images import MIN_SIZES
-from .weights import VERSIONS, WeightsInfo, load_lin_heads, load_trunk
+from lpips_explain.core.trunks import TrunkSpec, get_trunk
+from lpips_explain.core.weights import VERSIONS, WeightsInfo, load_lin_heads, load_trunk
+from lpips_explain.errors import lookup
 
 # eps sits inside the square root: the official x / (sqrt(s) + eps) has an infinite
 # derivative at a zero feature vector (NaN gradients); this one is finite everywhere and
@@ -22,53 +21,6 @@ EPS_SQ = 1e-20
 # ScalingLayer of lpips v0.1: (x - shift) / scale on inputs in [-1, 1].
 SHIFT = (-0.030, -0.088, -0.188)
 SCALE = (0.458, 0.448, 0.450)
-
-_GENERIC_LEVELS = (
-    "edges, colour and fine texture",
-    "small textures and repeated patterns",
-    "mid-level patterns and shapes",
-    "object parts and larger structures",
-    "coarse layout and high-level, semantic-like structure",
-)
-
-
-@dataclass(frozen=True)
-class TrunkSpec:
-    """One trunk of the registry: which torchvision layers are tapped and what they see."""
-
-    name: str
-    label: str
-    taps: tuple[int, ...]  # index in torchvision's `features` of each official slice's last module
-    layer_names: tuple[str, ...]
-    channels: tuple[int, ...]
-    min_size: int  # smallest height and width the trunk can process (images.MIN_SIZES)
-    levels: tuple[str, ...]  # what each tapped level responds to, for summaries
-
-
-TRUNKS: dict[str, TrunkSpec] = {
-    "alex": TrunkSpec(
-        "alex", "AlexNet", (1, 4, 7, 9, 11),
-        ("relu1", "relu2", "relu3", "relu4", "relu5"),
-        (64, 192, 384, 256, 256), MIN_SIZES["alex"], _GENERIC_LEVELS,
-    ),
-    "vgg": TrunkSpec(
-        "vgg", "VGG16", (3, 8, 15, 22, 29),
-        ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
-        (64, 128, 256, 512, 512), MIN_SIZES["vgg"], _GENERIC_LEVELS,
-    ),
-    "squeeze": TrunkSpec(
-        "squeeze", "SqueezeNet 1.1", (1, 4, 7, 9, 10, 11, 12),
-        ("relu1", "fire3", "fire5", "fire6", "fire7", "fire8", "fire9"),
-        (64, 128, 256, 384, 384, 512, 512), MIN_SIZES["squeeze"],
-        (_GENERIC_LEVELS[0], _GENERIC_LEVELS[1], _GENERIC_LEVELS[2], _GENERIC_LEVELS[3],
-         _GENERIC_LEVELS[3], _GENERIC_LEVELS[4], _GENERIC_LEVELS[4]),
-    ),
-}
-
-
-def get_trunk(net: str) -> TrunkSpec:
-    return lookup("trunk", net, TRUNKS)  # type: ignore[return-value]
-
 
 def normalize(f: Tensor) -> Tensor:
     """Unit-normalise over channels at every position (NaN-free gradients, see EPS_SQ)."""

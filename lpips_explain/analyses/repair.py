@@ -1,266 +1,29 @@
-"""Counterfactuals for one LPIPS pair: how d(A, B) reacts to perturbing B, and which patches of B hold it.
+"""Patch repair: which patches of B hold the distance, found by replacing them with A's pixels.
 
-Both analyses are "same reference, many candidates": every candidate is scored in batches
-against A encoded once (:class:`~lpips_explain.model.ReferenceScorer`), never by
-re-encoding A. Every number reported is a real evaluation of a real image: curves are
-never smoothed, interpolated or forced to be monotonic.
+Every point of the curve is a real distance of a real repaired image, scored in batches
+against A encoded once.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from . import perturbations, quality
-from .errors import InputError, SizeMismatchError
-from .images import check_tensor, check_tensor_pair
-from .model import LpipsNet, ReferenceScorer
-
-__all__ = [
-    "Repair",
-    "Sensitivity",
-    "SensitivityItem",
-    "Sweep",
-    "repair",
-    "sensitivity",
-]
-
-Progress = Callable[[int, int, str], None]
-
-
-# --- shared helpers -----------------------------------------------------------------------
-
-
-def _check_image(x: object, what: str) -> Tensor:
-    return check_tensor(x, f"image {what}")
-
-def _check_pair(net: LpipsNet, a: object, b: object) -> tuple[Tensor, Tensor]:
-    a, b = check_tensor_pair(a, b, net=net.spec.name)
-    return a, b.to(device=a.device, dtype=a.dtype)
-
-
-def _scorer_for(net: LpipsNet, a: Tensor, scorer: ReferenceScorer | None) -> ReferenceScorer:
-    if scorer is None:
-        return ReferenceScorer(net, a)
-    if scorer.net is not net:
-        raise InputError("The scorer was built on a different network; pass scorer=None "
-                         "or one built with ReferenceScorer(net, a).")
-    ref = scorer.reference
-    if ref.shape != a.shape or not torch.equal(ref, a.to(device=ref.device, dtype=ref.dtype)):
-        raise InputError("The scorer was built for a different reference image than A; pass "
-                         "scorer=None or one built with ReferenceScorer(net, a).")
-    return scorer
-
-
-def _check_int(value: object, what: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise InputError(f"{what} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
-
-
-def _pct(x: float) -> str:
-    """A share as a percentage that never rounds a non-zero share to 0%."""
-    if x == 0 or x >= 0.01:
-        return f"{x:.0%}"
-    return f"{100 * x:.2g}%"
-
-
-def _psnr_or_none(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
-
-
-def _json_floats(values: np.ndarray) -> list[float | None]:
-    return [float(v) if math.isfinite(v) else None for v in np.asarray(values, dtype=np.float64)]
-
-
-# --- sensitivity --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SensitivityItem:
-    """d(A, perturbed B) for one perturbation at one strength, beside PSNR and SSIM."""
-
-    transform: str
-    label: str
-    unit: str
-    strength: float
-    distance: float  # d(a, perturbed b)
-    change: float  # distance - d(a, b)
-    psnr: float | None  # PSNR(a, perturbed b) in dB; None where it is infinite (identical)
-    ssim: float
-    geometric: bool
-
-    def to_dict(self) -> dict:
-        return {"transform": self.transform, "strength": self.strength,
-                "distance": self.distance, "change": self.change, "psnr": self.psnr,
-                "ssim": self.ssim, "label": self.label, "unit": self.unit,
-                "geometric": self.geometric}
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """d(A, perturbed B) along a range of strengths of one perturbation (identity first)."""
-
-    transform: str
-    label: str
-    unit: str
-    strengths: np.ndarray
-    distances: np.ndarray
-    psnr: np.ndarray  # dB; nan where infinite (perturbed B == A)
-    ssim: np.ndarray
-
-    def to_dict(self) -> dict:
-        return {"transform": self.transform, "label": self.label, "unit": self.unit,
-                "strengths": [float(s) for s in self.strengths],
-                "distances": [float(d) for d in self.distances],
-                "psnr": _json_floats(self.psnr), "ssim": [float(s) for s in self.ssim]}
-
-
-@dataclass(frozen=True)
-class Sensitivity:
-    """How d(A, B) changes when B is perturbed: defaults, the geometric table, sweeps."""
-
-    base_distance: float
-    items: tuple[SensitivityItem, ...]  # each chosen perturbation at its default strength
-    geometric: tuple[SensitivityItem, ...]  # the perturbations.GEOMETRIC_TABLE rows
-    sweeps: tuple[Sweep, ...]
-    most_sensitive: str | None  # transform with the largest |change| among items
-
-    def to_dict(self) -> dict:
-        return {"base_distance": self.base_distance,
-                "items": [i.to_dict() for i in self.items],
-                "geometric": [i.to_dict() for i in self.geometric],
-                "sweeps": [s.to_dict() for s in self.sweeps],
-                "most_sensitive": self.most_sensitive}
-
-    def rows(self) -> list[dict]:
-        """Items then geometric rows, for the report's ``sensitivity`` list.
-
-        ``group`` says which table a row comes from ("default" or "geometric"): the same
-        (transform, strength) can appear in both.
-        """
-        return ([{**i.to_dict(), "group": "default"} for i in self.items]
-                + [{**i.to_dict(), "group": "geometric"} for i in self.geometric])
-
-
-def _names(value: Sequence[str] | str | None) -> list[str]:
-    if value is None:
-        return list(perturbations.PERTURBATIONS)
-    names = [value] if isinstance(value, str) else list(value)
-    for name in names:
-        perturbations.get_perturbation(name)  # unknown names fail with "did you mean"
-    return names
-
-
-def sensitivity(net: LpipsNet, a: Tensor, b: Tensor, *, transforms: Sequence[str] | None = None,
-                sweep: Sequence[str] | None = None, sweep_points: int = 7, seed: int = 0,
-                batch_size: int = 16, scorer: ReferenceScorer | None = None,
-                progress: Progress | None = None,
-                ranges: Mapping[str, tuple[float, float]] | None = None,
-                geometric: bool = True) -> Sensitivity:
-    """Perturb B with each registered perturbation and score every variant against A.
-
-    ``transforms`` (default: all registered) are evaluated at their default strengths;
-    ``sweep`` (default: all registered, ``()`` for none) along ``sweep_points`` strengths
-    from identity to the far end of their range, or over ``ranges[name]`` = (low, high)
-    where given; the geometric table is included unless ``geometric=False``.
-    Variants are built with :func:`perturbations.perturb_batch` (each row seeded with
-    ``seed`` on its own) and scored in batches of ``batch_size``; a (transform, strength)
-    asked for twice is evaluated once, and identity strengths reuse B itself, which they
-    equal exactly. ``progress(done, total, "sensitivity")`` follows each batch.
-    """
-    a, b = _check_pair(net, a, b)
-    batch_size = _check_int(batch_size, "batch_size", 1)
-    sweep_points = _check_int(sweep_points, "sweep_points", 1)
-    item_names = _names(transforms)
-    sweep_names = _names(sweep)
-    scorer = _scorer_for(net, a, scorer)
-
-    item_keys = [(n, float(perturbations.get_perturbation(n).default)) for n in item_names]
-    geo_keys = [(n, float(s)) for n, s in perturbations.GEOMETRIC_TABLE] if geometric else []
-    ranges = dict(ranges or {})
-    for name in ranges:
-        perturbations.get_perturbation(name)  # an unknown name fails with "did you mean"
-
-    def sweep_strengths(name: str) -> list[float]:
-        p = perturbations.get_perturbation(name)
-        if name in ranges:
-            low, high = ranges[name]
-            return p.values_between(float(low), float(high), sweep_points)
-        return p.sweep_values(sweep_points)
-
-    sweep_keys = {n: [(n, s) for s in sweep_strengths(n)] for n in sweep_names}
-
-    # Row 0 is B itself; every distinct non-identity (name, strength) gets one row after it.
-    unique: list[tuple[str, float]] = []
-    row_of: dict[tuple[str, float], int] = {}
-
-    def row(key: tuple[str, float]) -> int:
-        if key[1] == perturbations.get_perturbation(key[0]).identity:
-            return 0
-        if key not in row_of:
-            row_of[key] = len(unique) + 1
-            unique.append(key)
-        return row_of[key]
-
-    item_rows = [row(k) for k in item_keys]
-    geo_rows = [row(k) for k in geo_keys]
-    sweep_rows = {n: [row(k) for k in keys] for n, keys in sweep_keys.items()}
-
-    total = len(unique) + 1
-    distances = np.empty(total, dtype=np.float64)
-    psnrs = np.empty(total, dtype=np.float64)
-    ssims = np.empty(total, dtype=np.float64)
-    done = 0
-    # Perturb chunk by chunk so memory stays bounded by batch_size images, not the whole set.
-    with torch.no_grad():
-        for start in range(0, total, batch_size):
-            keys = range(start, min(start + batch_size, total))
-            parts = []
-            if start == 0:
-                parts.append(b)
-            rest = [unique[i - 1] for i in keys if i > 0]
-            if rest:
-                parts.append(perturbations.perturb_batch(b, rest, seed=seed))
-            batch = torch.cat(parts)
-            distances[start: start + len(keys)] = scorer(batch).double().cpu().numpy()
-            psnrs[start: start + len(keys)] = quality.psnr(a, batch)
-            ssims[start: start + len(keys)] = quality.ssim(a, batch)
-            done += len(keys)
-            if progress is not None:
-                progress(done, total, "sensitivity")
-
-    base = float(distances[0])
-
-    def item(key: tuple[str, float], r: int) -> SensitivityItem:
-        p = perturbations.get_perturbation(key[0])
-        return SensitivityItem(
-            transform=p.name, label=p.label, unit=p.unit, strength=key[1],
-            distance=float(distances[r]), change=float(distances[r]) - base,
-            psnr=_psnr_or_none(psnrs[r]), ssim=float(ssims[r]), geometric=p.geometric)
-
-    items = tuple(item(k, r) for k, r in zip(item_keys, item_rows, strict=True))
-    geometric = tuple(item(k, r) for k, r in zip(geo_keys, geo_rows, strict=True))
-    sweeps = []
-    for name, keys in sweep_keys.items():
-        p = perturbations.get_perturbation(name)
-        rows = sweep_rows[name]
-        ps = psnrs[rows].copy()
-        ps[~np.isfinite(ps)] = np.nan
-        sweeps.append(Sweep(transform=name, label=p.label, unit=p.unit,
-                            strengths=np.array([k[1] for k in keys], dtype=np.float64),
-                            distances=distances[rows].copy(), psnr=ps, ssim=ssims[rows].copy()))
-    most = max(items, key=lambda i: abs(i.change), default=None)
-    return Sensitivity(base_distance=base, items=items, geometric=geometric,
-                       sweeps=tuple(sweeps),
-                       most_sensitive=most.transform if most is not None else None)
-
+from lpips_explain.analyses.common import (
+    Progress,
+    check_image,
+    check_int,
+    check_pair,
+    pct,
+    scorer_for,
+)
+from lpips_explain.core.model import LpipsNet, ReferenceScorer
+from lpips_explain.errors import InputError, SizeMismatchError
 
 # --- repair -------------------------------------------------------------------------------
 
@@ -310,7 +73,7 @@ class Repair:
 
     def repaired_image(self, a: Tensor, b: Tensor, area: float) -> Tensor:
         """B with the first patches (in order) covering ``area`` of the image replaced by A's."""
-        a, b = _check_image(a, "A"), _check_image(b, "B")
+        a, b = check_image(a, "A"), check_image(b, "B")
         if tuple(a.shape[-2:]) != self.size or tuple(b.shape[-2:]) != self.size:
             raise SizeMismatchError(
                 f"This repair was computed on {self.size[0]}x{self.size[1]} images; got A "
@@ -351,7 +114,7 @@ MAX_PATCHES = 1024  # each patch costs one trunk pass; 1024 is 32x32 patches of 
 def check_patch(patch: object, size: tuple[int, int], max_patches: int = MAX_PATCHES) -> int:
     """Refuse a repair patch size that does not fit the images or would take too long."""
     h, w = int(size[0]), int(size[1])
-    patch = _check_int(patch, "patch", 1)
+    patch = check_int(patch, "patch", 1)
     if patch > min(h, w):
         raise InputError(f"patch must be between 1 and {min(h, w)} px (the shorter side of the "
                          f"{w}x{h} px images), got {patch}.")
@@ -399,12 +162,12 @@ def repair(net: LpipsNet, a: Tensor, b: Tensor, *, patch: int = 32, max_points: 
     ``half_area`` is exact at patch resolution. ``progress(done, total, label)`` follows each
     batch; ``total`` grows once when that refinement is planned.
     """
-    a, b = _check_pair(net, a, b)
+    a, b = check_pair(net, a, b)
     h, w = int(a.shape[-2]), int(a.shape[-1])
     patch = check_patch(patch, (h, w))
-    max_points = _check_int(max_points, "max_points", 2)
-    batch_size = _check_int(batch_size, "batch_size", 1)
-    scorer = _scorer_for(net, a, scorer)
+    max_points = check_int(max_points, "max_points", 2)
+    batch_size = check_int(batch_size, "batch_size", 1)
+    scorer = scorer_for(net, a, scorer)
 
     grid = (math.ceil(h / patch), math.ceil(w / patch))
     n = grid[0] * grid[1]
@@ -486,7 +249,7 @@ def repair(net: LpipsNet, a: Tensor, b: Tensor, *, patch: int = 32, max_points: 
         headline = (f"The distance ({base:.3g}) is too small to locate: no repair of B "
                     "scores below half of it.")
     else:
-        headline = (f"Half of the distance lies in {_pct(half_area)} of the image area "
+        headline = (f"Half of the distance lies in {pct(half_area)} of the image area "
                     f"({half_k} of {n} patches of {patch} px).")
     if h % patch or w % patch:
         notes.append(f"The {h}x{w} image is not a multiple of {patch} px: the last row or "
@@ -495,9 +258,9 @@ def repair(net: LpipsNet, a: Tensor, b: Tensor, *, patch: int = 32, max_points: 
         j = int(np.argmax(rises)) + 1
         i = int(np.argmin(dist[:j]))
         notes.append(
-            f"The repair curve is not monotonic: with {_pct(area[j])} of the area repaired "
+            f"The repair curve is not monotonic: with {pct(area[j])} of the area repaired "
             f"({steps[j]} patches) the distance is {dist[j]:.4g}, above the {dist[i]:.4g} "
-            f"already reached at {_pct(area[i])} ({steps[i]} patches). Pasting A's patches "
+            f"already reached at {pct(area[i])} ({steps[i]} patches). Pasting A's patches "
             "into B can create seams that add distance.")
     negative = int((gains_flat < -tol).sum())
     if negative and not identical:

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from skimage import color
 from torch import Tensor
 
-from .errors import InputError, SizeMismatchError, lookup
-from .images import check_tensor, to_uint8
-
-if TYPE_CHECKING:
-    from .explainer import Explainer
+from lpips_explain.core.model import LpipsNet
+from lpips_explain.errors import InputError, SizeMismatchError, lookup
+from lpips_explain.intake.tensors import check_tensor, to_uint8
 
 __all__ = ["SPACES", "ColorspaceRow", "colorspace_dependence", "render_as_rgb"]
 
@@ -82,15 +79,14 @@ class ColorspaceRow:
                 "distance": self.distance, "change": self.change}
 
 
-def colorspace_dependence(explainer: Explainer, a: Tensor, b: Tensor,
-                          spaces: Sequence[str] = ("rgb", "lab", "hsv", "yuv"),
-                          ) -> list[ColorspaceRow]:
+def colorspace_dependence(model: LpipsNet, a: Tensor, b: Tensor,
+                          spaces: Sequence[str] | None = None) -> list[ColorspaceRow]:
     """d(render(a), render(b)) for each colour space, all scored in one batch.
 
     ``a`` and ``b`` are 1 x 3 x H x W RGB tensors in [0, 1] of the same size. Each row's
     ``change`` is its distance minus the distance of the plain RGB pair.
     """
-    spaces = list(spaces)
+    spaces = list(spaces) if spaces is not None else ["rgb", "lab", "hsv", "yuv"]
     for s in spaces:
         lookup("colour space", s, SPACES)
     if not spaces:
@@ -105,9 +101,9 @@ def colorspace_dependence(explainer: Explainer, a: Tensor, b: Tensor,
     scored = ["rgb"] + [s for s in spaces if s != "rgb"]
     ra = {s: render_as_rgb(a, s) for s in scored}
     rb = {s: render_as_rgb(b, s) for s in scored}
-    device = explainer.model.head0.device
+    device = model.head0.device
     with torch.no_grad():
-        d = explainer.model(torch.cat([ra[s] for s in scored]).to(device),
+        d = model(torch.cat([ra[s] for s in scored]).to(device),
                             torch.cat([rb[s] for s in scored]).to(device))
     dist = {s: float(v) for s, v in zip(scored, d.tolist(), strict=True)}
     return [ColorspaceRow(space=s, description=SPACES[s], distance=dist[s],

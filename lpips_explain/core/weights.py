@@ -4,47 +4,19 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torchvision.models as tvm
 from torch import nn
 
-from .errors import WeightsError, WeightsMismatchError, WeightsUnavailableError, lookup
+from lpips_explain.core.trunks import get_trunk
+from lpips_explain.errors import WeightsError, WeightsMismatchError, WeightsUnavailableError, lookup
 
 BACKBONE_ENV = "LPIPS_EXPLAIN_BACKBONE_WEIGHTS"
 OFFLINE_ENV = "LPIPS_EXPLAIN_OFFLINE"
 VERSIONS = ("0.1", "0.0")
-
-
-@dataclass(frozen=True)
-class _TrunkSource:
-    enum: tvm.WeightsEnum
-    build: Callable[[], nn.Module]  # full torchvision model, random init
-
-
-def _build_vgg16() -> nn.Module:
-    # Building the whole VGG16 initialises a 102M-parameter classifier we never use;
-    # torchvision's own make_layers gives the same `features` with its init.
-    features = tvm.vgg.make_layers(tvm.vgg.cfgs["D"], batch_norm=False)
-    for m in features.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.constant_(m.bias, 0)
-    model = nn.Module()
-    model.features = features
-    return model
-
-
-_SOURCES: dict[str, _TrunkSource] = {
-    "alex": _TrunkSource(tvm.AlexNet_Weights.IMAGENET1K_V1, lambda: tvm.alexnet(weights=None)),
-    "vgg": _TrunkSource(tvm.VGG16_Weights.IMAGENET1K_V1, _build_vgg16),
-    "squeeze": _TrunkSource(
-        tvm.SqueezeNet1_1_Weights.IMAGENET1K_V1, lambda: tvm.squeezenet1_1(weights=None)
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -74,7 +46,7 @@ def default_backbone_spec() -> str:
 
 
 def imagenet_url(net: str) -> str:
-    return lookup("trunk", net, _SOURCES).enum.url
+    return get_trunk(net).url
 
 
 def imagenet_cache_path(net: str) -> Path:
@@ -85,11 +57,11 @@ def imagenet_cache_path(net: str) -> Path:
 
 def build_features(net: str, seed: int = 0) -> nn.Sequential:
     """A randomly initialised torchvision ``features`` trunk, deterministic in ``seed``."""
-    source = lookup("trunk", net, _SOURCES)
+    spec = get_trunk(net)
     # fork_rng keeps the caller's global RNG untouched.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return source.build().features
+        return spec.build().features
 
 
 def _missing_message(net: str, path: Path, reason: str) -> str:
@@ -173,21 +145,17 @@ def load_features_state(features: nn.Sequential, state: Mapping[str, torch.Tenso
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
         raise WeightsMismatchError(
-            f"{origin} does not fit the {net!r} trunk ({torchvision_name(net)} features): "
+            f"{origin} does not fit the {net!r} trunk ({get_trunk(net).label} features): "
             + "; ".join(parts)
             + ". Use a torchvision state_dict of that architecture (full model or `features`)."
         )
     features.load_state_dict(state, strict=True)
 
 
-def torchvision_name(net: str) -> str:
-    return {"alex": "AlexNet", "vgg": "VGG16", "squeeze": "SqueezeNet 1.1"}[net]
-
-
 def load_trunk(net: str, spec: str | os.PathLike | None = None, seed: int = 0, *,
                progress: bool = True) -> tuple[nn.Sequential, WeightsInfo]:
     """Build the trunk's ``features`` and fill it from ``spec`` (imagenet, random or a path)."""
-    lookup("trunk", net, _SOURCES)
+    trunk = get_trunk(net)
     spec = default_backbone_spec() if spec is None else spec
     spec_str = os.fspath(spec)
     if not spec_str.strip():
@@ -201,7 +169,7 @@ def load_trunk(net: str, spec: str | os.PathLike | None = None, seed: int = 0, *
         path = _fetch_imagenet(net, progress)
         load_features_state(features, _read_state_dict(path), net=net, origin=str(path))
         info = WeightsInfo(net, "imagenet",
-                           f"torchvision {_SOURCES[net].enum} from {path}", str(path),
+                           f"torchvision {trunk.weights_enum} from {path}", str(path),
                            perceptual=True)
     else:
         path = Path(spec_str).expanduser()

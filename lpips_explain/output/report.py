@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from . import plots
+from lpips_explain.output import figures as plots
+from lpips_explain.output import static
 
 __all__ = [
     "html_report",
@@ -322,7 +323,7 @@ def write_explanation(expl: Any, out_dir: str | Path, *, maps: bool = True) -> d
         if expl.repair is not None:
             folder.save_map("repair_gain", "maps/repair_gain",
                        expl.repair.gain_map(tuple(dec.size)), symmetric=True)
-    folder.write_bytes("summary_png", "summary.png", plots.summary_png(expl))
+    folder.write_bytes("summary_png", "summary.png", static.summary_png(expl))
     folder.write_text("report_html", "report.html", html_report(expl))
     folder.write_json("explanation_json", "explanation.json", expl.to_dict())
     return dict(folder.files)
@@ -342,7 +343,7 @@ def write_triplet(tri: Any, out_dir: str | Path, *, maps: bool = True) -> dict[s
         if rep is not None:
             folder.save_map("repair_gain", "maps/repair_gain",
                        rep.gain_map(tuple(tri.decomposition_a.size)), symmetric=True)
-    folder.write_bytes("summary_png", "summary.png", plots.triplet_png(tri))
+    folder.write_bytes("summary_png", "summary.png", static.triplet_png(tri))
     folder.write_text("report_html", "report.html", html_triplet_report(tri))
     folder.write_json("triplet_json", "triplet.json", tri.to_dict())
     return dict(folder.files)

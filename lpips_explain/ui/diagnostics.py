@@ -8,14 +8,13 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from .. import diagnostics
-from ..diagnostics import FALLBACKS
-from ..model import TRUNKS
-from ..weights import BACKBONE_ENV, imagenet_cache_path
-from . import keys
-from .feedback import panel
-from .render import plain
-from .state import persistent
+from lpips_explain.analyses.robust import FALLBACKS, demo_pairs
+from lpips_explain.core.trunks import TRUNKS
+from lpips_explain.core.weights import BACKBONE_ENV, imagenet_cache_path
+from lpips_explain.ui import keys
+from lpips_explain.ui.feedback import panel
+from lpips_explain.ui.render import plain
+from lpips_explain.ui.state import persistent
 
 FALLBACK_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM"}
 
@@ -91,7 +90,7 @@ def fallback_picker() -> str:
 def demo_cases(pair: Any) -> list[tuple[str, Any, Any]]:
     """The engine's demo cases for the current pair, whose first case (the pair itself) is
     named as the person knows it: the sample's title or the uploaded files' names."""
-    cases = diagnostics.demo_pairs(pair.a.data, pair.b.data)
+    cases = demo_pairs(pair.a.data, pair.b.data)
     if pair.origin == "upload":
         label = f"the current pair: {pair.a.name} vs {pair.b.name}"
     else:

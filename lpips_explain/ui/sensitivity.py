@@ -8,14 +8,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from .. import plots
-from ..colorspace import colorspace_dependence
-from ..counterfactual import Sweep, sensitivity
-from ..perturbations import PERTURBATIONS
-from . import keys
-from .feedback import panel
-from .render import chart, plain
-from .state import persistent
+from lpips_explain.analyses.perturbations import PERTURBATIONS
+from lpips_explain.analyses.sensitivity import Sweep, sensitivity
+from lpips_explain.output import figures as plots
+from lpips_explain.ui import keys
+from lpips_explain.ui.feedback import panel
+from lpips_explain.ui.render import chart, plain
+from lpips_explain.ui.state import persistent
 
 DEFAULT_TRANSFORMS = ("gaussian_blur", "gaussian_noise", "jpeg", "brightness")
 DEFAULT_POINTS = 7
@@ -78,7 +77,7 @@ def default_sensitivity(explainer: Any, prep: Any, transforms: list[str], *, swa
 
 def colorspaces(explainer: Any, prep: Any) -> list[Any]:
     """The pair rendered in RGB, LAB, HSV and YUV and scored by LPIPS (symmetric in A and B)."""
-    return colorspace_dependence(explainer, prep.tensors[0], prep.tensors[1])
+    return explainer.colorspace_dependence(prep.tensors[0], prep.tensors[1])
 
 
 # --- renderers -----------------------------------------------------------------------------------

@@ -13,8 +13,7 @@ from torch import Tensor
 from torchvision.transforms.v2 import functional as tvf
 
 from lpips_explain import errors
-
-from .images import check_tensor
+from lpips_explain.intake.tensors import check_tensor
 
 __all__ = [
     "GEOMETRIC_TABLE",

@@ -8,7 +8,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import Tensor
 
 from lpips_explain import errors
-from lpips_explain.images import check_tensor
+from lpips_explain.intake.tensors import check_tensor
 
 __all__ = ["psnr", "ssim"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .decompose import Decomposition
+from lpips_explain.core.decompose import Decomposition
 
 THRESHOLDS: tuple[float, float, float] = (0.1, 0.3, 0.6)
 CATEGORIES: tuple[str, str, str, str] = ("very similar", "similar", "different", "very different")
@@ -28,7 +28,7 @@ def describe_layers(dec: Decomposition) -> list[str]:
         return ["Every layer agrees exactly: the distance is 0."]
     top = max(dec.layers, key=lambda lay: lay.distance)
     out = [f"The largest share, {_pct(top.share)}, comes from {top.name} (layer {top.index + 1} "
-           f"of {len(dec.layers)}), a level of the network that responds to {top.level}."]
+           f"of {len(dec.layers)})."]
     half = len(dec.layers) // 2
     early = sum(lay.share for lay in dec.layers[:half])
     late = sum(lay.share for lay in dec.layers[half:])

@@ -34,9 +34,9 @@ from captum.attr import (
 from captum.attr._utils.approximation_methods import SUPPORTED_METHODS as _IG_RULES
 from torch import Tensor, nn
 
-from .errors import InputError, lookup
-from .images import check_tensor_pair
-from .model import LpipsNet, ReferenceScorer
+from lpips_explain.analyses.common import check_pair
+from lpips_explain.core.model import LpipsNet, ReferenceScorer
+from lpips_explain.errors import InputError, lookup
 
 Progress = Callable[[int, int, str], None]
 
@@ -462,8 +462,7 @@ def attribute(net: LpipsNet, reference: Tensor, candidate: Tensor,
     _int_param({"seed": seed}, "seed", 0)
     p = {**spec.defaults, **params, "steps": steps, "seed": seed}
 
-    ref, cand = check_tensor_pair(reference, candidate, ("reference", "candidate"),
-                                  net.spec.name)
+    ref, cand = check_pair(net, reference, candidate, ("reference", "candidate"))
     ref, cand = ref.clone(), cand.clone()
     device = net.head0.device
     base, x = (cand, ref) if swap else (ref, cand)

@@ -1,66 +1,39 @@
-"""Turn files, bytes, PIL images, arrays and tensors into checked 1x3xHxW float tensors in [0, 1] and align their sizes."""
+"""Decode files, bytes, PIL images, arrays and tensors into checked 1x3xHxW float tensors in [0, 1]."""
 
 from __future__ import annotations
 
 import io
 import os
-import string
 import struct
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as TF
 
 from lpips_explain import errors
 from lpips_explain.errors import (
     CorruptImageError,
     EmptyInputError,
     ImageTooLargeError,
-    ImageTooSmallError,
     InputError,
     NotAnImageError,
-    SizeMismatchError,
-    UnknownOptionError,
     ValueRangeError,
 )
-
-__all__ = [
-    "DEFAULT_MAX_PIXELS",
-    "MAX_PIXELS_ENV",
-    "MIN_SIZES",
-    "SIZE_POLICIES",
-    "VALUE_RANGES",
-    "AlignInfo",
-    "LoadedImage",
-    "align_images",
-    "align_pair",
-    "check_min_size",
-    "load_image",
-    "max_pixels_from_env",
-    "to_uint8",
-]
+from lpips_explain.intake.tensors import format_size as _px
 
 DEFAULT_MAX_PIXELS: int = 40_000_000
 MAX_PIXELS_ENV: str = "LPIPS_EXPLAIN_MAX_PIXELS"
-SIZE_POLICIES: tuple[str, ...] = ("resize", "crop", "error")
 VALUE_RANGES: dict[str, tuple[float, float]] = {
     "[0,1]": (0.0, 1.0),
     "[-1,1]": (-1.0, 1.0),
     "[0,255]": (0.0, 255.0),
 }
-# Smallest height and width each LPIPS trunk can process (measured on the real networks).
-MIN_SIZES: dict[str, int] = {"alex": 31, "vgg": 16, "squeeze": 17}
 
 # Float rounding noise tolerated at the edges of a stated range, in units of the range span.
 _RANGE_TOL = 1e-6
-# Relative aspect-ratio change above which a resize is reported as a distortion.
-_ASPECT_TOL = 0.01
 _SUPPORTED_FORMATS = "PNG, JPEG, WebP, GIF, BMP, TIFF"
 _COLOUR_MODES = ("CMYK", "YCbCr", "LAB", "HSV")
 _RANGE_CHOICES = ", ".join(f'"{k}"' for k in VALUE_RANGES)
@@ -83,33 +56,6 @@ class LoadedImage:
         return (int(self.tensor.shape[-2]), int(self.tensor.shape[-1]))
 
 
-@dataclass(frozen=True)
-class AlignInfo:
-    """What :func:`align_images` did to bring its inputs to one size."""
-
-    policy: str
-    size: tuple[int, int]
-    original_sizes: tuple[tuple[int, int], ...]
-    changed: tuple[bool, ...]
-    notes: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (lists, not tuples)."""
-        return {
-            "policy": self.policy,
-            "size": list(self.size),
-            "original_sizes": [list(s) for s in self.original_sizes],
-            "changed": list(self.changed),
-            "notes": list(self.notes),
-        }
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def _px(size: tuple[int, int]) -> str:
-    """Write an (height, width) tuple the way people read image sizes: WIDTHxHEIGHT px."""
-    return f"{size[1]}x{size[0]} px"
 
 
 def max_pixels_from_env() -> int:
@@ -704,156 +650,3 @@ def load_image(
         warnings=tuple(notes),
     )
 
-
-def check_min_size(size: tuple[int, int], net: str, *, label: str = "image") -> None:
-    """Raise ImageTooSmallError if (height, width) ``size`` is too small for trunk ``net``."""
-    minimum = errors.lookup("trunk", net, MIN_SIZES)
-    h, w = int(size[0]), int(size[1])
-    if h < minimum or w < minimum:  # type: ignore[operator]
-        others = ", ".join(f"{k}: {v}x{v} px" for k, v in MIN_SIZES.items() if k != net)
-        raise ImageTooSmallError(
-            f"The {label} is {_px((h, w))}, but the {net!r} trunk needs at least "
-            f"{minimum}x{minimum} px. Use a larger image or another trunk ({others})."
-        )
-
-
-def _labels(images: Sequence[LoadedImage | torch.Tensor],
-            names: Sequence[str] | None = None) -> list[str]:
-    letters = list(names) if names is not None else list(string.ascii_uppercase)
-    out = []
-    for i, im in enumerate(images):
-        letter = letters[i] if i < len(letters) else f"#{i + 1}"
-        nm = getattr(im, "name", "")
-        out.append(f"{letter} ({nm})" if nm and not nm.startswith("<") else letter)
-    return out
-
-
-def _tensor_of(im: LoadedImage | torch.Tensor, i: int) -> torch.Tensor:
-    t = im.tensor if isinstance(im, LoadedImage) else im
-    if not isinstance(t, torch.Tensor) or t.ndim != 4 or t.shape[:2] != (1, 3):
-        raise InputError(
-            f"align_images takes LoadedImage objects (or 1x3xHxW tensors); item {i} is "
-            f"{type(im).__name__}. Load it with load_image first."
-        )
-    return t
-
-
-def align_images(
-    images: Sequence[LoadedImage], policy: str = "resize", labels: Sequence[str] | None = None
-) -> tuple[list[torch.Tensor], AlignInfo]:
-    """Bring images to one (height, width) following ``policy`` and say what was done."""
-    if policy not in SIZE_POLICIES:
-        raise UnknownOptionError("size policy", policy, SIZE_POLICIES)
-    items = list(images)
-    if not items:
-        raise InputError("align_images needs at least one image.")
-    tensors = [_tensor_of(im, i) for i, im in enumerate(items)]
-    sizes = tuple((int(t.shape[-2]), int(t.shape[-1])) for t in tensors)
-    if len(set(sizes)) == 1:
-        return tensors, AlignInfo(policy, sizes[0], sizes, (False,) * len(sizes), ())
-
-    if labels is not None and len(labels) != len(items):
-        raise InputError(f"{len(items)} images but {len(labels)} labels.")
-    labels = _labels(items, labels)
-    if policy == "error":
-        listed = ", ".join(f"{lab} is {_px(s)}" for lab, s in zip(labels, sizes, strict=True))
-        raise SizeMismatchError(
-            f"The images differ in size ({listed}) and the size policy is 'error'. "
-            f"Use size policy 'resize' (antialiased resize to the smallest) or 'crop' "
-            f"(centre crop to the common area) to compare them, or resize them yourself."
-        )
-
-    notes: list[str] = []
-    out: list[torch.Tensor] = []
-    if policy == "resize":
-        target = min(sizes, key=lambda s: s[0] * s[1])  # min() keeps the first of ties
-        for lab, t, s in zip(labels, tensors, sizes, strict=True):
-            if s == target:
-                out.append(t)
-                continue
-            r = TF.resize(
-                t, list(target), interpolation=v2.InterpolationMode.BILINEAR, antialias=True
-            ).clamp_(0.0, 1.0)
-            out.append(r.contiguous())
-            note = f"{lab} resized from {_px(s)} to {_px(target)} (antialiased)"
-            src_ratio = s[1] / s[0]
-            dst_ratio = target[1] / target[0]
-            change = dst_ratio / src_ratio - 1.0
-            if abs(change) > _ASPECT_TOL:
-                how = "wider" if change > 0 else "narrower"
-                note += f"; aspect ratio distorted by {abs(change) * 100:.1f}% ({how})"
-            notes.append(note)
-    else:  # crop
-        target = (min(s[0] for s in sizes), min(s[1] for s in sizes))
-        for lab, t, s in zip(labels, tensors, sizes, strict=True):
-            if s == target:
-                out.append(t)
-                continue
-            out.append(TF.center_crop(t, list(target)).contiguous())
-            notes.append(f"{lab} centre-cropped from {_px(s)} to {_px(target)}")
-    changed = tuple(s != target for s in sizes)
-    return out, AlignInfo(policy, target, sizes, changed, tuple(notes))
-
-
-def align_pair(
-    a: LoadedImage, b: LoadedImage, policy: str = "resize"
-) -> tuple[torch.Tensor, torch.Tensor, AlignInfo]:
-    """:func:`align_images` for exactly two images (labelled A and B in notes)."""
-    (ta, tb), info = align_images([a, b], policy)
-    return ta, tb, info
-
-
-def to_uint8(tensor: torch.Tensor) -> np.ndarray:
-    """1x3xHxW or 3xHxW in [0, 1] -> HxWx3 uint8 (rounded; clamped, for display and saving)."""
-    if not isinstance(tensor, torch.Tensor):
-        raise InputError(f"to_uint8 takes a torch tensor, got {type(tensor).__name__}.")
-    t = tensor.detach().to("cpu", torch.float32)
-    if t.ndim == 4 and t.shape[0] == 1:
-        t = t[0]
-    if t.ndim != 3 or t.shape[0] != 3:
-        raise InputError(
-            f"to_uint8 takes a 1x3xHxW or 3xHxW tensor, got shape {tuple(tensor.shape)}."
-        )
-    return (t.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy().copy()
-
-
-def check_tensor(x: object, what: str = "the image", *, batch: bool = False) -> torch.Tensor:
-    """Refuse anything but a float image tensor in [0, 1]: 1x3xHxW (or Nx3xHxW with batch).
-
-    The one check every engine function applies to tensors it is handed directly (the
-    intake, ``load_image``, is for everything a user supplies). A 3xHxW tensor gets a batch
-    axis (single images only). Returns the tensor detached, as float32.
-    """
-    shape = "N x 3 x H x W" if batch else "1 x 3 x H x W"
-    if not isinstance(x, torch.Tensor):
-        raise InputError(f"Expected {what} as a torch.Tensor of shape {shape} in [0, 1], got "
-                         f"{type(x).__name__}; load images with lpips_explain.load_image.")
-    t = x.detach()
-    if t.ndim == 3 and not batch:
-        t = t.unsqueeze(0)
-    if t.ndim != 4 or t.shape[1] != 3 or t.shape[0] < 1 or (not batch and t.shape[0] != 1):
-        raise InputError(f"Expected {what} of shape {shape}, got {tuple(x.shape)}.")
-    if not t.is_floating_point():
-        raise InputError(f"Expected {what} as a floating-point tensor in [0, 1], got {t.dtype}.")
-    t = t.to(torch.float32)
-    if not bool(torch.isfinite(t).all()):
-        raise ValueRangeError(f"{what[:1].upper()}{what[1:]} holds NaN or Inf values.")
-    lo, hi = float(t.min()), float(t.max())
-    if lo < 0.0 or hi > 1.0:
-        raise ValueRangeError(f"Expected {what} values in [0, 1], got [{lo:.4g}, {hi:.4g}]; "
-                              f"convert it to [0, 1] first.")
-    return t
-
-
-def check_tensor_pair(a: object, b: object, names: tuple[str, str] = ("A", "B"),
-                      net: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two images as :func:`check_tensor`, of one size and, given ``net``, big enough for it."""
-    ta, tb = check_tensor(a, f"image {names[0]}"), check_tensor(b, f"image {names[1]}")
-    if ta.shape != tb.shape:
-        raise SizeMismatchError(
-            f"Images {names[0]} and {names[1]} differ in size ({_px(tuple(ta.shape[-2:]))} and "
-            f"{_px(tuple(tb.shape[-2:]))}); bring them to one size first "
-            f"(Explainer.prepare applies the size policy).")
-    if net is not None:
-        check_min_size((int(ta.shape[-2]), int(ta.shape[-1])), net, label="image size")
-    return ta, tb

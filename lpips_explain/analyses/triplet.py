@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import torch
 
-from .decompose import Decomposition, decompose_encoded
-
-if TYPE_CHECKING:
-    from .explainer import Explainer, PreparedInputs, Progress
+from lpips_explain.analyses.attribution import attribute
+from lpips_explain.analyses.common import Progress
+from lpips_explain.analyses.explanation import SCHEMA
+from lpips_explain.analyses.repair import repair
+from lpips_explain.analyses.summary import category
+from lpips_explain.core.decompose import Decomposition, decompose_encoded
+from lpips_explain.core.model import LpipsNet, ReferenceScorer
+from lpips_explain.intake.prepared import PreparedInputs
 
 TIE_TOLERANCE = 1e-9
 
@@ -93,8 +98,6 @@ class TripletExplanation:
                      zip(self.decomposition_a.layers, self.decomposition_b.layers, strict=True))
 
     def to_dict(self) -> dict:
-        from .explainer import SCHEMA
-
         def attr(x: Any) -> dict | None:
             return x.to_dict() if x is not None else None
 
@@ -125,10 +128,8 @@ class TripletExplanation:
         }
 
 
-def _flip(explainer: Explainer, prep: PreparedInputs, da: float, db: float, patch: int,
+def _flip(model: LpipsNet, prep: PreparedInputs, da: float, db: float, patch: int,
           progress: Progress | None) -> tuple[Flip, Any]:
-    from .counterfactual import repair
-
     if abs(db - da) <= TIE_TOLERANCE:
         return Flip(None, False, 0, 0, 0.0, da, None, db, patch,
                     "The two candidates are tied: there is no decision to flip."), None
@@ -139,7 +140,7 @@ def _flip(explainer: Explainer, prep: PreparedInputs, da: float, db: float, patc
     before, rival = (db, da) if loser == "b" else (da, db)
     h, w = ref.shape[-2:]
     grid = (-(-h // patch)) * (-(-w // patch))
-    rep = repair(explainer.model, ref, cand, patch=patch, max_points=grid + 1,
+    rep = repair(model, ref, cand, patch=patch, max_points=grid + 1,
                  progress=progress)
     below = np.flatnonzero(rep.curve_distance < rival)
     name = loser.upper()
@@ -158,30 +159,24 @@ def _flip(explainer: Explainer, prep: PreparedInputs, da: float, db: float, patc
                 rep.order), rep
 
 
-def explain_triplet(explainer: Explainer, prep: PreparedInputs, *, attribution: str | None,
+def explain_triplet(model: LpipsNet, prep: PreparedInputs, *, seed: int, attribution: str | None,
                     steps: int | None, patch: int, top_k: int,
                     progress: Progress | None,
                     attribution_params: dict | None = None) -> TripletExplanation:
     """Distances, per-layer margins, attribution maps for both candidates and the flip."""
-    from .summary import category
-
     ref, a, b = prep.tensors
-    scorer = explainer.scorer(ref)
-    import torch
-
-    dec_a, dec_b = decompose_encoded(explainer.model, scorer.ref, torch.cat([a, b]), top_k)
+    scorer = ReferenceScorer(model, ref)
+    dec_a, dec_b = decompose_encoded(model, scorer.ref, torch.cat([a, b]), top_k)
     attr_a = attr_b = None
     if attribution is not None:
-        from .attribution import attribute
-
         params = attribution_params or {}
-        attr_a = attribute(explainer.model, ref, a, attribution, steps=steps,
-                           progress=progress, seed=explainer.seed, **params)
-        attr_b = attribute(explainer.model, ref, b, attribution, steps=steps,
-                           progress=progress, seed=explainer.seed, **params)
-    flip, rep = _flip(explainer, prep, dec_a.distance, dec_b.distance, patch, progress)
+        attr_a = attribute(model, ref, a, attribution, steps=steps,
+                           progress=progress, seed=seed, **params)
+        attr_b = attribute(model, ref, b, attribution, steps=steps,
+                           progress=progress, seed=seed, **params)
+    flip, rep = _flip(model, prep, dec_a.distance, dec_b.distance, patch, progress)
     result = TripletExplanation(prep, dec_a, dec_b, attr_a, attr_b, flip,
-                                explainer.weights_info, rep, prep.warnings)
+                                model.weights_info, rep, prep.warnings)
     layers = result.layers
     if result.closer == "tie":
         head = f"LPIPS finds A and B equally close to the reference ({dec_a.distance:.4f})."
@@ -199,8 +194,8 @@ def explain_triplet(explainer: Explainer, prep: PreparedInputs, *, attribution: 
         summary.append(f"{len(agree)} of {len(layers)} layers agree with the verdict; {top.name} "
                        f"contributes most to it (its margin: {top.margin:+.4f}).")
     summary.append(flip.statement)
-    if not explainer.perceptual:
+    if not model.weights_info.perceptual:
         summary.append("Warning: the trunk has random weights, so this is not a perceptual "
                        "judgement.")
-    return TripletExplanation(prep, dec_a, dec_b, attr_a, attr_b, flip, explainer.weights_info,
+    return TripletExplanation(prep, dec_a, dec_b, attr_a, attr_b, flip, model.weights_info,
                               rep, prep.warnings, tuple(summary))

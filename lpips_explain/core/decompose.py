@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import InputError, lookup
-from .model import LpipsNet
+from lpips_explain.core.model import LpipsNet
+from lpips_explain.errors import InputError, lookup
 
 Upsample = Literal["none", "bilinear", "mean_preserving"]
 UPSAMPLING: dict[str, str] = {
@@ -51,7 +51,6 @@ class LayerBreakdown:
 
     index: int
     name: str
-    level: str  # what this level of the network responds to
     distance: float
     share: float  # of the total distance (0 when the total is 0)
     resolution: tuple[int, int]  # (h, w) of the layer
@@ -73,7 +72,6 @@ class LayerBreakdown:
             "resolution": list(self.resolution),
             "channels": int(self.weights.size),
             "zero_weight_channels": int(self.zero_weight_channels.size),
-            "level": self.level,
             "top_channels": [c.to_dict() for c in self.top_channels],
         }
 
@@ -148,7 +146,7 @@ def decompose_encoded(net: LpipsNet, ref: Sequence[Tensor], candidates: Tensor,
                 for c in order.tolist()
             )
             per_candidate[n].append(LayerBreakdown(
-                index=li, name=net.spec.layer_names[li], level=net.spec.levels[li],
+                index=li, name=net.spec.layer_names[li],
                 distance=distance, share=0.0, resolution=(int(dy2.shape[1]), int(dy2.shape[2])),
                 weights=_to_np(w64), contributions=_to_np(contributions),
                 spatial=_to_np(spatial), top_channels=top,

@@ -1,0 +1,1 @@
+"""Analyses on the core: attribution, sensitivity, repair, triplets, diagnostics, summaries."""

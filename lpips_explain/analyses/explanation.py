@@ -1,0 +1,157 @@
+"""The result of explaining one pair: parts computed on one prepared pair, joined with a summary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from lpips_explain.analyses.attribution import Attribution
+from lpips_explain.analyses.repair import Repair
+from lpips_explain.analyses.sensitivity import Sensitivity
+from lpips_explain.analyses.summary import category, summarize
+from lpips_explain.core.decompose import Decomposition
+from lpips_explain.core.weights import WeightsInfo
+from lpips_explain.errors import InputError
+from lpips_explain.intake.prepared import PreparedInputs
+
+SCHEMA = "lpips-explain/1"
+
+RANDOM_TRUNK_WARNING = (
+    "The trunk has random weights: these numbers show the structure of the computation "
+    "only and are NOT a perceptual metric."
+)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Everything lpips-explain knows about one pair; ``to_dict`` is the JSON contract."""
+
+    decomposition: Decomposition
+    inputs: PreparedInputs
+    backbone: WeightsInfo
+    lin_file: str
+    attribution: Attribution | None = None
+    sensitivity: Sensitivity | None = None
+    repair: Repair | None = None
+    summary: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    timings_ms: dict = field(default_factory=dict)
+    swapped: bool = False  # True: B is the reference and A is the explained image
+
+    @property
+    def distance(self) -> float:
+        return self.decomposition.distance
+
+    @property
+    def category(self) -> str:
+        return category(self.distance)
+
+    @property
+    def a(self) -> torch.Tensor:
+        return self.inputs.tensors[0]
+
+    @property
+    def b(self) -> torch.Tensor:
+        return self.inputs.tensors[1]
+
+    # Roles: which image is the reference and which one is explained (perturbed, repaired,
+    # attributed). B is explained unless the roles were swapped. Nothing else re-derives this.
+    @property
+    def reference_name(self) -> str:
+        return "B" if self.swapped else "A"
+
+    @property
+    def explained_name(self) -> str:
+        return "A" if self.swapped else "B"
+
+    @property
+    def reference(self) -> torch.Tensor:
+        return self.b if self.swapped else self.a
+
+    @property
+    def explained(self) -> torch.Tensor:
+        return self.a if self.swapped else self.b
+
+    def to_dict(self) -> dict:
+        d = self.decomposition
+        attr = (self.attribution.to_dict() if self.attribution is not None else
+                {"method": None, "sum": None, "distance": None, "completeness_gap": None})
+        sens = self.sensitivity
+        rep = self.repair
+        return {
+            "schema": SCHEMA,
+            "kind": "explanation",
+            "distance": d.distance,
+            "category": self.category,
+            "net": d.net,
+            "version": d.version,
+            "backbone": self.backbone.to_dict(),
+            "lin_weights": self.lin_file,
+            "explained": self.explained_name.lower(),
+            "reference": self.reference_name.lower(),
+            "inputs": {
+                "a": self.inputs.describe(0),
+                "b": self.inputs.describe(1),
+                "size": list(d.size),
+                "policy": self.inputs.align.policy,
+                "alignment": self.inputs.align.to_dict(),
+            },
+            "layers": [lay.to_dict() for lay in d.layers],
+            "attribution": attr,
+            "sensitivity": sens.rows() if sens is not None else [],
+            "sweeps": [s.to_dict() for s in sens.sweeps] if sens is not None else [],
+            "most_sensitive": sens.most_sensitive if sens is not None else None,
+            "repair": rep.to_dict() if rep is not None else {"patch": None, "curve": []},
+            "summary": list(self.summary),
+            "warnings": list(self.warnings),
+            "timings_ms": dict(self.timings_ms),
+        }
+
+
+def summary_of(expl: Explanation) -> list[str]:
+    align = expl.inputs.align
+    return summarize(expl.decomposition, attribution=expl.attribution,
+                     sensitivity=expl.sensitivity, repair=expl.repair,
+                     perceptual=expl.backbone.perceptual,
+                     aligned=align.policy if any(align.changed) else None,
+                     identical=bool(torch.equal(expl.reference, expl.explained)),
+                     explained=expl.explained_name)
+
+
+def swap_activations(dec: Decomposition) -> Decomposition:
+    """With roles swapped the breakdown is computed as (B, A): put A's activations back
+    under ``activation_a`` so the field names keep meaning image A and image B."""
+    layers = tuple(replace(lay, top_channels=tuple(
+        replace(c, activation_a=c.activation_b, activation_b=c.activation_a)
+        for c in lay.top_channels)) for lay in dec.layers)
+    return replace(dec, layers=layers)
+
+
+
+
+def join_parts(base: Explanation, *parts: Explanation) -> Explanation:
+    """One explanation from parts computed separately on the same prepared pair and roles.
+
+    The app caches the attribution, the sensitivity and the repair apart, so that changing
+    one option recomputes one part; this puts them together again (and rebuilds the summary
+    from all of them). Each part's non-empty attribution, sensitivity and repair replace the
+    base's. Parts of another pair or other roles are refused.
+    """
+    fields: dict = {}
+    timings = dict(base.timings_ms)
+    for part in parts:
+        same = (part.swapped == base.swapped and (part.inputs is base.inputs or (
+            len(part.inputs.tensors) == len(base.inputs.tensors) and all(
+                torch.equal(x, y) for x, y in zip(part.inputs.tensors, base.inputs.tensors,
+                                                  strict=True)))))
+        if not same:
+            raise InputError("Parts of one explanation must come from the same images "
+                             "and the same roles.")
+        for name in ("attribution", "sensitivity", "repair"):
+            if getattr(part, name) is not None:
+                fields[name] = getattr(part, name)
+                if name in part.timings_ms:
+                    timings[name] = part.timings_ms[name]
+    expl = replace(base, **fields, timings_ms=timings)
+    return replace(expl, summary=tuple(summary_of(expl)))

@@ -1,0 +1,1 @@
+"""The LPIPS core: the trunk registry, weights, the network and pair scorer, the exact decomposition."""

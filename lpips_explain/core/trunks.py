@@ -1,0 +1,95 @@
+"""The one registry of LPIPS trunks: everything weights, model, intake checks and the CLI need.
+
+Adding a trunk is a change here and nowhere else: its torchvision builder and weights enum,
+the tapped layers, their channel counts, the smallest image it can process and its label.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torchvision.models as tvm
+from torch import nn
+
+from lpips_explain.errors import ImageTooSmallError, lookup
+
+
+def _build_vgg16() -> nn.Module:
+    # Building the whole VGG16 initialises a 102M-parameter classifier we never use;
+    # torchvision's own make_layers gives the same `features` with its init.
+    features = tvm.vgg.make_layers(tvm.vgg.cfgs["D"], batch_norm=False)
+    for m in features.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.constant_(m.bias, 0)
+    model = nn.Module()
+    model.features = features
+    return model
+
+
+@dataclass(frozen=True)
+class TrunkSpec:
+    """One trunk: which torchvision layers are tapped, what they hold, where weights come from."""
+
+    name: str  # the CLI / API name: "alex", "vgg", "squeeze"
+    label: str  # for people: "AlexNet"
+    taps: tuple[int, ...]  # index in torchvision's `features` of each official slice's last module
+    layer_names: tuple[str, ...]
+    channels: tuple[int, ...]
+    # Smallest height and width the trunk can process; measured on the real networks
+    # (tests/test_model.py runs the trunk at min and min - 1 to keep this true).
+    min_size: int
+    weights_enum: tvm.WeightsEnum  # torchvision's published ImageNet weights
+    build: Callable[[], nn.Module]  # the full torchvision model (random init); `.features` is used
+
+    @property
+    def file_name(self) -> str:
+        """torchvision's file name for the published weights (it carries a SHA-256 prefix)."""
+        return os.path.basename(self.weights_enum.url)
+
+    @property
+    def url(self) -> str:
+        return self.weights_enum.url
+
+
+TRUNKS: dict[str, TrunkSpec] = {
+    "alex": TrunkSpec(
+        "alex", "AlexNet", (1, 4, 7, 9, 11),
+        ("relu1", "relu2", "relu3", "relu4", "relu5"),
+        (64, 192, 384, 256, 256), 31,
+        tvm.AlexNet_Weights.IMAGENET1K_V1, lambda: tvm.alexnet(weights=None),
+    ),
+    "vgg": TrunkSpec(
+        "vgg", "VGG16", (3, 8, 15, 22, 29),
+        ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
+        (64, 128, 256, 512, 512), 16,
+        tvm.VGG16_Weights.IMAGENET1K_V1, _build_vgg16,
+    ),
+    "squeeze": TrunkSpec(
+        "squeeze", "SqueezeNet 1.1", (1, 4, 7, 9, 10, 11, 12),
+        ("relu1", "fire3", "fire5", "fire6", "fire7", "fire8", "fire9"),
+        (64, 128, 256, 384, 384, 512, 512), 17,
+        tvm.SqueezeNet1_1_Weights.IMAGENET1K_V1, lambda: tvm.squeezenet1_1(weights=None),
+    ),
+}
+NETS: tuple[str, ...] = tuple(TRUNKS)
+
+
+def get_trunk(net: str) -> TrunkSpec:
+    """The spec of trunk ``net``; an unknown name is an UnknownOptionError with a hint."""
+    return lookup("trunk", net, TRUNKS)  # type: ignore[return-value]
+
+
+def check_min_size(size: tuple[int, int], net: str, *, label: str = "image") -> None:
+    """Raise ImageTooSmallError if (height, width) ``size`` is too small for trunk ``net``."""
+    minimum = get_trunk(net).min_size
+    h, w = int(size[0]), int(size[1])
+    if h < minimum or w < minimum:
+        others = ", ".join(f"{k}: {v.min_size}x{v.min_size} px" for k, v in TRUNKS.items()
+                           if k != net)
+        raise ImageTooSmallError(
+            f"The {label} is {w}x{h} px, but the {net!r} trunk needs at least "
+            f"{minimum}x{minimum} px. Use a larger image or another trunk ({others})."
+        )

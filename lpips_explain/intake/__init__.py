@@ -1,0 +1,1 @@
+"""Image intake: decode, validate and align what users hand in (independent of the network)."""

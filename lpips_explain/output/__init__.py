@@ -1,0 +1,1 @@
+"""Output: interactive figures (plotly), static figures (matplotlib) and reports (JSON, HTML)."""

@@ -1,0 +1,159 @@
+"""Static figures: one-page PNG summaries drawn with matplotlib (Agg canvas, no global state)."""
+
+from __future__ import annotations
+
+import io
+import math
+import textwrap
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from lpips_explain.analyses.explanation import RANDOM_TRUNK_WARNING
+from lpips_explain.output.figures import (
+    FAVOUR_A,
+    FAVOUR_B,
+    MPL_SEQUENTIAL,
+    NEUTRAL,
+    RISE,
+    as_uint8_image,
+    explained_images,
+    sensitivity_rows,
+)
+
+# --------------------------------------------------------------------------- matplotlib
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _figure_png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _show_image(ax: Axes, image: np.ndarray, title: str) -> None:
+    ax.imshow(image, interpolation="nearest")
+    ax.set_title(title, fontsize=10)
+    ax.set_axis_off()
+
+
+def _text_block(ax: Axes, lines: Sequence[str], width: int = 150) -> None:
+    ax.set_axis_off()
+    wrapped = [w for line in lines for w in (textwrap.wrap(line, width) or [""])]
+    ax.text(0.0, 1.0, "\n".join(wrapped), va="top", ha="left", fontsize=9,
+            transform=ax.transAxes, family="DejaVu Sans")
+
+
+def _wrapped_count(lines: Sequence[str], width: int = 150) -> int:
+    return sum(max(1, len(textwrap.wrap(line, width))) for line in lines)
+
+
+def _barh(ax: Axes, labels: Sequence[str], values: Sequence[float], title: str,
+          colors: Sequence[str] | str = FAVOUR_A) -> None:
+    pos = np.arange(len(labels))
+    ax.barh(pos, values, color=colors)
+    ax.set_yticks(pos, labels=list(labels), fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(0, color="#444", linewidth=0.8)
+    ax.set_title(title, fontsize=10)
+    ax.tick_params(axis="x", labelsize=8)
+
+
+def summary_png(expl: Any) -> bytes:
+    """A static one-page PNG: both images, the spatial map, layer and sensitivity bars, summary."""
+    dec = expl.decomposition
+    _, target, ref_name, target_name = explained_images(expl)
+    lines = list(expl.summary) + [f"Warning: {w}" for w in expl.warnings
+                                  if w != RANDOM_TRUNK_WARNING]
+    text_h = 0.17 * _wrapped_count(lines) + 0.4
+    fig = _new_figure(13, 4.0 + 3.6 + text_h)
+    gs = fig.add_gridspec(3, 3, height_ratios=[4.0, 3.6, text_h])
+    _show_image(fig.add_subplot(gs[0, 0]), as_uint8_image(expl.a), "A")
+    _show_image(fig.add_subplot(gs[0, 1]), as_uint8_image(expl.b), "B")
+    ax = fig.add_subplot(gs[0, 2])
+    heat = dec.spatial_map(None, "bilinear")
+    h, w = target.shape[:2]
+    ax.imshow(target, interpolation="nearest")
+    im = ax.imshow(heat, cmap=MPL_SEQUENTIAL, alpha=0.55, interpolation="nearest",
+                   extent=(-0.5, w - 0.5, h - 0.5, -0.5))
+    ax.set_title(f"distance map over {target_name} (all layers, bilinear)", fontsize=10)
+    ax.set_axis_off()
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+
+    ax = fig.add_subplot(gs[1, 0])
+    _barh(ax, [f"{lay.name} {lay.resolution[0]}x{lay.resolution[1]}" for lay in dec.layers],
+          [lay.distance for lay in dec.layers],
+          f"per-layer distance (sum = {dec.distance:.4f})")
+    sens = getattr(expl, "sensitivity", None)
+    ax = fig.add_subplot(gs[1, 1])
+    if sens is not None and (sens.items or sens.geometric):
+        rows = sensitivity_rows(sens)
+        _barh(ax, [f"{it.label} {it.strength:g}{it.unit and ' ' + it.unit}"
+                   + (" (geo)" if g == "geometric" else "") for g, it in rows],
+              [it.change for _, it in rows], f"change when {target_name} is perturbed (base "
+              f"{sens.base_distance:.4f})",
+              [FAVOUR_A if it.change >= 0 else RISE for _, it in rows])
+    else:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "sensitivity not computed", ha="center", va="center", color="#777")
+    rep = getattr(expl, "repair", None)
+    ax = fig.add_subplot(gs[1, 2])
+    if rep is not None and len(rep.curve_area):
+        ax.plot(rep.curve_area, rep.curve_distance, marker="o", markersize=3, color=FAVOUR_A)
+        ax.axhline(rep.base_distance / 2, color="#666", linestyle="--", linewidth=0.8)
+        if rep.half_area is not None and math.isfinite(float(rep.half_area)):
+            ax.axvline(float(rep.half_area), color="#666", linestyle=":", linewidth=0.8)
+        ax.set_xlabel("fraction of area repaired", fontsize=8)
+        ax.set_ylabel("remaining distance", fontsize=8)
+        ax.set_title("greedy repair curve", fontsize=10)
+        ax.tick_params(labelsize=8)
+    else:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "repair not computed", ha="center", va="center", color="#777")
+    _text_block(fig.add_subplot(gs[2, :]), lines)
+    fig.suptitle(f"LPIPS ({dec.net}, v{dec.version}) d({ref_name}, {target_name}) = "
+                 f"{dec.distance:.4f}: {expl.category}", fontsize=13)
+    return _figure_png(fig)
+
+
+def triplet_png(tri: Any) -> bytes:
+    """A static one-page PNG of a triplet: REF, A, B, the per-layer margins and the flip."""
+    ims = [as_uint8_image(t) for t in tri.inputs.tensors[:3]]
+    lines = list(tri.summary) or [tri.flip.statement]
+    if tri.flip.statement not in lines:
+        lines.append(tri.flip.statement)
+    lines += [f"Warning: {w}" for w in tri.warnings]
+    text_h = 0.17 * _wrapped_count(lines) + 0.4
+    fig = _new_figure(13, 4.0 + 3.4 + text_h)
+    gs = fig.add_gridspec(3, 3, height_ratios=[4.0, 3.4, text_h])
+    closer = tri.closer
+    _show_image(fig.add_subplot(gs[0, 0]), ims[0], "REF")
+    _show_image(fig.add_subplot(gs[0, 1]), ims[1],
+                f"A: d = {tri.distance_a:.4f}{' (closer)' if closer == 'a' else ''}")
+    _show_image(fig.add_subplot(gs[0, 2]), ims[2],
+                f"B: d = {tri.distance_b:.4f}{' (closer)' if closer == 'b' else ''}")
+    ax = fig.add_subplot(gs[1, :])
+    layers = list(tri.layers)
+    margins = [lay.margin for lay in layers] + [tri.margin]
+    pos = np.arange(len(margins))
+    ax.bar(pos, margins, color=[FAVOUR_A if m > 0 else FAVOUR_B if m < 0 else NEUTRAL
+                                for m in margins])
+    ax.set_xticks(pos, labels=[lay.name for lay in layers] + ["total"], fontsize=9)
+    ax.axhline(0, color="#444", linewidth=0.8)
+    ax.set_title("margin d(REF, B) - d(REF, A) per layer (blue favours A, orange favours B)",
+                 fontsize=10)
+    _text_block(fig.add_subplot(gs[2, :]), lines)
+    verdict = {"a": "A is closer", "b": "B is closer", "tie": "tie"}.get(closer, closer)
+    fig.suptitle(f"2AFC: {verdict} to REF (margin {tri.margin:+.4f})", fontsize=13)
+    return _figure_png(fig)

@@ -1,0 +1,66 @@
+"""The folder tree is the architecture: layers (import-linter), no import cycles, no UI in the engine."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import grimp
+
+PACKAGE = "lpips_explain"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _graph() -> grimp.ImportGraph:
+    return grimp.build_graph(PACKAGE, cache_dir=None)
+
+
+def _cycle(graph: grimp.ImportGraph) -> list[str] | None:
+    """One import cycle among the package's modules (imports inside functions count), or None."""
+    state: dict[str, int] = {}  # 1 on the stack, 2 done
+    stack: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph.find_modules_directly_imported_by(m)):
+            if state.get(n) == 1:
+                return [*stack[stack.index(n):], n]
+            if n not in state and (found := visit(n)):
+                return found
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph.modules):
+        if m not in state and (found := visit(m)):
+            return found
+    return None
+
+
+def test_cycle_finder_finds_a_planted_cycle():
+    graph = _graph()
+    graph.add_import(importer="lpips_explain.core.trunks", imported="lpips_explain.core.model")
+    cycle = _cycle(graph)
+    assert cycle is not None and cycle[0] == cycle[-1]
+
+
+def test_no_import_cycle_anywhere():
+    assert _cycle(_graph()) is None
+
+
+def test_layers_contract_holds():
+    proc = subprocess.run([str(Path(sys.executable).parent / "lint-imports")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "BROKEN" not in proc.stdout and "KEPT" in proc.stdout
+
+
+def test_engine_never_imports_streamlit():
+    graph = grimp.build_graph(PACKAGE, "streamlit", cache_dir=None)
+    engine = [m for m in graph.modules if m.startswith(PACKAGE)
+              and not m.startswith(f"{PACKAGE}.ui")]
+    assert engine
+    for m in engine:
+        assert "streamlit" not in {i.split(".")[0] for i in graph.find_modules_directly_imported_by(m)}, m
