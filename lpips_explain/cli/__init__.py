@@ -1,0 +1,47 @@
+"""The lpips-explain command line. Each command lives in its own module and registers itself.
+
+Adding a command: a module here with ``register(sub)`` that adds a subparser and sets
+``func`` (``args -> exit code``), named once in :data:`COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+
+from lpips_explain.cli import pair
+from lpips_explain.cli.common import EPILOG
+from lpips_explain.errors import LpipsExplainError
+
+COMMANDS = (pair,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lpips-explain",
+        description="Explain LPIPS perceptual distances: exact per-layer and per-channel "
+                    "breakdowns, attribution maps, counterfactual sensitivities and repairs.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
+    try:
+        return args.func(args)
+    except LpipsExplainError as exc:
+        print(f"lpips-explain: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("lpips-explain: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:  # e.g. --out not writable
+        print(f"lpips-explain: error: {exc}", file=sys.stderr)
+        return 2

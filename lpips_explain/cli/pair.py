@@ -1,0 +1,111 @@
+"""distance, explain and triplet: one pair (or one 2AFC triplet) of image files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lpips_explain.analyses.attribution import METHODS
+from lpips_explain.cli.common import ProgressBar, add_command, add_model_options, make_explainer
+from lpips_explain.output.report import to_json, write_explanation, write_triplet
+
+
+def _explain_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, type=Path, help="folder for the JSON, report and maps")
+    p.add_argument("--attribution", default="integrated_gradients",
+                   help=f"attribution method: {', '.join(METHODS)} or none")
+    p.add_argument("--steps", type=int, default=None,
+                   help="integration steps for integrated_gradients (default: adaptive, "
+                        "until the completeness gap is at most 1%%)")
+    p.add_argument("--patch", type=int, default=32, help="patch size in px for repair (32)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "distance", "distance of A to B with its layer breakdown")
+    p.add_argument("a", help="first image (reference)")
+    p.add_argument("b", help="second image (candidate)")
+    add_model_options(p)
+    p.set_defaults(func=run_distance)
+    p = add_command(sub, "explain", "full explanation of d(A, B) written to --out")
+    p.add_argument("a", help="reference image")
+    p.add_argument("b", help="candidate image (the one attributed)")
+    add_model_options(p)
+    _explain_opts(p)
+    p.set_defaults(func=run_explain)
+    p = add_command(sub, "triplet", "why LPIPS prefers A or B as closer to REF (2AFC)")
+    p.add_argument("ref", help="reference image")
+    p.add_argument("a", help="candidate A")
+    p.add_argument("b", help="candidate B")
+    add_model_options(p)
+    _explain_opts(p)
+    p.set_defaults(func=run_explain)
+
+
+def _layer_table(result_dict: dict) -> str:
+    rows = [f"{'layer':<10} {'resolution':>11} {'distance':>10} {'share':>7}  top channels "
+            f"(index: contribution)"]
+    for lay in result_dict["layers"]:
+        res = "x".join(str(v) for v in reversed(lay["resolution"]))
+        top = ", ".join(f"{c['index']}: {c['contribution']:.4g}" for c in lay["top_channels"])
+        rows.append(f"{lay['name']:<10} {res:>11} {lay['distance']:>10.5f} "
+                    f"{100 * lay['share']:>6.1f}%  {top}")
+    rows.append(f"{'total':<10} {'':>11} {result_dict['distance']:>10.5f} {'100.0%':>7}")
+    return "\n".join(rows)
+
+
+def _print_human(d: dict) -> None:
+    bb = d["backbone"]
+    print(f"LPIPS distance: {d['distance']:.6f}  ({d['category']})")
+    print(f"net {d['net']} v{d['version']}, trunk weights: {bb['weights']}"
+          + ("" if bb["perceptual"] else "  [RANDOM: NOT A PERCEPTUAL METRIC]"))
+    size = d["inputs"]["size"]
+    print(f"A: {d['inputs']['a']['name']}  B: {d['inputs']['b']['name']}  "
+          f"compared at {size[1]}x{size[0]} px (policy {d['inputs']['policy']})")
+    print()
+    print(_layer_table(d))
+    for w in d["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
+
+
+def run_distance(args: argparse.Namespace) -> int:
+    explainer = make_explainer(args)
+    expl = explainer.explain(args.a, args.b, attribution=None, sensitivity=False,
+                             repair=False, top_k=args.top_k)
+    if args.json:
+        print(to_json(expl))
+    else:
+        _print_human(expl.to_dict())
+    return 0
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    """explain and triplet: the full explanation, files written to --out."""
+    explainer = make_explainer(args)
+    bar = ProgressBar(not args.quiet)
+    attribution = None if args.attribution.lower() in ("none", "off", "") else args.attribution
+    args.out.mkdir(parents=True, exist_ok=True)  # an unusable --out fails before the work
+    try:
+        if args.command == "explain":
+            result = explainer.explain(args.a, args.b, attribution=attribution, steps=args.steps,
+                                       patch=args.patch, top_k=args.top_k, progress=bar)
+            files = write_explanation(result, args.out)
+        else:
+            result = explainer.explain_triplet(args.ref, args.a, args.b, attribution=attribution,
+                                               steps=args.steps, patch=args.patch,
+                                               top_k=args.top_k, progress=bar)
+            files = write_triplet(result, args.out)
+    finally:
+        bar.close()
+    if args.json:
+        print(to_json(result))
+    else:
+        for line in result.summary:
+            print(line)
+        print(f"\nwrote {len(files)} files to {args.out}/ "
+              f"({', '.join(sorted(p.name for p in files.values())[:6])}, ...)")
+        for w in result.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+    return 0
+
+
