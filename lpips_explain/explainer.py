@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from lpips_explain import notices
 from lpips_explain.analyses.explanation import (
     RANDOM_TRUNK_WARNING,
     SCHEMA,
@@ -29,6 +30,7 @@ from lpips_explain.intake import align as _align
 from lpips_explain.intake import images
 from lpips_explain.intake.images import LoadedImage
 from lpips_explain.intake.prepared import PreparedInputs, anomalies
+from lpips_explain.notices import Notice
 
 if TYPE_CHECKING:  # imported lazily at run time: they pull in Captum, scikit-image
     from lpips_explain.analyses.colorspace import ColorspaceRow
@@ -122,12 +124,12 @@ class Explainer:
                   for s, lab in zip(sources, labels, strict=True)]
         tensors, align = _align.align_images(loaded, size_policy or self.size_policy, labels)
         check_min_size(align.size, self.net, label="the aligned images")
-        warnings = [f"{lab}: {w}" for im, lab in zip(loaded, labels, strict=True)
-                    for w in im.warnings]
-        warnings += list(align.notes)
+        warnings = [Notice(notices.IMAGE, f"{lab}: {w}")
+                    for im, lab in zip(loaded, labels, strict=True) for w in im.warnings]
+        warnings += [Notice(notices.ALIGNMENT, n) for n in align.notes]
         warnings += anomalies(tensors, labels)
         if not self.perceptual:
-            warnings.insert(0, RANDOM_TRUNK_WARNING)
+            warnings.insert(0, notices.random_trunk())
         return PreparedInputs(tuple(loaded), tuple(tensors), align, tuple(warnings))
 
     def scorer(self, reference: torch.Tensor) -> ReferenceScorer:
@@ -201,7 +203,8 @@ class Explainer:
             decomposition = swap_activations(decomposition)
         warnings = list(prep.warnings)
         if swap:
-            warnings.append("Roles swapped: B is the reference and A is explained.")
+            warnings.append(Notice(notices.ROLES_SWAPPED,
+                                   "Roles swapped: B is the reference and A is explained."))
         attr = sens = rep = None
         if attribution is not None:
             from lpips_explain.analyses.attribution import attribute

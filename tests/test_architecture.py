@@ -64,3 +64,29 @@ def test_engine_never_imports_streamlit():
     assert engine
     for m in engine:
         assert "streamlit" not in {i.split(".")[0] for i in graph.find_modules_directly_imported_by(m)}, m
+
+
+def test_notices_carry_codes_and_survive_pickling():
+    import pickle
+
+    from lpips_explain import notices
+
+    n = notices.Notice(notices.ALIGNMENT, "B resized")
+    assert n == "B resized" and n.code == notices.ALIGNMENT
+    back = pickle.loads(pickle.dumps(n))
+    assert back == n and back.code == notices.ALIGNMENT
+    assert notices.without([n, notices.random_trunk()], notices.RANDOM_TRUNK) == [n]
+    import pytest
+
+    with pytest.raises(ValueError, match="Unknown notice code"):
+        notices.Notice("typo", "x")
+
+
+def test_prepared_warnings_are_typed(random_explainer, pair):
+    from lpips_explain import notices
+
+    a, _ = pair
+    prep = random_explainer.prepare(a, a.clone(), value_range="[0,1]")
+    codes = [getattr(w, "code", None) for w in prep.warnings]
+    assert codes[0] == notices.RANDOM_TRUNK  # a random trunk is never perceptual
+    assert notices.IDENTICAL_IMAGES in codes and None not in codes

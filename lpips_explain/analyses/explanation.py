@@ -14,13 +14,11 @@ from lpips_explain.core.decompose import Decomposition
 from lpips_explain.core.weights import WeightsInfo
 from lpips_explain.errors import InputError
 from lpips_explain.intake.prepared import PreparedInputs
+from lpips_explain.notices import RANDOM_TRUNK_TEXT
 
 SCHEMA = "lpips-explain/1"
 
-RANDOM_TRUNK_WARNING = (
-    "The trunk has random weights: these numbers show the structure of the computation "
-    "only and are NOT a perceptual metric."
-)
+RANDOM_TRUNK_WARNING = RANDOM_TRUNK_TEXT  # kept for callers; match notices by code instead
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import torch
 
 from lpips_explain.intake.align import AlignInfo
 from lpips_explain.intake.images import LoadedImage
+from lpips_explain.notices import CONSTANT_IMAGE, IDENTICAL_IMAGES, Notice
 
 
 @dataclass(frozen=True)
@@ -34,14 +35,14 @@ def anomalies(tensors: Sequence[torch.Tensor], labels: Sequence[str]) -> list[st
     notes = []
     for t, label in zip(tensors, labels, strict=True):
         if bool((t == t[..., :1, :1]).all()):  # exact: a float std of a flat image is not 0
-            notes.append(f"Image {label} is constant (one flat colour): there is no structure "
-                         f"for the network to compare, so the distance reflects colour only.")
+            notes.append(Notice(CONSTANT_IMAGE, f"Image {label} is constant (one flat colour): there is no structure "
+                         f"for the network to compare, so the distance reflects colour only."))
     for i in range(len(tensors)):
         for j in range(i + 1, len(tensors)):
             if torch.equal(tensors[i], tensors[j]):
-                notes.append(f"Images {labels[i]} and {labels[j]} are pixel-identical (after "
+                notes.append(Notice(IDENTICAL_IMAGES, f"Images {labels[i]} and {labels[j]} are pixel-identical (after "
                              f"alignment): their distance is 0 and every gradient between them "
-                             f"vanishes.")
+                             f"vanishes."))
     return notes
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from lpips_explain.analyses.explanation import RANDOM_TRUNK_WARNING
+from lpips_explain import notices
 from lpips_explain.output.figures import (
     FAVOUR_A,
     FAVOUR_B,
@@ -74,8 +74,9 @@ def summary_png(expl: Any) -> bytes:
     """A static one-page PNG: both images, the spatial map, layer and sensitivity bars, summary."""
     dec = expl.decomposition
     _, target, ref_name, target_name = explained_images(expl)
-    lines = list(expl.summary) + [f"Warning: {w}" for w in expl.warnings
-                                  if w != RANDOM_TRUNK_WARNING]
+    # The summary already says "random weights" in words: not twice.
+    lines = list(expl.summary) + [f"Warning: {w}" for w in
+                                  notices.without(expl.warnings, notices.RANDOM_TRUNK)]
     text_h = 0.17 * _wrapped_count(lines) + 0.4
     fig = _new_figure(13, 4.0 + 3.6 + text_h)
     gs = fig.add_gridspec(3, 3, height_ratios=[4.0, 3.6, text_h])

@@ -16,8 +16,9 @@ from lpips_explain.core.weights import (
     imagenet_cache_path,
 )
 from lpips_explain.errors import WeightsUnavailableError
-from lpips_explain.explainer import RANDOM_TRUNK_WARNING, Explainer
+from lpips_explain.explainer import Explainer
 from lpips_explain.intake.align import SIZE_POLICIES
+from lpips_explain.notices import RANDOM_TRUNK_TEXT
 from lpips_explain.ui import keys
 from lpips_explain.ui.feedback import error_text
 from lpips_explain.ui.resources import get_explainer
@@ -199,7 +200,7 @@ def weights_panel(explainer: Explainer) -> None:
 
 def random_banner(explainer: Explainer) -> None:
     if not explainer.perceptual:
-        st.warning(RANDOM_TRUNK_WARNING, icon="⚠️")
+        st.warning(RANDOM_TRUNK_TEXT, icon="⚠️")
 
 
 def page_setup(title: str, intro: str, *, analysis: bool = True) -> tuple[Options, Explainer]:

@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from lpips_explain import notices
 from lpips_explain.analyses.robust import FALLBACKS, demo_pairs
 from lpips_explain.core.trunks import TRUNKS
 from lpips_explain.core.weights import BACKBONE_ENV, imagenet_cache_path
@@ -32,7 +33,8 @@ def anomalies_panel(rows: list[dict], warnings: tuple[str, ...]) -> None:
         st.success("No anomalies: both images decoded as RGB, finite, non-constant and compared "
                    "at their own size." if not any(r["resized_or_cropped"] for r in rows)
                    else "No anomalies besides the size alignment noted in the table.")
-    other = [w for w in warnings if w not in flagged and "random weights" not in w]
+    other = [w for w in notices.without(warnings, notices.RANDOM_TRUNK, notices.IMAGE,
+                                         notices.ALIGNMENT) if w not in flagged]
     for w in other:
         st.info(w)
 

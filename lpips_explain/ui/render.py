@@ -14,9 +14,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from lpips_explain import notices
 from lpips_explain.analyses.attribution import METHODS
 from lpips_explain.core.decompose import UPSAMPLING
-from lpips_explain.explainer import RANDOM_TRUNK_WARNING
 from lpips_explain.output import figures as plots
 from lpips_explain.output import report, static
 from lpips_explain.ui import keys
@@ -57,9 +57,8 @@ def pick(label: str, options: Sequence[Any], key: str, default: Any, *, radio: b
 
 def _warnings(warnings: Sequence[str]) -> None:
     # The random-trunk warning is the page banner already.
-    for w in warnings:
-        if w != RANDOM_TRUNK_WARNING:
-            st.warning(w, icon="ℹ️")
+    for w in notices.without(warnings, notices.RANDOM_TRUNK):
+        st.warning(w, icon="ℹ️")
 
 
 def _roles(expl: Any) -> tuple[Any, Any, str, str]:
