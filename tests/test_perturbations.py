@@ -1,19 +1,16 @@
-"""Tests for the perturbation registry and the PSNR/SSIM helpers."""
+"""Tests for the perturbation registry (PSNR/SSIM: tests/test_quality.py)."""
 
 from __future__ import annotations
 
 import itertools
 import math
 
-import numpy as np
 import pytest
 import torch
-from skimage.metrics import structural_similarity
 from torchvision.transforms.v2 import functional as tvf
 
 from lpips_explain import errors
 from lpips_explain.analyses import perturbations as P
-from lpips_explain.analyses import quality
 
 # torchvision 0.29 deprecates its JPEG codec (used by the "jpeg" perturbation) in favour of
 # TorchCodec; the pinned version still ships it.
@@ -282,56 +279,3 @@ def test_perturb_batch_rows_equal_individual_calls(img):
     assert P.perturb_batch(img, [], seed=4).shape == (0, 3, 32, 32)
     with pytest.raises(errors.InputError):
         P.perturb_batch(_textured(n=2), items)
-
-
-# --- quality -------------------------------------------------------------------------------
-
-
-def test_psnr_matches_formula_and_is_inf_for_identical(img):
-    ref = torch.full((1, 3, 8, 8), 0.5)
-    cand = ref.repeat(3, 1, 1, 1)
-    cand[1, 0, 0, 0] = 0.9
-    cand[2] = 0.25
-    ref_np = np.full((8, 8, 3), 0.5)
-    expected = []
-    for c in cand:
-        mse = np.mean((c.permute(1, 2, 0).double().numpy() - ref_np) ** 2)
-        expected.append(np.inf if mse == 0 else 10 * np.log10(1.0 / mse))
-    got = quality.psnr(ref, cand)
-    assert got.dtype == np.float64 and got.shape == (3,)
-    assert np.isinf(got[0])
-    np.testing.assert_allclose(got[1:], expected[1:], rtol=1e-6)
-    assert got[2] == pytest.approx(10 * np.log10(16.0), rel=1e-6)
-    assert np.isinf(quality.psnr(img, img)).all()
-
-
-def test_ssim_is_one_for_identical_and_matches_skimage(img):
-    cands = torch.cat([img, P.apply("gaussian_blur", img, 1.0), P.apply("jpeg", img, 20)])
-    got = quality.ssim(img, cands)
-    assert got.shape == (3,) and got[0] == pytest.approx(1.0)
-    ref_np = img[0].permute(1, 2, 0).double().numpy()
-    for k in range(3):
-        c_np = cands[k].permute(1, 2, 0).double().numpy()
-        direct = structural_similarity(ref_np, c_np, channel_axis=-1, data_range=1.0)
-        assert got[k] == pytest.approx(direct, abs=1e-12)
-    assert got[1] < 1.0 and got[2] < 1.0
-
-
-def test_ssim_small_images_use_a_smaller_window_or_refuse():
-    x = _textured(5, 6)
-    y = P.apply("gaussian_noise", x, 0.1)
-    ref_np = x[0].permute(1, 2, 0).double().numpy()
-    y_np = y[0].permute(1, 2, 0).double().numpy()
-    direct = structural_similarity(ref_np, y_np, win_size=5, channel_axis=-1, data_range=1.0)
-    assert quality.ssim(x, y)[0] == pytest.approx(direct, abs=1e-12)
-    with pytest.raises(errors.InputError):
-        quality.ssim(_textured(2, 8), _textured(2, 8))
-
-
-def test_quality_rejects_bad_pairs(img):
-    with pytest.raises(errors.SizeMismatchError):
-        quality.psnr(img, _textured(16, 16))
-    with pytest.raises(errors.InputError):
-        quality.ssim(_textured(n=2), img)
-    with pytest.raises(errors.ValueRangeError):
-        quality.psnr(img, img + 1.0)

@@ -1,39 +1,47 @@
-"""Classical full-reference quality scores (PSNR, SSIM) from scikit-image, to set beside LPIPS."""
+"""Classical full-reference quality scores (PSNR, SSIM) in torch, batched, to set beside LPIPS.
+
+SSIM is the Gaussian SSIM of Wang et al. (2004): an 11 x 11 Gaussian window with sigma 1.5,
+K1 = 0.01, K2 = 0.03, data range 1, population (not sample) covariances, the mean taken over
+the positions where the whole window fits, then over the three RGB channels. It is computed
+by the ``pytorch-msssim`` library on whole batches; it equals scikit-image's
+``structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+data_range=1, channel_axis=-1)`` to float32 rounding (tests/test_quality.py checks it).
+PSNR is 10 log10(1 / MSE) over all pixels and channels, as scikit-image's
+``peak_signal_noise_ratio(a, b, data_range=1)``, with the MSE summed in float64.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
 from torch import Tensor
 
 from lpips_explain import errors
 from lpips_explain.intake.tensors import check_tensor
 
-__all__ = ["psnr", "ssim"]
+__all__ = ["SSIM_DESCRIPTION", "SSIM_SIGMA", "SSIM_WINDOW", "psnr", "ssim"]
 
-_SSIM_WIN = 7  # scikit-image's default window
-
-
-def _to_hwc(x: object, what: str) -> np.ndarray:
-    """Check an N x 3 x H x W tensor in [0, 1] and return it as float64 N x H x W x 3."""
-    t = check_tensor(x, what, batch=True)
-    return t.to(torch.float64).permute(0, 2, 3, 1).numpy()
+SSIM_WINDOW = 11  # Gaussian window side, px (Wang et al. 2004)
+SSIM_SIGMA = 1.5
+SSIM_DESCRIPTION = (f"SSIM: Gaussian {SSIM_WINDOW}x{SSIM_WINDOW} window, sigma {SSIM_SIGMA} "
+                    "(Wang et al. 2004), RGB mean, data range 1")
 
 
-def _pair(reference: Tensor, candidates: Tensor) -> tuple[np.ndarray, np.ndarray]:
-    ref = _to_hwc(reference, "the reference")
-    cand = _to_hwc(candidates, "the candidates")
+def _pair(reference: object, candidates: object) -> tuple[Tensor, Tensor]:
+    """Check a 1 x 3 x H x W reference and N x 3 x H x W candidates in [0, 1]."""
+    ref = check_tensor(reference, "the reference", batch=True)
+    cand = check_tensor(candidates, "the candidates", batch=True)
     if ref.shape[0] != 1:
         raise errors.InputError(
             f"Expected one reference image (1 x 3 x H x W), got a batch of {ref.shape[0]}."
         )
-    if ref.shape[1:3] != cand.shape[1:3]:
+    if ref.shape[-2:] != cand.shape[-2:]:
         raise errors.SizeMismatchError(
-            f"The reference is {ref.shape[1]}x{ref.shape[2]} (HxW) but the candidates are "
-            f"{cand.shape[1]}x{cand.shape[2]}; resize them to the same size first."
+            f"The reference is {ref.shape[-2]}x{ref.shape[-1]} (HxW) but the candidates are "
+            f"{cand.shape[-2]}x{cand.shape[-1]}; resize them to the same size first."
         )
-    return ref[0], cand
+    return ref, cand
 
 
 def psnr(reference: Tensor, candidates: Tensor) -> np.ndarray:
@@ -44,28 +52,49 @@ def psnr(reference: Tensor, candidates: Tensor) -> np.ndarray:
     into ``None``).
     """
     ref, cand = _pair(reference, candidates)
+    diff = cand.to(torch.float64) - ref.to(torch.float64)
+    mse = (diff * diff).flatten(1).mean(dim=1).numpy()
     # An exact match divides by a zero MSE: inf is the intended answer, not a warning.
     with np.errstate(divide="ignore"):
-        values = [peak_signal_noise_ratio(ref, c, data_range=1.0) for c in cand]
-    return np.asarray(values, dtype=np.float64)
+        return 10.0 * np.log10(1.0 / mse)
 
 
 def ssim(reference: Tensor, candidates: Tensor) -> np.ndarray:
-    """Mean SSIM of each candidate against the reference (scikit-image, RGB, data range 1).
+    """Mean Gaussian SSIM of each candidate against the reference (see the module docstring).
 
     ``reference`` is 1 x 3 x H x W, ``candidates`` N x 3 x H x W, both in [0, 1]; returns N
-    float64 values, 1 for identical images. The window is scikit-image's default 7 x 7; images
-    with a side shorter than 7 px use the largest odd window that fits (3 or 5), and images with
-    a side shorter than 3 px are refused with :class:`~lpips_explain.errors.InputError`.
+    float64 values, 1 for identical images. Images with a side shorter than the 11 px window
+    are refused with :class:`~lpips_explain.errors.InputError`.
     """
     ref, cand = _pair(reference, candidates)
-    side = min(ref.shape[0], ref.shape[1])
-    if side < 3:
+    h, w = int(ref.shape[-2]), int(ref.shape[-1])
+    if min(h, w) < SSIM_WINDOW:
         raise errors.InputError(
-            f"SSIM needs images at least 3 px on each side, got {ref.shape[0]}x{ref.shape[1]}."
+            f"SSIM (Gaussian {SSIM_WINDOW}x{SSIM_WINDOW} window) needs images at least "
+            f"{SSIM_WINDOW} px on each side, got {h}x{w}."
         )
-    win = min(_SSIM_WIN, side if side % 2 == 1 else side - 1)
-    values = [
-        structural_similarity(ref, c, win_size=win, channel_axis=-1, data_range=1.0) for c in cand
-    ]
-    return np.asarray(values, dtype=np.float64)
+    n, c = int(cand.shape[0]), int(cand.shape[1])
+    # Every (image, channel) plane becomes one channel of a single channels_last image: the
+    # library's depthwise Gaussian blur then runs ~2x faster on the CPU than with N x 3 planes
+    # in NCHW, with the same numbers (each plane is filtered on its own either way).
+    x = ref.to(torch.float32).expand(n, -1, -1, -1).reshape(1, n * c, h, w)
+    y = cand.to(torch.float32).reshape(1, n * c, h, w)
+    x = x.contiguous(memory_format=torch.channels_last)
+    y = y.contiguous(memory_format=torch.channels_last)
+    win = _gauss_window().repeat(n * c, 1, 1, 1)
+    with torch.no_grad():
+        per_plane = _planes(x, y, win)
+    return per_plane.view(n, c).to(torch.float64).mean(dim=1).numpy()
+
+
+def _gauss_window() -> Tensor:
+    """The 1-D Gaussian (11 taps, sigma 1.5, sum 1) as pytorch-msssim builds it, 1x1x1x11."""
+    return _fspecial_gauss_1d(SSIM_WINDOW, SSIM_SIGMA).view(1, 1, 1, SSIM_WINDOW)
+
+
+def _planes(x: Tensor, y: Tensor, win: Tensor) -> Tensor:
+    """SSIM of each channel plane of x against y (1 x P x H x W each): P values."""
+    # The library's public ssim() averages its channels; here the channels are planes of
+    # different images, so its per-channel routine is called (pytorch-msssim is pinned).
+    per_channel, _ = _ssim(x, y, data_range=1.0, win=win, size_average=False, K=(0.01, 0.03))
+    return per_channel[0]
