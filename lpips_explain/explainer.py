@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # imported lazily at run time: they pull in Captum, scikit-im
     from lpips_explain.analyses.diagnostics import Check
     from lpips_explain.analyses.robust import RobustReport
     from lpips_explain.analyses.triplet import TripletExplanation
+    from lpips_explain.engines.audit import AuditResult
 
 __all__ = ["RANDOM_TRUNK_WARNING", "SCHEMA", "Explainer", "Explanation", "PreparedInputs"]
 
@@ -277,6 +278,60 @@ class Explainer:
                             size_policy=self.size_policy, max_pixels=self.max_pixels,
                             fallback=fallback)
 
+
+    # -- audits ---------------------------------------------------------------------------
+    def audit(self, source: Any, out_dir: str | os.PathLike, *, engine: str = "local",
+              ray_address: str | None = None, explain_top: int = 3, workers: int | None = None,
+              batch_size: int = 16, concurrency: int | None = None, top: int = 10,
+              explain_options: dict | None = None,
+              progress: Progress | None = None) -> AuditResult:
+        """Audit many pairs or judged triplets: a CSV (``a,b[,id,...]`` or
+        ``ref,p0,p1,judge[,id,...]``) or a folder with ``a/`` and ``b/``.
+
+        Writes ``out_dir/audit.parquet`` (one row per input row), ``summary.json``,
+        ``audit.html`` and, for the top ``explain_top`` rows of each finding, a full
+        explanation under ``explained/<row>/`` (``explain_options`` go to ``explain`` or
+        ``explain_triplet``, e.g. ``{"steps": 8}``). A restart with the same arguments
+        resumes: finished rows and explanations are not computed again.
+        """
+        from lpips_explain.engines.audit import finish_audit, run_audit
+        from lpips_explain.errors import LpipsExplainError
+        from lpips_explain.output.report import write_explanation, write_triplet
+
+        if isinstance(explain_top, bool) or not isinstance(explain_top, int) or explain_top < 0:
+            raise InputError(f"explain_top must be an integer >= 0, got {explain_top!r}.")
+        opts = dict(explain_options or {})
+        if explain_top and opts.get("attribution", "integrated_gradients") is not None:
+            from lpips_explain.analyses.attribution import get_method
+
+            get_method(opts.get("attribution", "integrated_gradients"))  # fail before the work
+        run = run_audit(source, out_dir, model=self.model, size_policy=self.size_policy,
+                        max_pixels=self.max_pixels, engine=engine,  # type: ignore[arg-type]
+                        ray_address=ray_address, workers=workers, batch_size=batch_size,
+                        concurrency=concurrency, top=top, progress=progress)
+        targets = run.targets(explain_top)
+        links: dict[str, str] = {}
+        failed: dict[str, str] = {}
+        for k, (_, rid) in enumerate(targets):
+            if progress:
+                progress(k, len(targets), "Explaining the findings")
+            row, dest = run.row(rid), run.explanation_dir(rid)
+            if run.explained_before(rid, opts):
+                links[rid] = run.link(rid)  # explained by an earlier run of the same audit
+                continue
+            try:
+                if run.table.kind == "pairs":
+                    write_explanation(self.explain(*row.images, **opts), dest)
+                else:
+                    write_triplet(self.explain_triplet(*row.images, **opts), dest)
+            except LpipsExplainError as exc:
+                failed[rid] = str(exc)
+                continue
+            run.mark_explained(rid, opts)
+            links[rid] = run.link(rid)
+        if progress and targets:
+            progress(len(targets), len(targets), "Explaining the findings")
+        return finish_audit(run, links, failed)
 
 def _source_name(source: Any) -> str | None:
     if isinstance(source, (str, os.PathLike)):

@@ -20,7 +20,7 @@ from torch import Tensor
 from lpips_explain import errors
 from lpips_explain.intake.tensors import check_tensor
 
-__all__ = ["SSIM_DESCRIPTION", "SSIM_SIGMA", "SSIM_WINDOW", "psnr", "ssim"]
+__all__ = ["SSIM_DESCRIPTION", "SSIM_SIGMA", "SSIM_WINDOW", "psnr", "psnr_pairs", "ssim", "ssim_pairs"]
 
 SSIM_WINDOW = 11  # Gaussian window side, px (Wang et al. 2004)
 SSIM_SIGMA = 1.5
@@ -98,3 +98,41 @@ def _planes(x: Tensor, y: Tensor, win: Tensor) -> Tensor:
     # different images, so its per-channel routine is called (pytorch-msssim is pinned).
     per_channel, _ = _ssim(x, y, data_range=1.0, win=win, size_average=False, K=(0.01, 0.03))
     return per_channel[0]
+
+
+def _pairs(a: object, b: object) -> tuple[Tensor, Tensor]:
+    """Check two N x 3 x H x W batches in [0, 1] of one shape (image i against image i)."""
+    x = check_tensor(a, "the first images", batch=True)
+    y = check_tensor(b, "the second images", batch=True)
+    if x.shape != y.shape:
+        raise errors.SizeMismatchError(
+            f"The two batches differ in shape ({tuple(x.shape)} and {tuple(y.shape)}); pair "
+            f"images of one size.")
+    return x, y
+
+
+def psnr_pairs(a: Tensor, b: Tensor) -> np.ndarray:
+    """PSNR in dB of ``a[i]`` against ``b[i]`` (N x 3 x H x W each), as :func:`psnr`."""
+    x, y = _pairs(a, b)
+    diff = x.cpu().to(torch.float64) - y.cpu().to(torch.float64)
+    mse = (diff * diff).flatten(1).mean(dim=1).numpy()
+    with np.errstate(divide="ignore"):
+        return 10.0 * np.log10(1.0 / mse)
+
+
+def ssim_pairs(a: Tensor, b: Tensor) -> np.ndarray:
+    """Mean Gaussian SSIM of ``a[i]`` against ``b[i]`` (N x 3 x H x W each), as :func:`ssim`:
+    many different pairs in one batched pass (the audit's rows)."""
+    x, y = _pairs(a, b)
+    n, c, h, w = (int(v) for v in x.shape)
+    if min(h, w) < SSIM_WINDOW:
+        raise errors.InputError(
+            f"SSIM (Gaussian {SSIM_WINDOW}x{SSIM_WINDOW} window) needs images at least "
+            f"{SSIM_WINDOW} px on each side, got {h}x{w}."
+        )
+    x = x.cpu().reshape(1, n * c, h, w).contiguous(memory_format=torch.channels_last)
+    y = y.cpu().reshape(1, n * c, h, w).contiguous(memory_format=torch.channels_last)
+    win = _gauss_window().repeat(n * c, 1, 1, 1)
+    with torch.no_grad():
+        per_plane = _planes(x, y, win)
+    return per_plane.view(n, c).to(torch.float64).mean(dim=1).numpy()

@@ -1,0 +1,148 @@
+"""The local audit engine (the default): decode in worker processes while the model scores.
+
+Rows are decoded by a torch DataLoader's worker processes (``workers``; 0 decodes in this
+process) while this process scores what has arrived, in batches of rows of one image size
+on one model built once. Finished rows go to ``DIR/parts`` every ``part_rows`` rows (or
+``part_seconds``), and once more when the run stops for any reason, so a restart with the
+same command picks up where this one ended. This module never imports Ray.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from lpips_explain.analyses.audit import AuditSettings, Decoded, decode_row, make_record, score_rows
+from lpips_explain.core.model import LpipsNet
+from lpips_explain.engines.store import EngineResult, PartStore, run_fingerprint
+from lpips_explain.errors import InputError
+from lpips_explain.intake.table import AuditRow, AuditTable
+
+Progress = Callable[[int, int, str], None]
+LABEL = "Auditing rows"
+
+
+def default_workers() -> int:
+    """Decoding processes by default: the CPUs this process may use, at most 4."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(4, cpus))
+
+
+class _Rows(Dataset):
+    """The pending rows; item k is row k decoded (in a worker process)."""
+
+    def __init__(self, rows: Sequence[AuditRow], positions: Sequence[int], kind: str,
+                 settings: AuditSettings):
+        self.rows, self.positions, self.kind, self.settings = rows, positions, kind, settings
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, k: int) -> Decoded:
+        pos = self.positions[k]
+        return decode_row(self.rows[pos], self.kind, self.settings, pos)
+
+
+def _keep(item: Decoded) -> Decoded:
+    return item
+
+
+def _one_thread(_worker: int) -> None:
+    # Decoding needs no intra-op threads; the CPUs are the scoring process's.
+    torch.set_num_threads(1)
+
+
+def _check_int(value: Any, what: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InputError(f"{what} must be an integer >= {minimum}, got {value!r}.")
+    return value
+
+
+def run_local(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSettings, *,
+              model: LpipsNet | None = None, workers: int | None = None,
+              batch_size: int = 16, part_rows: int = 64, part_seconds: float = 10.0,
+              progress: Progress | None = None,
+              on_part: Callable[[int], None] | None = None) -> EngineResult:
+    """Score every row of ``table`` not already finished in ``out_dir`` and assemble
+    ``out_dir/audit.parquet``. ``model`` (built from ``settings`` when None) must be the
+    network ``settings`` describe. ``on_part(n)`` is called after the n-th part is written."""
+    workers = default_workers() if workers is None else _check_int(workers, "workers", 0)
+    batch_size = _check_int(batch_size, "batch_size", 1)
+    part_rows = _check_int(part_rows, "part_rows", 1)
+    t0 = time.perf_counter()
+    net = model if model is not None else settings.build()
+    store = PartStore(out_dir, table.kind, net.layer_names,
+                      run_fingerprint(table.kind, settings, net))
+    todo, sigs = store.pending(table)
+    total, reused = len(table.rows), len(table.rows) - len(todo)
+    done = reused
+    if progress:
+        progress(done, total, LABEL)
+    records: list[dict[str, Any]] = []
+    waiting: list[Decoded] = []
+    parts = 0
+    last_write = time.monotonic()
+
+    def score(items: list[Decoded]) -> None:
+        nonlocal done
+        scores = score_rows(net, table.kind, items, batch_size=batch_size)
+        for d in items:
+            records.append(make_record(table.kind, table.rows[d.position], d,
+                                       scores.get(d.position), net.layer_names,
+                                       sigs[d.position]))
+        done += len(items)
+        if progress:
+            progress(done, total, LABEL)
+
+    def flush(force: bool = False) -> None:
+        nonlocal parts, last_write
+        if records and (force or len(records) >= part_rows
+                        or time.monotonic() - last_write >= part_seconds):
+            store.write(records)
+            records.clear()
+            parts += 1
+            last_write = time.monotonic()
+            if on_part is not None:
+                on_part(parts)
+
+    loader = DataLoader(_Rows(table.rows, todo, table.kind, settings), batch_size=None,
+                        shuffle=False, num_workers=workers, collate_fn=_keep,
+                        worker_init_fn=_one_thread if workers else None,
+                        prefetch_factor=4 if workers else None)
+    try:
+        for item in loader:
+            if not item.ok:
+                score([item])
+            else:
+                waiting.append(item)
+                sizes = Counter(d.size for d in waiting)
+                size, count = sizes.most_common(1)[0]
+                if count >= batch_size:
+                    batch = [d for d in waiting if d.size == size]
+                    waiting = [d for d in waiting if d.size != size]
+                    score(batch)
+                elif len(waiting) >= 4 * batch_size:  # many sizes: do not hoard images
+                    batch, waiting = waiting, []
+                    score(batch)
+            flush()
+        if waiting:
+            batch, waiting = waiting, []
+            score(batch)
+    finally:
+        # Whatever stops the run (an error, Ctrl-C), rows already scored are kept.
+        if records:
+            store.write(records)
+            records.clear()
+    rows = store.assemble(table, sigs)
+    return EngineResult("local", rows, total, reused, len(todo), time.perf_counter() - t0,
+                        Path(out_dir) / "audit.parquet")

@@ -1,0 +1,153 @@
+"""The Ray audit engine (optional extra ``lpips-explain[ray]``): the same rows, scaled out.
+
+Ray Data reads the pending rows (``from_items``), runs them through ``map_batches`` with
+:class:`AuditActor` (a class: each actor builds the model once and checks that its weights
+hash to the driver's), ``concurrency`` actors at a time, one GPU each when the cluster has
+GPUs, and writes Parquet parts to ``DIR/parts/``. The per-row function is the local
+engine's (decode, score, record), so the numbers are the same row for row; the parts
+store assembles ``DIR/audit.parquet`` exactly as for the local engine, and a restart
+resumes the same way. Without ``address`` a local Ray instance is started (and stopped
+after the run); with one, the run joins that cluster, whose nodes must be able to read the
+input paths and ``DIR`` (a shared file system).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lpips_explain.analyses.audit import (
+    AuditSettings,
+    decode_row,
+    make_record,
+    model_fingerprint,
+    part_columns,
+    score_rows,
+)
+from lpips_explain.core.model import LpipsNet
+from lpips_explain.engines.store import (
+    EngineResult,
+    PartStore,
+    arrow_schema,
+    records_to_table,
+    run_fingerprint,
+)
+from lpips_explain.errors import InputError, LpipsExplainError
+from lpips_explain.intake.table import AuditRow, AuditTable
+
+Progress = Callable[[int, int, str], None]
+LABEL = "Auditing rows (Ray)"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # lpips_explain/
+
+
+class RayUnavailableError(LpipsExplainError):
+    """Ray is not installed: the Ray engine is an optional extra."""
+
+    exit_code = 2
+
+
+def _ray() -> Any:
+    try:
+        import ray
+        import ray.data  # needs the "data" extra
+    except ImportError:
+        raise RayUnavailableError(
+            "The Ray engine needs Ray Data: pip install 'lpips-explain[ray]' (or "
+            "pip install 'ray[data]'), or use --engine local.") from None
+    return ray
+
+
+class AuditActor:
+    """A Ray Data actor: builds the model once, then decodes and scores batches of rows."""
+
+    def __init__(self, kind: str, settings: dict, fingerprint: str) -> None:
+        import torch
+
+        self.kind = kind
+        self.settings = AuditSettings(**settings)
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.net = self.settings.build().to(self.device)
+        found = model_fingerprint(self.net)
+        if found != fingerprint:
+            raise RuntimeError(
+                f"This Ray worker built a different model (weights hash {found}, the driver's "
+                f"is {fingerprint}): give every node the same weights files.")
+        self.schema = arrow_schema(part_columns(kind, self.net.layer_names))
+
+    def __call__(self, batch: Any) -> Any:
+        items = batch.to_pylist()
+        rows = [AuditRow(it["id"], tuple(it["images"]), tuple(it["shown"]), it["judge"],
+                         (), it["problem"]) for it in items]
+        decoded = [decode_row(r, self.kind, self.settings, k) for k, r in enumerate(rows)]
+        scores = score_rows(self.net, self.kind, decoded, batch_size=len(decoded))
+        records = [make_record(self.kind, r, d, scores.get(k), self.net.layer_names,
+                               it["signature"])
+                   for k, (r, d, it) in enumerate(zip(rows, decoded, items, strict=True))]
+        return records_to_table(records, self.schema)
+
+
+def _resources(ray: Any) -> tuple[float, float]:
+    res = ray.cluster_resources()
+    return float(res.get("CPU", 0)), float(res.get("GPU", 0))
+
+
+def run_ray(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSettings, *,
+            model: LpipsNet | None = None, address: str | None = None,
+            concurrency: int | None = None, batch_size: int = 16,
+            progress: Progress | None = None) -> EngineResult:
+    """Score every row of ``table`` not already finished in ``out_dir`` with Ray Data and
+    assemble ``out_dir/audit.parquet``. Uses the Ray instance already initialised in this
+    process if there is one, else connects to ``address``, else starts a local instance."""
+    ray = _ray()
+    if concurrency is not None and (isinstance(concurrency, bool)
+                                    or not isinstance(concurrency, int) or concurrency < 1):
+        raise InputError(f"concurrency must be a positive integer, got {concurrency!r}.")
+    t0 = time.perf_counter()
+    net = model if model is not None else settings.build()
+    fp = run_fingerprint(table.kind, settings, net)
+    store = PartStore(out_dir, table.kind, net.layer_names, fp)
+    todo, sigs = store.pending(table)
+    total, reused = len(table.rows), len(table.rows) - len(todo)
+    if progress:
+        progress(reused, total, LABEL)
+    started = False
+    if todo:
+        if not ray.is_initialized():
+            if address:
+                # The driver's copy of lpips_explain goes with the job, so every node runs
+                # the same code (the nodes need its dependencies: torch, torchvision, lpips).
+                ray.init(address=address, runtime_env={
+                    "py_modules": [str(PACKAGE_DIR)]})
+            else:
+                ray.init(include_dashboard=False)
+            started = True
+        try:
+            cpus, gpus = _resources(ray)
+            if concurrency is None:
+                concurrency = max(1, int(gpus) if gpus else int(cpus))
+            items = [{"id": table.rows[i].id, "images": list(table.rows[i].images),
+                      "shown": list(table.rows[i].shown), "judge": table.rows[i].judge,
+                      "problem": table.rows[i].problem, "signature": sigs[i]} for i in todo]
+            ds = ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / batch_size))
+            ds = ds.map_batches(
+                AuditActor, batch_size=batch_size, batch_format="pyarrow",
+                compute=ray.data.ActorPoolStrategy(size=concurrency),
+                num_gpus=1 if gpus else None,
+                fn_constructor_kwargs={"kind": table.kind, "settings": settings.to_dict(),
+                                       "fingerprint": fp["model"]})
+            # Writing is light: it must not wait for a CPU that the actors hold, or the parts
+            # (what a restart resumes from) would only be written at the end.
+            ds.write_parquet(str(store.dir / f"ray-{time.time_ns()}"),
+                             ray_remote_args={"num_cpus": 0})
+        finally:
+            if started:
+                ray.shutdown()
+    if progress:
+        progress(total, total, LABEL)
+    rows = store.assemble(table, sigs)
+    return EngineResult("ray", rows, total, reused, len(todo), time.perf_counter() - t0,
+                        Path(out_dir) / "audit.parquet")
