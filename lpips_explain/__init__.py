@@ -2,6 +2,7 @@
 
 from lpips_explain.core.decompose import ChannelDetail, Decomposition, LayerBreakdown
 from lpips_explain.errors import (
+    ComputationError,
     CorruptImageError,
     EmptyInputError,
     ImageTooLargeError,
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 __all__ = [
     "SCHEMA",
     "ChannelDetail",
+    "ComputationError",
     "CorruptImageError",
     "Decomposition",
     "EmptyInputError",

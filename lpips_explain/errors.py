@@ -2,8 +2,10 @@
 
 Every refusal is a subclass of :class:`LpipsExplainError`. Input problems are
 :class:`InputError` (the CLI exits 2), missing or wrong weights are
-:class:`WeightsError` (the CLI exits 3). Messages say what was wrong and what
-to do; the UI and the CLI show them as they are, never with a traceback.
+:class:`WeightsError` (the CLI exits 3), and a computation that failed on valid
+inputs (a non-finite attribution) is :class:`ComputationError` (the CLI exits 1).
+Messages say what was wrong and what to do; the UI and the CLI show them as they
+are, never with a traceback.
 """
 
 from __future__ import annotations
@@ -65,6 +67,16 @@ class UnknownOptionError(InputError):
         self.kind = kind
         self.name = name
         self.choices = choices
+
+
+class ComputationError(LpipsExplainError):
+    """A computation that failed on valid inputs (e.g. an attribution came out NaN or Inf).
+
+    Not the user's input and not the weights: the CLI exits 1, as for any failure of the
+    tool itself, and the message says so.
+    """
+
+    exit_code = 1
 
 
 class WeightsError(LpipsExplainError):

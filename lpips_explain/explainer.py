@@ -210,9 +210,10 @@ class Explainer:
         if attribution is not None:
             from lpips_explain.analyses.attribution import attribute
 
+            roles = ("b", "a") if swap else ("a", "b")  # (reference, explained), as ta, tb
             attr = timer.run("attribution", lambda: attribute(
-                self.model, a, b, attribution, steps=steps, progress=progress,
-                seed=self.seed, swap=swap, **(attribution_params or {})))
+                self.model, ta, tb, attribution, steps=steps, progress=progress,
+                seed=self.seed, roles=roles, **(attribution_params or {})))
         if sensitivity:
             from lpips_explain.analyses.sensitivity import sensitivity as run_sensitivity
 
@@ -278,7 +279,6 @@ class Explainer:
                             size_policy=self.size_policy, max_pixels=self.max_pixels,
                             fallback=fallback)
 
-
     # -- audits ---------------------------------------------------------------------------
     def audit(self, source: Any, out_dir: str | os.PathLike, *, engine: str = "local",
               ray_address: str | None = None, explain_top: int = 3, workers: int | None = None,
@@ -332,6 +332,7 @@ class Explainer:
         if progress and targets:
             progress(len(targets), len(targets), "Explaining the findings")
         return finish_audit(run, links, failed)
+
 
 def _source_name(source: Any) -> str | None:
     if isinstance(source, (str, os.PathLike)):

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from lpips_explain.analyses import attribution as A
 from lpips_explain.core.model import ReferenceScorer, build_lpips
-from lpips_explain.errors import InputError, UnknownOptionError
+from lpips_explain.errors import ComputationError, InputError, LpipsExplainError, UnknownOptionError
 
 METHODS = list(A.METHODS)
 
@@ -57,13 +57,23 @@ def _grad(net, ref, x):
 
 
 def test_registry_keys_and_specs():
-    assert set(METHODS) == {"saliency", "input_x_gradient", "integrated_gradients",
-                            "smoothgrad", "occlusion", "layer_gradcam"}
+    assert set(METHODS) == {"saliency", "input_x_gradient", "delta_x_gradient",
+                            "integrated_gradients", "smoothgrad", "occlusion", "layer_gradcam"}
     assert [m for m in METHODS if A.METHODS[m].uses_hooks] == ["layer_gradcam"]
+    assert [m for m in METHODS if A.METHODS[m].complete] == ["integrated_gradients"]
+    assert [m for m in METHODS if not A.METHODS[m].gradient_based] == ["occlusion"]
     for name, spec in A.METHODS.items():
-        assert spec.name == name and spec.cost and spec.label
+        assert spec.name == name and spec.cost and spec.label and callable(spec.runner)
         assert "positive" in spec.description.lower()
+        assert spec.sign_note.startswith("Positive values")
+        assert spec.completeness in ("exact", "first_order", "none")
     assert A.get_method("occlusion").defaults["window"] == 16
+
+
+@pytest.mark.parametrize("rule", A.IG_RULES)
+def test_every_listed_ig_rule_runs_in_captum(net, pair, rule):
+    r = A.attribute(net, *pair, steps=2, rule=rule)
+    assert r.params["rule"] == rule and np.isfinite(r.total)
 
 
 def test_unknown_method_did_you_mean(net, pair):
@@ -84,6 +94,9 @@ def test_unknown_method_did_you_mean(net, pair):
     ("saliency", {"steps": 8}, "integrated_gradients only"),
     ("saliency", {"internal_batch_size": 0}, "internal_batch_size"),
     ("layer_gradcam", {"layer": 7}, "out of range"),
+    ("layer_gradcam", {"baseline": "mean"}, "Grad-CAM baseline"),
+    ("integrated_gradients", {"map_tolerance": -0.1}, "map_tolerance must be"),
+    ("saliency", {"roles": ("a",)}, "roles must be"),
 ])
 def test_bad_parameters_refused(net, pair, method, kwargs, match):
     with pytest.raises(InputError, match=match):
@@ -191,7 +204,8 @@ def test_layer_gradcam_all_layers_and_no_hooks(net, rough_pair):
 
 
 def test_layer_gradcam_matches_manual(net, rough_pair):
-    """Oracle: sum_c mean_hw(dd/dA_c) * A_c at the tap, upsampled bilinearly."""
+    """Oracle for classic Grad-CAM (baseline="zero"): sum_c mean_hw(dd/dA_c) * A_c at the
+    tap, upsampled bilinearly (the default baseline: tests/test_attribution_findings.py)."""
     a, b = rough_pair
     twin = copy.deepcopy(net)
     store = {}
@@ -202,7 +216,7 @@ def test_layer_gradcam_matches_manual(net, rough_pair):
     handle.remove()
     cam = (g.mean(dim=(2, 3), keepdim=True) * store["a"]).sum(1, keepdim=True)
     up = F.interpolate(cam, size=(64, 64), mode="bilinear", align_corners=False)[0, 0]
-    r = A.attribute(net, a, b, "layer_gradcam", layer=2)
+    r = A.attribute(net, a, b, "layer_gradcam", layer=2, baseline="zero")
     np.testing.assert_allclose(r.signed, up.detach().double().numpy(), atol=1e-7, rtol=1e-5)
 
 
@@ -211,6 +225,14 @@ def test_smoothgrad_seeded_and_leaves_global_rng(net, rough_pair):
     state = torch.get_rng_state()
     r1 = A.attribute(net, a, b, "smoothgrad", seed=3)
     assert torch.equal(torch.get_rng_state(), state)
+    # Oracle: SmoothGrad's definition, the mean gradient at x + stdev * noise_i, noise_i the
+    # i-th draw of a generator seeded with the seed; the batch size does not matter.
+    gen = torch.Generator().manual_seed(3)
+    noisy = [b + 0.05 * torch.randn(b.shape, generator=gen) for _ in range(8)]
+    expected = np.mean([_grad(net, a, x) for x in noisy], axis=0)
+    np.testing.assert_allclose(r1.per_channel, expected, atol=1e-6, rtol=0)
+    one_by_one = A.attribute(net, a, b, "smoothgrad", seed=3, internal_batch_size=1)
+    np.testing.assert_allclose(one_by_one.per_channel, r1.per_channel, atol=1e-6, rtol=0)
     r2 = A.attribute(net, a, b, "smoothgrad", seed=3)
     r3 = A.attribute(net, a, b, "smoothgrad", seed=4)
     np.testing.assert_array_equal(r1.per_channel, r2.per_channel)
@@ -221,16 +243,19 @@ def test_smoothgrad_seeded_and_leaves_global_rng(net, rough_pair):
     assert np.corrcoef(sal.ravel(), r1.signed.ravel())[0, 1] > 0.3
 
 
-def test_swap_attributes_the_reference(net, rough_pair):
+def test_roles_are_the_callers(net, rough_pair):
+    """The caller passes (reference, explained) and names them; nothing re-derives a swap."""
     a, b = rough_pair
     fwd = A.attribute(net, a, b, steps=16)
-    rev = A.attribute(net, a, b, steps=16, swap=True)
-    assert rev.target == "a" and fwd.target == "b"
+    rev = A.attribute(net, b, a, steps=16, roles=("b", "a"))
+    assert (fwd.reference, fwd.target) == ("a", "b") and (rev.reference, rev.target) == ("b", "a")
+    assert rev.to_dict()["target"] == "a" and rev.to_dict()["reference"] == "b"
     assert rev.distance == pytest.approx(fwd.distance, rel=1e-5)
     assert rev.relative_gap < 0.01
     assert not np.allclose(rev.signed, fwd.signed)
-    r = A.attribute(net, a, b, "saliency", swap=True)
+    r = A.attribute(net, b, a, "saliency", roles=("b", "a"))
     np.testing.assert_allclose(r.per_channel, _grad(net, b, a), atol=1e-6, rtol=0)
+    assert "swap" not in A.attribute.__kwdefaults__
 
 
 # --- degenerate pairs ------------------------------------------------------------------
@@ -240,10 +265,12 @@ def test_swap_attributes_the_reference(net, rough_pair):
 def test_identical_images_vanish(net, pair, method):
     a = pair[0]
     r = A.attribute(net, a, a.clone(), method, **({"steps": 4} if "integrated" in method else {}))
-    assert r.distance == 0.0 and r.vanishing
+    assert r.distance == 0.0 and r.vanishing and r.blank_cause is None
     for m in (r.per_channel, r.signed, r.magnitude, r.positive):
         assert m is None or np.isfinite(m).all()
-    assert "vanish" in r.notes[0]
+    assert "identical" in r.notes[0] and f"{A.VANISHING_DISTANCE:g}" in r.notes[0]
+    # "gradient" is not said of occlusion, which uses none
+    assert ("gradient" in r.notes[0].lower()) == A.METHODS[method].gradient_based
     if method != "smoothgrad":  # smoothgrad's own noise moves it off the reference
         assert np.abs(r.signed).max() < 1e-9
     assert r.relative_gap is None
@@ -259,7 +286,8 @@ def test_black_candidate_is_finite(net, method):
         assert m is None or np.isfinite(m).all()
     assert np.isfinite(r.total)
     if method == "input_x_gradient":  # 0 x gradient: blank, but not a vanishing gradient
-        assert not r.vanishing and "black" in r.notes[0]
+        assert not r.vanishing and r.blank and "black" in r.notes[0]
+        assert r.blank_cause == r.notes[0]
     else:
         assert not r.vanishing and np.abs(r.signed).max() > 0
 
@@ -286,8 +314,12 @@ def test_progress_inputs_and_dict(net, rough_pair, method):
             "relative_gap", "vanishing", "notes"} <= set(d)
     assert d["map_total"] == r.total and d["method"] == method
     # only a complete method's sum is reported as "sum" (comparable with the distance)
-    assert d["sum"] == (r.total if method == "integrated_gradients" else None)
+    comparable = method in ("integrated_gradients", "delta_x_gradient")
+    assert d["sum"] == (r.total if comparable else None)
+    assert (d["sum_ratio"] is None) == (not comparable)
     assert (d["completeness_gap"] is None) == (method != "integrated_gradients")
+    assert (d["convergence"] is None) == (method != "integrated_gradients")
+    assert d["label"] == A.METHODS[method].label and d["sign_note"] in d["notes"]
     for m in (r.signed, r.magnitude, r.positive):
         assert m.dtype == np.float64 and m.shape == (64, 64)
 
@@ -324,3 +356,22 @@ def test_threads_match_solo_runs(net):
             assert together.distance == pytest.approx(alone.distance, abs=1e-7)
     # Different pairs give different maps (the comparison above is not vacuous).
     assert not np.allclose(solo[0][1].signed, solo[1][1].signed)
+
+
+def test_non_finite_map_is_a_computation_error(net, rough_pair):
+    """A NaN map is the tool's failure on valid input: not an InputError (exit 2)."""
+    broken = copy.deepcopy(net)
+    broken.head0.fill_(float("nan"))
+    with pytest.raises(ComputationError, match="not a problem with the images") as info:
+        A.attribute(broken, *rough_pair, "saliency")
+    assert not isinstance(info.value, InputError) and isinstance(info.value, LpipsExplainError)
+    assert info.value.exit_code == 1
+
+
+def test_empty_backbone_setting_is_bad_input():
+    from lpips_explain.core.weights import load_trunk
+    from lpips_explain.errors import WeightsError
+
+    with pytest.raises(InputError, match="setting is empty") as info:
+        load_trunk("alex", "  ")
+    assert not isinstance(info.value, WeightsError) and info.value.exit_code == 2

@@ -91,17 +91,7 @@ def summarize(dec: Decomposition, *, attribution: Any = None, sensitivity: Any =
                           f"{small.label.lower()} changes it by {small.change:+.4f}."
                           if small is not worst else "."))
     if attribution is not None:
-        if attribution.vanishing and attribution.method == "smoothgrad":
-            out.append("Gradients vanish at this pair (LPIPS is quadratic in the feature "
-                       "difference): the SmoothGrad map shows only the effect of its own noise.")
-        elif attribution.vanishing:
-            out.append("Gradient-based maps are blank here because gradients vanish: LPIPS is "
-                       "quadratic in the feature difference, so at (near-)identical images every "
-                       "gradient is (nearly) zero.")
-        elif attribution.relative_gap is not None:
-            out.append(f"{attribution.method.replace('_', ' ').capitalize()} accounts for "
-                       f"{attribution.total:.4f} of the {attribution.distance:.4f} distance "
-                       f"(completeness gap {100 * attribution.relative_gap:.2f}%).")
+        out += describe_attribution(attribution)
     if aligned == "resize":
         out.append("The inputs had different sizes and were resized (antialiased) to a common "
                    "size first; resampling itself changes LPIPS (see the warnings).")
@@ -109,3 +99,31 @@ def summarize(dec: Decomposition, *, attribution: Any = None, sensitivity: Any =
         out.append("The inputs had different sizes and were centre-cropped to a common size "
                    "first; content outside the crop is not compared (see the warnings).")
     return out
+
+
+def describe_attribution(attr: Any) -> list[str]:
+    """The attribution's sentence: why a map is blank, or how far its sum accounts for d."""
+    if attr.vanishing:
+        # The identical-images note, with the distance and the tolerance it was judged by.
+        return [attr.notes[0]]
+    if attr.blank:
+        return [f"The {attr.label} map is blank. {attr.blank_cause}"]
+    if attr.completeness == "exact" and attr.relative_gap is not None:
+        out = (f"{attr.label} accounts for {attr.total:.4f} of the {attr.distance:.4f} distance "
+               f"(completeness gap {100 * attr.relative_gap:.2f}%)")
+        conv = attr.convergence
+        if conv is not None and conv.settled is not None and len(conv.steps_tried) > 1:
+            n0, n1 = conv.steps_tried[-2], conv.steps_tried[-1]
+            change = 100 * (conv.map_changes[-1] or 0.0)
+            if conv.settled:
+                out += (f"; its map changed {change:.1f}% between {n0} and {n1} integration "
+                        f"points (tolerance {100 * conv.map_tolerance:.0f}%)")
+            else:
+                out += (f", but its map had not settled: it still changed {change:.1f}% "
+                        f"between {n0} and {n1} integration points (tolerance "
+                        f"{100 * conv.map_tolerance:.0f}%), so read it as approximate")
+        return [out + "."]
+    if attr.completeness == "first_order" and attr.sum_ratio is not None:
+        return [f"{attr.label}, a first-order approximation, sums to {attr.total:.4f} against "
+                f"the {attr.distance:.4f} distance (ratio {attr.sum_ratio:.2f})."]
+    return []

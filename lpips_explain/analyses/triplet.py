@@ -171,9 +171,9 @@ def explain_triplet(model: LpipsNet, prep: PreparedInputs, *, seed: int, attribu
     if attribution is not None:
         params = attribution_params or {}
         attr_a = attribute(model, ref, a, attribution, steps=steps,
-                           progress=progress, seed=seed, **params)
+                           progress=progress, seed=seed, roles=("ref", "a"), **params)
         attr_b = attribute(model, ref, b, attribution, steps=steps,
-                           progress=progress, seed=seed, **params)
+                           progress=progress, seed=seed, roles=("ref", "b"), **params)
     flip, rep = _flip(model, prep, dec_a.distance, dec_b.distance, patch, progress)
     result = TripletExplanation(prep, dec_a, dec_b, attr_a, attr_b, flip,
                                 model.weights_info, rep, prep.warnings)

@@ -12,7 +12,13 @@ import torch
 from torch import nn
 
 from lpips_explain.core.trunks import get_trunk
-from lpips_explain.errors import WeightsError, WeightsMismatchError, WeightsUnavailableError, lookup
+from lpips_explain.errors import (
+    InputError,
+    WeightsError,
+    WeightsMismatchError,
+    WeightsUnavailableError,
+    lookup,
+)
 
 BACKBONE_ENV = "LPIPS_EXPLAIN_BACKBONE_WEIGHTS"
 OFFLINE_ENV = "LPIPS_EXPLAIN_OFFLINE"
@@ -158,8 +164,8 @@ def load_trunk(net: str, spec: str | os.PathLike | None = None, seed: int = 0, *
     trunk = get_trunk(net)
     spec = default_backbone_spec() if spec is None else spec
     spec_str = os.fspath(spec)
-    if not spec_str.strip():
-        raise WeightsUnavailableError(
+    if not spec_str.strip():  # a bad setting (exit 2), not missing weights
+        raise InputError(
             "The backbone weights setting is empty: use 'imagenet', 'random' or a file path.")
     features = build_features(net, seed)
     if spec_str == "random":
