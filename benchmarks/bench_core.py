@@ -27,7 +27,7 @@ def _official(net: str):
 
 
 def _ours_from(official, net: str, tmp: str):
-    from lpips_explain.model import build_lpips
+    from lpips_explain.core.model import build_lpips
 
     state = {k.split(".", 1)[1]: v for k, v in official.net.state_dict().items()}
     torch.save(state, tmp)
@@ -44,7 +44,7 @@ def _median_time(fn, repeats: int) -> float:
 
 
 def _cases(official, ours, s, n, a1, b1, an, bn) -> dict:
-    from lpips_explain.model import ReferenceScorer
+    from lpips_explain.core.model import ReferenceScorer
 
     return {
         f"{s}px one pair": (lambda: official(a1 * 2 - 1, b1 * 2 - 1), lambda: ours(a1, b1), 1),
@@ -58,7 +58,7 @@ def _cases(official, ours, s, n, a1, b1, an, bn) -> dict:
 
 
 def main() -> None:
-    from lpips_explain.model import ReferenceScorer
+    from lpips_explain.core.model import ReferenceScorer
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--net", default="alex")

@@ -19,15 +19,18 @@ quantities the default explanation evaluated (read back from its result):
 * sensitivity: one official call per distinct perturbed B (the defaults, the geometric
   table and the sweeps, identity strengths excluded as ours does), each built with our own
   perturbation functions (image building is timed on both sides alike), plus PSNR and SSIM
-  of B and of every variant with the same scikit-image functions ours uses;
+  of B and of every variant, one image at a time, with scikit-image's
+  ``peak_signal_noise_ratio(data_range=1)`` and ``structural_similarity(gaussian_weights=True,
+  sigma=1.5, use_sample_covariance=False, data_range=1, channel_axis=-1)``: the same
+  quantities ours computes batched in torch (Gaussian SSIM, Wang et al.);
 * repair: one official call per single-patch repair image and per repair-curve point
   (k = 0 is B itself and is not re-scored; neither side re-scores it).
 
-Every number of the naive route is checked against ours (to 1e-5 for distances) BEFORE any
-timing. The two sides then run interleaved in one process, so machine noise hits both alike;
+Every number of the naive route is checked against ours (to 1e-5 for distances and SSIM,
+1e-6 relative for PSNR) BEFORE any timing. The two sides then run interleaved in one process, so machine noise hits both alike;
 medians of ``--repeats`` runs are printed. Read the ratio as naive / ours: above 1 ours is
-faster (target: >= 2 for the default explanation). For the fast first view the ratio is
-(2 official distance calls) / ours (target: >= 1, i.e. ours no slower than two calls).
+faster (target: >= 3 for the default explanation). For the fast first view the ratio is
+(1 official distance call) / ours (target: >= 1, i.e. ours no slower than one call).
 Absolute times depend on the machine and its load; only the ratios are meant to be compared.
 
     python benchmarks/bench_explain.py [--net alex] [--size 256] [--repeats 3] [--threads N]
@@ -78,7 +81,7 @@ def _ours_from(official, net: str):
 
 
 def _load_pair(size: int):
-    from lpips_explain.images import load_image
+    from lpips_explain.intake.images import load_image
 
     loaded = []
     for path in (IMAGE_A, IMAGE_B):
@@ -98,7 +101,7 @@ class Plan:
     """What the default explanation evaluated, read back from its result."""
 
     def __init__(self, result, seed: int):
-        from lpips_explain import perturbations
+        from lpips_explain.analyses import perturbations
 
         self.seed = seed
         sens, rep = result.sensitivity, result.repair
@@ -127,6 +130,19 @@ def _patch_ids(h: int, w: int, patch: int, grid: tuple[int, int]) -> torch.Tenso
     rows = torch.arange(h) // patch
     cols = torch.arange(w) // patch
     return rows[:, None] * grid[1] + cols[None, :]
+
+
+def _sk_quality(ref: torch.Tensor, x: torch.Tensor) -> tuple[float, float]:
+    """PSNR and Gaussian SSIM of one image with scikit-image (the naive, per-image route)."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    r = ref[0].permute(1, 2, 0).double().numpy()
+    c = x[0].permute(1, 2, 0).double().numpy()
+    with np.errstate(divide="ignore"):
+        p = peak_signal_noise_ratio(r, c, data_range=1.0)
+    s = structural_similarity(r, c, gaussian_weights=True, sigma=1.5,
+                              use_sample_covariance=False, data_range=1.0, channel_axis=-1)
+    return float(p), float(s)
 
 
 class Naive:
@@ -165,12 +181,12 @@ class Naive:
         return attr
 
     def sensitivity(self, parts: dict | None = None) -> dict:
-        from lpips_explain import perturbations, quality
+        from lpips_explain.analyses import perturbations
 
         out, t_build, t_lpips, t_quality = {}, 0.0, 0.0, 0.0
         with torch.no_grad():
             t0 = time.perf_counter()
-            base_q = (float(quality.psnr(self.a, self.b)[0]), float(quality.ssim(self.a, self.b)[0]))
+            base_q = _sk_quality(self.a, self.b)
             t_quality += time.perf_counter() - t0
             for name, s in self.plan.variants:
                 t0 = time.perf_counter()
@@ -178,7 +194,7 @@ class Naive:
                 t1 = time.perf_counter()
                 d = self._d(x)
                 t2 = time.perf_counter()
-                q = (float(quality.psnr(self.a, x)[0]), float(quality.ssim(self.a, x)[0]))
+                q = _sk_quality(self.a, x)
                 t3 = time.perf_counter()
                 t_build, t_lpips, t_quality = t_build + t1 - t0, t_lpips + t2 - t1, t_quality + t3 - t2
                 out[(name, s)] = (d, *q)
@@ -230,9 +246,9 @@ def _check(naive: Naive, plan: Plan, result) -> str:
     for (name, s), (d, p, q) in plan.variants.items():
         nd, np_, nq = sens[(name, s)]
         _close(f"sensitivity {name}={s:g}", nd, d)
-        _close(f"SSIM {name}={s:g}", nq, q, atol=1e-9)
+        _close(f"SSIM {name}={s:g}", nq, q, atol=1e-5)
         if p is not None and math.isfinite(p):
-            _close(f"PSNR {name}={s:g}", np_, p, atol=1e-9)
+            _close(f"PSNR {name}={s:g}", np_, p, atol=1e-6 * abs(p))
 
     single = naive.repair_single()
     for i, (nd, d) in enumerate(zip(single, plan.single, strict=True)):
@@ -367,18 +383,17 @@ def main() -> None:
     ratio = mn / mo
     print(f"{'total':<46} {n_calls:>6} {mn:>10.0f} {mo:>9.0f} {ratio:>6.2f}x")
     print(f"default explanation: ours {mo:.0f} ms, naive official {mn:.0f} ms "
-          f"({n_calls} calls), ratio {ratio:.2f}x (target >= 2x: "
-          f"{'met' if ratio >= 2 else 'MISSED'})")
+          f"({n_calls} calls), ratio {ratio:.2f}x (target >= 3x: "
+          f"{'met' if ratio >= 3 else 'MISSED'})")
     cr = statistics.median(cpu_naive) / statistics.median(cpu_ours)
     print(f"  (process CPU time, less sensitive to other jobs: ours "
           f"{med_ms(cpu_ours):.0f} ms, naive {med_ms(cpu_naive):.0f} ms, ratio {cr:.2f}x)")
 
-    # The fast first view vs two official distance calls.
+    # The fast first view vs one official distance call.
     a2, b2 = a * 2 - 1, b * 2 - 1
 
-    def two_calls():
+    def one_call():
         with torch.no_grad():
-            official(a * 2 - 1, b * 2 - 1)
             official(a * 2 - 1, b * 2 - 1)
 
     def fast():
@@ -387,13 +402,13 @@ def main() -> None:
     fr = fast()
     with torch.no_grad():
         _close("fast view distance", float(official(a2, b2).flatten()[0]), fr.distance)
-    two_calls()
-    t_fast, t_two = [], []
+    one_call()
+    t_fast, t_one = [], []
     for _ in range(args.fast_repeats):
         t_fast.append(_timed(fast)[0])
-        t_two.append(_timed(two_calls)[0])
-    fo, ft = med_ms(t_fast), med_ms(t_two)
-    print(f"fast first view: ours {fo:.0f} ms, 2 official distance calls {ft:.0f} ms, "
+        t_one.append(_timed(one_call)[0])
+    fo, ft = med_ms(t_fast), med_ms(t_one)
+    print(f"fast first view: ours {fo:.0f} ms, 1 official distance call {ft:.0f} ms, "
           f"ratio {ft / fo:.2f}x over {args.fast_repeats} runs (target >= 1x: "
           f"{'met' if ft >= fo else 'MISSED'})")
 

@@ -1,6 +1,7 @@
 """lpips-explain: see why LPIPS says what it says (exact breakdowns, attributions, counterfactuals)."""
 
 from lpips_explain.core.decompose import ChannelDetail, Decomposition, LayerBreakdown
+from lpips_explain.core.modes import Mode, ModeUnavailableError
 from lpips_explain.errors import (
     ComputationError,
     CorruptImageError,
@@ -37,6 +38,8 @@ __all__ = [
     "LayerBreakdown",
     "LoadedImage",
     "LpipsExplainError",
+    "Mode",
+    "ModeUnavailableError",
     "NotAnImageError",
     "PreparedInputs",
     "SizeMismatchError",

@@ -21,8 +21,11 @@ from lpips_explain.analyses.explanation import (
     summary_of,
     swap_activations,
 )
+from lpips_explain.core import tiling
+from lpips_explain.core.cache import FeatureCache, shared_cache
 from lpips_explain.core.decompose import Decomposition, decompose_encoded
 from lpips_explain.core.model import LpipsNet, ReferenceScorer, build_lpips
+from lpips_explain.core.modes import Mode, mode_net
 from lpips_explain.core.trunks import check_min_size
 from lpips_explain.core.weights import WeightsInfo
 from lpips_explain.errors import InputError, lookup
@@ -33,8 +36,11 @@ from lpips_explain.intake.prepared import PreparedInputs, anomalies
 from lpips_explain.notices import Notice
 
 if TYPE_CHECKING:  # imported lazily at run time: they pull in Captum, scikit-image
+    from lpips_explain.analyses.calibration import Calibration, JudgmentFeatures
     from lpips_explain.analyses.colorspace import ColorspaceRow
     from lpips_explain.analyses.diagnostics import Check
+    from lpips_explain.analyses.domain_gap import DomainGap
+    from lpips_explain.analyses.faithfulness import Faithfulness
     from lpips_explain.analyses.robust import RobustReport
     from lpips_explain.analyses.triplet import TripletExplanation
     from lpips_explain.engines.audit import AuditResult
@@ -65,7 +71,10 @@ class Explainer:
     def __init__(self, net: str = "alex", version: str = "0.1",
                  backbone_weights: str | os.PathLike | None = None, seed: int = 0, *,
                  size_policy: str = "resize", lin_weights: str | os.PathLike | None = None,
-                 max_pixels: int | None = None, progress: bool = False):
+                 max_pixels: int | None = None, progress: bool = False,
+                 precision: str = "fp32", device: str = "cpu",
+                 max_memory: int | str | None = None,
+                 feature_cache: FeatureCache | str | None = "shared"):
         lookup("size policy", size_policy, {p: p for p in _align.SIZE_POLICIES})
         if (isinstance(seed, bool) or not isinstance(seed, int | np.integer)
                 or not 0 <= int(seed) < 2**63):
@@ -73,9 +82,25 @@ class Explainer:
         seed = int(seed)
         self.model: LpipsNet = build_lpips(net, version, backbone_weights, seed,
                                            lin_weights=lin_weights, progress=progress)
+        # Forward passes (distances, breakdowns, sweeps, repairs) run on self.fast in the chosen
+        # mode; fp32 on the CPU is self.model itself. Gradients always use self.model (exact).
+        self.fast: LpipsNet
+        self.mode: Mode
+        self.fast, self.mode = mode_net(self.model, precision, device)
         self.size_policy = size_policy
         self.max_pixels = max_pixels
         self.seed = seed
+        # Memory budget in bytes for one comparison's tensors (core/tiling.py); large pairs
+        # are computed exactly in tiles, what cannot fit is refused before any work.
+        self.max_memory = (tiling.default_max_memory() if max_memory is None
+                           else tiling.parse_bytes(max_memory))
+        # Encoded references (core/cache.py): "shared" is the process-wide cache, None none.
+        self.feature_cache: FeatureCache | None = (
+            shared_cache() if isinstance(feature_cache, str) and feature_cache == "shared"
+            else feature_cache)
+        if not (self.feature_cache is None or isinstance(self.feature_cache, FeatureCache)):
+            raise InputError(f"feature_cache must be 'shared', None or a FeatureCache, got "
+                             f"{feature_cache!r}.")
         self._lock = threading.Lock()
 
     # -- properties ---------------------------------------------------------------
@@ -130,12 +155,18 @@ class Explainer:
         warnings += [Notice(notices.ALIGNMENT, n) for n in align.notes]
         warnings += anomalies(tensors, labels)
         if not self.perceptual:
-            warnings.insert(0, notices.random_trunk())
+            warnings.insert(0, notices.random_trunk(self.weights_info.warning))
+        if not self.model.lin_info.official:
+            warnings.insert(0, Notice(notices.CUSTOM_HEADS, self.model.lin_info.notice_text))
         return PreparedInputs(tuple(loaded), tuple(tensors), align, tuple(warnings))
 
     def scorer(self, reference: torch.Tensor) -> ReferenceScorer:
-        """f_ref(x) = d(reference, x), with the reference encoded once."""
-        return ReferenceScorer(self.model, reference)
+        """f_ref(x) = d(reference, x), with the reference encoded once (or found in the
+        feature cache: bit-identical input and the same model key)."""
+        if self.feature_cache is None:
+            return ReferenceScorer(self.fast, reference)
+        return ReferenceScorer(self.fast, reference,
+                               encoded=self.feature_cache.encode(self.fast, reference))
 
     # -- distance -----------------------------------------------------------------
     def distance(self, a: Any, b: Any, *, value_range: str | None = None) -> float | list[float]:
@@ -145,18 +176,81 @@ class Explainer:
                 return []
             prep = self.prepare(a, *b, value_range=value_range,
                                 labels=["reference"] + [f"candidate {i}" for i in range(len(b))])
-            scorer = self.scorer(prep.tensors[0])
-            return scorer.score_batches(torch.cat(prep.tensors[1:])).tolist()
+            return self._distances(prep.tensors[0], prep.tensors[1:])
         prep = self.prepare(a, b, value_range=value_range)
+        ta, tb = prep.tensors[0], prep.tensors[1]
+        if torch.equal(ta, tb):  # bit-identical: exactly 0 by the formula, no trunk pass
+            return 0.0
+        plan = self.memory_plan(prep.size, kind="distance")
+        if plan.tiled:
+            return tiling.tiled_distance(self.model, ta, tb, plan)
         with torch.no_grad():
-            return float(self.model(prep.tensors[0], prep.tensors[1])[0])
+            return float(self.fast(ta, tb)[0])
 
     def decompose(self, a: Any, b: Any, *, top_k: int = 5,
                   value_range: str | None = None) -> Decomposition:
-        """The exact layer / channel / spatial breakdown of d(a, b)."""
+        """The exact layer / channel / spatial breakdown of d(a, b).
+
+        Pairs whose untiled estimate exceeds the memory budget are computed in tiles
+        (``Decomposition.tiling`` says how; maps are block means, ``display_factor``).
+        """
         prep = self.prepare(a, b, value_range=value_range)
-        scorer = self.scorer(prep.tensors[0])
-        return decompose_encoded(self.model, scorer.ref, prep.tensors[1], top_k)[0]
+        return self._decompose(prep.tensors[0], prep.tensors[1], top_k)
+
+    # -- memory ---------------------------------------------------------------------
+    def memory_plan(self, size: tuple[int, int], *, kind: str = "decompose",
+                    top_k: int = 5) -> tiling.MemoryPlan:
+        """How a pair of images of ``size`` (height, width) will run within ``max_memory``:
+        untiled, or in tiles (with the estimate of each). Raises MemoryBudgetError when even
+        the smallest tiles cannot fit. ``kind``: "distance" or "decompose"."""
+        maps = 0 if kind == "distance" else 2 * (1 + 3 * max(0, int(top_k)))
+        return tiling.plan_memory(self.model, size, self.max_memory, kind=kind, maps=maps)
+
+    def _distances(self, ref: torch.Tensor, candidates: Sequence[torch.Tensor]) -> list[float]:
+        """d(ref, c) for each candidate: bit-identical ones are exactly 0; large pairs tiled;
+        the rest scored in batches against the reference encoded once (feature cache)."""
+        out: list[float | None] = [0.0 if torch.equal(ref, c) else None for c in candidates]
+        todo = [i for i, v in enumerate(out) if v is None]
+        if not todo:
+            return [float(v) for v in out]  # type: ignore[arg-type]
+        plan = self.memory_plan(tuple(ref.shape[-2:]), kind="distance")
+        if plan.tiled:
+            for i in todo:
+                out[i] = tiling.tiled_distance(self.model, ref, candidates[i], plan)
+        else:
+            batch = tiling.SCORE_BATCH
+            while batch > 1 and tiling.untiled_bytes(tiling.geometry_of(self.model),
+                                                     *plan.size, "score", batch) > self.max_memory:
+                batch //= 2
+            scores = self.scorer(ref).score_batches(torch.cat([candidates[i] for i in todo]),
+                                                    batch_size=batch).tolist()
+            for i, d in zip(todo, scores, strict=True):
+                out[i] = d
+        return [float(v) for v in out]  # type: ignore[arg-type]
+
+    def _check_parts_fit(self, size: tuple[int, int], attribution: str | None,
+                         sensitivity: bool, repair: bool,
+                         attribution_params: dict | None = None) -> None:
+        """Refuse, before any work, explanation parts that run whole images in batches
+        (they cannot be tiled) when their estimate exceeds the memory budget."""
+        if attribution is not None:
+            batch = int((attribution_params or {}).get("internal_batch_size",
+                                                        tiling.GRADIENT_BATCH))
+            tiling.check_fits(self.model, size, self.max_memory, "gradient", max(1, batch),
+                              "Attribution")
+        for wanted, what in ((sensitivity, "Sensitivity"), (repair, "Repair")):
+            if wanted:
+                tiling.check_fits(self.model, size, self.max_memory, "score",
+                                  tiling.SCORE_BATCH, what)
+
+    def _decompose(self, ta: torch.Tensor, tb: torch.Tensor, top_k: int,
+                   scorer: ReferenceScorer | None = None) -> Decomposition:
+        """decompose_encoded(ta, tb), or the tiled decomposition when it cannot fit untiled."""
+        plan = self.memory_plan(tuple(ta.shape[-2:]), kind="decompose", top_k=top_k)
+        if plan.tiled:
+            return tiling.tiled_decomposition(self.model, ta, tb, plan, top_k)
+        scorer = scorer if scorer is not None else self.scorer(ta)
+        return decompose_encoded(self.fast, scorer.ref, tb, top_k)[0]
 
     # -- explanations ---------------------------------------------------------------
     def explain(self, a: Any, b: Any, *, attribution: str | None = "integrated_gradients",
@@ -197,12 +291,15 @@ class Explainer:
         a, b = prep.tensors[0], prep.tensors[1]
         # ta is the reference, tb the explained image (B unless the roles are swapped).
         ta, tb = (b, a) if swap else (a, b)
-        scorer = self.scorer(ta)
-        decomposition = timer.run(
-            "decompose", lambda: decompose_encoded(self.model, scorer.ref, tb, top_k)[0])
+        self._check_parts_fit(prep.size, attribution, sensitivity, repair, attribution_params)
+        plan = self.memory_plan(prep.size, top_k=top_k)
+        scorer = None if plan.tiled and not (sensitivity or repair) else self.scorer(ta)
+        decomposition = timer.run("decompose", lambda: self._decompose(ta, tb, top_k, scorer))
         if swap:
             decomposition = swap_activations(decomposition)
         warnings = list(prep.warnings)
+        if decomposition.tiling is not None:
+            warnings.append(Notice(notices.TILED, tiling.tiling_note(decomposition)))
         if swap:
             warnings.append(Notice(notices.ROLES_SWAPPED,
                                    "Roles swapped: B is the reference and A is explained."))
@@ -218,14 +315,16 @@ class Explainer:
             from lpips_explain.analyses.sensitivity import sensitivity as run_sensitivity
 
             sens = timer.run("sensitivity", lambda: run_sensitivity(
-                self.model, ta, tb, scorer=scorer, seed=self.seed, progress=progress))
+                self.fast, ta, tb, scorer=scorer, seed=self.seed, progress=progress))
         if repair:
             from lpips_explain.analyses.repair import repair as run_repair
 
             rep = timer.run("repair", lambda: run_repair(
-                self.model, ta, tb, patch=patch, scorer=scorer, progress=progress))
+                self.fast, ta, tb, patch=patch, scorer=scorer, progress=progress))
         expl = Explanation(decomposition, prep, self.weights_info, self.model.lin_file, attr,
-                           sens, rep, (), tuple(warnings), dict(timer.ms), swapped=swap)
+                           sens, rep, (), tuple(warnings), dict(timer.ms), swapped=swap,
+                           lin_heads=self.model.lin_info)
+        expl = self._with_mode(expl)
         return replace(expl, summary=tuple(summary_of(expl)))
 
     def combine(self, base: Explanation, *parts: Explanation) -> Explanation:
@@ -251,9 +350,21 @@ class Explainer:
 
             get_method(attribution)
         prep = self.prepare(ref, a, b, value_range=value_range, labels=["REF", "A", "B"])
-        return explain_triplet(self.model, prep, seed=self.seed, attribution=attribution,
-                               steps=steps, patch=patch, top_k=top_k, progress=progress,
-                               attribution_params=attribution_params)
+        tiling.check_fits(self.model, prep.size, self.max_memory, "decompose", 1,
+                          "The triplet explanation")
+        self._check_parts_fit(prep.size, attribution, False, True, attribution_params)
+        return self._with_mode(explain_triplet(
+            self.model, prep, seed=self.seed, attribution=attribution, steps=steps, patch=patch,
+            top_k=top_k, progress=progress, attribution_params=attribution_params,
+            fast=self.fast))
+
+    def _with_mode(self, result: Any) -> Any:
+        """The result labelled with the mode its forward passes ran in (and a notice if
+        approximate); attribution maps are always exact fp32."""
+        warnings = tuple(result.warnings)
+        if not self.mode.exact:
+            warnings = (Notice(notices.APPROXIMATE, self.mode.notice), *warnings)
+        return replace(result, mode=self.mode, warnings=warnings)
 
     # -- checks -------------------------------------------------------------------------
     def self_checks(self, a: torch.Tensor, b: torch.Tensor, *,
@@ -332,6 +443,91 @@ class Explainer:
         if progress and targets:
             progress(len(targets), len(targets), "Explaining the findings")
         return finish_audit(run, links, failed)
+
+    # -- calibration and domain gap -----------------------------------------------------
+    def judgment_features(self, judgments: Any, *, size: int | None = None,
+                          progress: Progress | None = None,
+                          cancel: Callable[[], bool] | None = None) -> JudgmentFeatures:
+        """Read 2AFC judgments (a CSV, a BAPPS folder or a read JudgmentSet) and run the frozen
+        trunk over every triplet once; bad rows are refused with their reason, never raised."""
+        from lpips_explain.analyses.calibration import extract_features
+        from lpips_explain.intake.judgments import read_judgments
+
+        return extract_features(self.model, read_judgments(judgments), size=size,
+                                max_pixels=self.max_pixels, progress=progress, cancel=cancel)
+
+    def calibrate(self, judgments: Any, *, init: str = "released", epochs: int = 5,
+                  decay_epochs: int = 5, lr: float = 1e-4, batch_size: int = 50,
+                  val_fraction: float = 0.2, patience: int | None = 3, seed: int = 0,
+                  size: int | None = None, progress: Progress | None = None,
+                  on_epoch: Callable[[Any], None] | None = None,
+                  cancel: Callable[[], bool] | None = None) -> Calibration:
+        """Fit the lin heads to 2AFC judgments with the official recipe, trunk frozen.
+
+        ``judgments``: a CSV (``ref,p0,p1,judge[,mask]``), a BAPPS folder, a JudgmentSet, or
+        the JudgmentFeatures of :meth:`judgment_features` (the cached trunk pass). ``init``
+        "released" starts from the official heads, "scratch" from random ones. The result's
+        ``state_dict()`` is in the official layout (``lin{i}.model.1.weight``).
+        """
+        from lpips_explain.analyses.calibration import INITS, JudgmentFeatures, calibrate
+
+        lookup("calibration init", init, INITS)  # an unknown name fails before any work
+        if not isinstance(judgments, JudgmentFeatures):
+            judgments = self.judgment_features(judgments, size=size, progress=progress,
+                                               cancel=cancel)
+        return calibrate(self.model, judgments, init=init, epochs=epochs,
+                         decay_epochs=decay_epochs, lr=lr, batch_size=batch_size,
+                         val_fraction=val_fraction, patience=patience, seed=seed,
+                         progress=progress, on_epoch=on_epoch, cancel=cancel)
+
+    def domain_gap(self, set_a: Any, set_b: Any, *, permutations: int = 1000, seed: int = 0,
+                   size: int | None = None, judgments: Any = None,
+                   progress: Progress | None = None) -> DomainGap:
+        """How far image set B is from set A in the trunk's unit-normalised features, per
+        layer (mean/std shift, MMD with a permutation p-value), plus checks of the data.
+
+        Each set: a folder (recursive), a zip archive (bytes or path), or a list of images.
+        ``judgments`` (optional: a CSV, BAPPS folder, JudgmentSet or JudgmentFeatures) is
+        counted for the "judgments available" check.
+        """
+        from lpips_explain.analyses.calibration import JudgmentFeatures
+        from lpips_explain.analyses.common import check_int
+        from lpips_explain.analyses.domain_gap import domain_gap, encode_set
+        from lpips_explain.intake.files import collect_images
+        from lpips_explain.intake.judgments import read_judgments
+
+        check_int(permutations, "permutations", 0)
+        if size is not None:
+            check_int(size, "size", 1)
+        n_judgments = None
+        if isinstance(judgments, JudgmentFeatures):
+            n_judgments = judgments.n_used
+        elif judgments is not None:
+            n_judgments = len(read_judgments(judgments).rows)
+        stats = []
+        for source, label in ((set_a, "A"), (set_b, "B")):
+            name, items, skipped = collect_images(source, label)
+            stats.append(encode_set(self.model, f"{label} ({name})", items, size=size,
+                                    max_pixels=self.max_pixels, skipped=skipped,
+                                    progress=progress))
+        return domain_gap(self.model, stats[0], stats[1], permutations=permutations, seed=seed,
+                          size=size, n_judgments=n_judgments)
+
+    def faithfulness(self, a: Any, b: Any, *, methods: Sequence[str] | None = None,
+                     patch: int = 32, seed: int | None = None, random_orders: int = 8,
+                     steps: int | None = None, randomisation: bool = True,
+                     progress: Progress | None = None,
+                     value_range: str | None = None) -> Faithfulness:
+        """Is each attribution map of B faithful? Deletion curves against seeded random
+        orders and the best repair order, cascading randomisation (on a private copy of
+        the network) and the correlation with plain |B - A|. See analyses.faithfulness."""
+        from lpips_explain.analyses.faithfulness import DEFAULT_METHODS, faithfulness
+
+        prep = self.prepare(a, b, value_range=value_range)
+        return faithfulness(self.model, prep, methods=methods or DEFAULT_METHODS, patch=patch,
+                            seed=self.seed if seed is None else seed,
+                            random_orders=random_orders, steps=steps,
+                            randomisation=randomisation, progress=progress)
 
 
 def _source_name(source: Any) -> str | None:

@@ -9,8 +9,10 @@ import torch
 from lpips_explain.analyses.attribution import Attribution
 from lpips_explain.analyses.repair import Repair
 from lpips_explain.analyses.sensitivity import Sensitivity
-from lpips_explain.analyses.summary import category, summarize
+from lpips_explain.analyses.summary import Category, categorize, summarize
 from lpips_explain.core.decompose import Decomposition
+from lpips_explain.core.heads import LinInfo
+from lpips_explain.core.modes import EXACT, Mode
 from lpips_explain.core.weights import WeightsInfo
 from lpips_explain.errors import InputError
 from lpips_explain.intake.prepared import PreparedInputs
@@ -36,14 +38,24 @@ class Explanation:
     warnings: tuple[str, ...] = ()
     timings_ms: dict = field(default_factory=dict)
     swapped: bool = False  # True: B is the reference and A is the explained image
+    lin_heads: LinInfo | None = None  # official or custom (calibrated) heads
+    mode: Mode = EXACT  # precision and device of the forward passes (core.modes)
 
     @property
     def distance(self) -> float:
         return self.decomposition.distance
 
     @property
-    def category(self) -> str:
-        return category(self.distance)
+    def category_info(self) -> Category:
+        """The distance's category with its source, or no category and why not."""
+        return category_of(self.distance, self.decomposition.net, self.decomposition.version,
+                           self.backbone, self.lin_heads)
+
+    @property
+    def category(self) -> str | None:
+        """"very similar" ... "very different" from a stated source, or None (see
+        ``category_info.source`` for why)."""
+        return self.category_info.name
 
     @property
     def a(self) -> torch.Tensor:
@@ -82,10 +94,14 @@ class Explanation:
             "kind": "explanation",
             "distance": d.distance,
             "category": self.category,
+            "category_source": self.category_info.source,
+            "category_limits": (list(self.category_info.limits)
+                                if self.category_info.limits is not None else None),
             "net": d.net,
             "version": d.version,
             "backbone": self.backbone.to_dict(),
             "lin_weights": self.lin_file,
+            "lin_heads": self.lin_heads.to_dict() if self.lin_heads is not None else None,
             "explained": self.explained_name.lower(),
             "reference": self.reference_name.lower(),
             "inputs": {
@@ -96,6 +112,7 @@ class Explanation:
                 "alignment": self.inputs.align.to_dict(),
             },
             "layers": [lay.to_dict() for lay in d.layers],
+            "tiling": d.tiling,  # None: untiled; else how it was tiled (core/tiling.py)
             "attribution": attr,
             "sensitivity": sens.rows() if sens is not None else [],
             "sweeps": [s.to_dict() for s in sens.sweeps] if sens is not None else [],
@@ -104,17 +121,33 @@ class Explanation:
             "summary": list(self.summary),
             "warnings": list(self.warnings),
             "timings_ms": dict(self.timings_ms),
+            "mode": self.mode.to_dict(),
         }
+
+
+def category_of(distance: float, net: str, version: str, backbone: WeightsInfo,
+                lin_heads: LinInfo | None) -> Category:
+    """The category for the published trunk with the official heads; none otherwise."""
+    if lin_heads is not None and not lin_heads.official:
+        return categorize(distance, net, version, perceptual=False,
+                          reason=f"{lin_heads.label}; the limits belong to the official heads")
+    return categorize(distance, net, version, perceptual=backbone.perceptual,
+                      reason=backbone.reason)
 
 
 def summary_of(expl: Explanation) -> list[str]:
     align = expl.inputs.align
-    return summarize(expl.decomposition, attribution=expl.attribution,
+    lines = summarize(expl.decomposition, attribution=expl.attribution,
                      sensitivity=expl.sensitivity, repair=expl.repair,
                      perceptual=expl.backbone.perceptual,
                      aligned=align.policy if any(align.changed) else None,
                      identical=bool(torch.equal(expl.reference, expl.explained)),
-                     explained=expl.explained_name)
+                     explained=expl.explained_name, category=expl.category_info,
+                     trunk_warning=(None if expl.backbone.spec == "random"
+                                    else expl.backbone.warning))
+    if not expl.mode.exact:  # every approximate number says so (core.modes)
+        lines = [*lines, f"All distances here are {expl.mode.label}; attribution is exact fp32."]
+    return lines
 
 
 def swap_activations(dec: Decomposition) -> Decomposition:

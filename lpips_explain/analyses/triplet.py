@@ -10,11 +10,11 @@ import torch
 
 from lpips_explain.analyses.attribution import attribute
 from lpips_explain.analyses.common import Progress
-from lpips_explain.analyses.explanation import SCHEMA
+from lpips_explain.analyses.explanation import SCHEMA, category_of
 from lpips_explain.analyses.repair import repair
-from lpips_explain.analyses.summary import category
 from lpips_explain.core.decompose import Decomposition, decompose_encoded
 from lpips_explain.core.model import LpipsNet, ReferenceScorer
+from lpips_explain.core.modes import EXACT, Mode
 from lpips_explain.intake.prepared import PreparedInputs
 
 TIE_TOLERANCE = 1e-9
@@ -38,7 +38,8 @@ class TripletLayer:
 
 @dataclass(frozen=True)
 class Flip:
-    """The smallest greedy repair of the losing candidate that makes LPIPS change its mind."""
+    """A repair of the losing candidate that makes LPIPS change its mind: the fewest patches
+    among the repair orders tried (named in ``order_label``), not necessarily the smallest."""
 
     repaired: str | None  # which candidate is repaired ("a" or "b"); None for a tie
     exists: bool
@@ -51,13 +52,17 @@ class Flip:
     patch: int
     statement: str
     order: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=int))
+    order_name: str | None = None  # the repair order used ("single_gain", "greedy", ...)
+    order_label: str | None = None  # that order, for people
+    orders_tried: tuple[dict, ...] = ()  # each order: {order, label, patches, area}
 
     def to_dict(self) -> dict:
         return {"repaired": self.repaired, "exists": self.exists, "patches": self.patches,
                 "total_patches": self.total_patches, "area": self.area,
                 "distance_before": self.distance_before, "distance_after": self.distance_after,
                 "rival_distance": self.rival_distance, "patch": self.patch,
-                "statement": self.statement}
+                "statement": self.statement, "order": self.order_name,
+                "order_label": self.order_label, "orders_tried": list(self.orders_tried)}
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,8 @@ class TripletExplanation:
     repair: Any = None  # the counterfactual.Repair of the repaired candidate
     warnings: tuple[str, ...] = ()
     summary: tuple[str, ...] = ()
+    lin_heads: Any = None  # core.heads.LinInfo: official or custom (calibrated) heads
+    mode: Mode = EXACT  # precision and device of the forward passes (core.modes)
 
     @property
     def distance_a(self) -> float:
@@ -107,6 +114,8 @@ class TripletExplanation:
             "net": self.decomposition_a.net,
             "version": self.decomposition_a.version,
             "backbone": self.backbone.to_dict(),
+            "lin_weights": self.lin_heads.file if self.lin_heads is not None else None,
+            "lin_heads": self.lin_heads.to_dict() if self.lin_heads is not None else None,
             "inputs": {"ref": self.inputs.describe(0), "a": self.inputs.describe(1),
                        "b": self.inputs.describe(2), "size": list(self.inputs.size),
                        "policy": self.inputs.align.policy,
@@ -125,7 +134,14 @@ class TripletExplanation:
             "flip": self.flip.to_dict(),
             "summary": list(self.summary),
             "warnings": list(self.warnings),
+            "mode": self.mode.to_dict(),
         }
+
+
+# The flip tries the true greedy search too, bounded: over blocks of patches when the grid
+# is larger than this (each pick re-scores every remaining block), and within a budget.
+FLIP_GREEDY_BLOCKS = 16
+FLIP_ORDERS = ("single_gain", "greedy")
 
 
 def _flip(model: LpipsNet, prep: PreparedInputs, da: float, db: float, patch: int,
@@ -133,40 +149,49 @@ def _flip(model: LpipsNet, prep: PreparedInputs, da: float, db: float, patch: in
     if abs(db - da) <= TIE_TOLERANCE:
         return Flip(None, False, 0, 0, 0.0, da, None, db, patch,
                     "The two candidates are tied: there is no decision to flip."), None
-    # The loser is repaired toward the reference, patch by patch in greedy order, until it
-    # is strictly closer than the winner: "what would have to be fixed to change the verdict".
+    # The loser is repaired toward the reference, patch by patch, until it is strictly
+    # closer than the winner: "what would have to be fixed to change the verdict".
     loser = "b" if da < db else "a"
     ref, cand = prep.tensors[0], prep.tensors[2 if loser == "b" else 1]
     before, rival = (db, da) if loser == "b" else (da, db)
-    h, w = ref.shape[-2:]
-    grid = (-(-h // patch)) * (-(-w // patch))
-    rep = repair(model, ref, cand, patch=patch, max_points=grid + 1,
-                 progress=progress)
-    below = np.flatnonzero(rep.curve_distance < rival)
+    rep = repair(model, ref, cand, patch=patch, progress=progress, orders=FLIP_ORDERS,
+                 greedy_blocks=FLIP_GREEDY_BLOCKS, goal=rival, strict=True)
+    grid = rep.grid[0] * rep.grid[1]
+    tried = tuple({"order": o.name, "label": o.label, "patches": o.goal_steps,
+                   "area": o.goal_area} for o in rep.orders_tried)
     name = loser.upper()
+    below = np.flatnonzero(rep.curve_distance < rival)
     if below.size == 0:
         return Flip(loser, False, 0, grid, 0.0, before, None, rival, patch,
-                    f"No greedy repair of {name}'s {patch} px patches makes it closer than the "
-                    f"other candidate.", rep.order), rep
+                    f"No repair of {name}'s {patch} px patches in the orders tried "
+                    f"({', '.join(o.name.replace('_', ' ') for o in rep.orders_tried)}) makes "
+                    f"it closer than the other candidate.", rep.order, rep.order_name,
+                    rep.order_label, tried), rep
     k = int(below[0])
     steps, area = int(rep.curve_steps[k]), float(rep.curve_area[k])
     after = float(rep.curve_distance[k])
     statement = (f"Replacing {steps} of {grid} patches of {name} ({100 * area:.1f}% of the area, "
-                 f"{patch} px patches, greedy order) with the reference's pixels flips the "
-                 f"decision: d(REF, {name}) goes from {before:.4f} to {after:.4f}, below the "
-                 f"other candidate's {rival:.4f}.")
+                 f"{patch} px patches) with the reference's pixels flips the decision (order: "
+                 f"{rep.order_label}): d(REF, {name}) goes from {before:.4f} to {after:.4f}, "
+                 f"below the other candidate's {rival:.4f}; a smaller repair may exist.")
     return Flip(loser, True, steps, grid, area, before, after, rival, patch, statement,
-                rep.order), rep
+                rep.order, rep.order_name, rep.order_label, tried), rep
 
 
 def explain_triplet(model: LpipsNet, prep: PreparedInputs, *, seed: int, attribution: str | None,
                     steps: int | None, patch: int, top_k: int,
                     progress: Progress | None,
-                    attribution_params: dict | None = None) -> TripletExplanation:
-    """Distances, per-layer margins, attribution maps for both candidates and the flip."""
+                    attribution_params: dict | None = None,
+                    fast: LpipsNet | None = None) -> TripletExplanation:
+    """Distances, per-layer margins, attribution maps for both candidates and the flip.
+
+    ``fast`` (core.modes) runs the forward passes (distances, flip) in an approximate mode;
+    attribution always runs on ``model``, in exact fp32.
+    """
     ref, a, b = prep.tensors
-    scorer = ReferenceScorer(model, ref)
-    dec_a, dec_b = decompose_encoded(model, scorer.ref, torch.cat([a, b]), top_k)
+    fwd = fast if fast is not None else model
+    scorer = ReferenceScorer(fwd, ref)
+    dec_a, dec_b = decompose_encoded(fwd, scorer.ref, torch.cat([a, b]), top_k)
     attr_a = attr_b = None
     if attribution is not None:
         params = attribution_params or {}
@@ -174,7 +199,7 @@ def explain_triplet(model: LpipsNet, prep: PreparedInputs, *, seed: int, attribu
                            progress=progress, seed=seed, roles=("ref", "a"), **params)
         attr_b = attribute(model, ref, b, attribution, steps=steps,
                            progress=progress, seed=seed, roles=("ref", "b"), **params)
-    flip, rep = _flip(model, prep, dec_a.distance, dec_b.distance, patch, progress)
+    flip, rep = _flip(fwd, prep, dec_a.distance, dec_b.distance, patch, progress)
     result = TripletExplanation(prep, dec_a, dec_b, attr_a, attr_b, flip,
                                 model.weights_info, rep, prep.warnings)
     layers = result.layers
@@ -182,9 +207,13 @@ def explain_triplet(model: LpipsNet, prep: PreparedInputs, *, seed: int, attribu
         head = f"LPIPS finds A and B equally close to the reference ({dec_a.distance:.4f})."
     else:
         win = result.closer.upper()
-        head = (f"LPIPS finds {win} closer to the reference: d(REF, A) = {dec_a.distance:.4f} "
-                f"({category(dec_a.distance)}), d(REF, B) = {dec_b.distance:.4f} "
-                f"({category(dec_b.distance)}); margin d(REF, B) - d(REF, A) = "
+        cat_a, cat_b = (category_of(d, dec_a.net, dec_a.version, model.weights_info,
+                                    model.lin_info) for d in (dec_a.distance, dec_b.distance))
+        # Categories only with a stated source (none for an unpublished trunk or heads).
+        named = (f" ({cat_a.name}; {cat_b.name}: {cat_a.source})"
+                 if cat_a.name and cat_b.name else "")
+        head = (f"LPIPS finds {win} closer to the reference: d(REF, A) = {dec_a.distance:.4f}, "
+                f"d(REF, B) = {dec_b.distance:.4f}{named}; margin d(REF, B) - d(REF, A) = "
                 f"{result.margin:+.4f}.")
     summary = [head]
     if result.closer != "tie":
@@ -196,6 +225,7 @@ def explain_triplet(model: LpipsNet, prep: PreparedInputs, *, seed: int, attribu
     summary.append(flip.statement)
     if not model.weights_info.perceptual:
         summary.append("Warning: the trunk has random weights, so this is not a perceptual "
-                       "judgement.")
+                       "judgement." if model.weights_info.spec == "random"
+                       else f"Warning: {model.weights_info.warning}")
     return TripletExplanation(prep, dec_a, dec_b, attr_a, attr_b, flip, model.weights_info,
-                              rep, prep.warnings, tuple(summary))
+                              rep, prep.warnings, tuple(summary), model.lin_info)

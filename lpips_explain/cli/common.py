@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from lpips_explain.core.heads import LIN_ENV
+from lpips_explain.core.modes import PRECISIONS
+from lpips_explain.core.tiling import DEFAULT_MAX_MEMORY, MAX_MEMORY_ENV
 from lpips_explain.core.trunks import NETS
 from lpips_explain.core.weights import BACKBONE_ENV, OFFLINE_ENV, VERSIONS
 from lpips_explain.explainer import Explainer
@@ -29,7 +33,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--backbone-weights", default=None, metavar="imagenet|random|PATH",
                    help=f"trunk weights (default: ${BACKBONE_ENV} or imagenet)")
     g.add_argument("--lin-weights", default=None, metavar="PATH",
-                   help="custom lin-head file (default: the official one for --version)")
+                   help=f"custom lin-head file, e.g. DIR/lin.pth from `calibrate` (default: "
+                        f"${LIN_ENV} or the official heads for --version)")
     g.add_argument("--size-policy", default="resize", choices=list(SIZE_POLICIES),
                    help="when the images differ in size: resize (antialiased, to the smaller; "
                         "default), crop (centre) or error")
@@ -37,6 +42,23 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--top-k", type=int, default=5, help="top channels listed per layer")
     g.add_argument("--json", action="store_true", help="print the JSON result on stdout")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--max-memory", default=None, metavar="SIZE",
+                   help=f"memory budget for one comparison's tensors (the image pair and "
+                        f"feature maps; not Python, torch and the weights), e.g. 1.5GB, "
+                        f"800MB, 2GiB (default: ${MAX_MEMORY_ENV} or {DEFAULT_MAX_MEMORY}). "
+                        f"Larger pairs are computed exactly in tiles; what cannot fit is "
+                        f"refused before any work (exit 2)")
+    add_mode_options(g)
+
+
+def add_mode_options(g: argparse._ActionsContainer) -> None:
+    """--precision and --device (core.modes): fp32 on the CPU is the exact default."""
+    g.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
+                   help="fp32 (exact, default); bf16 (autocast) or int8 (static PT2E, "
+                        "compiled; CPUs with VNNI/AMX) are faster and APPROXIMATE; fp16 on "
+                        "CUDA. Attribution always runs in exact fp32.")
+    g.add_argument("--device", default="cpu", metavar="cpu|cuda|cuda:N|auto",
+                   help="where the forward passes run (default cpu; auto: CUDA if present)")
 
 
 
@@ -49,8 +71,12 @@ def add_command(sub: argparse._SubParsersAction, name: str, help: str) -> argpar
 def make_explainer(args: argparse.Namespace) -> Explainer:
     """The Explainer the model options name."""
     return Explainer(args.net, args.version, args.backbone_weights, args.seed,
-                     size_policy=args.size_policy, lin_weights=args.lin_weights,
-                     progress=not args.quiet)
+                     size_policy=args.size_policy,
+                     lin_weights=args.lin_weights or os.environ.get(LIN_ENV, "").strip() or None,
+                     progress=not args.quiet,
+                     precision=getattr(args, "precision", "fp32"),
+                     device=getattr(args, "device", "cpu"),
+                     max_memory=getattr(args, "max_memory", None))
 
 
 class ProgressBar:

@@ -54,11 +54,24 @@ def _layer_table(result_dict: dict) -> str:
     return "\n".join(rows)
 
 
+def _mode_tag(d: dict) -> str:
+    """"  [APPROXIMATE (bf16)]" for a result of an approximate mode, "" for exact fp32."""
+    mode = d.get("mode") or {}
+    if mode.get("exact", True):
+        return ""
+    where = "" if mode.get("device") == "cpu" else f", {mode.get('device')}"
+    return f"  [approximate ({mode.get('precision')}{where})]"
+
+
 def _print_human(d: dict) -> None:
     bb = d["backbone"]
-    print(f"LPIPS distance: {d['distance']:.6f}  ({d['category']})")
+    print(f"LPIPS distance: {d['distance']:.6f}"
+          + (f"  ({d['category']})" if d.get("category") else "  (no category)")
+          + _mode_tag(d))
     print(f"net {d['net']} v{d['version']}, trunk weights: {bb['weights']}"
-          + ("" if bb["perceptual"] else "  [RANDOM: NOT A PERCEPTUAL METRIC]"))
+          + ("" if bb["perceptual"] else
+             "  [RANDOM: NOT A PERCEPTUAL METRIC]" if bb["weights"] == "random" else
+             "  [CUSTOM TRUNK: NOT A VERIFIED PERCEPTUAL METRIC]"))
     size = d["inputs"]["size"]
     print(f"A: {d['inputs']['a']['name']}  B: {d['inputs']['b']['name']}  "
           f"compared at {size[1]}x{size[0]} px (policy {d['inputs']['policy']})")
@@ -100,6 +113,9 @@ def run_explain(args: argparse.Namespace) -> int:
     if args.json:
         print(to_json(result))
     else:
+        tag = _mode_tag({"mode": result.mode.to_dict()})
+        if tag:
+            print(f"mode:{tag}  (attribution in exact fp32)")
         for line in result.summary:
             print(line)
         print(f"\nwrote {len(files)} files to {args.out}/ "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,10 +21,12 @@ from lpips_explain.errors import WeightsUnavailableError
 from lpips_explain.explainer import Explainer
 from lpips_explain.intake.align import SIZE_POLICIES
 from lpips_explain.notices import RANDOM_TRUNK_TEXT
-from lpips_explain.ui import keys
+from lpips_explain.ui import keys, links
 from lpips_explain.ui.feedback import error_text
+from lpips_explain.ui.inputs import sample_ids
 from lpips_explain.ui.resources import get_explainer
-from lpips_explain.ui.state import persistent
+from lpips_explain.ui.state import persistent, restore
+from lpips_explain.ui.widgets import ICONS, presenting, style, term
 
 BACKBONES: dict[str, str] = {
     "imagenet": "ImageNet (torchvision)",
@@ -49,6 +53,7 @@ class Options:
     params: tuple[tuple[str, Any], ...]  # the method's main parameter, if any
     top_k: int
     patch: int
+    precision: str = "fp32"  # core.modes: fp32 is exact; others are labelled approximate
 
     @property
     def attribution_params(self) -> dict:
@@ -56,7 +61,8 @@ class Options:
 
     @property
     def model_key(self) -> tuple:
-        return (self.net, self.version, self.backbone, self.seed, self.size_policy)
+        return (self.net, self.version, self.backbone, self.seed, self.size_policy,
+                self.precision)
 
     @property
     def analysis_key(self) -> tuple:
@@ -109,45 +115,115 @@ def sidebar(*, analysis: bool = True) -> Options:
                              help="When A and B differ in size: resize (both to the smaller "
                                   "size, antialiased), crop (both centre-cropped to the "
                                   "smaller size) or error (refuse the pair).")
+    precision = precision_choice(sb)
 
     method, steps, params, top_k, patch = DEFAULT_METHOD, None, (), 5, 32
     if analysis:
         sb.header("Explanation")
-        method, steps, params = _attribution_controls(net)
+        method, steps, params = attribution_choice(net)
         top_k = int(persistent(sb.slider, "Top channels per layer", 1, 10, key=keys.TOP_K,
-                               default=5))
+                               default=5, help=term("channel")))
         patch = int(persistent(sb.select_slider, "Repair patch size (px)", PATCHES,
-                               key=keys.PATCH, default=32, choices=PATCHES))
+                               key=keys.PATCH, default=32, choices=PATCHES,
+                               help=term("repair")))
+        sb.caption("The attribution method and its setting are beside the maps.")
     return Options(net, version, backbone, seed, size_policy, method, steps, params, top_k,
-                   patch)
+                   patch, precision)
 
 
-def _attribution_controls(net: str) -> tuple[str, int | None, tuple[tuple[str, Any], ...]]:
-    sb = st.sidebar
-    method = persistent(sb.selectbox, "Attribution method", list(METHODS), key=keys.METHOD,
-                        default=DEFAULT_METHOD, choices=METHODS,
-                        format_func=lambda m: METHODS[m].label,
-                        help="Which Captum method maps the distance onto pixels.")
-    sb.caption(f"{METHODS[method].description} Cost: {METHODS[method].cost}.")
+PRECISION_LABELS: dict[str, str] = {
+    "fp32": "fp32 (exact)",
+    "bf16": "bf16 (approximate, faster)",
+    "int8": "int8 (approximate, fastest; compiles once)",
+}
+
+
+def precision_choice(sb: Any) -> str:
+    """The precision of the forward passes (core.modes); approximate modes are labelled."""
+    return persistent(sb.selectbox, "Precision", list(PRECISION_LABELS), key=keys.PRECISION,
+                      default="fp32", choices=PRECISION_LABELS,
+                      format_func=PRECISION_LABELS.__getitem__,
+                      help="fp32 is the exact metric. bf16 and int8 are faster approximations "
+                           "(their measured fidelity is on the Performance page); every number "
+                           "they produce is marked approximate. Attribution always runs in "
+                           "exact fp32. A mode this machine cannot run is refused, never "
+                           "replaced.")
+
+
+def mode_badge(mode: Any, container: Any = None) -> None:
+    """An "approximate (bf16)" badge beside a number from an approximate mode; nothing when
+    exact. ``mode`` is a result's (or an Explainer's) core.modes.Mode."""
+    if mode is None or mode.exact:
+        return
+    (container or st).badge(mode.label, icon=":material/speed:", color="orange",
+                            help=mode.notice)
+
+
+def mode_banner(explainer: Explainer) -> None:
+    """A warning on every page while the sidebar's precision is an approximate one."""
+    if not explainer.mode.exact:
+        st.warning(f"**{explainer.mode.label.capitalize()}.** {explainer.mode.notice}",
+                   icon=":material/speed:")
+
+
+def _param_key(method: str) -> tuple[str, Any, tuple] | None:
+    """(widget key, default, choices) of the method's one setting, if it has one."""
     if method == "integrated_gradients":
-        raw = persistent(sb.select_slider, "Integration points", IG_STEPS, key=keys.IG_STEPS,
-                         default="auto", choices=IG_STEPS,
-                         help="auto: 8, 16, ... points until the completeness gap is under 1%.")
-        return method, (None if raw == "auto" else int(raw)), ()
+        return keys.IG_STEPS, "auto", IG_STEPS
     if method == "occlusion":
-        window = persistent(sb.select_slider, "Occlusion window (px)", OCCLUSION_WINDOWS,
-                            key=keys.OCCLUSION_WINDOW, default=16, choices=OCCLUSION_WINDOWS)
-        return method, None, (("window", int(window)),)
+        return keys.OCCLUSION_WINDOW, 16, OCCLUSION_WINDOWS
+    if method == "smoothgrad":
+        return keys.SMOOTHGRAD_SAMPLES, 8, tuple(range(2, 33))
+    return None
+
+
+def attribution_choice(net: str) -> tuple[str, int | None, tuple[tuple[str, Any], ...]]:
+    """The attribution method and its setting as last chosen (drawn later, beside the maps,
+    by :func:`attribution_controls`); defaults on a first visit."""
+    restore(keys.METHOD, DEFAULT_METHOD, METHODS)
+    method = st.session_state[keys.METHOD]
     if method == "layer_gradcam":
         names = list(TRUNKS[net].layer_names)
-        layer = persistent(sb.selectbox, "Grad-CAM layer", names, key=keys.GRADCAM_LAYER,
-                           default=names[-1], choices=names)
-        return method, None, (("layer", layer),)
-    if method == "smoothgrad":
-        samples = persistent(sb.slider, "SmoothGrad samples", 2, 32,
-                             key=keys.SMOOTHGRAD_SAMPLES, default=8)
-        return method, None, (("samples", int(samples)),)
-    return method, None, ()
+        restore(keys.GRADCAM_LAYER, names[-1], names)
+        return method, None, (("layer", st.session_state[keys.GRADCAM_LAYER]),)
+    spec = _param_key(method)
+    if spec is None:
+        return method, None, ()
+    key, default, choices = spec
+    restore(key, default, choices)
+    value = st.session_state[key]
+    if method == "integrated_gradients":
+        return method, (None if value == "auto" else int(value)), ()
+    return method, None, ((("window" if method == "occlusion" else "samples"), int(value)),)
+
+
+def attribution_controls(net: str, container: Any = None) -> str:
+    """The method picker and its one setting, side by side (keys shared with
+    :func:`attribution_choice`, so the page computes what the pickers show)."""
+    where = container or st
+    col_m, col_p = where.columns([3, 2])
+    method = persistent(col_m.selectbox, "Attribution method", list(METHODS), key=keys.METHOD,
+                        default=DEFAULT_METHOD, choices=METHODS,
+                        format_func=lambda m: METHODS[m].label,
+                        help=f"{METHODS[st.session_state.get(keys.METHOD, DEFAULT_METHOD)].description}"
+                             f" Cost: {METHODS[st.session_state.get(keys.METHOD, DEFAULT_METHOD)].cost}.")
+    if method == "integrated_gradients":
+        persistent(col_p.select_slider, "Integration points", IG_STEPS, key=keys.IG_STEPS,
+                   default="auto", choices=IG_STEPS,
+                   help="auto: 8, 16, ... points until the completeness gap is under 1%. "
+                        + term("completeness gap"))
+    elif method == "occlusion":
+        persistent(col_p.select_slider, "Occlusion window (px)", OCCLUSION_WINDOWS,
+                   key=keys.OCCLUSION_WINDOW, default=16, choices=OCCLUSION_WINDOWS,
+                   help=term("occlusion"))
+    elif method == "layer_gradcam":
+        names = list(TRUNKS[net].layer_names)
+        persistent(col_p.selectbox, "Grad-CAM layer", names, key=keys.GRADCAM_LAYER,
+                   default=names[-1], choices=names, help=term("Grad-CAM"))
+    elif method == "smoothgrad":
+        persistent(col_p.slider, "SmoothGrad samples", 2, 32, key=keys.SMOOTHGRAD_SAMPLES,
+                   default=8, help=term("SmoothGrad"))
+    return method
 
 
 # --- the model and its notices --------------------------------------------------------------
@@ -179,13 +255,13 @@ def load_explainer(opts: Options) -> Explainer:
     try:
         return get_explainer(*opts.model_key)
     except WeightsUnavailableError as exc:
-        st.error(str(exc), icon="📦")
+        st.error(str(exc), icon=ICONS["weights"])
         st.info(_weights_advice(opts, str(exc)))
         st.button("Continue with a random trunk (structure demo)", key=keys.USE_RANDOM,
                   on_click=use_random_trunk, type="primary")
         st.stop()
     except Exception as exc:  # a bad weights file, an unknown option: say so, no traceback
-        st.error(error_text(exc, "loading the network"), icon="🚫")
+        st.error(error_text(exc, "loading the network"), icon=ICONS["error"])
         st.stop()
 
 
@@ -194,22 +270,74 @@ def weights_panel(explainer: Explainer) -> None:
     with st.sidebar.expander("Weights", expanded=not info.perceptual):
         st.markdown(f"**Trunk:** {info.source}")
         st.markdown(f"**Lin heads:** `{explainer.model.lin_file}`")
-        st.markdown("**Perceptual metric:** " + ("yes" if info.perceptual else
-                                                 "**no** (random trunk)"))
+        st.markdown("**Perceptual metric:** " + ("yes (published trunk, SHA-256 verified)"
+                                                 if info.perceptual else f"**no** ({info.reason})"))
 
 
 def random_banner(explainer: Explainer) -> None:
     if not explainer.perceptual:
-        st.warning(RANDOM_TRUNK_TEXT, icon="⚠️")
+        st.warning(explainer.weights_info.warning or RANDOM_TRUNK_TEXT, icon=ICONS["warning"])
+
+
+_RUN = threading.local()  # this script run's header (a session's run stays on one thread)
+
+
+class Header:
+    """The page's top row: title, presentation toggle and the share box."""
+
+    def __init__(self, title: str, intro: str = "") -> None:
+        col_t, col_p, col_s = st.columns([6, 1.2, 1.3], vertical_alignment="center")
+        col_t.html(f'<p class="lx-title">{html.escape(title)}<span class="lx-intro">'
+                   f"{html.escape(intro)}</span></p>")
+        persistent(col_p.toggle, "Present", key=keys.PRESENT, default=False,
+                   help="Presentation mode: no sidebar, no captions or timings, larger "
+                        "verdict and maps. The link ?present=1 opens a page this way.")
+        self.share = col_s.popover("Share", icon=ICONS["share"], width="stretch")
+        self.share.markdown(
+            "The address of this page reopens this view: the page, the sample, the trunk, "
+            "the lin version, the attribution method, swapped roles and presentation mode. "
+            + links.UPLOAD_NOTE.split(":")[0] + ".")
+
+    def fill_share(self, uploaded: bool) -> None:
+        with self.share:
+            url = links.share_url()
+            if url:
+                st.code(url, language=None, wrap_lines=True)
+            if uploaded:
+                st.warning(links.UPLOAD_NOTE, icon=ICONS["upload"])
+
+
+def fill_share(uploaded: bool) -> None:
+    """Put this view's link (known once the page has chosen its inputs) in the share box."""
+    header = getattr(_RUN, "header", None)
+    if header is not None:
+        header.fill_share(uploaded)
+
+
+def publish_model(opts: Options) -> None:
+    """The trunk, version and method in the URL; presentation mode too when on."""
+    links.publish({"net": opts.net, "version": opts.version, "method": opts.method,
+                   "present": "1" if presenting() else None,
+                   "swap": "1" if st.session_state.get(keys.SWAP) else None})
 
 
 def page_setup(title: str, intro: str, *, analysis: bool = True) -> tuple[Options, Explainer]:
-    """Page config, title, shared sidebar, cached Explainer, weights panel and banner."""
-    st.set_page_config(page_title=f"{title} · lpips-explain", page_icon="🔍", layout="wide")
-    st.title(title)
-    st.caption(intro)
+    """Link parameters (first run), page config and style, the header row (title,
+    presentation toggle, share box), the shared sidebar, the cached Explainer, the weights
+    panel and the random-trunk banner."""
+    ignored = links.apply_once(sample_ids())
+    st.set_page_config(page_title=f"{title} · lpips-explain", page_icon=":material/search:",
+                       layout="wide",
+                       initial_sidebar_state="collapsed" if presenting() else "auto")
+    style()
+    _RUN.header = Header(title, intro)
+    for item in ignored:
+        st.toast(f"The link's {item} is not known here; using the default.",
+                 icon=ICONS["info"])
     opts = sidebar(analysis=analysis)
+    publish_model(opts)
     explainer = load_explainer(opts)
     weights_panel(explainer)
     random_banner(explainer)
+    mode_banner(explainer)
     return opts, explainer

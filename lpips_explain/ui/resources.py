@@ -29,9 +29,10 @@ MAX_RESULTS = 32  # the Explain page alone keeps four parts per pair and options
 
 @st.cache_resource(max_entries=MAX_EXPLAINERS, show_spinner="Loading the LPIPS network...")
 def get_explainer(net: str, version: str, backbone: str, seed: int,
-                  size_policy: str) -> Explainer:
-    """One Explainer per (trunk, lin version, backbone weights, seed, size policy)."""
-    return Explainer(net, version, backbone, int(seed), size_policy=size_policy)
+                  size_policy: str, precision: str = "fp32") -> Explainer:
+    """One Explainer per (trunk, lin version, backbone weights, seed, size policy, precision)."""
+    return Explainer(net, version, backbone, int(seed), size_policy=size_policy,
+                     precision=precision)
 
 
 class ResultStore:
@@ -82,11 +83,12 @@ def digest(data: bytes) -> str:
 
 
 class ProgressBar:
-    """An st.progress fed by the engine's ``progress(done, total, label)`` callback."""
+    """An st.progress fed by the engine's ``progress(done, total, label)`` callback, drawn
+    where the page says (``slot``: e.g. the run state at the top) or in place."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, slot: Any = None) -> None:
         self._text = text
-        self._bar = st.progress(0.0, text=text)
+        self._bar = (slot or st).progress(0.0, text=text)
 
     def __call__(self, done: int, total: int, label: str) -> None:
         fraction = min(1.0, max(0.0, done / total)) if total > 0 else 1.0
@@ -99,18 +101,19 @@ class ProgressBar:
 
 
 def cached(kind: str, key: Hashable, compute: Callable[[Progress | None], T], *,
-           progress: str | None = None, spinner: str | None = None) -> T:
+           progress: str | None = None, spinner: str | None = None, slot: Any = None) -> T:
     """The stored result for (kind, key), or ``compute(progress_callback)`` stored on a miss.
 
     With ``progress`` text, a miss shows a progress bar fed by the engine (for computations
-    that report progress), with ``spinner`` text a spinner; both go away when done and a
-    hit shows nothing. Errors are not stored, so a corrected input is computed afresh.
+    that report progress) in ``slot`` (an st.empty, e.g. the page's run state) or in place;
+    with ``spinner`` text a spinner; both go away when done and a hit shows nothing. Errors
+    are not stored, so a corrected input is computed afresh.
     """
     store = result_store()
     hit = store.get(kind, key)
     if hit is not None:
         return hit
-    bar = ProgressBar(progress) if progress else None
+    bar = ProgressBar(progress, slot) if progress else None
     try:
         if spinner:
             with st.spinner(spinner):

@@ -1,0 +1,191 @@
+"""Latency, throughput and peak memory of LPIPS per trunk, image size and mode, measured here.
+
+For each (trunk, size, mode) :func:`profile` times, on random images of that size:
+
+* latency: one distance d(a, b) for one pair (both images through the trunk), median;
+* throughput: candidates scored per second against one encoded reference, in batches of
+  ``batch`` (median over ``repeats`` batches);
+* peak memory: the largest rise of the process's resident memory (RSS, sampled every
+  millisecond by a thread, after returning freed heap to the system) while one batch is
+  scored; on CUDA, torch's peak allocated bytes instead.
+
+Time to build a mode (int8 calibration and compilation) is reported apart (``build_s``) and
+never mixed into the timings. Every row carries its mode and whether it is exact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import platform
+import statistics
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from lpips_explain.core.model import LpipsNet, ReferenceScorer
+from lpips_explain.core.modes import Mode, mode_net
+from lpips_explain.errors import InputError
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class ProfileRow:
+    net: str
+    size: int
+    mode: Mode
+    batch: int
+    latency_ms: float  # one pair, median
+    throughput: float  # candidate images per second against one reference
+    batch_ms: float  # one batch of candidates, median
+    peak_mb: float  # peak memory rise while scoring one batch (RSS; CUDA: allocated)
+    build_s: float  # building the mode (0 for fp32 on the CPU)
+
+    def to_dict(self) -> dict:
+        return {"net": self.net, "size": self.size, "mode": self.mode.to_dict(),
+                "precision": self.mode.precision, "device": self.mode.device,
+                "exact": self.mode.exact, "batch": self.batch,
+                "latency_ms": self.latency_ms, "throughput": self.throughput,
+                "batch_ms": self.batch_ms, "peak_mb": self.peak_mb, "build_s": self.build_s}
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    try:
+        info["load_average"] = round(os.getloadavg()[0], 2)
+    except OSError:
+        info["load_average"] = None
+    return info
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def _trim_heap() -> None:
+    """Give freed heap back to the system so that RSS measures live memory (glibc only)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class PeakMemory:
+    """Context manager: the peak rise of memory over the block, in bytes (``.peak``)."""
+
+    def __init__(self, device: str = "cpu", interval_s: float = 0.001):
+        self.device, self.interval = device, interval_s
+        self.peak = 0
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._base = torch.cuda.memory_allocated()
+            return self
+        _trim_heap()
+        self._base = _rss_bytes()
+        self._top = self._base
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self._top = max(self._top, _rss_bytes())
+            time.sleep(self.interval)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            self.peak = max(0, torch.cuda.max_memory_allocated() - self._base)
+            return
+        self._top = max(self._top, _rss_bytes())
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(0, self._top - self._base)
+
+
+def _median_s(fn: Callable[[], object], repeats: int, device: str) -> float:
+    times = []
+    for _ in range(repeats):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def profile_one(exact: LpipsNet, net: LpipsNet, mode: Mode, size: int, *, batch: int = 16,
+                repeats: int = 5, build_s: float = 0.0, seed: int = 0) -> ProfileRow:
+    """Time one trunk at one size in one mode (``net`` is the mode's network)."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.rand(1, 3, size, size, generator=g)
+    b = torch.rand(1, 3, size, size, generator=g)
+    cands = torch.rand(batch, 3, size, size, generator=g)
+    with torch.no_grad():
+        net(a, b)  # warm-up (and, for compiled modes, any first-call work)
+        scorer = ReferenceScorer(net, a)
+        scorer(cands)
+        latency = _median_s(lambda: net(a, b), repeats, mode.device)
+        per_batch = _median_s(lambda: scorer(cands), repeats, mode.device)
+        with PeakMemory(mode.device) as mem:
+            scorer(cands)
+    return ProfileRow(exact.spec.name, size, mode, batch, 1000 * latency, batch / per_batch,
+                      1000 * per_batch, mem.peak / 2**20, build_s)
+
+
+def profile(nets: Sequence[LpipsNet], sizes: Sequence[int], precisions: Sequence[str], *,
+            device: str = "cpu", batch: int = 16, repeats: int = 5,
+            progress: Progress | None = None) -> list[ProfileRow]:
+    """Profile every (trunk, size, mode); a mode that cannot run here raises before any work.
+
+    ``nets`` are exact fp32 networks (:func:`~lpips_explain.core.model.build_lpips`).
+    """
+    sizes = [int(s) for s in sizes]
+    if not sizes or any(s < 32 for s in sizes):
+        raise InputError(f"sizes must be at least 32 px each, got {list(sizes)}.")
+    if batch < 1 or repeats < 1:
+        raise InputError(f"batch and repeats must be at least 1, got {batch} and {repeats}.")
+    from lpips_explain.core.modes import check_mode, resolve_device
+
+    dev = resolve_device(device)
+    for p in precisions:
+        check_mode(p, dev)  # every refusal before any work
+    rows: list[ProfileRow] = []
+    total = len(nets) * len(sizes) * len(precisions)
+    done = 0
+    for exact in nets:
+        for p in precisions:
+            t0 = time.perf_counter()
+            net, mode = mode_net(exact, p, dev)
+            build_s = time.perf_counter() - t0
+            for size in sorted(sizes):
+                if progress is not None:
+                    progress(done, total, f"{exact.spec.name} {p} {size}px")
+                rows.append(profile_one(exact, net, mode, size, batch=batch, repeats=repeats,
+                                        build_s=build_s))
+                done += 1
+    if progress is not None:
+        progress(total, total, "profile")
+    return rows

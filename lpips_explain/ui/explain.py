@@ -1,0 +1,417 @@
+"""The Explain page: its parts (computed on one prepared pair), the verdict card, the "where"
+view, the before/after comparison and the panels below.
+
+No maths here: numbers come from the result objects, figures from lpips_explain.output.
+Roles (which image is the reference, which one is explained) are read off the result
+(``expl.reference``, ``expl.explained``, ``expl.reference_name``, ``expl.explained_name``),
+never worked out again. Display-only widgets are keyed and never trigger a recomputation.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import streamlit as st
+
+from lpips_explain.analyses.explanation import Explanation, join_parts, summary_of
+from lpips_explain.analyses.summary import describe_layers
+from lpips_explain.core.decompose import UPSAMPLING
+from lpips_explain.explainer import Explainer
+from lpips_explain.intake.prepared import PreparedInputs
+from lpips_explain.output import figures as plots
+from lpips_explain.output import report, static
+from lpips_explain.output.compare import compare_height, compare_html
+from lpips_explain.ui import keys
+from lpips_explain.ui.controls import Options, attribution_controls, mode_badge
+from lpips_explain.ui.feedback import panel
+from lpips_explain.ui.resources import Progress
+from lpips_explain.ui.state import persistent
+from lpips_explain.ui.widgets import (
+    ICONS,
+    category_limits,
+    chart,
+    glossary,
+    note,
+    pick,
+    presenting,
+    scale,
+    show_notices,
+    table,
+    term,
+)
+
+PARTS = ("breakdown", "repair", "attribution", "sensitivity")
+SUMMED = "__all__"
+UPSAMPLING_LABELS = {"none": "none (the layer's own grid)", "bilinear": "bilinear (official)",
+                     "mean_preserving": "mean-preserving"}
+GLOSSARY_TERMS = ("LPIPS", "trunk", "layer", "channel", "lin weight", "category", "spatial map",
+                  "bilinear", "mean-preserving", "attribution", "integrated gradients",
+                  "completeness gap", "saliency", "SmoothGrad", "occlusion", "Grad-CAM", "PSNR",
+                  "SSIM", "repair", "random trunk")
+
+
+def map_width() -> int:
+    """How wide the large maps are drawn: larger in presentation mode (no sidebar)."""
+    return 720 if presenting() else 540
+
+
+# --- the parts -----------------------------------------------------------------------------------
+
+
+def compute_part(explainer: Explainer, prep: PreparedInputs, opts: Options, swap: bool,
+                 part: str, progress: Progress | None) -> Explanation:
+    """One part of the explanation, computed on the pair prepared once (``part`` is one of
+    :data:`PARTS`; every part carries the breakdown, which is fast)."""
+    return explainer.explain_prepared(
+        prep, attribution=opts.method if part == "attribution" else None, steps=opts.steps,
+        attribution_params=opts.attribution_params if part == "attribution" else None,
+        sensitivity=part == "sensitivity", repair=part == "repair", patch=opts.patch,
+        top_k=opts.top_k, swap=swap, progress=progress)
+
+
+def part_key(part: str, base: tuple, opts: Options) -> tuple:
+    """The cache key of a part: the pair, the roles and only the options that part uses."""
+    extra = {"breakdown": (), "repair": (opts.patch,),
+             "attribution": (opts.method, opts.steps, opts.params), "sensitivity": ()}[part]
+    return (*base, opts.top_k, *extra)
+
+
+def join(base: Explanation, parts: Sequence[Explanation]) -> Explanation:
+    """The parts put together (join_parts refuses parts of another pair or other roles)."""
+    return join_parts(base, *parts)
+
+
+def _sentences_of(expl: Explanation, part: str) -> list[str]:
+    """The summary's sentences that a part contributed (the summary without it lacks them)."""
+    if getattr(expl, part) is None:
+        return []
+    without = set(summary_of(replace(expl, **{part: None})))
+    return [s for s in expl.summary if s not in without]
+
+
+def card_sentences(expl: Explanation) -> list[str]:
+    """The three most informative sentences of the summary, for the verdict card: what the
+    distance is most sensitive to, which layer holds most of it, shallow vs deep layers, then
+    what the attribution says. (The distance and the repair have their own places.)"""
+    in_summary = set(expl.summary)
+    layers = [s for s in describe_layers(expl.decomposition) if s in in_summary]
+    picks = (_sentences_of(expl, "sensitivity")[:1] + layers[:2]
+             + _sentences_of(expl, "attribution")[:1] + layers[2:])
+    return list(dict.fromkeys(picks))[:3]
+
+
+# --- the verdict card --------------------------------------------------------------------------
+
+
+@panel("the verdict")
+def verdict_card(expl: Explanation, *, waiting: Sequence[str] = ()) -> None:
+    """The answer first: the distance on its scale, the verdict sentence, A | B | map at one
+    size, the three most informative sentences and the repair headline with its thumbnail."""
+    dec = expl.decomposition
+    with st.container(border=True):
+        left, col_a, col_b, col_m = st.columns([1.55, 1, 1, 1], gap="medium")
+        with left:
+            category = (f'<p class="lx-category">{html.escape(expl.category)}</p>'
+                        if expl.category else
+                        '<p class="lx-small">No category: the trunk is not the published '
+                        "one, so there are no calibrated limits.</p>")
+            st.html(f'<p class="lx-distance">{dec.distance:.4f}</p>{category}')
+            note(f"distance = {dec.distance:.6f}")
+            mode_badge(expl.mode)  # "approximate (bf16)" beside a number from a fast mode
+            scale([(f"d = {dec.distance:.4f}", dec.distance)], category_limits(expl.category))
+            if expl.summary:
+                st.html(f'<p class="lx-verdict">{html.escape(expl.summary[0])}</p>')
+        names = {expl.reference_name: "reference", expl.explained_name: "explained"}
+        col_a.image(plots.as_uint8_image(expl.a), caption=f"A ({names['A']})", width="stretch")
+        col_b.image(plots.as_uint8_image(expl.b), caption=f"B ({names['B']})", width="stretch")
+        heat = dec.spatial_map(None, "bilinear")
+        col_m.image(plots.overlay_image(expl.explained, heat, opacity=0.6),
+                    caption=f"Where: distance map over {expl.explained_name} (bright = more)",
+                    width="stretch")
+        why, fix = st.columns([2.2, 1.8], gap="medium")
+        sentences = card_sentences(expl)
+        # The same elements on every draw: the card is drawn again as parts arrive, and a
+        # trailing element of an earlier draw would stay behind.
+        why.markdown("\n".join(f"- {s}" for s in sentences))
+        with fix:
+            _repair_headline(expl, "repair" in waiting)
+
+
+def _repair_headline(expl: Explanation, computing: bool) -> None:
+    rep = expl.repair
+    if rep is None:
+        st.markdown(":gray[:material/hourglass_top: Repair: computing...]" if computing else
+                    ":gray[Repair not computed.]")
+        return
+    thumb, text = st.columns([1, 1.7])
+    area = rep.half_area if rep.half_area is not None else float(rep.curve_area[-1])
+    thumb.image(plots.as_uint8_image(rep.repaired_image(expl.reference, expl.explained, area)),
+                caption=f"{expl.explained_name} repaired", width="stretch")
+    text.markdown(f'<p class="lx-small">{html.escape(rep.headline)}</p>',
+                  unsafe_allow_html=True)
+
+
+# --- the "where" view ------------------------------------------------------------------------------
+
+
+class WhereView:
+    """One large map over the explained image: the spatial map (any layer) or the attribution
+    map (method picker beside it), with an opacity slider and the colour bar attached."""
+
+    def __init__(self, expl: Explanation, opts: Options) -> None:
+        self.expl = expl
+        st.subheader("Where is the difference?")
+        c_view, c_what, c_how, c_op = st.columns([2.1, 2.5, 2.1, 1.4], vertical_alignment="top")
+        self.view = persistent(
+            c_view.segmented_control, "Map", ["spatial", "attribution"], key=keys.WHERE_VIEW,
+            default="spatial", choices=("spatial", "attribution"), required=True,
+            format_func=lambda v: {"spatial": "Distance", "attribution": "Attribution"}[v],
+            help=f"Distance: {term('spatial map')} Attribution: {term('attribution')}")
+        self.opacity = float(persistent(c_op.slider, "Opacity", 0.0, 1.0, key=keys.WHERE_OPACITY,
+                                        default=0.8, step=0.05, help="How strongly the map "
+                                        "covers the image."))
+        names = [lay.name for lay in expl.decomposition.layers]
+        if self.view == "spatial":
+            self.layer = pick("Layer", [SUMMED, *names], keys.MAP_LAYER, SUMMED,
+                              container=c_what, help=term("layer"),
+                              format_func=lambda n: "all layers, summed" if n == SUMMED
+                              else f"layer {n}")
+            # A summed map needs a common size: "none" is offered for one layer only.
+            choices = list(UPSAMPLING) if self.layer != SUMMED else ["bilinear",
+                                                                      "mean_preserving"]
+            self.upsample = pick("Upsampling", choices, keys.MAP_UPSAMPLE, "bilinear",
+                                 container=c_how, format_func=UPSAMPLING_LABELS.__getitem__,
+                                 help=f"Bilinear: {term('bilinear')} Mean-preserving: "
+                                      f"{term('mean-preserving')}")
+        else:
+            with c_what:
+                attribution_controls(opts.net)
+            self.attr_view = pick("Show", list(plots.ATTRIBUTION_VIEWS), keys.ATTR_VIEW,
+                                  "signed", container=c_how,
+                                  format_func=lambda v: plots.ATTRIBUTION_VIEWS[v].split(" (")[0],
+                                  help="Signed: red raises the distance, blue lowers it. "
+                                       "Magnitude: how much each pixel matters either way.")
+        self.slot = st.empty()
+        if self.view == "spatial":
+            self._spatial()
+        else:
+            with self.slot.container():
+                st.info("Computing the attribution map (see the top of the page)...",
+                        icon=":material/hourglass_top:")
+
+    @property
+    def wants_attribution(self) -> bool:
+        return self.view == "attribution"
+
+    def _spatial(self) -> None:
+        expl, dec = self.expl, self.expl.decomposition
+        chosen = None if self.layer == SUMMED else self.layer
+        fig = plots.spatial_map_figure(dec, plots.as_uint8_image(expl.explained), layer=chosen,
+                                       upsample=self.upsample, opacity=self.opacity,
+                                       display_width=map_width(), title=False,
+                                       name=expl.explained_name)
+        with self.slot.container():
+            col_f, col_n = st.columns([3.2, 1])
+            chart(fig, "where_chart", container=col_f)
+            if chosen is None:
+                top = max(dec.layers, key=lambda lay: lay.distance)
+                col_n.metric("Distance", f"{dec.distance:.4f}")
+                col_n.metric("Largest layer", top.name, f"{top.share:.0%} of the distance",
+                             delta_color="off", delta_arrow="off", help=term("layer"))
+            else:
+                lay = dec.layer(chosen)
+                col_n.metric(f"Layer {lay.name}", f"{lay.distance:.4f}",
+                             f"{lay.share:.1%} of the distance", delta_color="off",
+                             delta_arrow="off")
+                col_n.metric("Grid", plots.size_text(lay.resolution),
+                             help="The layer's own resolution, width x height.")
+
+    def fill(self, full: Explanation | None) -> None:
+        """Draw the attribution map once it is computed (the spatial map is drawn at once)."""
+        if not self.wants_attribution:
+            return
+        attr = full.attribution if full is not None else None
+        with self.slot.container():
+            if attr is None:
+                st.info("The attribution map could not be computed (see the message below).")
+                return
+            name = self.expl.explained_name
+            if attr.vanishing:
+                st.warning(attr.notes[0] if attr.notes else "Gradients vanish for this pair.",
+                           icon=ICONS["vanish"])
+            fig = plots.attribution_figure(attr, plots.as_uint8_image(self.expl.explained),
+                                           view=self.attr_view, name=name,
+                                           opacity=self.opacity, display_width=map_width(),
+                                           title=False)
+            col_f, col_n = st.columns([3.2, 1])
+            chart(fig, "where_chart", container=col_f)
+            if attr.completeness_gap is not None:
+                col_n.metric("Sum of attributions", f"{attr.total:.6f}",
+                             help=term("integrated gradients"))
+                col_n.metric("Distance", f"{attr.distance:.6f}")
+                rel = "" if attr.relative_gap is None else f" ({attr.relative_gap:.2%})"
+                col_n.metric("Completeness gap", f"{attr.completeness_gap:.2e}{rel}",
+                             help=term("completeness gap"))
+                note(f"Integrated gradients from the reference to {name}: points used "
+                     f"{attr.params.get('steps')} (tried "
+                     f"{', '.join(map(str, attr.steps_tried))}).", col_n)
+            else:
+                col_n.metric("Sum of attributions", f"{attr.total:.4g}")
+                note(f"{attr.seconds:.2f} s.", col_n)
+
+
+# --- the comparison --------------------------------------------------------------------------------
+
+
+@panel("the comparison")
+def compare_panel(expl: Explanation) -> None:
+    st.subheader("Compare A and B")
+    a, b = plots.as_uint8_image(expl.a), plots.as_uint8_image(expl.b)
+    width = map_width() + 80
+    heat = expl.decomposition.spatial_map(None, "bilinear")
+    fragment = compare_html(a, b, map_layer=plots.map_rgba(heat), names=("A", "B"),
+                            map_label="distance map", display_width=width, uid="cmp")
+    st.iframe(fragment, height=compare_height(a.shape[:2], width), width=width + 10)
+    note("Swipe (drag across the image), flicker or side by side; the map layer and one zoom "
+         "apply to every view. Works offline.")
+
+
+# --- the panels below -------------------------------------------------------------------------
+
+
+@panel("the layer waterfall")
+def layers_panel(expl: Explanation) -> None:
+    dec = expl.decomposition
+    st.subheader("Layer by layer", help=term("layer"))
+    chart(plots.layer_waterfall(dec), "waterfall_chart")
+    total = sum(lay.distance for lay in dec.layers)
+    note(f"{len(dec.layers)} layers ({', '.join(lay.name for lay in dec.layers)}) add up "
+         f"to {total:.6f}; the distance is {dec.distance:.6f}.")
+
+
+@panel("the top channels")
+def channels_panel(expl: Explanation) -> None:
+    dec = expl.decomposition
+    st.subheader("Top channels", help=term("channel"))
+    names = [lay.name for lay in dec.layers]
+    top = max(dec.layers, key=lambda lay: lay.distance).name
+    col_l, col_v = st.columns([2, 3])
+    name = pick("Layer", names, keys.CHANNEL_LAYER, top, container=col_l)
+    view = pick("Channel maps", list(plots.CHANNEL_VIEWS), keys.CHANNEL_VIEW, "diff", radio=True,
+                container=col_v,
+                format_func=lambda v: {"diff": "squared difference",
+                                       "activation_a": "activation of A",
+                                       "activation_b": "activation of B"}[v])
+    lay = dec.layer(name)
+    chart(plots.channel_grid(lay, which=view), "channel_chart")
+    table([{"channel": c.index, "contribution": c.contribution, "share of layer": c.share,
+            "lin weight": c.weight} for c in lay.top_channels], "channel_table",
+          formats={"contribution": "%.6f", "share of layer": "percent", "lin weight": "%.3g"})
+    zero = int(lay.zero_weight_channels.size)
+    note(f"{lay.name}: {lay.weights.size} channels at {plots.size_text(lay.resolution)}, "
+         f"layer distance {lay.distance:.6f} ({lay.share:.1%} of the total). {zero} of its "
+         f"channels have lin weight exactly 0 and can never contribute.")
+
+
+def _sensitivity_rows(items: Sequence[Any], explained: str) -> list[dict]:
+    return [{f"perturbation of {explained}": it.label, "strength": it.strength,
+             "unit": it.unit, "LPIPS": it.distance, "change": it.change,
+             "PSNR (dB)": it.psnr, "SSIM": it.ssim} for it in items]
+
+
+@panel("the sensitivity")
+def sensitivity_panel(expl: Explanation) -> None:
+    sens = expl.sensitivity
+    st.subheader("What changes the distance")
+    if sens is None:
+        st.info("No sensitivity analysis was computed.")
+        return
+    ref_name, target_name = expl.reference_name, expl.explained_name
+    chart(plots.sensitivity_bars(sens, explained=target_name), "sensitivity_chart")
+    sweeps = {s.transform: s for s in sens.sweeps}
+    if sweeps:
+        default = sens.most_sensitive if sens.most_sensitive in sweeps else next(iter(sweeps))
+        name = pick("Sweep", list(sweeps), keys.SWEEP_PICK, default,
+                    format_func=lambda n: sweeps[n].label)
+        chart(plots.sweep_figure(sweeps[name]), "sweep_chart")
+        note(f"LPIPS, PSNR and SSIM (one panel each) as {target_name} is perturbed more and "
+             f"more, {ref_name} staying the reference; every marker is a real evaluation.")
+    st.markdown(f"**Geometric sensitivity** (small rotations and shifts of {target_name})")
+    table(_sensitivity_rows(sens.geometric, target_name), "geometric_table",
+          formats={"LPIPS": "%.4f", "change": "%+.4f", "PSNR (dB)": "%.2f", "SSIM": "%.4f"})
+
+
+@panel("the repair")
+def repair_panel(expl: Explanation) -> None:
+    rep = expl.repair
+    st.subheader("What would have to be repaired", help=term("repair"))
+    if rep is None:
+        st.info("No repair analysis was computed.")
+        return
+    ref_t, tgt_t = expl.reference, expl.explained
+    ref_name, target_name = expl.reference_name, expl.explained_name
+    chart(plots.repair_curve(rep, repaired=target_name, source=ref_name), "repair_chart")
+    # Only evaluated points are offered, so every position has a measured distance.
+    points = {float(a): (int(k), float(d)) for a, k, d in zip(
+        rep.curve_area, rep.curve_steps, rep.curve_distance, strict=True)}
+    areas = list(points)
+    default = rep.half_area if rep.half_area is not None else areas[len(areas) // 2]
+    default = min(areas, key=lambda a: abs(a - float(default)))
+    area = default
+    if len(areas) > 1:
+        area = persistent(st.select_slider, f"Area of {target_name} repaired with {ref_name}'s "
+                          f"pixels (the evaluated points of the curve)", areas,
+                          key=keys.REPAIR_AREA, default=default, choices=areas,
+                          format_func=lambda a: f"{a:.1%}")
+    k, after = points[area]
+    repaired = rep.repaired_image(ref_t, tgt_t, area)
+    c1, c2, c3 = st.columns(3)
+    c1.image(plots.as_uint8_image(ref_t), caption=f"{ref_name} (reference)", width="stretch")
+    c2.image(plots.as_uint8_image(tgt_t), caption=f"{target_name} as given", width="stretch")
+    c3.image(plots.as_uint8_image(repaired),
+             caption=f"{target_name} with its first {k} patches (greedy order) from {ref_name}",
+             width="stretch")
+    st.markdown(f"{k} of {rep.grid[0] * rep.grid[1]} patches of {rep.patch} px repaired "
+                f"({area:.1%} of the area): distance after repair {after:.4f} (from "
+                f"{rep.base_distance:.4f}).")
+    with st.expander("Single-patch gains"):
+        chart(plots.heatmap_overlay(
+            plots.as_uint8_image(tgt_t), rep.gain_map(), symmetric=True, title=None,
+            caption=("Distance removed by repairing each patch alone: red patches hold "
+                     "distance, blue ones lower it when repaired alone."),
+            colorbar_title="gain", display_width=map_width() - 100), "gain_chart")
+        for n in rep.notes:
+            note(n)
+
+
+@panel("the summary")
+def summary_panel(expl: Explanation) -> None:
+    st.subheader("In plain words")
+    st.markdown("\n".join(f"- {s}" for s in expl.summary))
+    show_notices(expl.warnings)
+
+
+@panel("the downloads")
+def downloads(expl: Explanation) -> None:
+    st.subheader("Downloads")
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("JSON (numbers)", report.to_json(expl), "lpips_explanation.json",
+                       "application/json", key=keys.DOWNLOAD_JSON, on_click="ignore",
+                       icon=ICONS["download"])
+    c2.download_button("HTML report (offline)", lambda: report.html_report(expl),
+                       "lpips_report.html", "text/html", key=keys.DOWNLOAD_HTML,
+                       on_click="ignore", icon=ICONS["download"])
+    c3.download_button("PNG summary figure", lambda: static.summary_png(expl),
+                       "lpips_summary.png", "image/png", key=keys.DOWNLOAD_PNG,
+                       on_click="ignore", icon=ICONS["download"])
+    note("The HTML report opens offline in one file under 3 MB (images and maps shown "
+         "downsampled, numbers at full resolution).")
+    note(f"Timings (ms): {', '.join(f'{k} {v:.0f}' for k, v in expl.timings_ms.items())}.")
+
+
+def end_of_page() -> None:
+    glossary(GLOSSARY_TERMS)
+

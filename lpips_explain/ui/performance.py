@@ -1,0 +1,117 @@
+"""The Performance page: speed, memory and fidelity of each mode, stored and measured live."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from lpips_explain.analyses.fidelity import TARGETS, fidelity_set, measure_fidelity
+from lpips_explain.core.modes import PRECISIONS, available_modes, mode_net
+from lpips_explain.core.profiling import machine, profile
+from lpips_explain.explainer import Explainer
+from lpips_explain.output import performance as figures
+from lpips_explain.ui.resources import ProgressBar
+
+STORED = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "profile.json"
+LIVE = "perf_live_profile"  # session state: the last live profile (a dict like the stored one)
+RUN_BUTTON = "perf_run"
+LIVE_PRECISIONS = "perf_precisions"
+LIVE_SIZES = "perf_sizes"
+SIZE_CHOICES = (48, 64, 96, 128, 192, 256)
+
+
+def stored_profile(path: Path = STORED) -> dict | None:
+    """The profile measured for the README (``lpips-explain profile --json``), if present."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def source_text(data: dict, what: str) -> str:
+    m = data.get("machine", {})
+    load = m.get("load_average")
+    return (f"{what}: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, torch "
+            f"{m.get('torch', '?')}, {m.get('torch_threads', '?')} threads"
+            + (f", load average {load}" if load is not None else "")
+            + (f"; trunk weights {data['backbone']['weights']}" if data.get("backbone") else ""))
+
+
+def render_profile(data: dict, what: str, key: str) -> None:
+    """Plots and tables of one profile (stored or live); approximate modes say so."""
+    rows, fid = data.get("rows", []), data.get("fidelity", [])
+    source = source_text(data, what)
+    st.caption(source + ". Dashed lines are approximate modes.")
+    col_l, col_m = st.columns(2)
+    col_l.plotly_chart(figures.latency_figure(rows, what), key=f"{key}_latency",
+                       width="stretch")
+    col_m.plotly_chart(figures.memory_figure(rows, what), key=f"{key}_memory",
+                       width="stretch")
+    table = pd.DataFrame([{
+        "trunk": r["net"], "mode": f"{r['precision']} ({'exact' if r['exact'] else 'approximate'})",
+        "device": r["device"], "size (px)": r["size"], "pair (ms)": round(r["latency_ms"], 2),
+        "images/s": round(r["throughput"], 1), "peak MB": round(r["peak_mb"], 1),
+        "build (s)": round(r["build_s"], 1)} for r in rows])
+    st.dataframe(table, hide_index=True, key=f"{key}_table")
+    if fid:
+        st.plotly_chart(figures.fidelity_figure(fid, what), key=f"{key}_fidelity",
+                        width="stretch")
+        st.dataframe(pd.DataFrame([{
+            "trunk": f["net"], "mode": f"{f['mode']['precision']} (approximate)",
+            "pairs": f["pairs"], "triplets": f["triplets"], "size (px)": f["size"],
+            "Spearman": round(f["spearman"], 5), "2AFC agreement": round(f["agreement_2afc"], 4),
+            "mean |error|": f"{f['mean_abs_error']:.2e}", "max |error|": f"{f['max_abs_error']:.2e}",
+            "targets": ", ".join(f"{k}: {'met' if v else 'missed'}"
+                                 for k, v in f.get("checks", {}).items()) or "-",
+        } for f in fid]), hide_index=True, key=f"{key}_fidelity_table")
+
+
+def modes_panel(explainer: Explainer) -> None:
+    """Which modes this machine can run, and the one in use."""
+    st.subheader("Modes on this machine")
+    avail = available_modes("cpu")
+    st.dataframe(pd.DataFrame([{
+        "precision": p, "what it is": PRECISIONS[p],
+        "here": "available" if not avail[p] else f"unavailable: {avail[p]}",
+        "targets": ", ".join(f"{k} >= {v}" for k, v in TARGETS.get(p, {}).items()) or "exact",
+    } for p in PRECISIONS]), hide_index=True, key="perf_modes")
+    st.caption(f"In use in the sidebar: {explainer.mode.label}. Gradients (attribution) always "
+               "run in exact fp32.")
+
+
+def live_profile(explainer: Explainer) -> dict | None:
+    """A short profile of the sidebar's trunk on this server, run on a button press."""
+    st.subheader("Run a short profile here")
+    avail = [p for p, why in available_modes("cpu").items() if not why]
+    default = ["fp32"] + ([explainer.mode.precision] if not explainer.mode.exact else
+                          [p for p in ("bf16",) if p in avail])
+    col_p, col_s = st.columns(2)
+    precisions = col_p.multiselect("Modes", avail, default=[p for p in default if p in avail],
+                                   key=LIVE_PRECISIONS,
+                                   help="int8 calibrates and compiles once per server "
+                                        "process (tens of seconds) before it is timed.")
+    sizes = col_s.multiselect("Image sides (px)", SIZE_CHOICES, default=[64, 128],
+                              key=LIVE_SIZES)
+    if st.button("Run the profile", key=RUN_BUTTON, type="primary",
+                 disabled=not precisions or not sizes):
+        bar = ProgressBar("Profiling")
+        try:
+            rows = profile([explainer.model], sorted(sizes), precisions, batch=8, repeats=3,
+                           progress=bar)
+            fid = []
+            approx = [p for p in precisions if p != "fp32"]
+            if approx:
+                fset = fidelity_set(64)
+                for p in approx:
+                    net, mode = mode_net(explainer.model, p, "cpu")
+                    f = measure_fidelity(explainer.model, net, mode, fset=fset, progress=bar)
+                    fid.append({"net": explainer.net, **f.to_dict(), "checks": f.checks()})
+        finally:
+            bar.clear()
+        st.session_state[LIVE] = {"machine": machine(),
+                                  "backbone": explainer.weights_info.to_dict(),
+                                  "rows": [r.to_dict() for r in rows], "fidelity": fid}
+    return st.session_state.get(LIVE)

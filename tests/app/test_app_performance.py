@@ -1,0 +1,66 @@
+"""AppTest of the Performance page: stored profile plots, the modes table, a live profile, and the
+approximate label when the sidebar's precision is not exact."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import REPO
+from streamlit.testing.v1 import AppTest
+
+from lpips_explain.core import modes
+from lpips_explain.ui import keys, performance
+
+TIMEOUT = 300
+pytestmark = pytest.mark.usefixtures("random_trunk_env")
+
+
+def page() -> AppTest:
+    return AppTest.from_file(str(REPO / "pages" / "4_Performance.py"), default_timeout=TIMEOUT)
+
+
+def charts(at: AppTest) -> list:
+    return [e for e in at.get("plotly_chart")]
+
+
+def test_stored_profile_is_plotted_with_its_machine():
+    stored = performance.stored_profile()
+    assert stored is not None, f"{performance.STORED} is missing (lpips-explain profile --json)"
+    at = page().run()
+    assert not at.exception and not at.error, [e.value for e in (*at.exception, *at.error)]
+    figs = [json.loads(c.proto.spec) for c in charts(at)]
+    titles = [f["layout"]["title"]["text"] for f in figs]
+    assert any(t.startswith("Latency per candidate") for t in titles)
+    assert any(t.startswith("Peak memory") for t in titles)
+    assert any(t.startswith("Fidelity against exact") for t in titles) == bool(stored["fidelity"])
+    # The plotted points are the stored numbers (per-image latency of the first series).
+    lat = next(f for f in figs if f["layout"]["title"]["text"].startswith("Latency"))
+    first = lat["data"][0]
+    rows = [r for r in stored["rows"] if f"{r['net']} {r['precision']}" in first["name"]]
+    want = sorted((r["size"], r["batch_ms"] / r["batch"]) for r in rows
+                  if r["device"] == "cpu")
+    assert [tuple(p) for p in zip(first["x"], first["y"], strict=True)] == pytest.approx(want)
+    assert any(stored["machine"]["cpu"] in c.value for c in at.caption)
+
+
+def test_live_profile_runs_and_is_labelled():
+    at = page().run()
+    at.multiselect(key=performance.LIVE_PRECISIONS).set_value(["fp32"])
+    at.multiselect(key=performance.LIVE_SIZES).set_value([48])
+    at.button(key=performance.RUN_BUTTON).click().run()
+    assert not at.exception and not at.error, [e.value for e in (*at.exception, *at.error)]
+    live = at.session_state[performance.LIVE]
+    assert [(r["size"], r["precision"], r["exact"]) for r in live["rows"]] == [(48, "fp32", True)]
+    assert live["rows"][0]["latency_ms"] > 0
+    assert any("live profile on this server" in c.value for c in at.caption)
+
+
+def test_approximate_precision_is_labelled_on_the_page():
+    if modes.available_modes("cpu")["bf16"]:
+        pytest.skip(modes.available_modes("cpu")["bf16"])
+    at = page()
+    at.session_state[keys.PRECISION] = "bf16"
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in (*at.exception, *at.error)]
+    assert any("Approximate (bf16)" in w.value for w in at.warning)
