@@ -26,6 +26,16 @@ with guard("running the self-checks"):
 checks.checks_panel(results)
 checks.weights_panel(explainer)
 
+run, methods, patch, randomise = checks.faithfulness_controls(prep.size)
+if run:
+    with guard("running the faithfulness checks"):
+        faith = cached("faithfulness", (base, methods, patch, randomise),
+                       lambda progress: explainer.faithfulness(
+                           pair.a.source(), pair.b.source(), methods=methods, patch=patch,
+                           randomisation=randomise, progress=progress),
+                       progress="Faithfulness checks")
+    checks.faithfulness_panel(faith)
+
 checks.robust_heading()
 fallback = checks.fallback_picker()
 with guard("scoring the demo pairs"):

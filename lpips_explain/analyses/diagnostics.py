@@ -104,18 +104,32 @@ def input_report(prep: PreparedInputs, labels: Sequence[str] | None = None) -> l
 
 @dataclass(frozen=True)
 class Check:
-    """One live self-check: what was measured, against which tolerance, and whether it held."""
+    """One live self-check: what was measured, against which tolerance, and whether it held.
+
+    A skipped check (nothing to compare against) is neither passed nor failed: ``passed``
+    is False and ``status`` is "skipped".
+    """
 
     name: str
     passed: bool
     value: float | None
     tolerance: float | None
     detail: str
+    skipped: bool = False
+
+    @property
+    def status(self) -> str:
+        """"passed", "failed" or "skipped"."""
+        return "skipped" if self.skipped else "passed" if self.passed else "failed"
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "passed": self.passed,
+        return {"name": self.name, "status": self.status, "passed": self.passed,
                 "value": _finite_or_none(self.value), "tolerance": self.tolerance,
                 "detail": self.detail}
+
+
+def _skipped(name: str, tolerance: float | None, detail: str) -> Check:
+    return Check(name, False, None, tolerance, detail, skipped=True)
 
 
 def _check_pair(a: object, b: object) -> tuple[Tensor, Tensor]:
@@ -187,7 +201,7 @@ def _parity_check(model: Any, a: Tensor, b: Tensor, d_ab: float) -> Check:
     try:
         import lpips
     except ImportError:
-        return Check(name, True, None, PARITY_TOL,
+        return _skipped(name, PARITY_TOL,
                      "Skipped: the official lpips package is not installed here, so there is "
                      "nothing to compare against (pip install lpips to run this check).")
     net, version = model.spec.name, model.version
@@ -289,12 +303,12 @@ def _ig_check(model: Any, a: Tensor, b: Tensor, d_ab: float, steps: int | None,
 
     name = "integrated gradients: completeness"
     if d_ab <= VANISHING_DISTANCE:
-        return Check(name, True, None, IG_RTOL,
+        return _skipped(name, IG_RTOL,
                      f"Skipped: d(A, B) = {d_ab:.3g}, the images are identical as far as LPIPS "
                      f"can tell, so every gradient vanishes and there is nothing to attribute.")
     attr = attribute(model, a, b, "integrated_gradients", steps=steps, seed=seed)
     if attr.relative_gap is None:
-        return Check(name, True, None, IG_RTOL,
+        return _skipped(name, IG_RTOL,
                      f"Skipped: the distance the attribution explains is {attr.distance:.3g} "
                      f"(vanishing gradients), so a relative gap is undefined.")
     ok = attr.relative_gap <= IG_RTOL
@@ -309,7 +323,7 @@ def self_checks(model: LpipsNet, a: Tensor, b: Tensor, *, seed: int = 0,
     """Run the live self-checks on one pair (1 x 3 x H x W tensors in [0, 1], same size).
 
     Identity, symmetry, the exact decomposition, parity with the official ``lpips`` package
-    (skipped, and passed, when it is not installed), the lin weights against their file, and
+    (skipped, neither passed nor failed, when it is not installed), the lin weights against their file, and
     the completeness of integrated gradients (``ig_steps=None``: adaptive).
     """
     a, b = _check_pair(a, b)

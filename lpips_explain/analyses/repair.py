@@ -1,14 +1,18 @@
 """Patch repair: which patches of B hold the distance, found by replacing them with A's pixels.
 
-Every point of the curve is a real distance of a real repaired image, scored in batches
-against A encoded once.
+Every point of every curve is a real distance of a real repaired image, scored in batches
+against A encoded once. Patches can be repaired in several orders, each named for what it
+is: ``single_gain`` (ranked once by how much replacing each patch alone lowers the
+distance), ``greedy`` (after each pick, every remaining patch is re-scored and the best one
+taken), and ``ranking`` (by the patch sums of a map, e.g. an attribution). The best order
+tried is the one shown; none of them is guaranteed to be the smallest repair.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -23,9 +27,45 @@ from lpips_explain.analyses.common import (
     scorer_for,
 )
 from lpips_explain.core.model import LpipsNet, ReferenceScorer
-from lpips_explain.errors import InputError, SizeMismatchError
+from lpips_explain.errors import InputError, SizeMismatchError, lookup
 
 # --- repair -------------------------------------------------------------------------------
+
+ORDERS: dict[str, str] = {
+    "single_gain": "single-patch gain",
+    "greedy": "greedy",
+    "ranking": "map patch sums",
+}
+# The true greedy search re-scores every remaining patch after each pick: up to P(P+1)/2
+# trunk passes. It stops once the goal is reached, or when this many were spent.
+GREEDY_BUDGET = 4096
+SINGLE_GAIN_LABEL = "single-patch gain (patches ranked once by how much replacing each alone " \
+                    "lowers the distance)"
+
+
+@dataclass(frozen=True)
+class RepairOrder:
+    """One order of repairing B's patches and its curve: d after repairing the first k."""
+
+    name: str  # "single_gain", "greedy" or "ranking"
+    label: str  # what the order is, for people (what was done, bounds included)
+    order: np.ndarray  # patch flat indices
+    steps: np.ndarray  # k at each evaluated point
+    distances: np.ndarray  # true d after repairing the first k patches
+    areas: np.ndarray  # fraction of the area repaired at each evaluated point
+    goal_steps: int | None  # smallest evaluated k that reaches the goal (None: never)
+    goal_area: float | None
+    auc: float  # area under d / d(A, B) against the repaired area (trapezoid over the points)
+    evaluations: int  # trunk passes spent on finding the order (greedy) and its curve
+
+    def to_dict(self) -> dict:
+        return {"order": self.name, "label": self.label,
+                "patches": self.goal_steps, "area": self.goal_area, "auc": self.auc,
+                "evaluations": self.evaluations,
+                "sequence": [int(i) for i in self.order],
+                "curve": [{"area": float(s), "distance": float(d), "steps": int(k)}
+                          for s, d, k in zip(self.areas, self.distances, self.steps,
+                                             strict=True)]}
 
 
 @dataclass(frozen=True)
@@ -34,24 +74,45 @@ class Repair:
 
     Patches are numbered row-major over a ``grid`` of (rows, cols); the last row and column
     are smaller when the image does not divide evenly, and areas count their real pixels.
+    ``order`` and the curve are those of the best order tried (``order_name``); every
+    order tried is in ``orders_tried``.
     """
 
     patch: int  # patch size in px
     grid: tuple[int, int]  # (rows, cols) of patches
     base_distance: float
     gains: np.ndarray  # rows x cols: d(a,b) - d(a, b with that one patch replaced by a's)
-    order: np.ndarray  # patch flat indices in greedy order (descending single-patch gain)
+    order: np.ndarray  # patch flat indices in the shown order (see order_name)
     curve_area: np.ndarray  # fraction of the image area repaired at each evaluated point
     curve_distance: np.ndarray  # true d after repairing the first k patches, evaluated
     curve_steps: np.ndarray  # k at each point
-    non_monotonic: bool  # repairing more raised the distance somewhere on the curve
+    non_monotonic: bool  # repairing more raised the distance somewhere on the checked curve
     half_area: float | None  # smallest evaluated area with distance <= d/2 (None if d == 0)
     headline: str
     notes: tuple[str, ...]
     size: tuple[int, int]  # (H, W) of the images
+    order_name: str = "single_gain"
+    order_label: str = SINGLE_GAIN_LABEL
+    orders_tried: tuple[RepairOrder, ...] = field(default=(), repr=False)
+    goal: float | None = None  # the distance the orders were compared at (d/2 by default)
 
     def _pixel_patch(self) -> np.ndarray:
         return _patch_ids(self.size, self.patch, self.grid)
+
+    @property
+    def half_steps(self) -> int | None:
+        """Patches repaired at ``half_area`` (None when no point reached half the distance)."""
+        if self.half_area is None:
+            return None
+        return int(self.curve_steps[int(np.flatnonzero(self.curve_area == self.half_area)[0])])
+
+    def rise_steps(self) -> list[int]:
+        """Indices j of curve points above the lowest distance reached before them.
+
+        A rise smaller than float32 noise on d is not a rise. The same test sets
+        ``non_monotonic`` and marks the curve in the figure, so they always agree.
+        """
+        return _rises(self.curve_distance, self.base_distance)
 
     def areas(self) -> np.ndarray:
         """Area fraction repaired after the first k patches in order, for k = 0..P."""
@@ -66,7 +127,7 @@ class Repair:
         return int(np.searchsorted(cum, float(area) - 1e-12, side="left"))
 
     def mask(self, steps: int) -> np.ndarray:
-        """H x W booleans: True on the first ``steps`` patches in greedy order."""
+        """H x W booleans: True on the first ``steps`` patches in the shown order."""
         rank = np.empty(self.order.size, dtype=np.int64)
         rank[self.order] = np.arange(self.order.size)
         return rank[self._pixel_patch()] < int(steps)
@@ -95,15 +156,20 @@ class Repair:
         return self.gains[np.ix_(ys // self.patch, xs // self.patch)].astype(np.float64)
 
     def to_dict(self) -> dict:
+        total = self.grid[0] * self.grid[1] + 1
         return {
             "patch": self.patch, "grid": list(self.grid), "size": list(self.size),
             "base_distance": self.base_distance,
             "gains": self.gains.tolist(),
             "order": [int(i) for i in self.order],
+            "order_name": self.order_name, "order_label": self.order_label,
             "curve": [{"area": float(s), "distance": float(d), "steps": int(k)}
                       for s, d, k in zip(self.curve_area, self.curve_distance, self.curve_steps,
                                          strict=True)],
-            "non_monotonic": self.non_monotonic, "half_area": self.half_area,
+            "non_monotonic": self.non_monotonic,
+            "monotonic_checked": {"steps": len(self.curve_steps), "of": total},
+            "half_area": self.half_area, "half_steps": self.half_steps, "goal": self.goal,
+            "orders_tried": [o.to_dict() for o in self.orders_tried],
             "headline": self.headline, "notes": list(self.notes),
         }
 
@@ -128,6 +194,15 @@ def check_patch(patch: object, size: tuple[int, int], max_patches: int = MAX_PAT
     return patch
 
 
+def check_orders(orders: Sequence[str] | str) -> tuple[str, ...]:
+    """Known order names, each once, in the given sequence (a "did you mean" on a typo)."""
+    names = [orders] if isinstance(orders, str) else list(orders)
+    if not names:
+        raise InputError(f"Name at least one repair order: {', '.join(ORDERS)}.")
+    return tuple(dict.fromkeys(lookup("repair order", n, {k: k for k in ORDERS})
+                               for n in names))
+
+
 def _patch_ids(size: tuple[int, int], patch: int, grid: tuple[int, int]) -> np.ndarray:
     h, w = size
     rows = np.arange(h) // patch
@@ -141,105 +216,228 @@ def _coarse_steps(n_patches: int, max_points: int) -> list[int]:
     return sorted(set(np.rint(np.linspace(0, n_patches, max_points)).astype(int).tolist()))
 
 
-def _half_bracket(evaluated: dict[int, float], target: float) -> tuple[int, int] | None:
-    """(k before, k at) the first evaluated k whose distance is <= target, or None."""
+def _first_reaching(evaluated: dict[int, float], reached: Callable[[float], bool]
+                    ) -> tuple[int, int] | None:
+    """(k before, k at) the first evaluated k whose distance reaches the goal, or None."""
     ks = sorted(evaluated)
     for i, k in enumerate(ks):
-        if evaluated[k] <= target:
+        if reached(evaluated[k]):
             return (ks[i - 1] if i > 0 else k), k
     return None
 
 
-def repair(net: LpipsNet, a: Tensor, b: Tensor, *, patch: int = 32, max_points: int = 33,
-           batch_size: int = 16, scorer: ReferenceScorer | None = None,
-           progress: Progress | None = None) -> Repair:
-    """Replace B's patches with A's: single-patch gains and the greedy repair curve.
+def _rises(dist: np.ndarray, base: float) -> list[int]:
+    tol = 1e-6 * max(float(base), 0.0) + 1e-9
+    d = np.asarray(dist, dtype=np.float64)
+    if d.size < 2:
+        return []
+    run_min = np.minimum.accumulate(d)
+    return [int(j) for j in np.flatnonzero(d[1:] > run_min[:-1] + tol) + 1]
+
+
+def _auc(area: np.ndarray, dist: np.ndarray, base: float) -> float:
+    if base <= 0:
+        return 0.0
+    y = np.asarray(dist, dtype=np.float64) / base
+    x = np.asarray(area, dtype=np.float64)
+    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2))
+
+
+def patch_sums(values: np.ndarray, size: tuple[int, int], patch: int) -> np.ndarray:
+    """The sum of an H x W map over each patch, row-major (the last patches may be smaller)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape != tuple(size):
+        raise InputError(f"The ranking map is {values.shape[0]}x{values.shape[1]}, but the "
+                         f"images are {size[0]}x{size[1]}: rank with a map of the image size.")
+    if not np.isfinite(values).all():
+        raise InputError("The ranking map holds NaN or Inf values.")
+    grid = (math.ceil(size[0] / patch), math.ceil(size[1] / patch))
+    ids = _patch_ids(size, patch, grid)
+    return np.bincount(ids.ravel(), weights=values.ravel(), minlength=grid[0] * grid[1])
+
+
+def ranked(scores: np.ndarray) -> np.ndarray:
+    """Patch indices by descending score (ties: lower index first)."""
+    return np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+
+
+class _Batches:
+    """Scores masked repairs of B in batches against A encoded once, reporting progress."""
+
+    def __init__(self, scorer: ReferenceScorer, a: Tensor, b: Tensor, batch_size: int,
+                 progress: Progress | None, total: int):
+        self.scorer, self.a, self.b = scorer, a, b
+        self.batch_size, self.progress = batch_size, progress
+        self.done, self.total = 0, total
+
+    def plan(self, more: int) -> None:
+        self.total += more
+
+    def __call__(self, masks: Callable[[slice], Tensor], count: int, label: str) -> np.ndarray:
+        out = np.empty(count, dtype=np.float64)
+        for start in range(0, count, self.batch_size):
+            sl = slice(start, min(start + self.batch_size, count))
+            m = masks(sl).unsqueeze(1)  # K x 1 x H x W
+            out[sl] = self.scorer(torch.where(m, self.a, self.b)).double().cpu().numpy()
+            self.done += sl.stop - sl.start
+            self.total = max(self.total, self.done)
+            if self.progress is not None:
+                self.progress(self.done, self.total, label)
+        return out
+
+
+def _blocks(grid: tuple[int, int], max_blocks: int | None) -> tuple[int, tuple[int, int]]:
+    """The smallest block side f (in patches) whose block grid has at most ``max_blocks``."""
+    f = 1
+    while max_blocks is not None and math.ceil(grid[0] / f) * math.ceil(grid[1] / f) > max_blocks:
+        f += 1
+    return f, (math.ceil(grid[0] / f), math.ceil(grid[1] / f))
+
+
+def _greedy(score: _Batches, ids: np.ndarray, grid: tuple[int, int], base: float,
+            single: np.ndarray, reached: Callable[[float], bool], budget: int,
+            max_blocks: int | None, device: torch.device
+            ) -> tuple[np.ndarray, dict[int, float], str, int]:
+    """The true greedy order: after each pick, re-score every remaining patch (or block of
+    patches) with those chosen so far, and take the one that leaves the smallest distance.
+
+    Stops when the goal is reached, or before a pick would exceed ``budget`` evaluations;
+    the remaining patches follow in single-patch gain order (so do the patches inside a
+    picked block). Returns the order, the distances already measured at its steps, its
+    label and the evaluations spent.
+    """
+    n = grid[0] * grid[1]
+    f, bgrid = _blocks(grid, max_blocks)
+    rows, cols = np.divmod(np.arange(n), grid[1])
+    block_of = (rows // f) * bgrid[1] + cols // f
+    pix = torch.from_numpy(block_of[ids]).to(device)  # H x W: block id of each pixel
+    members = {int(g): [int(p) for p in single if block_of[p] == g] for g in np.unique(block_of)}
+    chosen = torch.zeros(bgrid[0] * bgrid[1], dtype=torch.bool, device=device)
+    order: list[int] = []
+    known: dict[int, float] = {}
+    spent, current, picks = 0, base, 0
+    stopped = False
+    while picks < len(members) and not reached(current):
+        remaining = torch.tensor([g for g in members if not bool(chosen[g])], device=device)
+        cost = int(remaining.numel())
+        if spent + cost > budget:
+            stopped = True
+            break
+        score.plan(cost)
+        done_pix = chosen[pix]
+        d = score(lambda sl, r=remaining, m=done_pix: (pix[None] == r[sl, None, None]) | m[None],
+                  cost, f"repair: greedy search, pick {picks + 1}")
+        spent += cost
+        j = int(np.argmin(d))  # ties: the lowest index
+        g = int(remaining[j])
+        chosen[g] = True
+        picks += 1
+        order += members[g]
+        current = float(d[j])
+        known[len(order)] = current
+    taken = set(order)
+    rest = [int(p) for p in single if int(p) not in taken]
+    unit = "patch" if f == 1 else "block"
+    label = f"greedy (after each pick every remaining {unit} is re-scored)"
+    if f > 1:
+        label = (f"greedy over a {bgrid[0]}x{bgrid[1]} grid of blocks of up to {f}x{f} patches "
+                 f"(after each pick every remaining block is re-scored; patches inside a block "
+                 f"by single-patch gain)")
+    if stopped:
+        label += (f" for {picks} picks, stopped at the budget of {budget} evaluations; "
+                  f"the rest by single-patch gain")
+    elif rest:
+        label += f" for {picks} picks until the goal was reached; the rest by single-patch gain"
+    return np.array(order + rest, dtype=np.int64), known, label, spent
+
+
+def repair(net: LpipsNet, a: Tensor, b: Tensor, *, patch: int = 32,
+           max_points: int | None = None, batch_size: int = 16,
+           scorer: ReferenceScorer | None = None, progress: Progress | None = None,
+           orders: Sequence[str] | str = ("single_gain",), ranking: np.ndarray | None = None,
+           ranking_label: str = "map", greedy_budget: int = GREEDY_BUDGET,
+           greedy_blocks: int | None = None, goal: float | None = None,
+           strict: bool = False) -> Repair:
+    """Replace B's patches with A's: single-patch gains and repair curves in named orders.
 
     Gains are Occlusion with A as the baseline: d(a, b) - d(a, b with patch p from a), all
-    patches in one batched evaluation. The curve repairs patches in descending order of gain
-    and evaluates d for real at k = 0..P repaired patches, or at ``max_points`` values of k
-    spread over 0..P, refined around the point where half of d is gone so that
-    ``half_area`` is exact at patch resolution. ``progress(done, total, label)`` follows each
-    batch; ``total`` grows once when that refinement is planned.
+    patches in one batched evaluation. Each order in ``orders`` ("single_gain", "greedy",
+    "ranking": by the patch sums of ``ranking``, an H x W map called ``ranking_label``) is
+    evaluated for real at every k = 0..P repaired patches (or, with ``max_points``, at that
+    many values of k refined around the goal, and the monotonicity check says how many
+    were checked). The orders are compared by the fewest patches (smallest area) that reach
+    ``goal`` (default: half the distance; ``strict``: strictly below it), then by the area
+    under their curves; the best is shown. ``progress(done, total, label)`` follows each
+    batch; ``total`` grows as work is planned (the greedy search plans one pick at a time).
     """
     a, b = check_pair(net, a, b)
     h, w = int(a.shape[-2]), int(a.shape[-1])
     patch = check_patch(patch, (h, w))
-    max_points = check_int(max_points, "max_points", 2)
+    if max_points is not None:
+        max_points = check_int(max_points, "max_points", 2)
     batch_size = check_int(batch_size, "batch_size", 1)
+    greedy_budget = check_int(greedy_budget, "greedy_budget", 1)
+    if greedy_blocks is not None:
+        greedy_blocks = check_int(greedy_blocks, "greedy_blocks", 1)
+    names = check_orders(orders)
+    if "ranking" in names and ranking is None:
+        raise InputError("The 'ranking' repair order needs a ranking map (H x W).")
     scorer = scorer_for(net, a, scorer)
 
     grid = (math.ceil(h / patch), math.ceil(w / patch))
     n = grid[0] * grid[1]
     ids = _patch_ids((h, w), patch, grid)
+    sums = patch_sums(ranking, (h, w), patch) if "ranking" in names else None
     pix = torch.from_numpy(ids).to(a.device)
     counts = np.bincount(ids.ravel(), minlength=n)
-
-    state = {"done": 0, "total": 1 + n + len(_coarse_steps(n, max_points)) - 1}
-
-    def score_masks(masks: Callable[[slice], Tensor], count: int, label: str) -> np.ndarray:
-        out = np.empty(count, dtype=np.float64)
-        for start in range(0, count, batch_size):
-            sl = slice(start, min(start + batch_size, count))
-            m = masks(sl).unsqueeze(1)  # K x 1 x H x W
-            out[sl] = scorer(torch.where(m, a, b)).double().cpu().numpy()
-            state["done"] += sl.stop - sl.start
-            if progress is not None:
-                progress(state["done"], state["total"], label)
-        return out
+    points = n if max_points is None else len(_coarse_steps(n, max_points)) - 1
+    score = _Batches(scorer, a, b, batch_size, progress, 1 + n + points * len(names))
 
     with torch.no_grad():
         # Row 0 is B itself (nothing replaced): the base distance comes from the same batches.
         single_ids = torch.arange(-1, n, device=a.device)
-        single = score_masks(lambda sl: pix[None] == single_ids[sl, None, None], n + 1,
-                             "repair: single patches")
+        single = score(lambda sl: pix[None] == single_ids[sl, None, None], n + 1,
+                       "repair: single patches")
         base = float(single[0])
         gains_flat = base - single[1:]
-        order = np.argsort(-gains_flat, kind="stable")
-        rank = np.empty(n, dtype=np.int64)
-        rank[order] = np.arange(n)
-        pix_rank = torch.from_numpy(rank[ids]).to(a.device)
-        cum_area = np.concatenate([[0.0], np.cumsum(counts[order])]) / (h * w)
-
-        evaluated: dict[int, float] = {0: base}  # k = 0 is B itself, already scored
-
-        def evaluate(ks: list[int], label: str) -> None:
-            ks = [k for k in ks if k not in evaluated]
-            if not ks:
-                return
-            kt = torch.tensor(ks, device=a.device)
-            d = score_masks(lambda sl: pix_rank[None] < kt[sl, None, None], len(ks), label)
-            evaluated.update(zip(ks, d.tolist(), strict=True))
-
-        evaluate(_coarse_steps(n, max_points), "repair: curve")
         identical = bool(torch.equal(a, b)) or base <= 0.0
-        if not identical:
-            # Narrow the bracket around the first crossing of d/2 until it spans one patch.
-            while (bracket := _half_bracket(evaluated, base / 2)) is not None:
-                lo, hi = bracket
-                if hi - lo <= 1:
-                    break
-                inner = _coarse_steps(hi - lo, max_points)[1:-1]
-                ks = [lo + k for k in inner]
-                state["total"] += len(ks)
-                evaluate(ks, "repair: refining the half point")
+        target = base / 2 if goal is None else float(goal)
 
-    steps = np.array(sorted(evaluated), dtype=np.int64)
-    dist = np.array([evaluated[k] for k in steps], dtype=np.float64)
-    area = cum_area[steps]
+        def reached(d: float) -> bool:
+            return d < target if strict else d <= target
 
+        single_order = ranked(gains_flat)
+        tried: list[RepairOrder] = []
+        for name in names:
+            known: dict[int, float] = {0: base}
+            spent = 0
+            if name == "single_gain":
+                order, label = single_order, SINGLE_GAIN_LABEL
+            elif name == "ranking":
+                order = ranked(sums)
+                label = (f"{ranking_label} patch sums (patches ranked by the map's sum over "
+                         f"each, largest first)")
+            else:
+                order, greedy_known, label, spent = _greedy(
+                    score, ids, grid, base, single_order, lambda d: identical or reached(d),
+                    greedy_budget, greedy_blocks, a.device)
+                known.update(greedy_known)
+            tried.append(_evaluate_order(score, pix, counts, order, known, name, label,
+                                         max_points, reached, identical, base, spent))
+
+    best = min(tried, key=lambda o: (o.goal_area if o.goal_area is not None else math.inf,
+                                     o.auc))
+    steps, dist, area = best.steps, best.distances, best.areas
     half_area: float | None = None
     half_k: int | None = None
-    bracket = None if identical else _half_bracket(evaluated, base / 2)
-    if bracket is not None:
-        half_k = bracket[1]
-        half_area = float(cum_area[half_k])
+    if not identical:
+        hit = np.flatnonzero(dist <= base / 2)
+        if hit.size:
+            half_k = int(steps[hit[0]])
+            half_area = float(area[hit[0]])
 
-    # A rise smaller than float32 noise on d is not a rise; anything larger is reported.
-    tol = 1e-6 * max(base, 0.0) + 1e-9
-    run_min = np.minimum.accumulate(dist)
-    rises = dist[1:] - run_min[:-1]
-    non_monotonic = bool(rises.size and rises.max() > tol)
+    rises = _rises(dist, base)
+    non_monotonic = bool(rises)
 
     notes: list[str] = []
     if identical:
@@ -249,19 +447,33 @@ def repair(net: LpipsNet, a: Tensor, b: Tensor, *, patch: int = 32, max_points: 
         headline = (f"The distance ({base:.3g}) is too small to locate: no repair of B "
                     "scores below half of it.")
     else:
-        headline = (f"Half of the distance lies in {pct(half_area)} of the image area "
-                    f"({half_k} of {n} patches of {patch} px).")
+        headline = (f"A repair of {pct(half_area)} of the area ({half_k} of {n} patches of "
+                    f"{patch} px) halves the distance (order: {best.label}); a smaller one "
+                    f"may exist.")
+    if len(tried) > 1 and not identical:
+        parts = [f"{o.name.replace('_', ' ')}: "
+                 + (f"{o.goal_steps} patches" if o.goal_steps is not None else "never")
+                 for o in tried]
+        what = "halve the distance" if goal is None else (
+            f"bring the distance {'below' if strict else 'to'} {target:.4g}")
+        notes.append(f"Orders tried (patches needed to {what}): " + "; ".join(parts) + ".")
     if h % patch or w % patch:
         notes.append(f"The {h}x{w} image is not a multiple of {patch} px: the last row or "
                      "column of patches is smaller; areas count real pixels.")
+    checked = ("every step" if len(steps) == n + 1 else
+               f"the {len(steps)} evaluated steps of {n + 1}")
     if non_monotonic:
-        j = int(np.argmax(rises)) + 1
+        j = rises[0]
         i = int(np.argmin(dist[:j]))
         notes.append(
             f"The repair curve is not monotonic: with {pct(area[j])} of the area repaired "
             f"({steps[j]} patches) the distance is {dist[j]:.4g}, above the {dist[i]:.4g} "
-            f"already reached at {pct(area[i])} ({steps[i]} patches). Pasting A's patches "
-            "into B can create seams that add distance.")
+            f"already reached at {pct(area[i])} ({steps[i]} patches); checked at {checked}. "
+            "Pasting A's patches into B can create seams that add distance.")
+    elif len(steps) != n + 1 and not identical:
+        notes.append(f"Monotonicity was checked at {checked} only: the curve may rise "
+                     "between them.")
+    tol = 1e-6 * max(base, 0.0) + 1e-9
     negative = int((gains_flat < -tol).sum())
     if negative and not identical:
         notes.append(f"{negative} of {n} patches have a negative gain: replacing one of them "
@@ -269,6 +481,98 @@ def repair(net: LpipsNet, a: Tensor, b: Tensor, *, patch: int = 32, max_points: 
 
     return Repair(
         patch=patch, grid=grid, base_distance=base, gains=gains_flat.reshape(grid),
-        order=order, curve_area=area, curve_distance=dist, curve_steps=steps,
+        order=best.order, curve_area=area, curve_distance=dist, curve_steps=steps,
         non_monotonic=non_monotonic, half_area=half_area, headline=headline,
-        notes=tuple(notes), size=(h, w))
+        notes=tuple(notes), size=(h, w), order_name=best.name, order_label=best.label,
+        orders_tried=tuple(tried), goal=None if identical else target)
+
+
+def _evaluate_order(score: _Batches, pix: Tensor, counts: np.ndarray, order: np.ndarray,
+                    known: dict[int, float], name: str, label: str, max_points: int | None,
+                    reached: Callable[[float], bool], identical: bool, base: float,
+                    spent: int) -> RepairOrder:
+    """The curve of one order: d after the first k patches, at every k (or coarse + refined
+    around the goal with ``max_points``); points already measured are reused."""
+    n = order.size
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    pix_rank = torch.from_numpy(rank).to(pix.device)[pix]
+    evaluated = dict(known)
+    evaluations = spent
+
+    def evaluate(ks: list[int], what: str) -> None:
+        nonlocal evaluations
+        ks = [k for k in ks if k not in evaluated]
+        if not ks:
+            return
+        kt = torch.tensor(ks, device=pix.device)
+        d = score(lambda sl: pix_rank[None] < kt[sl, None, None], len(ks),
+                  f"repair: {what}")
+        evaluations += len(ks)
+        evaluated.update(zip(ks, d.tolist(), strict=True))
+
+    title = f"{name.replace('_', ' ')} order curve"
+    first = list(range(n + 1)) if max_points is None else _coarse_steps(n, max_points)
+    # The plan counted every point but k = 0; points already measured cost nothing.
+    score.plan(sum(k not in evaluated for k in first) - (len(first) - 1))
+    evaluate(first, title)
+    if max_points is not None and not identical:
+        # Narrow the bracket around the first point reaching the goal to one patch.
+        while (bracket := _first_reaching(evaluated, reached)) is not None:
+            lo, hi = bracket
+            if hi - lo <= 1:
+                break
+            ks = [lo + k for k in _coarse_steps(hi - lo, max_points)[1:-1]]
+            score.plan(sum(k not in evaluated for k in ks))
+            evaluate(ks, f"{title}, refining")
+    steps = np.array(sorted(evaluated), dtype=np.int64)
+    dist = np.array([evaluated[k] for k in steps], dtype=np.float64)
+    cum_area = np.concatenate([[0.0], np.cumsum(counts[order])]) / counts.sum()
+    area = cum_area[steps]
+    goal_steps = goal_area = None
+    if not identical:
+        hit = next((i for i, d in enumerate(dist) if reached(d)), None)
+        if hit is not None:
+            goal_steps, goal_area = int(steps[hit]), float(area[hit])
+    return RepairOrder(name, label, order, steps, dist, area, goal_steps, goal_area,
+                       _auc(area, dist, base), evaluations)
+
+
+def order_curves(net: LpipsNet, a: Tensor, b: Tensor, orders: Sequence[np.ndarray], *,
+                 patch: int, batch_size: int = 16, scorer: ReferenceScorer | None = None,
+                 progress: Progress | None = None, label: str = "deletion curves"
+                 ) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
+    """d(a, b) and, for each order of patch indices, (areas, distances) after repairing the
+    first k patches of B with A's, at every k = 0..P: every point a real distance."""
+    a, b = check_pair(net, a, b)
+    h, w = int(a.shape[-2]), int(a.shape[-1])
+    patch = check_patch(patch, (h, w))
+    scorer = scorer_for(net, a, scorer)
+    grid = (math.ceil(h / patch), math.ceil(w / patch))
+    n = grid[0] * grid[1]
+    ids = _patch_ids((h, w), patch, grid)
+    pix = torch.from_numpy(ids).to(a.device)
+    counts = np.bincount(ids.ravel(), minlength=n)
+    score = _Batches(scorer, a, b, check_int(batch_size, "batch_size", 1), progress,
+                     1 + n * len(orders))
+    out = []
+    kt = torch.arange(1, n + 1, device=a.device)
+    with torch.no_grad():
+        base = float(score(lambda sl: torch.zeros(1, h, w, dtype=torch.bool, device=a.device),
+                           1, label)[0])
+        for order in orders:
+            order = np.asarray(order, dtype=np.int64)
+            if sorted(order.tolist()) != list(range(n)):
+                raise InputError(f"An order must list each of the {n} patches once.")
+            rank = np.empty(n, dtype=np.int64)
+            rank[order] = np.arange(n)
+            pix_rank = torch.from_numpy(rank).to(a.device)[pix]
+            d = score(lambda sl, r=pix_rank: r[None] < kt[sl, None, None], n, label)
+            cum = np.concatenate([[0.0], np.cumsum(counts[order])]) / counts.sum()
+            out.append((cum, np.concatenate([[base], d])))
+    return base, out
+
+
+def curve_auc(area: np.ndarray, distance: np.ndarray, base: float) -> float:
+    """Area under d / d(a, b) against the repaired area (trapezoid): lower falls faster."""
+    return _auc(area, distance, base)

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
+from lpips_explain.analyses.categories import NAMES as CATEGORIES
+from lpips_explain.analyses.categories import Category, categorize
 from lpips_explain.core.decompose import Decomposition
 
+__all__ = ["CATEGORIES", "Category", "categorize", "describe_layers", "summarize"]
+
+# Deprecated, kept only until the UI's scale reads Explanation.category_info.limits: these
+# are NOT category limits (they have no source); categorize() gives the stated ones or none.
 THRESHOLDS: tuple[float, float, float] = (0.1, 0.3, 0.6)
-CATEGORIES: tuple[str, str, str, str] = ("very similar", "similar", "different", "very different")
-
-
-def category(distance: float, thresholds: Sequence[float] = THRESHOLDS) -> str:
-    """The similarity category of a distance (defaults: <0.1, <0.3, <0.6, else)."""
-    for limit, name in zip(thresholds, CATEGORIES, strict=False):
-        if distance < limit:
-            return name
-    return CATEGORIES[-1]
 
 
 def _pct(x: float) -> str:
@@ -52,19 +48,25 @@ def _amount(strength: float, unit: str) -> str:
 def summarize(dec: Decomposition, *, attribution: Any = None, sensitivity: Any = None,
               repair: Any = None, perceptual: bool = True, aligned: str | None = None,
               identical: bool = False, explained: str = "B",
-              thresholds: Sequence[float] = THRESHOLDS) -> list[str]:
+              category: Category | None = None,
+              trunk_warning: str | None = None) -> list[str]:
     """Sentences for people, each one derived from a number in the explanation.
 
     ``aligned`` is the size policy applied when the inputs differed in size (else None),
     ``identical`` whether the compared tensors are pixel-identical, ``explained`` the name
     of the explained image (perturbed and repaired): "B", or "A" with roles swapped.
+    ``category`` is the distance's category with its source (default: from the shipped
+    table, none for a trunk that is not ``perceptual``); ``trunk_warning`` says why the
+    trunk is not perceptual (default: random weights).
     """
-    t = thresholds
-    out = [f"LPIPS ({dec.net}, v{dec.version}) distance is {dec.distance:.4f}: "
-           f"{category(dec.distance, t)} (scale: <{t[0]} very similar, <{t[1]} similar, "
-           f"<{t[2]} different, above that very different)."]
+    if category is None:
+        category = categorize(dec.distance, dec.net, dec.version, perceptual=perceptual)
+    head = f"LPIPS ({dec.net}, v{dec.version}) distance is {dec.distance:.4f}"
+    # A category only with its stated source; none where no table exists for the trunk.
+    out = [f"{head}: {category.name} ({category.source})." if category.name else f"{head}."]
     if not perceptual:
-        out.append("Warning: the trunk has random weights, so this is not a perceptual judgement.")
+        out.append(f"Warning: {trunk_warning}" if trunk_warning else
+                   "Warning: the trunk has random weights, so this is not a perceptual judgement.")
     if identical:
         out.append("The two images are pixel-identical (after alignment).")
     out += describe_layers(dec)
@@ -83,7 +85,9 @@ def summarize(dec: Decomposition, *, attribution: Any = None, sensitivity: Any =
         geo = [g for g in sensitivity.geometric if g.change > 1e-9]
         if geo:
             worst = max(geo, key=lambda g: g.change)
-            small = min(sensitivity.geometric, key=lambda g: g.strength)
+            # Compare like with like: the smallest strength of the same transform (and unit).
+            small = min((g for g in sensitivity.geometric if g.transform == worst.transform),
+                        key=lambda g: g.strength)
             out.append(f"Geometric sensitivity: {worst.label.lower()} of {explained} by "
                        f"{_amount(worst.strength, worst.unit)} changes the distance from "
                        f"{sensitivity.base_distance:.4f} to {worst.distance:.4f}"

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lpips_explain.core import trunk_hash
 from lpips_explain.core.trunks import get_trunk
 from lpips_explain.errors import (
     InputError,
@@ -19,6 +20,7 @@ from lpips_explain.errors import (
     WeightsUnavailableError,
     lookup,
 )
+from lpips_explain.notices import RANDOM_TRUNK_TEXT
 
 BACKBONE_ENV = "LPIPS_EXPLAIN_BACKBONE_WEIGHTS"
 OFFLINE_ENV = "LPIPS_EXPLAIN_OFFLINE"
@@ -33,15 +35,30 @@ class WeightsInfo:
     spec: str  # "imagenet", "random" or the path as given
     source: str  # one sentence for people
     file: str | None
-    perceptual: bool
+    perceptual: bool  # True only for torchvision's published file, SHA-256 verified
     seed: int | None = None
+    reason: str | None = None  # why the trunk is not a (verified) perceptual metric
+    sha256: str | None = None  # the trunk file's digest (None for a random trunk)
+
+    @property
+    def warning(self) -> str | None:
+        """What every result made with this trunk says (None for the verified published one)."""
+        if self.perceptual:
+            return None
+        if self.spec == "random":
+            return RANDOM_TRUNK_TEXT
+        return (f"The trunk weights are not torchvision's published file ({self.reason}). The "
+                f"official lin heads were calibrated on that file, so these numbers are NOT a "
+                f"verified perceptual metric.")
 
     def to_dict(self) -> dict:
         return {
             "weights": self.spec,
             "perceptual": self.perceptual,
+            "reason": self.reason,
             "source": self.source,
             "file": self.file,
+            "sha256": self.sha256,
             "seed": self.seed,
         }
 
@@ -170,13 +187,20 @@ def load_trunk(net: str, spec: str | os.PathLike | None = None, seed: int = 0, *
     features = build_features(net, seed)
     if spec_str == "random":
         info = WeightsInfo(net, "random", f"random initialisation, seed {seed} (not perceptual)",
-                           None, perceptual=False, seed=seed)
+                           None, perceptual=False, seed=seed,
+                           reason="random weights, for structure demos and tests only")
     elif spec_str == "imagenet":
         path = _fetch_imagenet(net, progress)
         load_features_state(features, _read_state_dict(path), net=net, origin=str(path))
+        # A cached file is checked too (torch hub only checks at download time).
+        verdict = trunk_hash.verify(net, path)
         info = WeightsInfo(net, "imagenet",
-                           f"torchvision {trunk.weights_enum} from {path}", str(path),
-                           perceptual=True)
+                           f"torchvision {trunk.weights_enum} from {path}"
+                           + (" (SHA-256 verified)" if verdict.verified else
+                              " (SHA-256 does NOT match torchvision's published file)"),
+                           str(path), perceptual=verdict.verified,
+                           reason=None if verdict.verified else f"the cached file {verdict.reason}",
+                           sha256=verdict.sha256)
     else:
         path = Path(spec_str).expanduser()
         if not path.is_file():
@@ -185,8 +209,15 @@ def load_trunk(net: str, spec: str | os.PathLike | None = None, seed: int = 0, *
                 f"state_dict, or use 'imagenet' or 'random'."
             )
         load_features_state(features, _read_state_dict(path), net=net, origin=str(path))
-        info = WeightsInfo(net, spec_str, f"local file {path}", str(path.resolve()),
-                           perceptual=True)
+        verdict = trunk_hash.verify(net, path)
+        info = WeightsInfo(net, spec_str,
+                           f"local file {path}" + (
+                               " (SHA-256 verified: torchvision's published file)"
+                               if verdict.verified else " (custom: not torchvision's published "
+                                                        "file)"),
+                           str(path.resolve()), perceptual=verdict.verified,
+                           reason=None if verdict.verified else f"the file {verdict.reason}",
+                           sha256=verdict.sha256)
     features.eval()
     for p in features.parameters():
         p.requires_grad_(False)

@@ -18,6 +18,9 @@ from lpips_explain.ui.render import plain
 from lpips_explain.ui.state import persistent
 
 FALLBACK_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM"}
+CHECK_ICONS = {"passed": ":green[:material/check_circle:] pass",
+               "failed": ":red[:material/cancel:] FAIL",
+               "skipped": ":orange[:material/remove_circle:] skipped"}
 
 
 @panel("the input report")
@@ -48,11 +51,18 @@ def _fmt(v: float | None) -> str:
 @panel("the self-checks")
 def checks_panel(checks: list[Any]) -> None:
     st.subheader("Self-checks (run live on this pair)")
-    passed = sum(c.passed for c in checks)
-    msg = f"{passed} of {len(checks)} self-checks passed."
-    (st.success if passed == len(checks) else st.error)(msg)
+    counts = {s: sum(c.status == s for c in checks) for s in ("passed", "failed", "skipped")}
+    msg = f"{counts['passed']} of {len(checks)} self-checks passed"
+    msg += (f", {counts['skipped']} skipped (not run, so neither passed nor failed)."
+            if counts["skipped"] else ".")
+    if counts["failed"]:
+        st.error(msg + f" {counts['failed']} FAILED.")
+    elif counts["skipped"]:
+        st.warning(msg)
+    else:
+        st.success(msg)
     for c in checks:
-        icon = ":green[:material/check_circle:] pass" if c.passed else ":red[:material/cancel:] FAIL"
+        icon = CHECK_ICONS[c.status]
         st.markdown(f"{icon} **{c.name}** (measured {_fmt(c.value)}, tolerance "
                     f"{_fmt(c.tolerance)})  \n{c.detail}")
 
@@ -61,9 +71,11 @@ def checks_panel(checks: list[Any]) -> None:
 def weights_panel(explainer: Any) -> None:
     st.subheader("Weights")
     info = explainer.weights_info
+    # Perceptual only for torchvision's published file, SHA-256 verified; else say why not.
     (st.success if info.perceptual else st.warning)(
-        f"Trunk: {info.source}. " + ("A perceptual metric." if info.perceptual else
-                                     "Not a perceptual metric (random trunk)."))
+        f"Trunk: {info.source}. " + ("A perceptual metric: the published trunk, SHA-256 "
+                                     "verified." if info.perceptual else
+                                     f"Not a verified perceptual metric: {info.reason}."))
     st.markdown(f"Lin heads: `{explainer.model.lin_file}` (version {explainer.version}); the "
                 f"'lin weights' self-check above compares them with the file.")
     rows = []
@@ -139,3 +151,66 @@ def robust_panel(report: Any) -> None:
     st.table(table.style.format({"LPIPS": "{:.4f}", f"{name}: a different metric": other},
                                 na_rep="none"), hide_index=True)
     st.info(report.note)
+
+
+# ------------------------------------------------------------------------ faithfulness
+
+FAITH_RUN = "diag_faith_run"
+FAITH_METHODS = "diag_faith_methods"
+FAITH_PATCH = "diag_faith_patch"
+FAITH_RANDOMISE = "diag_faith_randomise"
+FAITH_PATCHES = (8, 16, 32, 64)
+
+
+def faithfulness_controls(size: tuple[int, int]) -> tuple[bool, tuple[str, ...], int, bool]:
+    """Whether to run the faithfulness checks, for which methods, patch size, randomisation."""
+    from lpips_explain.analyses.attribution import METHODS
+    from lpips_explain.analyses.faithfulness import DEFAULT_METHODS
+
+    st.subheader("Faithfulness of the attribution maps")
+    st.caption("Is a map faithful to LPIPS? Deletion: B's patches are replaced by A's in the "
+               "order of each map's patch sums and the distance is measured after every "
+               "patch; a faithful map makes it fall faster than random orders. Cascading "
+               "randomisation: the lin heads and then the trunk's layers, top down, are "
+               "re-initialised on a private copy of the network; a map that barely changes "
+               "does not explain the network. Both take a while (one attribution per method "
+               "and stage, one trunk pass per curve point).")
+    names = list(METHODS)
+    methods = persistent(st.multiselect, "Methods to check", names, key=FAITH_METHODS,
+                         default=list(DEFAULT_METHODS), format_func=lambda m: METHODS[m].label)
+    fits = [p for p in FAITH_PATCHES if p <= min(size)] or [min(size)]
+    c1, c2 = st.columns(2)
+    patch = persistent(c1.select_slider, "Patch size (px)", fits, key=FAITH_PATCH,
+                       default=32 if 32 in fits else fits[-1], choices=fits)
+    randomise = persistent(c2.checkbox, "Cascading randomisation", key=FAITH_RANDOMISE,
+                           default=True)
+    run = persistent(st.toggle, "Run the faithfulness checks", key=FAITH_RUN, default=False)
+    return bool(run and methods), tuple(methods), int(patch), bool(randomise)
+
+
+@panel("the faithfulness checks")
+def faithfulness_panel(result: Any) -> None:
+    from lpips_explain.analyses.faithfulness import RANDOMISATION_WARN
+    from lpips_explain.output.faithfulness_plots import deletion_chart, randomisation_chart
+
+    for w in result.warnings:
+        st.warning(w)
+    if not result.warnings:
+        st.success("Every map beat all the random orders and changed under randomisation.")
+    st.plotly_chart(deletion_chart(result), key="diag_faith_deletion", width="stretch")
+    band = result.random_order
+    table = pd.DataFrame([{
+        "method": c.label, "deletion AUC": c.auc,
+        "random orders (lowest AUC)": float(band.aucs.min()),
+        "beats every random order": c.auc < float(band.aucs.min()),
+        "Spearman with |B - A|": next(p.spearman for p in result.pixel_difference
+                                      if p.method == c.method),
+        "Spearman, all random": result.final_spearman(c.method),
+    } for c in result.deletion])
+    st.dataframe(table, hide_index=True, key="diag_faith_table")
+    if result.stages:
+        st.plotly_chart(randomisation_chart(result, RANDOMISATION_WARN),
+                        key="diag_faith_randomisation", width="stretch")
+    for line in result.summary:
+        st.markdown(line)
+    st.caption(" ".join(result.notes))

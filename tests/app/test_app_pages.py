@@ -203,3 +203,60 @@ def test_choices_and_uploads_survive_page_switches(reference):
     assert any("uploaded earlier (x.png, y.png)" in c.value for c in at.caption)
     squeeze = Explainer("squeeze", "0.1", "random").distance(a, b)
     assert distance_caption(at) == pytest.approx(squeeze, abs=1.5e-6)
+
+
+# --- Diagnostics: faithfulness charts, skipped checks, unverified trunk files (issue 8) ---
+
+
+def test_diagnostics_faithfulness_charts(reference):
+    at = page("pages/3_Diagnostics.py").run()
+    assert_clean(at)
+    assert not [c for c in at.get("plotly_chart") if "Deletion" in c.proto.spec]  # off by default
+    at.multiselect(key="diag_faith_methods").set_value(["saliency"])
+    at.select_slider(key="diag_faith_patch").set_value(64)
+    at.toggle(key="diag_faith_run").set_value(True)
+    at.run()
+    assert_clean(at)
+    specs = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("Deletion" in s and "random orders" in s for s in specs)
+    assert any("Cascading randomisation" in s for s in specs)
+    table = next(t.value for t in at.dataframe if "deletion AUC" in t.value.columns)
+    pair = default_pair()
+    expected = reference.faithfulness(asset(pair["a"]), asset(pair["b"]), methods=["saliency"],
+                                      patch=64, randomisation=False)
+    assert len(table) == 1
+    assert table["deletion AUC"][0] == pytest.approx(expected.deletion[0].auc, abs=1e-6)
+    # A warning on the page for each map that is no better than random, and only then.
+    no_better = expected.no_better_than_random("saliency")
+    assert any("no better than random" in w.value for w in at.warning) == no_better
+
+
+def test_diagnostics_shows_skipped_checks_as_skipped():
+    at = page("app.py").run()
+    same = png(9)
+    at.file_uploader(key="upload_a").set_value(("same_a.png", same, "image/png"))
+    at.file_uploader(key="upload_b").set_value(("same_b.png", same, "image/png"))
+    at.run()
+    at.switch_page("pages/3_Diagnostics.py").run()
+    assert not at.exception
+    summary = [w.value for w in at.warning if "self-checks passed" in w.value]
+    assert summary and "1 skipped" in summary[0]
+    assert not any("self-checks passed" in s.value for s in at.success)
+    ig = next(m.value for m in at.markdown if "integrated gradients" in m.value)
+    assert "skipped" in ig and "pass" not in ig.split("**")[0]
+
+
+def test_diagnostics_custom_trunk_file_is_not_perceptual(tmp_path, monkeypatch):
+    from lpips_explain.core.weights import build_features
+
+    path = tmp_path / "alexnet-owt-7be5be79.pth"  # torchvision's name, not its file
+    import torch
+
+    torch.save(build_features("alex", 3).state_dict(), path)
+    monkeypatch.setenv("LPIPS_EXPLAIN_BACKBONE_WEIGHTS", str(path))
+    at = page("pages/3_Diagnostics.py").run()
+    assert not at.exception
+    warnings = [w.value for w in at.warning]
+    assert any("NOT a verified perceptual metric" in w for w in warnings)  # the banner
+    assert any("Not a verified perceptual metric" in w and "SHA-256" in w for w in warnings)
+    assert not any("A perceptual metric" in s.value for s in at.success)
