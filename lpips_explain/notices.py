@@ -49,8 +49,9 @@ RANDOM_TRUNK_TEXT = ("The trunk has random weights: these numbers show the struc
                      "computation only and are NOT a perceptual metric.")
 
 
-def random_trunk() -> Notice:
-    return Notice(RANDOM_TRUNK, RANDOM_TRUNK_TEXT)
+def random_trunk(text: str | None = None) -> Notice:
+    """The trunk is not the verified published one: random (default text) or another file."""
+    return Notice(RANDOM_TRUNK, text or RANDOM_TRUNK_TEXT)
 
 
 def of_code(notices: Any, code: str) -> list[Notice]:

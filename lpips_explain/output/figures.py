@@ -420,13 +420,14 @@ def repair_curve(rep: Any, *, repaired: str = "B", source: str = "A",
         line={"color": FAVOUR_A}, marker={"size": 6}, customdata=steps,
         hovertemplate=("%{customdata} patches, %{x:.1%} of the area: "
                        "d = %{y:.4f}<extra></extra>")))
-    rises = np.flatnonzero(np.diff(dist) > 0)
-    if rises.size:
+    # The same test as the repair's non_monotonic flag: plot and flag always agree.
+    rises = rep.rise_steps()
+    if rises:
         xs: list[float | None] = []
         ys: list[float | None] = []
-        for i in rises:
-            xs += [float(area[i]), float(area[i + 1]), None]
-            ys += [float(dist[i]), float(dist[i + 1]), None]
+        for j in rises:
+            xs += [float(area[j - 1]), float(area[j]), None]
+            ys += [float(dist[j - 1]), float(dist[j]), None]
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line_shape="linear",
                                  name="distance rises (non-monotonic)",
                                  line={"color": RISE, "width": 4}, hoverinfo="skip"))
@@ -449,10 +450,10 @@ def repair_curve(rep: Any, *, repaired: str = "B", source: str = "A",
                       annotation_position="bottom left")
     grid = getattr(rep, "grid", None)
     grid_txt = f", a {grid[0]}x{grid[1]} grid" if grid is not None else ""
-    caption = (f"Greedy repair: {repaired}'s {rep.patch} px patches{grid_txt} are replaced by "
-               f"{source}'s in "
-               f"order of single-patch gain; each marker is a real evaluation, lines only join "
-               f"them.{' The curve is not monotonic (red).' if rep.non_monotonic else ''}")
+    order = getattr(rep, "order_label", "single-patch gain")
+    caption = (f"Repair: {repaired}'s {rep.patch} px patches{grid_txt} are replaced by "
+               f"{source}'s in this order: {order}; each marker is a real evaluation, lines "
+               f"only join them.{' The curve is not monotonic (red).' if rep.non_monotonic else ''}")
     fig.update_layout(title=str(rep.headline), xaxis_title="fraction of the area repaired",
                       yaxis_title="remaining LPIPS distance", height=420,
                       legend={"orientation": "h", "y": -0.25})

@@ -148,7 +148,8 @@ def _backbone_line(result: Any, net: str, version: str) -> str:
     bb = result.backbone
     perceptual = getattr(bb, "perceptual", True)
     weights = getattr(bb, "spec", None) or bb.to_dict().get("weights")
-    kind = "perceptual" if perceptual else "NOT perceptual: random trunk"
+    kind = ("perceptual" if perceptual else "NOT perceptual: random trunk"
+            if weights == "random" else "NOT a verified perceptual metric: custom trunk")
     return (f'<p class="meta">LPIPS {_e(net)}, v{_e(version)}; backbone weights '
             f"<code>{_e(weights)}</code> ({_e(kind)}).</p>")
 
