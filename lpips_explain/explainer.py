@@ -257,11 +257,14 @@ class Explainer:
                 steps: int | None = None, sensitivity: bool = True, repair: bool = True,
                 patch: int = 32, top_k: int = 5, progress: Progress | None = None,
                 value_range: str | None = None, swap: bool = False,
-                attribution_params: dict | None = None) -> Explanation:
+                attribution_params: dict | None = None,
+                repair_orders: Sequence[str] = ("single_gain",)) -> Explanation:
         """Explain d(a, b): breakdown, attribution of B, counterfactuals, repair and a summary.
 
         ``attribution=None``, ``sensitivity=False`` and ``repair=False`` skip those parts
         (the fast first view). With ``swap=True`` the roles are exchanged (attribute A).
+        ``repair_orders`` are the repair orders tried (the best is shown): "single_gain",
+        "greedy" (the true greedy search: slower) and "ranking" (by the attribution map).
         """
         timer = _Timer()
         if attribution is not None:
@@ -272,18 +275,24 @@ class Explainer:
         return self.explain_prepared(prep, attribution=attribution, steps=steps,
                                      sensitivity=sensitivity, repair=repair, patch=patch,
                                      top_k=top_k, progress=progress, swap=swap,
-                                     attribution_params=attribution_params, timer=timer)
+                                     attribution_params=attribution_params, timer=timer,
+                                     repair_orders=repair_orders)
 
     def explain_prepared(self, prep: PreparedInputs, *, attribution: str | None,
                          steps: int | None, sensitivity: bool, repair: bool, patch: int,
                          top_k: int, progress: Progress | None, swap: bool = False,
                          attribution_params: dict | None = None,
-                         timer: _Timer | None = None) -> Explanation:
-        from lpips_explain.analyses.repair import check_patch
+                         timer: _Timer | None = None,
+                         repair_orders: Sequence[str] = ("single_gain",)) -> Explanation:
+        from lpips_explain.analyses.repair import check_orders, check_patch
 
         timer = timer or _Timer()
         if repair:
             check_patch(patch, prep.size)  # refuse before any slow work
+            repair_orders = check_orders(repair_orders)
+            if "ranking" in repair_orders and attribution is None:
+                raise InputError("The 'ranking' repair order ranks patches by the attribution "
+                                 "map: name an attribution method too.")
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)
                                   or steps < 1):
             raise InputError(f"steps must be a positive integer or None (adaptive), got "
@@ -319,8 +328,11 @@ class Explainer:
         if repair:
             from lpips_explain.analyses.repair import repair as run_repair
 
+            ranking = attr.signed if attr is not None and "ranking" in repair_orders else None
             rep = timer.run("repair", lambda: run_repair(
-                self.fast, ta, tb, patch=patch, scorer=scorer, progress=progress))
+                self.fast, ta, tb, patch=patch, scorer=scorer, progress=progress,
+                orders=repair_orders, ranking=ranking,
+                ranking_label=attr.label if attr is not None else "map"))
         expl = Explanation(decomposition, prep, self.weights_info, self.model.lin_file, attr,
                            sens, rep, (), tuple(warnings), dict(timer.ms), swapped=swap,
                            lin_heads=self.model.lin_info)

@@ -319,3 +319,36 @@ def test_verified_file_is_perceptual_and_the_verdict_is_cached(tmp_path, torch_h
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     build_lpips("alex", "0.1", str(path), progress=False)
     assert len(hashed) == 2  # a touched file is hashed again
+
+
+def test_explain_offers_the_greedy_and_map_orders(random_explainer, local_pair, tmp_path):
+    from lpips_explain.cli import main
+    from lpips_explain.errors import InputError
+
+    a, b = local_pair
+    expl = random_explainer.explain(a, b, attribution="saliency", sensitivity=False, patch=16,
+                                    repair_orders=("single_gain", "greedy", "ranking"),
+                                    value_range="[0,1]")
+    rep = expl.repair
+    assert [o.name for o in rep.orders_tried] == ["single_gain", "greedy", "ranking"]
+    ranking = next(o for o in rep.orders_tried if o.name == "ranking")
+    assert ranking.order.tolist() == rp.ranked(rp.patch_sums(expl.attribution.signed,
+                                                             (64, 64), 16)).tolist()
+    assert expl.attribution.label in ranking.label
+    best = min(o.goal_steps for o in rep.orders_tried)
+    assert rep.half_steps == best and rep.headline in expl.summary
+    with pytest.raises(InputError, match="attribution"):
+        random_explainer.explain(a, b, attribution=None, sensitivity=False, patch=16,
+                                 repair_orders=("ranking",), value_range="[0,1]")
+    from PIL import Image
+
+    for name, t in (("a.png", a), ("b.png", b)):
+        Image.fromarray((t[0].permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(
+            tmp_path / name)
+    out = tmp_path / "out"
+    assert main(["explain", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--out", str(out),
+                 "--backbone-weights", "random", "--attribution", "none", "--patch", "16",
+                 "--repair-orders", "greedy", "--quiet"]) == 0
+    data = json.loads((out / "explanation.json").read_text())
+    assert data["repair"]["order_name"] == "greedy"
+    assert [o["order"] for o in data["repair"]["orders_tried"]] == ["greedy"]

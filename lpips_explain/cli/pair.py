@@ -32,6 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("b", help="candidate image (the one attributed)")
     add_model_options(p)
     _explain_opts(p)
+    p.add_argument("--repair-orders", nargs="+", default=["single_gain"], metavar="ORDER",
+                   help="repair orders tried for explain, the best shown: single_gain "
+                        "(default), greedy (true greedy search, slower), ranking (by the "
+                        "attribution map's patch sums)")
     p.set_defaults(func=run_explain)
     p = add_command(sub, "triplet", "why LPIPS prefers A or B as closer to REF (2AFC)")
     p.add_argument("ref", help="reference image")
@@ -101,7 +105,8 @@ def run_explain(args: argparse.Namespace) -> int:
     try:
         if args.command == "explain":
             result = explainer.explain(args.a, args.b, attribution=attribution, steps=args.steps,
-                                       patch=args.patch, top_k=args.top_k, progress=bar)
+                                       patch=args.patch, top_k=args.top_k, progress=bar,
+                                       repair_orders=args.repair_orders)
             files = write_explanation(result, args.out)
         else:
             result = explainer.explain_triplet(args.ref, args.a, args.b, attribution=attribution,
