@@ -3,6 +3,7 @@ an interruption, the summary's findings, the report and the CLI."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import math
@@ -479,3 +480,30 @@ def test_cli_audit_and_the_local_engine_never_imports_ray(tmp_path):
                "random")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().count("\n") == 0 and "does not exist" in bad.stderr
+
+
+def test_every_row_failed_still_gives_a_summary_and_report(tmp_path, explainer):
+    csv_path = tmp_path / "in.csv"
+    csv_path.write_text("a,b\nnope.png,gone.png\nalso.png,missing.png\n", encoding="utf-8")
+    res = explainer.audit(csv_path, tmp_path / "out", explain_top=3)
+    assert res.summary["counts"] == {"rows": 2, "scored": 0, "failed": 2,
+                                     "failed_by_type": {"MissingFile": 2}}
+    assert res.summary["explained"] == {} and res.summary["distance"] is None
+    assert (tmp_path / "out" / "audit.html").stat().st_size > 0
+
+
+def test_bundled_audit_sample_is_reproducible(tmp_path):
+    """assets/make_audit_sample.py rebuilds the committed sample set byte for byte."""
+    proc = subprocess.run([sys.executable, str(REPO / "assets" / "make_audit_sample.py"),
+                           str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    committed = REPO / "assets" / "audit_sample"
+    made = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert made == sorted(p.relative_to(committed).as_posix()
+                          for p in committed.rglob("*") if p.is_file())
+    for rel in made:
+        assert (tmp_path / rel).read_bytes() == (committed / rel).read_bytes(), rel
+    with (committed / "triplets.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert all("synthetic" in r["judge_source"] and "not human" in r["judge_source"]
+               for r in rows)

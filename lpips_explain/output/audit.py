@@ -81,7 +81,8 @@ def disagreement_figure(kind: str, data: Mapping[str, Sequence[Any]], x: str | N
         fig.add_trace(go.Scattergl(
             x=[float(xs_all[i]) for i in ok], y=[float(ys_all[i]) for i in ok], mode="markers",
             text=[data["id"][i] for i in ok], name="rows",
-            marker={"color": [gaps[i] for i in ok], "colorscale": "RdBu_r", "cmin": -1,
+            marker={"color": [0.0 if gaps[i] is None else gaps[i] for i in ok],
+                    "colorscale": "RdBu_r", "cmin": -1,
                     "cmax": 1, "size": 8, "line": {"width": 0.6, "color": "#555"},
                     "colorbar": {"title": {"text": f"rank gap<br>LPIPS - {x.upper()}"}}},
             hovertemplate=f"%{{text}}<br>{AXES[kind][x]}: %{{x:.4g}}<br>LPIPS: %{{y:.4f}}"

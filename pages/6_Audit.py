@@ -1,0 +1,26 @@
+"""Audit page: many pairs or judged triplets at once; where LPIPS disagrees with PSNR, SSIM or
+people, and why (the table, the disagreement plot, one row at a time)."""
+
+from lpips_explain.ui import audit as view
+from lpips_explain.ui import controls
+from lpips_explain.ui.feedback import guard
+from lpips_explain.ui.resources import cached
+
+opts, explainer = controls.page_setup(
+    "Audit",
+    "Score many pairs or judged triplets: where LPIPS disagrees with PSNR, SSIM or the judges, "
+    "and which layers are behind it.", analysis=False)
+with guard("reading the rows"):
+    source = view.audit_input()
+with guard("auditing the rows"):
+    result = cached("audit", (opts.model_key, source.key),
+                    lambda progress: view.run(explainer, source, opts.model_key, progress),
+                    progress="Auditing rows:")
+view.summary_panel(result)
+df = view.filters(result, view.frame(result))
+view.table(result, df)
+row = view.row_picker(result, df)
+view.plot(result, row)
+if row is not None:
+    view.drilldown(result, row)
+view.downloads(result)
