@@ -161,6 +161,8 @@ def test_warnings_follow_the_numbers(result):
         barely = any(w.startswith(f"{c.label}: the map barely changes") for w in result.warnings)
         assert barely == (final is not None and final > fa.RANDOMISATION_WARN)
     assert any(c.label in s for c in result.deletion for s in result.summary)
+    assert [s for s in result.summary if s.startswith("Warning: ")] == [
+        f"Warning: {w}" for w in result.warnings]
 
 
 def test_identical_images_say_so(random_explainer):

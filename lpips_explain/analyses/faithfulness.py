@@ -341,6 +341,7 @@ def _words(f: Faithfulness) -> tuple[list[str], list[str], list[str]]:
         pix = next(p for p in f.pixel_difference if p.method == c.method)
         line += f"; rank correlation with |B - reference|: {_fmt(pix.spearman)}."
         summary.append(line)
+    summary += [f"Warning: {w}" for w in warnings]
     notes = [f"Maps rank patches by their signed patch sums (largest first): a positive value "
              f"claims the patch adds to the distance. Every deletion point is a real distance "
              f"({f.grid[0] * f.grid[1] + 1} per order).",
