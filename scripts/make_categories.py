@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     table = (json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file()
              else {"method": "", "tables": {}})
     table["method"] = json.loads(categories.TABLE_FILE.read_text(encoding="utf-8"))["method"]
-    pairs, _ = bundled_pairs()
+    pairs = None  # built once, for the first verified trunk
     wrote = 0
     for net in args.nets:
         for version in args.versions:
@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"({info.reason}); no category limits for it.", file=sys.stderr)
                 table["tables"].pop(categories.key(net, version), None)
                 continue
+            if pairs is None:
+                pairs, _ = bundled_pairs()
             entry = categories.table_entry(
                 model, pairs, source=f"scripts/make_categories.py, lpips-explain, "
                                      f"{len(pairs)} pairs, seed {SEED}")

@@ -352,3 +352,23 @@ def test_explain_offers_the_greedy_and_map_orders(random_explainer, local_pair, 
     data = json.loads((out / "explanation.json").read_text())
     assert data["repair"]["order_name"] == "greedy"
     assert [o["order"] for o in data["repair"]["orders_tried"]] == ["greedy"]
+
+
+def test_category_table_entry_is_the_percentiles_and_the_script_refuses_random(tmp_path, net):
+    import importlib.util
+
+    from lpips_explain.analyses import categories
+
+    pairs = [(smooth_image(48, 48, s), smooth_image(48, 48, s + 50)) for s in range(5)]
+    entry = categories.table_entry(net, pairs, source="test")
+    d = [_d(net, a, b) for a, b in pairs]
+    np.testing.assert_allclose(entry["limits"], np.percentile(d, [25, 50, 75]), atol=1e-6)
+    assert entry["pairs"] == 5 and entry["percentiles"] == [25.0, 50.0, 75.0]
+    spec = importlib.util.spec_from_file_location(
+        "make_categories", categories.TABLE_FILE.parents[2] / "scripts" / "make_categories.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "limits.json"
+    assert script.main(["--nets", "alex", "--versions", "0.1", "--backbone-weights", "random",
+                        "--out", str(out)]) == 3  # nothing written for a random trunk
+    assert json.loads(out.read_text())["tables"] == {}
