@@ -372,7 +372,8 @@ def repair_panel(expl: Explanation) -> None:
     c1.image(plots.as_uint8_image(ref_t), caption=f"{ref_name} (reference)", width="stretch")
     c2.image(plots.as_uint8_image(tgt_t), caption=f"{target_name} as given", width="stretch")
     c3.image(plots.as_uint8_image(repaired),
-             caption=f"{target_name} with its first {k} patches (greedy order) from {ref_name}",
+             caption=f"{target_name} with its first {k} patches (order: "
+                     f"{rep.order_name.replace('_', ' ')}) from {ref_name}",
              width="stretch")
     st.markdown(f"{k} of {rep.grid[0] * rep.grid[1]} patches of {rep.patch} px repaired "
                 f"({area:.1%} of the area): distance after repair {after:.4f} (from "
