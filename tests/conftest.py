@@ -94,3 +94,11 @@ def random_trunk_env(monkeypatch):
 def reference(random_explainer):
     """The engine the app uses under random_trunk_env (alex, v0.1, random, seed 0)."""
     return random_explainer
+
+
+@pytest.fixture(scope="session")
+def full_explanation(random_explainer, pair):
+    """One complete, real explanation of ``pair`` (adaptive IG, sensitivity, 16 px repair),
+    computed once and shared by the tests that only read it."""
+    a, b = pair
+    return random_explainer.explain(a, b, value_range="[0,1]", patch=16)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import colorsys
 import copy
 import io
 import math
@@ -68,19 +69,72 @@ def test_render_refuses_out_of_range():
         colorspace.render_as_rgb(torch.full((1, 3, 4, 4), 2.0), "lab")
 
 
+# Independent renderings from the textbook formulas (no scikit-image): each channel of the
+# converted image mapped into [0, 1] by the space's fixed nominal range, then clamped.
+_NOMINAL = {"lab": ((0.0, 100.0), (-128.0, 127.0), (-128.0, 127.0)),
+            "hsv": ((0.0, 1.0), (0.0, 1.0), (0.0, 1.0)),
+            "yuv": ((0.0, 1.0), (-0.436, 0.436), (-0.615, 0.615))}
+
+
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    """sRGB (D65) to CIE L*a*b*: IEC 61966-2-1 linearisation, sRGB->XYZ, CIE 1976 f(t)."""
+    lin = np.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    m = np.array([[0.4124564, 0.3575761, 0.1804375],
+                  [0.2126729, 0.7151522, 0.0721750],
+                  [0.0193339, 0.1191920, 0.9503041]])
+    xyz = lin @ m.T / np.array([0.95047, 1.0, 1.08883])
+    d = 6 / 29
+    f = np.where(xyz > d**3, np.cbrt(xyz), xyz / (3 * d * d) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]),
+                     200 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+def _hsv(rgb: np.ndarray) -> np.ndarray:
+    flat = [colorsys.rgb_to_hsv(*px) for px in rgb.reshape(-1, 3)]
+    return np.array(flat).reshape(rgb.shape)
+
+
+def _yuv(rgb: np.ndarray) -> np.ndarray:
+    """Analogue BT.601 YUV: U and V scaled so that they reach +-0.436 and +-0.615."""
+    y = rgb @ np.array([0.299, 0.587, 0.114])
+    u = 0.436 / (1 - 0.114) * (rgb[..., 2] - y)
+    v = 0.615 / (1 - 0.299) * (rgb[..., 0] - y)
+    return np.stack([y, u, v], axis=-1)
+
+
+def textbook_render(x: torch.Tensor, space: str) -> torch.Tensor:
+    if space == "rgb":
+        return x.clone()
+    rgb = x[0].permute(1, 2, 0).double().numpy()
+    conv = {"lab": _lab, "hsv": _hsv, "yuv": _yuv}[space](rgb)
+    lo, hi = (np.array(v) for v in zip(*_NOMINAL[space], strict=True))
+    out = np.clip((conv - lo) / (hi - lo), 0, 1)
+    return torch.from_numpy(out).permute(2, 0, 1)[None].float()
+
+
+@pytest.mark.parametrize("space", ["lab", "hsv", "yuv"])
+def test_render_matches_textbook_formulas(pair, space):
+    a, _ = pair
+    ours = colorspace.render_as_rgb(a, space)
+    assert ours.shape == a.shape and ours.dtype == a.dtype
+    assert float((ours - textbook_render(a, space)).abs().max()) < 1e-4
+
+
 def test_colorspace_dependence(random_explainer, pair):
     a, b = pair
     rows = random_explainer.colorspace_dependence(a, b)
     assert [r.space for r in rows] == ["rgb", "lab", "hsv", "yuv"]
-    rgb = rows[0]
-    assert rgb.distance == pytest.approx(
-        random_explainer.distance(a, b, value_range="[0,1]"), rel=1e-5)
-    assert rgb.change == 0.0
-    others = rows[1:]
-    assert any(abs(r.distance - rgb.distance) > 1e-3 * rgb.distance for r in others)
-    for r in others:
-        assert r.change == pytest.approx(r.distance - rgb.distance)
+    # oracle: each pair rendered by the textbook formulas and scored one at a time
+    plain = random_explainer.distance(a, b, value_range="[0,1]")
+    for r in rows:
+        expected = random_explainer.distance(textbook_render(a, r.space),
+                                             textbook_render(b, r.space), value_range="[0,1]")
+        assert r.distance == pytest.approx(expected, rel=1e-3), r.space
+        assert r.change == pytest.approx(expected - plain, abs=1e-3 * expected), r.space
         assert r.image_a.shape == (64, 64, 3) and r.image_a.dtype == np.uint8
+        np.testing.assert_allclose(r.image_b, to_uint8(textbook_render(b, r.space)), atol=1)
+    assert rows[0].distance == pytest.approx(plain, rel=1e-5)
+    assert any(abs(r.change) > 1e-3 * plain for r in rows[1:])  # the spaces really differ
     d = rows[2].to_dict()
     assert set(d) == {"space", "description", "distance", "change"}
 

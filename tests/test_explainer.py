@@ -1,4 +1,6 @@
-"""The public Explainer contract: explain, explain_triplet, JSON keys, threads, CLI outputs."""
+"""The public Explainer contract: explain, explain_triplet, JSON keys, threads.
+
+(The CLI's files for explain and triplet are checked in-process in test_cli.py.)"""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 from conftest import ASSETS, smooth_image
-from test_cli import run_cli
 
 from lpips_explain import Explainer, InputError, UnknownOptionError
 from lpips_explain.output.report import to_json
@@ -20,9 +21,9 @@ JSON_KEYS = ("schema", "distance", "net", "version", "backbone", "inputs", "laye
 
 
 @pytest.fixture(scope="module")
-def full(random_explainer, pair):
-    a, b = pair
-    return random_explainer.explain(a, b, value_range=R, patch=16)
+def full(full_explanation):
+    """explain(a, b, patch=16) with every part, shared with the other test files."""
+    return full_explanation
 
 
 def test_full_explanation_fills_every_key(full):
@@ -64,7 +65,7 @@ def test_identical_images(random_explainer):
     a = smooth_image(64, 64, 9)
     for method in ("integrated_gradients", "saliency", "occlusion"):
         expl = random_explainer.explain(a, a.clone(), attribution=method, value_range=R,
-                                        sensitivity=False, patch=16)
+                                        sensitivity=False, patch=32)
         assert expl.distance == 0.0
         attr = expl.attribution
         assert attr.vanishing and np.all(np.isfinite(attr.signed))
@@ -76,6 +77,7 @@ def test_identical_images(random_explainer):
             assert np.all(lay.spatial == 0)
         assert any("identical" in w for w in expl.warnings)
         assert any(said in s for s in expl.summary)
+        assert expl.repair.half_area is None  # nothing to repair
         json.loads(to_json(expl))  # no NaN sneaks into the JSON
 
 
@@ -153,13 +155,13 @@ def test_triplet_tie(random_explainer):
 
 
 def test_explanations_identical_alone_and_in_threads(random_explainer):
-    pairs = [(smooth_image(64, 64, 40 + i), smooth_image(64, 64, 50 + i)) for i in range(4)]
+    pairs = [(smooth_image(48, 48, 40 + i), smooth_image(48, 48, 50 + i)) for i in range(4)]
     methods = ["layer_gradcam", "integrated_gradients", "smoothgrad", "occlusion"]
 
     def run(i):
         return random_explainer.explain(*pairs[i], attribution=methods[i], steps=None
                                         if methods[i] != "integrated_gradients" else 8,
-                                        sensitivity=True, repair=True, patch=16, value_range=R)
+                                        sensitivity=True, repair=True, patch=24, value_range=R)
 
     alone = [run(i) for i in range(4)]
     together: list = [None] * 4
@@ -191,32 +193,6 @@ def test_distance_of_bad_inputs_are_input_errors(random_explainer):
     with pytest.raises(InputError):
         random_explainer.distance(torch.rand(1, 3, 20, 20), torch.rand(1, 3, 20, 20),
                                   value_range=R)
-
-
-def test_cli_explain_and_triplet_write_files(tmp_path):
-    a = str(ASSETS / "originals" / "chelsea.png")
-    b = str(ASSETS / "distorted" / "chelsea_blur_s2.png")
-    c = str(ASSETS / "distorted" / "chelsea_noise_0.08.png")
-    res = run_cli("explain", a, b, "--out", str(tmp_path / "e"), "--backbone-weights",
-                  "random", "--attribution", "saliency", "--patch", "64", "--json")
-    assert res.returncode == 0, res.stderr
-    data = json.loads(res.stdout)
-    for name in ("explanation.json", "report.html", "summary.png"):
-        assert (tmp_path / "e" / name).is_file()
-    on_disk = json.loads((tmp_path / "e" / "explanation.json").read_text())
-    assert on_disk["distance"] == data["distance"]
-    for rel in on_disk["files"].values():
-        assert (tmp_path / "e" / rel).is_file(), rel
-    assert list((tmp_path / "e").glob("maps/*.npy"))
-    res = run_cli("triplet", a, b, c, "--out", str(tmp_path / "t"), "--backbone-weights",
-                  "random", "--attribution", "none", "--patch", "64")
-    assert res.returncode == 0, res.stderr
-    tri = json.loads((tmp_path / "t" / "triplet.json").read_text())
-    assert tri["closer"] in ("a", "b", "tie") and "flip" in tri
-    assert (tmp_path / "t" / "report.html").is_file() and (tmp_path / "t" / "summary.png").is_file()
-    bad = run_cli("explain", a, b, "--out", str(tmp_path / "x"), "--backbone-weights", "random",
-                  "--attribution", "integrated_gradient")
-    assert bad.returncode == 2 and "Did you mean" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_refusals_name_the_image(random_explainer, tmp_path):
@@ -273,14 +249,14 @@ def test_triplet_flags_identical_candidates(random_explainer):
     assert any("Images A and B are pixel-identical" in w for w in tri.warnings)
 
 
-def test_combine_parts_equals_one_call(random_explainer, pair):
+def test_combine_parts_equals_one_call(random_explainer, pair, full):
     a, b = pair
-    one = random_explainer.explain(a, b, attribution="saliency", patch=16, value_range=R)
+    one = full  # explain(a, b, patch=16): adaptive integrated gradients, sensitivity, repair
     kw = {"value_range": R, "patch": 16}
     base = random_explainer.explain(a, b, attribution=None, sensitivity=False, repair=False,
                                     **kw)
-    parts = [random_explainer.explain(a, b, attribution="saliency", sensitivity=False,
-                                      repair=False, **kw),
+    parts = [random_explainer.explain(a, b, attribution="integrated_gradients",
+                                      sensitivity=False, repair=False, **kw),
              random_explainer.explain(a, b, attribution=None, repair=False, **kw),
              random_explainer.explain(a, b, attribution=None, sensitivity=False, **kw)]
     combined = random_explainer.combine(base, *parts)
@@ -302,7 +278,7 @@ def test_triplet_alignment_notes_use_triplet_names(random_explainer, tmp_path):
     src.save(tmp_path / "a.png")
     src.resize((128, 128)).save(tmp_path / "b.png")
     tri = random_explainer.explain_triplet(tmp_path / "ref.png", tmp_path / "a.png",
-                                           tmp_path / "b.png", attribution=None, patch=32)
+                                           tmp_path / "b.png", attribution=None, patch=64)
     notes = " ".join(tri.inputs.align.notes)
     assert "REF (ref.png)" in notes and "C (" not in notes
     assert tri.summary[0].endswith(f"= {tri.margin:+.4f}.")

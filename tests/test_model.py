@@ -46,10 +46,10 @@ CASES = [
 @pytest.mark.parametrize("version", VERSIONS)
 def test_parity_with_official(net, version, tmp_path):
     official = official_model(net, version)
-    official_sp = official_model(net, version, spatial=True)
-    official_sp.load_state_dict(official.state_dict())
     ours = _ours_from_official(official, net, version, tmp_path, full_model=(version == "0.1"))
-    assert ours.weights_info.perceptual and ours.weights_info.file.endswith(".pth")
+    # the trunk really came from the file (whether such a file counts as perceptual is the
+    # SHA-256 policy of core/weights, tested with it)
+    assert ours.weights_info.spec != "random" and ours.weights_info.file.endswith(".pth")
     for kind, h, w in CASES:
         if kind == "natural":
             a, b = _natural(h, w)
@@ -57,8 +57,12 @@ def test_parity_with_official(net, version, tmp_path):
             g = torch.Generator().manual_seed(h * w)
             a, b = torch.rand(1, 3, h, w, generator=g), torch.rand(1, 3, h, w, generator=g)
         with torch.no_grad():
+            official.spatial = False
             d_off, per_layer = official(a * 2 - 1, b * 2 - 1, retPerLayer=True)
-            sp_off, sp_layers = official_sp(a * 2 - 1, b * 2 - 1, retPerLayer=True)
+            # the official spatial maps: the same model (its forward reads the flag), so no
+            # second trunk has to be built
+            official.spatial = True
+            sp_off, sp_layers = official(a * 2 - 1, b * 2 - 1, retPerLayer=True)
             d_plain = ours(a, b)
         dec = decompose(ours, a, b)
         assert abs(dec.distance - float(d_off)) < 1e-5, (kind, h, w)

@@ -1,91 +1,34 @@
-"""Tests of lpips_explain.plots and lpips_explain.report: a random-trunk explanation, stand-ins."""
+"""Tests of lpips_explain.output (figures, static, report) on real results: random trunk, 64 px.
+
+Every result here comes from the engine (Explainer.explain, explain_triplet, sensitivity,
+repair), never from hand-made stand-ins, so the JSON and figure tests see what users get.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+import html
 import io
 import json
+import math
 import re
-from types import SimpleNamespace
 
 import numpy as np
 import plotly.graph_objects as go
 import plotly.offline
 import pytest
 import torch
+from conftest import smooth_image, to_uint8
 from PIL import Image
 
-from lpips_explain.analyses.triplet import Flip, TripletExplanation
-from lpips_explain.core.decompose import decompose_encoded
+from lpips_explain.analyses import perturbations as P
+from lpips_explain.analyses import repair as cf_repair
+from lpips_explain.analyses import sensitivity as cf
 from lpips_explain.output import figures as plots
 from lpips_explain.output import report, static
 
 H = W = 64
 # A src= or href= attribute that loads something from the network (quoted or not).
 EXTERNAL_REF = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
-
-
-# ----------------------------------------------------------------------------- stand-ins
-
-
-def fake_attribution(target: str = "b", *, vanishing: bool = False) -> SimpleNamespace:
-    rng = np.random.default_rng(3)
-    per_channel = rng.normal(size=(3, H, W))
-    signed = per_channel.sum(0)
-    magnitude = np.abs(per_channel).sum(0)
-    ns = SimpleNamespace(
-        method="integrated_gradients", params={"steps": 8}, target=target,
-        per_channel=per_channel, signed=signed, magnitude=magnitude,
-        positive=np.clip(signed, 0, None), total=float(signed.sum()), distance=0.25,
-        completeness_gap=float("nan"), relative_gap=np.float64(np.inf), vanishing=vanishing,
-        notes=("a note",))
-    ns.to_dict = lambda: {"method": ns.method, "params": ns.params, "target": ns.target,
-                          "sum": np.float32(ns.total), "distance": ns.distance,
-                          "completeness_gap": ns.completeness_gap,
-                          "relative_gap": ns.relative_gap, "vanishing": np.bool_(vanishing),
-                          "notes": list(ns.notes)}
-    return ns
-
-
-def fake_item(transform: str, strength: float, change: float, geometric: bool,
-              base: float) -> SimpleNamespace:
-    return SimpleNamespace(transform=transform, label=transform.title(), unit="px",
-                           strength=strength, distance=base + change, change=change,
-                           psnr=None if change == 0 else 30.0, ssim=0.9, geometric=geometric)
-
-
-def fake_sensitivity(base: float) -> SimpleNamespace:
-    items = (fake_item("blur", 1.0, 0.05, False, base), fake_item("noise", 0.1, -0.01, False, base))
-    geometric = (fake_item("shift", 1.0, 0.02, True, base),)
-    sweep = SimpleNamespace(transform="blur", label="Blur", unit="px",
-                            strengths=np.array([0.0, 1.0, 2.0]),
-                            distances=np.array([base, base + 0.05, base + 0.1]),
-                            psnr=np.array([np.nan, 30.0, 25.0]), ssim=np.array([1.0, 0.9, 0.8]))
-    sens = SimpleNamespace(base_distance=base, items=items, geometric=geometric,
-                           sweeps=(sweep,), most_sensitive="blur")
-    sens.rows = lambda: [{"transform": i.transform, "strength": i.strength,
-                          "distance": i.distance, "psnr": i.psnr} for i in items + geometric]
-    sens.to_dict = lambda: {"base_distance": base, "items": sens.rows(), "sweeps": [
-        {"strengths": sweep.strengths, "psnr": sweep.psnr}]}
-    sweep.to_dict = lambda: {"transform": "blur", "strengths": sweep.strengths,
-                             "distances": sweep.distances, "psnr": sweep.psnr,
-                             "ssim": sweep.ssim}
-    return sens
-
-
-def fake_repair(base: float) -> SimpleNamespace:
-    area = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
-    dist = np.array([base, 0.4 * base, 0.45 * base, 0.1 * base, 0.0])  # one rise: 0.4 -> 0.45
-    gains = np.array([[0.3, 0.1], [0.05, 0.02]]) * base
-    rep = SimpleNamespace(
-        patch=32, grid=(2, 2), base_distance=base, gains=gains, order=np.array([0, 1, 2, 3]),
-        curve_area=area, curve_distance=dist, curve_steps=np.arange(5), non_monotonic=True,
-        half_area=0.25, headline="Half of the distance lies in 25% of the image area.",
-        notes=("not monotonic",))
-    rep.gain_map = lambda size: np.kron(gains, np.ones((size[0] // 2, size[1] // 2)))
-    rep.to_dict = lambda: {"patch": 32, "curve": [{"area": a, "distance": d}
-                                                  for a, d in zip(area, dist, strict=True)]}
-    return rep
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -102,38 +45,69 @@ def _images(seed: int, n: int) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def explainer():
-    from lpips_explain import Explainer
-
-    return Explainer(backbone_weights="random")
+def explainer(random_explainer):
+    return random_explainer  # alex, v0.1, random trunk, seed 0
 
 
 @pytest.fixture(scope="module")
 def fast(explainer):
+    """The fast first view: breakdown only."""
     a, b = _images(0, 2)
     return explainer.explain(a, b, attribution=None, sensitivity=False, repair=False)
 
 
 @pytest.fixture(scope="module")
-def full(fast):
-    d = fast.distance
-    return dataclasses.replace(fast, attribution=fake_attribution(),
-                               sensitivity=fake_sensitivity(d), repair=fake_repair(d))
+def full(full_explanation):
+    """Every part: adaptive integrated gradients, sensitivity with sweeps, 16 px repair."""
+    return full_explanation
+
+
+@pytest.fixture(scope="module")
+def saliency(explainer):
+    """Saliency: a method without a completeness measure."""
+    a, b = _images(0, 2)
+    return explainer.explain(a, b, attribution="saliency", sensitivity=False,
+                             repair=False).attribution
+
+
+@pytest.fixture(scope="module")
+def identical(explainer):
+    """A against itself: vanishing gradients, a zero distance and infinite PSNRs."""
+    (a,) = _images(5, 1)
+    return explainer.explain(a, a.copy(), attribution="integrated_gradients", repair=False)
+
+
+def _triplet_images() -> list[np.ndarray]:
+    ref = smooth_image(H, W, 20)
+    a = (ref + 0.05 * (smooth_image(H, W, 21) - 0.5)).clamp(0, 1)
+    b = (ref + 0.3 * (smooth_image(H, W, 22) - 0.5)).clamp(0, 1)
+    return [to_uint8(t) for t in (ref, a, b)]
 
 
 @pytest.fixture(scope="module")
 def triplet(explainer):
-    prep = explainer.prepare(*_images(1, 3), labels=["REF", "A", "B"])
-    ref, a, b = prep.tensors
-    with torch.no_grad():
-        ref_feats = explainer.model.encode(ref)
-    dec_a, dec_b = decompose_encoded(explainer.model, ref_feats,
-                                     torch.cat([a, b]), 3)
-    loser = "b" if dec_a.distance < dec_b.distance else "a"
-    flip = Flip(loser, True, 2, 4, 0.5, 0.3, 0.1, 0.2, 32, "Replacing 2 of 4 patches flips it.")
-    return TripletExplanation(prep, dec_a, dec_b, None, fake_attribution("b"), flip,
-                              explainer.weights_info, fake_repair(0.3), prep.warnings,
-                              ("LPIPS finds one closer.", flip.statement))
+    """A is a mild change of REF, B a strong one; both candidates attributed."""
+    return explainer.explain_triplet(*_triplet_images(), attribution="saliency", patch=16)
+
+
+@pytest.fixture(scope="module")
+def triplet_plain(explainer):
+    """The same triplet without attribution maps."""
+    return explainer.explain_triplet(*_triplet_images(), attribution=None, patch=32)
+
+
+@pytest.fixture(scope="module")
+def rising_repair(explainer):
+    """A real repair whose curve rises somewhere (brightened textured image, 8 px patches)."""
+    yy, xx = torch.meshgrid(torch.arange(H, dtype=torch.float32),
+                            torch.arange(W, dtype=torch.float32), indexing="ij")
+    g = torch.Generator().manual_seed(0)
+    a = torch.stack([0.5 + 0.25 * torch.sin(xx * (0.5 + 0.2 * c) + yy * (0.3 + 0.1 * c))
+                     for c in range(3)])
+    a = (a + 0.15 * (torch.rand(3, H, W, generator=g) - 0.5)).clamp(0.05, 0.95)[None]
+    rep = cf_repair.repair(explainer.model, a, P.apply("brightness", a, 1.3), patch=8)
+    assert rep.non_monotonic  # the case this fixture exists for (see test_counterfactual)
+    return rep
 
 
 # ----------------------------------------------------------------------------- plots
@@ -165,7 +139,7 @@ def test_heatmap_overlay_keeps_row_zero_at_the_top():
     assert fig.layout.yaxis.autorange == "reversed"  # ... which is drawn at the top
     assert fig.layout.yaxis.scaleanchor == "x"
     assert fig.layout.meta["caption"] == "cap"
-    assert hm.opacity == pytest.approx(0.55)
+    assert 0 < hm.opacity < 1  # an overlay: the photo shows through the map
 
 
 def test_heatmap_overlay_coarse_map_spans_the_image_and_symmetric_centres():
@@ -207,48 +181,95 @@ def test_channel_grid_titles_and_maps(fast):
         plots.channel_grid(lay, which="activations")
 
 
-def test_attribution_figure_completeness_and_vanishing():
-    img = np.zeros((H, W, 3), np.uint8)
-    attr = fake_attribution(vanishing=True)
-    attr.completeness_gap, attr.relative_gap = 0.001, 0.004
+def test_attribution_figure_completeness_and_vanishing(full, identical, saliency):
+    img = plots.as_uint8_image(full.explained)
+    attr = full.attribution  # integrated gradients: completeness is measured
+    assert attr.completeness_gap is not None and attr.relative_gap is not None
     fig = plots.attribution_figure(attr, img, view="signed")
-    assert "completeness gap" in fig.layout.title.text and "0.40%" in fig.layout.title.text
-    assert any("vanish" in a.text for a in fig.layout.annotations)
+    title = fig.layout.title.text
+    assert "completeness gap" in title and f"{attr.completeness_gap:.2e}" in title
+    assert f"({100 * attr.relative_gap:.2f}%)" in title
+    assert not any("vanish" in (a.text or "") for a in fig.layout.annotations)
     hm = next(t for t in fig.data if isinstance(t, go.Heatmap))
-    assert hm.zmid == 0
-    attr2 = fake_attribution()
-    attr2.completeness_gap = None
-    fig2 = plots.attribution_figure(attr2, img, view="magnitude")
+    assert hm.zmid == 0 and np.array_equal(np.asarray(hm.z), attr.signed)
+    # A against itself: the gradients vanish and the figure says so instead of a blank map.
+    same = identical.attribution
+    assert same.vanishing
+    fig = plots.attribution_figure(same, plots.as_uint8_image(identical.b), view="signed")
+    assert any("vanish" in (a.text or "") for a in fig.layout.annotations)
+    # saliency has no completeness measure: no gap in the title
+    assert saliency.completeness_gap is None and not saliency.vanishing
+    fig2 = plots.attribution_figure(saliency, img, view="magnitude")
     assert "completeness" not in fig2.layout.title.text
     assert not any("vanish" in (a.text or "") for a in fig2.layout.annotations)
+    hm2 = next(t for t in fig2.data if isinstance(t, go.Heatmap))
+    assert np.array_equal(np.asarray(hm2.z), saliency.magnitude)
 
 
-def test_sensitivity_bars_and_sweep():
-    sens = fake_sensitivity(0.2)
+def test_sensitivity_bars_and_sweep(full, explainer):
+    sens = full.sensitivity
     fig = plots.sensitivity_bars(sens)
     bar = fig.data[0]
-    assert list(bar.x) == [0.05, -0.01, 0.02]
-    assert len(set(bar.y)) == 3 and "1 px" in bar.y[0]
-    assert "0.2000" in fig.layout.title.text
-    sw = plots.sweep_figure(sens.sweeps[0])
+    # every measured change once: a geometric-table row equal to a default row is not repeated
+    defaults = {(it.transform, float(it.strength)) for it in sens.items}
+    rows = list(sens.items) + [g for g in sens.geometric
+                               if (g.transform, float(g.strength)) not in defaults]
+    assert list(bar.x) == pytest.approx([it.change for it in rows])
+    assert len(set(bar.y)) == len(rows)
+    for label, it in zip(bar.y, rows, strict=True):
+        assert it.label in label and f"{it.strength:g}" in label
+    assert f"{sens.base_distance:.4f}" in fig.layout.title.text
+    assert sens.most_sensitive in fig.layout.title.text
+    sweep = sens.sweeps[0]
+    sw = plots.sweep_figure(sweep)
     assert [t.yaxis for t in sw.data] == ["y", "y2", "y3"]
     assert all("markers" in t.mode for t in sw.data)
-    assert sw.data[1].y[0] is None  # infinite PSNR is a gap, not a number
+    assert list(sw.data[0].y) == pytest.approx(list(sweep.distances))
+    assert list(sw.data[2].y) == pytest.approx(list(sweep.ssim))
+    # identity strength on identical images: PSNR is infinite, drawn as a gap, not a number
+    a = full.a
+    same = cf.sensitivity(explainer.model, a, a.clone(), transforms=[], sweep=["contrast"],
+                          sweep_points=3, geometric=False).sweeps[0]
+    assert math.isnan(same.psnr[0]) and math.isfinite(same.psnr[1])
+    gap = plots.sweep_figure(same)
+    assert gap.data[1].y[0] is None and gap.data[1].y[1] == pytest.approx(same.psnr[1])
 
 
-def test_repair_curve_is_the_raw_curve(full):
-    rep = full.repair
-    fig = plots.repair_curve(rep)
-    tr = fig.data[0]
-    assert np.array_equal(np.asarray(tr.x), rep.curve_area)
-    assert np.array_equal(np.asarray(tr.y), rep.curve_distance)
-    assert tr.line.shape == "linear" and "markers" in tr.mode
-    rise = fig.data[1]
-    assert list(rise.x[:2]) == [0.25, 0.5]  # the one rising segment is marked
-    shapes = fig.layout.shapes
-    assert any(s.y0 == pytest.approx(rep.base_distance / 2) for s in shapes)
-    assert any(s.x0 == pytest.approx(0.25) for s in shapes)
-    assert fig.layout.title.text == rep.headline
+def _drawn_segments(fig: go.Figure) -> set[tuple[float, float]]:
+    """(x0, x1) of every segment of the trace(s) that mark where the distance rises (the
+    None gaps between segments are skipped)."""
+    out = set()
+    for t in fig.data[1:]:
+        if isinstance(t, go.Scatter) and t.x is not None and "rise" in (t.name or "").lower():
+            xs = list(t.x)
+            out |= {(xs[i], xs[i + 1]) for i in range(len(xs) - 1)
+                    if xs[i] is not None and xs[i + 1] is not None}
+    return out
+
+
+def test_repair_curve_is_the_raw_curve(rising_repair, full):
+    for rep in (rising_repair, full.repair):
+        fig = plots.repair_curve(rep)
+        tr = fig.data[0]
+        assert np.array_equal(np.asarray(tr.x), rep.curve_area)
+        assert np.array_equal(np.asarray(tr.y), rep.curve_distance)
+        assert tr.line.shape == "linear" and "markers" in tr.mode
+        # found here from the curve itself: a step up is marked as a rise; a step down to a
+        # new lowest distance is not
+        a, d = rep.curve_area, rep.curve_distance
+        drawn = _drawn_segments(fig)
+        for j in range(1, len(d)):
+            seg = (float(a[j - 1]), float(a[j]))
+            if d[j] > d[j - 1] + 1e-7:
+                assert seg in drawn, j
+            elif d[j] <= d[:j].min():
+                assert seg not in drawn, j
+        shapes = fig.layout.shapes
+        assert any(s.y0 == pytest.approx(rep.base_distance / 2) for s in shapes)
+        if rep.half_area is not None:
+            assert any(s.x0 == pytest.approx(rep.half_area) for s in shapes)
+        assert fig.layout.title.text.replace("<br>", " ") == rep.headline
+    assert _drawn_segments(plots.repair_curve(rising_repair))  # the rise really is drawn
 
 
 def test_triplet_margin_chart(triplet):
@@ -285,20 +306,34 @@ SECTION_7_KEYS = ["schema", "distance", "net", "version", "backbone", "inputs", 
                   "attribution", "sensitivity", "repair", "summary", "warnings", "timings_ms"]
 
 
-def test_to_json_strict_and_complete(fast, full):
-    for result in (fast, full):
-        d = json.loads(report.to_json(result))
+def test_to_json_strict_and_complete(fast, full, identical):
+    for result in (fast, full, identical):
+        text = report.to_json(result)
+        d = json.loads(text)  # strict: no NaN or Infinity tokens
+        assert "NaN" not in text and "Infinity" not in text
         assert all(k in d for k in SECTION_7_KEYS)
         assert {"weights", "perceptual"} <= d["backbone"].keys()
         assert {"a", "b", "size", "policy"} <= d["inputs"].keys()
         assert d["distance"] == pytest.approx(result.distance)
+        assert d["inputs"]["size"] == [H, W]
     d = json.loads(report.to_json(full))
-    assert d["attribution"]["completeness_gap"] is None  # NaN
-    assert d["attribution"]["relative_gap"] is None  # np.inf
-    assert d["attribution"]["vanishing"] is False
-    assert d["sweeps"][0]["psnr"] == [None, 30.0, 25.0]
-    assert report.jsonable({"x": np.array([1.5, np.nan]), "y": np.int64(3)}) == {
-        "x": [1.5, None], "y": 3}
+    attr = full.attribution
+    assert d["attribution"]["method"] == "integrated_gradients"
+    assert d["attribution"]["sum"] == pytest.approx(attr.total)
+    assert d["attribution"]["completeness_gap"] == pytest.approx(attr.completeness_gap)
+    assert [row["distance"] for row in d["sensitivity"]] == pytest.approx(
+        [it.distance for it in (*full.sensitivity.items, *full.sensitivity.geometric)])
+    assert [p["distance"] for p in d["repair"]["curve"]] == pytest.approx(
+        list(full.repair.curve_distance))
+    # Infinite PSNR (the identity point of every sweep on identical images) becomes null.
+    d = json.loads(report.to_json(identical))
+    for sweep, row in zip(identical.sensitivity.sweeps, d["sweeps"], strict=True):
+        assert math.isnan(sweep.psnr[0]) and row["psnr"][0] is None
+        assert row["psnr"][1:] == pytest.approx(list(sweep.psnr[1:]))
+    assert d["attribution"]["vanishing"] is True and d["distance"] == 0.0
+    assert report.jsonable({"x": np.array([1.5, np.nan]), "y": np.int64(3),
+                            "z": np.float32(np.inf), "w": np.bool_(True)}) == {
+        "x": [1.5, None], "y": 3, "z": None, "w": True}
     with pytest.raises(TypeError):
         report.jsonable(object())
 
@@ -306,6 +341,10 @@ def test_to_json_strict_and_complete(fast, full):
 def test_to_json_triplet(triplet):
     d = json.loads(report.to_json(triplet))
     assert d["kind"] == "triplet" and d["margin"] == pytest.approx(triplet.margin)
+    assert d["closer"] == triplet.closer == "a"  # the mild change is closer
+    assert sum(lay["margin"] for lay in d["layers"]) == pytest.approx(d["margin"], abs=1e-9)
+    assert d["attribution"]["b"]["method"] == "saliency"
+    assert d["flip"]["exists"] == triplet.flip.exists and d["flip"]["repaired"] == "b"
 
 
 def _strip_plotly(page: str) -> str:
@@ -327,8 +366,6 @@ def _assert_offline(page: str, rest: str) -> None:
 
 
 def test_html_report_is_self_contained(full):
-    import html
-
     page = report.html_report(full)
     rest = _strip_plotly(page)
     _assert_offline(page, rest)
@@ -336,14 +373,14 @@ def test_html_report_is_self_contained(full):
     for sentence in full.summary:
         assert html.escape(sentence) in rest
     assert rest.count('class="plotly-graph-div"') >= 6
-    assert full.repair.headline in rest
+    assert html.escape(full.repair.headline) in rest
 
 
 def test_html_triplet_report_is_self_contained(triplet):
     page = report.html_triplet_report(triplet)
     rest = _strip_plotly(page)
     _assert_offline(page, rest)
-    assert triplet.flip.statement in rest and f"{triplet.margin:+.4f}" in rest
+    assert html.escape(triplet.flip.statement) in rest and f"{triplet.margin:+.4f}" in rest
 
 
 def test_write_explanation_files(full, tmp_path):
@@ -374,11 +411,16 @@ def test_write_explanation_without_optional_parts(fast, tmp_path):
     assert not (tmp_path / "maps").exists()
 
 
-def test_write_triplet_files(triplet, tmp_path):
-    files = report.write_triplet(triplet, tmp_path)
-    listed = json.loads((tmp_path / "triplet.json").read_text())["files"]
+def test_write_triplet_files(triplet, triplet_plain, tmp_path):
+    files = report.write_triplet(triplet, tmp_path / "t")
+    listed = json.loads((tmp_path / "t" / "triplet.json").read_text())["files"]
     assert set(listed) == set(files)
-    assert "attribution_a_signed" not in files  # A had no attribution in this stand-in
-    assert np.load(files["attribution_b_signed"]).shape == (H, W)
-    assert np.load(files["spatial_a_sum_bilinear"]).shape == (H, W)
+    for name, attr in (("a", triplet.attribution_a), ("b", triplet.attribution_b)):
+        np.testing.assert_array_equal(np.load(files[f"attribution_{name}_signed"]), attr.signed)
+    bilinear = np.load(files["spatial_a_sum_bilinear"])
+    assert bilinear.shape == (H, W)
+    np.testing.assert_allclose(bilinear, triplet.decomposition_a.spatial_map(None, "bilinear"))
     assert Image.open(files["summary_png"]).format == "PNG"
+    plain = report.write_triplet(triplet_plain, tmp_path / "p")
+    assert not any(name.startswith("attribution_") for name in plain)
+    assert np.load(plain["spatial_b_sum_bilinear"]).shape == (H, W)
