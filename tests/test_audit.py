@@ -8,6 +8,7 @@ import io
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -507,3 +508,23 @@ def test_bundled_audit_sample_is_reproducible(tmp_path):
         rows = list(csv.DictReader(f))
     assert all("synthetic" in r["judge_source"] and "not human" in r["judge_source"]
                for r in rows)
+
+
+def test_progress_bar_shows_rate_and_eta_counting_only_new_rows(monkeypatch):
+    from lpips_explain.cli.audit import RateBar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    bar = RateBar(True)
+    bar(40, 100, "Auditing rows")  # 40 rows finished by an earlier run
+    bar.bar.start_t -= 2.0  # two seconds pass...
+    bar(50, 100, "Auditing rows")  # ...and this run scores 10 rows
+    bar.close()
+    last = term.getvalue().split("\r")[-1]
+    assert "50/100" in last and "<" in last  # done/total and the time left
+    rate = float(re.search(r"([\d.]+)row/s", last)[1])
+    assert 3 < rate < 6  # 10 new rows in about 2 s, not the 50 finished ones

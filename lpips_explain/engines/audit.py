@@ -134,6 +134,8 @@ def run_audit(source: str | os.PathLike | AuditTable, out_dir: str | os.PathLike
         "net": model.spec.name, "version": model.version,
         "backbone": {"weights": info.spec, "perceptual": info.perceptual},
         "size_policy": size_policy, "engine": result.to_dict(),
+        # The audit always scores with the exact float32 network (never a fast mode).
+        "mode": {"precision": "fp32", "device": str(model.head0.device), "exact": True},
         "columns": list(result.rows.column_names),
     }
     summary.update(summarize(table.kind, data, model.layer_names, top=top))
