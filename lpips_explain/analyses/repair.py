@@ -556,20 +556,15 @@ def order_curves(net: LpipsNet, a: Tensor, b: Tensor, orders: Sequence[np.ndarra
     score = _Batches(scorer, a, b, check_int(batch_size, "batch_size", 1), progress,
                      1 + n * len(orders))
     out = []
-    kt = torch.arange(1, n + 1, device=a.device)
     with torch.no_grad():
-        base = float(score(lambda sl: torch.zeros(1, h, w, dtype=torch.bool, device=a.device),
-                           1, label)[0])
+        base = float(score(lambda sl: pix[None] < 0, 1, label)[0])  # nothing replaced: B
         for order in orders:
             order = np.asarray(order, dtype=np.int64)
             if sorted(order.tolist()) != list(range(n)):
                 raise InputError(f"An order must list each of the {n} patches once.")
-            rank = np.empty(n, dtype=np.int64)
-            rank[order] = np.arange(n)
-            pix_rank = torch.from_numpy(rank).to(a.device)[pix]
-            d = score(lambda sl, r=pix_rank: r[None] < kt[sl, None, None], n, label)
-            cum = np.concatenate([[0.0], np.cumsum(counts[order])]) / counts.sum()
-            out.append((cum, np.concatenate([[base], d])))
+            o = _evaluate_order(score, pix, counts, order, {0: base}, "given", label, None,
+                                lambda d: False, False, base, 0)
+            out.append((o.areas, o.distances))
     return base, out
 
 
