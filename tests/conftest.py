@@ -102,3 +102,17 @@ def full_explanation(random_explainer, pair):
     computed once and shared by the tests that only read it."""
     a, b = pair
     return random_explainer.explain(a, b, value_range="[0,1]", patch=16)
+
+
+def triplet_tensors(size: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(REF, A, B) in [0, 1]: A is a mild change of REF everywhere, B a strong change of REF
+    inside two 16 px patches only (at (0, 0) and (32, 48)), so A is closer and repairing
+    those two patches of B flips the decision."""
+    ref = smooth_image(size, size, 20)
+    a = (ref + 0.05 * (smooth_image(size, size, 21) - 0.5)).clamp(0, 1)
+    b = ref.clone()
+    noise = smooth_image(size, size, 22)
+    for r, c in ((0, 0), (32, 48)):
+        sl = (..., slice(r, r + 16), slice(c, c + 16))
+        b[sl] = (ref[sl] + 0.6 * (noise[sl] - 0.5)).clamp(0, 1)
+    return ref, a, b

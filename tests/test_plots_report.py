@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 import plotly.offline
 import pytest
 import torch
-from conftest import smooth_image, to_uint8
+from conftest import to_uint8, triplet_tensors
 from PIL import Image
 
 from lpips_explain.analyses import perturbations as P
@@ -78,15 +78,12 @@ def identical(explainer):
 
 
 def _triplet_images() -> list[np.ndarray]:
-    ref = smooth_image(H, W, 20)
-    a = (ref + 0.05 * (smooth_image(H, W, 21) - 0.5)).clamp(0, 1)
-    b = (ref + 0.3 * (smooth_image(H, W, 22) - 0.5)).clamp(0, 1)
-    return [to_uint8(t) for t in (ref, a, b)]
+    return [to_uint8(t) for t in triplet_tensors(H)]
 
 
 @pytest.fixture(scope="module")
 def triplet(explainer):
-    """A is a mild change of REF, B a strong one; both candidates attributed."""
+    """A is a mild change of REF, B a strong one in two patches; both attributed."""
     return explainer.explain_triplet(*_triplet_images(), attribution="saliency", patch=16)
 
 
