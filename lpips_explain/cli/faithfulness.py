@@ -56,13 +56,15 @@ def run_faithfulness(args: argparse.Namespace) -> int:
         (args.out / "faithfulness.html").write_text(
             f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Faithfulness</title>"
             f"</head><body>{html}</body></html>\n", encoding="utf-8")
+    notes = list(result.inputs.warnings)
     if args.json:
         print(text)
+        notes += result.warnings  # (in the human output they close the summary)
     else:
         for line in result.summary:
             print(line)
         if args.out is not None:
             print(f"\nwrote faithfulness.json and faithfulness.html to {args.out}/")
-    for w in [*result.inputs.warnings, *result.warnings]:
+    for w in notes:
         print(f"warning: {w}", file=sys.stderr)
     return 0
