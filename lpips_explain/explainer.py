@@ -519,7 +519,8 @@ class Explainer:
         stats = []
         for source, label in ((set_a, "A"), (set_b, "B")):
             name, items, skipped = collect_images(source, label)
-            stats.append(encode_set(self.model, f"{label} ({name})", items, size=size,
+            shown = label if name == label else f"{label} ({name})"
+            stats.append(encode_set(self.model, shown, items, size=size,
                                     max_pixels=self.max_pixels, skipped=skipped,
                                     progress=progress))
         return domain_gap(self.model, stats[0], stats[1], permutations=permutations, seed=seed,

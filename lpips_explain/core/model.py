@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lpips_explain.core.heads import LinInfo, describe_lin_heads
 from lpips_explain.core.trunks import TrunkSpec, get_trunk
 from lpips_explain.core.weights import VERSIONS, WeightsInfo, load_lin_heads, load_trunk
 from lpips_explain.errors import lookup
@@ -61,6 +63,11 @@ class LpipsNet(nn.Module):
     def layer_names(self) -> tuple[str, ...]:
         return self.spec.layer_names
 
+    @cached_property
+    def lin_info(self) -> LinInfo:
+        """Whether the heads are the official ones, or custom (calibrated) ones."""
+        return describe_lin_heads(self.spec.name, self.version, self.lin_file, self.heads)
+
     def taps(self, x: Tensor) -> list[Tensor]:
         """Raw trunk features at the official taps for images in [0, 1]."""
         h = x * 2 - 1
@@ -106,11 +113,14 @@ class ReferenceScorer(nn.Module):
     forward, which hook-based methods assume.
     """
 
-    def __init__(self, net: LpipsNet, reference: Tensor):
+    def __init__(self, net: LpipsNet, reference: Tensor,
+                 encoded: Sequence[Tensor] | None = None):
         super().__init__()
         self.net = net
-        with torch.no_grad():
-            self.ref = [y.detach() for y in net.encode(reference)]
+        if encoded is None:  # else: net.encode(reference), e.g. from core/cache.FeatureCache
+            with torch.no_grad():
+                encoded = net.encode(reference)
+        self.ref = [y.detach() for y in encoded]
         self.reference = reference.detach()
 
     def forward(self, x: Tensor) -> Tensor:

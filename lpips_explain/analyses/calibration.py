@@ -1,0 +1,727 @@
+"""Fitting the lin heads to 2AFC judgments: the official recipe on trunk features cached once.
+
+LPIPS is d = sum_l sum_c w_lc * mean_hw (y0 - y1)^2_lchw: linear in the head weights w. So
+for every judged triplet the trunk runs once, and the per-channel spatial means of the
+squared differences of unit-normalised features (ref vs p0, ref vs p1) are kept; then
+d0 = D0 @ w exactly, and an epoch costs a matrix product instead of a trunk pass. A mask
+(where the judges looked) turns the spatial mean into a weighted mean, per layer, with the
+mask averaged down to the layer's resolution.
+
+The recipe is the official one (richzhang/PerceptualSimilarity, lpips/trainer.py and
+train.py): the lpips package's own ``BCERankingLoss`` (a ``Dist2LogitLayer`` on
+(d0, d1, d0-d1, d0/(d1+eps), d1/(d0+eps)) against ``judge``), Adam with lr 1e-4 and betas
+(0.5, 0.999), batches of 50, 5 epochs at the base rate then 5 with linear decay, heads
+clamped >= 0 after every step. Only the heads are clamped: the official loop also clamps
+SqueezeNet's own 1x1 trunk convs, which are frozen and left alone here. One departure: the
+official lin layers apply dropout (p = 0.5) to every position of the squared differences
+during training; on cached per-channel means that cannot be reproduced, so it is left out,
+and the held-out split with early stopping guards against over-fitting instead.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import importlib.metadata
+import itertools
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lpips_explain.analyses.common import Progress, check_int
+from lpips_explain.core.model import LpipsNet
+from lpips_explain.core.trunks import check_min_size
+from lpips_explain.core.weights import load_lin_heads
+from lpips_explain.errors import InputError, LpipsExplainError, lookup
+from lpips_explain.intake.judgments import (
+    JudgmentRow,
+    JudgmentSet,
+    LoadedTriplet,
+    Refusal,
+    load_triplet,
+    refusals_text,
+)
+
+SCHEMA = "lpips-explain/1"
+INITS: dict[str, str] = {
+    "released": "the official heads shipped with the lpips package for this trunk and version",
+    "scratch": "random heads (torch's default 1x1-conv initialisation, seeded), as the "
+               "official trainer starts",
+}
+# The official recipe (lpips/trainer.py, train.py).
+OFFICIAL = {"epochs": 5, "decay_epochs": 5, "lr": 1e-4, "beta1": 0.5, "beta2": 0.999,
+            "batch_size": 50}
+DEFAULT_PATIENCE = 3
+FEATURE_BATCH = 16  # triplets per trunk pass while caching features
+
+OnEpoch = Callable[["EpochRecord"], None]
+Cancel = Callable[[], bool]
+
+
+class Cancelled(LpipsExplainError):
+    """The caller asked to stop before there was anything to return."""
+
+    exit_code = 130
+
+
+# --- cached features -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JudgmentFeatures:
+    """Per triplet and channel, the (mask-weighted) spatial means of squared differences of
+    unit-normalised features, ref vs p0 (``d0``) and ref vs p1 (``d1``): d = D @ w exactly."""
+
+    model_id: tuple
+    net: str
+    version: str
+    layer_names: tuple[str, ...]
+    channels: tuple[int, ...]
+    rows: tuple[JudgmentRow, ...]  # the triplets used, in input order
+    d0: Tensor  # N x sum(channels), float64
+    d1: Tensor
+    judges: Tensor  # N, float64, share of people who chose p1
+    masked: tuple[bool, ...]
+    refused: tuple[Refusal, ...]
+    data_hash: str
+    source: str
+    size: int | None  # the common size images were resized to, if any
+    image_sizes: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def n_used(self) -> int:
+        return len(self.rows)
+
+    @property
+    def n_refused(self) -> int:
+        return len(self.refused)
+
+
+def model_id(model: LpipsNet) -> tuple:
+    """What the cached features depend on: trunk, its weights and the version's input scaling."""
+    info = model.weights_info
+    return (model.spec.name, model.version, info.spec, info.file, info.seed)
+
+
+def _layer_weights(mask: Tensor | None, shape: tuple[int, int], n: int) -> Tensor:
+    if mask is None:
+        return torch.ones(n, 1, *shape)
+    return F.adaptive_avg_pool2d(mask, shape)
+
+
+def _encode_batch(model: LpipsNet, batch: list[LoadedTriplet]) -> tuple[Tensor, Tensor]:
+    """D0, D1 (B x sum C, float64) for triplets of one size, in one trunk pass."""
+    b = len(batch)
+    x = torch.cat([torch.cat([t.ref for t in batch]), torch.cat([t.p0 for t in batch]),
+                   torch.cat([t.p1 for t in batch])])
+    d0s, d1s = [], []
+    with torch.no_grad():
+        for y in model.encode(x):
+            y = y.double()
+            yr, y0, y1 = y[:b], y[b: 2 * b], y[2 * b:]
+            shape = (int(y.shape[-2]), int(y.shape[-1]))
+            wts = torch.cat([_layer_weights(t.mask, shape, 1) for t in batch]).double()
+            norm = wts.sum(dim=(2, 3))  # B x 1
+            d0s.append(((yr - y0) ** 2 * wts).sum(dim=(2, 3)) / norm)
+            d1s.append(((yr - y1) ** 2 * wts).sum(dim=(2, 3)) / norm)
+    return torch.cat(d0s, dim=1), torch.cat(d1s, dim=1)
+
+
+def extract_features(model: LpipsNet, jset: JudgmentSet, *, size: int | None = None,
+                     max_pixels: int | None = None, progress: Progress | None = None,
+                     cancel: Cancel | None = None,
+                     batch_size: int = FEATURE_BATCH) -> JudgmentFeatures:
+    """Run the frozen trunk once over every judged triplet and keep what the heads need.
+
+    Rows whose images cannot be used (unreadable, corrupt, sizes that differ, too small for
+    the trunk, an empty mask) are refused with their reason, never raised.
+    """
+    if size is not None:
+        check_int(size, "size", 1)
+        check_min_size((size, size), model.spec.name, label="common size")
+    rows = jset.rows
+    refused = list(jset.refused)
+    accepted: list[LoadedTriplet] = []
+    d0: list[Tensor | None] = []
+    d1: list[Tensor | None] = []
+    buckets: dict[tuple[int, int], list[tuple[int, LoadedTriplet]]] = {}
+
+    def flush(key: tuple[int, int]) -> None:
+        items = buckets.pop(key)
+        a, b = _encode_batch(model, [t for _, t in items])
+        for k, (i, _) in enumerate(items):
+            d0[i], d1[i] = a[k], b[k]
+
+    for n, row in enumerate(rows):
+        if cancel is not None and cancel():
+            raise Cancelled("Stopped while computing the trunk features; nothing was fitted.")
+        try:
+            lt = load_triplet(jset, row, size=size, max_pixels=max_pixels)
+            check_min_size(lt.size, model.spec.name, label="triplet")
+        except InputError as exc:
+            refused.append(Refusal(row.id, str(exc)))
+        else:
+            buckets.setdefault(lt.size, []).append((len(accepted), lt))
+            accepted.append(lt)
+            d0.append(None)
+            d1.append(None)
+            if len(buckets[lt.size]) >= batch_size:
+                flush(lt.size)
+        if progress is not None:
+            progress(n + 1, len(rows), "Trunk features")
+    for key in list(buckets):
+        flush(key)
+    if not accepted:
+        raise InputError(f"No usable triplets in {jset.source}: all {len(refused)} refused.\n"
+                         f"{refusals_text(refused)}")
+    digest = hashlib.sha256(f"size={size}".encode())
+    for t in accepted:
+        digest.update(t.digest.encode())
+    return JudgmentFeatures(
+        model_id(model), model.spec.name, model.version, model.layer_names,
+        model.spec.channels, tuple(t.row for t in accepted),
+        torch.stack(d0), torch.stack(d1),  # type: ignore[arg-type]
+        torch.tensor([t.row.judge for t in accepted], dtype=torch.float64),
+        tuple(t.mask is not None for t in accepted), tuple(refused), digest.hexdigest(),
+        jset.source, size, tuple(t.size for t in accepted))
+
+
+# --- scores ------------------------------------------------------------------------------------
+
+
+def two_afc(d0: Tensor | np.ndarray, d1: Tensor | np.ndarray,
+            judge: Tensor | np.ndarray) -> np.ndarray:
+    """Per triplet (d0<d1)(1-g) + (d1<d0)g + 0.5[d0==d1], as lpips.score_2afc_dataset."""
+    d0, d1, g = (np.asarray(v, dtype=np.float64) for v in (d0, d1, judge))
+    return (d0 < d1) * (1 - g) + (d1 < d0) * g + (d0 == d1) * 0.5
+
+
+def _mean(x: np.ndarray) -> float | None:
+    return float(x.mean()) if x.size else None
+
+
+@dataclass(frozen=True)
+class Scores:
+    """2AFC agreement with the judges (and the ranking loss) on the train and held-out parts."""
+
+    train_2afc: float | None
+    val_2afc: float | None
+    train_loss: float | None
+    val_loss: float | None
+
+    def to_dict(self) -> dict:
+        return {"train_2afc": self.train_2afc, "val_2afc": self.val_2afc,
+                "train_loss": self.train_loss, "val_loss": self.val_loss}
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    loss: float  # mean training loss over the epoch's batches, as the official trainer logs
+    train_2afc: float | None
+    val_2afc: float | None
+    val_loss: float | None
+    lr: float
+    steps: int
+
+    def to_dict(self) -> dict:
+        return {"epoch": self.epoch, "loss": self.loss, "train_2afc": self.train_2afc,
+                "val_2afc": self.val_2afc, "val_loss": self.val_loss, "lr": self.lr,
+                "steps": self.steps}
+
+
+@dataclass(frozen=True)
+class TripletVerdict:
+    """One triplet's distances with the starting heads and with the calibrated heads."""
+
+    id: str
+    split: str  # "train" or "val"
+    ref: str
+    p0: str
+    p1: str
+    judge: float
+    d0_before: float
+    d1_before: float
+    d0_after: float
+    d1_after: float
+
+    @staticmethod
+    def _verdict(d0: float, d1: float) -> str:
+        return "p0" if d0 < d1 else "p1" if d1 < d0 else "tie"
+
+    @property
+    def verdict_before(self) -> str:
+        """Which candidate LPIPS finds closer to ref with the starting heads."""
+        return self._verdict(self.d0_before, self.d1_before)
+
+    @property
+    def verdict_after(self) -> str:
+        return self._verdict(self.d0_after, self.d1_after)
+
+    @property
+    def changed(self) -> bool:
+        return self.verdict_before != self.verdict_after
+
+    @property
+    def agreement_before(self) -> float:
+        return float(two_afc(self.d0_before, self.d1_before, self.judge))
+
+    @property
+    def agreement_after(self) -> float:
+        return float(two_afc(self.d0_after, self.d1_after, self.judge))
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "split": self.split, "ref": self.ref, "p0": self.p0,
+                "p1": self.p1, "judge": self.judge, "d0_before": self.d0_before,
+                "d1_before": self.d1_before, "d0_after": self.d0_after,
+                "d1_after": self.d1_after, "verdict_before": self.verdict_before,
+                "verdict_after": self.verdict_after,
+                "agreement_before": self.agreement_before,
+                "agreement_after": self.agreement_after}
+
+
+@dataclass(frozen=True)
+class LayerChange:
+    name: str
+    channels: int
+    mean_before: float
+    mean_after: float
+    sum_before: float
+    sum_after: float
+    sum_abs_change: float
+    zero_before: int  # channels with weight exactly 0 (they can never contribute)
+    zero_after: int
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "channels": self.channels, "mean_before": self.mean_before,
+                "mean_after": self.mean_after, "sum_before": self.sum_before,
+                "sum_after": self.sum_after, "sum_abs_change": self.sum_abs_change,
+                "zero_before": self.zero_before, "zero_after": self.zero_after}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Heads fitted to judgments, how they score before and after, and how they were made."""
+
+    net: str
+    version: str
+    layer_names: tuple[str, ...]
+    heads_before: tuple[np.ndarray, ...]
+    heads: tuple[np.ndarray, ...]  # the calibrated heads (the best epoch's)
+    before: Scores
+    after: Scores
+    epochs: tuple[EpochRecord, ...]
+    best_epoch: int  # 0: no epoch beat the starting heads on the held-out triplets
+    stopped: str  # "completed", "early_stopping" or "cancelled"
+    n_used: int
+    n_refused: int
+    n_train: int
+    n_val: int
+    refused: tuple[Refusal, ...]
+    schedule: dict
+    provenance: dict
+    triplets: tuple[TripletVerdict, ...]
+    backbone: dict
+    summary: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The heads in the official key layout: ``lin{i}.model.1.weight``, shape (1, C, 1, 1)."""
+        return {f"lin{i}.model.1.weight":
+                torch.from_numpy(np.ascontiguousarray(h, dtype=np.float32)).view(1, -1, 1, 1)
+                for i, h in enumerate(self.heads)}
+
+    @property
+    def changed(self) -> list[TripletVerdict]:
+        return [t for t in self.triplets if t.changed]
+
+    @property
+    def layer_changes(self) -> list[LayerChange]:
+        out = []
+        for name, b, a in zip(self.layer_names, self.heads_before, self.heads, strict=True):
+            out.append(LayerChange(name, int(a.size), float(b.mean()), float(a.mean()),
+                                   float(b.sum()), float(a.sum()), float(np.abs(a - b).sum()),
+                                   int((b == 0).sum()), int((a == 0).sum())))
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "schema": SCHEMA,
+            "kind": "calibration",
+            "net": self.net,
+            "version": self.version,
+            "backbone": self.backbone,
+            "before": {"train_2afc": self.before.train_2afc, "val_2afc": self.before.val_2afc,
+                       "train_loss": self.before.train_loss, "val_loss": self.before.val_loss},
+            "after": self.after.to_dict(),
+            "epochs": [e.to_dict() for e in self.epochs],
+            "best_epoch": self.best_epoch,
+            "stopped": self.stopped,
+            "n_used": self.n_used,
+            "n_refused": self.n_refused,
+            "n_train": self.n_train,
+            "n_val": self.n_val,
+            "refused": [r.to_dict() for r in self.refused],
+            "schedule": dict(self.schedule),
+            "provenance": dict(self.provenance),
+            "layers": [c.to_dict() for c in self.layer_changes],
+            "changed": [t.to_dict() for t in self.changed],
+            "summary": list(self.summary),
+            "warnings": list(self.warnings),
+        }
+
+
+# --- training ----------------------------------------------------------------------------------
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train and held-out indices, fixed by the seed (sorted, disjoint, covering 0..n-1)."""
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, int | float) \
+            or not 0.0 <= float(val_fraction) < 1.0:
+        raise InputError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}.")
+    n_val = round(float(val_fraction) * n)
+    if val_fraction > 0:
+        n_val = max(1, n_val)
+    if n - n_val < 1:
+        raise InputError(f"{n} usable triplet(s) cannot be split into training and held-out "
+                         f"parts (val_fraction {val_fraction}); add triplets or lower it.")
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def _initial_heads(model: LpipsNet, init: str) -> list[Tensor]:
+    if init == "released":
+        heads, _ = load_lin_heads(model.spec.name, model.version, model.spec.channels)
+        return heads
+    # What the official trainer starts from: NetLinLayer's Conv2d(C, 1, 1, bias=False).
+    return [nn.Conv2d(c, 1, 1, bias=False).weight.detach().reshape(-1).clone()
+            for c in model.spec.channels]
+
+
+def _rank_loss() -> nn.Module:
+    import lpips  # the official loss: BCERankingLoss with its Dist2LogitLayer
+
+    return lpips.BCERankingLoss()
+
+
+def lr_for_epoch(epoch: int, lr: float, epochs: int, decay_epochs: int) -> float:
+    """The official schedule: lr for epochs 1..epochs+1, then minus lr/decay_epochs after each
+    later epoch (train.py calls update_learning_rate after every epoch past ``epochs``)."""
+    if decay_epochs <= 0:
+        return lr
+    return lr * (1.0 - max(0, epoch - 1 - epochs) / decay_epochs)
+
+
+def _check_lr(lr: object) -> float:
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) \
+            or lr <= 0:
+        raise InputError(f"lr must be a positive number, got {lr!r}.")
+    return float(lr)
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+class _HeadFit:
+    """The heads (one flat non-negative vector), the official ranking loss and Adam."""
+
+    def __init__(self, features: JudgmentFeatures, start: Tensor, train_idx: np.ndarray,
+                 val_idx: np.ndarray, lr: float) -> None:
+        self.features = features
+        self.train_idx, self.val_idx = train_idx, val_idx
+        self.tr, self.va = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
+        self.rank = _rank_loss()  # drawn from the seeded RNG after the scratch heads
+        self.w = nn.Parameter(start.clone())
+        self.d0 = features.d0.to(torch.float32)
+        self.d1 = features.d1.to(torch.float32)
+        # The trainer hands judge*2-1 to the loss, which maps it back with (judge+1)/2.
+        self.target = (features.judges.to(torch.float32) * 2.0 - 1.0).view(-1, 1, 1, 1)
+        self.flipped = self._orient()
+        self.optimizer = torch.optim.Adam([self.w, *self.rank.parameters()], lr=lr,
+                                          betas=(OFFICIAL["beta1"], OFFICIAL["beta2"]))
+
+    def _orient(self) -> bool:
+        """Point the freshly initialised ranking net the right way round.
+
+        Its small MLP can learn either orientation, and its random init picks one by chance:
+        pointed the wrong way, training makes LPIPS prefer the *farther* candidate (the loss
+        falls while the 2AFC agreement falls; measured in 3 of 9 seeds on a test set). So, on
+        the training triplets with the starting heads, if the net's P(p1 chosen) rises when
+        p1 gets farther, its last layer is negated (P -> 1 - P): same architecture and loss,
+        an init that says "closer is more similar". Returns whether it was negated.
+        """
+        idx = self.tr
+        with torch.no_grad():
+            d0 = (self.d0[idx] @ self.w).view(-1, 1, 1, 1)
+            d1 = (self.d1[idx] @ self.w).view(-1, 1, 1, 1)
+            net = self.rank.net
+            lean = float(((net(d0, d1) - net(d1, d0)) * torch.sign(d0 - d1)).mean())
+            if lean >= 0:
+                return False
+            last = net.model[-2]  # the last 1x1 conv, before the sigmoid
+            last.weight.neg_()
+            last.bias.neg_()
+        return True
+
+    def loss(self, idx: Tensor, w: Tensor | None = None) -> Tensor:
+        w = self.w if w is None else w
+        return self.rank((self.d0[idx] @ w).view(-1, 1, 1, 1),
+                         (self.d1[idx] @ w).view(-1, 1, 1, 1), self.target[idx])
+
+    def evaluate(self, w: Tensor) -> tuple[Scores, Tensor, Tensor]:
+        """Scores with heads ``w``; distances in float64 for every triplet."""
+        wd = w.detach().double()
+        d0, d1 = self.features.d0 @ wd, self.features.d1 @ wd
+        agree = two_afc(d0.numpy(), d1.numpy(), self.features.judges.numpy())
+        w32 = w.detach().to(torch.float32)
+        with torch.no_grad():
+            tl = float(self.loss(self.tr, w32)) if len(self.tr) else None
+            vl = float(self.loss(self.va, w32)) if len(self.va) else None
+        return (Scores(_mean(agree[self.train_idx]), _mean(agree[self.val_idx]), tl, vl),
+                d0, d1)
+
+    def epoch(self, lr: float, batch_size: int, order: torch.Generator,
+              step_done: Callable[[int], bool]) -> tuple[list[float], bool]:
+        """One pass over the training triplets in a seeded order; (batch losses, cancelled)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        perm = self.tr[torch.randperm(len(self.tr), generator=order)]
+        losses: list[float] = []
+        for k in range(0, len(perm), batch_size):
+            loss = self.loss(perm[k: k + batch_size])
+            self.optimizer.zero_grad()
+            torch.mean(loss).backward()
+            self.optimizer.step()
+            with torch.no_grad():
+                self.w.clamp_(min=0.0)  # the heads only: the trunk is not in the optimiser
+            losses.append(float(loss.detach()))
+            if step_done(len(losses)):
+                return losses, True
+        return losses, False
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Training works on tensors of a few thousand numbers: there OpenMP's fork and join cost
+    more than they save (measured on the shared 2-core CPU: ~3 ms per step on one thread,
+    30-150 ms on two with the other core busy). torch.set_num_threads sets this thread's
+    OpenMP and MKL thread counts; the previous count is restored afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def calibrate(model: LpipsNet, features: JudgmentFeatures, *, init: str = "released",
+              epochs: int = OFFICIAL["epochs"], decay_epochs: int = OFFICIAL["decay_epochs"],
+              lr: float = OFFICIAL["lr"], batch_size: int = OFFICIAL["batch_size"],
+              val_fraction: float = 0.2, patience: int | None = DEFAULT_PATIENCE,
+              seed: int = 0, progress: Progress | None = None, on_epoch: OnEpoch | None = None,
+              cancel: Cancel | None = None) -> Calibration:
+    """Fit the lin heads to the judgments in ``features`` (the trunk is never touched).
+
+    Early stopping: after every epoch the held-out 2AFC score is measured; the heads of the
+    best epoch are kept (a tie goes to the lower held-out loss; epoch 0, the starting heads,
+    competes too), and training stops after ``patience`` epochs without improvement
+    (``None``: never early). ``cancel()`` returning True stops after the current step; the
+    best heads so far are returned with ``stopped="cancelled"``. ``on_epoch`` gets epoch 0
+    (the starting heads, before any step) and then every epoch's record.
+    """
+    lookup("calibration init", init, INITS)
+    epochs = check_int(epochs, "epochs", 0)
+    decay_epochs = check_int(decay_epochs, "decay_epochs", 0)
+    if epochs + decay_epochs < 1:
+        raise InputError("epochs + decay_epochs must be at least 1.")
+    batch_size = check_int(batch_size, "batch_size", 1)
+    lr = _check_lr(lr)
+    if patience is not None:
+        patience = check_int(patience, "patience", 1)
+    seed = check_int(seed, "seed", 0)
+    if features.model_id != model_id(model):
+        raise InputError("These cached features were computed with another trunk "
+                         f"({features.model_id[:3]}) than this model's ({model_id(model)[:3]}); "
+                         f"compute them again with this one.")
+    n = features.n_used
+    train_idx, val_idx = split_indices(n, val_fraction, seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        start = torch.cat(_initial_heads(model, init)).to(torch.float32)
+        fit = _HeadFit(features, start, train_idx, val_idx, lr)
+    before, d0_before, d1_before = fit.evaluate(fit.w)
+    best_key = _rank_key(before)
+    best_w, best_epoch, since_best = start.clone(), 0, 0
+    records: list[EpochRecord] = []
+    stopped = "completed"
+    total_epochs = epochs + decay_epochs
+    steps_per_epoch = math.ceil(len(train_idx) / batch_size)
+    order = torch.Generator().manual_seed(seed)
+
+    if on_epoch is not None:  # epoch 0: the starting heads, so live curves start there
+        on_epoch(EpochRecord(0, before.train_loss or 0.0, before.train_2afc, before.val_2afc,
+                             before.val_loss, 0.0, 0))
+
+    def step_done(step: int) -> bool:
+        if progress is not None:
+            progress(step, total_epochs * steps_per_epoch, "Training the heads")
+        return cancel is not None and bool(cancel())
+
+    with _one_thread():
+        for epoch in range(1, total_epochs + 1):
+            lr_e = lr_for_epoch(epoch, lr, epochs, decay_epochs)
+            losses, cancelled = fit.epoch(lr_e, batch_size, order,
+                                          lambda k, e=epoch: step_done(
+                                              (e - 1) * steps_per_epoch + k))
+            scores, _, _ = fit.evaluate(fit.w)
+            rec = EpochRecord(epoch, float(np.mean(losses)), scores.train_2afc,
+                              scores.val_2afc, scores.val_loss, lr_e, len(losses))
+            records.append(rec)
+            if on_epoch is not None:
+                on_epoch(rec)
+            key = _rank_key(scores)
+            if len(val_idx) == 0 or key > best_key:
+                best_key, best_w, best_epoch, since_best = key, fit.w.detach().clone(), epoch, 0
+            else:
+                since_best += 1
+            if cancelled:
+                stopped = "cancelled"
+                break
+            if patience is not None and len(val_idx) and since_best >= patience \
+                    and epoch < total_epochs:
+                stopped = "early_stopping"
+                break
+
+    after, d0_after, d1_after = fit.evaluate(best_w)
+    g = features.judges
+    split = np.full(n, "train", dtype=object)
+    split[val_idx] = "val"
+    verdicts = tuple(
+        TripletVerdict(r.id, str(split[i]), r.ref, r.p0, r.p1, float(g[i]),
+                       float(d0_before[i]), float(d1_before[i]), float(d0_after[i]),
+                       float(d1_after[i]))
+        for i, r in enumerate(features.rows))
+    cuts = np.cumsum((0, *features.channels))
+    heads_before = tuple(start[a:b].numpy().copy() for a, b in itertools.pairwise(cuts))
+    heads_after = tuple(best_w[a:b].numpy().copy() for a, b in itertools.pairwise(cuts))
+    info = model.weights_info
+    schedule = {"epochs": epochs, "decay_epochs": decay_epochs, "lr": lr,
+                "betas": [OFFICIAL["beta1"], OFFICIAL["beta2"]], "batch_size": batch_size,
+                "patience": patience, "val_fraction": float(val_fraction),
+                "size": features.size, "loss": "lpips.BCERankingLoss (Dist2LogitLayer)",
+                "clamp": "lin heads >= 0 after every step (trunk frozen, never clamped)",
+                "dropout": "not applied (the official lin layers use dropout 0.5; see README)",
+                "rank_net_negated_at_init": fit.flipped,
+                "masked_triplets": int(sum(features.masked))}
+    provenance = {"trunk": {"net": model.spec.name, "weights": info.spec, "file": info.file,
+                            "seed": info.seed, "perceptual": info.perceptual},
+                  "version": model.version, "init": init, "seed": seed,
+                  "data_hash": features.data_hash, "data_source": features.source,
+                  "date": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
+                  "lpips_explain": _package_version("lpips-explain"),
+                  "lpips": _package_version("lpips"), "torch": torch.__version__}
+    result = Calibration(
+        model.spec.name, model.version, model.layer_names, heads_before, heads_after, before,
+        after, tuple(records), best_epoch, stopped, n, features.n_refused, len(train_idx),
+        len(val_idx), features.refused, schedule, provenance, verdicts, info.to_dict())
+    return _with_summary(result, features, steps_per_epoch)
+
+
+def _rank_key(s: Scores) -> tuple[float, float]:
+    """Higher is better: held-out 2AFC first, then the lower held-out loss."""
+    if s.val_2afc is None:
+        return (-math.inf, -math.inf)
+    return (s.val_2afc, -(s.val_loss if s.val_loss is not None else 0.0))
+
+
+def wilson_interval(p: float | None, n: int, z: float = 1.96) -> tuple[float, float] | None:
+    """The 95% Wilson score interval of an agreement share measured on n triplets (it stays
+    meaningful at 0 and 1, where a standard error would claim no uncertainty)."""
+    if p is None or n <= 0:
+        return None
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def _with_summary(cal: Calibration, features: JudgmentFeatures,
+                  steps_per_epoch: int) -> Calibration:
+    lines = []
+    warn = []
+    lines.append(f"{cal.n_used} judged triplets used ({cal.n_train} for training, {cal.n_val} "
+                 f"held out), {cal.n_refused} refused.")
+    if cal.n_val:
+        lo, hi = wilson_interval(cal.after.val_2afc, cal.n_val)  # type: ignore[misc]
+        lines.append(f"Held-out 2AFC agreement with the judges: {_fmt(cal.before.val_2afc)} "
+                     f"with the starting heads ({cal.provenance['init']}), "
+                     f"{_fmt(cal.after.val_2afc)} calibrated (approximate: the 95% interval "
+                     f"for {cal.n_val} triplets is {lo:.3f} to {hi:.3f}).")
+    lines.append(f"Training-set agreement: {_fmt(cal.before.train_2afc)} before, "
+                 f"{_fmt(cal.after.train_2afc)} after.")
+    if not cal.n_val:
+        lines.append(f"No triplets were held out, so the heads of the last epoch "
+                     f"({cal.best_epoch}) are kept and nothing measures over-fitting.")
+    elif cal.best_epoch == 0 and cal.epochs:
+        lines.append("No epoch beat the starting heads on the held-out triplets, so the "
+                     "starting heads are kept.")
+    else:
+        lines.append(f"The heads of epoch {cal.best_epoch} of {len(cal.epochs)} run are kept "
+                     f"(best held-out score); training "
+                     + {"completed": "ran every scheduled epoch.",
+                        "early_stopping": f"stopped early after {cal.schedule['patience']} "
+                                          f"epochs without improvement.",
+                        "cancelled": "was cancelled."}[cal.stopped])
+    val_changed = [t for t in cal.changed if t.split == "val"]
+    if cal.n_val:
+        better = sum(t.agreement_after > t.agreement_before for t in val_changed)
+        worse = sum(t.agreement_after < t.agreement_before for t in val_changed)
+        lines.append(f"The verdict changed on {len(val_changed)} of {cal.n_val} held-out "
+                     f"triplets: {better} now agree more with the judges, {worse} less.")
+    changes = cal.layer_changes
+    top = max(changes, key=lambda c: c.sum_abs_change)
+    moved = float(sum(c.sum_abs_change for c in changes))
+    if moved > 0:
+        lines.append(f"Largest change in layer {top.name}: mean weight {top.mean_before:.4g} "
+                     f"-> {top.mean_after:.4g} (total |change| {top.sum_abs_change:.3g}).")
+    elif cal.best_epoch > 0:
+        warn.append("The kept heads equal the starting heads: training did not move them.")
+    budget = cal.schedule["lr"] * steps_per_epoch * len(cal.epochs)
+    last = cal.epochs[-1] if cal.epochs else None
+    if (last is not None and last.train_2afc is not None and cal.before.train_2afc is not None
+            and last.train_2afc < cal.before.train_2afc - 0.1 and cal.before.train_loss
+            is not None and last.loss < cal.before.train_loss):
+        warn.append(f"The ranking loss fell ({cal.before.train_loss:.3f} -> {last.loss:.3f}) "
+                    f"while the training agreement fell too ({cal.before.train_2afc:.3f} -> "
+                    f"{last.train_2afc:.3f}): the ranking net learned to prefer the farther "
+                    f"candidate. Try another seed or learning rate.")
+    typical = float(np.median(np.concatenate(cal.heads_before))) if cal.heads_before else 0.0
+    if cal.epochs and typical > 0 and budget < 0.1 * typical:
+        warn.append(f"With {steps_per_epoch} steps per epoch at lr {cal.schedule['lr']:g}, Adam "
+                    f"can move a weight by only about {budget:.2g} over {len(cal.epochs)} "
+                    f"epochs, against a median starting weight of {typical:.2g}: small data "
+                    f"sets need more epochs or a larger lr than the official recipe, which "
+                    f"was made for ~150k BAPPS triplets.")
+    if any(features.masked):
+        lines.append(f"{sum(features.masked)} triplets carry a mask: their distances (and "
+                     f"scores) are mask-weighted means.")
+    if not cal.backbone.get("perceptual", True):
+        warn.append("The trunk has random weights: these heads calibrate a structure demo, "
+                    "not a perceptual metric.")
+    if cal.n_val and cal.n_val < 100:
+        warn.append(f"Only {cal.n_val} held-out triplets: the held-out score is coarse "
+                    f"(steps of {1 / cal.n_val:.3f}).")
+    return replace(cal, summary=tuple(lines), warnings=tuple(warn))

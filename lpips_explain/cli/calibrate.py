@@ -1,0 +1,140 @@
+"""calibrate and domain-gap: fit the lin heads to 2AFC judgments; measure how far a domain is."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lpips_explain.analyses.calibration import DEFAULT_PATIENCE, INITS, OFFICIAL, Calibration
+from lpips_explain.analyses.domain_gap import DEFAULT_PERMUTATIONS
+from lpips_explain.cli.common import ProgressBar, add_command, add_model_options, make_explainer
+from lpips_explain.errors import InputError
+from lpips_explain.intake.judgments import refusals_text
+from lpips_explain.output.calibration import calibration_json, write_calibration
+from lpips_explain.output.report import to_json
+
+
+def _resize_opt(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resize", type=int, default=None, metavar="N",
+                   help="resize every image to N x N px first (the official trainer resizes "
+                        "BAPPS to 64); default: use the images as they are")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "calibrate", "fit the lin heads to 2AFC judgments; writes "
+                                      "DIR/lin.pth and DIR/calibration.json")
+    p.add_argument("judgments", help="a CSV with columns ref,p0,p1,judge[,mask] (paths relative "
+                                     "to the CSV) or a BAPPS folder (ref/, p0/, p1/, judge/)")
+    p.add_argument("--out", required=True, type=Path, help="folder for lin.pth and "
+                                                           "calibration.json")
+    g = p.add_argument_group("calibration (defaults: the official recipe)")
+    g.add_argument("--init", default="released", choices=list(INITS),
+                   help="released: start from the official heads (default); scratch: random "
+                        "heads, as the official trainer")
+    g.add_argument("--epochs", type=int, default=OFFICIAL["epochs"],
+                   help=f"epochs at the base rate (default {OFFICIAL['epochs']})")
+    g.add_argument("--decay-epochs", type=int, default=OFFICIAL["decay_epochs"],
+                   help=f"further epochs with the rate decaying linearly to 0 (default "
+                        f"{OFFICIAL['decay_epochs']})")
+    g.add_argument("--lr", type=float, default=OFFICIAL["lr"],
+                   help=f"Adam learning rate (default {OFFICIAL['lr']:g}; betas 0.5, 0.999)")
+    g.add_argument("--batch-size", type=int, default=OFFICIAL["batch_size"],
+                   help=f"triplets per step (default {OFFICIAL['batch_size']})")
+    g.add_argument("--val-fraction", type=float, default=0.2,
+                   help="share of triplets held out, fixed by --seed (default 0.2)")
+    g.add_argument("--patience", type=int, default=DEFAULT_PATIENCE,
+                   help=f"stop after this many epochs without a better held-out 2AFC score "
+                        f"(default {DEFAULT_PATIENCE}; 0: never stop early)")
+    _resize_opt(g)
+    add_model_options(p)
+    p.set_defaults(func=run_calibrate)
+
+    p = add_command(sub, "domain-gap", "how far image set B is from set A, layer by layer")
+    p.add_argument("dir_a", help="folder (or .zip) of images of the domain the metric knows")
+    p.add_argument("dir_b", help="folder (or .zip) of images of the new domain")
+    p.add_argument("--permutations", type=int, default=DEFAULT_PERMUTATIONS,
+                   help=f"permutations for the MMD p-values (default {DEFAULT_PERMUTATIONS})")
+    p.add_argument("--judgments", default=None, metavar="PATH",
+                   help="judgments (CSV or BAPPS folder) available for set B, to count them")
+    _resize_opt(p)
+    add_model_options(p)
+    p.set_defaults(func=run_domain_gap)
+
+
+def _f(x: float | None, spec: str = ".3f") -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    if args.lin_weights:
+        raise InputError("calibrate starts from the released heads or from scratch (--init); "
+                         "--lin-weights does not apply to it.")
+    if args.patience is not None and args.patience < 0:
+        raise InputError(f"--patience must be >= 0, got {args.patience}.")
+    explainer = make_explainer(args)
+    args.out.mkdir(parents=True, exist_ok=True)  # an unusable --out fails before the work
+    bar = ProgressBar(not args.quiet)
+    try:
+        cal = explainer.calibrate(args.judgments, init=args.init, epochs=args.epochs,
+                                  decay_epochs=args.decay_epochs, lr=args.lr,
+                                  batch_size=args.batch_size, val_fraction=args.val_fraction,
+                                  patience=args.patience or None, seed=args.seed,
+                                  size=args.resize, progress=bar)
+    finally:
+        bar.close()
+    files = write_calibration(cal, args.out)
+    if args.json:
+        print(calibration_json(cal))
+    else:
+        _print_calibration(cal, files)
+    for w in cal.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return 0
+
+
+def _print_calibration(cal: Calibration, files: dict[str, Path]) -> None:
+    print(f"Judgments: {cal.n_used} used ({cal.n_train} training, {cal.n_val} held out), "
+          f"{cal.n_refused} refused.")
+    if cal.refused:
+        print("Refused:")
+        for line in refusals_text(cal.refused).splitlines():
+            print(f"  {line}")
+    print(f"\n{'':<10} {'train 2AFC':>11} {'held-out 2AFC':>14}")
+    print(f"{'before':<10} {_f(cal.before.train_2afc):>11} {_f(cal.before.val_2afc):>14}")
+    print(f"{'after':<10} {_f(cal.after.train_2afc):>11} {_f(cal.after.val_2afc):>14}")
+    print(f"\n{'epoch':>5} {'lr':>9} {'loss':>8} {'train 2AFC':>11} {'held-out 2AFC':>14}")
+    for e in cal.epochs:
+        mark = "  <- kept" if e.epoch == cal.best_epoch else ""
+        print(f"{e.epoch:>5} {e.lr:>9.2e} {e.loss:>8.4f} {_f(e.train_2afc):>11} "
+              f"{_f(e.val_2afc):>14}{mark}")
+    print()
+    for line in cal.summary:
+        print(line)
+    print(f"\nwrote {files['heads']} and {files['json']}; use the heads with "
+          f"--lin-weights {files['heads']}")
+
+
+def run_domain_gap(args: argparse.Namespace) -> int:
+    explainer = make_explainer(args)
+    bar = ProgressBar(not args.quiet)
+    try:
+        gap = explainer.domain_gap(args.dir_a, args.dir_b, permutations=args.permutations,
+                                   seed=args.seed, size=args.resize, judgments=args.judgments,
+                                   progress=bar)
+    finally:
+        bar.close()
+    if args.json:
+        print(to_json(gap))
+    else:
+        print(f"{'rank':>4} {'layer':<10} {'MMD^2':>10} {'p':>8} {'mean shift':>11} "
+              f"{'std shift':>10}")
+        for g in gap.layers:
+            print(f"{g.rank:>4} {g.name:<10} {g.mmd2:>10.4g} {g.p_value:>8.3g} "
+                  f"{g.mean_shift:>11.4g} {g.std_shift:>10.4g}")
+        print()
+        for line in gap.summary:
+            print(line)
+    for w in gap.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return 0
