@@ -1,61 +1,67 @@
 """Explain page (the app's default page): why does LPIPS say what it says about two images?
 
-Run the app with ``streamlit run app.py``; app.py lists the pages.
+Run the app with ``streamlit run app.py``; app.py lists the pages. The pair is prepared once
+(decoded, checked, aligned) and each part is an engine call on it, cached on its own options;
+the parts are joined into one explanation. The verdict card at the top fills in as parts
+arrive; the run state above it says which part is being computed.
 """
 
-from lpips_explain.ui import controls, inputs, keys, render, state
+import streamlit as st
+
+from lpips_explain.ui import controls, explain, inputs, keys, state
 from lpips_explain.ui.feedback import guard
 from lpips_explain.ui.resources import cached
+from lpips_explain.ui.runstate import RunState
 
 opts, explainer = controls.page_setup(
     "LPIPS, explained",
-    "Drop two images (or pick a sample pair) to see the LPIPS distance, where it comes from "
-    "and what would change it.")
-
-pair = inputs.pair_input()
+    "why LPIPS finds two images close or far apart")
+run = RunState(explain.PARTS)
+card = st.empty()
+pair = inputs.pair_input(run)
 swap = inputs.swapped()
+controls.fill_share(pair.origin == "upload")
+# Choices whose default is read off the result (largest layer, most sensitive sweep, half
+# area) follow a new pair or new roles.
 state.reset_when_changed(keys.RESULT_INPUTS, (pair.key, swap), keys.RESULT_DEFAULT_WIDGETS)
 base = (opts.model_key, pair.key, swap)
 
-# The fast view first: distance, comparison, maps, waterfall, channels.
-with guard("computing the distance"):
-    fast = cached("explain-fast", (base, opts.top_k), lambda _progress: explainer.explain(
-        pair.a.source(), pair.b.source(), attribution=None, sensitivity=False, repair=False,
-        top_k=opts.top_k, swap=swap))
-render.distance_panel(fast)
-render.comparison_panel(fast)
-render.spatial_panel(fast)
-render.waterfall_panel(fast)
-render.channels_panel(fast)
 
-# Then the slow parts, each cached on its own options only (a new attribution method does
-# not rerun the sensitivity or the repair), each with its own progress bar. A part that
-# fails says so and the others are still shown.
+def compute(part: str):
+    return run.compute(part, f"explain-{part}", explain.part_key(part, base, opts),
+                       lambda progress: explain.compute_part(explainer, prep, opts, swap, part,
+                                                             progress))
+
+
+# The pair is prepared once; every part below is computed on this one object.
+with guard("reading the pair"):
+    prep = cached("prepare", (opts.model_key, pair.key),
+                  lambda _p: explainer.prepare(pair.a.source(), pair.b.source()))
+inputs.compared(pair)
+with guard("computing the distance"):
+    fast = compute("breakdown")
+with card.container():
+    explain.verdict_card(fast, waiting=explain.PARTS[1:])
+where = explain.WhereView(fast, opts)
+explain.compare_panel(fast)
+
+# The slow parts, each cached on its own options only: a part that fails says so and the
+# others are still shown.
 parts = []
-with guard("attributing the distance", stop=False):
-    parts.append(cached(
-        "explain-attribution", (base, opts.method, opts.steps, opts.params),
-        lambda progress: explainer.explain(
-            pair.a.source(), pair.b.source(), attribution=opts.method, steps=opts.steps,
-            attribution_params=opts.attribution_params, sensitivity=False, repair=False,
-            top_k=opts.top_k, swap=swap, progress=progress),
-        progress="Attribution map:"))
-with guard("measuring the sensitivity", stop=False):
-    parts.append(cached(
-        "explain-sensitivity", base, lambda progress: explainer.explain(
-            pair.a.source(), pair.b.source(), attribution=None, sensitivity=True,
-            repair=False, top_k=opts.top_k, swap=swap, progress=progress),
-        progress="Counterfactual sensitivity:"))
-with guard("computing the repair", stop=False):
-    parts.append(cached(
-        "explain-repair", (base, opts.patch), lambda progress: explainer.explain(
-            pair.a.source(), pair.b.source(), attribution=None, sensitivity=False,
-            repair=True, patch=opts.patch, top_k=opts.top_k, swap=swap, progress=progress),
-        progress="Repair curve:"))
+for part in ("repair", "attribution", "sensitivity"):
+    with guard(f"computing the {part}", stop=False):
+        parts.append(compute(part))
 with guard("putting the explanation together"):
-    full = explainer.combine(fast, *parts)
-render.attribution_panel(full)
-render.sensitivity_panel(full)
-render.repair_panel(full)
-render.summary_panel(full)
-render.downloads(full)
+    full = explain.join(fast, parts)
+run.finish()
+card.empty()  # a fresh card: nothing of the first one may stay behind
+with card.container():
+    explain.verdict_card(full)
+where.fill(full)
+explain.layers_panel(full)
+explain.channels_panel(full)
+explain.sensitivity_panel(full)
+explain.repair_panel(full)
+explain.summary_panel(full)
+explain.downloads(full)
+explain.end_of_page()

@@ -1,25 +1,60 @@
-"""Triplet page: a 2AFC debugger. Which candidate does LPIPS find closer to the reference, and why?"""
+"""Triplet page: a 2AFC debugger. Which candidate does LPIPS find closer to the reference, and why?
 
-from lpips_explain.ui import controls, inputs, render
+Stages, so that the verdict comes first: verdict and margins (fast), the flip, then both
+attribution maps; the run state at the top says which one is being computed.
+"""
+
+import streamlit as st
+
+from lpips_explain.ui import controls, inputs, triplet
 from lpips_explain.ui.feedback import guard
 from lpips_explain.ui.resources import cached
+from lpips_explain.ui.runstate import RunState
 
 opts, explainer = controls.page_setup(
     "Triplet: which is closer?",
-    "A reference and two candidates: LPIPS's verdict, the layers behind it, both attribution "
-    "maps and the smallest repair that flips the decision.")
-triplet = inputs.triplet_input()
+    "which of two candidates LPIPS finds closer to a reference, and why")
+run = RunState(triplet.PARTS)
+card = st.empty()
+images = inputs.triplet_input(run)
+controls.fill_share(images.origin == "upload")
+base = (opts.model_key, images.key)
 
-key = (opts.model_key, triplet.key, opts.analysis_key)
-with guard("explaining the triplet"):
-    tri = cached("triplet", key, lambda progress: explainer.explain_triplet(
-        triplet.ref.source(), triplet.a.source(), triplet.b.source(), attribution=opts.method,
-        steps=opts.steps, attribution_params=opts.attribution_params, patch=opts.patch,
-        top_k=opts.top_k, progress=progress),
-        progress="Explaining the decision:")
-render.triplet_verdict(tri)
-render.triplet_margins(tri)
-render.triplet_channels(tri)
-render.triplet_attributions(tri)
-render.triplet_flip(tri)
-render.triplet_summary_and_downloads(tri)
+with guard("reading the images"):
+    prep = cached("prepare-triplet", base, lambda _p: explainer.prepare(
+        *(i.source() for i in images.images), labels=triplet.LABELS))
+inputs.compared(images)
+with guard("computing the verdict"):
+    verdict = run.compute("verdict", "triplet-verdict", (*base, opts.top_k),
+                          lambda _p: triplet.verdict_stage(explainer, prep, opts.top_k))
+with card.container():
+    triplet.verdict_card(verdict, waiting=("flip", "attributions"))
+triplet.margins_panel(verdict)
+triplet.maps_panel(verdict)
+attributions = triplet.AttributionsView(opts)
+flip_slot = st.empty()
+flip_slot.info("Computing the flip (see the top of the page)...",
+               icon=":material/hourglass_top:")
+
+tri = verdict
+with guard("computing the flip", stop=False):
+    tri = run.compute("flip", "triplet-flip", (*base, opts.top_k, opts.patch),
+                      lambda progress: triplet.flip_stage(explainer, prep, opts, progress))
+card.empty()  # a fresh card: nothing of the first one may stay behind
+with card.container():
+    triplet.verdict_card(tri)
+with flip_slot.container():
+    triplet.flip_panel(tri)
+
+attrs = None
+with guard("computing the attribution maps", stop=False):
+    attrs = run.compute("attributions", "triplet-attributions",
+                        (*base, opts.method, opts.steps, opts.params),
+                        lambda progress: triplet.attribution_stage(explainer, prep, opts,
+                                                                   progress))
+full = triplet.with_attributions(tri, attrs)
+run.finish()
+attributions.fill(full)
+triplet.channels_panel(full)
+triplet.summary_and_downloads(full)
+triplet.end_of_page()

@@ -345,9 +345,17 @@ def test_to_json_triplet(triplet):
 
 
 def _strip_plotly(page: str) -> str:
-    bundle = plotly.offline.get_plotlyjs()
-    assert page.count(bundle) == 1  # plotly.js inlined exactly once
-    return page.replace(bundle, "")
+    """The page less its embedded plotly.js, which travels gzip-compressed and base64-encoded
+    in one script block and must unpack to exactly the bundle plotly ships."""
+    import base64
+    import gzip
+
+    blocks = re.findall(r'<script id="lx-plotly-gz" type="application/octet-stream">'
+                        r"([A-Za-z0-9+/=]+)</script>", page)
+    assert len(blocks) == 1  # plotly.js embedded exactly once
+    assert gzip.decompress(base64.b64decode(blocks[0])).decode() == \
+        plotly.offline.get_plotlyjs()
+    return page.replace(blocks[0], "")
 
 
 def _assert_offline(page: str, rest: str) -> None:
@@ -371,6 +379,24 @@ def test_html_report_is_self_contained(full):
         assert html.escape(sentence) in rest
     assert rest.count('class="plotly-graph-div"') >= 6
     assert html.escape(full.repair.headline) in rest
+
+
+def test_html_report_is_lean_for_a_512_px_pair(explainer):
+    """Under 3 MB for a 512 px pair: photos and maps are downsampled (and say so), and a
+    report without warnings has no empty "None." section."""
+    import base64
+
+    a, b = (np.asarray(Image.fromarray(im).resize((512, 512), Image.Resampling.BILINEAR))
+            for im in _images(7, 2))
+    expl = explainer.explain(a, b, attribution="saliency", sensitivity=False, repair=False)
+    page = report.html_report(expl)
+    assert len(page.encode("utf-8")) < 3_000_000
+    assert "None." not in page
+    assert f"downsampled to at most {report.IMAGE_SIDE} px (from 512x512)" in page
+    sides = []
+    for uri in re.findall(r"data:image/(?:png|jpeg);base64,([A-Za-z0-9+/=]+)", page):
+        sides.append(max(Image.open(io.BytesIO(base64.b64decode(uri))).size))
+    assert sides and max(sides) <= report.IMAGE_SIDE
 
 
 def test_html_triplet_report_is_self_contained(triplet):

@@ -1,8 +1,18 @@
 """Interactive figures (plotly) for explanations, and the image helpers shared with static ones.
 
 Every builder returns a ``go.Figure`` and touches no global plotting state. Maps are drawn
-with row 0 at the top, exactly as the image they explain.
-Attribution, Sensitivity and Repair results are used by duck typing only.
+with row 0 at the top, exactly as the image they explain. A figure's caption (which map,
+which layer, which upsampling) is kept in ``fig.layout.meta["caption"]`` and shown once by
+whoever displays the figure (the app under the chart, the HTML report as its figcaption).
+
+One visual language, the same in the app, the HTML report and the PNG summary:
+
+- an amount (a distance, a magnitude): Inferno, dark = little, bright = much;
+- a signed effect on the distance: red raises it, blue lowers it (RdBu, centred at 0);
+- the two candidates of a triplet: purple = A (or "favours A"), orange = B (PuOr);
+- an LPIPS distance as a line or bar: charcoal; PSNR green; SSIM brown; guides grey.
+
+Sizes are written width x height everywhere.
 """
 
 from __future__ import annotations
@@ -22,19 +32,34 @@ from lpips_explain.errors import InputError, lookup
 
 __all__ = [
     "ATTRIBUTION_VIEWS",
+    "CANDIDATE_A",
+    "CANDIDATE_B",
     "CHANNEL_VIEWS",
+    "DISTANCE",
+    "LOWERS",
+    "RAISES",
     "as_uint8_image",
     "attribution_figure",
     "channel_grid",
     "colorize",
     "comparison_figure",
+    "downsample_image",
+    "downsample_map",
     "explained_images",
     "heatmap_overlay",
     "layer_waterfall",
+    "map_rgba",
+    "maps_side_by_side",
+    "margin_map",
+    "margin_map_figure",
+    "method_label",
+    "overlay_image",
     "png_bytes",
     "png_data_uri",
     "repair_curve",
     "sensitivity_bars",
+    "shared_limit",
+    "size_text",
     "spatial_map_figure",
     "sweep_figure",
     "triplet_margin_chart",
@@ -50,32 +75,79 @@ CHANNEL_VIEWS: dict[str, str] = {
     "activation_a": "activation_a",
     "activation_b": "activation_b",
 }
-FAVOUR_A = "#1f77b4"
-FAVOUR_B = "#ff7f0e"
+
+# --- the palette: one meaning per colour ---------------------------------------------------
+DISTANCE = "#3d3d47"  # an LPIPS distance drawn as a line or a bar
+DISTANCE_TOTAL = "#1b1b22"
+RAISES = "#b2182b"  # raises the distance (the red end of RdBu)
+LOWERS = "#2166ac"  # lowers the distance (the blue end of RdBu)
+CANDIDATE_A = "#542788"  # triplet candidate A, or "favours A" (the purple end of PuOr)
+CANDIDATE_B = "#e08214"  # triplet candidate B, or "favours B" (the orange end of PuOr)
+PSNR_COLOR = "#1b7837"
+SSIM_COLOR = "#8c510a"
+GUIDE = "#7a7a7a"  # reference lines: half the distance, thresholds
 NEUTRAL = "#9e9e9e"
-RISE = "#d62728"
-_PLOTLY_DIVERGING = "RdBu_r"
+# Names kept for existing callers.
+FAVOUR_A = CANDIDATE_A
+FAVOUR_B = CANDIDATE_B
+RISE = RAISES
+
+_DIVERGING = "RdBu_r"  # blue (lowers) .. white .. red (raises)
+_CANDIDATES = "PuOr"  # orange (favours B) .. white .. purple (favours A)
 # Plotly's Inferno with its first stop nudged off #000004: Streamlit's chart theming draws
 # that exact colour as lavender, which makes the lowest values look higher than they are.
 _INFERNO = [[i / 9, c] for i, c in enumerate(
     ["#07041a", "#1b0c41", "#4a0c6b", "#781c6d", "#a52c60", "#cf4446", "#ed6925", "#fb9b06",
      "#f7d13d", "#fcffa4"])]
+# Over a photo, a map fades in with its value: where the value is small (or, for a signed
+# map, near 0) the photo shows through; the colour bar shows the same fade.
+FADE_IN = 0.3  # the fraction of the scale over which a map goes from transparent to opaque
+
+
+def _faded(stops: list[list[Any]], *, signed: bool) -> list[list[Any]]:
+    """A plotly colour scale whose alpha rises from 0 with |value| (from the centre if signed)."""
+    from plotly.colors import hex_to_rgb, unlabel_rgb
+
+    out = []
+    for t, colour in stops:
+        rgb = hex_to_rgb(colour) if colour.startswith("#") else unlabel_rgb(colour)
+        strength = abs(2 * t - 1) if signed else t
+        alpha = min(1.0, strength / FADE_IN)
+        out.append([t, f"rgba({int(rgb[0])},{int(rgb[1])},{int(rgb[2])},{alpha:.3f})"])
+    return out
+
+
+def _scale_stops(name: str) -> list[list[Any]]:
+    from plotly.colors import get_colorscale
+
+    return [[float(t), c] for t, c in get_colorscale(name)]
+
+
 MPL_SEQUENTIAL = "inferno"
-_MPL_DIVERGING = "RdBu_r"
+MPL_DIVERGING = "RdBu_r"
+MPL_CANDIDATES = "PuOr"
+_MPL_DIVERGING = MPL_DIVERGING
+CLIP_PERCENTILE = 99.5  # signed colour scales stop here, so a few pixels cannot wash out the rest
 
 
 # --------------------------------------------------------------------------- helpers
 
 
+def size_text(size: tuple[int, int]) -> str:
+    """'W x H' of an (H, W) size: sizes are written width x height everywhere."""
+    h, w = size
+    return f"{w}x{h}"
+
+
 def png_bytes(image: np.ndarray) -> bytes:
-    """Encode an HxWx3 (or HxW) uint8 array as PNG bytes."""
+    """Encode an HxWx3 (or HxW, or HxWx4) uint8 array as PNG bytes."""
     from PIL import Image
 
     arr = np.asarray(image)
     if arr.dtype != np.uint8:
         raise InputError(f"png_bytes takes a uint8 array, got dtype {arr.dtype}.")
     buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
+    Image.fromarray(arr).save(buf, format="PNG", optimize=True)
     return buf.getvalue()
 
 
@@ -84,26 +156,124 @@ def png_data_uri(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
 
 
-def colorize(heat: np.ndarray, *, symmetric: bool = False, cmap: str | None = None) -> np.ndarray:
-    """Colour-map an HxW array to HxWx3 uint8 (min..max, or -m..m centred at 0 if symmetric)."""
-    import matplotlib
+def jpeg_data_uri(image: np.ndarray, quality: int = 88) -> str:
+    """An inline JPEG ``data:`` URI for an HxWx3 uint8 photo (for lean reports)."""
+    from PIL import Image
 
+    buf = io.BytesIO()
+    Image.fromarray(as_uint8_image(image)).save(buf, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _target_size(h: int, w: int, max_side: int | None) -> tuple[int, int]:
+    if max_side is None or max(h, w) <= max_side:
+        return h, w
+    scale = max_side / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def downsample_image(image: np.ndarray, max_side: int | None) -> np.ndarray:
+    """An HxWx3 uint8 image shrunk (area filter) so that its longer side is at most max_side."""
+    from PIL import Image
+
+    img = as_uint8_image(image)
+    h, w = _target_size(*img.shape[:2], max_side)
+    if (h, w) == img.shape[:2]:
+        return img
+    return np.asarray(Image.fromarray(img).resize((w, h), Image.Resampling.BOX))
+
+
+def downsample_map(heat: np.ndarray, max_side: int | None) -> np.ndarray:
+    """An HxW map averaged over blocks (area filter) so that its longer side is <= max_side."""
+    from PIL import Image
+
+    z = np.asarray(heat, dtype=np.float64)
+    h, w = _target_size(*z.shape, max_side)
+    if (h, w) == z.shape:
+        return z
+    small = Image.fromarray(z.astype(np.float32), mode="F").resize((w, h), Image.Resampling.BOX)
+    return np.asarray(small, dtype=np.float64)
+
+
+def shared_limit(*maps: np.ndarray, symmetric: bool = False) -> float:
+    """One colour-scale limit for several maps drawn side by side: the largest value (the
+    99.5th percentile of |value| for signed maps); 1.0 when every map is all zero."""
+    values = [np.asarray(m, dtype=np.float64) for m in maps]
+    finite = [v[np.isfinite(v)] for v in values]
+    finite = [np.abs(v) if symmetric else v for v in finite if v.size]
+    if not finite:
+        return 1.0
+    if symmetric:
+        m = max(float(np.percentile(v, CLIP_PERCENTILE)) for v in finite)
+        if m <= 0:
+            m = max(float(v.max()) for v in finite)
+    else:
+        m = max(float(v.max()) for v in finite)
+    return m if m > 0 else 1.0
+
+
+def _normalise(heat: np.ndarray, symmetric: bool, zmax: float | None) -> np.ndarray:
     h = np.asarray(heat, dtype=np.float64)
     if h.ndim != 2:
         raise InputError(f"colorize takes an HxW map, got shape {h.shape}.")
     finite = h[np.isfinite(h)]
     if symmetric:
-        m = float(np.abs(finite).max()) if finite.size else 0.0
+        m = float(zmax) if zmax is not None else (float(np.abs(finite).max()) if finite.size
+                                                   else 0.0)
         lo, hi = -m, m
     else:
-        lo = float(finite.min()) if finite.size else 0.0
-        hi = float(finite.max()) if finite.size else 0.0
+        lo = 0.0 if zmax is not None else (float(finite.min()) if finite.size else 0.0)
+        hi = float(zmax) if zmax is not None else (float(finite.max()) if finite.size else 0.0)
     span = hi - lo
     norm = (h - lo) / span if span > 0 else np.full_like(h, 0.5 if symmetric else 0.0)
-    norm = np.nan_to_num(np.clip(norm, 0.0, 1.0), nan=0.0)
-    name = cmap or (_MPL_DIVERGING if symmetric else MPL_SEQUENTIAL)
+    return np.nan_to_num(np.clip(norm, 0.0, 1.0), nan=0.0)
+
+
+def colorize(heat: np.ndarray, *, symmetric: bool = False, cmap: str | None = None,
+             zmax: float | None = None) -> np.ndarray:
+    """Colour-map an HxW array to HxWx3 uint8 (min..max, or -m..m centred at 0 if symmetric;
+    0..zmax or -zmax..zmax when ``zmax`` is given)."""
+    import matplotlib
+
+    norm = _normalise(heat, symmetric, zmax)
+    name = cmap or (MPL_DIVERGING if symmetric else MPL_SEQUENTIAL)
     rgba = matplotlib.colormaps[name](norm)
     return (rgba[..., :3] * 255).round().astype(np.uint8)
+
+
+def _resize_map(heat: np.ndarray, h: int, w: int) -> np.ndarray:
+    """A map stretched over an HxW image, nearest-neighbour (a layer grid stays a grid)."""
+    z = np.asarray(heat, dtype=np.float64)
+    if z.shape == (h, w):
+        return z
+    rows = np.minimum((np.arange(h) * z.shape[0]) // h, z.shape[0] - 1)
+    cols = np.minimum((np.arange(w) * z.shape[1]) // w, z.shape[1] - 1)
+    return z[rows][:, cols]
+
+
+def map_rgba(heat: np.ndarray, size: tuple[int, int] | None = None, *, symmetric: bool = False,
+             zmax: float | None = None, cmap: str | None = None) -> np.ndarray:
+    """The map as an HxWx4 uint8 layer (opaque colours), stretched to ``size`` (H, W)."""
+    z = np.asarray(heat, dtype=np.float64)
+    if size is not None:
+        z = _resize_map(z, *size)
+    rgb = colorize(z, symmetric=symmetric, cmap=cmap, zmax=zmax)
+    return np.concatenate([rgb, np.full((*rgb.shape[:2], 1), 255, np.uint8)], axis=2)
+
+
+def overlay_image(image: np.ndarray, heat: np.ndarray, *, opacity: float = 0.8,
+                  symmetric: bool = False, zmax: float | None = None,
+                  cmap: str | None = None) -> np.ndarray:
+    """The photo with the colour-mapped map blended over it, as one HxWx3 uint8 image; the
+    map fades in with its value as in the interactive figures (see :data:`FADE_IN`)."""
+    img = as_uint8_image(image)
+    z = _resize_map(np.asarray(heat, dtype=np.float64), *img.shape[:2])
+    colours = colorize(z, symmetric=symmetric, cmap=cmap, zmax=zmax).astype(np.float64)
+    t = _normalise(z, symmetric, zmax)
+    strength = np.abs(2 * t - 1) if symmetric else t
+    alpha = opacity * np.minimum(1.0, strength / FADE_IN)[..., None]
+    out = (1 - alpha) * img.astype(np.float64) + alpha * colours
+    return out.round().clip(0, 255).astype(np.uint8)
 
 
 def as_uint8_image(image: Any) -> np.ndarray:
@@ -131,26 +301,36 @@ def _fmt(x: float | None, spec: str = ".4f") -> str:
 
 
 def explained_images(expl: Any) -> tuple[np.ndarray, np.ndarray, str, str]:
-    """(reference uint8, explained uint8, reference label, explained label) of an Explanation.
-
-    The explained image is B unless the roles were swapped, in which case maps refer to A.
-    """
+    """(reference uint8, explained uint8, reference label, explained label) of an Explanation,
+    read off the result's roles (B is explained unless the roles were swapped)."""
     return (as_uint8_image(expl.reference), as_uint8_image(expl.explained),
             expl.reference_name, expl.explained_name)
 
 
-def _caption_annotation(fig: go.Figure, caption: str | None, width: int = 90) -> None:
-    if not caption:
-        return
-    lines = textwrap.wrap(caption, width)
-    # yshift keeps the caption below the x-axis tick labels and the axis title.
-    has_title = bool(fig.layout.xaxis.title.text)
-    shift = 72 if has_title else 40
-    fig.add_annotation(text="<br>".join(lines), showarrow=False,
-                       xref="paper", yref="paper", x=0, y=0, yshift=-shift, xanchor="left",
-                       yanchor="top", align="left", font={"size": 11, "color": "#555"})
-    fig.update_layout(margin={"b": shift + 20 + 15 * len(lines)})
-    fig.layout.meta = {"caption": caption}
+def _set_caption(fig: go.Figure, caption: str | None) -> None:
+    """Keep the figure's one caption with it; the app or the report shows it under the chart."""
+    if caption:
+        fig.layout.meta = {"caption": caption}
+
+
+def caption_of(fig: go.Figure) -> str:
+    meta = fig.layout.meta
+    return str(meta.get("caption", "")) if isinstance(meta, dict) else ""
+
+
+def _legend_entry(fig: go.Figure, name: str, color: str, *, kind: str = "line",
+                  dash: str | None = None, pattern: str = "") -> None:
+    """A legend entry that draws nothing (for shapes and per-bar colours)."""
+    if kind == "bar":
+        fig.add_trace(go.Bar(x=[None], y=[None], name=name, marker_color=color,
+                             marker_pattern_shape=pattern, showlegend=True, hoverinfo="skip"))
+    else:
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=name,
+                                 line={"color": color, "dash": dash}, showlegend=True,
+                                 hoverinfo="skip"))
+
+
+_BELOW_LEGEND = {"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0}
 
 
 # --------------------------------------------------------------------------- plotly
@@ -160,9 +340,9 @@ def layer_waterfall(dec: Decomposition) -> go.Figure:
     """A waterfall of per-layer distances that ends in a total bar equal to the distance."""
     names = [lay.name for lay in dec.layers]
     dists = [float(lay.distance) for lay in dec.layers]
-    custom = [[lay.share * 100, f"{lay.resolution[1]}x{lay.resolution[0]}",
+    custom = [[lay.share * 100, size_text(lay.resolution),
                f"tap {lay.index + 1} of {len(dec.layers)}"] for lay in dec.layers]
-    custom.append([100.0 if dec.distance > 0 else 0.0, f"{dec.size[1]}x{dec.size[0]} (image)",
+    custom.append([100.0 if dec.distance > 0 else 0.0, f"{size_text(dec.size)} (image)",
                    "all layers"])
     fig = go.Figure(go.Waterfall(
         x=[*names, "total"], y=[*dists, float(dec.distance)],
@@ -171,63 +351,99 @@ def layer_waterfall(dec: Decomposition) -> go.Figure:
         customdata=custom,
         hovertemplate=("%{x}: %{y:.6f}<br>share %{customdata[0]:.1f}%<br>"
                        "resolution %{customdata[1]}<br>%{customdata[2]}<extra></extra>"),
-        connector={"line": {"color": "#888", "dash": "dot"}},
-        increasing={"marker": {"color": FAVOUR_A}}, totals={"marker": {"color": "#444"}},
-        decreasing={"marker": {"color": RISE}},
+        connector={"line": {"color": GUIDE, "dash": "dot"}},
+        increasing={"marker": {"color": DISTANCE}}, totals={"marker": {"color": DISTANCE_TOTAL}},
+        decreasing={"marker": {"color": LOWERS}},
     ))
     fig.update_layout(
         title=(f"Per-layer terms add up exactly to the distance {dec.distance:.4f} "
                f"(LPIPS {dec.net}, v{dec.version})"),
-        xaxis_title="layer", yaxis_title="LPIPS distance", showlegend=False, height=420)
+        xaxis_title="layer (shallow to deep)", yaxis_title="LPIPS distance", showlegend=False,
+        height=380, margin={"t": 50, "b": 40})
+    fig.update_yaxes(rangemode="tozero")
     return fig
 
 
-def heatmap_overlay(image: np.ndarray, heat: np.ndarray, *, title: str,
+def heatmap_overlay(image: np.ndarray, heat: np.ndarray, *, title: str | None,
                     caption: str | None = None, colorscale: str = "Inferno",
-                    opacity: float = 0.55, symmetric: bool = False,
-                    colorbar_title: str = "value") -> go.Figure:
-    """The photo with the map over it, row 0 at the top as in the image, equal aspect."""
-    img = as_uint8_image(image)
+                    opacity: float = 0.8, symmetric: bool = False,
+                    colorbar_title: str = "value", zmax: float | None = None,
+                    display_width: int | None = None, max_side: int | None = None,
+                    colorbar_ticks: dict[float, str] | None = None) -> go.Figure:
+    """The photo with the map over it, row 0 at the top as in the image, equal aspect.
+
+    ``zmax`` fixes the colour scale (0..zmax, or -zmax..zmax if ``symmetric``) so that maps
+    drawn side by side share it; signed maps otherwise stop at the 99.5th percentile of
+    |value| (hover shows true values). ``display_width`` draws the image at that many pixels
+    with the colour bar right beside it; ``max_side`` shrinks image and map (area filter)
+    first, e.g. for a lean report.
+    """
+    img = downsample_image(image, max_side)
     z = np.asarray(heat, dtype=np.float64)
     if z.ndim != 2:
         raise InputError(f"heatmap_overlay takes an HxW map, got shape {z.shape}.")
+    if max_side is not None and max(z.shape) > max(img.shape[:2]):
+        z = downsample_map(z, max(img.shape[:2]))
     big_h, big_w = img.shape[:2]
     h, w = z.shape
     # A map coarser than the image (a layer's own grid) is stretched over the whole image:
     # cell centres sit where the cells fall in image pixel coordinates, nothing is resampled.
     xs = (np.arange(w) + 0.5) * (big_w / w) - 0.5
     ys = (np.arange(h) + 0.5) * (big_h / h) - 0.5
-    heat_kw: dict[str, Any] = {"colorscale": _INFERNO if colorscale == "Inferno" else colorscale}
     if symmetric:
-        # A few extreme pixels would wash the rest of a signed map out to white: the colour
-        # scale stops at the 99.5th percentile of |value| (hover still shows true values).
-        finite = np.abs(z[np.isfinite(z)])
-        m = float(np.percentile(finite, 99.5)) if finite.size else 0.0
-        if m <= 0 and finite.size:
-            m = float(finite.max())
-        m = m if m > 0 else 1.0
-        heat_kw = {"colorscale": _PLOTLY_DIVERGING if colorscale == "Inferno" else colorscale,
-                   "zmid": 0.0, "zmin": -m, "zmax": m}
+        stops = _scale_stops(_CANDIDATES if colorscale == "candidates" else _DIVERGING)
+    else:
+        stops = _INFERNO if colorscale == "Inferno" else _scale_stops(colorscale)
+    heat_kw: dict[str, Any] = {"colorscale": _faded(stops, signed=symmetric)}
+    if symmetric:
+        m = float(zmax) if zmax is not None else shared_limit(z, symmetric=True)
+        heat_kw.update(zmid=0.0, zmin=-m, zmax=m)
+    elif zmax is not None:
+        heat_kw.update(zmin=0.0, zmax=float(zmax))
+    else:
+        finite = z[np.isfinite(z)]
+        heat_kw.update(zmin=min(0.0, float(finite.min())) if finite.size else 0.0)
+    bar: dict[str, Any] = {"title": {"text": colorbar_title, "side": "right"}, "thickness": 14,
+                           "exponentformat": "e", "len": 1.0, "lenmode": "fraction",
+                           "y": 0.5, "yanchor": "middle", "x": 1.0, "xanchor": "left",
+                           "xpad": 6, "outlinewidth": 0}
+    if colorbar_ticks:
+        bar.update(tickmode="array", tickvals=list(colorbar_ticks),
+                   ticktext=list(colorbar_ticks.values()))
     fig = go.Figure()
-    fig.add_trace(go.Image(source=png_data_uri(img), x0=0, y0=0, dx=1, dy=1, name="image",
+    # Shrunk for a report: the photo as JPEG and the map in single precision keep it small.
+    photo = jpeg_data_uri(img) if max_side is not None else png_data_uri(img)
+    fig.add_trace(go.Image(source=photo, x0=0, y0=0, dx=1, dy=1, name="image",
                            hoverinfo="skip"))
-    fig.add_trace(go.Heatmap(z=z, x=xs, y=ys, opacity=opacity, name="map",
-                             colorbar={"title": {"text": colorbar_title}, "thickness": 14,
-                                       "exponentformat": "e", "len": 0.8},
+    zdata = z.astype(np.float32) if max_side is not None else z
+    fig.add_trace(go.Heatmap(z=zdata, x=xs, y=ys, opacity=opacity, name="map", colorbar=bar,
                              hovertemplate="x %{x:.0f}, y %{y:.0f}: %{z:.4g}<extra></extra>",
                              **heat_kw))
     fig.update_xaxes(range=[-0.5, big_w - 0.5], showgrid=False, zeroline=False,
-                     constrain="domain")
+                     constrain="domain", showticklabels=False, ticks="", showline=False)
     fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, scaleanchor="x",
-                     scaleratio=1, constrain="domain")
-    fig.update_layout(title=title, height=480, margin={"l": 10, "r": 10, "t": 60})
-    _caption_annotation(fig, caption)
+                     scaleratio=1, constrain="domain", showticklabels=False, ticks="",
+                     showline=False)
+    top = 56 if title and "<br>" in title else 34 if title else 6
+    if display_width is None:
+        fig.update_layout(title=title, height=480, margin={"l": 10, "r": 10, "t": top + 20})
+    else:
+        right = 96 if colorbar_ticks else 84
+        width = int(display_width)
+        height = round(width * big_h / big_w)
+        fig.update_layout(title=title, width=width + 4 + right, height=height + top + 6,
+                          margin={"l": 4, "r": right, "t": top, "b": 6}, autosize=False)
+    _set_caption(fig, caption)
     return fig
 
 
 def spatial_map_figure(dec: Decomposition, image_uint8: np.ndarray, *,
-                       layer: int | str | None = None, upsample: str = "bilinear") -> go.Figure:
-    """The spatial distance map (one layer or all summed) over the image it explains."""
+                       layer: int | str | None = None, upsample: str = "bilinear",
+                       opacity: float = 0.8, display_width: int | None = None,
+                       zmax: float | None = None, max_side: int | None = None,
+                       title: bool = True, name: str | None = None) -> go.Figure:
+    """The spatial distance map (one layer or all summed) over the image it explains
+    (``name``: how that image is called on screen, e.g. "B")."""
     lookup("upsampling", upsample, UPSAMPLING)
     heat = dec.spatial_map(layer, upsample)  # type: ignore[arg-type]
     if layer is None:
@@ -235,21 +451,113 @@ def spatial_map_figure(dec: Decomposition, image_uint8: np.ndarray, *,
         versus = f"the distance {dec.distance:.4f}"
     else:
         lay = dec.layer(layer)
-        which, target = f"layer {lay.name} ({lay.resolution[0]}x{lay.resolution[1]})", lay.distance
+        which, target = f"layer {lay.name} ({size_text(lay.resolution)})", lay.distance
         versus = f"the layer's distance {lay.distance:.4f} (total {dec.distance:.4f})"
     mean = float(np.mean(heat))
     if abs(mean - target) <= 1e-9 * max(1.0, abs(target)):
         agree = "equal"
     else:
         agree = f"off by {100 * (mean - target) / target:+.2g}%" if target else "not equal"
-    caption = (f"Map: spatial LPIPS distance, {which}. Upsampling: {upsample}, "
-               f"{UPSAMPLING[upsample]}. Map mean {mean:.4f} vs {versus}: {agree}.")
-    return heatmap_overlay(image_uint8, heat, title=f"Where the distance is: {which}",
-                           caption=caption, colorbar_title="distance")
+    over = f" over {name}" if name else ""
+    caption = (f"Map: spatial LPIPS distance{over}, {which}. Upsampling: {upsample}, "
+               f"{UPSAMPLING[upsample]}. Map mean {mean:.4f} vs {versus}: {agree}."
+               + (" Shown downsampled." if max_side is not None and max(heat.shape) > max_side
+                  else ""))
+    return heatmap_overlay(image_uint8, heat,
+                           title=f"Where the distance is: {which}" if title else None,
+                           caption=caption, colorbar_title="distance", opacity=opacity,
+                           zmax=zmax, display_width=display_width, max_side=max_side)
 
 
-def channel_grid(layer: LayerBreakdown, *, which: str = "diff", cols: int = 5) -> go.Figure:
-    """Small multiples of the layer's top channels' maps (diff, activation_a or activation_b)."""
+def maps_side_by_side(images: list[np.ndarray], maps: list[np.ndarray], titles: list[str], *,
+                      symmetric: bool = False, colorscale: str = "Inferno",
+                      colorbar_title: str = "value", each_width: int = 300,
+                      opacity: float = 0.8, zmax: float | None = None,
+                      caption: str | None = None,
+                      colorbar_ticks: dict[float, str] | None = None) -> go.Figure:
+    """Several maps over their images in one figure, on ONE colour scale with one colour bar
+    (the larger maximum, or the 99.5th percentile of |value| if signed), each image drawn
+    ``each_width`` pixels wide, row 0 at the top."""
+    if not images or len(images) != len(maps) or len(maps) != len(titles):
+        raise InputError("maps_side_by_side needs as many images, maps and titles.")
+    imgs = [as_uint8_image(im) for im in images]
+    zs = [np.asarray(m, dtype=np.float64) for m in maps]
+    m = float(zmax) if zmax is not None else shared_limit(*zs, symmetric=symmetric)
+    n, gap, right, top = len(imgs), 16, (96 if colorbar_ticks else 84), 30
+    area = n * each_width + (n - 1) * gap
+    fig = make_subplots(rows=1, cols=n, subplot_titles=titles,
+                        horizontal_spacing=gap / area if n > 1 else 0.0)
+    if symmetric:
+        stops = _scale_stops(_CANDIDATES if colorscale == "candidates" else _DIVERGING)
+    else:
+        stops = _INFERNO if colorscale == "Inferno" else _scale_stops(colorscale)
+    for k, (img, z) in enumerate(zip(imgs, zs, strict=True), start=1):
+        big_h, big_w = img.shape[:2]
+        h, w = z.shape
+        xs = (np.arange(w) + 0.5) * (big_w / w) - 0.5
+        ys = (np.arange(h) + 0.5) * (big_h / h) - 0.5
+        fig.add_trace(go.Image(source=png_data_uri(img), x0=0, y0=0, dx=1, dy=1,
+                               hoverinfo="skip", name=titles[k - 1]), row=1, col=k)
+        fig.add_trace(go.Heatmap(z=z, x=xs, y=ys, coloraxis="coloraxis", opacity=opacity,
+                                 name=titles[k - 1],
+                                 hovertemplate="x %{x:.0f}, y %{y:.0f}: %{z:.4g}<extra></extra>"),
+                      row=1, col=k)
+        fig.update_xaxes(range=[-0.5, big_w - 0.5], row=1, col=k)
+        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{'' if k == 1 else k}",
+                         scaleratio=1, row=1, col=k)
+    for axes in (fig.update_xaxes, fig.update_yaxes):
+        axes(showticklabels=False, showgrid=False, zeroline=False, ticks="", showline=False,
+             constrain="domain")
+    bar: dict[str, Any] = {"title": {"text": colorbar_title, "side": "right"}, "thickness": 14,
+                           "exponentformat": "e", "len": 1.0, "x": 1.0, "xanchor": "left",
+                           "xpad": 6, "outlinewidth": 0}
+    if colorbar_ticks:
+        bar.update(tickmode="array", tickvals=list(colorbar_ticks),
+                   ticktext=list(colorbar_ticks.values()))
+    axis = {"colorscale": _faded(stops, signed=symmetric), "colorbar": bar,
+            "cmin": -m if symmetric else 0.0, "cmax": m}
+    if symmetric:
+        axis["cmid"] = 0.0
+    h0, w0 = imgs[0].shape[:2]
+    height = round(each_width * h0 / w0)
+    fig.update_layout(coloraxis=axis, width=area + 4 + right, height=height + top + 6,
+                      margin={"l": 4, "r": right, "t": top, "b": 6}, autosize=False,
+                      showlegend=False)
+    fig.update_annotations(font_size=12)
+    _set_caption(fig, caption)
+    return fig
+
+
+def margin_map(dec_a: Decomposition, dec_b: Decomposition) -> np.ndarray:
+    """Per position, d(REF, B) - d(REF, A) from the mean-preserving summed maps: positive
+    where B is farther from the reference (B loses there), negative where A is. Its mean is
+    exactly the margin."""
+    return dec_b.spatial_map(None, "mean_preserving") - dec_a.spatial_map(None, "mean_preserving")
+
+
+def margin_map_figure(tri: Any, image_uint8: np.ndarray, *, opacity: float = 0.8,
+                      display_width: int | None = None, max_side: int | None = None,
+                      title: bool = True) -> go.Figure:
+    """Where A loses and where B loses: the per-position margin over the reference."""
+    z = margin_map(tri.decomposition_a, tri.decomposition_b)
+    m = shared_limit(z, symmetric=True)
+    caption = (f"Map: per-position margin d(REF, B) - d(REF, A), all layers summed, "
+               f"mean-preserving upsampling (its mean, {float(np.mean(z)):+.4f}, is the margin "
+               f"{tri.margin:+.4f}), over REF. Purple: B is farther from REF there (B loses "
+               f"there); orange: A is farther (A loses there). Colour scale clipped at the "
+               f"99.5th percentile of |value|.")
+    return heatmap_overlay(image_uint8, z, title="Where A loses and where B loses" if title
+                           else None, caption=caption, colorscale="candidates", opacity=opacity,
+                           symmetric=True, zmax=m, display_width=display_width,
+                           max_side=max_side, colorbar_title="margin",
+                           colorbar_ticks={-m: "A loses", 0.0: "even", m: "B loses"})
+
+
+def channel_grid(layer: LayerBreakdown, *, which: str = "diff", cols: int = 5,
+                 max_side: int | None = None) -> go.Figure:
+    """Small multiples of the layer's top channels' maps (diff, activation_a or activation_b),
+    on one shared colour scale with its colour bar (``max_side``: averaged down, single
+    precision, for a lean report)."""
     attr = lookup("channel view", which, CHANNEL_VIEWS)
     chans = list(layer.top_channels)
     if not chans:
@@ -260,49 +568,65 @@ def channel_grid(layer: LayerBreakdown, *, which: str = "diff", cols: int = 5) -
         return fig
     ncols = max(1, min(cols, len(chans)))
     nrows = -(-len(chans) // ncols)
-    titles = [f"ch {c.index}<br>w={c.weight:.3g}, {100 * c.share:.1f}%" for c in chans]
+    titles = [f"ch {c.index}<br>{100 * c.share:.1f}% of layer, w {c.weight:.2g}" for c in chans]
     fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=titles,
-                        horizontal_spacing=0.03, vertical_spacing=0.12)
-    for i, c in enumerate(chans):
+                        horizontal_spacing=0.03, vertical_spacing=0.14)
+    maps = [np.asarray(getattr(c, attr), dtype=np.float64) for c in chans]
+    if max_side is not None:
+        maps = [downsample_map(m, max_side).astype(np.float32) for m in maps]
+    top = shared_limit(*maps)
+    for i, (c, z) in enumerate(zip(chans, maps, strict=True)):
         r, col = divmod(i, ncols)
-        fig.add_trace(go.Heatmap(z=np.asarray(getattr(c, attr), dtype=np.float64),
-                                 colorscale=_INFERNO if which == "diff" else _PLOTLY_DIVERGING,
-                                 showscale=False, name=f"ch {c.index}",
+        fig.add_trace(go.Heatmap(z=z, coloraxis="coloraxis", name=f"ch {c.index}",
                                  hovertemplate=(f"ch {c.index}<br>row %{{y}}, col %{{x}}: "
-                                                "%{z:.4g}<extra></extra>"),
-                                 **({} if which == "diff" else {"zmid": 0.0})),
+                                                "%{z:.4g}<extra></extra>")),
                       row=r + 1, col=col + 1)
         k = r * ncols + col + 1
         fig.update_yaxes(autorange="reversed", scaleanchor=f"x{'' if k == 1 else k}",
                          constrain="domain", row=r + 1, col=col + 1)
-    fig.update_xaxes(showticklabels=False, constrain="domain")
-    fig.update_yaxes(showticklabels=False)
-    what = {"diff": "squared feature difference (unweighted)",
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain",
+                     ticks="", showline=False)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="",
+                     showline=False)
+    what = {"diff": "squared feature difference (before the lin weight)",
             "activation_a": "normalised activation of A",
             "activation_b": "normalised activation of B"}[which]
     fig.update_layout(
-        title=(f"{layer.name}: top {len(chans)} channels by contribution, {what}, at "
-               f"{layer.resolution[0]}x{layer.resolution[1]}"),
-        height=240 * nrows + 100, showlegend=False, margin={"t": 110})
+        title=(f"{layer.name}: top {len(chans)} channels by contribution, {what}, "
+               f"{size_text(layer.resolution)} each"),
+        coloraxis={"colorscale": _INFERNO, "cmin": 0.0 if which == "diff" else None,
+                   "cmax": top, "colorbar": {"title": {"text": "value", "side": "right"},
+                                             "thickness": 12, "exponentformat": "e"}},
+        height=170 * nrows + 110, showlegend=False, margin={"t": 100, "l": 10, "r": 10, "b": 10})
     fig.update_annotations(font_size=11)  # subplot titles: keep them inside their column
     return fig
 
 
+def method_label(method: str) -> str:
+    """A method's name for people ("Layer Grad-CAM"), from the attribution registry."""
+    from lpips_explain.analyses.attribution import METHODS
+
+    spec = METHODS.get(method)
+    return spec.label if spec is not None else method.replace("_", " ").capitalize()
+
+
 def attribution_figure(attr: Any, image_uint8: np.ndarray, *, view: str = "signed",
-                       name: str | None = None) -> go.Figure:
+                       name: str | None = None, opacity: float = 0.8,
+                       display_width: int | None = None, zmax: float | None = None,
+                       max_side: int | None = None, title: bool = True) -> go.Figure:
     """An attribution map over the attributed image, with completeness and vanishing notices.
 
-    ``name`` is how the attributed image is called on screen (default: its role, A or B).
+    ``name`` is how the attributed image is called on screen (default: its role, A or B);
+    ``zmax`` shares one colour scale between maps shown side by side.
     """
     lookup("attribution view", view, ATTRIBUTION_VIEWS)
     heat = np.asarray(getattr(attr, view), dtype=np.float64)
-    label = str(attr.method).replace("_", " ")
-    title = f"{label.capitalize()} attribution, {view}"
+    heading = f"{method_label(str(attr.method))} attribution, {view}"
     if getattr(attr, "completeness_gap", None) is not None:
         rel = getattr(attr, "relative_gap", None)
-        title += (f"<br><sub>sum {attr.total:.4f} vs distance {attr.distance:.4f}: "
-                  f"completeness gap {attr.completeness_gap:.2e}"
-                  f"{'' if rel is None else f' ({100 * rel:.2f}%)'}</sub>")
+        heading += (f"<br><sub>sum {attr.total:.4f} vs distance {attr.distance:.4f}: "
+                    f"completeness gap {attr.completeness_gap:.2e}"
+                    f"{'' if rel is None else f' ({100 * rel:.2f}%)'}</sub>")
     target = name or str(getattr(attr, "target", "b")).upper()
     params = getattr(attr, "params", None) or {}
     ptxt = ", ".join(f"{k}={v}" for k, v in params.items())
@@ -310,15 +634,18 @@ def attribution_figure(attr: Any, image_uint8: np.ndarray, *, view: str = "signe
             f"upsampled bilinearly to the image" if attr.method == "layer_gradcam" else
             f"{target}'s pixels, at image resolution, no upsampling")
     caption = (f"Map: {ATTRIBUTION_VIEWS[view]} attribution to the distance of {what} "
-               f"({attr.method}{f'; {ptxt}' if ptxt else ''})."
-               f"{' Colour scale clipped at the 99.5th percentile of |value|.' if view == 'signed' else ''}")
+               f"({method_label(str(attr.method))}{f'; {ptxt}' if ptxt else ''})."
+               f"{' Colour scale clipped at the 99.5th percentile of |value|.' if view == 'signed' and zmax is None else ''}"
+               f"{' One colour scale shared with the other map.' if zmax is not None else ''}")
     notes = [str(n) for n in getattr(attr, "notes", ()) or ()]
     if view != "signed":  # the sign note explains negative values, which this view has none of
         notes = [n for n in notes if not n.startswith("Positive values")]
     if notes:
         caption += " " + " ".join(notes)
-    fig = heatmap_overlay(image_uint8, heat, title=title, caption=caption,
-                          symmetric=view == "signed", colorbar_title="attribution")
+    fig = heatmap_overlay(image_uint8, heat, title=heading if title else None, caption=caption,
+                          symmetric=view == "signed", colorbar_title="attribution",
+                          opacity=opacity, zmax=zmax, display_width=display_width,
+                          max_side=max_side)
     if getattr(attr, "vanishing", False):
         fig.add_annotation(
             text=("Gradients vanish here: LPIPS is quadratic in the feature difference, so at "
@@ -335,7 +662,8 @@ def sensitivity_rows(sens: Any) -> list[tuple[str, Any]]:
 
 
 def sensitivity_bars(sens: Any, *, explained: str = "B") -> go.Figure:
-    """Horizontal bars of the change in distance for each perturbation of the explained image.
+    """Horizontal bars of the change in distance for each perturbation of the explained image:
+    red raises the distance, blue lowers it; rows of the geometric table are hatched.
 
     A geometric-table row that repeats a default-strength row (same transform and strength)
     is drawn once.
@@ -345,24 +673,27 @@ def sensitivity_bars(sens: Any, *, explained: str = "B") -> go.Figure:
     rows = [(g, it) for g, it in sensitivity_rows(sens)
             if g != "geometric" or (it.transform, float(it.strength)) not in seen]
     labels: list[str] = []
-    for group, it in rows:
+    for _group, it in rows:
         lab = f"{it.label} ({it.strength:g} {it.unit})".replace(" )", ")")
-        if group == "geometric":
-            lab += " [geometric table]"
         while lab in labels:
             lab += " "
         labels.append(lab)
     changes = [float(it.change) for _, it in rows]
-    colors = [("#8c564b" if group == "geometric" else FAVOUR_A) if ch >= 0 else RISE
-              for (group, _), ch in zip(rows, changes, strict=True)]
+    colors = [RAISES if ch >= 0 else LOWERS for ch in changes]
+    patterns = ["/" if group == "geometric" else "" for group, _ in rows]
     custom = [[float(it.distance), _fmt(it.psnr, ".2f"), _fmt(it.ssim, ".4f"), group]
               for group, it in rows]
     fig = go.Figure(go.Bar(
-        x=changes, y=labels, orientation="h", marker_color=colors, customdata=custom,
+        x=changes, y=labels, orientation="h", marker_color=colors,
+        marker_pattern_shape=patterns, customdata=custom, showlegend=False,
         hovertemplate=("%{y}<br>change %{x:+.4f}<br>distance %{customdata[0]:.4f}<br>"
                        "PSNR %{customdata[1]} dB, SSIM %{customdata[2]}<br>"
                        "%{customdata[3]}<extra></extra>"),
     ))
+    _legend_entry(fig, "raises the distance", RAISES, kind="bar")
+    _legend_entry(fig, "lowers the distance", LOWERS, kind="bar")
+    if any(patterns):
+        _legend_entry(fig, "rotation or shift (geometric)", "#cccccc", kind="bar", pattern="/")
     fig.update_yaxes(autorange="reversed", title=None)
     fig.update_xaxes(title=f"change in LPIPS distance vs unperturbed {explained}", zeroline=True,
                      zerolinecolor="#444")
@@ -371,34 +702,33 @@ def sensitivity_bars(sens: Any, *, explained: str = "B") -> go.Figure:
         title=(f"Perturbing {explained}: change in distance from the base "
                f"{sens.base_distance:.4f}"
                f"{f' (most sensitive: {most})' if most else ''}"),
-        height=max(300, 26 * len(rows) + 120), showlegend=False, margin={"l": 10})
+        height=max(320, 26 * len(rows) + 170), margin={"l": 10, "b": 110},
+        legend=_BELOW_LEGEND, barmode="overlay")
     return fig
 
 
 def sweep_figure(sweep: Any) -> go.Figure:
-    """LPIPS against perturbation strength, beside PSNR and SSIM on their own axes."""
+    """Small multiples sharing the strength axis: LPIPS, PSNR and SSIM, each with its own
+    y axis (no twin axes); every marker is a real evaluation."""
     x = [float(s) for s in np.asarray(sweep.strengths, dtype=np.float64)]
     unit = f" ({sweep.unit})" if sweep.unit else ""
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=x, y=_finite_list(sweep.distances), name="LPIPS",
-                             mode="lines+markers", line_shape="linear",
-                             line={"color": RISE, "width": 3}, yaxis="y"))
-    fig.add_trace(go.Scatter(x=x, y=_finite_list(sweep.psnr), name="PSNR (dB)",
-                             mode="lines+markers", line_shape="linear",
-                             line={"color": FAVOUR_A, "dash": "dash"}, yaxis="y2"))
-    fig.add_trace(go.Scatter(x=x, y=_finite_list(sweep.ssim), name="SSIM",
-                             mode="lines+markers", line_shape="linear",
-                             line={"color": "#2ca02c", "dash": "dot"}, yaxis="y3"))
-    fig.update_layout(
-        title=f"{sweep.label}: LPIPS, PSNR and SSIM against strength",
-        xaxis={"title": {"text": f"strength{unit}"}, "domain": [0.0, 0.84]},
-        yaxis={"title": {"text": "LPIPS distance", "font": {"color": RISE}}},
-        yaxis2={"title": {"text": "PSNR (dB; gaps where infinite)",
-                          "font": {"color": FAVOUR_A}},
-                "overlaying": "y", "side": "right", "anchor": "x", "showgrid": False},
-        yaxis3={"title": {"text": "SSIM", "font": {"color": "#2ca02c"}}, "overlaying": "y",
-                "side": "right", "anchor": "free", "position": 0.96, "showgrid": False},
-        legend={"orientation": "h", "y": -0.2}, height=420)
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
+                        row_heights=[0.46, 0.27, 0.27])
+    for row, (name, values, color) in enumerate((
+            ("LPIPS distance", sweep.distances, DISTANCE),
+            ("PSNR (dB)", sweep.psnr, PSNR_COLOR),
+            ("SSIM", sweep.ssim, SSIM_COLOR)), start=1):
+        fig.add_trace(go.Scatter(x=x, y=_finite_list(values), name=name, mode="lines+markers",
+                                 line_shape="linear", line={"color": color, "width": 2.5},
+                                 marker={"size": 7},
+                                 hovertemplate=f"strength %{{x:g}}: {name} %{{y:.4g}}"
+                                               "<extra></extra>"),
+                      row=row, col=1)
+        fig.update_yaxes(title={"text": name, "font": {"color": color, "size": 12}},
+                         nticks=4, row=row, col=1)
+    fig.update_xaxes(title={"text": f"strength{unit}"}, row=3, col=1)
+    fig.update_layout(title=f"{sweep.label}: LPIPS, PSNR and SSIM against strength",
+                      showlegend=False, height=460, margin={"t": 50, "b": 40})
     return fig
 
 
@@ -409,15 +739,17 @@ def repair_curve(rep: Any, *, repaired: str = "B", source: str = "A",
 
     ``repaired`` names the image whose patches are replaced, ``source`` the one they come from.
     ``threshold`` draws a horizontal line (e.g. the rival's distance in a triplet) and
-    ``mark_area`` a vertical one (e.g. where the decision flips).
+    ``mark_area`` a vertical one (e.g. where the decision flips). Every line is named in the
+    legend below the chart, never by a label on the chart, so no label can cover another.
     """
     area = np.asarray(rep.curve_area, dtype=np.float64)
     dist = np.asarray(rep.curve_distance, dtype=np.float64)
     steps = np.asarray(rep.curve_steps)
     fig = go.Figure()
     fig.add_trace(go.Scatter(
-        x=area, y=dist, mode="lines+markers", line_shape="linear", name="evaluated",
-        line={"color": FAVOUR_A}, marker={"size": 6}, customdata=steps,
+        x=area, y=dist, mode="lines+markers", line_shape="linear",
+        name=f"d after repairing {repaired} (each marker evaluated)",
+        line={"color": DISTANCE}, marker={"size": 6}, customdata=steps,
         hovertemplate=("%{customdata} patches, %{x:.1%} of the area: "
                        "d = %{y:.4f}<extra></extra>")))
     # The same test as the repair's non_monotonic flag: plot and flag always agree.
@@ -430,61 +762,70 @@ def repair_curve(rep: Any, *, repaired: str = "B", source: str = "A",
             ys += [float(dist[j - 1]), float(dist[j]), None]
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line_shape="linear",
                                  name="distance rises (non-monotonic)",
-                                 line={"color": RISE, "width": 4}, hoverinfo="skip"))
+                                 line={"color": RAISES, "width": 4}, hoverinfo="skip"))
     base = float(rep.base_distance)
-    fig.add_hline(y=base / 2, line={"dash": "dash", "color": "#666"},
-                  annotation_text=f"half the distance ({base / 2:.4f})",
-                  annotation_position="top right")
+    fig.add_hline(y=base / 2, line={"dash": "dash", "color": GUIDE})
+    _legend_entry(fig, f"half the distance ({base / 2:.4f})", GUIDE, dash="dash")
     half = getattr(rep, "half_area", None)
     if half is not None and math.isfinite(float(half)):
-        fig.add_vline(x=float(half), line={"dash": "dot", "color": "#666"},
-                      annotation_text=f"{100 * float(half):.1f}% of the area",
-                      annotation_position="top left")
+        fig.add_vline(x=float(half), line={"dash": "dot", "color": GUIDE})
+        _legend_entry(fig, f"half of it lies in {100 * float(half):.1f}% of the area", GUIDE,
+                      dash="dot")
     if threshold is not None:
-        fig.add_hline(y=float(threshold), line={"dash": "dot", "color": FAVOUR_B},
-                      annotation_text=threshold_label or f"{threshold:.4f}",
-                      annotation_position="bottom right")
+        fig.add_hline(y=float(threshold), line={"dash": "dashdot", "color": CANDIDATE_A})
+        _legend_entry(fig, f"{threshold_label or 'threshold'} ({float(threshold):.4f})",
+                      CANDIDATE_A, dash="dashdot")
     if mark_area is not None:
-        fig.add_vline(x=float(mark_area), line={"color": FAVOUR_B},
-                      annotation_text=mark_label or f"{100 * float(mark_area):.1f}%",
-                      annotation_position="bottom left")
+        fig.add_vline(x=float(mark_area), line={"color": CANDIDATE_B, "width": 2})
+        _legend_entry(fig, f"{mark_label or 'marked'} at {100 * float(mark_area):.1f}% of the "
+                      f"area", CANDIDATE_B)
     grid = getattr(rep, "grid", None)
-    grid_txt = f", a {grid[0]}x{grid[1]} grid" if grid is not None else ""
+    grid_txt = f", a {grid[1]}x{grid[0]} grid" if grid is not None else ""
     order = getattr(rep, "order_label", "single-patch gain")
     caption = (f"Repair: {repaired}'s {rep.patch} px patches{grid_txt} are replaced by "
                f"{source}'s in this order: {order}; each marker is a real evaluation, lines "
                f"only join them.{' The curve is not monotonic (red).' if rep.non_monotonic else ''}")
-    fig.update_layout(title=str(rep.headline), xaxis_title="fraction of the area repaired",
-                      yaxis_title="remaining LPIPS distance", height=420,
-                      legend={"orientation": "h", "y": -0.25})
+    lines = textwrap.wrap(str(rep.headline), 95) or [""]
+    fig.update_layout(title={"text": "<br>".join(lines), "font": {"size": 14}},
+                      xaxis_title="fraction of the area repaired",
+                      yaxis_title="remaining LPIPS distance", height=420 + 18 * len(lines),
+                      legend=_BELOW_LEGEND, margin={"b": 120, "t": 30 + 20 * len(lines)})
     fig.update_xaxes(range=[-0.02, 1.02], tickformat=".0%")
-    _caption_annotation(fig, caption)
+    fig.update_yaxes(rangemode="tozero")
+    _set_caption(fig, caption)
     return fig
 
 
 def triplet_margin_chart(tri: Any) -> go.Figure:
-    """Per-layer margins d(REF, B) - d(REF, A), coloured by the candidate each layer favours."""
+    """Per-layer margins d(REF, B) - d(REF, A): purple bars favour A, orange bars favour B."""
     layers = list(tri.layers)
     names = [lay.name for lay in layers] + ["total"]
     margins = [float(lay.margin) for lay in layers] + [float(tri.margin)]
     colors = [FAVOUR_A if m > 0 else FAVOUR_B if m < 0 else NEUTRAL for m in margins]
     favours = ["A" if m > 0 else "B" if m < 0 else "neither" for m in margins]
     fig = go.Figure(go.Bar(
-        x=names, y=margins, marker_color=colors,
+        x=names, y=margins, marker_color=colors, showlegend=False,
         marker_pattern_shape=[""] * len(layers) + ["/"], customdata=favours,
-        text=[f"{m:+.4f}" for m in margins], textposition="outside",
+        text=[f"{m:+.4f}" for m in margins], textposition="outside", cliponaxis=False,
         hovertemplate="%{x}: margin %{y:+.5f}, favours %{customdata}<extra></extra>"))
+    _legend_entry(fig, "favours A (A closer in this layer)", CANDIDATE_A, kind="bar")
+    _legend_entry(fig, "favours B", CANDIDATE_B, kind="bar")
     verdict = {"a": "A is closer", "b": "B is closer", "tie": "a tie"}.get(tri.closer, tri.closer)
     fig.add_hline(y=0, line={"color": "#444", "width": 1})
+    top = max((abs(m) for m in margins), default=0.0) or 1.0
+    fig.update_yaxes(range=[min(0.0, min(margins)) - 0.18 * top,
+                            max(0.0, max(margins)) + 0.18 * top])
     fig.update_layout(
-        title=(f"Per-layer margins d(REF, B) - d(REF, A): total {tri.margin:+.4f} ({verdict}); "
-               f"blue favours A, orange favours B"),
-        xaxis_title="layer", yaxis_title="margin", showlegend=False, height=420)
+        title=f"Per-layer margins d(REF, B) - d(REF, A): total {tri.margin:+.4f} ({verdict})",
+        xaxis_title="layer (shallow to deep; the hatched bar is the total)",
+        yaxis_title="margin", height=400, legend=_BELOW_LEGEND, margin={"b": 110, "t": 50})
     return fig
 
 
 def comparison_figure(a_uint8: np.ndarray, b_uint8: np.ndarray) -> go.Figure:
-    """A and B side by side, plus a panel whose slider flicks between A and B (works offline)."""
+    """A and B side by side, plus a panel whose slider flicks between A and B (works offline).
+
+    The app and the HTML report use the swipe component (lpips_explain.output.compare)."""
     a, b = as_uint8_image(a_uint8), as_uint8_image(b_uint8)
     fig = make_subplots(rows=1, cols=3, subplot_titles=("A", "B", "flick A / B"),
                         horizontal_spacing=0.02)
@@ -509,5 +850,3 @@ def comparison_figure(a_uint8: np.ndarray, b_uint8: np.ndarray) -> go.Figure:
                   "x": 0.68, "len": 0.32, "pad": {"t": 10}}],
         height=420, showlegend=False, margin={"l": 10, "r": 10})
     return fig
-
-

@@ -7,6 +7,9 @@ opens offline and loads nothing from the network.
 
 from __future__ import annotations
 
+import base64
+import functools
+import gzip
 import html
 import json
 import math
@@ -17,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from lpips_explain import notices
 from lpips_explain.output import figures as plots
 from lpips_explain.output import static
+from lpips_explain.output.compare import compare_html
 
 __all__ = [
     "html_report",
@@ -30,6 +35,9 @@ __all__ = [
 ]
 
 _PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
+IMAGE_SIDE = 320  # photos in a report: at most this many pixels on the longer side
+MAP_SIDE = 128  # maps in a report's charts: averaged down to at most this many pixels
+CHART_SIDE = 420  # maps in a report's charts are drawn this many pixels wide
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1200px;
@@ -41,11 +49,43 @@ h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margi
 table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ddd;padding:.3em .7em;
 text-align:left} th{background:#f6f6f6}
 .images{display:flex;gap:1em;flex-wrap:wrap} .images figure{margin:0}
-.images img{max-width:360px;width:100%;image-rendering:pixelated;border:1px solid #ccc}
-figcaption{color:#555;font-size:.9em} pre{background:#f6f6f6;padding:1em;overflow:auto;
-font-size:.8em}
-.plot{margin:1em 0 2em 0}
+.images img{max-width:360px;width:100%;border:1px solid #ccc}
+figcaption{color:#555;font-size:.9em;max-width:900px} pre{background:#f6f6f6;padding:1em;
+overflow:auto;font-size:.8em}
+.plot{margin:1em 0 2em 0} .nofig{color:#8a5300;font-size:.9em;padding:.5em 0}
 """
+
+# plotly.js (4.8 MB) travels gzip-compressed and base64-encoded (about 2 MB) and is unpacked
+# by the browser's own DecompressionStream: the report stays one offline file, well under
+# 3 MB. A browser without DecompressionStream says so; images, numbers and text remain.
+_LOADER_JS = """
+(function(){
+  var figs=[].slice.call(document.querySelectorAll('script.lx-fig'));
+  function fail(msg){figs.forEach(function(s){var d=document.getElementById(s.dataset.target);
+    d.textContent=msg;d.className='nofig';d.style.height='auto';});}
+  if(!figs.length)return;
+  if(!('DecompressionStream' in window)){fail('This browser cannot unpack the embedded '+
+    'charts (no DecompressionStream); the images, numbers and text of the report are '+
+    'complete without them.');return;}
+  var b64=document.getElementById('lx-plotly-gz').textContent.trim();
+  var bin=atob(b64),bytes=new Uint8Array(bin.length);
+  for(var i=0;i<bin.length;i++)bytes[i]=bin.charCodeAt(i);
+  var stream=new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));
+  new Response(stream).text().then(function(code){
+    (0,eval)(code);
+    figs.forEach(function(s){var f=JSON.parse(s.textContent);
+      Plotly.newPlot(s.dataset.target,f.data,f.layout,CONFIG);});
+  }).catch(function(e){fail('The charts could not be drawn here: '+e);});
+})();
+"""
+
+
+@functools.lru_cache(maxsize=1)
+def _plotly_gz_b64() -> str:
+    import plotly.offline
+
+    js = plotly.offline.get_plotlyjs().encode("utf-8")
+    return base64.b64encode(gzip.compress(js, compresslevel=9, mtime=0)).decode("ascii")
 
 
 # --------------------------------------------------------------------------- JSON
@@ -95,11 +135,16 @@ def _e(x: Any) -> str:
 
 
 def _list(items: Iterable[str], css: str = "") -> str:
+    """A bulleted list; nothing at all for no items (a section without items is left out)."""
     items = list(items)
     if not items:
-        return '<p class="meta">None.</p>'
+        return ""
     cls = f' class="{css}"' if css else ""
     return f"<ul{cls}>" + "".join(f"<li>{_e(i)}</li>" for i in items) + "</ul>"
+
+
+def _section(title: str, content: str) -> str:
+    return f"<h2>{_e(title)}</h2>{content}" if content else ""
 
 
 def _inputs_table(inputs: Any, labels: list[str]) -> str:
@@ -108,32 +153,65 @@ def _inputs_table(inputs: Any, labels: list[str]) -> str:
         d = inputs.describe(i)
         size = d.get("original_size") or ["?", "?"]
         rows.append(f"<tr><td>{_e(lab)}</td><td>{_e(d.get('name'))}</td>"
-                    f"<td>{_e(size[0])}x{_e(size[1])}</td><td>{_e(d.get('mode'))}</td>"
+                    f"<td>{_e(size[1])}x{_e(size[0])}</td><td>{_e(d.get('mode'))}</td>"
                     f"<td>{_e(d.get('format'))}</td></tr>")
     h, w = inputs.size
     notes = list(getattr(inputs.align, "notes", ()) or ())
-    return ("<table><tr><th>image</th><th>name</th><th>original size (HxW)</th><th>mode</th>"
-            "<th>format</th></tr>" + "".join(rows) + "</table>"
-            f'<p class="meta">Compared at {h}x{w} (HxW), size policy '
+    return ("<table><tr><th>image</th><th>file</th><th>original size (width x height)</th>"
+            "<th>mode</th><th>format</th></tr>" + "".join(rows) + "</table>"
+            f'<p class="meta">Compared at {w}x{h} px (width x height), size policy '
             f"<code>{_e(inputs.align.policy)}</code>.</p>" + _list(notes))
+
+
+def _lean_note(size: tuple[int, int]) -> str:
+    h, w = size
+    shrunk = max(h, w) > IMAGE_SIDE
+    return ('<p class="meta">To keep this file small, photos are shown '
+            + (f"downsampled to at most {IMAGE_SIDE} px (from {w}x{h}) and " if shrunk else "")
+            + f"JPEG-compressed, and the maps in the charts are averaged down to at most "
+            f"{MAP_SIDE} px. Every number is computed at full resolution; the command line "
+            f"(<code>lpips-explain explain --out DIR</code>) writes the full-resolution maps."
+            "</p>")
 
 
 def _images_html(images: list[tuple[str, np.ndarray]]) -> str:
     figs = "".join(
-        f'<figure><img alt="{_e(cap)}" src="{plots.png_data_uri(im)}">'
+        f'<figure><img alt="{_e(cap)}" src="'
+        f'{plots.jpeg_data_uri(plots.downsample_image(im, IMAGE_SIDE))}">'
         f"<figcaption>{_e(cap)}</figcaption></figure>" for cap, im in images)
     return f'<div class="images">{figs}</div>'
 
 
+def _compare_html(a: np.ndarray, b: np.ndarray, heat: np.ndarray, names: tuple[str, str],
+                  map_label: str, uid: str) -> str:
+    small_a = plots.downsample_image(a, IMAGE_SIDE)
+    small_b = plots.downsample_image(b, IMAGE_SIDE)
+    layer = plots.map_rgba(plots.downsample_map(heat, MAP_SIDE))
+    width = min(560, max(small_a.shape[1], 360))
+    return compare_html(small_a, small_b, map_layer=layer, names=names, map_label=map_label,
+                        display_width=width, uid=uid, jpeg=True, jpeg_quality=85)
+
+
 def _figures_html(figures: list[tuple[str, Any]]) -> str:
-    """Each figure under a heading; plotly.js is inlined with the first figure only."""
+    """Each figure under a heading with its one caption; plotly.js is embedded once,
+    compressed, and draws every figure from its JSON when the page opens."""
+    if not figures:
+        return ""
     parts = []
-    first = True
-    for heading, fig in figures:
-        div = fig.to_html(full_html=False, include_plotlyjs=first, config=_PLOTLY_CONFIG,
-                          default_width="100%", default_height="480px")
-        first = False
-        parts.append(f'<section class="plot"><h3>{_e(heading)}</h3>{div}</section>')
+    for i, (heading, fig) in enumerate(figures):
+        width = fig.layout.width
+        height = fig.layout.height or 480
+        style = (f"width:{int(width)}px;" if width else "width:100%;") + f"height:{int(height)}px"
+        caption = plots.caption_of(fig)
+        parts.append(
+            f'<section class="plot"><h3>{_e(heading)}</h3>'
+            f'<div id="lx-fig-{i}" class="plotly-graph-div" style="{style}"></div>'
+            f'<script type="application/json" class="lx-fig" data-target="lx-fig-{i}">'
+            f"{fig.to_json()}</script>"
+            + (f"<figcaption>{_e(caption)}</figcaption>" if caption else "") + "</section>")
+    loader = _LOADER_JS.replace("CONFIG", json.dumps(_PLOTLY_CONFIG))
+    parts.append(f'<script id="lx-plotly-gz" type="application/octet-stream">'
+                 f"{_plotly_gz_b64()}</script><script>{loader}</script>")
     return "".join(parts)
 
 
@@ -159,34 +237,37 @@ def _json_details(text: str) -> str:
             f"<pre>{_e(text)}</pre></details>")
 
 
+def _category_text(category: str | None) -> str:
+    return category if category else "no category (not the published trunk)"
+
+
 # --------------------------------------------------------------------------- HTML reports
 
 
 def _explanation_figures(expl: Any) -> list[tuple[str, Any]]:
     dec = expl.decomposition
     _, target, ref_name, target_name = plots.explained_images(expl)
+    small = {"display_width": CHART_SIDE, "max_side": MAP_SIDE}
     figs: list[tuple[str, Any]] = [
-        ("Comparison", plots.comparison_figure(plots.as_uint8_image(expl.a),
-                                               plots.as_uint8_image(expl.b))),
         ("Layer waterfall", plots.layer_waterfall(dec)),
         (f"Spatial map over {target_name}, all layers",
-         plots.spatial_map_figure(dec, target, layer=None, upsample="bilinear")),
+         plots.spatial_map_figure(dec, target, layer=None, upsample="bilinear", **small)),
     ]
     if dec.layers:
         top = max(dec.layers, key=lambda lay: lay.distance)
         figs.append((f"Spatial map of {top.name} at its own resolution",
-                     plots.spatial_map_figure(dec, target, layer=top.index, upsample="none")))
+                     plots.spatial_map_figure(dec, target, layer=top.index, upsample="none",
+                                              **small)))
         if top.top_channels:
-            figs.append((f"Top channels of {top.name}", plots.channel_grid(top)))
+            figs.append((f"Top channels of {top.name}",
+                         plots.channel_grid(top, max_side=MAP_SIDE // 4)))
     attr = expl.attribution
     if attr is not None:
         figs.append(("Attribution (signed)", plots.attribution_figure(
-            attr, target, view="signed", name=target_name)))
-        figs.append(("Attribution (magnitude)", plots.attribution_figure(
-            attr, target, view="magnitude", name=target_name)))
+            attr, target, view="signed", name=target_name, **small)))
     sens = expl.sensitivity
     if sens is not None:
-        figs.append(("Sensitivity", plots.sensitivity_bars(sens)))
+        figs.append(("Sensitivity", plots.sensitivity_bars(sens, explained=target_name)))
         figs += [(f"Sweep: {s.label}", plots.sweep_figure(s)) for s in sens.sweeps]
     if expl.repair is not None:
         figs.append(("Repair curve", plots.repair_curve(expl.repair, repaired=target_name,
@@ -198,19 +279,25 @@ def html_report(expl: Any) -> str:
     """A self-contained HTML page for one Explanation (opens offline, no external resources)."""
     dec = expl.decomposition
     a, b = plots.as_uint8_image(expl.a), plots.as_uint8_image(expl.b)
+    target_name = expl.explained_name
+    warnings = notices.without(expl.warnings, notices.RANDOM_TRUNK)
     body = [
         "<h1>LPIPS explanation</h1>",
-        f'<p class="distance">{dec.distance:.4f}<span class="category">{_e(expl.category)}'
-        "</span></p>",
+        f'<p class="distance">{dec.distance:.4f}<span class="category">'
+        f"{_e(_category_text(expl.category))}</span></p>",
         _backbone_line(expl, dec.net, dec.version),
-        "<h2>Summary</h2>", _list(expl.summary),
-        "<h2>Warnings</h2>", _list(expl.warnings, "warnings"),
+        _section("Summary", _list(expl.summary)),
+        _section("Warnings", _list(warnings, "warnings")),
         "<h2>Inputs</h2>", _inputs_table(expl.inputs, ["A", "B"]),
-        "<h2>Images</h2>", _images_html([("A", a), ("B", b)]),
-        "<h2>Figures</h2>", _figures_html(_explanation_figures(expl)),
+        "<h2>Compare A and B</h2>",
+        _compare_html(a, b, dec.spatial_map(None, "bilinear"), ("A", "B"),
+                      f"distance map (over {target_name})", "cmp-ab"),
+        _lean_note(dec.size),
+        _section("Figures", _figures_html(_explanation_figures(expl))),
         _json_details(to_json(expl)),
     ]
-    return _page(f"LPIPS explanation: {dec.distance:.4f} ({expl.category})", "".join(body))
+    return _page(f"LPIPS explanation: {dec.distance:.4f} ({_category_text(expl.category)})",
+                 "".join(body))
 
 
 def html_triplet_report(tri: Any) -> str:
@@ -219,33 +306,48 @@ def html_triplet_report(tri: Any) -> str:
     verdict = {"a": "A is closer to REF", "b": "B is closer to REF",
                "tie": "A and B are tied"}.get(tri.closer, tri.closer)
     dec_a, dec_b = tri.decomposition_a, tri.decomposition_b
+    small = {"display_width": CHART_SIDE, "max_side": MAP_SIDE}
+    maps = [dec.spatial_map(None, "bilinear") for dec in (dec_a, dec_b)]
+    zmax = plots.shared_limit(*maps)
     figs: list[tuple[str, Any]] = [
         ("Per-layer margins", plots.triplet_margin_chart(tri)),
+        ("Where A loses and where B loses", plots.margin_map_figure(tri, ims[0], **small)),
         ("Spatial map of d(REF, A) over A",
-         plots.spatial_map_figure(dec_a, ims[1], layer=None, upsample="bilinear")),
+         plots.spatial_map_figure(dec_a, ims[1], layer=None, upsample="bilinear", zmax=zmax,
+                                  **small)),
         ("Spatial map of d(REF, B) over B",
-         plots.spatial_map_figure(dec_b, ims[2], layer=None, upsample="bilinear")),
+         plots.spatial_map_figure(dec_b, ims[2], layer=None, upsample="bilinear", zmax=zmax,
+                                  **small)),
     ]
-    for name, attr, im in (("A", tri.attribution_a, ims[1]), ("B", tri.attribution_b, ims[2])):
-        if attr is not None:
-            figs.append((f"Attribution of {name} (signed)",
-                         plots.attribution_figure(attr, im, view="signed", name=name)))
+    attrs = [(n, at, im) for n, at, im in (("A", tri.attribution_a, ims[1]),
+                                          ("B", tri.attribution_b, ims[2])) if at is not None]
+    azmax = plots.shared_limit(*[np.asarray(at.signed) for _, at, _ in attrs], symmetric=True) \
+        if attrs else None
+    for name, attr, im in attrs:
+        figs.append((f"Attribution of {name} (signed, one colour scale for both)",
+                     plots.attribution_figure(attr, im, view="signed", name=name, zmax=azmax,
+                                              **small)))
     if getattr(tri, "repair", None) is not None:
         loser = (tri.flip.repaired or "b").upper()
-        figs.append(("Repair of the losing candidate",
-                     plots.repair_curve(tri.repair, repaired=loser, source="REF")))
+        figs.append(("Repair of the losing candidate", plots.repair_curve(
+            tri.repair, repaired=loser, source="REF", threshold=tri.flip.rival_distance,
+            threshold_label="the other candidate's distance",
+            mark_area=tri.flip.area if tri.flip.exists else None,
+            mark_label="the decision flips")))
+    warnings = notices.without(tri.warnings, notices.RANDOM_TRUNK)
     body = [
         "<h1>LPIPS 2AFC explanation</h1>",
         f'<p class="distance">{_e(verdict)}<span class="category">margin {tri.margin:+.4f}'
         "</span></p>",
         f'<p class="meta">d(REF, A) = {tri.distance_a:.4f}, d(REF, B) = {tri.distance_b:.4f}.</p>',
         _backbone_line(tri, dec_a.net, dec_a.version),
-        "<h2>Summary</h2>", _list(tri.summary),
+        _section("Summary", _list(tri.summary)),
         "<h2>Flip</h2>", f"<p>{_e(tri.flip.statement)}</p>",
-        "<h2>Warnings</h2>", _list(tri.warnings, "warnings"),
+        _section("Warnings", _list(warnings, "warnings")),
         "<h2>Inputs</h2>", _inputs_table(tri.inputs, ["REF", "A", "B"]),
         "<h2>Images</h2>", _images_html(list(zip(["REF", "A", "B"], ims, strict=True))),
-        "<h2>Figures</h2>", _figures_html(figs),
+        _lean_note(tri.inputs.size),
+        _section("Figures", _figures_html(figs)),
         _json_details(to_json(tri)),
     ]
     return _page(f"LPIPS 2AFC: {verdict}", "".join(body))

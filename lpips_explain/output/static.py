@@ -14,14 +14,22 @@ from matplotlib.figure import Figure
 
 from lpips_explain import notices
 from lpips_explain.output.figures import (
+    DISTANCE,
     FAVOUR_A,
     FAVOUR_B,
+    GUIDE,
+    LOWERS,
+    MPL_CANDIDATES,
+    MPL_DIVERGING,
     MPL_SEQUENTIAL,
     NEUTRAL,
-    RISE,
+    RAISES,
     as_uint8_image,
     explained_images,
+    margin_map,
     sensitivity_rows,
+    shared_limit,
+    size_text,
 )
 
 # --------------------------------------------------------------------------- matplotlib
@@ -60,7 +68,7 @@ def _wrapped_count(lines: Sequence[str], width: int = 150) -> int:
 
 
 def _barh(ax: Axes, labels: Sequence[str], values: Sequence[float], title: str,
-          colors: Sequence[str] | str = FAVOUR_A) -> None:
+          colors: Sequence[str] | str = DISTANCE) -> None:
     pos = np.arange(len(labels))
     ax.barh(pos, values, color=colors)
     ax.set_yticks(pos, labels=list(labels), fontsize=8)
@@ -70,81 +78,125 @@ def _barh(ax: Axes, labels: Sequence[str], values: Sequence[float], title: str,
     ax.tick_params(axis="x", labelsize=8)
 
 
+def _wrap_title(text: str, width: int = 34) -> str:
+    return "\n".join(textwrap.wrap(text, width)) or text
+
+
+def _map_axis(fig: Figure, ax: Axes, image: np.ndarray, heat: np.ndarray, title: str, *,
+              cmap: str, symmetric: bool = False, zmax: float | None = None,
+              label: str = "") -> None:
+    """The photo with a map over it and its colour bar attached (row 0 at the top)."""
+    h, w = image.shape[:2]
+    ax.imshow(image, interpolation="nearest")
+    kw: dict[str, Any] = {}
+    if symmetric:
+        m = zmax if zmax is not None else shared_limit(heat, symmetric=True)
+        kw = {"vmin": -m, "vmax": m}
+    im = ax.imshow(heat, cmap=cmap, alpha=0.6, interpolation="nearest",
+                   extent=(-0.5, w - 0.5, h - 0.5, -0.5), **kw)
+    ax.set_title(_wrap_title(title), fontsize=9)
+    ax.set_axis_off()
+    bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, shrink=0.9)
+    bar.ax.tick_params(labelsize=7)
+    if label:
+        bar.set_label(label, fontsize=8)
+
+
+def _category_text(category: str | None) -> str:
+    return category if category else "no category (not the published trunk)"
+
+
 def summary_png(expl: Any) -> bytes:
-    """A static one-page PNG: both images, the spatial map, layer and sensitivity bars, summary."""
+    """A static one-page PNG: A, B, the distance map and the attribution map (each with its
+    colour bar), layer and sensitivity bars, the repair curve and the summary."""
     dec = expl.decomposition
     _, target, ref_name, target_name = explained_images(expl)
     # The summary already says "random weights" in words: not twice.
     lines = list(expl.summary) + [f"Warning: {w}" for w in
                                   notices.without(expl.warnings, notices.RANDOM_TRUNK)]
-    text_h = 0.17 * _wrapped_count(lines) + 0.4
-    fig = _new_figure(13, 4.0 + 3.6 + text_h)
-    gs = fig.add_gridspec(3, 3, height_ratios=[4.0, 3.6, text_h])
-    _show_image(fig.add_subplot(gs[0, 0]), as_uint8_image(expl.a), "A")
-    _show_image(fig.add_subplot(gs[0, 1]), as_uint8_image(expl.b), "B")
-    ax = fig.add_subplot(gs[0, 2])
-    heat = dec.spatial_map(None, "bilinear")
-    h, w = target.shape[:2]
-    ax.imshow(target, interpolation="nearest")
-    im = ax.imshow(heat, cmap=MPL_SEQUENTIAL, alpha=0.55, interpolation="nearest",
-                   extent=(-0.5, w - 0.5, h - 0.5, -0.5))
-    ax.set_title(f"distance map over {target_name} (all layers, bilinear)", fontsize=10)
-    ax.set_axis_off()
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    text_h = 0.18 * _wrapped_count(lines, 140) + 0.5
+    fig = _new_figure(14, 4.2 + 3.6 + text_h)
+    outer = fig.add_gridspec(3, 1, height_ratios=[4.2, 3.6, text_h])
+    top = outer[0].subgridspec(1, 4)
+    _show_image(fig.add_subplot(top[0, 0]), as_uint8_image(expl.a),
+                f"A{' (reference)' if ref_name == 'A' else ' (explained)'}")
+    _show_image(fig.add_subplot(top[0, 1]), as_uint8_image(expl.b),
+                f"B{' (reference)' if ref_name == 'B' else ' (explained)'}")
+    _map_axis(fig, fig.add_subplot(top[0, 2]), target, dec.spatial_map(None, "bilinear"),
+              f"Where the distance is: all layers, bilinear, over {target_name}",
+              cmap=MPL_SEQUENTIAL, label="distance")
+    ax = fig.add_subplot(top[0, 3])
+    attr = getattr(expl, "attribution", None)
+    if attr is not None:
+        _map_axis(fig, ax, target, np.asarray(attr.signed, dtype=np.float64),
+                  f"{attr.method.replace('_', ' ').capitalize()} attribution of "
+                  f"{target_name} (red raises, blue lowers)", cmap=MPL_DIVERGING,
+                  symmetric=True, label="attribution")
+    else:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "attribution not computed", ha="center", va="center", color="#777")
 
-    ax = fig.add_subplot(gs[1, 0])
-    _barh(ax, [f"{lay.name} {lay.resolution[0]}x{lay.resolution[1]}" for lay in dec.layers],
+    mid = outer[1].subgridspec(1, 3)
+    ax = fig.add_subplot(mid[0, 0])
+    _barh(ax, [f"{lay.name} {size_text(lay.resolution)}" for lay in dec.layers],
           [lay.distance for lay in dec.layers],
-          f"per-layer distance (sum = {dec.distance:.4f})")
+          f"per-layer distance (sum = {dec.distance:.4f})", DISTANCE)
     sens = getattr(expl, "sensitivity", None)
-    ax = fig.add_subplot(gs[1, 1])
+    ax = fig.add_subplot(mid[0, 1])
     if sens is not None and (sens.items or sens.geometric):
         rows = sensitivity_rows(sens)
         _barh(ax, [f"{it.label} {it.strength:g}{it.unit and ' ' + it.unit}"
                    + (" (geo)" if g == "geometric" else "") for g, it in rows],
-              [it.change for _, it in rows], f"change when {target_name} is perturbed (base "
-              f"{sens.base_distance:.4f})",
-              [FAVOUR_A if it.change >= 0 else RISE for _, it in rows])
+              [it.change for _, it in rows],
+              _wrap_title(f"change when {target_name} is perturbed (base "
+                          f"{sens.base_distance:.4f}; red raises, blue lowers)", 48),
+              [RAISES if it.change >= 0 else LOWERS for _, it in rows])
     else:
         ax.set_axis_off()
         ax.text(0.5, 0.5, "sensitivity not computed", ha="center", va="center", color="#777")
     rep = getattr(expl, "repair", None)
-    ax = fig.add_subplot(gs[1, 2])
+    ax = fig.add_subplot(mid[0, 2])
     if rep is not None and len(rep.curve_area):
-        ax.plot(rep.curve_area, rep.curve_distance, marker="o", markersize=3, color=FAVOUR_A)
-        ax.axhline(rep.base_distance / 2, color="#666", linestyle="--", linewidth=0.8)
+        ax.plot(rep.curve_area, rep.curve_distance, marker="o", markersize=3, color=DISTANCE)
+        ax.axhline(rep.base_distance / 2, color=GUIDE, linestyle="--", linewidth=0.8)
         if rep.half_area is not None and math.isfinite(float(rep.half_area)):
-            ax.axvline(float(rep.half_area), color="#666", linestyle=":", linewidth=0.8)
+            ax.axvline(float(rep.half_area), color=GUIDE, linestyle=":", linewidth=0.8)
         ax.set_xlabel("fraction of area repaired", fontsize=8)
         ax.set_ylabel("remaining distance", fontsize=8)
-        ax.set_title("greedy repair curve", fontsize=10)
+        ax.set_title(f"greedy repair of {target_name} with {ref_name}'s patches", fontsize=10)
         ax.tick_params(labelsize=8)
     else:
         ax.set_axis_off()
         ax.text(0.5, 0.5, "repair not computed", ha="center", va="center", color="#777")
-    _text_block(fig.add_subplot(gs[2, :]), lines)
+    _text_block(fig.add_subplot(outer[2, 0]), lines, 140)
     fig.suptitle(f"LPIPS ({dec.net}, v{dec.version}) d({ref_name}, {target_name}) = "
-                 f"{dec.distance:.4f}: {expl.category}", fontsize=13)
+                 f"{dec.distance:.4f}: {_category_text(expl.category)}", fontsize=13)
     return _figure_png(fig)
 
 
 def triplet_png(tri: Any) -> bytes:
-    """A static one-page PNG of a triplet: REF, A, B, the per-layer margins and the flip."""
+    """A static one-page PNG of a triplet: REF, A, B, where each loses, the per-layer margins
+    and the flip."""
     ims = [as_uint8_image(t) for t in tri.inputs.tensors[:3]]
     lines = list(tri.summary) or [tri.flip.statement]
     if tri.flip.statement not in lines:
         lines.append(tri.flip.statement)
-    lines += [f"Warning: {w}" for w in tri.warnings]
-    text_h = 0.17 * _wrapped_count(lines) + 0.4
-    fig = _new_figure(13, 4.0 + 3.4 + text_h)
-    gs = fig.add_gridspec(3, 3, height_ratios=[4.0, 3.4, text_h])
+    lines += [f"Warning: {w}" for w in notices.without(tri.warnings, notices.RANDOM_TRUNK)]
+    text_h = 0.18 * _wrapped_count(lines, 140) + 0.5
+    fig = _new_figure(14, 4.2 + 3.4 + text_h)
+    outer = fig.add_gridspec(3, 1, height_ratios=[4.2, 3.4, text_h])
+    top = outer[0].subgridspec(1, 4)
     closer = tri.closer
-    _show_image(fig.add_subplot(gs[0, 0]), ims[0], "REF")
-    _show_image(fig.add_subplot(gs[0, 1]), ims[1],
+    _show_image(fig.add_subplot(top[0, 0]), ims[0], "REF")
+    _show_image(fig.add_subplot(top[0, 1]), ims[1],
                 f"A: d = {tri.distance_a:.4f}{' (closer)' if closer == 'a' else ''}")
-    _show_image(fig.add_subplot(gs[0, 2]), ims[2],
+    _show_image(fig.add_subplot(top[0, 2]), ims[2],
                 f"B: d = {tri.distance_b:.4f}{' (closer)' if closer == 'b' else ''}")
-    ax = fig.add_subplot(gs[1, :])
+    _map_axis(fig, fig.add_subplot(top[0, 3]), ims[0],
+              margin_map(tri.decomposition_a, tri.decomposition_b),
+              "Where each loses: purple B farther, orange A farther", cmap=MPL_CANDIDATES,
+              symmetric=True, label="d(REF,B) - d(REF,A)")
+    ax = fig.add_subplot(outer[1, 0])
     layers = list(tri.layers)
     margins = [lay.margin for lay in layers] + [tri.margin]
     pos = np.arange(len(margins))
@@ -152,9 +204,9 @@ def triplet_png(tri: Any) -> bytes:
                                 for m in margins])
     ax.set_xticks(pos, labels=[lay.name for lay in layers] + ["total"], fontsize=9)
     ax.axhline(0, color="#444", linewidth=0.8)
-    ax.set_title("margin d(REF, B) - d(REF, A) per layer (blue favours A, orange favours B)",
+    ax.set_title("margin d(REF, B) - d(REF, A) per layer (purple favours A, orange favours B)",
                  fontsize=10)
-    _text_block(fig.add_subplot(gs[2, :]), lines)
+    _text_block(fig.add_subplot(outer[2, 0]), lines, 140)
     verdict = {"a": "A is closer", "b": "B is closer", "tie": "tie"}.get(closer, closer)
     fig.suptitle(f"2AFC: {verdict} to REF (margin {tri.margin:+.4f})", fontsize=13)
     return _figure_png(fig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import streamlit as st
 
 from lpips_explain.analyses.attribution import METHODS
+from lpips_explain.core.heads import LIN_ENV
 from lpips_explain.core.trunks import TRUNKS
 from lpips_explain.core.weights import (
     BACKBONE_ENV,
@@ -26,7 +28,7 @@ from lpips_explain.ui.feedback import error_text
 from lpips_explain.ui.inputs import sample_ids
 from lpips_explain.ui.resources import get_explainer
 from lpips_explain.ui.state import persistent, restore
-from lpips_explain.ui.widgets import ICONS, presenting, style, term
+from lpips_explain.ui.widgets import ICONS, note, presenting, style, term
 
 BACKBONES: dict[str, str] = {
     "imagenet": "ImageNet (torchvision)",
@@ -54,6 +56,7 @@ class Options:
     top_k: int
     patch: int
     precision: str = "fp32"  # core.modes: fp32 is exact; others are labelled approximate
+    lin_weights: str = ""  # a custom lin-head file; "" = the official heads
 
     @property
     def attribution_params(self) -> dict:
@@ -62,7 +65,7 @@ class Options:
     @property
     def model_key(self) -> tuple:
         return (self.net, self.version, self.backbone, self.seed, self.size_policy,
-                self.precision)
+                self.precision, self.lin_weights)
 
     @property
     def analysis_key(self) -> tuple:
@@ -93,6 +96,7 @@ def sidebar(*, analysis: bool = True) -> Options:
     version = persistent(sb.radio, "Lin version", list(VERSIONS), key=keys.VERSION,
                          default="0.1", choices=VERSIONS, horizontal=True,
                          help="The official lin-head weights: v0.1 (default) or v0.0.")
+    lin_weights = lin_heads_choice(sb)
     spec, path = _default_backbone()
     kind = persistent(sb.selectbox, "Trunk weights", list(BACKBONES), key=keys.BACKBONE,
                       default=spec, choices=BACKBONES, format_func=BACKBONES.__getitem__,
@@ -126,9 +130,43 @@ def sidebar(*, analysis: bool = True) -> Options:
         patch = int(persistent(sb.select_slider, "Repair patch size (px)", PATCHES,
                                key=keys.PATCH, default=32, choices=PATCHES,
                                help=term("repair")))
-        sb.caption("The attribution method and its setting are beside the maps.")
+        note("The attribution method and its setting are beside the maps.", sb)
     return Options(net, version, backbone, seed, size_policy, method, steps, params, top_k,
-                   patch, precision)
+                   patch, precision, lin_weights)
+
+
+LIN_HEADS: dict[str, str] = {
+    "official": "official (lpips package)",
+    "file": "custom file (e.g. from Calibrate)",
+}
+
+
+def lin_heads_choice(sb: Any) -> str:
+    """The lin heads: the official ones, or a file (``calibrate``'s lin.pth); "" = official.
+    The default follows $LPIPS_EXPLAIN_LIN_WEIGHTS."""
+    env = os.environ.get(LIN_ENV, "").strip()
+    kind = persistent(sb.selectbox, "Lin heads", list(LIN_HEADS), key=keys.LIN_KIND,
+                      default="file" if env else "official", choices=LIN_HEADS,
+                      format_func=LIN_HEADS.__getitem__,
+                      help=f"Custom heads change the metric: every result made with them says "
+                           f"so. Default: ${LIN_ENV}, else the official heads.")
+    if kind != "file":
+        return ""
+    path = persistent(sb.text_input, "Lin-head file", key=keys.LIN_PATH, default=env,
+                      placeholder="/path/to/lin.pth").strip()
+    if not path:
+        st.info("Enter the path of a lin-head file (lpips-explain calibrate writes DIR/lin.pth) "
+                "in the sidebar, or choose the official heads.")
+        st.stop()
+    return path
+
+
+def use_lin_heads(path: str) -> None:
+    """Button callback: use the lin-head file ``path`` ("" = the official heads) everywhere."""
+    kind = "file" if path else "official"
+    for key, value in ((keys.LIN_KIND, kind), (keys.LIN_PATH, path)):
+        st.session_state[key] = value
+        st.session_state[keys.KEEP_PREFIX + key] = value
 
 
 PRECISION_LABELS: dict[str, str] = {
@@ -267,9 +305,16 @@ def load_explainer(opts: Options) -> Explainer:
 
 def weights_panel(explainer: Explainer) -> None:
     info = explainer.weights_info
-    with st.sidebar.expander("Weights", expanded=not info.perceptual):
+    lin = explainer.model.lin_info
+    if not lin.official:
+        st.sidebar.warning(f"{lin.kind.capitalize()} lin heads in use: not the official LPIPS "
+                           f"metric.", icon=ICONS["warning"])
+    with st.sidebar.expander("Weights", expanded=not (info.perceptual and lin.official)):
         st.markdown(f"**Trunk:** {info.source}")
-        st.markdown(f"**Lin heads:** `{explainer.model.lin_file}`")
+        lin = explainer.model.lin_info
+        st.markdown("**Lin heads:** " + ("official" if lin.official else
+                                         f"**{lin.kind.upper()}** (not the official ones)")
+                    + f" `{lin.file}`")
         st.markdown("**Perceptual metric:** " + ("yes (published trunk, SHA-256 verified)"
                                                  if info.perceptual else f"**no** ({info.reason})"))
 
@@ -321,10 +366,24 @@ def publish_model(opts: Options) -> None:
                    "swap": "1" if st.session_state.get(keys.SWAP) else None})
 
 
+def _leave_legacy_navigation() -> None:
+    """When the first request after the server starts is a page's own address (a shared link
+    such as /Triplet), Streamlit falls back to its old navigation built from the pages/
+    folder and never runs app.py's st.navigation (the sidebar then lists "app" and no icons,
+    for every session, until someone opens the root). Switch back and rerun: the page's
+    address is the same under both, so the same page opens, with the app's navigation."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def page_setup(title: str, intro: str, *, analysis: bool = True) -> tuple[Options, Explainer]:
     """Link parameters (first run), page config and style, the header row (title,
     presentation toggle, share box), the shared sidebar, the cached Explainer, the weights
     panel and the random-trunk banner."""
+    _leave_legacy_navigation()
     ignored = links.apply_once(sample_ids())
     st.set_page_config(page_title=f"{title} · lpips-explain", page_icon=":material/search:",
                        layout="wide",

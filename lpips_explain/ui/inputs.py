@@ -1,10 +1,20 @@
-"""Image inputs: drag-and-drop uploaders, the bundled sample pairs and triplets, and the
-current pair carried across pages in session state."""
+"""Image inputs: the bundled samples, drag-and-drop uploads, and the pair (or triplet) in use,
+carried across pages in session state.
+
+Rules (one place, shared by the Explain and Triplet pages):
+
+- A run starts only on a complete input that changed: with one image replaced in an uploaded
+  pair the page waits for the other one, or for an explicit Compare.
+- A new pair resets the swapped roles.
+- The sample picker always names what is shown: "your uploaded images" while uploads are in
+  use (then it is disabled), a sample otherwise; choosing a sample drops earlier uploads.
+"""
 
 from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -12,9 +22,10 @@ from typing import Any
 
 import streamlit as st
 
-from lpips_explain.ui import keys
+from lpips_explain.ui import keys, links
 from lpips_explain.ui.resources import digest
 from lpips_explain.ui.state import persistent
+from lpips_explain.ui.widgets import ICONS, note, presenting
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tiff", "tif", "gif"]
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -43,11 +54,16 @@ class ImageInput:
 class Pair:
     a: ImageInput
     b: ImageInput
-    origin: str  # "upload" or the sample's title
+    origin: str  # "upload" or "sample: <title>"
+    sample_id: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.a.digest, self.b.digest)
+
+    @property
+    def images(self) -> tuple[ImageInput, ...]:
+        return (self.a, self.b)
 
 
 @dataclass(frozen=True)
@@ -56,10 +72,15 @@ class Triplet:
     a: ImageInput
     b: ImageInput
     origin: str
+    sample_id: str | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.ref.digest, self.a.digest, self.b.digest)
+
+    @property
+    def images(self) -> tuple[ImageInput, ...]:
+        return (self.ref, self.a, self.b)
 
 
 # --- samples ---------------------------------------------------------------------------------
@@ -89,22 +110,41 @@ def _samples(kind: str) -> dict[str, dict]:
         return {}
 
 
+def sample_ids() -> dict[str, set[str]]:
+    """The ids a link may name: {"sample": pair ids, "triplet": triplet ids}."""
+    try:
+        m = manifest()
+        return {"sample": {s["id"] for s in m["pairs"]},
+                "triplet": {s["id"] for s in m["triplets"]}}
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def _default_id(kind: str, default_key: str) -> str | None:
+    items = _samples(kind)
+    if not items:
+        return None
+    chosen = manifest().get(default_key)
+    return chosen if chosen in items else next(iter(items))
+
+
 def sample_pair(pair_id: str | None = None) -> Pair | None:
     pairs = _samples("pairs")
     if not pairs:
         return None
-    item = pairs.get(pair_id or manifest().get("default_pair")) or next(iter(pairs.values()))
-    return Pair(_asset(item["a"]), _asset(item["b"]), f"sample: {item['title']}")
+    pid = pair_id if pair_id in pairs else _default_id("pairs", "default_pair")
+    item = pairs[pid]
+    return Pair(_asset(item["a"]), _asset(item["b"]), f"sample: {item['title']}", pid)
 
 
 def sample_triplet(triplet_id: str | None = None) -> Triplet | None:
     triplets = _samples("triplets")
     if not triplets:
         return None
-    item = (triplets.get(triplet_id or manifest().get("default_triplet"))
-            or next(iter(triplets.values())))
+    tid = triplet_id if triplet_id in triplets else _default_id("triplets", "default_triplet")
+    item = triplets[tid]
     return Triplet(_asset(item["ref"]), _asset(item["a"]), _asset(item["b"]),
-                   f"sample: {item['title']}")
+                   f"sample: {item['title']}", tid)
 
 
 def _uploaded(file: object) -> ImageInput | None:
@@ -113,25 +153,7 @@ def _uploaded(file: object) -> ImageInput | None:
     return ImageInput(getattr(file, "name", "upload"), bytes(file.getvalue()))  # type: ignore[attr-defined]
 
 
-def _sample_picker(label: str, kind: str, key: str, default_key: str, *, disabled: bool,
-                   on_change: Any = None) -> str | None:
-    items = _samples(kind)
-    if not items:
-        return None
-    default = manifest().get(default_key) or next(iter(items))
-    return persistent(st.selectbox, label, list(items), key=key, default=default,
-                      choices=items, disabled=disabled, on_change=on_change,
-                      format_func=lambda i: items[i]["title"])
-
-
-def _describe_sample(slot: Any, kind: str, choice: str | None) -> None:
-    """The sample's description, drawn only when that sample is the one in use."""
-    description = _samples(kind).get(choice or "", {}).get("description", "")
-    if description:
-        slot.caption(description)
-
-
-# --- the Explain page's pair -------------------------------------------------------------------
+# --- roles ----------------------------------------------------------------------------------------
 
 
 def _toggle_swap() -> None:
@@ -142,19 +164,6 @@ def swapped() -> bool:
     return bool(st.session_state.get(keys.SWAP, False))
 
 
-def _forget(state_key: str) -> Any:
-    """A callback: the user changed an input, so the stored pair or triplet no longer holds."""
-    return lambda: st.session_state.pop(state_key, None)
-
-
-def _stored_upload(state_key: str, kind: type) -> Any:
-    """The uploads of an earlier visit (uploaders come back empty after a page switch)."""
-    stored = st.session_state.get(state_key)
-    if isinstance(stored, kind) and stored.origin == "upload":
-        return stored
-    return None
-
-
 def roles_note(swap: bool) -> str:
     """Which image is which, in one sentence (flips with the swap button)."""
     if swap:
@@ -162,97 +171,258 @@ def roles_note(swap: bool) -> str:
     return "A is the reference, B is explained."
 
 
-def pair_input() -> Pair:
-    """Two uploaders side by side, a sample picker and the swap button; stores the pair."""
-    forget = _forget(keys.PAIR)
-    helptext = "Drag and drop an image; without uploads a sample pair is used."
-    col_a, col_b = st.columns(2)
-    up_a = _uploaded(col_a.file_uploader("Image A", type=IMAGE_TYPES, key=keys.UPLOAD_A,
-                                         on_change=forget, help=helptext))
-    up_b = _uploaded(col_b.file_uploader("Image B", type=IMAGE_TYPES, key=keys.UPLOAD_B,
-                                         on_change=forget, help=helptext))
-    both = up_a is not None and up_b is not None
-    col_s, col_w = st.columns([4, 1])
-    with col_s:
-        choice = _sample_picker("Sample pair (used when nothing is uploaded)", "pairs",
-                                keys.SAMPLE_PAIR, "default_pair", disabled=both,
-                                on_change=forget)
-        description = st.empty()
-    with col_w:
-        st.button("⇄ Swap A and B", key=keys.SWAP_BUTTON, on_click=_toggle_swap,
-                  help="Exchange the roles: explain A against B as the reference.")
-        st.caption(roles_note(swapped()))
+# --- the rules ------------------------------------------------------------------------------------
 
-    if both:
-        pair = Pair(up_a, up_b, "upload")  # type: ignore[arg-type]
-    elif up_a is not None or up_b is not None:
-        missing = "B" if up_a is not None else "A"
-        st.info(f"Upload image {missing} too, or remove the uploaded image to use a sample pair.")
-        st.stop()
-    elif (earlier := _stored_upload(keys.PAIR, Pair)) is not None:
-        pair = earlier
-        st.caption(f"Showing the pair you uploaded earlier ({pair.a.name}, {pair.b.name}); "
-                   f"upload new images or pick a sample to change it.")
+
+@dataclass(frozen=True)
+class UploadState:
+    """What the uploaders hold, measured against the upload last compared."""
+
+    images: tuple[ImageInput | None, ...]
+    labels: tuple[str, ...]
+    committed: tuple[str, ...] | None  # digests of the upload last compared (None: none yet)
+
+    @property
+    def count(self) -> int:
+        return sum(i is not None for i in self.images)
+
+    @property
+    def missing(self) -> list[str]:
+        return [lab for lab, i in zip(self.labels, self.images, strict=True) if i is None]
+
+    @property
+    def changed(self) -> list[str]:
+        """The slots whose image differs from the upload last compared."""
+        if self.committed is None:
+            return list(self.labels)
+        return [lab for lab, i, d in zip(self.labels, self.images, self.committed, strict=True)
+                if i is None or i.digest != d]
+
+    @property
+    def ready(self) -> bool:
+        """Complete and either all new or the very upload already compared."""
+        changed = self.changed
+        return self.count == len(self.labels) and len(changed) in (0, len(self.labels))
+
+
+def _commit(state_key: str, value: Any) -> None:
+    """Show ``value`` from now on; a new pair resets the swapped roles. (What was shown
+    before is remembered apart: choosing a sample drops the stored upload first.)"""
+    shown = state_key + "__shown"
+    before = st.session_state.get(shown)
+    if state_key == keys.PAIR and before is not None and before != value.key:
+        st.session_state[keys.SWAP] = False
+    st.session_state[state_key] = value
+    st.session_state[shown] = value.key
+
+
+def compared(value: Pair | Triplet) -> None:
+    """The page read ``value`` without a refusal: an upload is now the one "last compared"
+    (a refused upload is not, so replacing the refused image runs at once)."""
+    if value.origin == "upload":
+        key = keys.COMMITTED_PAIR if isinstance(value, Pair) else keys.COMMITTED_TRIPLET
+        st.session_state[key] = value.key
+
+
+def _drop_upload(state_key: str, picker_key: str) -> Any:
+    """Picker callback: a sample was chosen, so earlier uploads are no longer shown."""
+    def forget() -> None:
+        if st.session_state.get(picker_key) != keys.UPLOADED:
+            stored = st.session_state.get(state_key)
+            if getattr(stored, "origin", "") == "upload":
+                st.session_state.pop(state_key, None)
+    return forget
+
+
+def _picker(label: str, kind: str, key: str, default_key: str, *, uploaded: bool,
+            disabled: bool, on_change: Any, container: Any) -> str | None:
+    """The sample picker; while uploads are in use its first entry names them."""
+    items = _samples(kind)
+    if not items and not uploaded:
+        return None
+    options = ([keys.UPLOADED] if uploaded else []) + list(items)
+    default = keys.UPLOADED if uploaded else _default_id(kind, default_key)
+    if uploaded and disabled:
+        st.session_state[key] = keys.UPLOADED  # the uploads are shown: say so
+
+    def fmt(i: str) -> str:
+        return "Your uploaded images" if i == keys.UPLOADED else items[i]["title"]
+
+    return persistent(container.selectbox, label, options, key=key, default=default,
+                      choices=options, disabled=disabled, on_change=on_change, format_func=fmt,
+                      help="A bundled sample, or your own images (upload them below).")
+
+
+def _wait(run: Any, message: str) -> None:
+    if run is not None:
+        run.waiting_for_input(message)
+
+
+def _request_compare(images: tuple[ImageInput | None, ...]) -> None:
+    """Compare callback: remember which images the person asked to compare."""
+    st.session_state[keys.COMPARE_REQUEST] = tuple(
+        i.digest if i is not None else None for i in images)
+
+
+def _pending(state: UploadState, button_key: str, names: dict[str, str], run: Any) -> bool:
+    """One or more (not all) images of an uploaded set changed: wait, or Compare on request.
+    Returns True when the person pressed Compare."""
+    changed = state.changed
+    kept = [lab for lab in state.labels if lab not in changed]
+    new = ", ".join(f"{lab} ({names[lab]})" for lab in changed)
+    old = ", ".join(f"{lab} ({names[lab]})" for lab in kept)
+    col_i, col_b = st.columns([5, 1], vertical_alignment="center")
+    col_i.info(f"New {new}. Upload the other image{'s' if len(kept) > 1 else ''} too, or "
+               f"compare the new {'ones' if len(changed) > 1 else 'one'} with the current "
+               f"{old}.", icon=ICONS["upload"])
+    # A callback, not the button's return value: it survives a rerun of the same request.
+    col_b.button("Compare", key=button_key, type="primary", icon=ICONS["compare"],
+                 help="Compare with the images shown here now.", on_click=_request_compare,
+                 args=(state.images,))
+    requested = st.session_state.get(keys.COMPARE_REQUEST)
+    pressed = requested is not None and tuple(
+        i.digest if i is not None else None for i in state.images) == requested
+    if pressed:
+        st.session_state.pop(keys.COMPARE_REQUEST, None)
     else:
-        sample = sample_pair(choice)
-        if sample is None:
-            st.info("Upload two images to compare.")
+        _wait(run, "Waiting for the other image (or Compare)")
+    return pressed
+
+
+# --- the Explain page's pair -------------------------------------------------------------------
+
+
+def pair_input(run: Any = None) -> Pair:
+    """The sample picker, the swap button and the uploads; returns the pair to explain (and
+    stores it for the other pages), or stops the page while the input is incomplete."""
+    stored = st.session_state.get(keys.PAIR)
+    stored_upload = stored if isinstance(stored, Pair) and stored.origin == "upload" else None
+    col_s, col_w, col_n = st.columns([4, 1.3, 2.2], vertical_alignment="bottom")
+    holding = bool(st.session_state.get(keys.UPLOAD_A) or st.session_state.get(keys.UPLOAD_B))
+    box = st.expander("Upload your own images", icon=ICONS["upload"], expanded=holding)
+    col_a, col_b = box.columns(2)
+    helptext = "Drag and drop an image (PNG, JPEG, WebP, BMP, TIFF, GIF)."
+    state = UploadState(
+        (_uploaded(col_a.file_uploader("Image A", type=IMAGE_TYPES, key=keys.UPLOAD_A,
+                                       help=helptext)),
+         _uploaded(col_b.file_uploader("Image B", type=IMAGE_TYPES, key=keys.UPLOAD_B,
+                                       help=helptext))),
+        ("A", "B"), st.session_state.get(keys.COMMITTED_PAIR))
+    uploaded = state.count > 0 or stored_upload is not None
+    choice = _picker("Sample pair", "pairs", keys.SAMPLE_PAIR, "default_pair",
+                     uploaded=uploaded, disabled=state.count > 0,
+                     on_change=_drop_upload(keys.PAIR, keys.SAMPLE_PAIR), container=col_s)
+    col_w.button("Swap A and B", key=keys.SWAP_BUTTON, on_click=_toggle_swap,
+                 icon=ICONS["swap"], width="stretch",
+                 help="Exchange the roles: explain A against B as the reference.")
+
+    pair: Pair | None = None
+    if state.count == 2:
+        candidate = Pair(state.images[0], state.images[1], "upload")  # type: ignore[arg-type]
+        names = {"A": candidate.a.name, "B": candidate.b.name}
+        if state.ready or _pending(state, keys.COMPARE_BUTTON, names, run):
+            pair = candidate
+        else:
             st.stop()
-        pair = sample
-        _describe_sample(description, "pairs", choice)
-    st.session_state[keys.PAIR] = pair
+    elif state.count == 1:
+        missing = state.missing[0]
+        box.info(f"Upload image {missing} too, or remove the uploaded image to use a sample "
+                 f"pair.", icon=ICONS["upload"])
+        _wait(run, f"Waiting for image {missing}")
+        st.stop()
+    elif choice == keys.UPLOADED and stored_upload is not None:
+        pair = stored_upload
+        note(f"Showing the pair you uploaded earlier ({pair.a.name}, {pair.b.name}); upload "
+             f"new images or pick a sample to change it.")
+    else:
+        pair = sample_pair(choice)
+        if pair is None:
+            st.info("Upload two images to compare.")
+            _wait(run, "Waiting for two images")
+            st.stop()
+        description = _samples("pairs").get(pair.sample_id or "", {}).get("description", "")
+        note(description)
+    _commit(keys.PAIR, pair)
+    # After the commit: a new pair has just reset the roles.
+    col_n.markdown(f'<p class="lx-small">{roles_note(swapped())}</p>', unsafe_allow_html=True)
+    links.publish({"sample": pair.sample_id})
     return pair
 
 
 def current_pair() -> Pair:
-    """The pair chosen on the Explain page, or the default sample pair."""
+    """The pair chosen on the Explain page, else the sample a link names, else the default."""
     pair = st.session_state.get(keys.PAIR)
     if not isinstance(pair, Pair):
-        pair = sample_pair()
+        pair = sample_pair(st.session_state.get(keys.SAMPLE_PAIR))
         if pair is None:
             st.info("Choose or upload a pair on the Explain page first.")
             st.stop()
         st.session_state[keys.PAIR] = pair
+    links.publish({"sample": pair.sample_id})
     roles = " (roles swapped on Explain: B is the reference)" if swapped() else ""
-    st.caption(f"Pair: A = {pair.a.name}, B = {pair.b.name} ({pair.origin}){roles}. "
-               f"Change it on the Explain page.")
+    if not presenting():
+        st.caption(f"Pair: A = {pair.a.name}, B = {pair.b.name} ({pair.origin}){roles}. "
+                   f"Change it on the Explain page.")
     return pair
 
 
 # --- the Triplet page's images -------------------------------------------------------------------
 
 
-def triplet_input() -> Triplet:
-    """Reference and two candidates: three uploaders or a sample triplet; stores the triplet."""
-    forget = _forget(keys.TRIPLET)
-    cols = st.columns(3)
-    ups = [
-        _uploaded(col.file_uploader(label, type=IMAGE_TYPES, key=key, on_change=forget))
+TRIPLET_LABELS = ("REF", "A", "B")
+
+
+def triplet_input(run: Any = None) -> Triplet:
+    """Reference and two candidates: a sample triplet or three uploads (same rules as the
+    pair); stores the triplet."""
+    stored = st.session_state.get(keys.TRIPLET)
+    stored_upload = stored if isinstance(stored, Triplet) and stored.origin == "upload" else None
+    upload_keys = (keys.TRIPLET_UPLOAD_REF, keys.TRIPLET_UPLOAD_A, keys.TRIPLET_UPLOAD_B)
+    holding = any(st.session_state.get(k) for k in upload_keys)
+    col_s = st.columns([4, 3.5])[0]
+    box = st.expander("Upload your own triplet", icon=ICONS["upload"], expanded=holding)
+    cols = box.columns(3)
+    state = UploadState(tuple(
+        _uploaded(col.file_uploader(label, type=IMAGE_TYPES, key=key))
         for col, label, key in zip(
             cols, ("REF: the reference", "A: first candidate", "B: second candidate"),
-            (keys.TRIPLET_UPLOAD_REF, keys.TRIPLET_UPLOAD_A, keys.TRIPLET_UPLOAD_B), strict=True)
-    ]
-    n = sum(u is not None for u in ups)
-    choice = _sample_picker("Sample triplet (used when nothing is uploaded)", "triplets",
-                            keys.SAMPLE_TRIPLET, "default_triplet", disabled=n == 3,
-                            on_change=forget)
-    description = st.empty()
-    if n == 3:
-        triplet = Triplet(ups[0], ups[1], ups[2], "upload")  # type: ignore[arg-type]
-    elif n:
-        missing = ", ".join(lab for lab, u in zip(("REF", "A", "B"), ups, strict=True) if u is None)
-        st.info(f"Upload {missing} too, or remove the uploads to use a sample triplet.")
-        st.stop()
-    elif (earlier := _stored_upload(keys.TRIPLET, Triplet)) is not None:
-        triplet = earlier
-        st.caption("Showing the triplet you uploaded earlier; upload new images or pick a "
-                   "sample to change it.")
-    else:
-        sample = sample_triplet(choice)
-        if sample is None:
-            st.info("Upload a reference and two candidates.")
+            upload_keys, strict=True)), TRIPLET_LABELS,
+        st.session_state.get(keys.COMMITTED_TRIPLET))
+    uploaded = state.count > 0 or stored_upload is not None
+    choice = _picker("Sample triplet", "triplets", keys.SAMPLE_TRIPLET, "default_triplet",
+                     uploaded=uploaded, disabled=state.count > 0,
+                     on_change=_drop_upload(keys.TRIPLET, keys.SAMPLE_TRIPLET), container=col_s)
+    triplet: Triplet | None = None
+    if state.count == 3:
+        candidate = Triplet(*state.images, "upload")  # type: ignore[arg-type]
+        names = dict(zip(TRIPLET_LABELS, (i.name for i in candidate.images), strict=True))
+        if state.ready or _pending(state, keys.TRIPLET_COMPARE_BUTTON, names, run):
+            triplet = candidate
+        else:
             st.stop()
-        triplet = sample
-        _describe_sample(description, "triplets", choice)
-    st.session_state[keys.TRIPLET] = triplet
+    elif state.count:
+        missing = ", ".join(state.missing)
+        box.info(f"Upload {missing} too, or remove the uploads to use a sample triplet.",
+                 icon=ICONS["upload"])
+        _wait(run, f"Waiting for {missing}")
+        st.stop()
+    elif choice == keys.UPLOADED and stored_upload is not None:
+        triplet = stored_upload
+        note("Showing the triplet you uploaded earlier; upload new images or pick a sample "
+             "to change it.")
+    else:
+        triplet = sample_triplet(choice)
+        if triplet is None:
+            st.info("Upload a reference and two candidates.")
+            _wait(run, "Waiting for three images")
+            st.stop()
+        description = _samples("triplets").get(triplet.sample_id or "", {}).get(
+            "description", "")
+        note(description)
+    _commit(keys.TRIPLET, triplet)
+    links.publish({"triplet": triplet.sample_id})
     return triplet
+
+
+def uploaded_in_use(items: Sequence[Any]) -> bool:
+    return any(getattr(i, "origin", "") == "upload" for i in items)

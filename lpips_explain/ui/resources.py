@@ -29,10 +29,11 @@ MAX_RESULTS = 32  # the Explain page alone keeps four parts per pair and options
 
 @st.cache_resource(max_entries=MAX_EXPLAINERS, show_spinner="Loading the LPIPS network...")
 def get_explainer(net: str, version: str, backbone: str, seed: int,
-                  size_policy: str, precision: str = "fp32") -> Explainer:
-    """One Explainer per (trunk, lin version, backbone weights, seed, size policy, precision)."""
+                  size_policy: str, precision: str = "fp32", lin_weights: str = "") -> Explainer:
+    """One Explainer per (trunk, lin version, backbone weights, seed, size policy, precision,
+    lin-head file; "" = the official heads)."""
     return Explainer(net, version, backbone, int(seed), size_policy=size_policy,
-                     precision=precision)
+                     precision=precision, lin_weights=lin_weights or None)
 
 
 class ResultStore:

@@ -1,4 +1,7 @@
-"""The Sensitivity page's controls, the engine calls behind it, and its renderers."""
+"""The Sensitivity page's controls, the engine calls behind it, and its renderers.
+
+Roles come from the result: the page's breakdown part (an Explanation) says which image is
+the reference and which one is explained (perturbed); nothing here works that out again."""
 
 from __future__ import annotations
 
@@ -13,8 +16,8 @@ from lpips_explain.analyses.sensitivity import Sweep, sensitivity
 from lpips_explain.output import figures as plots
 from lpips_explain.ui import keys
 from lpips_explain.ui.feedback import panel
-from lpips_explain.ui.render import chart, plain
 from lpips_explain.ui.state import persistent
+from lpips_explain.ui.widgets import chart, note, plain, table, term
 
 DEFAULT_TRANSFORMS = ("gaussian_blur", "gaussian_noise", "jpeg", "brightness")
 DEFAULT_POINTS = 7
@@ -52,27 +55,21 @@ def sweep_controls(target: str = "B") -> tuple[list[str], dict[str, tuple[float,
 # --- computations (called through resources.cached) ----------------------------------------------
 
 
-def sweep_range(explainer: Any, prep: Any, name: str, lo: float, hi: float, points: int, *,
-                swap: bool = False) -> Sweep:
-    """LPIPS, PSNR and SSIM of the reference against the explained image perturbed over [lo, hi]."""
-    ref, cand = roles(prep, swap)
-    sens = sensitivity(explainer.model, ref, cand, transforms=(), sweep=[name],
-                       ranges={name: (lo, hi)}, sweep_points=points, seed=explainer.seed,
-                       geometric=False)
+def sweep_range(explainer: Any, expl: Any, name: str, lo: float, hi: float,
+                points: int) -> Sweep:
+    """LPIPS, PSNR and SSIM of the reference against the explained image perturbed over
+    [lo, hi] (roles read off ``expl``, the page's breakdown of the pair)."""
+    sens = sensitivity(explainer.model, expl.reference, expl.explained, transforms=(),
+                       sweep=[name], ranges={name: (lo, hi)}, sweep_points=points,
+                       seed=explainer.seed, geometric=False)
     return sens.sweeps[0]
 
 
-def roles(prep: Any, swap: bool) -> tuple[Any, Any]:
-    """(reference, explained) tensors: B is explained unless the roles were swapped on Explain."""
-    return (prep.tensors[1], prep.tensors[0]) if swap else (prep.tensors[0], prep.tensors[1])
-
-
-def default_sensitivity(explainer: Any, prep: Any, transforms: list[str], *, swap: bool = False,
+def default_sensitivity(explainer: Any, expl: Any, transforms: list[str], *,
                         progress: Any = None) -> Any:
     """The engine's sensitivity at default strengths, with the geometric table, no sweeps."""
-    ref, cand = roles(prep, swap)
-    return sensitivity(explainer.model, ref, cand, transforms=transforms, sweep=(),
-                       seed=explainer.seed, progress=progress)
+    return sensitivity(explainer.model, expl.reference, expl.explained, transforms=transforms,
+                       sweep=(), seed=explainer.seed, progress=progress)
 
 
 def colorspaces(explainer: Any, prep: Any) -> list[Any]:
@@ -84,67 +81,68 @@ def colorspaces(explainer: Any, prep: Any) -> list[Any]:
 
 
 @panel("the distance")
-def distance_header(sens: Any, swap: bool) -> None:
-    target = "A" if swap else "B"
+def distance_header(sens: Any, explained: str) -> None:
     col_d, col_m = st.columns([1, 2])
     with col_d:
         st.metric("LPIPS distance", f"{sens.base_distance:.4f}",
-                  help=f"d(reference, {target}) before any perturbation.")
-        st.caption(f"distance = {sens.base_distance:.6f}")
+                  help=f"d(reference, {explained}) before any perturbation.")
+        note(f"distance = {sens.base_distance:.6f}")
     if sens.most_sensitive is not None:
         item = max(sens.items, key=lambda i: abs(i.change))
-        col_m.metric(f"Most sensitive to (perturbing {target} at default strengths)", item.label,
-                     f"{item.change:+.4f} at {item.strength:g} {item.unit}", delta_color="off")
+        col_m.metric(f"Most sensitive to (perturbing {explained} at default strengths)",
+                     item.label, f"{item.change:+.4f} at {item.strength:g} {item.unit}",
+                     delta_color="off", delta_arrow="off")
 
 
 @panel("the sweeps")
-def sweeps_panel(sweeps: list[Sweep], explained: str = "B") -> None:
-    st.subheader("Sweeps: LPIPS beside PSNR and SSIM")
+def sweeps_panel(sweeps: list[Sweep], explained: str, reference: str) -> None:
+    st.subheader("Sweeps: LPIPS beside PSNR and SSIM", help=f"{term('PSNR')} {term('SSIM')}")
     if not sweeps:
         st.info("Choose at least one perturbation above.")
         return
-    # Full width: each figure carries three y axes (LPIPS, PSNR, SSIM) that need the room.
-    for sw in sweeps:
-        chart(plots.sweep_figure(sw), f"sens_sweep_{sw.transform}")
-    reference = "A" if explained == "B" else "B"
-    st.caption(f"Every marker is a real evaluation of {explained} perturbed at that strength; "
-               f"PSNR has a gap where the perturbed image equals {reference} exactly (infinite "
-               f"PSNR).")
+    # Small multiples (one panel per metric): two sweeps side by side.
+    for i in range(0, len(sweeps), 2):
+        cols = st.columns(2)
+        for col, sw in zip(cols, sweeps[i:i + 2], strict=False):
+            chart(plots.sweep_figure(sw), f"sens_sweep_{sw.transform}", container=col)
+    note(f"Every marker is a real evaluation of {explained} perturbed at that strength; "
+         f"PSNR has a gap where the perturbed image equals {reference} exactly (infinite "
+         f"PSNR).")
     rows = [{"perturbation": sw.label, "strength": float(s), "unit": sw.unit, "LPIPS": float(d),
              "PSNR (dB)": None if np.isnan(ps) else float(ps), "SSIM": float(ss)}
             for sw in sweeps
             for s, d, ps, ss in zip(sw.strengths, sw.distances, sw.psnr, sw.ssim, strict=True)]
     with st.expander("The numbers"):
-        st.dataframe(pd.DataFrame(rows), hide_index=True, key="sens_sweep_table")
+        table(rows, "sens_sweep_table",
+              formats={"LPIPS": "%.4f", "PSNR (dB)": "%.2f", "SSIM": "%.4f"})
 
 
 @panel("the geometric sensitivity")
-def geometric_panel(sens: Any, explained: str = "B") -> None:
+def geometric_panel(sens: Any, explained: str) -> None:
     st.subheader("Default strengths and geometric sensitivity")
     chart(plots.sensitivity_bars(sens, explained=explained), "sens_bars")
     st.markdown(f"**Rotation and translation of {explained}** (a person would barely notice "
                 f"these)")
-    st.dataframe(pd.DataFrame([
-        {"perturbation": it.label, "strength": it.strength, "unit": it.unit,
-         "LPIPS": it.distance, "change": it.change, "PSNR (dB)": it.psnr, "SSIM": it.ssim}
-        for it in sens.geometric]), hide_index=True, key="sens_geometric_table")
+    table([{"perturbation": it.label, "strength": it.strength, "unit": it.unit,
+            "LPIPS": it.distance, "change": it.change, "PSNR (dB)": it.psnr, "SSIM": it.ssim}
+           for it in sens.geometric], "sens_geometric_table",
+          formats={"LPIPS": "%.4f", "change": "%+.4f", "PSNR (dB)": "%.2f", "SSIM": "%.4f"})
 
 
 @panel("the colour spaces")
 def colorspace_panel(rows: list[Any]) -> None:
     st.subheader("Colour-space dependence")
-    st.caption("LPIPS was trained on sRGB. Here the same pair is converted to another colour "
-               "space and its channels are fed to LPIPS as if they were R, G and B, which is "
-               "what happens when non-RGB arrays reach the metric by mistake.")
+    note("LPIPS was trained on sRGB. Here the same pair is converted to another colour "
+         "space and its channels are fed to LPIPS as if they were R, G and B, which is "
+         "what happens when non-RGB arrays reach the metric by mistake.")
     # A static table: the descriptions wrap instead of being clipped.
-    table = pd.DataFrame([{"space": r.space.upper(), "LPIPS": r.distance,
+    frame = pd.DataFrame([{"space": r.space.upper(), "LPIPS": r.distance,
                            "change vs RGB": r.change, "what LPIPS sees": plain(r.description)}
                           for r in rows])
-    st.table(table.style.format({"LPIPS": "{:.4f}", "change vs RGB": "{:+.4f}"}),
+    st.table(frame.style.format({"LPIPS": "{:.4f}", "change vs RGB": "{:+.4f}"}),
              hide_index=True)
     cols = st.columns(len(rows))
     for col, r in zip(cols, rows, strict=True):
         col.image(r.image_a, caption=f"A as {r.space.upper()}", width="stretch")
         col.image(r.image_b, caption=f"B as {r.space.upper()} (d = {r.distance:.4f})",
                   width="stretch")
-

@@ -54,10 +54,18 @@ def banner_shown(at: AppTest) -> bool:
 
 def started() -> AppTest:
     """The page after its first run (the default sample, cached after the first test), with
-    saliency, the cheapest attribution, chosen for what follows: keeps tests fast on 2 cores."""
-    at = app().run()
+    saliency, the cheapest attribution: keeps tests fast on 2 cores. (The method picker sits
+    beside the attribution map; its state is set directly.)"""
+    at = app()
+    at.session_state["sb_method"] = "saliency"
+    at.run()
     assert not at.exception, [e.value for e in at.exception]
-    at.selectbox(key="sb_method").set_value("saliency")
+    return at
+
+
+def show_attribution(at: AppTest) -> AppTest:
+    """Switch the large "where" view to the attribution map (method picker beside it)."""
+    at.segmented_control(key="where_view").set_value("attribution").run()
     return at
 
 
@@ -71,19 +79,22 @@ def test_default_sample_renders_full_explanation(reference):
     at = app().run()
     assert_clean(at)
     assert banner_shown(at)
-    assert [m.label for m in at.metric][:2] == ["LPIPS distance", "Category"]
     manifest = __import__("json").loads((REPO / "assets/samples.json").read_text())
     pair = next(p for p in manifest["pairs"] if p["id"] == manifest["default_pair"])
     expected = reference.distance(REPO / "assets" / pair["a"], REPO / "assets" / pair["b"])
     assert distance_caption(at) == pytest.approx(expected, abs=1.5e-6)
     assert caption_with(at, "5 layers (relu1, relu2, relu3, relu4, relu5)")
     assert caption_with(at, "Map: spatial LPIPS distance over B, all layers summed")
-    # The slow parts: attribution with completeness, sensitivity, repair, summary, downloads.
+    # The run state at the top says every part is ready.
+    state = next(m.value for m in at.markdown if "breakdown" in m.value)
+    assert state.startswith("**Ready**") and "failed" not in state
+    # The attribution (the default method, with its completeness) beside the large map.
+    show_attribution(at)
+    assert_clean(at)
     assert {"Sum of attributions", "Completeness gap"} <= {m.label for m in at.metric}
     assert caption_with(at, "Integrated gradients from the reference to B")
-    assert len(at.get("plotly_chart")) >= 8
-    assert any("Half of the distance" in md.value or "LPIPS (alex" in md.value
-               for md in at.markdown)
+    assert len(at.get("plotly_chart")) >= 6
+    assert any("of the area" in md.value and "distance" in md.value for md in at.markdown)
     assert {b.proto.label for b in at.get("download_button")} == {
         "JSON (numbers)", "HTML report (offline)", "PNG summary figure"}
     assert at.session_state["current_pair"].origin.startswith("sample")
@@ -201,6 +212,7 @@ def test_switching_trunk_changes_layers_and_distance():
 
 
 SLOW_PARTS = ("explain-attribution", "explain-sensitivity", "explain-repair")
+FAST_PART = "explain-breakdown"
 
 
 def test_display_options_do_not_recompute(reference):
@@ -212,18 +224,23 @@ def test_display_options_do_not_recompute(reference):
     store = result_store()
     computed = dict(store.computed)
     assert all(computed.get(kind, 0) >= 1 for kind in SLOW_PARTS), computed
+    # "No upsampling" is offered for one layer only (a summed map needs a common size).
+    assert "none" not in at.selectbox(key="map_upsample").options
     at.selectbox(key="map_layer").set_value("relu3").run()
     assert caption_with(at, "Map: spatial LPIPS distance over B, layer relu3")
-    at.radio(key="map_upsample").set_value("none").run()
-    assert "upsampling: none" in caption_with(at, "Map: spatial LPIPS distance over B, layer relu3")
+    at.selectbox(key="map_upsample").set_value("none").run()
+    assert "Upsampling: none" in caption_with(at, "Map: spatial LPIPS distance over B, layer relu3")
+    at.slider(key="where_opacity").set_value(0.3).run()
     at.selectbox(key="channel_layer").set_value("relu5").run()
     assert caption_with(at, "relu5: 256 channels")
-    at.radio(key="attr_view").set_value("magnitude").run()
+    show_attribution(at)
+    at.selectbox(key="attr_view").set_value("magnitude").run()
     # The repair slider offers the evaluated points only: each shows a measured distance.
     rep = reference.explain(A_PNG, b, attribution=None, sensitivity=False, repair=True).repair
     assert at.select_slider(key="repair_area").options == [f"{a:.1%}" for a in rep.curve_area]
     at.select_slider(key="repair_area").set_value(float(rep.curve_area[1])).run()
-    shown = caption_with(at, f"{int(rep.curve_steps[1])} of ")
+    shown = next(m.value for m in at.markdown if m.value.startswith(
+        f"{int(rep.curve_steps[1])} of "))
     assert f"({rep.curve_area[1]:.1%} of the area): distance after repair " \
            f"{rep.curve_distance[1]:.4f}" in shown
     assert_clean(at)
@@ -233,25 +250,25 @@ def test_display_options_do_not_recompute(reference):
 def test_each_slow_part_is_cached_on_its_own_options():
     from lpips_explain.ui.resources import result_store
 
-    at = upload(started(), A_PNG, png(4)).run()
+    at = show_attribution(upload(started(), A_PNG, png(4)).run())
     assert_clean(at)
     store = result_store()
     before = dict(store.computed)
     # Another attribution method: only the attribution is computed again.
     at.selectbox(key="sb_method").set_value("input_x_gradient").run()
     assert_clean(at)
-    assert caption_with(at, "Input x gradient on B")
+    assert "Input x gradient" in caption_with(at, "Map: signed")
     after = dict(store.computed)
     assert after["explain-attribution"] == before["explain-attribution"] + 1
-    for kind in ("explain-fast", "explain-sensitivity", "explain-repair"):
+    for kind in (FAST_PART, "explain-sensitivity", "explain-repair"):
         assert after[kind] == before[kind], kind
     # Another patch size: only the repair.
     at.select_slider(key="sb_patch").set_value(16).run()
     assert_clean(at)
-    assert any("patches of 16 px repaired" in c.value for c in at.caption)
+    assert any("patches of 16 px repaired" in m.value for m in at.markdown)
     final = dict(store.computed)
     assert final["explain-repair"] == after["explain-repair"] + 1
-    for kind in ("explain-fast", "explain-attribution", "explain-sensitivity"):
+    for kind in (FAST_PART, "explain-attribution", "explain-sensitivity"):
         assert final[kind] == after[kind], kind
     # Back to the first method: served from the store, nothing computed.
     at.selectbox(key="sb_method").set_value("saliency").run()
@@ -260,30 +277,36 @@ def test_each_slow_part_is_cached_on_its_own_options():
 
 
 def roles_said(at: AppTest) -> list[str]:
-    texts = [e.value for kind in ("caption", "warning", "info", "markdown")
+    texts = [e.value for kind in ("caption", "warning", "info")
              for e in getattr(at, kind)]
     return [t for t in texts if "roles swapped" in t.lower()]
 
 
 def test_swap_explains_a():
     at = upload(started(), A_PNG, B_PNG).run()
-    assert caption_with(at, "A is the reference, B is explained.")
+    assert roles_shown(at) == "A is the reference, B is explained."
     assert not roles_said(at)
     at.button(key="swap_button").click().run()
     assert_clean(at)
     assert caption_with(at, "Map: spatial LPIPS distance over A")
-    assert caption_with(at, "B is the reference, A is explained.")
-    assert len(roles_said(at)) == 1 and any("Roles swapped" in w.value for w in at.warning)
-    # The uploaders name the images, not their roles (the note above says the roles).
+    assert roles_shown(at) == "B is the reference, A is explained."
+    assert len(roles_said(at)) == 1 and any("Roles swapped" in w.value for w in at.info)
+    # The uploaders name the images, not their roles (the note beside says the roles).
     assert [u.proto.label for u in at.get("file_uploader")] == ["Image A", "Image B"]
     # The sensitivity panel speaks of A, the explained image, and never of perturbing B.
-    assert caption_with(at, "LPIPS (left axis) beside PSNR and SSIM (right axes) as A is")
+    assert caption_with(at, "LPIPS, PSNR and SSIM (one panel each) as A is")
     assert any("(small rotations and shifts of A)" in m.value for m in at.markdown)
     geometric = next(t.value for t in at.dataframe if "perturbation of A" in t.value.columns)
     assert set(geometric["perturbation of A"]) == {"Rotation", "Translation"}
     assert not [t.value for t in at.dataframe if "perturbation of B" in t.value.columns]
     chart = next(c for c in at.get("plotly_chart") if "Perturbing A" in c.proto.spec)
     assert "unperturbed A" in chart.proto.spec
+
+
+def roles_shown(at: AppTest) -> str:
+    found = [m.value for m in at.markdown if "is explained." in m.value]
+    assert len(found) == 1, found
+    return re.sub(r"<[^>]+>", "", found[0])
 
 
 def test_missing_imagenet_weights_offer_a_random_trunk(monkeypatch, tmp_path: Path):
@@ -341,7 +364,7 @@ def test_core_never_imports_streamlit():
 def test_result_defaults_follow_a_new_pair(reference):
     """Choices whose default is read off the result (the layer with the largest share) are
     not carried over from the previous pair: they follow the new one."""
-    at = started().run()
+    at = started()
     assert_clean(at)
     pairs = [(png(s), png(s + 7, shift=0.4)) for s in (3, 11, 23)]
     tops = [max(reference.decompose(a, b).layers, key=lambda lay: lay.distance).name
@@ -350,3 +373,126 @@ def test_result_defaults_follow_a_new_pair(reference):
         upload(at, a, b).run()
         assert_clean(at)
         assert at.selectbox(key="channel_layer").value == top
+
+
+# --- state rules: complete, changed inputs only; a new pair resets the swap; links -----------
+
+
+def test_one_new_image_waits_for_the_other_or_compare(reference):
+    from lpips_explain.ui.resources import result_store
+
+    a, b, a2 = png(31), png(31, shift=0.3), png(32)
+    at = upload(started(), a, b).run()
+    assert_clean(at)
+    first = distance_caption(at)
+    store = result_store()
+    before = dict(store.computed)
+    # Replace A only: nothing runs, the page says what it waits for and offers Compare.
+    at.file_uploader(key="upload_a").set_value(("a2.png", a2, "image/png")).run()
+    assert_clean(at)
+    assert dict(store.computed) == before
+    assert not [c for c in at.caption if DISTANCE.match(c.value)]
+    waiting = " ".join(i.value for i in at.info)
+    assert "New A (a2.png)" in waiting and "b.png" in waiting
+    assert any("Waiting for the other image" in m.value for m in at.markdown)
+    # Compare runs the new A against the current B.
+    at.button(key="compare_button").click().run()
+    assert_clean(at)
+    assert distance_caption(at) == pytest.approx(reference.distance(a2, b), abs=1.5e-6)
+    assert distance_caption(at) != pytest.approx(first, abs=1e-6)
+    # A display change afterwards keeps that pair (Compare is not needed again).
+    at.selectbox(key="channel_layer").set_value("relu1").run()
+    assert distance_caption(at) == pytest.approx(reference.distance(a2, b), abs=1.5e-6)
+    # Replacing both images is a new pair: it runs at once.
+    a3, b3 = png(33), png(33, shift=0.25)
+    upload(at, a3, b3).run()
+    assert_clean(at)
+    assert distance_caption(at) == pytest.approx(reference.distance(a3, b3), abs=1.5e-6)
+
+
+def test_a_new_pair_resets_the_swap():
+    at = upload(started(), png(41), png(41, shift=0.3)).run()
+    at.button(key="swap_button").click().run()
+    assert at.session_state["swap_roles"] is True
+    assert roles_shown(at) == "B is the reference, A is explained."
+    upload(at, png(42), png(42, shift=0.3)).run()
+    assert_clean(at)
+    assert at.session_state["swap_roles"] is False
+    assert roles_shown(at) == "A is the reference, B is explained."
+    assert caption_with(at, "Map: spatial LPIPS distance over B")
+    # Choosing a sample after a swap is a new pair too.
+    at.button(key="swap_button").click().run()
+    assert at.session_state["swap_roles"] is True
+    at.file_uploader(key="upload_a").set_value(None)
+    at.file_uploader(key="upload_b").set_value(None)
+    at.run()
+    at.selectbox(key="sample_pair").set_value("coffee_blur").run()
+    assert_clean(at)
+    assert at.session_state["swap_roles"] is False
+
+
+def test_the_sample_picker_names_what_is_shown():
+    at = upload(started(), png(51), png(51, shift=0.3), names=("mine_a.png", "mine_b.png")).run()
+    picker = at.selectbox(key="sample_pair")
+    assert picker.value == "__uploaded__" and picker.disabled
+    # After another page, the uploaders are empty but the uploaded pair is still shown: the
+    # picker says so (not a sample's title), and a sample can be chosen from it.
+    at.switch_page("pages/2_Sensitivity.py").run()
+    at.switch_page("pages/0_Explain.py").run()
+    assert_clean(at)
+    picker = at.selectbox(key="sample_pair")
+    assert picker.value == "__uploaded__" and not picker.disabled
+    assert any("uploaded earlier (mine_a.png, mine_b.png)" in c.value for c in at.caption)
+    picker.set_value("coffee_blur").run()
+    assert_clean(at)
+    assert at.session_state["current_pair"].sample_id == "coffee_blur"
+    assert "__uploaded__" not in at.selectbox(key="sample_pair").options
+    assert at.query_params.get("sample") == "coffee_blur"
+
+
+def test_query_parameters_round_trip():
+    manifest = __import__("json").loads((REPO / "assets/samples.json").read_text())
+    pair = next(p for p in manifest["pairs"] if p["id"] == "coffee_blur")
+    at = app()
+    at.query_params.update({"sample": "coffee_blur", "net": "squeeze", "version": "0.0",
+                            "method": "saliency", "swap": "1"})
+    at.run()
+    assert_clean(at)
+    assert at.selectbox(key="sample_pair").value == "coffee_blur"
+    assert at.selectbox(key="sb_net").value == "squeeze"
+    assert at.radio(key="sb_version").value == "0.0"
+    assert at.session_state["sb_method"] == "saliency"
+    assert roles_shown(at) == "B is the reference, A is explained."
+    squeeze = Explainer("squeeze", "0.0", "random").distance(REPO / "assets" / pair["a"],
+                                                              REPO / "assets" / pair["b"])
+    assert distance_caption(at) == pytest.approx(squeeze, abs=1.5e-6)
+    # The URL carries the view back out, unchanged; an edit shows up in it.
+    assert {k: at.query_params[k] for k in ("sample", "net", "version", "method", "swap")} == {
+        "sample": "coffee_blur", "net": "squeeze", "version": "0.0", "method": "saliency",
+        "swap": "1"}
+    at.selectbox(key="sb_net").set_value("alex").run()
+    assert at.query_params["net"] == "alex"
+    # Unknown values are ignored (and said), never crash the page.
+    bad = app()
+    bad.query_params.update({"sample": "nope", "net": "resnet"})
+    bad.run()
+    assert not bad.exception
+    assert bad.selectbox(key="sb_net").value == "alex"
+    assert any("net=resnet" in t.value for t in bad.get("toast"))
+
+
+def test_presentation_mode_from_the_link():
+    at = app()
+    at.session_state["sb_method"] = "saliency"
+    at.query_params["present"] = "1"
+    at.run()
+    assert_clean(at)
+    assert at.toggle(key="present_mode").value is True
+    # No captions (timings, explanations of figures) and the style that hides the sidebar.
+    assert not [c.value for c in at.caption]
+    styles = " ".join(h.proto.body for h in at.get("html"))
+    assert '[data-testid="stSidebar"]' in styles and "display:none" in styles
+    assert at.query_params["present"] == "1"
+    at.toggle(key="present_mode").set_value(False).run()
+    assert any(DISTANCE.match(c.value) for c in at.caption)
+    assert "present" not in at.query_params

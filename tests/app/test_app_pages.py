@@ -60,16 +60,27 @@ def test_triplet_default_sample(reference):
     da, db = reference.distance(asset(tri["ref"]), [asset(tri["a"]), asset(tri["b"])])
     assert float(m[1]) == pytest.approx(da, abs=1.5e-6)
     assert float(m[2]) == pytest.approx(db, abs=1.5e-6)
-    verdict = next(x for x in at.metric if x.label == "Verdict").value
-    assert verdict == ("A is closer" if da < db else "B is closer")
-    # Margin chart, both attribution maps, the repair curve; the flip and the downloads.
+    verdict = "A is closer" if da < db else "B is closer"
+    assert any(f'<p class="lx-distance">{verdict}</p>' in h.value for h in at.get("html"))
+    state = next(md.value for md in at.markdown if "attributions" in md.value
+                 and "verdict" in md.value)
+    assert state.startswith("**Ready**")
+    # Margin chart, both candidates' maps on one scale, where each loses, both attribution
+    # maps, the repair curve; the flip and the downloads.
     keys = {c.proto.id for c in at.get("plotly_chart")}
-    assert len(keys) >= 4
+    assert len(keys) >= 5
     assert any("flips the decision" in s.value for s in at.success)
     assert len(at.get("download_button")) == 3
     # The repair curve shows the rival's distance and where the decision flips.
     curve = next(c for c in at.get("plotly_chart") if "decision flips" in c.proto.spec)
     assert "the other candidate's distance" in curve.proto.spec
+    # One colour scale for both candidates: one figure, one shared colour axis.
+    maps = next(c for c in at.get("plotly_chart") if "d(REF, A) over A" in c.proto.spec)
+    assert '"coloraxis"' in maps.proto.spec and "d(REF, B) over B" in maps.proto.spec
+    # Human column names in the layer table.
+    layers = next(t.value for t in at.dataframe if "margin (B - A)" in t.value.columns)
+    assert list(layers.columns) == ["layer", "d(REF, A)", "d(REF, B)", "margin (B - A)",
+                                    "favours"]
     # "Top channels per layer" is used here: one table of A's and B's top channels per layer.
     channels = [t.value for t in at.dataframe if "A: channel" in t.value.columns]
     assert len(channels) == 5 and all(len(t) == 5 for t in channels)  # alex, top 5
@@ -159,8 +170,9 @@ def test_diagnostics_default_pair():
 
 
 def test_pair_carries_across_pages(reference):
-    at = page("app.py").run()
-    at.selectbox(key="sb_method").set_value("saliency")
+    at = page("app.py")
+    at.session_state["sb_method"] = "saliency"
+    at.run()
     a, b = png(7), png(7, shift=0.4)
     at.file_uploader(key="upload_a").set_value(("mine_a.png", a, "image/png"))
     at.file_uploader(key="upload_b").set_value(("mine_b.png", b, "image/png"))
@@ -184,8 +196,9 @@ def test_pair_carries_across_pages(reference):
 
 
 def test_choices_and_uploads_survive_page_switches(reference):
-    at = page("app.py").run()
-    at.selectbox(key="sb_method").set_value("saliency")
+    at = page("app.py")
+    at.session_state["sb_method"] = "saliency"
+    at.run()
     a, b = png(8), png(8, shift=0.3)
     at.file_uploader(key="upload_a").set_value(("x.png", a, "image/png"))
     at.file_uploader(key="upload_b").set_value(("y.png", b, "image/png"))
@@ -198,7 +211,7 @@ def test_choices_and_uploads_survive_page_switches(reference):
     # Back on Explain: the method (not drawn on Diagnostics) and the uploaded pair are kept.
     at.switch_page("pages/0_Explain.py").run()
     assert_clean(at)
-    assert at.selectbox(key="sb_method").value == "saliency"
+    assert at.session_state["sb_method"] == "saliency"
     assert at.selectbox(key="sb_net").value == "squeeze"
     assert any("uploaded earlier (x.png, y.png)" in c.value for c in at.caption)
     squeeze = Explainer("squeeze", "0.1", "random").distance(a, b)

@@ -1,0 +1,267 @@
+"""The app's shared visual language: charts, captions, pickers, notices, the glossary, the
+distance scale, presentation mode and the page styling. Every page draws through these.
+
+- One caption per figure: :func:`chart` shows the figure's own caption (kept in
+  ``fig.layout.meta``) under it, once; :func:`note` is a caption that presentation mode hides.
+- Material icons (``:material/...:``) only: emoji render as empty boxes in some browsers.
+- Technical terms get a tooltip from :data:`GLOSSARY` and the glossary at the page's end.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from lpips_explain import notices
+from lpips_explain.analyses.summary import CATEGORIES, THRESHOLDS
+from lpips_explain.output.figures import caption_of
+from lpips_explain.ui import keys
+from lpips_explain.ui.state import persistent
+
+PLOTLY_CONFIG = {"displaylogo": False}
+
+ICONS = {
+    "info": ":material/info:",
+    "warning": ":material/warning:",
+    "error": ":material/error:",
+    "weights": ":material/inventory_2:",
+    "vanish": ":material/blur_off:",
+    "swap": ":material/swap_horiz:",
+    "compare": ":material/compare:",
+    "upload": ":material/upload:",
+    "share": ":material/link:",
+    "present": ":material/slideshow:",
+    "download": ":material/download:",
+}
+
+# Every technical term the pages use, in one sentence each (tooltips and the glossary).
+GLOSSARY: dict[str, str] = {
+    "LPIPS": "Learned Perceptual Image Patch Similarity: a distance between two images "
+             "computed from the features of an ImageNet network, weighted by learned 'lin' "
+             "layers. 0 means identical to the network.",
+    "trunk": "The network whose features LPIPS compares (AlexNet, VGG16 or SqueezeNet).",
+    "layer": "One of the trunk's taps (relu1 ... relu5 for AlexNet). Shallow layers see "
+             "colour and fine texture, deep layers see shapes and objects.",
+    "channel": "One feature map of a layer. A channel's contribution is its lin weight "
+               "times its squared feature difference, averaged over positions.",
+    "lin weight": "The learned, non-negative weight LPIPS gives each channel. A channel with "
+                  "weight 0 can never contribute to the distance.",
+    "category": "A reading of the distance (very similar ... very different) from published "
+                "limits; shown only for the published (perceptual) trunk.",
+    "spatial map": "The distance per position: each layer's map at its own resolution "
+                   "averages exactly to that layer's term.",
+    "bilinear": "The official package's way to bring a layer's map to image size; its mean "
+                "is only approximately the distance.",
+    "mean-preserving": "Bilinear upsampling rescaled so that the map's mean is exactly the "
+                       "distance (or the layer's term).",
+    "attribution": "How much each pixel of the explained image adds to (red) or removes from "
+                   "(blue) the distance, according to the chosen method.",
+    "integrated gradients": "Gradients averaged along the straight path from the reference "
+                            "to the explained image; they add up to the distance.",
+    "completeness gap": "Distance minus the sum of the integrated-gradients attributions: "
+                        "how far the map is from adding up exactly (0 is perfect).",
+    "saliency": "The gradient of the distance with respect to each pixel.",
+    "SmoothGrad": "Saliency averaged over noisy copies of the image.",
+    "occlusion": "The change in distance when a window of the explained image is replaced "
+                 "by the reference's pixels.",
+    "Grad-CAM": "Gradient-weighted activations of one layer, upsampled to the image.",
+    "PSNR": "Peak signal-to-noise ratio in dB: a pixel metric, higher means closer.",
+    "SSIM": "Structural similarity: a pixel-statistics metric from 0 to 1, higher means "
+            "closer. Here the Gaussian SSIM of Wang et al. (2004): 11x11 window, sigma 1.5, "
+            "mean over RGB, data range 1.",
+    "repair": "Replace patches of the explained image by the reference's pixels, the "
+              "patches that help most first (greedy), and measure the distance left.",
+    "2AFC": "Two-alternative forced choice: of two candidates, which one is closer to the "
+            "reference?",
+    "margin": "d(REF, B) - d(REF, A): positive means A is closer to the reference.",
+    "flip": "The smallest greedy repair of the losing candidate that makes it closer than "
+            "the winner.",
+    "random trunk": "A seeded network with random weights: the structure of every "
+                    "explanation is the same, the numbers are not perceptual.",
+}
+
+
+# --- presentation mode and styling -------------------------------------------------------------
+
+
+def presenting() -> bool:
+    """True in presentation mode (the toggle, or ``?present=1`` on the first visit)."""
+    return bool(st.session_state.get(keys.PRESENT, False))
+
+
+_STYLE = """
+<style>
+[data-testid="stMainBlockContainer"]{padding:3.3rem 2.5rem 3rem 2.5rem}
+.st-key-run_state{position:sticky;top:3.75rem;z-index:990;background:var(--background-color,#fff)}
+.st-key-run_state p{margin-bottom:0}
+.lx-title{font-size:1.7rem;font-weight:700;line-height:1.2;margin:0}
+.lx-title .lx-intro{font-size:.85rem;font-weight:400;color:#666;margin-left:.8rem}
+.lx-distance{font-size:2.6rem;font-weight:700;line-height:1.05;margin:0}
+.lx-category{font-size:1.15rem;font-weight:600;color:#444}
+.lx-verdict{font-size:1.05rem;line-height:1.35;margin:.25rem 0 .1rem 0}
+.lx-scale{position:relative;height:44px;margin:.35rem 0 .2rem 0;font-size:11px;color:#444}
+.lx-scale .seg{position:absolute;top:0;height:12px;border-right:1px solid #fff}
+.lx-scale .lab{position:absolute;top:15px;white-space:nowrap}
+.lx-scale .mark{position:absolute;top:-4px;width:3px;height:20px;margin-left:-1px;
+  background:#111;border-radius:1px}
+.lx-scale .marklab{position:absolute;top:28px;font-weight:700;white-space:nowrap;
+  transform:translateX(-50%)}
+.lx-small{font-size:.86rem;color:#444;line-height:1.4}
+</style>
+"""
+
+_PRESENT_STYLE = """
+<style>
+[data-testid="stSidebar"],[data-testid="stSidebarCollapsedControl"],
+[data-testid="stExpandSidebarButton"],[data-testid="stSidebarCollapseButton"]{display:none !important}
+.lx-distance{font-size:3.6rem}
+.lx-category{font-size:1.5rem}
+.lx-verdict{font-size:1.3rem}
+.lx-title{font-size:2.1rem}
+.lx-intro{display:none}
+</style>
+"""
+
+
+def style() -> None:
+    """The pages' shared CSS (and, in presentation mode, the rules that hide the sidebar)."""
+    st.html(_STYLE + (_PRESENT_STYLE if presenting() else ""))
+
+
+# --- text ------------------------------------------------------------------------------------------
+
+
+def plain(text: str) -> str:
+    """Text for st.table cells, which render Markdown: "L*a*b*" must not turn italic."""
+    return re.sub(r"([\\`*_~$\[\]])", r"\\\1", text)
+
+
+def note(text: str, container: Any = None) -> None:
+    """A caption (hidden in presentation mode)."""
+    if not presenting() and text:
+        (container or st).caption(text)
+
+
+def term(name: str) -> str:
+    """The glossary's sentence for a term (for ``help=`` tooltips)."""
+    return GLOSSARY[name]
+
+
+def glossary(terms: Iterable[str] | None = None) -> None:
+    """The glossary as an expander at the end of a page (hidden in presentation mode)."""
+    if presenting():
+        return
+    names = list(terms) if terms is not None else list(GLOSSARY)
+    with st.expander("Glossary", icon=":material/menu_book:"):
+        st.markdown("\n".join(f"- **{n}**: {GLOSSARY[n]}" for n in names))
+
+
+def show_notices(warnings: Sequence[str], *, skip: Sequence[str] = (notices.RANDOM_TRUNK,)
+                 ) -> None:
+    """The result's notices, one st.info each (the random-trunk one is the page banner)."""
+    for w in notices.without(warnings, *skip):
+        st.info(w, icon=ICONS["info"])
+
+
+# --- widgets -----------------------------------------------------------------------------------
+
+
+def pick(label: str, options: Sequence[Any], key: str, default: Any, *, radio: bool = False,
+         container: Any = st, **kwargs: Any) -> Any:
+    """A keyed selectbox/radio, kept across pages; a stale value (another trunk's layer, an
+    option no longer offered) falls back to the default."""
+    options = list(options)
+    widget = container.radio if radio else container.selectbox
+    if radio:
+        kwargs.setdefault("horizontal", True)
+    return persistent(widget, label, options, key=key,
+                      default=default if default in options else options[0], choices=options,
+                      **kwargs)
+
+
+def chart(fig: Any, key: str, *, caption: bool = True, container: Any = None,
+          title: bool = True) -> None:
+    """A plotly figure as built (its own colour scales; row 0 of every map at the top), and
+    its one caption under it. A figure with a fixed pixel width keeps it (maps: their colour
+    bar stays beside the image); others fill the column.
+
+    Streamlit swaps plotly's default template for its own, which drops automatic margins:
+    long tick labels (the sensitivity bars) would be cut off without ``automargin``.
+    """
+    where = container or st
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
+    if not title:
+        fig.update_layout(title=None)
+    width = "content" if fig.layout.width else "stretch"
+    where.plotly_chart(fig, key=key, theme=None, config=PLOTLY_CONFIG, width=width)
+    if caption:
+        note(caption_of(fig), where)
+
+
+def table(rows: list[dict], key: str, *, formats: dict[str, str] | None = None,
+          container: Any = None) -> None:
+    """A dataframe with human column names (the keys of ``rows``) and number formats."""
+    config = {}
+    for col, fmt in (formats or {}).items():
+        config[col] = st.column_config.NumberColumn(format=fmt)
+    (container or st).dataframe(pd.DataFrame(rows), hide_index=True, key=key,
+                                column_config=config)
+
+
+# --- the distance scale ------------------------------------------------------------------------------
+
+
+_SEGMENT_COLOURS = ("#d9ead3", "#fff2cc", "#fce5cd", "#f4cccc")
+
+
+def category_limits(category: str | None) -> tuple[float, ...]:
+    """The category limits to mark on the scale: none when there is no category (a trunk
+    that is not the published one has no calibrated reading)."""
+    return tuple(THRESHOLDS) if category else ()
+
+
+def scale_html(marks: Sequence[tuple[str, float]], limits: Sequence[float]) -> str:
+    """A horizontal distance scale from 0 with the category limits (if any) as labelled
+    segments and one marker per (label, distance)."""
+    values = [d for _, d in marks if np.isfinite(d)]
+    top = max([0.8 if limits else 0.0, *(1.25 * v for v in values), 1e-6])
+    if not limits:  # no categories: a plain 0..top bar with round ends
+        top = float(f"{top:.1g}") if top < 1 else float(np.ceil(top * 10) / 10)
+        top = max(top, max(values, default=0.0) * 1.05, 1e-6)
+    parts = ['<div class="lx-scale">']
+    edges = [0.0, *limits, top]
+    names = CATEGORIES if limits else ("",)
+    for i, name in enumerate(names[: len(edges) - 1]):
+        lo, hi = edges[i], min(edges[i + 1], top)
+        if hi <= lo:
+            continue
+        left, width = 100 * lo / top, 100 * (hi - lo) / top
+        colour = _SEGMENT_COLOURS[i] if limits else "#e6e6e6"
+        parts.append(f'<div class="seg" style="left:{left:.2f}%;width:{width:.2f}%;'
+                     f'background:{colour}"></div>')
+        if name:
+            parts.append(f'<div class="lab" style="left:{left:.2f}%">'
+                         f"{html.escape(name)}{'' if i == 0 else f' ≥{lo:g}'}</div>")
+    if not limits:
+        parts.append('<div class="lab" style="left:0">0</div>'
+                     f'<div class="lab" style="right:0">{top:.3g}</div>')
+    for label, d in marks:
+        pos = min(100.0, 100 * d / top)
+        parts.append(f'<div class="mark" style="left:{pos:.2f}%"></div>'
+                     f'<div class="marklab" style="left:{min(max(pos, 4), 96):.2f}%">'
+                     f"{html.escape(label)}</div>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def scale(marks: Sequence[tuple[str, float]], limits: Sequence[float],
+          container: Any = None) -> None:
+    """The distance scale with these category limits (none: a plain scale)."""
+    (container or st).html(scale_html(marks, limits))
