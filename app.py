@@ -11,5 +11,6 @@ st.navigation([
     st.Page("pages/2_Sensitivity.py", title="Sensitivity", icon=":material/show_chart:"),
     st.Page("pages/3_Diagnostics.py", title="Diagnostics", icon=":material/health_and_safety:"),
     st.Page("pages/4_Performance.py", title="Performance", icon=":material/speed:"),
+    st.Page("pages/5_Calibrate.py", title="Calibrate", icon=":material/tune:"),
     st.Page("pages/6_Audit.py", title="Audit", icon=":material/fact_check:"),
 ]).run()
