@@ -710,7 +710,8 @@ def _with_summary(cal: Calibration, features: JudgmentFeatures,
                     f"candidate. Try another seed or learning rate.")
     typical = float(np.median(np.concatenate(cal.heads_before))) if cal.heads_before else 0.0
     if cal.epochs and typical > 0 and budget < 0.1 * typical:
-        warn.append(f"With {steps_per_epoch} steps per epoch at lr {cal.schedule['lr']:g}, Adam "
+        steps = f"{steps_per_epoch} step{'s' if steps_per_epoch != 1 else ''}"
+        warn.append(f"With {steps} per epoch at lr {cal.schedule['lr']:g}, Adam "
                     f"can move a weight by only about {budget:.2g} over {len(cal.epochs)} "
                     f"epochs, against a median starting weight of {typical:.2g}: small data "
                     f"sets need more epochs or a larger lr than the official recipe, which "
