@@ -72,13 +72,13 @@ def _distort(im: Image.Image, kind: str, t: float, rng: np.random.Generator) -> 
         return Image.fromarray((np.clip(arr, 0, 1) * 255).round().astype(np.uint8))
     if kind == "jpeg":
         buf = io.BytesIO()
-        im.save(buf, format="JPEG", quality=int(round(hi - t * (hi - lo))))
+        im.save(buf, format="JPEG", quality=round(hi - t * (hi - lo)))
         return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
     if kind == "blur":
         return im.filter(ImageFilter.GaussianBlur(v))
     if kind == "shift":
         arr = np.asarray(im)
-        dx = int(round(v))
+        dx = round(v)
         return Image.fromarray(np.concatenate([np.repeat(arr[:, :1], dx, axis=1),
                                                arr[:, :-dx]], axis=1))
     if kind == "brightness":

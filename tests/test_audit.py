@@ -198,6 +198,7 @@ def test_pairwise_psnr_and_ssim_equal_scikit_image(h, w):
 # --------------------------------------------------------------------------- the local engine
 
 
+@pytest.mark.slow  # 240 pairs through 2 decoding workers
 def test_local_engine_agrees_with_the_official_package(pairs_set, pairs_run, official):
     table, result = pairs_run
     rows = result.rows.to_pylist()
@@ -252,6 +253,7 @@ def test_size_mismatch_is_a_row_failure_under_the_error_policy(pairs_set, explai
     assert sum(r["status"] == "ok" for r in res.rows.to_pylist()) == 3
 
 
+@pytest.mark.slow  # 96 triplets
 def test_triplets_agree_with_the_official_package(triplet_set, triplets_run, official):
     _, result = triplets_run
     rows = result.rows.to_pylist()
@@ -278,6 +280,7 @@ def test_triplets_agree_with_the_official_package(triplet_set, triplets_run, off
     assert two_afc(0.1, 0.1, 0.3) == 0.5
 
 
+@pytest.mark.slow  # three runs over 246 rows
 def test_interrupted_run_resumes_with_nothing_lost_or_counted_twice(pairs_set, pairs_run,
                                                                    settings, explainer,
                                                                    tmp_path):
@@ -399,6 +402,7 @@ def test_summary_of_triplets_names_the_layers_behind_the_disagreements(triplets_
 # --------------------------------------------------------------------------- facade and CLI
 
 
+@pytest.mark.slow  # full explanations
 def test_explainer_audit_writes_parquet_summary_report_and_explanations(tmp_path, explainer):
     data = make_pairs(tmp_path / "d", 12)
     out = tmp_path / "out"
@@ -436,6 +440,7 @@ def test_explainer_audit_writes_parquet_summary_report_and_explanations(tmp_path
     assert (out / next(iter(explained.values()))).stat().st_mtime_ns == stamp
 
 
+@pytest.mark.slow  # a full triplet explanation
 def test_explain_top_triplets(tmp_path, explainer):
     data = make_triplets(tmp_path / "t", 6)
     res = explainer.audit(data.csv, tmp_path / "o", explain_top=1, top=1,
@@ -455,6 +460,7 @@ def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_cli_audit_and_the_local_engine_never_imports_ray(tmp_path):
     data = make_triplets(tmp_path / "t", 8)
     out = tmp_path / "out"

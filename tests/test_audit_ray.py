@@ -14,7 +14,7 @@ from lpips_explain.engines.audit import settings_for
 from lpips_explain.engines.local import run_local
 from lpips_explain.intake.table import read_audit_input
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # Ray start-up, actors
 
 
 def _in_ci() -> bool:
@@ -25,7 +25,7 @@ def _in_ci() -> bool:
 def ray_instance():
     try:
         import ray
-        import ray.data  # noqa: F401
+        import ray.data  # the "data" extra
     except ImportError:
         if _in_ci():
             pytest.fail("ray[data] is missing: CI installs it from requirements-dev.txt")

@@ -9,7 +9,8 @@ import time
 from typing import Any
 
 import pytest
-from test_browser import (  # noqa: F401 - fixtures are used by name
+import test_browser
+from test_browser import (
     ARTIFACTS,
     POLL_S,
     RESULT_WAIT_S,
@@ -19,10 +20,12 @@ from test_browser import (  # noqa: F401 - fixtures are used by name
     _read,
     _wait_charts,
     _wait_result,
-    browser,
-    chromium_path,
-    server,
 )
+
+# The fixtures of test_browser.py, under their names here (pytest finds them by name).
+chromium_path = test_browser.chromium_path
+server = test_browser.server
+browser = test_browser.browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
@@ -30,20 +33,20 @@ ROW_CAPTION = re.compile(r"distance = (\d+\.\d{6}); PSNR")
 COUNTS = "36 rows: 36 scored, 0 failed."
 
 
-def _wait_text(page: Any, server: Server, pattern: re.Pattern | str,
+def _wait_text(page: Any, srv: Server, pattern: re.Pattern | str,
                timeout: float = RESULT_WAIT_S) -> re.Match | str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = _read(page)
         assert not state.exceptions and not state.errors, _describe(
-            page, server, "the Audit page shows an exception or an error", state)
+            page, srv, "the Audit page shows an exception or an error", state)
         body = page.inner_text("body")
         found = pattern.search(body) if isinstance(pattern, re.Pattern) else (
             pattern if pattern in body else None)
         if found and state.idle:
             return found
         time.sleep(POLL_S)
-    raise AssertionError(_describe(page, server, f"no {pattern!r} on the page within "
+    raise AssertionError(_describe(page, srv, f"no {pattern!r} on the page within "
                                                  f"{timeout:.0f} s"))
 
 
