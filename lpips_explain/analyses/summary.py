@@ -10,10 +10,6 @@ from lpips_explain.core.decompose import Decomposition
 
 __all__ = ["CATEGORIES", "Category", "categorize", "describe_layers", "summarize"]
 
-# Deprecated, kept only until the UI's scale reads Explanation.category_info.limits: these
-# are NOT category limits (they have no source); categorize() gives the stated ones or none.
-THRESHOLDS: tuple[float, float, float] = (0.1, 0.3, 0.6)
-
 
 def _pct(x: float) -> str:
     return f"{100 * x:.0f}%" if abs(x) >= 0.01 or x == 0 else f"{100 * x:.2f}%"

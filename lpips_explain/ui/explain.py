@@ -121,7 +121,7 @@ def verdict_card(expl: Explanation, *, waiting: Sequence[str] = ()) -> None:
             st.html(f'<p class="lx-distance">{dec.distance:.4f}</p>{category}')
             note(f"distance = {dec.distance:.6f}")
             mode_badge(expl.mode)  # "approximate (bf16)" beside a number from a fast mode
-            scale([(f"d = {dec.distance:.4f}", dec.distance)], category_limits(expl.category))
+            scale([(f"d = {dec.distance:.4f}", dec.distance)], category_limits(expl.category_info))
             if expl.summary:
                 st.html(f'<p class="lx-verdict">{html.escape(expl.summary[0])}</p>')
         names = {expl.reference_name: "reference", expl.explained_name: "explained"}

@@ -18,7 +18,7 @@ import streamlit as st
 import torch
 
 from lpips_explain.analyses.attribution import attribute
-from lpips_explain.analyses.summary import THRESHOLDS
+from lpips_explain.analyses.explanation import category_of
 from lpips_explain.analyses.triplet import TripletExplanation, explain_triplet
 from lpips_explain.core.decompose import decompose_encoded
 from lpips_explain.explainer import Explainer
@@ -93,8 +93,11 @@ def _verdict(tri: TripletExplanation) -> str:
 
 
 def _limits(tri: TripletExplanation) -> tuple[float, ...]:
-    """The category limits to mark: only for the published (perceptual) trunk."""
-    return tuple(THRESHOLDS) if tri.backbone.perceptual else ()
+    """The category limits to mark: only stated ones (published trunk, official heads,
+    a shipped table); none otherwise."""
+    info = category_of(tri.distance_a, tri.decomposition_a.net, tri.decomposition_a.version,
+                       tri.backbone, tri.lin_heads)
+    return tuple(info.limits or ())
 
 
 @panel("the verdict")

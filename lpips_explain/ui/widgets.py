@@ -19,7 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from lpips_explain import notices
-from lpips_explain.analyses.summary import CATEGORIES, THRESHOLDS
+from lpips_explain.analyses.summary import CATEGORIES, Category
 from lpips_explain.output.figures import caption_of
 from lpips_explain.ui import keys
 from lpips_explain.ui.state import persistent
@@ -221,10 +221,10 @@ def table(rows: list[dict], key: str, *, formats: dict[str, str] | None = None,
 _SEGMENT_COLOURS = ("#d9ead3", "#fff2cc", "#fce5cd", "#f4cccc")
 
 
-def category_limits(category: str | None) -> tuple[float, ...]:
-    """The category limits to mark on the scale: none when there is no category (a trunk
-    that is not the published one has no calibrated reading)."""
-    return tuple(THRESHOLDS) if category else ()
+def category_limits(category: Category) -> tuple[float, ...]:
+    """The category limits to mark on the scale: only stated ones (the shipped percentile
+    table for the published trunk); none for any other trunk or where no table exists."""
+    return tuple(category.limits or ())
 
 
 def scale_html(marks: Sequence[tuple[str, float]], limits: Sequence[float]) -> str:
