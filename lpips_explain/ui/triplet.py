@@ -2,7 +2,7 @@
 
 The page computes in stages so that the verdict comes first: the verdict and the per-layer
 margins (two breakdowns against the reference encoded once, well under a second), then the
-flip (a greedy repair of the losing candidate), then both attribution maps. The engine's
+flip (a repair of the losing candidate, in the best of the orders tried), then both attribution maps. The engine's
 TripletExplanation is built by the engine; the stages only put its parts in front of the
 person in that order.
 """

@@ -75,13 +75,14 @@ GLOSSARY: dict[str, str] = {
     "SSIM": "Structural similarity: a pixel-statistics metric from 0 to 1, higher means "
             "closer. Here the Gaussian SSIM of Wang et al. (2004): 11x11 window, sigma 1.5, "
             "mean over RGB, data range 1.",
-    "repair": "Replace patches of the explained image by the reference's pixels, the "
-              "patches that help most first (greedy), and measure the distance left.",
+    "repair": "Replace patches of the explained image by the reference's pixels, in a "
+              "named order (single-patch gain, greedy, or a map's patch sums), and measure "
+              "the distance left after each patch.",
     "2AFC": "Two-alternative forced choice: of two candidates, which one is closer to the "
             "reference?",
     "margin": "d(REF, B) - d(REF, A): positive means A is closer to the reference.",
-    "flip": "The smallest greedy repair of the losing candidate that makes it closer than "
-            "the winner.",
+    "flip": "A repair of the losing candidate that makes it closer than the winner: the "
+            "fewest patches among the orders tried; a smaller one may exist.",
     "random trunk": "A seeded network with random weights: the structure of every "
                     "explanation is the same, the numbers are not perceptual.",
 }
