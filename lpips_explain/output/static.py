@@ -163,7 +163,8 @@ def summary_png(expl: Any) -> bytes:
             ax.axvline(float(rep.half_area), color=GUIDE, linestyle=":", linewidth=0.8)
         ax.set_xlabel("fraction of area repaired", fontsize=8)
         ax.set_ylabel("remaining distance", fontsize=8)
-        ax.set_title(f"greedy repair of {target_name} with {ref_name}'s patches", fontsize=10)
+        ax.set_title(f"repair of {target_name} with {ref_name}'s patches "
+                     f"({rep.order_name.replace('_', ' ')} order)", fontsize=10)
         ax.tick_params(labelsize=8)
     else:
         ax.set_axis_off()
