@@ -57,6 +57,13 @@ def _median_ms(fn, repeats: int) -> float:
     return 1000 * statistics.median(times)
 
 
+def _cpu_ms(fn) -> float:
+    """Process CPU time of one call (less sensitive than wall time to other jobs)."""
+    c0 = time.process_time()
+    fn()
+    return 1000 * (time.process_time() - c0)
+
+
 def main() -> None:
     from lpips_explain.analyses.fidelity import TARGETS, fidelity_set, measure_fidelity
     from lpips_explain.core.model import ReferenceScorer
@@ -106,6 +113,7 @@ def main() -> None:
         scorers[name] = ReferenceScorer(net, ref)
         nets[name] = net
     t_many: dict[str, list[float]] = {k: [] for k in scorers}
+    c_many: dict[str, list[float]] = {k: [] for k in scorers}
     t_pair: dict[str, list[float]] = {k: [] for k in scorers}
     with torch.no_grad():
         for k in scorers:  # warm-up
@@ -115,6 +123,7 @@ def main() -> None:
             order = list(scorers) if i % 2 == 0 else list(reversed(scorers))
             for k in order:
                 t_many[k].append(_median_ms(lambda k=k: scorers[k](cands), 1))
+                c_many[k].append(_cpu_ms(lambda k=k: scorers[k](cands)))
                 t_pair[k].append(_median_ms(lambda k=k: nets[k](ref, b1), 1))
     med = {k: statistics.median(v) for k, v in t_many.items()}
     pair = {k: statistics.median(v) for k, v in t_pair.items()}
@@ -135,6 +144,9 @@ def main() -> None:
         print(f"{name + ' (approximate)':<22} {med[name]:>11.1f} {speed:>8.2f}x "
               f"{pair[name]:>8.1f} {f.spearman:>9.5f} {f.mean_abs_error:>10.2e} "
               f"{f.max_abs_error:>9.2e} {f.agreement_2afc:>7.4f}  {'; '.join(checks)}")
+    cpu = {k: statistics.median(v) for k, v in c_many.items()}
+    print("process CPU time per 1 vs " + str(n) + " (ms): " + ", ".join(
+        f"{k} {v:.0f} ({cpu['fp32'] / v:.2f}x)" for k, v in cpu.items()))
     print(f"\nfidelity set: {fset.pairs} pairs, {len(fset.triplets)} triplets at "
           f"{fset.size} px (bundled pairs and triplets + generated distortions)")
 

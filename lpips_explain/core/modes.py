@@ -436,11 +436,10 @@ class _Int8Encoder:
 
     def score(self, ref: Sequence[Tensor], x: Tensor, heads: Sequence[Tensor]) -> Tensor:
         feats = self.encode(x)
-        n = x.shape[0]
-        if n == 1:
-            feats = [f.expand(2, *f.shape[1:]) for f in feats]
         with torch.no_grad():
-            return self._tail(list(ref), feats, list(heads))[:n]
+            if x.shape[0] == 1:  # the compiled tail is specialised to batches of 2+
+                return _tail(list(ref), feats, list(heads))
+            return self._tail(list(ref), feats, list(heads))
 
 
 _INT8: dict[str, _Int8Encoder] = {}

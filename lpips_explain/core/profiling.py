@@ -1,6 +1,7 @@
 """Latency, throughput and peak memory of LPIPS per trunk, image size and mode, measured here.
 
-For each (trunk, size, mode) :func:`profile` times, on random images of that size:
+For each (trunk, size, mode) :func:`profile` times, on random images of that size, the
+modes of one size interleaved so that load from other jobs hits them alike:
 
 * latency: one distance d(a, b) for one pair (both images through the trunk), median;
 * throughput: candidates scored per second against one encoded reference, in batches of
@@ -136,23 +137,40 @@ def _median_s(fn: Callable[[], object], repeats: int, device: str) -> float:
     return statistics.median(times)
 
 
-def profile_one(exact: LpipsNet, net: LpipsNet, mode: Mode, size: int, *, batch: int = 16,
-                repeats: int = 5, build_s: float = 0.0, seed: int = 0) -> ProfileRow:
-    """Time one trunk at one size in one mode (``net`` is the mode's network)."""
+def profile_size(exact: LpipsNet, built: Sequence[tuple[LpipsNet, Mode, float]], size: int, *,
+                 batch: int = 16, repeats: int = 5, seed: int = 0) -> list[ProfileRow]:
+    """Time one trunk at one size in every mode of ``built`` ((network, mode, build_s) each).
+
+    The modes run interleaved (each repeat runs every mode once, in alternating order), on
+    the same random images, so that load from other jobs hits them alike.
+    """
     g = torch.Generator().manual_seed(seed)
     a = torch.rand(1, 3, size, size, generator=g)
     b = torch.rand(1, 3, size, size, generator=g)
     cands = torch.rand(batch, 3, size, size, generator=g)
+    pair_s: list[list[float]] = [[] for _ in built]
+    batch_s: list[list[float]] = [[] for _ in built]
     with torch.no_grad():
-        net(a, b)  # warm-up (and, for compiled modes, any first-call work)
-        scorer = ReferenceScorer(net, a)
-        scorer(cands)
-        latency = _median_s(lambda: net(a, b), repeats, mode.device)
-        per_batch = _median_s(lambda: scorer(cands), repeats, mode.device)
-        with PeakMemory(mode.device) as mem:
-            scorer(cands)
-    return ProfileRow(exact.spec.name, size, mode, batch, 1000 * latency, batch / per_batch,
-                      1000 * per_batch, mem.peak / 2**20, build_s)
+        scorers = []
+        for net, _, _ in built:
+            net(a, b)  # warm-up (and, for compiled modes, any first-call work)
+            scorers.append(ReferenceScorer(net, a))
+            scorers[-1](cands)
+        for r in range(repeats):
+            order = range(len(built)) if r % 2 == 0 else reversed(range(len(built)))
+            for k in order:
+                net, mode, _ = built[k]
+                pair_s[k].append(_median_s(lambda net=net: net(a, b), 1, mode.device))
+                batch_s[k].append(_median_s(lambda k=k: scorers[k](cands), 1, mode.device))
+        rows = []
+        for k, (_, mode, build_s) in enumerate(built):
+            with PeakMemory(mode.device) as mem:
+                scorers[k](cands)
+            per_batch = statistics.median(batch_s[k])
+            rows.append(ProfileRow(exact.spec.name, size, mode, batch,
+                                   1000 * statistics.median(pair_s[k]), batch / per_batch,
+                                   1000 * per_batch, mem.peak / 2**20, build_s))
+    return rows
 
 
 def profile(nets: Sequence[LpipsNet], sizes: Sequence[int], precisions: Sequence[str], *,
@@ -160,7 +178,9 @@ def profile(nets: Sequence[LpipsNet], sizes: Sequence[int], precisions: Sequence
             progress: Progress | None = None) -> list[ProfileRow]:
     """Profile every (trunk, size, mode); a mode that cannot run here raises before any work.
 
-    ``nets`` are exact fp32 networks (:func:`~lpips_explain.core.model.build_lpips`).
+    ``nets`` are exact fp32 networks (:func:`~lpips_explain.core.model.build_lpips`). For each
+    trunk the modes are built first (``build_s``), then every size is timed with the modes
+    interleaved (:func:`profile_size`).
     """
     sizes = [int(s) for s in sizes]
     if not sizes or any(s < 32 for s in sizes):
@@ -170,22 +190,26 @@ def profile(nets: Sequence[LpipsNet], sizes: Sequence[int], precisions: Sequence
     from lpips_explain.core.modes import check_mode, resolve_device
 
     dev = resolve_device(device)
+    precisions = list(dict.fromkeys(precisions))
     for p in precisions:
         check_mode(p, dev)  # every refusal before any work
     rows: list[ProfileRow] = []
-    total = len(nets) * len(sizes) * len(precisions)
+    total = len(nets) * (len(precisions) + len(sizes))
     done = 0
     for exact in nets:
+        built = []
         for p in precisions:
+            if progress is not None:
+                progress(done, total, f"{exact.spec.name}: building {p}")
             t0 = time.perf_counter()
             net, mode = mode_net(exact, p, dev)
-            build_s = time.perf_counter() - t0
-            for size in sorted(sizes):
-                if progress is not None:
-                    progress(done, total, f"{exact.spec.name} {p} {size}px")
-                rows.append(profile_one(exact, net, mode, size, batch=batch, repeats=repeats,
-                                        build_s=build_s))
-                done += 1
+            built.append((net, mode, time.perf_counter() - t0))
+            done += 1
+        for size in sorted(sizes):
+            if progress is not None:
+                progress(done, total, f"{exact.spec.name} {size}px")
+            rows += profile_size(exact, built, size, batch=batch, repeats=repeats)
+            done += 1
     if progress is not None:
         progress(total, total, "profile")
     return rows
