@@ -336,7 +336,7 @@ class Explainer:
         expl = Explanation(decomposition, prep, self.weights_info, self.model.lin_file, attr,
                            sens, rep, (), tuple(warnings), dict(timer.ms), swapped=swap,
                            lin_heads=self.model.lin_info)
-        expl = self._with_mode(expl)
+        expl = self.with_mode(expl)
         return replace(expl, summary=tuple(summary_of(expl)))
 
     def combine(self, base: Explanation, *parts: Explanation) -> Explanation:
@@ -365,12 +365,12 @@ class Explainer:
         tiling.check_fits(self.model, prep.size, self.max_memory, "decompose", 1,
                           "The triplet explanation")
         self._check_parts_fit(prep.size, attribution, False, True, attribution_params)
-        return self._with_mode(explain_triplet(
+        return self.with_mode(explain_triplet(
             self.model, prep, seed=self.seed, attribution=attribution, steps=steps, patch=patch,
             top_k=top_k, progress=progress, attribution_params=attribution_params,
             fast=self.fast))
 
-    def _with_mode(self, result: Any) -> Any:
+    def with_mode(self, result: Any) -> Any:
         """The result labelled with the mode its forward passes ran in (and a notice if
         approximate); attribution maps are always exact fp32."""
         warnings = tuple(result.warnings)

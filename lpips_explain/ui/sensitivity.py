@@ -59,7 +59,7 @@ def sweep_range(explainer: Any, expl: Any, name: str, lo: float, hi: float,
                 points: int) -> Sweep:
     """LPIPS, PSNR and SSIM of the reference against the explained image perturbed over
     [lo, hi] (roles read off ``expl``, the page's breakdown of the pair)."""
-    sens = sensitivity(explainer.model, expl.reference, expl.explained, transforms=(),
+    sens = sensitivity(explainer.fast, expl.reference, expl.explained, transforms=(),
                        sweep=[name], ranges={name: (lo, hi)}, sweep_points=points,
                        seed=explainer.seed, geometric=False)
     return sens.sweeps[0]
@@ -68,7 +68,7 @@ def sweep_range(explainer: Any, expl: Any, name: str, lo: float, hi: float,
 def default_sensitivity(explainer: Any, expl: Any, transforms: list[str], *,
                         progress: Any = None) -> Any:
     """The engine's sensitivity at default strengths, with the geometric table, no sweeps."""
-    return sensitivity(explainer.model, expl.reference, expl.explained, transforms=transforms,
+    return sensitivity(explainer.fast, expl.reference, expl.explained, transforms=transforms,
                        sweep=(), seed=explainer.seed, progress=progress)
 
 

@@ -57,16 +57,19 @@ def verdict_stage(explainer: Explainer, prep: PreparedInputs, top_k: int) -> Tri
     the flip, the repair and the attributions are not computed yet (None)."""
     ref, a, b = prep.tensors
     scorer = explainer.scorer(ref)
-    dec_a, dec_b = decompose_encoded(explainer.model, scorer.ref, torch.cat([a, b]), top_k)
-    return TripletExplanation(prep, dec_a, dec_b, None, None, None,  # type: ignore[arg-type]
-                              explainer.weights_info, None, prep.warnings, ())
+    # explainer.fast: the sidebar's precision (the scorer encoded the reference with it too).
+    dec_a, dec_b = decompose_encoded(explainer.fast, scorer.ref, torch.cat([a, b]), top_k)
+    return explainer.with_mode(TripletExplanation(
+        prep, dec_a, dec_b, None, None, None,  # type: ignore[arg-type]
+        explainer.weights_info, None, prep.warnings, ()))
 
 
 def flip_stage(explainer: Explainer, prep: PreparedInputs, opts: Options,
                progress: Progress | None) -> TripletExplanation:
     """The engine's triplet explanation without attribution maps: verdict, flip, summary."""
-    return explain_triplet(explainer.model, prep, seed=explainer.seed, attribution=None,
-                           steps=None, patch=opts.patch, top_k=opts.top_k, progress=progress)
+    return explainer.with_mode(explain_triplet(
+        explainer.model, prep, seed=explainer.seed, attribution=None, steps=None,
+        patch=opts.patch, top_k=opts.top_k, progress=progress, fast=explainer.fast))
 
 
 def attribution_stage(explainer: Explainer, prep: PreparedInputs, opts: Options,
