@@ -15,7 +15,7 @@ trunk = cal_ui.trunk_key(opts)  # calibration does not depend on the heads in us
 data = cal_ui.judgments_input()
 with guard("reading the judgments"):
     jset = cached("judgments", data.key, lambda _p: data.read())
-cal_ui.judgments_panel(jset, data)
+cal_ui.judgments_panel(jset)
 params = cal_ui.training_controls(opts.seed)
 with guard("computing the trunk features"):
     features = cached("judgment-features", (trunk, data.key, params.size),

@@ -25,12 +25,8 @@ from conftest import REPO, official_model, official_trunk_state, smooth_image, t
 from PIL import Image
 
 from lpips_explain import Explainer, InputError
-from lpips_explain.analyses.calibration import (
-    JudgmentFeatures,
-    lr_for_epoch,
-    split_indices,
-    two_afc,
-)
+from lpips_explain.analyses.calibration import JudgmentFeatures, lr_for_epoch, split_indices
+from lpips_explain.analyses.common import two_afc
 from lpips_explain.core.weights import load_lin_heads
 from lpips_explain.intake.images import load_image
 from lpips_explain.intake.judgments import read_judgments, read_judgments_archive
@@ -391,8 +387,12 @@ def test_early_stopping_and_cancel(student, features):
     seen = []
     cal = student.calibrate(features, init="released", lr=1e-2, epochs=5, decay_epochs=5,
                             patience=None, cancel=cancel, on_epoch=seen.append)
-    assert cal.stopped == "cancelled" and len(cal.epochs) == 2 and len(seen) == 2
+    assert cal.stopped == "cancelled" and len(cal.epochs) == 2
     assert cal.epochs[1].steps == 4
+    # on_epoch: epoch 0 (the starting heads, for live curves) and then every epoch run.
+    assert [r.epoch for r in seen] == [0, 1, 2] and list(cal.epochs) == seen[1:]
+    assert (seen[0].train_2afc, seen[0].val_2afc) == (cal.before.train_2afc,
+                                                      cal.before.val_2afc)
 
 
 @pytest.mark.slow  # the teacher set: 1000 triplets, trunk pass and training
@@ -437,7 +437,7 @@ def test_bapps_layout_matched_by_name_and_misnamed_files_reported(tmp_path, stud
     reasons = {r.row: r.reason for r in jset.refused}
     assert "no file named 000003 in p0" in reasons["traditional/000003"]
     assert "no file named 00003 in ref, p1, judge" in reasons["traditional/00003"]
-    assert "outside [0, 1]" in reasons["traditional/000005"]
+    assert "not a number in [0, 1]" in reasons["traditional/000005"]
     assert "not an image file" in reasons["traditional/notes.txt"]
     row = next(r for r in jset.rows if r.id == "traditional/000004")
     assert row.judge == pytest.approx(0.8)
@@ -480,14 +480,14 @@ def test_bad_csv_rows_are_reported_with_row_and_reason(tmp_path, student):
     assert [r.id for r in feats.rows] == ["line 2", "line 13"]
     assert feats.masked == (False, True)
     assert "not found" in reasons["line 3"]
-    assert "outside [0, 1]" in reasons["line 4"]
+    assert "'1.5' is not a number in [0, 1]" in reasons["line 4"]
     assert "not a number" in reasons["line 5"]
     assert "corrupt.png" in reasons["line 6"]
     assert "sizes differ" in reasons["line 7"]
     assert "needs at least" in reasons["line 8"]
     assert "stay inside" in reasons["line 9"]
     assert "black everywhere" in reasons["line 10"]
-    assert "finite" in reasons["line 11"]
+    assert "'nan' is not a number in [0, 1]" in reasons["line 11"]
     assert "cells" in reasons["line 12"]
     assert len(feats.refused) == 10
 

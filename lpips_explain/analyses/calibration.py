@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lpips_explain.analyses.common import Progress, check_int
+from lpips_explain.analyses.common import Progress, check_int, two_afc
 from lpips_explain.core.model import LpipsNet
 from lpips_explain.core.trunks import check_min_size
 from lpips_explain.core.weights import load_lin_heads
@@ -92,7 +92,6 @@ class JudgmentFeatures:
     data_hash: str
     source: str
     size: int | None  # the common size images were resized to, if any
-    image_sizes: tuple[tuple[int, int], ...] = ()
 
     @property
     def n_used(self) -> int:
@@ -109,9 +108,10 @@ def model_id(model: LpipsNet) -> tuple:
     return (model.spec.name, model.version, info.spec, info.file, info.seed)
 
 
-def _layer_weights(mask: Tensor | None, shape: tuple[int, int], n: int) -> Tensor:
+def _layer_weights(mask: Tensor | None, shape: tuple[int, int]) -> Tensor:
+    """A triplet's weights at a layer's resolution: its mask averaged down, or uniform."""
     if mask is None:
-        return torch.ones(n, 1, *shape)
+        return torch.ones(1, 1, *shape)
     return F.adaptive_avg_pool2d(mask, shape)
 
 
@@ -126,7 +126,7 @@ def _encode_batch(model: LpipsNet, batch: list[LoadedTriplet]) -> tuple[Tensor, 
             y = y.double()
             yr, y0, y1 = y[:b], y[b: 2 * b], y[2 * b:]
             shape = (int(y.shape[-2]), int(y.shape[-1]))
-            wts = torch.cat([_layer_weights(t.mask, shape, 1) for t in batch]).double()
+            wts = torch.cat([_layer_weights(t.mask, shape) for t in batch]).double()
             norm = wts.sum(dim=(2, 3))  # B x 1
             d0s.append(((yr - y0) ** 2 * wts).sum(dim=(2, 3)) / norm)
             d1s.append(((yr - y1) ** 2 * wts).sum(dim=(2, 3)) / norm)
@@ -189,17 +189,10 @@ def extract_features(model: LpipsNet, jset: JudgmentSet, *, size: int | None = N
         torch.stack(d0), torch.stack(d1),  # type: ignore[arg-type]
         torch.tensor([t.row.judge for t in accepted], dtype=torch.float64),
         tuple(t.mask is not None for t in accepted), tuple(refused), digest.hexdigest(),
-        jset.source, size, tuple(t.size for t in accepted))
+        jset.source, size)
 
 
 # --- scores ------------------------------------------------------------------------------------
-
-
-def two_afc(d0: Tensor | np.ndarray, d1: Tensor | np.ndarray,
-            judge: Tensor | np.ndarray) -> np.ndarray:
-    """Per triplet (d0<d1)(1-g) + (d1<d0)g + 0.5[d0==d1], as lpips.score_2afc_dataset."""
-    d0, d1, g = (np.asarray(v, dtype=np.float64) for v in (d0, d1, judge))
-    return (d0 < d1) * (1 - g) + (d1 < d0) * g + (d0 == d1) * 0.5
 
 
 def _mean(x: np.ndarray) -> float | None:
@@ -357,8 +350,7 @@ class Calibration:
             "net": self.net,
             "version": self.version,
             "backbone": self.backbone,
-            "before": {"train_2afc": self.before.train_2afc, "val_2afc": self.before.val_2afc,
-                       "train_loss": self.before.train_loss, "val_loss": self.before.val_loss},
+            "before": self.before.to_dict(),
             "after": self.after.to_dict(),
             "epochs": [e.to_dict() for e in self.epochs],
             "best_epoch": self.best_epoch,

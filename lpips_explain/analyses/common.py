@@ -66,3 +66,8 @@ def json_floats(values: np.ndarray) -> list[float | None]:
     return [float(v) if math.isfinite(v) else None for v in np.asarray(values, dtype=np.float64)]
 
 
+def two_afc(d0: object, d1: object, judge: object) -> np.ndarray:
+    """The official 2AFC score per triplet (lpips.score_2afc_dataset):
+    (d0<d1)(1-g) + (d1<d0)g + 0.5[d0==d1], with g the share of people who chose p1."""
+    d0, d1, g = (np.asarray(v, dtype=np.float64) for v in (d0, d1, judge))
+    return (d0 < d1) * (1 - g) + (d1 < d0) * g + (d0 == d1) * 0.5

@@ -200,23 +200,30 @@ def read_zip(data: bytes, *, label: str = "<archive>", max_members: int = MAX_ZI
     return MemoryTree(files, label), skipped
 
 
+def _common_folder(names: list[str]) -> str | None:
+    """The one top folder every name is in ("top/"), if there is one."""
+    tops = {n.split("/", 1)[0] for n in names}
+    if len(tops) != 1 or not all("/" in n for n in names):
+        return None
+    return next(iter(tops)) + "/"
+
+
 def strip_common_folder(tree: MemoryTree) -> MemoryTree:
     """Zips of a folder put everything under one top folder: drop it so names start inside."""
     names = tree.names()
-    tops = {n.split("/", 1)[0] for n in names}
-    if len(tops) != 1 or not all("/" in n for n in names):
+    top = _common_folder(names)
+    if top is None:
         return tree
-    top = next(iter(tops)) + "/"
     return MemoryTree({n[len(top):]: tree.read(n) for n in names}, tree.label)
 
 
 def with_common_folder(tree: MemoryTree) -> MemoryTree:
     """The same files, where a name may also be given without the one top folder (if any)."""
     names = tree.names()
-    tops = {n.split("/", 1)[0] for n in names}
-    if len(tops) != 1 or not all("/" in n for n in names):
+    top = _common_folder(names)
+    if top is None:
         return tree
-    return MemoryTree({n: tree.read(n) for n in names}, tree.label, next(iter(tops)) + "/")
+    return MemoryTree({n: tree.read(n) for n in names}, tree.label, top)
 
 
 def is_image_name(name: str) -> bool:

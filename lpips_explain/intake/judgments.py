@@ -27,8 +27,6 @@ from lpips_explain.errors import InputError
 from lpips_explain.intake.files import (
     DiskTree,
     FileTree,
-    MemoryTree,
-    Skipped,
     is_image_name,
     read_zip,
     sha256,
@@ -192,11 +190,9 @@ def parse_judge(raw: object) -> tuple[float | None, str | None]:
     try:
         value = float(raw)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        return None, f"judge {raw!r} is not a number"
-    if not math.isfinite(value):
-        return None, f"judge {raw!r} is not a finite number"
-    if not 0.0 <= value <= 1.0:
-        return None, (f"judge {value:g} is outside [0, 1] (the share of people who chose p1)")
+        return None, f"judge {raw!r} is not a number in [0, 1]"
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        return None, f"judge {raw!r} is not a number in [0, 1] (the share preferring p1)"
     return value, None
 
 
@@ -417,9 +413,7 @@ __all__ = [
     "JudgmentRow",
     "JudgmentSet",
     "LoadedTriplet",
-    "MemoryTree",
     "Refusal",
-    "Skipped",
     "load_triplet",
     "read_judge_npy",
     "read_judgments",

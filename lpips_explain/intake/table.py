@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import math
 import os
 import stat
 import zipfile
@@ -24,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from lpips_explain.errors import InputError
+from lpips_explain.intake.judgments import parse_judge
 
 Kind = Literal["pairs", "triplets"]
 ROLES: dict[str, tuple[str, ...]] = {"pairs": ("a", "b"), "triplets": ("ref", "p0", "p1")}
@@ -181,14 +181,7 @@ def _resolve(base: Path, text: str) -> Path:
 
 
 def _judge(cell: str) -> tuple[float | None, str | None]:
-    text = cell.strip()
-    try:
-        value = float(text)
-    except ValueError:
-        return None, f"judge {text!r} is not a number in [0, 1]"
-    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        return None, f"judge {text!r} is not a number in [0, 1] (the share preferring p1)"
-    return value, None
+    return parse_judge(cell.strip())
 
 
 # --------------------------------------------------------------------------- folder

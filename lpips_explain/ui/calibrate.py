@@ -108,7 +108,7 @@ def judgments_input() -> JudgmentsInput:
     return JudgmentsInput(f"upload:{key}", up_zip.name, False, data, text)
 
 
-def judgments_panel(jset: JudgmentSet, data: JudgmentsInput) -> None:
+def judgments_panel(jset: JudgmentSet) -> None:
     note(jset.summary())
     if jset.refused:
         with st.expander(f"{len(jset.refused)} rows refused (left out, the rest is used)",

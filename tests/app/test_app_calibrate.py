@@ -78,8 +78,14 @@ def test_sample_trains_and_matches_the_engine(reference):
         "The heads"]
     assert len(at.get("download_button")) == 3
     assert len(at.get("plotly_chart")) >= 3  # curves, weights, domain gap
-    # A display-only rerun keeps the result without training again.
+    # A display-only rerun keeps the result without training again; Cancel with nothing
+    # running says so and keeps it too (a click during training interrupts that run).
     at.run()
+    assert shown_scores(at) == (f"{expected.before.val_2afc:.3f}",
+                                f"{expected.after.val_2afc:.3f}")
+    at.button(key=keys.CAL_CANCEL).click().run()
+    assert_clean(at)
+    assert any("Nothing is being trained" in i.value for i in at.info)
     assert shown_scores(at) == (f"{expected.before.val_2afc:.3f}",
                                 f"{expected.after.val_2afc:.3f}")
 
