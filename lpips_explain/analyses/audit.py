@@ -1,11 +1,12 @@
 """The audit's per-row computation and its summary, shared by every engine.
 
 One row is a pair (a, b) or a judged triplet (ref, p0, p1, judge). :func:`decode_row` reads
-and aligns a row's images (it runs in worker processes, or in Ray tasks); :func:`score_rows`
-scores decoded rows in batches on one :class:`~lpips_explain.core.model.LpipsNet`: the LPIPS
-distance with its exact per-layer terms, PSNR and SSIM (the definitions of
-:mod:`~lpips_explain.analyses.quality`, batched over rows), and for triplets both distances,
-the verdict, the human judgment and the official 2AFC score. :func:`make_record` turns a row into the output columns, and
+and aligns a row's images and computes its PSNR and SSIM (the definitions of
+:mod:`~lpips_explain.analyses.quality`); it runs in worker processes or Ray actors, beside
+the model. :func:`score_rows` scores decoded rows in batches on one
+:class:`~lpips_explain.core.model.LpipsNet`: the LPIPS distance with its exact per-layer
+terms; for triplets both distances, the verdict, the human judgment and the official 2AFC
+score. :func:`make_record` turns a row into the output columns, and
 :func:`summarize` computes the summary (counts, rank correlations, rank disagreements,
 outliers, 2AFC agreement and the layers behind the disagreements).
 """
@@ -94,6 +95,7 @@ class Decoded:
     notes: str
     error: str | None = None
     error_type: str | None = None
+    metrics: tuple[tuple[str, float], ...] = ()  # PSNR and SSIM, computed while decoding
 
     @property
     def ok(self) -> bool:
@@ -146,7 +148,22 @@ def decode_row(row: AuditRow, kind: str, settings: AuditSettings, position: int 
     notes = [f"{lab}: {w}" for im, lab in zip(loaded, labels, strict=True) for w in im.warnings]
     notes += list(info.notes)
     shots = tuple(thumbnail(t) for t in tensors) if thumbs else ()
-    return Decoded(position, tuple(tensors), shots, "; ".join(notes))
+    return Decoded(position, tuple(tensors), shots, "; ".join(notes),
+                   metrics=pixel_metrics(kind, tensors))
+
+
+def pixel_metrics(kind: str, tensors: Sequence[Tensor]) -> tuple[tuple[str, float], ...]:
+    """PSNR and SSIM of one decoded row (pairs: a against b; triplets: ref against p0 and
+    p1). Computed where the row is decoded (a worker process), beside the model's work."""
+    if kind == "pairs":
+        a, b = tensors
+        return (("psnr", float(psnr_pairs(a, b, trusted=True)[0])),
+                ("ssim", float(ssim_pairs(a, b, trusted=True)[0])))
+    ref, p0, p1 = tensors
+    refs, cands = torch.cat([ref, ref]), torch.cat([p0, p1])
+    ps, ss = psnr_pairs(refs, cands, trusted=True), ssim_pairs(refs, cands, trusted=True)
+    return (("psnr0", float(ps[0])), ("psnr1", float(ps[1])), ("ssim0", float(ss[0])),
+            ("ssim1", float(ss[1])))
 
 
 # --------------------------------------------------------------------------- metrics
@@ -191,23 +208,16 @@ def score_rows(net: LpipsNet, kind: str, items: Sequence[Decoded], *,
     dev = _device(net)
     out: dict[int, dict[str, Any]] = {}
     for batch in _batches([d for d in items if d.ok], batch_size):
-        cpu = [torch.cat([d.tensors[k] for d in batch])  # type: ignore[index]
-               for k in range(len(ROLES[kind]))]
-        stacks = [t.to(dev) for t in cpu]
+        stacks = [torch.cat([d.tensors[k] for d in batch]).to(dev)  # type: ignore[index]
+                  for k in range(len(ROLES[kind]))]
         if kind == "pairs":
             (terms,) = layer_terms(net, stacks[0], stacks[1])
-            ps, ss = psnr_pairs(cpu[0], cpu[1]), ssim_pairs(cpu[0], cpu[1])
             for i, d in enumerate(batch):
-                out[d.position] = {"terms": terms[i], "psnr": float(ps[i]),
-                                   "ssim": float(ss[i])}
+                out[d.position] = {"terms": terms[i], **dict(d.metrics)}
         else:
             t0, t1 = layer_terms(net, stacks[0], stacks[1], stacks[2])
-            ps0, ps1 = psnr_pairs(cpu[0], cpu[1]), psnr_pairs(cpu[0], cpu[2])
-            ss0, ss1 = ssim_pairs(cpu[0], cpu[1]), ssim_pairs(cpu[0], cpu[2])
             for i, d in enumerate(batch):
-                out[d.position] = {"terms0": t0[i], "terms1": t1[i], "psnr0": float(ps0[i]),
-                                   "psnr1": float(ps1[i]), "ssim0": float(ss0[i]),
-                                   "ssim1": float(ss1[i])}
+                out[d.position] = {"terms0": t0[i], "terms1": t1[i], **dict(d.metrics)}
     return out
 
 

@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--explain-top", type=int, default=3, metavar="N",
                    help="full explanations of the top N rows of each finding (default 3; 0: none)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="decoding processes of the local engine (default: CPUs, at most 4; "
+                   help="decoding processes of the local engine (default: half the CPUs, 1 to 4; "
                         "0 decodes in the main process)")
     p.add_argument("--concurrency", type=int, default=None, metavar="N",
                    help="Ray actors (default: one per GPU, else one per CPU of the cluster)")
