@@ -65,12 +65,14 @@ const layerB=root.querySelector('.v1 .lb'), tagA=root.querySelector('.v1 .ta'),
       tagB=root.querySelector('.v1 .tb'), inners=[...root.querySelectorAll('.inner')];
 const maps=[...root.querySelectorAll('img.map')], say=root.querySelector('.say');
 let mode=MODE, s=1, tx=0, ty=0, cut=0.5, timer=null, showB=false;
+function vwh(){return mode==='side'?[W/2,H]:[W,H];}
+function home(){s=1;tx=mode==='side'?-W/4:0;ty=0;}
 function size(){const side=mode==='side';
-  views.forEach((v,i)=>{v.style.width=(side?W/2:W)+'px';v.style.height=(side?H/2:H)+'px';
+  views.forEach((v,i)=>{v.style.width=(side?W/2:W)+'px';v.style.height=H+'px';
     v.style.display=(i===0||side)?'block':'none';});
-  inners.forEach(n=>{n.style.width=(side?W/2:W)+'px';n.style.height=(side?H/2:H)+'px';});}
-function clamp(){const vw=mode==='side'?W/2:W, vh=mode==='side'?H/2:H;
-  tx=Math.min(0,Math.max(vw-vw*s,tx));ty=Math.min(0,Math.max(vh-vh*s,ty));}
+  inners.forEach(n=>{n.style.width=W+'px';n.style.height=H+'px';});}
+function clamp(){const [vw,vh]=vwh();
+  tx=Math.min(0,Math.max(vw-W*s,tx));ty=Math.min(0,Math.max(vh-H*s,ty));}
 function apply(){clamp();inners.forEach(n=>{n.style.transform=
   'translate('+tx+'px,'+ty+'px) scale('+s+')';});
   root.classList.toggle('pixelated',s>=2);
@@ -85,13 +87,13 @@ function setMode(m){mode=m;if(timer){clearInterval(timer);timer=null;}
   tagA.style.display=m==='flicker'?'none':'block';tagB.style.display='block';
   if(m==='side'){layerB.style.display='none';tagB.style.display='none';tagA.textContent=NAMES[0];}
   if(m==='swipe'){tagA.textContent=NAMES[0];tagB.textContent=NAMES[1];swipe();
-    say.textContent='Drag the handle: '+NAMES[0]+' on the left, '+NAMES[1]+' on the right.';}
+    say.textContent='Drag across: '+NAMES[0]+' left, '+NAMES[1]+' right.';}
   if(m==='flicker'){showB=false;const tick=()=>{showB=!showB;
       layerB.style.display=showB?'block':'none';tagB.textContent=showB?NAMES[1]:NAMES[0];};
     tick();timer=setInterval(tick,PERIOD);
     say.textContent=NAMES[0]+' and '+NAMES[1]+' alternate every '+PERIOD+' ms; click to pause.';}
-  if(m==='side'){say.textContent=NAMES[0]+' left, '+NAMES[1]+' right, one zoom for both.';}
-  size();s=1;tx=0;ty=0;apply();}
+  if(m==='side'){say.textContent=NAMES[0]+' left, '+NAMES[1]+' right (the centre; drag to pan), one zoom for both.';}
+  size();home();apply();}
 root.querySelectorAll('input[name='+JSON.stringify(UID+'-mode')+']').forEach(r=>
   r.addEventListener('change',e=>setMode(e.target.value)));
 const mapBox=root.querySelector('.maptoggle'), op=root.querySelector('.opacity');
@@ -99,11 +101,9 @@ function mapShow(){maps.forEach(m=>{m.style.display=mapBox&&mapBox.checked?'bloc
   m.style.opacity=op?op.value/100:0.6;});}
 if(mapBox){mapBox.addEventListener('change',mapShow);op.addEventListener('input',mapShow);}
 mapShow();
-root.querySelector('.zin').onclick=()=>{const vw=mode==='side'?W/2:W,vh=mode==='side'?H/2:H;
-  zoomAt(1.5,vw/2,vh/2);};
-root.querySelector('.zout').onclick=()=>{const vw=mode==='side'?W/2:W,vh=mode==='side'?H/2:H;
-  zoomAt(1/1.5,vw/2,vh/2);};
-root.querySelector('.zreset').onclick=()=>{s=1;tx=0;ty=0;apply();};
+root.querySelector('.zin').onclick=()=>{const [vw,vh]=vwh();zoomAt(1.5,vw/2,vh/2);};
+root.querySelector('.zout').onclick=()=>{const [vw,vh]=vwh();zoomAt(1/1.5,vw/2,vh/2);};
+root.querySelector('.zreset').onclick=()=>{home();apply();};
 views.forEach(v=>{
   v.addEventListener('wheel',e=>{if(!(e.ctrlKey||e.metaKey||e.altKey))return;e.preventDefault();
     const r=v.getBoundingClientRect();zoomAt(e.deltaY<0?1.25:0.8,e.clientX-r.left,e.clientY-r.top);},
@@ -128,7 +128,7 @@ setMode(mode);
 
 def compare_html(a: np.ndarray, b: np.ndarray, *, map_layer: np.ndarray | None = None,
                  map_label: str = "distance map", names: tuple[str, str] = ("A", "B"),
-                 display_width: int = 560, opacity: float = 0.6, mode: str = "swipe",
+                 display_width: int = 560, opacity: float = 0.8, mode: str = "swipe",
                  show_map: bool = False, uid: str = "cmp", period_ms: int = 700,
                  jpeg: bool = False, jpeg_quality: int = 88) -> str:
     """The comparison as an HTML fragment: ``a`` and ``b`` (HxWx3 uint8, same size), and an
@@ -152,8 +152,9 @@ def compare_html(a: np.ndarray, b: np.ndarray, *, map_layer: np.ndarray | None =
     um = None
     if map_layer is not None:
         layer = np.asarray(map_layer, dtype=np.uint8)
-        um = (jpeg_data_uri(np.ascontiguousarray(layer[..., :3]), jpeg_quality) if jpeg
-              else png_data_uri(layer))
+        faded = layer.ndim == 3 and layer.shape[2] == 4 and bool((layer[..., 3] < 255).any())
+        um = (jpeg_data_uri(np.ascontiguousarray(layer[..., :3]), jpeg_quality)
+              if jpeg and not faded else png_data_uri(layer))
     na, nb = (html.escape(n) for n in names)
 
     def layer(cls: str, src: str) -> str:

@@ -252,13 +252,21 @@ def _resize_map(heat: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def map_rgba(heat: np.ndarray, size: tuple[int, int] | None = None, *, symmetric: bool = False,
-             zmax: float | None = None, cmap: str | None = None) -> np.ndarray:
-    """The map as an HxWx4 uint8 layer (opaque colours), stretched to ``size`` (H, W)."""
+             zmax: float | None = None, cmap: str | None = None,
+             fade: bool = False) -> np.ndarray:
+    """The map as an HxWx4 uint8 layer stretched to ``size`` (H, W): opaque colours, or with
+    ``fade`` an alpha that rises with the value as in the figures (see :data:`FADE_IN`)."""
     z = np.asarray(heat, dtype=np.float64)
     if size is not None:
         z = _resize_map(z, *size)
     rgb = colorize(z, symmetric=symmetric, cmap=cmap, zmax=zmax)
-    return np.concatenate([rgb, np.full((*rgb.shape[:2], 1), 255, np.uint8)], axis=2)
+    if fade:
+        t = _normalise(z, symmetric, zmax)
+        strength = np.abs(2 * t - 1) if symmetric else t
+        alpha = (255 * np.minimum(1.0, strength / FADE_IN)).round().astype(np.uint8)
+    else:
+        alpha = np.full(rgb.shape[:2], 255, np.uint8)
+    return np.concatenate([rgb, alpha[..., None]], axis=2)
 
 
 def overlay_image(image: np.ndarray, heat: np.ndarray, *, opacity: float = 0.8,
@@ -323,7 +331,9 @@ def _legend_entry(fig: go.Figure, name: str, color: str, *, kind: str = "line",
     """A legend entry that draws nothing (for shapes and per-bar colours)."""
     if kind == "bar":
         fig.add_trace(go.Bar(x=[None], y=[None], name=name, marker_color=color,
-                             marker_pattern_shape=pattern, showlegend=True, hoverinfo="skip"))
+                             marker_pattern={"shape": pattern, "fgcolor": "#ffffff",
+                                             "fillmode": "overlay"},
+                             showlegend=True, hoverinfo="skip"))
     else:
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=name,
                                  line={"color": color, "dash": dash}, showlegend=True,
@@ -685,7 +695,8 @@ def sensitivity_bars(sens: Any, *, explained: str = "B") -> go.Figure:
               for group, it in rows]
     fig = go.Figure(go.Bar(
         x=changes, y=labels, orientation="h", marker_color=colors,
-        marker_pattern_shape=patterns, customdata=custom, showlegend=False,
+        marker_pattern={"shape": patterns, "fgcolor": "#ffffff", "fillmode": "overlay"},
+        customdata=custom, showlegend=False,
         hovertemplate=("%{y}<br>change %{x:+.4f}<br>distance %{customdata[0]:.4f}<br>"
                        "PSNR %{customdata[1]} dB, SSIM %{customdata[2]}<br>"
                        "%{customdata[3]}<extra></extra>"),
@@ -693,7 +704,7 @@ def sensitivity_bars(sens: Any, *, explained: str = "B") -> go.Figure:
     _legend_entry(fig, "raises the distance", RAISES, kind="bar")
     _legend_entry(fig, "lowers the distance", LOWERS, kind="bar")
     if any(patterns):
-        _legend_entry(fig, "rotation or shift (geometric)", "#cccccc", kind="bar", pattern="/")
+        _legend_entry(fig, "rotation or shift (geometric)", "#888888", kind="bar", pattern="/")
     fig.update_yaxes(autorange="reversed", title=None)
     fig.update_xaxes(title=f"change in LPIPS distance vs unperturbed {explained}", zeroline=True,
                      zerolinecolor="#444")
@@ -805,7 +816,8 @@ def triplet_margin_chart(tri: Any) -> go.Figure:
     favours = ["A" if m > 0 else "B" if m < 0 else "neither" for m in margins]
     fig = go.Figure(go.Bar(
         x=names, y=margins, marker_color=colors, showlegend=False,
-        marker_pattern_shape=[""] * len(layers) + ["/"], customdata=favours,
+        marker_pattern={"shape": [""] * len(layers) + ["/"], "fgcolor": "#ffffff",
+                        "fillmode": "overlay"}, customdata=favours,
         text=[f"{m:+.4f}" for m in margins], textposition="outside", cliponaxis=False,
         hovertemplate="%{x}: margin %{y:+.5f}, favours %{customdata}<extra></extra>"))
     _legend_entry(fig, "favours A (A closer in this layer)", CANDIDATE_A, kind="bar")

@@ -154,7 +154,7 @@ def _inputs_table(inputs: Any, labels: list[str]) -> str:
         size = d.get("original_size") or ["?", "?"]
         rows.append(f"<tr><td>{_e(lab)}</td><td>{_e(d.get('name'))}</td>"
                     f"<td>{_e(size[1])}x{_e(size[0])}</td><td>{_e(d.get('mode'))}</td>"
-                    f"<td>{_e(d.get('format'))}</td></tr>")
+                    f"<td>{_e(d.get('format') or '-')}</td></tr>")
     h, w = inputs.size
     notes = list(getattr(inputs.align, "notes", ()) or ())
     return ("<table><tr><th>image</th><th>file</th><th>original size (width x height)</th>"
@@ -186,10 +186,9 @@ def _compare_html(a: np.ndarray, b: np.ndarray, heat: np.ndarray, names: tuple[s
                   map_label: str, uid: str) -> str:
     small_a = plots.downsample_image(a, IMAGE_SIDE)
     small_b = plots.downsample_image(b, IMAGE_SIDE)
-    layer = plots.map_rgba(plots.downsample_map(heat, MAP_SIDE))
-    width = min(560, max(small_a.shape[1], 360))
+    layer = plots.map_rgba(plots.downsample_map(heat, MAP_SIDE), fade=True)
     return compare_html(small_a, small_b, map_layer=layer, names=names, map_label=map_label,
-                        display_width=width, uid=uid, jpeg=True, jpeg_quality=85)
+                        display_width=560, uid=uid, jpeg=True, jpeg_quality=85)
 
 
 def _figures_html(figures: list[tuple[str, Any]]) -> str:
@@ -203,6 +202,9 @@ def _figures_html(figures: list[tuple[str, Any]]) -> str:
         height = fig.layout.height or 480
         style = (f"width:{int(width)}px;" if width else "width:100%;") + f"height:{int(height)}px"
         caption = plots.caption_of(fig)
+        # plotly.js's own defaults (white, light grid, as in the app) instead of a ~6 kB
+        # template copied into every figure.
+        fig.update_layout(template=None)
         parts.append(
             f'<section class="plot"><h3>{_e(heading)}</h3>'
             f'<div id="lx-fig-{i}" class="plotly-graph-div" style="{style}"></div>'

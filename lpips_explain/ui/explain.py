@@ -272,7 +272,7 @@ def compare_panel(expl: Explanation) -> None:
     a, b = plots.as_uint8_image(expl.a), plots.as_uint8_image(expl.b)
     width = map_width() + 80
     heat = expl.decomposition.spatial_map(None, "bilinear")
-    fragment = compare_html(a, b, map_layer=plots.map_rgba(heat), names=("A", "B"),
+    fragment = compare_html(a, b, map_layer=plots.map_rgba(heat, fade=True), names=("A", "B"),
                             map_label="distance map", display_width=width, uid="cmp")
     st.iframe(fragment, height=compare_height(a.shape[:2], width), width=width + 10)
     note("Swipe (drag across the image), flicker or side by side; the map layer and one zoom "

@@ -34,7 +34,7 @@ def guard(what: str = "", *, stop: bool = True) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        st.error(error_text(exc, what), icon="🚫")
+        st.error(error_text(exc, what), icon=":material/error:")
         if stop:
             st.stop()
 

@@ -98,7 +98,7 @@ def presenting() -> bool:
 
 _STYLE = """
 <style>
-[data-testid="stMainBlockContainer"]{padding:3.3rem 2.5rem 3rem 2.5rem}
+[data-testid="stMainBlockContainer"]{padding:4rem 2.5rem 3rem 2.5rem}
 .st-key-run_state{position:sticky;top:3.75rem;z-index:990;background:var(--background-color,#fff)}
 .st-key-run_state p{margin-bottom:0}
 .lx-title{font-size:1.7rem;font-weight:700;line-height:1.2;margin:0}
