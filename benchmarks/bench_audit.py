@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from lpips_explain import Explainer  # noqa: E402
 from lpips_explain.engines.audit import settings_for  # noqa: E402
-from lpips_explain.engines.local import default_workers, run_local  # noqa: E402
+from lpips_explain.engines.local import default_workers, run_local, scoring_threads  # noqa: E402
 from lpips_explain.intake.table import read_audit_input  # noqa: E402
 
 
@@ -119,9 +119,11 @@ def main() -> None:
         csv_path = make_rows(tmp_path / "rows", args.pairs, args.size)
         table = read_audit_input(csv_path)
         n = len(table)
-        print(f"{n} pairs of {args.size} px PNGs; torch threads {torch.get_num_threads()}, "
-              f"CPUs {os.cpu_count()}, local engine workers "
-              f"{args.workers if args.workers is not None else default_workers()}")
+        workers = args.workers if args.workers is not None else default_workers()
+        print(f"{n} pairs of {args.size} px PNGs; torch threads {torch.get_num_threads()} "
+              f"(the local engine scores with {scoring_threads(workers) if workers else torch.get_num_threads()} "
+              f"while {workers} worker(s) decode), CPUs {os.cpu_count()}, load average "
+              f"{os.getloadavg()[0]:.1f}")
 
         # Agreement first.
         ref = official_loop(official, csv_path)
@@ -144,7 +146,8 @@ def main() -> None:
         off, loc = min(t_off), min(t_loc)
         print(f"official loop:  {n / off:7.1f} pairs/s  (best of {args.repeats}: {off:.2f} s)")
         print(f"local engine:   {n / loc:7.1f} pairs/s  (best of {args.repeats}: {loc:.2f} s)")
-        print(f"local engine vs official loop: {off / loc:.2f}x (target >= 1.5x)")
+        print(f"local engine vs official loop: {off / loc:.2f}x (target >= 1.5x); load "
+              f"average now {os.getloadavg()[0]:.1f}")
 
         if args.no_ray:
             return
