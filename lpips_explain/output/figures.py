@@ -745,12 +745,14 @@ def sweep_figure(sweep: Any) -> go.Figure:
 
 def repair_curve(rep: Any, *, repaired: str = "B", source: str = "A",
                  threshold: float | None = None, threshold_label: str = "",
-                 mark_area: float | None = None, mark_label: str = "") -> go.Figure:
+                 mark_area: float | None = None, mark_label: str = "",
+                 threshold_color: str = DISTANCE_TOTAL) -> go.Figure:
     """Remaining distance against the fraction of area repaired, every point a real evaluation.
 
     ``repaired`` names the image whose patches are replaced, ``source`` the one they come from.
     ``threshold`` draws a horizontal line (e.g. the rival's distance in a triplet) and
-    ``mark_area`` a vertical one (e.g. where the decision flips). Every line is named in the
+    ``mark_area`` a vertical one (e.g. where the decision flips); ``threshold_color`` follows
+    the palette (e.g. the rival candidate's colour). Every line is named in the
     legend below the chart, never by a label on the chart, so no label can cover another.
     """
     area = np.asarray(rep.curve_area, dtype=np.float64)
@@ -783,13 +785,13 @@ def repair_curve(rep: Any, *, repaired: str = "B", source: str = "A",
         _legend_entry(fig, f"half of it lies in {100 * float(half):.1f}% of the area", GUIDE,
                       dash="dot")
     if threshold is not None:
-        fig.add_hline(y=float(threshold), line={"dash": "dashdot", "color": CANDIDATE_A})
+        fig.add_hline(y=float(threshold), line={"dash": "dashdot", "color": threshold_color})
         _legend_entry(fig, f"{threshold_label or 'threshold'} ({float(threshold):.4f})",
-                      CANDIDATE_A, dash="dashdot")
+                      threshold_color, dash="dashdot")
     if mark_area is not None:
-        fig.add_vline(x=float(mark_area), line={"color": CANDIDATE_B, "width": 2})
+        fig.add_vline(x=float(mark_area), line={"color": DISTANCE_TOTAL, "width": 2})
         _legend_entry(fig, f"{mark_label or 'marked'} at {100 * float(mark_area):.1f}% of the "
-                      f"area", CANDIDATE_B)
+                      f"area", DISTANCE_TOTAL)
     grid = getattr(rep, "grid", None)
     grid_txt = f", a {grid[1]}x{grid[0]} grid" if grid is not None else ""
     order = getattr(rep, "order_label", "single-patch gain")

@@ -334,6 +334,7 @@ def html_triplet_report(tri: Any) -> str:
         figs.append(("Repair of the losing candidate", plots.repair_curve(
             tri.repair, repaired=loser, source="REF", threshold=tri.flip.rival_distance,
             threshold_label="the other candidate's distance",
+            threshold_color=plots.CANDIDATE_B if loser == "A" else plots.CANDIDATE_A,
             mark_area=tri.flip.area if tri.flip.exists else None,
             mark_label="the decision flips")))
     warnings = notices.without(tri.warnings, notices.RANDOM_TRUNK)

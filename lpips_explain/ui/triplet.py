@@ -269,6 +269,7 @@ def flip_panel(tri: TripletExplanation, *, computing: bool = False) -> None:
         chart(plots.repair_curve(
             tri.repair, repaired=loser, source="REF", threshold=flip.rival_distance,
             threshold_label="the other candidate's distance",
+            threshold_color=plots.CANDIDATE_B if loser == "A" else plots.CANDIDATE_A,
             mark_area=flip.area if flip.exists else None, mark_label="the decision flips"),
             "triplet_repair_chart", caption=False)
         note(f"d(REF, {loser}) as more of {loser}'s patches are replaced by REF's; the "
