@@ -59,6 +59,7 @@ AXIS = "audit_axis"
 TABLE = "audit_table"
 ROW = "audit_row"
 OPEN = "audit_open"
+OPEN_REQUEST = "audit_open_request"  # the row whose Open button was pressed
 DOWNLOAD_PARQUET = "audit_download_parquet"
 DOWNLOAD_SUMMARY = "audit_download_summary"
 DOWNLOAD_REPORT = "audit_download_report"
@@ -354,10 +355,18 @@ def drilldown(result: AuditResult, row_id: str) -> None:
     if row.get("notes"):
         st.caption(f"Notes: {row['notes']}")
     page = "Explain" if result.kind == "pairs" else "Triplet"
-    if st.button(f"Open on the {page} page", key=OPEN, type="primary",
-                 help=f"The full explanation of this row: the images are handed to the {page} "
-                      f"page as an upload."):
+    # A callback, not the button's return value: the request survives a rerun of the same
+    # click (the app may rerun a run once before drawing, see controls.page_setup).
+    st.button(f"Open on the {page} page", key=OPEN, type="primary",
+              on_click=_request_open, args=(row_id,),
+              help=f"The full explanation of this row: the images are handed to the {page} "
+                   f"page as an upload.")
+    if st.session_state.pop(OPEN_REQUEST, None) == row_id:
         open_row(result, row)
+
+
+def _request_open(row_id: str) -> None:
+    st.session_state[OPEN_REQUEST] = row_id
 
 
 def open_row(result: AuditResult, row: dict) -> None:

@@ -18,7 +18,8 @@ from lpips_explain.intake.images import load_image
 
 TIMEOUT = 300
 SAMPLE = REPO / "assets" / "audit_sample"
-DISTANCE = re.compile(r"^distance = (\d+\.\d{6})")
+DISTANCE = re.compile(r"^distance = (\d+\.\d{6});")  # the Audit page's row caption
+EXPLAIN_DISTANCE = re.compile(r"^distance = (\d+\.\d{6})$")  # the Explain page's
 TRIPLET = re.compile(r"^distance_a = (\d+\.\d{6}), distance_b = (\d+\.\d{6}), margin = ")
 
 pytestmark = pytest.mark.usefixtures("random_trunk_env")
@@ -91,10 +92,12 @@ def test_sample_pairs_table_filters_and_open_on_explain(reference):
     assert shown == [pytest.approx(table.set_index("id").loc[rid]["distance"], abs=1e-6)]
     at.button(key="audit_open").click().run()
     assert_clean(at)
-    explained = [float(m[1]) for c in at.caption if (m := DISTANCE.match(c.value))]
-    assert explained and explained[0] == pytest.approx(shown[0], abs=1.5e-6)
+    assert not any(DISTANCE.match(c.value) for c in at.caption)  # left the Audit page
+    explained = [float(m[1]) for c in at.caption if (m := EXPLAIN_DISTANCE.match(c.value))]
+    assert explained == [pytest.approx(shown[0], abs=1.5e-6)]
     row = next(r for r in _csv("pairs.csv") if r["id"] == rid)
-    assert any(row["b"].split("/")[-1] in c.value for c in at.caption)  # the row's files
+    texts = [e.value for e in (*at.caption, *at.markdown, *at.info)]
+    assert any(row["b"].split("/")[-1] in t for t in texts), texts  # the row's files
 
 
 def test_sample_triplets_agreement_and_open_on_triplet(reference):
