@@ -13,7 +13,7 @@ from lpips_explain.ui.runstate import RunState
 
 opts, explainer = controls.page_setup(
     "Triplet: which is closer?",
-    "which of two candidates LPIPS finds closer to a reference, and why")
+    "which candidate is closer to the reference, and why")
 run = RunState(triplet.PARTS)
 card = st.empty()
 images = inputs.triplet_input(run)

@@ -115,7 +115,8 @@ def verdict_card(tri: TripletExplanation, *, waiting: tuple[str, ...] = ()) -> N
                     f'<p class="lx-category">margin {tri.margin:+.4f}</p>')
             note(f"distance_a = {tri.distance_a:.6f}, distance_b = {tri.distance_b:.6f}, "
                  f"margin = {tri.margin:+.6f}")
-            scale([("A", tri.distance_a), ("B", tri.distance_b)], _limits(tri))
+            scale([("A", tri.distance_a, plots.CANDIDATE_A),
+                   ("B", tri.distance_b, plots.CANDIDATE_B)], _limits(tri))
             st.html(f'<p class="lx-verdict">d(REF, A) = {tri.distance_a:.4f}, '
                     f"d(REF, B) = {tri.distance_b:.4f}: {_verdict(tri)} to the reference.</p>")
         closer = tri.closer

@@ -228,10 +228,10 @@ def category_limits(category: Category) -> tuple[float, ...]:
     return tuple(category.limits or ())
 
 
-def scale_html(marks: Sequence[tuple[str, float]], limits: Sequence[float]) -> str:
+def scale_html(marks: Sequence[tuple], limits: Sequence[float]) -> str:
     """A horizontal distance scale from 0 with the category limits (if any) as labelled
-    segments and one marker per (label, distance)."""
-    values = [d for _, d in marks if np.isfinite(d)]
+    segments and one marker per (label, distance[, colour])."""
+    values = [m[1] for m in marks if np.isfinite(m[1])]
     top = max([0.8 if limits else 0.0, *(1.25 * v for v in values), 1e-6])
     if not limits:  # no categories: a plain 0..top bar with round ends
         top = float(f"{top:.1g}") if top < 1 else float(np.ceil(top * 10) / 10)
@@ -253,16 +253,18 @@ def scale_html(marks: Sequence[tuple[str, float]], limits: Sequence[float]) -> s
     if not limits:
         parts.append('<div class="lab" style="left:0">0</div>'
                      f'<div class="lab" style="right:0">{top:.3g}</div>')
-    for label, d in marks:
+    for mark in marks:
+        label, d = mark[0], mark[1]
+        colour = mark[2] if len(mark) > 2 else "#111"
         pos = min(100.0, 100 * d / top)
-        parts.append(f'<div class="mark" style="left:{pos:.2f}%"></div>'
-                     f'<div class="marklab" style="left:{min(max(pos, 4), 96):.2f}%">'
-                     f"{html.escape(label)}</div>")
+        parts.append(f'<div class="mark" style="left:{pos:.2f}%;background:{colour}"></div>'
+                     f'<div class="marklab" style="left:{min(max(pos, 4), 96):.2f}%;'
+                     f'color:{colour}">{html.escape(label)}</div>')
     parts.append("</div>")
     return "".join(parts)
 
 
-def scale(marks: Sequence[tuple[str, float]], limits: Sequence[float],
+def scale(marks: Sequence[tuple], limits: Sequence[float],
           container: Any = None) -> None:
     """The distance scale with these category limits (none: a plain scale)."""
     (container or st).html(scale_html(marks, limits))
