@@ -50,6 +50,18 @@ class SizeMismatchError(InputError):
     """The two images differ in size and the size policy is ``error``."""
 
 
+class MemoryBudgetError(InputError):
+    """The computation cannot fit the memory budget: refused before any work.
+
+    ``estimate`` and ``budget`` are in bytes; the message says what to do.
+    """
+
+    def __init__(self, message: str, *, estimate: int | None = None, budget: int | None = None):
+        super().__init__(message)
+        self.estimate = estimate
+        self.budget = budget
+
+
 class ValueRangeError(InputError):
     """An array or tensor holds values outside its stated range, NaN or Inf."""
 

@@ -203,7 +203,7 @@ class Explainer:
         """How a pair of images of ``size`` (height, width) will run within ``max_memory``:
         untiled, or in tiles (with the estimate of each). Raises MemoryBudgetError when even
         the smallest tiles cannot fit. ``kind``: "distance" or "decompose"."""
-        maps = 0 if kind == "distance" else 2 * (1 + 3 * max(0, int(top_k)))
+        maps = 0 if kind == "distance" else 1 + 3 * max(0, int(top_k))  # per layer
         return tiling.plan_memory(self.model, size, self.max_memory, kind=kind, maps=maps)
 
     def _distances(self, ref: torch.Tensor, candidates: Sequence[torch.Tensor]) -> list[float]:

@@ -18,8 +18,9 @@ CONSTANT_IMAGE = "constant_image"  # one image is a single flat colour
 IDENTICAL_IMAGES = "identical_images"  # two images are pixel-identical after alignment
 APPROXIMATE = "approximate"  # a number computed in a fast, approximate mode
 CUSTOM_HEADS = "custom_heads"  # lin heads other than the official ones
+TILED = "tiled"  # computed exactly in tiles to fit the memory budget; maps are block means
 CODES: tuple[str, ...] = (RANDOM_TRUNK, ROLES_SWAPPED, IMAGE, ALIGNMENT, CONSTANT_IMAGE,
-                          IDENTICAL_IMAGES, APPROXIMATE, CUSTOM_HEADS)
+                          IDENTICAL_IMAGES, APPROXIMATE, CUSTOM_HEADS, TILED)
 
 
 class Notice(str):

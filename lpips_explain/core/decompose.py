@@ -58,6 +58,11 @@ class LayerBreakdown:
     contributions: np.ndarray  # exact per-channel terms, C; they sum to `distance`
     spatial: np.ndarray  # h x w, sum_c w_c dy^2; its mean is `distance`
     top_channels: tuple[ChannelDetail, ...]
+    # Maps of large (tiled) images are kept as block means over display_factor x
+    # display_factor cells of the layer (edge blocks over the cells they hold), so the
+    # spatial and channel maps are ceil(h / f) x ceil(w / f); 1: the full resolution.
+    # `distance`, `contributions` and `resolution` always refer to the full map.
+    display_factor: int = 1
 
     @property
     def zero_weight_channels(self) -> np.ndarray:
@@ -73,6 +78,7 @@ class LayerBreakdown:
             "channels": int(self.weights.size),
             "zero_weight_channels": int(self.zero_weight_channels.size),
             "top_channels": [c.to_dict() for c in self.top_channels],
+            "display_factor": self.display_factor,
         }
 
 
@@ -85,6 +91,9 @@ class Decomposition:
     size: tuple[int, int]  # (height, width) of the compared images
     net: str
     version: str
+    # How the features were computed in tiles (core/tiling.py MemoryPlan.to_dict); None:
+    # the images went through the trunk whole.
+    tiling: dict | None = None
 
     def layer(self, key: int | str) -> LayerBreakdown:
         if isinstance(key, int) and not isinstance(key, bool):
@@ -112,7 +121,8 @@ class Decomposition:
         return up
 
     def to_dict(self) -> dict:
-        return {"distance": self.distance, "layers": [lay.to_dict() for lay in self.layers]}
+        return {"distance": self.distance, "layers": [lay.to_dict() for lay in self.layers],
+                "tiling": self.tiling}
 
 
 def _to_np(t: Tensor) -> np.ndarray:

@@ -29,6 +29,30 @@ def _build_vgg16() -> nn.Module:
     return model
 
 
+def _build_alexnet() -> nn.Module:
+    # torchvision's AlexNet also initialises a 58M-parameter classifier (230 MB, measured as
+    # +210 MB of peak memory) that LPIPS never uses. Its `features` come first in
+    # AlexNet.__init__, so building them alone draws the same random init (checked against
+    # torchvision in tests/test_tiling.py).
+    model = nn.Module()
+    model.features = nn.Sequential(
+        nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(64, 192, kernel_size=5, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(192, 384, kernel_size=3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, kernel_size=3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(256, 256, kernel_size=3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+    )
+    return model
+
+
 @dataclass(frozen=True)
 class TrunkSpec:
     """One trunk: which torchvision layers are tapped, what they hold, where weights come from."""
@@ -59,7 +83,7 @@ TRUNKS: dict[str, TrunkSpec] = {
         "alex", "AlexNet", (1, 4, 7, 9, 11),
         ("relu1", "relu2", "relu3", "relu4", "relu5"),
         (64, 192, 384, 256, 256), 31,
-        tvm.AlexNet_Weights.IMAGENET1K_V1, lambda: tvm.alexnet(weights=None),
+        tvm.AlexNet_Weights.IMAGENET1K_V1, _build_alexnet,
     ),
     "vgg": TrunkSpec(
         "vgg", "VGG16", (3, 8, 15, 22, 29),
