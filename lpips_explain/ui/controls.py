@@ -374,7 +374,9 @@ def _leave_legacy_navigation() -> None:
     address is the same under both, so the same page opens, with the app's navigation."""
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory:
+    # AppTest sets the flag again before every run (and draws no sidebar): leave it alone
+    # there, so that a test's button click is not lost to the rerun.
+    if PagesManager.uses_pages_directory and not st.get_option("global.appTest"):
         PagesManager.uses_pages_directory = False
         st.rerun()
 
