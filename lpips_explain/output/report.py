@@ -156,7 +156,7 @@ def _inputs_table(inputs: Any, labels: list[str]) -> str:
                     f"<td>{_e(size[1])}x{_e(size[0])}</td><td>{_e(d.get('mode'))}</td>"
                     f"<td>{_e(d.get('format') or '-')}</td></tr>")
     h, w = inputs.size
-    notes = list(getattr(inputs.align, "notes", ()) or ())
+    notes = list(inputs.align.notes)
     return ("<table><tr><th>image</th><th>file</th><th>original size (width x height)</th>"
             "<th>mode</th><th>format</th></tr>" + "".join(rows) + "</table>"
             f'<p class="meta">Compared at {w}x{h} px (width x height), size policy '
@@ -226,8 +226,8 @@ def _page(title: str, body: str) -> str:
 
 def _backbone_line(result: Any, net: str, version: str) -> str:
     bb = result.backbone
-    perceptual = getattr(bb, "perceptual", True)
-    weights = getattr(bb, "spec", None) or bb.to_dict().get("weights")
+    perceptual = bb.perceptual  # WeightsInfo: never assume a trunk is perceptual
+    weights = bb.spec
     kind = ("perceptual" if perceptual else "NOT perceptual: random trunk"
             if weights == "random" else "NOT a verified perceptual metric: custom trunk")
     return (f'<p class="meta">LPIPS {_e(net)}, v{_e(version)}; backbone weights '
@@ -329,7 +329,7 @@ def html_triplet_report(tri: Any) -> str:
         figs.append((f"Attribution of {name} (signed, one colour scale for both)",
                      plots.attribution_figure(attr, im, view="signed", name=name, zmax=azmax,
                                               **small)))
-    if getattr(tri, "repair", None) is not None:
+    if tri.repair is not None:
         loser = (tri.flip.repaired or "b").upper()
         figs.append(("Repair of the losing candidate", plots.repair_curve(
             tri.repair, repaired=loser, source="REF", threshold=tri.flip.rival_distance,
@@ -445,7 +445,7 @@ def write_triplet(tri: Any, out_dir: str | Path, *, maps: bool = True) -> dict[s
         for name, attr in (("a", tri.attribution_a), ("b", tri.attribution_b)):
             if attr is not None:
                 _attribution_maps(folder, attr, f"attribution_{name}")
-        rep = getattr(tri, "repair", None)
+        rep = tri.repair
         if rep is not None:
             folder.save_map("repair_gain", "maps/repair_gain",
                        rep.gain_map(tuple(tri.decomposition_a.size)), symmetric=True)
