@@ -179,13 +179,7 @@ class Explainer:
             return self._distances(prep.tensors[0], prep.tensors[1:])
         prep = self.prepare(a, b, value_range=value_range)
         ta, tb = prep.tensors[0], prep.tensors[1]
-        if torch.equal(ta, tb):  # bit-identical: exactly 0 by the formula, no trunk pass
-            return 0.0
-        plan = self.memory_plan(prep.size, kind="distance")
-        if plan.tiled:
-            return tiling.tiled_distance(self.model, ta, tb, plan)
-        with torch.no_grad():
-            return float(self.fast(ta, tb)[0])
+        return self._distances(ta, [tb])[0]
 
     def decompose(self, a: Any, b: Any, *, top_k: int = 5,
                   value_range: str | None = None) -> Decomposition:
@@ -203,7 +197,9 @@ class Explainer:
         """How a pair of images of ``size`` (height, width) will run within ``max_memory``:
         untiled, or in tiles (with the estimate of each). Raises MemoryBudgetError when even
         the smallest tiles cannot fit. ``kind``: "distance" or "decompose"."""
-        maps = 0 if kind == "distance" else 1 + 3 * max(0, int(top_k))  # per layer
+        if kind == "distance":  # distances are scored against the encoded reference
+            return tiling.plan_memory(self.model, size, self.max_memory, kind="score")
+        maps = 1 + 3 * max(0, int(top_k))  # block maps per layer
         return tiling.plan_memory(self.model, size, self.max_memory, kind=kind, maps=maps)
 
     def _distances(self, ref: torch.Tensor, candidates: Sequence[torch.Tensor]) -> list[float]:

@@ -11,7 +11,7 @@ equals the same cell computed on the whole image when
   stride S = 16 for all three trunks), so the crop's cell grid is the image's grid shifted
   by a whole number of cells at every layer, pooling windows included.
 
-The geometry is read from the trunk's modules (:func:`trunk_steps`): cell ``k`` of a tap
+The geometry is read from the trunk's modules (:func:`trunk_geometry`): cell ``k`` of a tap
 with stride ``s``, offset ``p`` and extent ``r`` depends on input rows
 ``k*s - p .. k*s - p + r - 1``. A tile owns the cells ``[y0/s, y1/s)`` of every tap (its
 core ``[y0, y1)`` in pixels, y0 a multiple of S), computes the trunk on a crop just large
@@ -20,12 +20,14 @@ differences over the cells it owns; the sums, divided by the full map sizes, giv
 distance. tests/test_tiling.py checks the geometry against the real modules (shapes and
 gradients) and the tiled distance against the untiled one for all trunks and versions.
 
-Memory. :func:`working_bytes` estimates, from the layer shapes alone, the peak bytes of
-tensors one computation holds (the image pair included); :func:`plan_memory` compares the
-untiled estimate with the budget, and when it does not fit picks the largest tile core
-whose estimate fits, or refuses (:class:`~lpips_explain.errors.MemoryBudgetError`) before
-any work when even the smallest tile cannot fit. The Python interpreter, torch and the
-network weights are not counted (measured in benchmarks/bench_large.py).
+Memory. :func:`untiled_bytes` and :func:`tile_bytes` estimate, from the layer shapes and
+the image size alone, the peak bytes of tensors one computation holds (the image pair
+included); :func:`plan_memory` compares the untiled estimate with the budget, and when it
+does not fit picks the largest tile core whose estimate fits, or refuses
+(:class:`~lpips_explain.errors.MemoryBudgetError`) before any work when even the smallest
+tile cannot fit. The Python interpreter, torch and the network weights are not counted
+(measured in benchmarks/bench_large.py). While tiles run, glibc is asked to return freed
+tensors to the system at once (see :func:`_freed_memory_returned`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import platform
 import re
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -268,16 +271,16 @@ def trunk_geometry(features: nn.Sequential, taps: Sequence[int], in_channels: in
     return Geometry(steps, tuple(out), stride, in_channels)
 
 
-_GEOMETRY: dict[int, Geometry] = {}
+_GEOMETRY: weakref.WeakKeyDictionary[nn.Module, Geometry] = weakref.WeakKeyDictionary()
+_GEOMETRY_LOCK = threading.Lock()
 
 
 def geometry_of(net: LpipsNet) -> Geometry:
-    """The geometry of ``net``'s trunk (computed once per network object)."""
-    key = id(net.features)
-    geom = _GEOMETRY.get(key)
-    if geom is None:
-        geom = trunk_geometry(net.features, net.spec.taps)
-        _GEOMETRY[key] = geom
+    """The geometry of ``net``'s trunk (computed once per trunk object)."""
+    with _GEOMETRY_LOCK:
+        geom = _GEOMETRY.get(net.features)
+        if geom is None:
+            geom = _GEOMETRY[net.features] = trunk_geometry(net.features, net.spec.taps)
     return geom
 
 
@@ -293,6 +296,7 @@ class AxisTile:
     start: int  # crop [start, stop) in input pixels; start is a multiple of the total stride
     stop: int
     cells: tuple[tuple[int, int], ...]  # per tap: owned cells [first, end) in global indices
+    core: tuple[int, int] = (0, 0)  # the pixels [y0, y1) whose cells the tile owns
 
 
 def axis_tiles(geom: Geometry, n: int, core: int) -> list[AxisTile]:
@@ -333,7 +337,7 @@ def axis_tiles(geom: Geometry, n: int, core: int) -> list[AxisTile]:
         if short > 0:
             stop = min(n, stop + short)
             start = max(0, (stop - geom.min_length) // s_tot * s_tot)
-        tiles.append(AxisTile(start, stop, tuple(cells)))
+        tiles.append(AxisTile(start, stop, tuple(cells), (y0, y1)))
     _check_axis(geom, n, tiles)
     return tiles
 
@@ -476,7 +480,7 @@ class MemoryPlan:
     budget: int  # bytes
     untiled: int  # estimated peak bytes of the untiled route
     estimate: int  # estimated peak bytes of the route chosen
-    core: int | None = None  # tile core in pixels; None: untiled
+    core: int | None = None  # the largest tile core in pixels (either axis); None: untiled
     tiles: tuple[tuple[AxisTile, ...], tuple[AxisTile, ...]] | None = field(
         default=None, repr=False)
     halo: tuple[int, int] = (0, 0)
@@ -502,10 +506,9 @@ class MemoryPlan:
             return (f"{w}x{h} px with {self.net}: untiled, estimated {format_bytes(self.estimate)} "
                     f"(budget {format_bytes(self.budget)}).")
         ch, cw = self.largest_crop
-        core = min(self.core or 0, max(h, w))
         return (f"{w}x{h} px with {self.net}: {self.count} tile{'' if self.count == 1 else 's'}"
-                f" with cores of up to {core}x{core} px (crops up to {cw}x{ch} px with the "
-                f"halo), "
+                f" with cores of up to {self.core} px a side (crops up to {cw}x{ch} px with "
+                f"the halo), "
                 f"estimated {format_bytes(self.estimate)} against "
                 f"{format_bytes(self.untiled)} untiled (budget {format_bytes(self.budget)}).")
 
@@ -551,7 +554,7 @@ def plan_memory(net: LpipsNet, size: tuple[int, int], budget: int, *, kind: str 
             raise InputError(f"The tile core must be a positive multiple of {s_tot} px (or a "
                              f"pair of them: rows, columns), got {core!r}.")
         est, tiles = estimate(cores)
-        return MemoryPlan(net.spec.name, (h, w), budget, untiled, est, max(cores), tiles,
+        return MemoryPlan(net.spec.name, (h, w), budget, untiled, est, _core_of(tiles), tiles,
                           geom.halo)
     smallest, tiles = estimate(s_tot)
     if smallest > budget:
@@ -572,8 +575,14 @@ def plan_memory(net: LpipsNet, size: tuple[int, int], budget: int, *, kind: str 
             lo, best = mid, (est, t, mid * s_tot)
         else:
             hi = mid - 1
-    est, tiles, c = best
-    return MemoryPlan(net.spec.name, (h, w), budget, untiled, est, c, tiles, geom.halo)
+    est, tiles, _ = best
+    return MemoryPlan(net.spec.name, (h, w), budget, untiled, est, _core_of(tiles), tiles,
+                      geom.halo)
+
+
+def _core_of(tiles: tuple[tuple[AxisTile, ...], ...]) -> int:
+    """The largest tile core (pixels, either axis) of a tiling."""
+    return max(t.core[1] - t.core[0] for axis in tiles for t in axis)
 
 
 def check_fits(net: LpipsNet, size: tuple[int, int], budget: int, kind: str, batch: int,
@@ -735,7 +744,9 @@ def _add_tap(acc: _LayerSums, f: Tensor, w: Tensor, r0: int, c0: int) -> None:
             _block_add(acc.channel_maps[2, j], y1[0, c], r0, c0, fac)
     d2 = y0.sub_(y1).square_()
     del y1
-    acc.channel_sums += d2.sum(dim=(0, 2, 3), dtype=torch.float64)
+    # Summed in float32 within the tile (as the untiled mean is), across tiles in float64;
+    # a float64 reduction over a channels_last tensor measured several times slower.
+    acc.channel_sums += d2.sum(dim=(0, 2, 3)).to(torch.float64)
     if acc.spatial is not None:
         _block_add(acc.spatial, F.conv2d(d2, w)[0, 0], r0, c0, acc.factor)
     if idx is not None and len(idx):

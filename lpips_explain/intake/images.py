@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from lpips_explain import errors
 from lpips_explain.errors import (
@@ -427,10 +427,11 @@ def _decode_open_image(
                 im.seek(0)
             im.load()
             mode = im.mode
-            # In place: without an orientation tag exif_transpose would return a full copy
-            # (48 MB for a 16 MP RGB image) that is thrown away right after.
-            ImageOps.exif_transpose(im, in_place=True)
-            oriented = im
+            # Without an orientation to apply, exif_transpose would return a full copy (48 MB
+            # for a 16 MP RGB image) that is thrown away right after: skip it. (Never in
+            # place: the image may be the caller's own PIL image.)
+            needs = im.getexif().get(ExifTags.Base.Orientation, 1) not in (None, 1)
+            oriented = ImageOps.exif_transpose(im) if needs else im
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(_bomb_message(size, cap, exc)) from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:
