@@ -23,7 +23,8 @@ from conftest import REPO, smooth_image
 
 from lpips_explain import Explainer
 from lpips_explain.analyses import quality
-from lpips_explain.analyses.audit import AuditSettings, summarize, two_afc
+from lpips_explain.analyses.audit import AuditSettings, summarize
+from lpips_explain.analyses.common import two_afc
 from lpips_explain.engines.audit import settings_for
 from lpips_explain.engines.local import run_local
 from lpips_explain.errors import InputError

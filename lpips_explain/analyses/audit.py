@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from lpips_explain.analyses.common import two_afc
 from lpips_explain.analyses.quality import psnr_pairs, ssim_pairs
 from lpips_explain.core.model import LpipsNet, build_lpips
 from lpips_explain.core.trunks import check_min_size, get_trunk
@@ -273,11 +274,6 @@ def _choice(margin: float) -> str:
     return "p0" if margin > 0 else "p1" if margin < 0 else "tie"
 
 
-def two_afc(d0: float, d1: float, judge: float) -> float:
-    """The official 2AFC score of one triplet: (d0<d1)(1-g) + (d1<d0)g + 0.5[d0==d1]."""
-    return float((d0 < d1) * (1 - judge) + (d1 < d0) * judge + 0.5 * (d0 == d1))
-
-
 def make_record(kind: str, row: AuditRow, decoded: Decoded, score: Mapping[str, Any] | None,
                 layer_names: Sequence[str], signature: str) -> dict[str, Any]:
     """What an engine computed for one row: the computed columns of :func:`columns` (the
@@ -310,7 +306,7 @@ def make_record(kind: str, row: AuditRow, decoded: Decoded, score: Mapping[str, 
         if verdict is not None and human is not None and "tie" not in (verdict, human):
             agree = verdict == human
         rec.update(d0=d0, d1=d1, margin=margin, verdict=verdict, human=human, agree=agree,
-                   score_2afc=two_afc(d0, d1, judge) if human is not None else None)
+                   score_2afc=float(two_afc(d0, d1, judge)) if human is not None else None)
         for key in ("psnr0", "psnr1", "ssim0", "ssim1"):
             rec[key] = score[key] if ok else None  # type: ignore[index]
         for k, n in enumerate(layer_names):
@@ -473,7 +469,7 @@ def _summarize_triplets(out: dict, data: Mapping[str, Sequence[Any]], ok: np.nda
     def afc(margin: np.ndarray) -> float | None:  # margin > 0: p0 preferred
         if not margin.size:
             return None
-        return float(np.mean((margin > 0) * (1 - g) + (margin < 0) * g + 0.5 * (margin == 0)))
+        return float(np.mean(two_afc(0.0, margin, g)))  # d0 = 0, d1 = margin
 
     out["agreement"] = {
         "judged": int(ok.sum()), "lpips_2afc": afc(m), "psnr_2afc": afc(ps_m),
