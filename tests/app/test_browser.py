@@ -326,6 +326,26 @@ def _wait_idle(page: Any, server: Server, timeout: float = 180.0) -> None:
         time.sleep(POLL_S)
 
 
+def wait_text(page: Any, server: Server, pattern: re.Pattern | str, page_name: str,
+              timeout: float = RESULT_WAIT_S) -> re.Match | str:
+    """Wait until ``pattern`` (a regex or plain text) is on the page and the app is idle;
+    fail at once on an exception or error element (``page_name`` names the page in the
+    failure message)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = _read(page)
+        assert not state.exceptions and not state.errors, _describe(
+            page, server, f"the {page_name} page shows an exception or an error", state)
+        body = page.inner_text("body")
+        found = pattern.search(body) if isinstance(pattern, re.Pattern) else (
+            pattern if pattern in body else None)
+        if found and state.idle:
+            return found
+        time.sleep(POLL_S)
+    raise AssertionError(_describe(page, server, f"no {pattern!r} on the page within "
+                                                 f"{timeout:.0f} s"))
+
+
 def _open_uploads(page: Any) -> None:
     """The uploaders live in the "Upload your own images" expander: open it."""
     box = page.locator('[data-testid="stExpander"]').filter(has_text="Upload your own images")

@@ -5,21 +5,18 @@ the same distance. Reuses the server, browser and page helpers of test_browser.p
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 import pytest
 import test_browser
 from test_browser import (
     ARTIFACTS,
-    POLL_S,
-    RESULT_WAIT_S,
     Server,
     _describe,
     _full_page_screenshot,
-    _read,
     _wait_charts,
     _wait_result,
+    wait_text,
 )
 
 # The fixtures of test_browser.py, under their names here (pytest finds them by name).
@@ -33,21 +30,8 @@ ROW_CAPTION = re.compile(r"distance = (\d+\.\d{6}); PSNR")
 COUNTS = "36 rows: 36 scored, 0 failed."
 
 
-def _wait_text(page: Any, srv: Server, pattern: re.Pattern | str,
-               timeout: float = RESULT_WAIT_S) -> re.Match | str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = _read(page)
-        assert not state.exceptions and not state.errors, _describe(
-            page, srv, "the Audit page shows an exception or an error", state)
-        body = page.inner_text("body")
-        found = pattern.search(body) if isinstance(pattern, re.Pattern) else (
-            pattern if pattern in body else None)
-        if found and state.idle:
-            return found
-        time.sleep(POLL_S)
-    raise AssertionError(_describe(page, srv, f"no {pattern!r} on the page within "
-                                                 f"{timeout:.0f} s"))
+def _wait_text(page: Any, server: Server, pattern: re.Pattern | str) -> re.Match | str:
+    return wait_text(page, server, pattern, "Audit")
 
 
 def test_audit_page_opens_a_row_on_the_explain_page(server: Server, browser: Any) -> None:

@@ -8,7 +8,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from typing import Any
 
 import pytest
@@ -26,6 +25,7 @@ from test_browser import (  # noqa: F401 - fixtures are used by name
     browser,
     chromium_path,
     server,
+    wait_text,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
@@ -34,21 +34,9 @@ SCORES = re.compile(r"held-out 2AFC before = ([\d.]+), after = ([\d.]+)")
 SAMPLE = REPO / "assets" / "judgments" / "synthetic_judgments.csv"
 
 
-def _wait_text(page: Any, server: Server, pattern: re.Pattern | str,  # noqa: F811
-               timeout: float = RESULT_WAIT_S) -> re.Match | str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = _read(page)
-        assert not state.exceptions and not state.errors, _describe(
-            page, server, "the Calibrate page shows an exception or an error", state)
-        body = page.inner_text("body")
-        found = pattern.search(body) if isinstance(pattern, re.Pattern) else (
-            pattern if pattern in body else None)
-        if found and state.idle:
-            return found
-        time.sleep(POLL_S)
-    raise AssertionError(_describe(page, server, f"no {pattern!r} on the page within "
-                                                 f"{timeout:.0f} s"))
+def _wait_text(page: Any, server: Server,  # noqa: F811 - the fixture name, as a parameter
+               pattern: re.Pattern | str) -> re.Match | str:
+    return wait_text(page, server, pattern, "Calibrate")
 
 
 def test_calibrate_page_trains_like_the_cli(server: Server, browser: Any,  # noqa: F811
