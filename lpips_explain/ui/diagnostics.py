@@ -14,8 +14,8 @@ from lpips_explain.core.trunks import TRUNKS
 from lpips_explain.core.weights import BACKBONE_ENV, imagenet_cache_path
 from lpips_explain.ui import keys
 from lpips_explain.ui.feedback import panel
-from lpips_explain.ui.render import plain
 from lpips_explain.ui.state import persistent
+from lpips_explain.ui.widgets import plain
 
 FALLBACK_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM"}
 CHECK_ICONS = {"passed": ":green[:material/check_circle:] pass",
