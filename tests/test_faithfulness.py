@@ -149,7 +149,10 @@ def test_randomisation_correlation_against_autograd(random_explainer, ab, result
     orig = np.abs(result.maps["saliency"])
     expected = spearmanr(orig.ravel(), after.ravel())[0]
     row = next(r for r in result.randomisation if r.method == "saliency" and r.stage == stage)
-    assert row.spearman == pytest.approx(expected, abs=1e-6)
+    # Captum's batched gradients and this single autograd call round differently (1e-6
+    # relative on some CPUs), which can swap near-tied ranks; another stage or method moves
+    # the correlation by far more than 1e-4.
+    assert row.spearman == pytest.approx(expected, abs=1e-4)
 
 
 def test_warnings_follow_the_numbers(result):
