@@ -66,6 +66,17 @@ def test_engine_never_imports_streamlit():
         assert "streamlit" not in {i.split(".")[0] for i in graph.find_modules_directly_imported_by(m)}, m
 
 
+def test_scoring_commands_do_not_load_the_chart_libraries():
+    """The CLI imports plotly and scipy only in the commands that draw or correlate: a 16 MP
+    ``distance`` run is held to a memory target, and every megabyte of import counts there."""
+    code = ("import sys, lpips_explain.cli as c; c.build_parser(); "
+            "print(sorted(m for m in ('plotly', 'scipy') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
+
+
 def test_notices_carry_codes_and_survive_pickling():
     import pickle
 

@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 from torch import Tensor
 
 from lpips_explain.analyses.attribution import attribute, get_method
@@ -59,6 +58,8 @@ HEADS_STAGE = "lin heads"
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float | None:
     """Spearman's rank correlation (average ranks for ties); None if either is constant."""
+    from scipy.stats import rankdata  # scipy only when a correlation is computed
+
     rx = rankdata(np.asarray(x, dtype=np.float64).ravel())
     ry = rankdata(np.asarray(y, dtype=np.float64).ravel())
     if rx.std() == 0 or ry.std() == 0:

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 from lpips_explain.cli.common import add_command, add_model_options, make_explainer
-from lpips_explain.output.audit import summary_sentences
-from lpips_explain.output.report import to_json
+from lpips_explain.output.serialize import to_json
 
 
 class RateBar:
@@ -85,6 +84,9 @@ def _explain_options(args: argparse.Namespace) -> dict:
 
 
 def run_audit(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: plotly stays out of the commands that do not draw.
+    from lpips_explain.output.audit import summary_sentences
+
     explainer = make_explainer(args)
     args.out.mkdir(parents=True, exist_ok=True)  # an unusable --out fails before the work
     bar = RateBar(not args.quiet)

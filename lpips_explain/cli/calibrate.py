@@ -11,8 +11,7 @@ from lpips_explain.analyses.domain_gap import DEFAULT_PERMUTATIONS
 from lpips_explain.cli.common import ProgressBar, add_command, add_model_options, make_explainer
 from lpips_explain.errors import InputError
 from lpips_explain.intake.judgments import refusals_text
-from lpips_explain.output.calibration import calibration_json, write_calibration
-from lpips_explain.output.report import to_json
+from lpips_explain.output.serialize import to_json
 
 
 def _resize_opt(p: argparse.ArgumentParser) -> None:
@@ -67,6 +66,9 @@ def _f(x: float | None, spec: str = ".3f") -> str:
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: plotly stays out of the commands that do not draw.
+    from lpips_explain.output.calibration import calibration_json, write_calibration
+
     if args.lin_weights:
         raise InputError("calibrate starts from the released heads or from scratch (--init); "
                          "--lin-weights does not apply to it.")

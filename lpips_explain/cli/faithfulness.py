@@ -11,7 +11,6 @@ from pathlib import Path
 from lpips_explain.analyses.attribution import METHODS
 from lpips_explain.analyses.faithfulness import DEFAULT_METHODS, RANDOMISATION_WARN
 from lpips_explain.cli.common import ProgressBar, add_command, add_model_options, make_explainer
-from lpips_explain.output.faithfulness_plots import deletion_chart, randomisation_chart
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_faithfulness(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: plotly stays out of the commands that do not draw.
+    from lpips_explain.output.faithfulness_plots import deletion_chart, randomisation_chart
+
     explainer = make_explainer(args)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)  # an unusable --out fails before the work

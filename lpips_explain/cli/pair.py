@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lpips_explain.analyses.attribution import METHODS
 from lpips_explain.cli.common import ProgressBar, add_command, add_model_options, make_explainer
-from lpips_explain.output.report import to_json, write_explanation, write_triplet
+from lpips_explain.output.serialize import to_json
 
 
 def _explain_opts(p: argparse.ArgumentParser) -> None:
@@ -98,6 +98,9 @@ def run_distance(args: argparse.Namespace) -> int:
 
 def run_explain(args: argparse.Namespace) -> int:
     """explain and triplet: the full explanation, files written to --out."""
+    # Imported here, not at the top: plotly stays out of the commands that do not draw.
+    from lpips_explain.output.report import write_explanation, write_triplet
+
     explainer = make_explainer(args)
     bar = ProgressBar(not args.quiet)
     attribution = None if args.attribution.lower() in ("none", "off", "") else args.attribution

@@ -18,7 +18,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from lpips_explain.core.heads import CALIBRATION_JSON
-from lpips_explain.output.report import to_json
+from lpips_explain.output.serialize import to_json
 
 LIN_FILE = "lin.pth"
 

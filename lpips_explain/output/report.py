@@ -12,9 +12,8 @@ import functools
 import gzip
 import html
 import json
-import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from lpips_explain import notices
 from lpips_explain.output import figures as plots
 from lpips_explain.output import static
 from lpips_explain.output.compare import compare_html
+from lpips_explain.output.serialize import dumps, jsonable, to_json
 
 __all__ = [
     "html_report",
@@ -86,45 +86,6 @@ def _plotly_gz_b64() -> str:
 
     js = plotly.offline.get_plotlyjs().encode("utf-8")
     return base64.b64encode(gzip.compress(js, compresslevel=9, mtime=0)).decode("ascii")
-
-
-# --------------------------------------------------------------------------- JSON
-
-
-def jsonable(obj: Any) -> Any:
-    """``obj`` as plain Python JSON types: numpy to lists/scalars, NaN and Inf to None."""
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, np.generic):
-        return jsonable(obj.item())
-    if isinstance(obj, int):
-        return int(obj)
-    if isinstance(obj, float):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if hasattr(obj, "detach") and hasattr(obj, "cpu"):  # a torch tensor
-        return jsonable(obj.detach().cpu().numpy())
-    if isinstance(obj, Path):
-        return obj.as_posix()
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in obj]
-    if hasattr(obj, "to_dict"):
-        return jsonable(obj.to_dict())
-    raise TypeError(f"Cannot turn a {type(obj).__name__} into JSON; expected numbers, strings, "
-                    f"lists, dicts, numpy values or an object with to_dict().")
-
-
-def _dumps(data: Any) -> str:
-    return json.dumps(jsonable(data), indent=2, allow_nan=False)
-
-
-def to_json(result: Any) -> str:
-    """The result's ``to_dict()`` as strict JSON text (NaN and Inf become null)."""
-    data = result if isinstance(result, Mapping) else result.to_dict()
-    return _dumps(data)
 
 
 # --------------------------------------------------------------------------- HTML pieces
@@ -395,7 +356,7 @@ class _Folder:
     def write_json(self, name: str, rel: str, data: dict) -> None:
         self._path(name, rel)
         data = {**data, "files": self.relative()}
-        self.files[name].write_text(_dumps(data) + "\n", encoding="utf-8")
+        self.files[name].write_text(dumps(data) + "\n", encoding="utf-8")
 
 
 def _safe(name: str) -> str:
