@@ -25,7 +25,7 @@ from lpips_explain.core import tiling
 from lpips_explain.core.cache import FeatureCache, shared_cache
 from lpips_explain.core.decompose import Decomposition, decompose_encoded
 from lpips_explain.core.model import LpipsNet, ReferenceScorer, build_lpips
-from lpips_explain.core.modes import Mode, mode_net
+from lpips_explain.core.modes import EXACT, Mode, mode_net
 from lpips_explain.core.trunks import check_min_size
 from lpips_explain.core.weights import WeightsInfo
 from lpips_explain.errors import InputError, lookup
@@ -332,7 +332,12 @@ class Explainer:
         expl = Explanation(decomposition, prep, self.weights_info, self.model.lin_file, attr,
                            sens, rep, (), tuple(warnings), dict(timer.ms), swapped=swap,
                            lin_heads=self.model.lin_info)
-        expl = self.with_mode(expl)
+        if decomposition.tiling is None:
+            expl = self.with_mode(expl)
+        else:  # tiles always run the exact fp32 network; only the sweeps used self.fast
+            expl = self.with_mode(expl, parts=" and ".join(
+                name for name, part in (("sweeps", sens), ("repairs", rep)) if part is not None),
+                exact_parts="the distance and its breakdown (computed in tiles)")
         return replace(expl, summary=tuple(summary_of(expl)))
 
     def combine(self, base: Explanation, *parts: Explanation) -> Explanation:
@@ -366,13 +371,20 @@ class Explainer:
             top_k=top_k, progress=progress, attribution_params=attribution_params,
             fast=self.fast))
 
-    def with_mode(self, result: Any) -> Any:
+    def with_mode(self, result: Any, *, parts: str | None = None,
+                  exact_parts: str = "") -> Any:
         """The result labelled with the mode its forward passes ran in (and a notice if
-        approximate); attribution maps are always exact fp32."""
+        approximate); attribution maps are always exact fp32.
+
+        ``parts``: which parts ran in this mode when not all did (tiled runs use the exact
+        network); ``""`` when none did, and the result is labelled exact fp32 on the CPU.
+        """
+        mode = self.mode if parts != "" else EXACT
         warnings = tuple(result.warnings)
-        if not self.mode.exact:
-            warnings = (Notice(notices.APPROXIMATE, self.mode.notice), *warnings)
-        return replace(result, mode=self.mode, warnings=warnings)
+        if not mode.exact:
+            text = mode.notice if parts is None else mode.notice_for(parts, exact_parts)
+            warnings = (Notice(notices.APPROXIMATE, text), *warnings)
+        return replace(result, mode=mode, warnings=warnings)
 
     # -- checks -------------------------------------------------------------------------
     def self_checks(self, a: torch.Tensor, b: torch.Tensor, *,

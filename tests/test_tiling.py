@@ -282,6 +282,31 @@ def test_explainer_tiles_automatically_and_says_so(nets):
                          repair=False).to_dict()["tiling"] is None
 
 
+def test_tiled_results_are_labelled_exact_whatever_the_mode(nets):
+    """Tiles always run the exact fp32 network, so a tiled explanation made by a bf16
+    Explainer says fp32 and exact, and carries no approximate-numbers notice."""
+    from lpips_explain.core import modes
+    from lpips_explain.notices import APPROXIMATE
+
+    if modes.available_modes("cpu")["bf16"]:
+        pytest.skip(modes.available_modes("cpu")["bf16"])
+    a, b = _pair(120, 150, seed=7)
+    exact = Explainer("alex", "0.1", "random", seed=3, feature_cache=None)
+    budget = exact.memory_plan((120, 150), kind="decompose").untiled * 3 // 4
+    fast = Explainer("alex", "0.1", "random", seed=3, max_memory=budget, feature_cache=None,
+                     precision="bf16")
+    untiled_fast = Explainer("alex", "0.1", "random", seed=3, feature_cache=None,
+                             precision="bf16")
+    parts = dict(value_range="[0,1]", attribution=None, sensitivity=False, repair=False)
+    tiled, approx = fast.explain(a, b, **parts), untiled_fast.explain(a, b, **parts)
+    assert tiled.to_dict()["tiling"]["tiled"] and approx.to_dict()["tiling"] is None
+    assert tiled.to_dict()["mode"] == {"precision": "fp32", "device": "cpu", "exact": True}
+    assert not of_code(tiled.warnings, APPROXIMATE) and of_code(approx.warnings, APPROXIMATE)
+    assert approx.to_dict()["mode"]["exact"] is False
+    d_exact = exact.distance(a, b, value_range="[0,1]")
+    assert tiled.distance == pytest.approx(d_exact, rel=1e-5)
+
+
 def test_identical_inputs_short_circuit_to_exactly_zero(monkeypatch):
     e = Explainer("alex", "0.1", "random", feature_cache=None)
     a, _ = _pair(64, 64)

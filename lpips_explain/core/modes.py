@@ -81,13 +81,18 @@ class Mode:
     @property
     def notice(self) -> str:
         """The sentence every approximate result carries (empty for an exact mode)."""
+        return self.notice_for("distances, layer and channel terms, sweeps and repairs")
+
+    def notice_for(self, parts: str, exact_parts: str = "") -> str:
+        """The approximate-numbers sentence naming the ``parts`` that ran in this mode (and,
+        when some ran exactly anyway, ``exact_parts``); empty for an exact mode."""
         if self.exact:
             return ""
-        return (f"Approximate numbers ({self.precision} mode on {self.device}): distances, "
-                f"layer and channel terms, sweeps and repairs come from a "
-                f"{self.precision} forward pass and differ slightly from the exact fp32 "
+        also = f" {exact_parts[:1].upper()}{exact_parts[1:]} are exact fp32." if exact_parts else ""
+        return (f"Approximate numbers ({self.precision} mode on {self.device}): {parts} come "
+                f"from a {self.precision} forward pass and differ slightly from the exact fp32 "
                 f"answer (measured fidelity: the Performance page, lpips_explain.analyses."
-                f"fidelity). Attribution maps are computed in exact fp32.")
+                f"fidelity). Attribution maps are computed in exact fp32.{also}")
 
     def to_dict(self) -> dict:
         return {"precision": self.precision, "device": self.device, "exact": self.exact}
