@@ -439,7 +439,8 @@ class Explainer:
         run = run_audit(source, out_dir, model=self.model, size_policy=self.size_policy,
                         max_pixels=self.max_pixels, engine=engine,  # type: ignore[arg-type]
                         ray_address=ray_address, workers=workers, batch_size=batch_size,
-                        concurrency=concurrency, top=top, progress=progress)
+                        concurrency=concurrency, top=top, progress=progress,
+                        cache=self.feature_cache)
         targets = run.targets(explain_top)
         links: dict[str, str] = {}
         failed: dict[str, str] = {}

@@ -243,6 +243,46 @@ def test_local_engine_agrees_with_the_official_package(pairs_set, pairs_run, off
     assert "signature" not in on_disk.column_names and "thumb_a" not in on_disk.column_names
 
 
+def test_a_shared_reference_runs_the_trunk_once(tmp_path, settings, official):
+    """Rows sharing a reference encode it once through the feature cache (within a batch and
+    across batches) and score exactly what the uncached run scores."""
+    from conftest import to_uint8, write_png
+
+    from lpips_explain.core.cache import FeatureCache
+    from lpips_explain.core.model import build_lpips
+
+    img = tmp_path / "img"
+    img.mkdir()
+    refs = [write_png(img / f"ref{k}.png", to_uint8(smooth_image(40, 40, 500 + k)))
+            for k in range(2)]
+    lines = ["a,b"]
+    for i in range(14):
+        cand = write_png(img / f"c{i}.png", to_uint8(smooth_image(40, 40, 600 + i)))
+        lines.append(f"{refs[0 if i < 11 else 1].name},{cand.name}")
+    (img / "rows.csv").write_text("\n".join(lines) + "\n")
+    table = read_audit_input(img / "rows.csv")
+    net = build_lpips("alex", "0.1", "random", 0, progress=False)
+    encoded = []
+    encode = net.encode
+    net.encode = lambda x: (encoded.append(x.shape[0]), encode(x))[1]
+    plain = run_local(table, tmp_path / "plain", settings, model=net, workers=0, batch_size=4)
+    uncached = sum(encoded)
+    encoded.clear()
+    cache = FeatureCache("64MB")
+    cached = run_local(table, tmp_path / "cached", settings, model=net, workers=0,
+                       batch_size=4, cache=cache)
+    # 14 candidates + the 2 distinct references, against 14 + 14 without the cache.
+    assert (uncached, sum(encoded)) == (28, 16)
+    # Batches of 4 rows: [r0 x4] miss, [r0 x4] hit, [r0 x3, r1] hit + miss, [r1 x2] hit.
+    assert cached.cache == {"hits": 3, "misses": 2} and plain.cache is None
+    got = [r["distance"] for r in cached.rows.to_pylist()]
+    want = [r["distance"] for r in plain.rows.to_pylist()]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=0)
+    oracle = official_distances(official, *[(img / r.images[0], img / r.images[1])
+                                            for r in table.rows])
+    np.testing.assert_allclose(got, oracle, rtol=0, atol=1e-5)
+
+
 def test_size_mismatch_is_a_row_failure_under_the_error_policy(pairs_set, explainer, tmp_path):
     table = read_audit_input(pairs_set.csv)
     small = type(table)(table.kind, table.rows[-4:], table.source, table.extra_columns)

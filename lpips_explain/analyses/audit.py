@@ -31,6 +31,7 @@ from torch import Tensor
 
 from lpips_explain.analyses.common import two_afc
 from lpips_explain.analyses.quality import psnr_pairs, ssim_pairs
+from lpips_explain.core.cache import FeatureCache
 from lpips_explain.core.model import LpipsNet, build_lpips
 from lpips_explain.core.trunks import check_min_size, get_trunk
 from lpips_explain.errors import InputError, LpipsExplainError
@@ -174,19 +175,45 @@ def _device(net: LpipsNet) -> torch.device:
     return net.head0.device
 
 
+def encode_references(net: LpipsNet, x: Tensor, cache: FeatureCache | None) -> list[Tensor]:
+    """``net.encode(x)`` with each distinct image of ``x`` encoded once: rows repeating an
+    image (content hash) share one pass, and with a ``cache`` an image encoded in an earlier
+    batch is taken from it (datasets often hold one reference against many distortions)."""
+    if cache is None:
+        return net.encode(x)
+    keys = [cache.key(net, x[i:i + 1]) for i in range(x.shape[0])]
+    found: dict[tuple, list[Tensor]] = {}
+    for key in dict.fromkeys(keys):
+        hit = cache.get(key)
+        if hit is not None:
+            found[key] = list(hit)
+    missing = [k for k in dict.fromkeys(keys) if k not in found]
+    if missing:
+        first = [keys.index(k) for k in missing]
+        feats = net.encode(x[first])
+        for j, key in enumerate(missing):  # clones: an entry must not pin the whole batch
+            found[key] = [y[j:j + 1].clone() for y in feats]
+            cache.put(key, found[key])
+    return [torch.cat([found[k][layer] for k in keys])
+            for layer in range(len(found[keys[0]]))]
+
+
 @torch.no_grad()
-def layer_terms(net: LpipsNet, x: Tensor, *others: Tensor) -> list[np.ndarray]:
+def layer_terms(net: LpipsNet, x: Tensor, *others: Tensor,
+                cache: FeatureCache | None = None) -> list[np.ndarray]:
     """Per-layer LPIPS terms of (x, o) for each o in ``others`` (N x L, float64 each).
 
-    One trunk pass over x and all of ``others``; each row's terms add up to its distance.
+    One trunk pass over the distinct images of x (see :func:`encode_references`) and one over
+    all of ``others``; each row's terms add up to its distance.
     """
+    refs = encode_references(net, x, cache)
+    feats = net.encode(torch.cat(others))
     n = x.shape[0]
-    feats = net.encode(torch.cat([x, *others]))
     out = []
     for k in range(len(others)):
-        lo, hi = (k + 1) * n, (k + 2) * n
-        cols = [F.conv2d((y[:n] - y[lo:hi]) ** 2, w).mean(dim=(1, 2, 3))
-                for y, w in zip(feats, net.heads, strict=True)]
+        lo, hi = k * n, (k + 1) * n
+        cols = [F.conv2d((r - y[lo:hi]) ** 2, w).mean(dim=(1, 2, 3))
+                for r, y, w in zip(refs, feats, net.heads, strict=True)]
         out.append(torch.stack(cols, dim=1).to("cpu", torch.float64).numpy())
     return out
 
@@ -204,19 +231,24 @@ def _batches(items: Sequence[Decoded], batch_size: int) -> list[list[Decoded]]:
 
 
 def score_rows(net: LpipsNet, kind: str, items: Sequence[Decoded], *,
-               batch_size: int = 16) -> dict[int, dict[str, Any]]:
-    """Scores of decoded rows, keyed by their ``position``: the numbers of :func:`make_record`."""
+               batch_size: int = 16,
+               cache: FeatureCache | None = None) -> dict[int, dict[str, Any]]:
+    """Scores of decoded rows, keyed by their ``position``: the numbers of :func:`make_record`.
+
+    ``cache``: the first image of each row (a pair's A, a triplet's reference) is encoded
+    through it, so a reference shared by many rows runs the trunk once.
+    """
     dev = _device(net)
     out: dict[int, dict[str, Any]] = {}
     for batch in _batches([d for d in items if d.ok], batch_size):
         stacks = [torch.cat([d.tensors[k] for d in batch]).to(dev)  # type: ignore[index]
                   for k in range(len(ROLES[kind]))]
         if kind == "pairs":
-            (terms,) = layer_terms(net, stacks[0], stacks[1])
+            (terms,) = layer_terms(net, stacks[0], stacks[1], cache=cache)
             for i, d in enumerate(batch):
                 out[d.position] = {"terms": terms[i], **dict(d.metrics)}
         else:
-            t0, t1 = layer_terms(net, stacks[0], stacks[1], stacks[2])
+            t0, t1 = layer_terms(net, stacks[0], stacks[1], stacks[2], cache=cache)
             for i, d in enumerate(batch):
                 out[d.position] = {"terms0": t0[i], "terms1": t1[i], **dict(d.metrics)}
     return out

@@ -20,6 +20,7 @@ from lpips_explain.analyses.audit import (
     file_stem,
     summarize,
 )
+from lpips_explain.core.cache import FeatureCache
 from lpips_explain.core.model import LpipsNet
 from lpips_explain.core.weights import official_lin_path
 from lpips_explain.engines.local import run_local
@@ -108,8 +109,11 @@ def run_audit(source: str | os.PathLike | AuditTable, out_dir: str | os.PathLike
               model: LpipsNet, size_policy: str = "resize", max_pixels: int | None = None,
               engine: Literal["local", "ray"] = "local", ray_address: str | None = None,
               workers: int | None = None, batch_size: int = 16, concurrency: int | None = None,
-              top: int = 10, progress: Progress | None = None) -> AuditRun:
-    """Read ``source``, score every row with ``engine`` into ``out_dir`` and summarise."""
+              top: int = 10, progress: Progress | None = None,
+              cache: FeatureCache | None = None) -> AuditRun:
+    """Read ``source``, score every row with ``engine`` into ``out_dir`` and summarise.
+    ``cache``: the feature cache the local engine encodes references through (Ray actors
+    keep their own)."""
     lookup("audit engine", engine, {e: e for e in ENGINES})
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise InputError(f"top must be a positive integer, got {top!r}.")
@@ -126,7 +130,7 @@ def run_audit(source: str | os.PathLike | AuditTable, out_dir: str | os.PathLike
         if ray_address:
             raise InputError("--ray-address needs --engine ray.")
         result = run_local(table, out, settings, model=model, workers=workers,
-                           batch_size=batch_size, progress=progress)
+                           batch_size=batch_size, progress=progress, cache=cache)
     data = result.rows.to_pydict()
     info = model.weights_info
     summary: dict[str, Any] = {

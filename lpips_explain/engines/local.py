@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lpips_explain.analyses.audit import AuditSettings, Decoded, decode_row, make_record, score_rows
+from lpips_explain.core.cache import FeatureCache
 from lpips_explain.core.model import LpipsNet
 from lpips_explain.engines.store import EngineResult, PartStore, run_fingerprint
 from lpips_explain.errors import InputError
@@ -85,14 +86,18 @@ def run_local(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSett
               model: LpipsNet | None = None, workers: int | None = None,
               batch_size: int = 16, part_rows: int = 64, part_seconds: float = 10.0,
               progress: Progress | None = None,
-              on_part: Callable[[int], None] | None = None) -> EngineResult:
+              on_part: Callable[[int], None] | None = None,
+              cache: FeatureCache | None = None) -> EngineResult:
     """Score every row of ``table`` not already finished in ``out_dir`` and assemble
     ``out_dir/audit.parquet``. ``model`` (built from ``settings`` when None) must be the
-    network ``settings`` describe. ``on_part(n)`` is called after the n-th part is written."""
+    network ``settings`` describe. ``on_part(n)`` is called after the n-th part is written.
+    ``cache``: where rows' references are encoded (one reference shared by many rows runs
+    the trunk once); None encodes every row."""
     workers = default_workers() if workers is None else _check_int(workers, "workers", 0)
     batch_size = _check_int(batch_size, "batch_size", 1)
     part_rows = _check_int(part_rows, "part_rows", 1)
     t0 = time.perf_counter()
+    before = cache.stats() if cache is not None else None
     net = model if model is not None else settings.build()
     store = PartStore(out_dir, table.kind, net.layer_names,
                       run_fingerprint(table.kind, settings, net))
@@ -108,7 +113,7 @@ def run_local(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSett
 
     def score(items: list[Decoded]) -> None:
         nonlocal done
-        scores = score_rows(net, table.kind, items, batch_size=batch_size)
+        scores = score_rows(net, table.kind, items, batch_size=batch_size, cache=cache)
         for d in items:
             records.append(make_record(table.kind, table.rows[d.position], d,
                                        scores.get(d.position), net.layer_names,
@@ -161,5 +166,9 @@ def run_local(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSett
             store.write(records)
             records.clear()
     rows = store.assemble(table, sigs)
+    used = None
+    if cache is not None and before is not None:
+        after = cache.stats()
+        used = {"hits": after.hits - before.hits, "misses": after.misses - before.misses}
     return EngineResult("local", rows, total, reused, len(todo), time.perf_counter() - t0,
-                        Path(out_dir) / "audit.parquet")
+                        Path(out_dir) / "audit.parquet", used)

@@ -28,6 +28,7 @@ from lpips_explain.analyses.audit import (
     part_columns,
     score_rows,
 )
+from lpips_explain.core.cache import FeatureCache
 from lpips_explain.core.model import LpipsNet
 from lpips_explain.engines.store import (
     EngineResult,
@@ -77,13 +78,15 @@ class AuditActor:
                 f"This Ray worker built a different model (weights hash {found}, the driver's "
                 f"is {fingerprint}): give every node the same weights files.")
         self.schema = arrow_schema(part_columns(kind, self.net.layer_names))
+        self.cache = FeatureCache()  # per actor: references shared by rows encode once
 
     def __call__(self, batch: Any) -> Any:
         items = batch.to_pylist()
         rows = [AuditRow(it["id"], tuple(it["images"]), tuple(it["shown"]), it["judge"],
                          (), it["problem"]) for it in items]
         decoded = [decode_row(r, self.kind, self.settings, k) for k, r in enumerate(rows)]
-        scores = score_rows(self.net, self.kind, decoded, batch_size=len(decoded))
+        scores = score_rows(self.net, self.kind, decoded, batch_size=len(decoded),
+                            cache=self.cache)
         records = [make_record(self.kind, r, d, scores.get(k), self.net.layer_names,
                                it["signature"])
                    for k, (r, d, it) in enumerate(zip(rows, decoded, items, strict=True))]

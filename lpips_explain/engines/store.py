@@ -69,6 +69,8 @@ class EngineResult:
     computed: int  # rows computed by this run
     seconds: float
     path: Path  # DIR/audit.parquet
+    # Reference features this run found in / added to the feature cache (local engine).
+    cache: dict[str, int] | None = None
 
     @property
     def rate(self) -> float | None:
@@ -78,7 +80,7 @@ class EngineResult:
     def to_dict(self) -> dict[str, Any]:
         return {"engine": self.engine, "rows": self.total, "reused": self.reused,
                 "computed": self.computed, "seconds": round(self.seconds, 3),
-                "rows_per_second": self.rate}
+                "rows_per_second": self.rate, "feature_cache": self.cache}
 
 
 class PartStore:
