@@ -18,6 +18,13 @@ from lpips_explain.ui.state import persistent
 from lpips_explain.ui.widgets import plain
 
 FALLBACK_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM"}
+# The input report's keys (analyses.diagnostics.input_report) as the table's headers.
+INPUT_COLUMNS = {"label": "image", "name": "file", "original_size": "original size",
+                 "mode": "colour mode", "format": "format", "compared_size": "compared at",
+                 "finite": "all finite", "min": "min", "max": "max", "mean": "mean",
+                 "std": "std", "constant": "constant", "converted": "converted to RGB",
+                 "resized_or_cropped": "resized or cropped", "alignment": "alignment",
+                 "warnings": "warnings"}
 CHECK_ICONS = {"passed": ":green[:material/check_circle:] pass",
                "failed": ":red[:material/cancel:] FAIL",
                "skipped": ":orange[:material/remove_circle:] skipped"}
@@ -26,12 +33,14 @@ CHECK_ICONS = {"passed": ":green[:material/check_circle:] pass",
 @panel("the input report")
 def anomalies_panel(rows: list[dict], warnings: tuple[str, ...]) -> None:
     st.subheader("Input anomalies")
-    table = pd.DataFrame([{**r, "warnings": " ".join(r["warnings"]) or "none"} for r in rows])
+    table = pd.DataFrame([{INPUT_COLUMNS.get(k, k): v for k, v in
+                           {**r, "warnings": " ".join(r["warnings"]) or "none"}.items()}
+                          for r in rows])
     st.dataframe(table, hide_index=True, key="diag_input_table")
     flagged = [w for r in rows for w in r["warnings"]]
     if flagged:
         for w in flagged:
-            st.warning(w, icon="⚠️")
+            st.warning(w, icon=":material/warning:")
     else:
         st.success("No anomalies: both images decoded as RGB, finite, non-constant and compared "
                    "at their own size." if not any(r["resized_or_cropped"] for r in rows)

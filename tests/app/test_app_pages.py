@@ -156,6 +156,16 @@ def test_diagnostics_default_pair():
     assert_clean(at)
     assert banner_shown(at)
     assert any("self-checks passed" in s.value for s in at.success)
+    # The run state at the top: done parts, the unrequested faithfulness checks skipped.
+    state = next(md.value for md in at.markdown if "self-checks" in md.value
+                 and "robust scores" in md.value)
+    assert state.startswith("**Ready**")
+    assert ":green[:material/check_circle: self-checks]" in state
+    assert ":gray[:material/remove_circle_outline: faithfulness]" in state
+    # The input table speaks words, not the report's keys.
+    inputs = next(d.value for d in at.dataframe if "compared at" in d.value.columns)
+    assert "resized or cropped" in inputs.columns and "resized_or_cropped" not in inputs.columns
+    assert list(inputs["image"]) == ["A", "B"]
     robust = next(t.value for t in at.table if "LPIPS refused because" in t.value.columns)
     refused = robust[robust["LPIPS refused because"] != ""]
     assert len(refused) >= 3
