@@ -3,6 +3,7 @@ and the Ray engine on this machine against the local one (its overhead).
 
     .venv/bin/python benchmarks/bench_audit.py                 # 96 pairs at 256 px
     .venv/bin/python benchmarks/bench_audit.py --pairs 192 --size 128 --repeats 3 --no-ray
+    .venv/bin/python benchmarks/bench_audit.py --per-reference 8 --no-ray   # shared references
 
 The rows are pairs of the bundled photographs (assets/originals, 256 px) and seeded
 distortions of them, written as PNG files. Both sides read the same files and use the same
@@ -34,23 +35,28 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lpips_explain import Explainer  # noqa: E402
+from lpips_explain.core.cache import FeatureCache  # noqa: E402
 from lpips_explain.engines.audit import settings_for  # noqa: E402
 from lpips_explain.engines.local import default_workers, run_local, scoring_threads  # noqa: E402
 from lpips_explain.intake.table import read_audit_input  # noqa: E402
 
 
-def make_rows(folder: Path, n: int, size: int) -> Path:
-    """``n`` pairs: a crop of a bundled photograph and a seeded distortion of it."""
+def make_rows(folder: Path, n: int, size: int, per_reference: int = 1) -> Path:
+    """``n`` pairs: a crop of a bundled photograph and a seeded distortion of it; each crop is
+    the reference of ``per_reference`` consecutive rows (distortion datasets look like that)."""
     rng = np.random.default_rng(0)
     photos = [Image.open(p).convert("RGB") for p in sorted((REPO / "assets" / "originals").glob("*.png"))]
     (folder / "img").mkdir(parents=True, exist_ok=True)
     rows = []
     for i in range(n):
-        src = photos[i % len(photos)]
-        scale = size / 256 * rng.uniform(1.0, 1.6)
-        im = src.resize((int(256 * scale),) * 2, Image.Resampling.BILINEAR)
-        x, y = (int(v) for v in rng.integers(0, im.width - size + 1, size=2))
-        a = im.crop((x, y, x + size, y + size))
+        if i % per_reference == 0:
+            src = photos[(i // per_reference) % len(photos)]
+            scale = size / 256 * rng.uniform(1.0, 1.6)
+            im = src.resize((int(256 * scale),) * 2, Image.Resampling.BILINEAR)
+            x, y = (int(v) for v in rng.integers(0, im.width - size + 1, size=2))
+            a = im.crop((x, y, x + size, y + size))
+            a_name = f"img/{i}_a.png"
+            a.save(folder / a_name)
         kind = i % 3
         if kind == 0:
             arr = np.asarray(a, dtype=np.float64) + rng.normal(0, 12, (size, size, 3))
@@ -59,9 +65,8 @@ def make_rows(folder: Path, n: int, size: int) -> Path:
             b = a.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.5)))
         else:
             b = Image.fromarray(np.roll(np.asarray(a), int(rng.integers(1, 8)), axis=1))
-        a.save(folder / "img" / f"{i}_a.png")
         b.save(folder / "img" / f"{i}_b.png")
-        rows.append((f"img/{i}_a.png", f"img/{i}_b.png", f"p{i}"))
+        rows.append((a_name, f"img/{i}_b.png", f"p{i}"))
     path = folder / "pairs.csv"
     with path.open("w", newline="") as f:
         w = csv.writer(f)
@@ -103,6 +108,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", type=int, default=None,
                     help=f"decoding processes of the local engine (default {default_workers()})")
+    ap.add_argument("--per-reference", type=int, default=1,
+                    help="rows sharing each reference image (default 1: every row its own); "
+                         "above 1 the local engine is also timed without its feature cache")
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray engine")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads of this process, both sides (default: torch's own)")
@@ -116,11 +124,11 @@ def main() -> None:
     settings = settings_for(ex.model, size_policy="resize", max_pixels=None)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        csv_path = make_rows(tmp_path / "rows", args.pairs, args.size)
+        csv_path = make_rows(tmp_path / "rows", args.pairs, args.size, args.per_reference)
         table = read_audit_input(csv_path)
         n = len(table)
         workers = args.workers if args.workers is not None else default_workers()
-        print(f"{n} pairs of {args.size} px PNGs; torch threads {torch.get_num_threads()} "
+        print(f"{n} pairs of {args.size} px PNGs, {args.per_reference} per reference; torch threads {torch.get_num_threads()} "
               f"(the local engine scores with {scoring_threads(workers) if workers else torch.get_num_threads()} "
               f"while {workers} worker(s) decode), CPUs {os.cpu_count()}, load average "
               f"{os.getloadavg()[0]:.1f}")
@@ -134,18 +142,30 @@ def main() -> None:
         if err > 1e-5:
             raise SystemExit("the two sides disagree: not timing them")
 
-        t_off, t_loc = [], []
+        # The local engine as Explainer.audit runs it: references through a feature cache
+        # (a fresh one each repeat, so nothing carries over between repeats).
+        t_off, t_loc, t_plain = [], [], []
         for r in range(args.repeats):
             t0 = time.perf_counter()
             official_loop(official, csv_path)
             t_off.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            run_local(table, tmp_path / f"local{r}", settings, model=ex.model,
-                      workers=args.workers)
+            cached = run_local(table, tmp_path / f"local{r}", settings, model=ex.model,
+                               workers=args.workers, cache=FeatureCache())
             t_loc.append(time.perf_counter() - t0)
+            if args.per_reference > 1:
+                t0 = time.perf_counter()
+                run_local(table, tmp_path / f"plain{r}", settings, model=ex.model,
+                          workers=args.workers)
+                t_plain.append(time.perf_counter() - t0)
         off, loc = min(t_off), min(t_loc)
         print(f"official loop:  {n / off:7.1f} pairs/s  (best of {args.repeats}: {off:.2f} s)")
-        print(f"local engine:   {n / loc:7.1f} pairs/s  (best of {args.repeats}: {loc:.2f} s)")
+        print(f"local engine:   {n / loc:7.1f} pairs/s  (best of {args.repeats}: {loc:.2f} s; "
+              f"feature cache {cached.cache})")
+        if t_plain:
+            plain = min(t_plain)
+            print(f"  without cache:{n / plain:7.1f} pairs/s  (best of {args.repeats}: "
+                  f"{plain:.2f} s): the cache makes it {plain / loc:.2f}x faster")
         print(f"local engine vs official loop: {off / loc:.2f}x (target >= 1.5x); load "
               f"average now {os.getloadavg()[0]:.1f}")
 

@@ -234,9 +234,10 @@ class Explainer:
                                                         tiling.GRADIENT_BATCH))
             tiling.check_fits(self.model, size, self.max_memory, "gradient", max(1, batch),
                               "Attribution")
-        for wanted, what in ((sensitivity, "Sensitivity"), (repair, "Repair")):
+        for wanted, kind, what in ((sensitivity, "sweep", "Sensitivity"),
+                                   (repair, "score", "Repair")):
             if wanted:
-                tiling.check_fits(self.model, size, self.max_memory, "score",
+                tiling.check_fits(self.model, size, self.max_memory, kind,
                                   tiling.SCORE_BATCH, what)
 
     def _decompose(self, ta: torch.Tensor, tb: torch.Tensor, top_k: int,

@@ -74,6 +74,20 @@ def test_batch_results_do_not_depend_on_batching():
     np.testing.assert_allclose(whole, alone, atol=1e-7, rtol=0)
 
 
+def test_ssim_in_chunks_equals_one_pass(monkeypatch):
+    """Large batches are filtered SWEEP_SSIM_PIXELS at a time (bounded memory): the chunked
+    answer, pairwise too, equals the one-pass answer."""
+    ref = _textured(seed=3)
+    cands = _textured(seed=4, n=7)
+    whole, pairs = quality.ssim(ref, cands), quality.ssim_pairs(ref.expand_as(cands), cands)
+    h, w = ref.shape[-2:]
+    monkeypatch.setattr(quality, "SWEEP_SSIM_PIXELS", 3 * h * w)  # chunks of 3, 3, 1
+    assert quality._chunks(7, h, w) == [(0, 3), (3, 3), (6, 1)]
+    np.testing.assert_allclose(quality.ssim(ref, cands), whole, atol=1e-7, rtol=0)
+    np.testing.assert_allclose(quality.ssim_pairs(ref.expand_as(cands), cands), pairs,
+                               atol=1e-7, rtol=0)
+
+
 def test_smallest_image_is_the_window_and_smaller_is_refused():
     x, y = _textured(11, 13), _textured(11, 13, seed=5)
     assert quality.ssim(x, y)[0] == pytest.approx(_sk_ssim(x[0], y[0]), abs=2e-6)

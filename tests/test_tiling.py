@@ -255,6 +255,17 @@ def test_the_estimate_orders_measured_peak_memory():
     assert 0.4 * grow_est < grow_meas < 2.5 * grow_est, rows
 
 
+def test_sensitivity_estimate_holds_its_measured_peak():
+    """The sensitivity is refused by its estimate (route "sweep"): at 512 px the measured
+    peak (VmHWM rise, fresh process) is within [0.6, 1.5]x the estimate. Before SSIM ran in
+    bounded chunks it was 1.8x (968 MB against 536 MB)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from bench_parts_memory import measure
+
+    m = measure("sensitivity", 512)
+    assert 0.6 * m["estimate"] < m["rise"] < 1.5 * m["estimate"], m
+
+
 def test_explainer_tiles_automatically_and_says_so(nets):
     a, b = _pair(120, 150, seed=7)
     exact = Explainer("alex", "0.1", "random", seed=3, feature_cache=None)

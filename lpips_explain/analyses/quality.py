@@ -18,6 +18,7 @@ from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
 from torch import Tensor
 
 from lpips_explain import errors
+from lpips_explain.core.tiling import SWEEP_SSIM_PIXELS
 from lpips_explain.intake.tensors import check_tensor
 
 __all__ = ["SSIM_DESCRIPTION", "SSIM_SIGMA", "SSIM_WINDOW", "psnr", "psnr_pairs", "ssim", "ssim_pairs"]
@@ -73,18 +74,35 @@ def ssim(reference: Tensor, candidates: Tensor) -> np.ndarray:
             f"SSIM (Gaussian {SSIM_WINDOW}x{SSIM_WINDOW} window) needs images at least "
             f"{SSIM_WINDOW} px on each side, got {h}x{w}."
         )
-    n, c = int(cand.shape[0]), int(cand.shape[1])
+    return np.concatenate([_ssim_chunk(ref, cand[i: i + step])
+                           for i, step in _chunks(int(cand.shape[0]), h, w)])
+
+
+def _chunks(n: int, h: int, w: int) -> list[tuple[int, int]]:
+    """(start, length) of the chunks of ``n`` images SSIM filters together: as many as fit
+    :data:`~lpips_explain.core.tiling.SWEEP_SSIM_PIXELS`, so that its working set (about a dozen float32 planes per image
+    channel) stays bounded whatever the image size."""
+    step = max(1, SWEEP_SSIM_PIXELS // max(1, h * w))
+    return [(i, min(step, n - i)) for i in range(0, n, step)]
+
+
+def _ssim_chunk(ref: Tensor, cand: Tensor) -> np.ndarray:
+    n, c, h, w = (int(v) for v in cand.shape)
     # Every (image, channel) plane becomes one channel of a single channels_last image: the
     # library's depthwise Gaussian blur then runs ~2x faster on the CPU than with N x 3 planes
     # in NCHW, with the same numbers (each plane is filtered on its own either way).
     x = ref.to(torch.float32).expand(n, -1, -1, -1).reshape(1, n * c, h, w)
     y = cand.to(torch.float32).reshape(1, n * c, h, w)
-    x = x.contiguous(memory_format=torch.channels_last)
-    y = y.contiguous(memory_format=torch.channels_last)
-    win = _gauss_window().repeat(n * c, 1, 1, 1)
+    return _ssim_planes(x, y).view(n, c).to(torch.float64).mean(dim=1).numpy()
+
+
+def _ssim_planes(x: Tensor, y: Tensor) -> Tensor:
+    """SSIM of the P planes of x against y (1 x P x H x W each), channels_last: P values."""
+    x = x.cpu().contiguous(memory_format=torch.channels_last)
+    y = y.cpu().contiguous(memory_format=torch.channels_last)
+    win = _gauss_window().repeat(int(x.shape[1]), 1, 1, 1)
     with torch.no_grad():
-        per_plane = _planes(x, y, win)
-    return per_plane.view(n, c).to(torch.float64).mean(dim=1).numpy()
+        return _planes(x, y, win)
 
 
 def _gauss_window() -> Tensor:
@@ -138,9 +156,8 @@ def ssim_pairs(a: Tensor, b: Tensor, *, trusted: bool = False) -> np.ndarray:
             f"SSIM (Gaussian {SSIM_WINDOW}x{SSIM_WINDOW} window) needs images at least "
             f"{SSIM_WINDOW} px on each side, got {h}x{w}."
         )
-    x = x.cpu().reshape(1, n * c, h, w).contiguous(memory_format=torch.channels_last)
-    y = y.cpu().reshape(1, n * c, h, w).contiguous(memory_format=torch.channels_last)
-    win = _gauss_window().repeat(n * c, 1, 1, 1)
-    with torch.no_grad():
-        per_plane = _planes(x, y, win)
-    return per_plane.view(n, c).to(torch.float64).mean(dim=1).numpy()
+    return np.concatenate([
+        _ssim_planes(x[i: i + step].reshape(1, step * c, h, w),
+                     y[i: i + step].reshape(1, step * c, h, w))
+        .view(step, c).to(torch.float64).mean(dim=1).numpy()
+        for i, step in _chunks(n, h, w)])

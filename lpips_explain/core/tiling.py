@@ -71,6 +71,11 @@ F64 = 8
 # attribution.py: internal_batch_size=8); the budget check of those parts assumes them.
 SCORE_BATCH = 16
 GRADIENT_BATCH = 8
+# SSIM (analyses/quality.py) filters this many pixels per image channel at once, holding about
+# SSIM_PLANES float32 copies of each image in the chunk (measured: VmHWM rise at 512 and
+# 1024 px, benchmarks/bench_large.py --cases parts).
+SWEEP_SSIM_PIXELS = 4 * 512 * 512
+SSIM_PLANES = 14
 
 
 # -- sizes ----------------------------------------------------------------------------
@@ -419,7 +424,9 @@ def untiled_bytes(geom: Geometry, h: int, w: int, kind: str = "decompose",
     normalised copies and a squared difference per layer). ``decompose``: the reference
     encoded (ReferenceScorer), the candidate encoded, then per layer float64 copies of both
     and their squared difference (core/decompose.py). ``score``: ``batch`` candidates scored
-    against an encoded reference. ``gradient``: ``batch`` candidates with the autograd graph
+    against an encoded reference. ``sweep``: ``score``, then SSIM of those candidates against the
+    reference (the sensitivity's sweeps, analyses/quality.py). ``gradient``: ``batch``
+    candidates with the autograd graph
     kept (attribution): every module output is saved, and the backward pass holds gradients
     of the same sizes. ``maps``: full-resolution float64 maps per layer in the result
     (decompose: 1 spatial + 3 per top channel).
@@ -435,11 +442,14 @@ def untiled_bytes(geom: Geometry, h: int, w: int, kind: str = "decompose",
         enc = _forward_peak(geom, h, w, 1, keep_taps=True, tap_extra=0, input_copies=4)
         values = 2 * image + max(total + enc, 2 * total + total,  # ref, raw taps, normalised
                                  2 * total + 8 * largest)  # float64 a, b, a - b, (a - b)^2
-    elif kind == "score":
+    elif kind in ("score", "sweep"):
         enc = _forward_peak(geom, h, w, batch, keep_taps=True, tap_extra=0,
                             input_copies=4)
         values = (1 + batch) * image + total + max(
             enc, 2 * batch * total + 2 * batch * largest)
+        if kind == "sweep":  # then SSIM of the batch, SWEEP_SSIM_PIXELS at a time
+            chunk = min(batch, max(1, SWEEP_SSIM_PIXELS // max(1, h * w)))
+            values = max(values, (1 + 2 * batch + SSIM_PLANES * chunk) * image)
     elif kind == "gradient":
         hs, ws = geom.map_sizes(h), geom.map_sizes(w)
         channels, saved = geom.in_channels, 0
