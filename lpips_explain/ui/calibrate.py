@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
+
+# The exception Streamlit raises in a running script to stop or rerun it (streamlit is pinned).
+from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
 from lpips_explain.analyses.calibration import (
     DEFAULT_PATIENCE,
@@ -170,6 +175,9 @@ def training_controls(seed: int) -> TrainingParams:
                           SIZES[size_label], int(seed))
 
 
+STOP_WAIT_S = 60.0  # how long a rerun waits for an interrupted training to store its heads
+
+
 def run_training(explainer: Explainer, features: Any, params: TrainingParams,
                  key: tuple) -> Calibration | None:
     """The stored calibration for ``key``, or a Train button; training shows live curves and
@@ -184,17 +192,24 @@ def run_training(explainer: Explainer, features: Any, params: TrainingParams,
                  args=(keys.CAL_TRAIN_REQUEST, True))
     col_c.button("Cancel", key=keys.CAL_CANCEL, icon=":material/stop_circle:",
                  on_click=_request, args=(keys.CAL_CANCEL_REQUEST, True),
-                 help="Stops a training in progress (its curves stay; no heads are kept).")
+                 help="Stops a training in progress after its current step; the best heads "
+                      "so far (by held-out 2AFC) are kept, as the CLI and the API keep them.")
     start = bool(st.session_state.pop(keys.CAL_TRAIN_REQUEST, False))
     cancel = bool(st.session_state.pop(keys.CAL_CANCEL_REQUEST, False))
+    # A click during training starts this run while the interrupted one (another thread)
+    # finishes its current step and stores the best heads so far: wait for those.
+    running = st.session_state.get(keys.CAL_RUNNING)
+    if running is not None and running[0] == key:
+        with st.spinner("Stopping the training after its current step..."):
+            running[1].wait(timeout=STOP_WAIT_S)
     done = store.get("calibration", key)
     if cancel:
-        partial = st.session_state.get(keys.CAL_PARTIAL)
-        if partial and partial[0] == key:
-            records = partial[1]
-            st.warning(f"Training cancelled after epoch {records[-1].epoch}; no heads were "
-                       f"kept.", icon=ICONS["warning"])
-            chart(out.curves_figure(records), "cal_partial_curves")
+        if done is not None and done.stopped == "cancelled":
+            kept = ("the starting heads (epoch 0) had the best held-out 2AFC so far and are "
+                    "kept" if done.best_epoch == 0 else f"the heads of epoch {done.best_epoch} "
+                    f"(the best held-out 2AFC so far) are kept")
+            st.warning(f"Training cancelled after epoch {len(done.epochs) - 1}; {kept}, shown "
+                       f"below.", icon=ICONS["warning"])
         else:
             st.info("Nothing is being trained.", icon=ICONS["info"])
         return done
@@ -206,22 +221,40 @@ def run_training(explainer: Explainer, features: Any, params: TrainingParams,
     bar = ProgressBar("Training the heads:")
     live = st.empty()
     records: list[Any] = []
+    # A click during training makes Streamlit interrupt this script at its next drawing call.
+    # The interruption is held here instead: the engine is asked to stop after its current
+    # step (``cancel``) and returns the best heads so far, which are stored; then the
+    # interruption goes on and the page reruns with the click.
+    held: list[BaseException] = []
+    finished = threading.Event()
+    st.session_state[keys.CAL_RUNNING] = (key, finished)
+
+    def draw(fn: Callable[[], Any]) -> None:
+        if held:
+            return
+        try:
+            fn()
+        except ScriptControlException as exc:
+            held.append(exc)
 
     def on_epoch(rec: Any) -> None:
         records.append(rec)
-        st.session_state[keys.CAL_PARTIAL] = (key, tuple(records))
         fig = out.curves_figure(records)
         fig.update_layout(title=f"Live: epoch {rec.epoch} of "
                                 f"{params.epochs + params.decay_epochs}")
-        live.plotly_chart(fig, theme=None)
+        draw(lambda: live.plotly_chart(fig, theme=None))
 
     try:
-        cal = explainer.calibrate(features, progress=bar, on_epoch=on_epoch, **params.kwargs())
+        cal = explainer.calibrate(
+            features, progress=lambda *a: draw(lambda: bar(*a)), on_epoch=on_epoch,
+            cancel=lambda: bool(held), **params.kwargs())
+        store.put("calibration", key, cal)
     finally:
-        bar.clear()
+        finished.set()
+        draw(bar.clear)
+    if held:
+        raise held[0]
     live.empty()
-    st.session_state.pop(keys.CAL_PARTIAL, None)
-    store.put("calibration", key, cal)
     return cal
 
 

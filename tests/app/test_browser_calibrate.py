@@ -69,3 +69,35 @@ def test_calibrate_page_trains_like_the_cli(server: Server, browser: Any,  # noq
         _full_page_screenshot(page, [ARTIFACTS / "browser_calibrate.png"])
     finally:
         context.close()
+
+
+def test_cancel_keeps_the_best_heads_so_far(server: Server, browser: Any) -> None:  # noqa: F811
+    """Cancel during a long training stops it after the current step and keeps the best heads
+    so far (by held-out 2AFC), as the CLI and the API do; the page shows them."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = context.new_page()
+        page.goto(f"{server.url}/Calibrate", wait_until="domcontentloaded", timeout=60_000)
+        _wait_text(page, server, "36 of 36 judged triplets readable")
+        page.get_by_text("Training settings (defaults: the official recipe)").click()
+        for label, value in (("Epochs at the base rate", "200"),
+                             ("Early stopping patience (0: never)", "0")):
+            box = page.get_by_label(label)
+            box.fill(value)
+            box.press("Enter")
+            _wait_text(page, server, "Press **Train the heads**".replace("**", ""))
+        page.get_by_role("button", name="Train the heads").click()
+        page.get_by_text(re.compile(r"Live: epoch [2-9]\d* of 205")).first.wait_for(
+            timeout=RESULT_WAIT_S * 1000)
+        page.get_by_role("button", name="Cancel").click()
+        found = _wait_text(page, server, re.compile(
+            r"Training cancelled after epoch (\d+); the (?:heads of epoch (\d+)|starting heads)"))
+        stopped, best = int(found.group(1)), int(found.group(2) or 0)
+        assert 2 <= stopped < 205 and 0 <= best <= stopped, found.group(0)
+        _wait_text(page, server, SCORES)
+        body = page.inner_text("body")
+        assert "Before and after" in body and f"{best} of {stopped + 1}" in body, _describe(
+            page, server, "the kept heads are not shown after Cancel")
+        page.screenshot(path=str(ARTIFACTS / "browser_calibrate_cancel.png"))
+    finally:
+        context.close()
