@@ -588,6 +588,37 @@ def test_cli_calibrate_writes_heads_that_load_everywhere(tmp_path):
     assert any("calibrated (custom) lin heads" in w for w in result["warnings"])
 
 
+def test_cli_ctrl_c_stops_after_the_step_and_writes_the_best_heads(tmp_path):
+    """A real SIGINT during training (sent to the CLI's own process at epoch 3 of 205): the
+    run stops after that step, writes the best heads so far and exits 130."""
+    sample = REPO / "assets" / "judgments" / "synthetic_judgments.csv"
+    out = tmp_path / "cal"
+    code = f"""
+import os, signal, sys
+from lpips_explain.analyses import calibration
+real = calibration.calibrate
+def interrupted(*args, on_epoch=None, **kw):
+    def tick(rec):
+        if rec.epoch == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+    return real(*args, on_epoch=tick, **kw)
+calibration.calibrate = interrupted
+from lpips_explain.cli import main
+sys.exit(main(["calibrate", {str(sample)!r}, "--out", {str(out)!r}, "--backbone-weights",
+               "random", "--epochs", "200", "--patience", "0", "--json", "--quiet"]))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=300,
+                          env={**__import__("os").environ, "LPIPS_EXPLAIN_OFFLINE": "1"})
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert "stopping after the current step" in proc.stderr and "Traceback" not in proc.stderr
+    data = json.loads((out / "calibration.json").read_text())
+    assert data["stopped"] == "cancelled" and len(data["epochs"]) - 1 in (3, 4)
+    assert json.loads(proc.stdout)["stopped"] == "cancelled"
+    assert f"the best heads so far (epoch {data['best_epoch']}) were written" in proc.stderr
+    assert (out / "lin.pth").is_file()
+
+
 def test_cli_calibrate_bad_input_exits_2(tmp_path):
     (tmp_path / "bad.csv").write_text("ref,p0\na.png,b.png\n")
     proc = _cli("calibrate", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "o"),

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from lpips_explain.analyses.calibration import DEFAULT_PATIENCE, INITS, OFFICIAL, Calibration
 from lpips_explain.analyses.domain_gap import DEFAULT_PERMUTATIONS
@@ -78,11 +83,13 @@ def run_calibrate(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)  # an unusable --out fails before the work
     bar = ProgressBar(not args.quiet)
     try:
-        cal = explainer.calibrate(args.judgments, init=args.init, epochs=args.epochs,
-                                  decay_epochs=args.decay_epochs, lr=args.lr,
-                                  batch_size=args.batch_size, val_fraction=args.val_fraction,
-                                  patience=args.patience or None, seed=args.seed,
-                                  size=args.resize, progress=bar)
+        with _stop_on_ctrl_c() as stop:
+            cal = explainer.calibrate(args.judgments, init=args.init, epochs=args.epochs,
+                                      decay_epochs=args.decay_epochs, lr=args.lr,
+                                      batch_size=args.batch_size,
+                                      val_fraction=args.val_fraction,
+                                      patience=args.patience or None, seed=args.seed,
+                                      size=args.resize, progress=bar, cancel=stop)
     finally:
         bar.close()
     files = write_calibration(cal, args.out)
@@ -92,7 +99,34 @@ def run_calibrate(args: argparse.Namespace) -> int:
         _print_calibration(cal, files)
     for w in cal.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    if cal.stopped == "cancelled":
+        print(f"lpips-explain: interrupted after epoch {len(cal.epochs) - 1}; the best heads "
+              f"so far (epoch {cal.best_epoch}) were written to {args.out}", file=sys.stderr)
+        return 130
     return 0
+
+
+@contextmanager
+def _stop_on_ctrl_c() -> Iterator[Callable[[], bool]]:
+    """While training: the first Ctrl-C asks it to stop after its current step (the best
+    heads so far are written, exit 130); a second one aborts at once."""
+    asked = threading.Event()
+    if threading.current_thread() is not threading.main_thread():  # signals: main thread only
+        yield asked.is_set
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if asked.is_set():
+            raise KeyboardInterrupt
+        asked.set()
+        print("lpips-explain: stopping after the current step (Ctrl-C again to abort)",
+              file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield asked.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _print_calibration(cal: Calibration, files: dict[str, Path]) -> None:
