@@ -9,6 +9,7 @@ the app (a zip).
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import os
@@ -234,6 +235,20 @@ def image_names(tree: FileTree) -> list[str]:
     """Every image file in the tree (recursively), sorted by name."""
     return [n for n in tree.names() if is_image_name(n)
             and not posixpath.basename(n).startswith(".")]
+
+
+def csv_reader(text: str, label: str, layout: str) -> tuple[list[str], Iterator[list[str]]]:
+    """The header of a CSV and a reader over its other rows; an empty or unreadable text is
+    an InputError naming ``label`` and the expected ``layout`` (e.g. "a,b[,id,...]")."""
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InputError(f"{label} is empty; it needs a header row {layout} and one row per "
+                         f"item.") from None
+    except csv.Error as exc:
+        raise InputError(f"{label} is not a readable CSV ({exc}).") from None
+    return header, reader
 
 
 def sha256(data: bytes) -> str:

@@ -27,6 +27,7 @@ from lpips_explain.errors import InputError
 from lpips_explain.intake.files import (
     DiskTree,
     FileTree,
+    csv_reader,
     is_image_name,
     read_zip,
     sha256,
@@ -197,14 +198,7 @@ def parse_judge(raw: object) -> tuple[float | None, str | None]:
 
 
 def _read_csv(tree: FileTree, text: str, label: str) -> JudgmentSet:
-    reader = csv.reader(io.StringIO(text))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise InputError(f"{label} is empty; it needs a header row "
-                         f"{','.join(COLUMNS)}[,mask] and one row per triplet.") from None
-    except csv.Error as exc:
-        raise InputError(f"{label} is not a readable CSV ({exc}).") from None
+    header, reader = csv_reader(text, label, f"{','.join(COLUMNS)}[,mask]")
     names = [h.strip().lower() for h in header]
     missing = [c for c in COLUMNS if c not in names]
     if missing:

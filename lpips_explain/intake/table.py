@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from lpips_explain.errors import InputError
+from lpips_explain.intake.files import csv_reader
 from lpips_explain.intake.judgments import parse_judge
 
 Kind = Literal["pairs", "triplets"]
@@ -99,14 +100,8 @@ def _read_csv(path: Path, shown: str) -> AuditTable:
     except UnicodeDecodeError:
         raise InputError(f"The audit input {shown!r} is not UTF-8 text; save the CSV as "
                          f"UTF-8.") from None
-    reader = csv.reader(io.StringIO(text))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise InputError(f"The audit input {shown!r} is empty; it needs a header line "
-                         f"(a,b[,id,...] or ref,p0,p1,judge[,id,...]).") from None
-    except csv.Error as exc:
-        raise InputError(f"The audit input {shown!r} is not a readable CSV: {exc}.") from None
+    header, reader = csv_reader(text, f"The audit input {shown!r}",
+                                "(a,b[,id,...] or ref,p0,p1,judge[,id,...])")
     names = [h.strip() for h in header]
     lower = [n.lower() for n in names]
     dupes = sorted({n for n in lower if n and lower.count(n) > 1})
