@@ -27,6 +27,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from lpips_explain.analyses.attribution.result import Attribution
+from lpips_explain.analyses.repair import Repair
+from lpips_explain.analyses.sensitivity import Sensitivity, SensitivityItem
 from lpips_explain.core.decompose import UPSAMPLING, Decomposition, LayerBreakdown
 from lpips_explain.errors import InputError, lookup
 
@@ -620,7 +623,7 @@ def method_label(method: str) -> str:
     return spec.label if spec is not None else method.replace("_", " ").capitalize()
 
 
-def attribution_figure(attr: Any, image_uint8: np.ndarray, *, view: str = "signed",
+def attribution_figure(attr: Attribution, image_uint8: np.ndarray, *, view: str = "signed",
                        name: str | None = None, opacity: float = 0.8,
                        display_width: int | None = None, zmax: float | None = None,
                        max_side: int | None = None, title: bool = True) -> go.Figure:
@@ -632,13 +635,13 @@ def attribution_figure(attr: Any, image_uint8: np.ndarray, *, view: str = "signe
     lookup("attribution view", view, ATTRIBUTION_VIEWS)
     heat = np.asarray(getattr(attr, view), dtype=np.float64)
     heading = f"{method_label(str(attr.method))} attribution, {view}"
-    if getattr(attr, "completeness_gap", None) is not None:
-        rel = getattr(attr, "relative_gap", None)
+    if attr.completeness_gap is not None:
+        rel = attr.relative_gap
         heading += (f"<br><sub>sum {attr.total:.4f} vs distance {attr.distance:.4f}: "
                     f"completeness gap {attr.completeness_gap:.2e}"
                     f"{'' if rel is None else f' ({100 * rel:.2f}%)'}</sub>")
-    target = name or str(getattr(attr, "target", "b")).upper()
-    params = getattr(attr, "params", None) or {}
+    target = name or attr.target.upper()
+    params = attr.params or {}
     ptxt = ", ".join(f"{k}={v}" for k, v in params.items())
     what = (f"the regions of {target} as seen by layer {params.get('layer', '')}, "
             f"upsampled bilinearly to the image" if attr.method == "layer_gradcam" else
@@ -647,7 +650,7 @@ def attribution_figure(attr: Any, image_uint8: np.ndarray, *, view: str = "signe
                f"({method_label(str(attr.method))}{f'; {ptxt}' if ptxt else ''})."
                f"{' Colour scale clipped at the 99.5th percentile of |value|.' if view == 'signed' and zmax is None else ''}"
                f"{' One colour scale shared with the other map.' if zmax is not None else ''}")
-    notes = [str(n) for n in getattr(attr, "notes", ()) or ()]
+    notes = [str(n) for n in attr.notes]
     if view != "signed":  # the sign note explains negative values, which this view has none of
         notes = [n for n in notes if not n.startswith("Positive values")]
     if notes:
@@ -656,7 +659,7 @@ def attribution_figure(attr: Any, image_uint8: np.ndarray, *, view: str = "signe
                           symmetric=view == "signed", colorbar_title="attribution",
                           opacity=opacity, zmax=zmax, display_width=display_width,
                           max_side=max_side)
-    if getattr(attr, "vanishing", False):
+    if attr.vanishing:
         fig.add_annotation(
             text=("Gradients vanish here: LPIPS is quadratic in the feature difference, so at "
                   "(near-)identical images the map is (nearly) blank."),
@@ -665,13 +668,13 @@ def attribution_figure(attr: Any, image_uint8: np.ndarray, *, view: str = "signe
     return fig
 
 
-def sensitivity_rows(sens: Any) -> list[tuple[str, Any]]:
+def sensitivity_rows(sens: Sensitivity) -> list[tuple[str, SensitivityItem]]:
     rows = [("default", it) for it in sens.items]
     rows += [("geometric", it) for it in sens.geometric]
     return rows
 
 
-def sensitivity_bars(sens: Any, *, explained: str = "B") -> go.Figure:
+def sensitivity_bars(sens: Sensitivity, *, explained: str = "B") -> go.Figure:
     """Horizontal bars of the change in distance for each perturbation of the explained image:
     red raises the distance, blue lowers it; rows of the geometric table are hatched.
 
@@ -708,7 +711,7 @@ def sensitivity_bars(sens: Any, *, explained: str = "B") -> go.Figure:
     fig.update_yaxes(autorange="reversed", title=None)
     fig.update_xaxes(title=f"change in LPIPS distance vs unperturbed {explained}", zeroline=True,
                      zerolinecolor="#444")
-    most = getattr(sens, "most_sensitive", None)
+    most = sens.most_sensitive
     fig.update_layout(
         title=(f"Perturbing {explained}: change in distance from the base "
                f"{sens.base_distance:.4f}"
@@ -743,7 +746,7 @@ def sweep_figure(sweep: Any) -> go.Figure:
     return fig
 
 
-def repair_curve(rep: Any, *, repaired: str = "B", source: str = "A",
+def repair_curve(rep: Repair, *, repaired: str = "B", source: str = "A",
                  threshold: float | None = None, threshold_label: str = "",
                  mark_area: float | None = None, mark_label: str = "",
                  threshold_color: str = DISTANCE_TOTAL) -> go.Figure:
@@ -779,7 +782,7 @@ def repair_curve(rep: Any, *, repaired: str = "B", source: str = "A",
     base = float(rep.base_distance)
     fig.add_hline(y=base / 2, line={"dash": "dash", "color": GUIDE})
     _legend_entry(fig, f"half the distance ({base / 2:.4f})", GUIDE, dash="dash")
-    half = getattr(rep, "half_area", None)
+    half = rep.half_area
     if half is not None and math.isfinite(float(half)):
         fig.add_vline(x=float(half), line={"dash": "dot", "color": GUIDE})
         _legend_entry(fig, f"half of it lies in {100 * float(half):.1f}% of the area", GUIDE,
@@ -792,9 +795,9 @@ def repair_curve(rep: Any, *, repaired: str = "B", source: str = "A",
         fig.add_vline(x=float(mark_area), line={"color": DISTANCE_TOTAL, "width": 2})
         _legend_entry(fig, f"{mark_label or 'marked'} at {100 * float(mark_area):.1f}% of the "
                       f"area", DISTANCE_TOTAL)
-    grid = getattr(rep, "grid", None)
+    grid = rep.grid
     grid_txt = f", a {grid[1]}x{grid[0]} grid" if grid is not None else ""
-    order = getattr(rep, "order_label", "single-patch gain")
+    order = rep.order_label
     caption = (f"Repair: {repaired}'s {rep.patch} px patches{grid_txt} are replaced by "
                f"{source}'s in this order: {order}; each marker is a real evaluation, lines "
                f"only join them.{' The curve is not monotonic (red).' if rep.non_monotonic else ''}")

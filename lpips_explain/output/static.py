@@ -13,6 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from lpips_explain import notices
+from lpips_explain.analyses.explanation import Explanation
 from lpips_explain.output.figures import (
     DISTANCE,
     FAVOUR_A,
@@ -106,7 +107,7 @@ def _category_text(category: str | None) -> str:
     return category if category else "no category (not the published trunk)"
 
 
-def summary_png(expl: Any) -> bytes:
+def summary_png(expl: Explanation) -> bytes:
     """A static one-page PNG: A, B, the distance map and the attribution map (each with its
     colour bar), layer and sensitivity bars, the repair curve and the summary."""
     dec = expl.decomposition
@@ -126,7 +127,7 @@ def summary_png(expl: Any) -> bytes:
               f"Where the distance is: all layers, bilinear, over {target_name}",
               cmap=MPL_SEQUENTIAL, label="distance")
     ax = fig.add_subplot(top[0, 3])
-    attr = getattr(expl, "attribution", None)
+    attr = expl.attribution
     if attr is not None:
         _map_axis(fig, ax, target, np.asarray(attr.signed, dtype=np.float64),
                   f"{attr.method.replace('_', ' ').capitalize()} attribution of "
@@ -141,7 +142,7 @@ def summary_png(expl: Any) -> bytes:
     _barh(ax, [f"{lay.name} {size_text(lay.resolution)}" for lay in dec.layers],
           [lay.distance for lay in dec.layers],
           f"per-layer distance (sum = {dec.distance:.4f})", DISTANCE)
-    sens = getattr(expl, "sensitivity", None)
+    sens = expl.sensitivity
     ax = fig.add_subplot(mid[0, 1])
     if sens is not None and (sens.items or sens.geometric):
         rows = sensitivity_rows(sens)
@@ -154,7 +155,7 @@ def summary_png(expl: Any) -> bytes:
     else:
         ax.set_axis_off()
         ax.text(0.5, 0.5, "sensitivity not computed", ha="center", va="center", color="#777")
-    rep = getattr(expl, "repair", None)
+    rep = expl.repair
     ax = fig.add_subplot(mid[0, 2])
     if rep is not None and len(rep.curve_area):
         ax.plot(rep.curve_area, rep.curve_distance, marker="o", markersize=3, color=DISTANCE)
