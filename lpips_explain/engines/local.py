@@ -38,9 +38,13 @@ def available_cpus() -> int:
 
 
 def default_workers() -> int:
-    """Decoding processes by default: half the CPUs this process may use (1 to 4). Decoding
-    a row (images, PSNR, SSIM, thumbnails) costs about half of scoring it."""
-    return max(1, min(4, available_cpus() // 2))
+    """Decoding processes by default: none on 1 or 2 CPUs, else half the CPUs this process
+    may use (1 to 4). Decoding a row (images, PSNR, SSIM, thumbnails) costs about half of
+    scoring it; on 2 CPUs a decoding process leaves the network one thread, and decoding
+    inline with 2 scoring threads was 1.6x faster (29.3 against 18.3 pairs per second,
+    benchmarks/bench_audit.py, quiet 2-core machine)."""
+    cpus = available_cpus()
+    return 0 if cpus <= 2 else max(1, min(4, cpus // 2))
 
 
 def scoring_threads(workers: int) -> int:
