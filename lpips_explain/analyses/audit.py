@@ -176,21 +176,20 @@ def _device(net: LpipsNet) -> torch.device:
 
 
 def encode_references(net: LpipsNet, x: Tensor, cache: FeatureCache | None) -> list[Tensor]:
-    """``net.encode(x)`` with each distinct image of ``x`` encoded once: rows repeating an
-    image (content hash) share one pass, and with a ``cache`` an image encoded in an earlier
-    batch is taken from it (datasets often hold one reference against many distortions)."""
+    """``net.encode(x)``; with a ``cache``, each distinct image of ``x`` (content hash) is
+    encoded once, rows repeating it share that pass, and an image encoded in an earlier
+    batch is taken from the cache (datasets often hold one reference against many
+    distortions)."""
     if cache is None:
         return net.encode(x)
-    keys = [cache.key(net, x[i:i + 1]) for i in range(x.shape[0])]
-    found: dict[tuple, list[Tensor]] = {}
-    for key in dict.fromkeys(keys):
-        hit = cache.get(key)
-        if hit is not None:
-            found[key] = list(hit)
-    missing = [k for k in dict.fromkeys(keys) if k not in found]
+    keys = cache.row_keys(net, x)
+    first: dict[tuple, int] = {}  # each distinct key -> its first row
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
+    found = {key: list(hit) for key in first if (hit := cache.get(key)) is not None}
+    missing = [key for key in first if key not in found]
     if missing:
-        first = [keys.index(k) for k in missing]
-        feats = net.encode(x[first])
+        feats = net.encode(x[[first[key] for key in missing]])
         for j, key in enumerate(missing):  # clones: an entry must not pin the whole batch
             found[key] = [y[j:j + 1].clone() for y in feats]
             cache.put(key, found[key])

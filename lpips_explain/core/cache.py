@@ -180,6 +180,11 @@ class FeatureCache:
     def key(self, net: nn.Module, x: Tensor) -> tuple:
         return (model_key(net), content_key(x))
 
+    def row_keys(self, net: nn.Module, x: Tensor) -> list[tuple]:
+        """:meth:`key` of each image of the batch ``x`` (the model key computed once)."""
+        model = model_key(net)
+        return [(model, content_key(x[i:i + 1])) for i in range(x.shape[0])]
+
     def encode(self, net: nn.Module, x: Tensor) -> list[Tensor]:
         """``net.encode(x)`` (no gradients), from the cache when the same input was encoded
         by a network with the same model key. Concurrent misses of one key compute once."""
