@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +69,24 @@ def write_png(path: Path, array: np.ndarray) -> Path:
 
 def to_uint8(t: torch.Tensor) -> np.ndarray:
     return (t[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def zip_bytes(members: dict[str, bytes], links: tuple[str, ...] = ()) -> bytes:
+    """A zip archive in memory; members named in ``links`` are marked as symbolic links."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            info = zipfile.ZipInfo(name)
+            if name in links:
+                info.external_attr = (0o120777 << 16)
+            zf.writestr(info, data)
+    return buf.getvalue()
+
+
+def assert_clean(at) -> None:
+    """An AppTest run showed no exception and no error element."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
 
 
 def png_bytes(seed: int, size: int = 64, *, shift: float = 0.0) -> bytes:

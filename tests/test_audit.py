@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from audit_data import make_pairs, make_triplets, official_distances, official_with_our_trunk
-from conftest import REPO, smooth_image
+from conftest import REPO, smooth_image, to_uint8, write_png, zip_bytes
 
 from lpips_explain import Explainer
 from lpips_explain.analyses import quality
@@ -134,32 +133,21 @@ def test_missing_input_and_folder_without_a_b(tmp_path):
         read_audit_input(tmp_path)
 
 
-def _zip(members: dict[str, bytes], links: tuple[str, ...] = ()) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in members.items():
-            info = zipfile.ZipInfo(name)
-            if name in links:
-                info.external_attr = (0o120777 << 16)
-            zf.writestr(info, data)
-    return buf.getvalue()
-
-
 def test_zip_extraction_is_safe(tmp_path):
-    ok = extract_zip(_zip({"set/a.png": b"1", "set/sub/b.png": b"22", "__MACOSX/x": b""}),
+    ok = extract_zip(zip_bytes({"set/a.png": b"1", "set/sub/b.png": b"22", "__MACOSX/x": b""}),
                      tmp_path / "ok")
     assert sorted(p.relative_to(tmp_path / "ok").as_posix() for p in ok) == \
         ["set/a.png", "set/sub/b.png"]
     for name in ("../evil.png", "/abs.png", "a/../../evil.png", "C:/x.png", "a\\..\\x.png"):
         with pytest.raises(InputError, match="unsafe path"):
-            extract_zip(_zip({name: b"x"}), tmp_path / "bad")
+            extract_zip(zip_bytes({name: b"x"}), tmp_path / "bad")
     assert not (tmp_path / "evil.png").exists()
     with pytest.raises(InputError, match="symbolic link"):
-        extract_zip(_zip({"link.png": b"/etc/passwd"}, links=("link.png",)), tmp_path / "l")
+        extract_zip(zip_bytes({"link.png": b"/etc/passwd"}, links=("link.png",)), tmp_path / "l")
     with pytest.raises(InputError, match="more than the 2 allowed"):
-        extract_zip(_zip({"1": b"", "2": b"", "3": b""}), tmp_path / "n", max_files=2)
+        extract_zip(zip_bytes({"1": b"", "2": b"", "3": b""}), tmp_path / "n", max_files=2)
     with pytest.raises(InputError, match="more than 1,000 bytes"):
-        extract_zip(_zip({"big.png": b"0" * 5000}), tmp_path / "b", max_bytes=1000)
+        extract_zip(zip_bytes({"big.png": b"0" * 5000}), tmp_path / "b", max_bytes=1000)
     with pytest.raises(InputError, match="not a zip"):
         extract_zip(b"PK but not really", tmp_path / "z")
 
@@ -246,8 +234,6 @@ def test_local_engine_agrees_with_the_official_package(pairs_set, pairs_run, off
 def test_a_shared_reference_runs_the_trunk_once(tmp_path, settings, official):
     """Rows sharing a reference encode it once through the feature cache (within a batch and
     across batches) and score exactly what the uncached run scores."""
-    from conftest import to_uint8, write_png
-
     from lpips_explain.core.cache import FeatureCache
     from lpips_explain.core.model import build_lpips
 

@@ -14,14 +14,20 @@ import json
 import subprocess
 import sys
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO, official_model, official_trunk_state, smooth_image, to_uint8
+from conftest import (
+    REPO,
+    official_model,
+    official_trunk_state,
+    smooth_image,
+    to_uint8,
+    zip_bytes,
+)
 from PIL import Image
 
 from lpips_explain import Explainer, InputError
@@ -62,14 +68,6 @@ def csv_text(rows: list[tuple]) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["ref", "p0", "p1", "judge"])
     w.writerows(rows)
-    return buf.getvalue()
-
-
-def zip_of(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
     return buf.getvalue()
 
 
@@ -137,7 +135,7 @@ def teacher_set(student, trunk, tmp_path_factory):
     judge = (d1 < d0).double()  # the teacher's verdict: p1 chosen when it is closer
     rows = [(f"ref/{i:04d}.png", f"p0/{i:04d}.png", f"p1/{i:04d}.png", f"{float(judge[i]):.1f}")
             for i in range(N_TEACHER)]
-    archive = zip_of({**files, "teacher.csv": csv_text(rows).encode()})
+    archive = zip_bytes({**files, "teacher.csv": csv_text(rows).encode()})
     return {"archive": archive, "files": files, "ref": ref, "p0": p0, "p1": p1,
             "judge": judge, "rows": rows}
 
@@ -276,7 +274,7 @@ def test_squeezenet_trunk_1x1_convs_are_not_clamped(tmp_path):
         files[f"a{i}.png"] = png((ref + 0.1 * (smooth_image(S, S, 600 + i) - 0.5)).clamp(0, 1))
         files[f"b{i}.png"] = png((ref + 0.2 * (smooth_image(S, S, 700 + i) - 0.5)).clamp(0, 1))
         rows.append((f"r{i}.png", f"a{i}.png", f"b{i}.png", "0.4"))
-    jset = read_judgments_archive(zip_of(files), csv_text=csv_text(rows))
+    jset = read_judgments_archive(zip_bytes(files), csv_text=csv_text(rows))
     cal = ex.calibrate(jset, init="scratch", epochs=2, decay_epochs=1, lr=0.05,
                        val_fraction=0.25)
     after = ex.model.state_dict()
@@ -311,7 +309,7 @@ def test_loss_and_step_match_the_official_trainer(tmp_path):
         for role, t in (("ref", refs), ("p0", p0), ("p1", p1)):
             files[f"{role}{i}.png"] = png(t[i:i + 1])
         rows.append((f"ref{i}.png", f"p0{i}.png", f"p1{i}.png", f"{judges[i]:.1f}"))
-    jset = read_judgments_archive(zip_of(files), csv_text=csv_text(rows))
+    jset = read_judgments_archive(zip_bytes(files), csv_text=csv_text(rows))
     # What the PNGs decode to: both sides see exactly these images.
     dec = {r: torch.cat([load_image(files[f"{r}{i}.png"]).tensor for i in range(n)])
            for r in ("ref", "p0", "p1")}
@@ -513,7 +511,7 @@ def test_missing_columns_and_empty_sets_are_one_clear_error(tmp_path, student):
 def test_zip_members_that_escape_or_are_too_large_are_refused():
     from lpips_explain.intake.files import read_zip
 
-    data = zip_of({"ok/a.png": b"1", "../evil.png": b"2", "/abs.png": b"3",
+    data = zip_bytes({"ok/a.png": b"1", "../evil.png": b"2", "/abs.png": b"3",
                    "big.png": b"x" * 5000})
     tree, skipped = read_zip(data, max_member_bytes=4096)
     assert tree.names() == ["ok/a.png"]
@@ -538,7 +536,7 @@ def test_mask_weights_the_spatial_mean(student):
                                                                         np.uint8))}
     text = ("ref,p0,p1,judge,mask\nr.png,a.png,b.png,0.5,left.png\n"
             "r.png,a.png,b.png,0.5,white.png\nr.png,a.png,b.png,0.5,\n")
-    feats = student.judgment_features(read_judgments_archive(zip_of(files), csv_text=text))
+    feats = student.judgment_features(read_judgments_archive(zip_bytes(files), csv_text=text))
     w = torch.cat([h.reshape(-1) for h in student.model.heads]).double()
     r, a = load_image(files["r.png"]).tensor, load_image(files["a.png"]).tensor
     mask = torch.from_numpy(left).double().view(1, 1, 48, 48) / 255

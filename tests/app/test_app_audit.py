@@ -4,13 +4,11 @@ one row's drill-down opened on the Explain and Triplet pages, and uploads (CSV +
 from __future__ import annotations
 
 import csv
-import io
 import re
-import zipfile
 
 import numpy as np
 import pytest
-from conftest import REPO, png_bytes
+from conftest import REPO, assert_clean, png_bytes, zip_bytes
 from streamlit.testing.v1 import AppTest
 
 from lpips_explain.analyses import quality
@@ -34,11 +32,6 @@ def audit_page() -> AppTest:
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
     at.switch_page("pages/6_Audit.py")
     return at.run()
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 def metric(at: AppTest, label: str) -> str:
@@ -129,14 +122,6 @@ def test_sample_triplets_agreement_and_open_on_triplet(reference):
     assert float(m[2]) == pytest.approx(table.loc[rid, "d1"], abs=1.5e-6)
 
 
-def _zip(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
 def test_uploaded_csv_and_zip():
     at = audit_page()
     at.radio(key="audit_source").set_value("upload").run()
@@ -144,11 +129,11 @@ def test_uploaded_csv_and_zip():
     csv_text = "id,a,b,note\none,x/1.png,x/2.png,first\ntwo,x/1.png,x/gone.png,second\n"
     at.file_uploader(key="audit_upload_csv").set_value(("rows.csv", csv_text.encode(), "text/csv"))
     at.file_uploader(key="audit_upload_zip").set_value(
-        ("imgs.zip", _zip({"../evil.png": b"x"}), "application/zip"))
+        ("imgs.zip", zip_bytes({"../evil.png": b"x"}), "application/zip"))
     at.run()
     assert not at.exception and len(at.error) == 1 and "unsafe path" in at.error[0].value
     at.file_uploader(key="audit_upload_zip").set_value(
-        ("imgs.zip", _zip({"x/1.png": png_bytes(3), "x/2.png": png_bytes(3, shift=0.3)}),
+        ("imgs.zip", zip_bytes({"x/1.png": png_bytes(3), "x/2.png": png_bytes(3, shift=0.3)}),
          "application/zip"))
     at.run()
     assert_clean(at)

@@ -4,12 +4,10 @@ a changed triplet opened on the Triplet page, uploads with bad rows, and the dom
 
 from __future__ import annotations
 
-import io
 import re
-import zipfile
 
 import pytest
-from conftest import REPO, png_bytes
+from conftest import REPO, assert_clean, png_bytes, zip_bytes
 from streamlit.testing.v1 import AppTest
 
 from lpips_explain.intake.judgments import read_judgments, read_judgments_archive
@@ -35,11 +33,6 @@ def calibrate_page() -> AppTest:
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
     at.switch_page("pages/5_Calibrate.py")
     return at.run()
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 def train(at: AppTest, lr: float, **settings: float) -> AppTest:
@@ -131,14 +124,6 @@ def test_heads_used_in_the_app_are_labelled_and_a_changed_triplet_opens(referenc
     assert not any("lin heads in use" in w.value for w in at.sidebar.warning)
 
 
-def _zip(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
 def test_uploaded_csv_and_zip_with_bad_rows(reference):
     members = {f"imgs/{i}.png": png_bytes(i, 48, shift=0.1 * (i % 3)) for i in range(9)}
     members["../evil.png"] = png_bytes(1, 48)
@@ -148,7 +133,7 @@ def test_uploaded_csv_and_zip_with_bad_rows(reference):
     rows.append("imgs/0.png,imgs/1.png,imgs/missing.png,0.5")
     rows.append("imgs/0.png,imgs/1.png,imgs/2.png,2.0")
     text = "\n".join(rows) + "\n"
-    data = _zip(members)
+    data = zip_bytes(members)
     at = calibrate_page()
     at.radio(key=keys.CAL_SOURCE).set_value("upload").run()
     assert any("Upload a zip" in i.value for i in at.info) and not at.exception
@@ -168,8 +153,8 @@ def test_uploaded_csv_and_zip_with_bad_rows(reference):
 
 
 def test_domain_gap_of_two_uploaded_sets(reference):
-    a = _zip({f"a/{i}.png": png_bytes(i, 40) for i in range(6)})
-    b = _zip({f"b/{i}.png": png_bytes(50 + i, 40, shift=0.3) for i in range(6)})
+    a = zip_bytes({f"a/{i}.png": png_bytes(i, 40) for i in range(6)})
+    b = zip_bytes({f"b/{i}.png": png_bytes(50 + i, 40, shift=0.3) for i in range(6)})
     at = calibrate_page()
     assert_clean(at)
     sample = next(d.value for d in at.dataframe if "MMD²" in d.value.columns)

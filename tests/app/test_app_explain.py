@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import REPO, png_bytes
+from conftest import REPO, assert_clean, png_bytes
 from streamlit.testing.v1 import AppTest
 
 from lpips_explain import Explainer
@@ -41,11 +41,6 @@ def caption_with(at: AppTest, prefix: str) -> str:
     found = [c.value for c in at.caption if c.value.startswith(prefix)]
     assert found, [c.value for c in at.caption]
     return found[0]
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 def banner_shown(at: AppTest) -> bool:

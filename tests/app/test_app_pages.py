@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from conftest import REPO, png_bytes
+from conftest import REPO, assert_clean, png_bytes
 from streamlit.testing.v1 import AppTest
 
 from lpips_explain import Explainer
@@ -26,11 +26,6 @@ pytestmark = pytest.mark.usefixtures("random_trunk_env")
 
 def page(name: str) -> AppTest:
     return AppTest.from_file(str(REPO / name), default_timeout=TIMEOUT)
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 def banner_shown(at: AppTest) -> bool:
