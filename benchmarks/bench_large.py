@@ -123,11 +123,11 @@ def _child(argv: list[str]) -> None:
     # exit adds about 0.12 GB more to what the kernel reports afterwards, measured). VmHWM
     # where Linux has it: ru_maxrss also holds the forking process's high-water mark, copied
     # in at exec.
-    out["peak_rss"] = _vmhwm() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    out["peak_rss"] = vmhwm() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps(out))
 
 
-def _vmhwm() -> int | None:
+def vmhwm() -> int | None:
     try:
         with open("/proc/self/status") as f:
             for line in f:

@@ -20,18 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
+from bench_large import vmhwm  # this process's VmHWM in bytes (Linux)
+
 REPO = Path(__file__).resolve().parents[1]
 PARTS = ("saliency", "integrated_gradients", "sensitivity", "repair")
-
-
-def _status(key: str) -> int:
-    with open("/proc/self/status") as f:
-        return int(re.search(key + r":\s+(\d+)", f.read()).group(1)) * 1024
 
 
 def _child(part: str, size: int, net: str) -> None:
@@ -68,9 +64,9 @@ def _child(part: str, size: int, net: str) -> None:
     a, b = torch.rand(1, 3, size, size, generator=g), torch.rand(1, 3, size, size, generator=g)
     with open("/proc/self/clear_refs", "w") as f:  # VmHWM := VmRSS
         f.write("5")
-    before = _status("VmHWM")
+    before = vmhwm()
     estimate = run(a, b)
-    print(json.dumps({"estimate": estimate, "rise": _status("VmHWM") - before}))
+    print(json.dumps({"estimate": estimate, "rise": vmhwm() - before}))
 
 
 def measure(part: str, size: int, net: str = "alex") -> dict:
