@@ -68,41 +68,43 @@ def ssim(reference: Tensor, candidates: Tensor) -> np.ndarray:
     are refused with :class:`~lpips_explain.errors.InputError`.
     """
     ref, cand = _pair(reference, candidates)
-    h, w = int(ref.shape[-2]), int(ref.shape[-1])
+    n = int(cand.shape[0])
+    return _ssim_batched(ref.to(torch.float32).expand(n, -1, -1, -1), cand.to(torch.float32))
+
+
+def _ssim_batched(x: Tensor, y: Tensor) -> np.ndarray:
+    """Mean SSIM over channels of ``x[i]`` against ``y[i]`` (N x C x H x W each), computed
+    :data:`~lpips_explain.core.tiling.SWEEP_SSIM_PIXELS` pixels per channel at a time, so
+    that the working set (about a dozen float32 planes per image channel) stays bounded
+    whatever the image size. Images with a side shorter than the window are refused."""
+    n, _, h, w = (int(v) for v in y.shape)
     if min(h, w) < SSIM_WINDOW:
         raise errors.InputError(
             f"SSIM (Gaussian {SSIM_WINDOW}x{SSIM_WINDOW} window) needs images at least "
             f"{SSIM_WINDOW} px on each side, got {h}x{w}."
         )
-    return np.concatenate([_ssim_chunk(ref, cand[i: i + step])
-                           for i, step in _chunks(int(cand.shape[0]), h, w)])
+    return np.concatenate([_ssim_planes(x[i: i + step], y[i: i + step])
+                           for i, step in _chunks(n, h, w)])
 
 
 def _chunks(n: int, h: int, w: int) -> list[tuple[int, int]]:
-    """(start, length) of the chunks of ``n`` images SSIM filters together: as many as fit
-    :data:`~lpips_explain.core.tiling.SWEEP_SSIM_PIXELS`, so that its working set (about a dozen float32 planes per image
-    channel) stays bounded whatever the image size."""
+    """(start, length) of the chunks of ``n`` images of h x w px SSIM filters together."""
     step = max(1, SWEEP_SSIM_PIXELS // max(1, h * w))
     return [(i, min(step, n - i)) for i in range(0, n, step)]
 
 
-def _ssim_chunk(ref: Tensor, cand: Tensor) -> np.ndarray:
-    n, c, h, w = (int(v) for v in cand.shape)
+def _ssim_planes(x: Tensor, y: Tensor) -> np.ndarray:
+    """Mean SSIM over channels for a few images (k x C x H x W each): k values."""
+    k, c, h, w = (int(v) for v in y.shape)
     # Every (image, channel) plane becomes one channel of a single channels_last image: the
-    # library's depthwise Gaussian blur then runs ~2x faster on the CPU than with N x 3 planes
+    # library's depthwise Gaussian blur then runs ~2x faster on the CPU than with k x C planes
     # in NCHW, with the same numbers (each plane is filtered on its own either way).
-    x = ref.to(torch.float32).expand(n, -1, -1, -1).reshape(1, n * c, h, w)
-    y = cand.to(torch.float32).reshape(1, n * c, h, w)
-    return _ssim_planes(x, y).view(n, c).to(torch.float64).mean(dim=1).numpy()
-
-
-def _ssim_planes(x: Tensor, y: Tensor) -> Tensor:
-    """SSIM of the P planes of x against y (1 x P x H x W each), channels_last: P values."""
-    x = x.cpu().contiguous(memory_format=torch.channels_last)
-    y = y.cpu().contiguous(memory_format=torch.channels_last)
-    win = _gauss_window().repeat(int(x.shape[1]), 1, 1, 1)
+    x = x.cpu().reshape(1, k * c, h, w).contiguous(memory_format=torch.channels_last)
+    y = y.cpu().reshape(1, k * c, h, w).contiguous(memory_format=torch.channels_last)
+    win = _gauss_window().repeat(k * c, 1, 1, 1)
     with torch.no_grad():
-        return _planes(x, y, win)
+        per_plane = _planes(x, y, win)
+    return per_plane.view(k, c).to(torch.float64).mean(dim=1).numpy()
 
 
 def _gauss_window() -> Tensor:
@@ -150,14 +152,4 @@ def ssim_pairs(a: Tensor, b: Tensor, *, trusted: bool = False) -> np.ndarray:
     """Mean Gaussian SSIM of ``a[i]`` against ``b[i]`` (N x 3 x H x W each), as :func:`ssim`:
     many different pairs in one batched pass (the audit's rows)."""
     x, y = _pairs(a, b, trusted)
-    n, c, h, w = (int(v) for v in x.shape)
-    if min(h, w) < SSIM_WINDOW:
-        raise errors.InputError(
-            f"SSIM (Gaussian {SSIM_WINDOW}x{SSIM_WINDOW} window) needs images at least "
-            f"{SSIM_WINDOW} px on each side, got {h}x{w}."
-        )
-    return np.concatenate([
-        _ssim_planes(x[i: i + step].reshape(1, step * c, h, w),
-                     y[i: i + step].reshape(1, step * c, h, w))
-        .view(step, c).to(torch.float64).mean(dim=1).numpy()
-        for i, step in _chunks(n, h, w)])
+    return _ssim_batched(x, y)

@@ -73,7 +73,7 @@ SCORE_BATCH = 16
 GRADIENT_BATCH = 8
 # SSIM (analyses/quality.py) filters this many pixels per image channel at once, holding about
 # SSIM_PLANES float32 copies of each image in the chunk (measured: VmHWM rise at 512 and
-# 1024 px, benchmarks/bench_large.py --cases parts).
+# 1024 px, benchmarks/bench_parts_memory.py).
 SWEEP_SSIM_PIXELS = 4 * 512 * 512
 SSIM_PLANES = 14
 
@@ -424,11 +424,10 @@ def untiled_bytes(geom: Geometry, h: int, w: int, kind: str = "decompose",
     normalised copies and a squared difference per layer). ``decompose``: the reference
     encoded (ReferenceScorer), the candidate encoded, then per layer float64 copies of both
     and their squared difference (core/decompose.py). ``score``: ``batch`` candidates scored
-    against an encoded reference. ``sweep``: ``score``, then SSIM of those candidates against the
-    reference (the sensitivity's sweeps, analyses/quality.py). ``gradient``: ``batch``
-    candidates with the autograd graph
-    kept (attribution): every module output is saved, and the backward pass holds gradients
-    of the same sizes. ``maps``: full-resolution float64 maps per layer in the result
+    against an encoded reference. ``sweep``: ``score``, then SSIM of those candidates
+    against the reference (the sensitivity's sweeps, analyses/quality.py). ``gradient``:
+    ``batch`` candidates with the autograd graph kept (attribution): every module output is
+    saved, and the backward pass holds gradients of the same sizes. ``maps``: full-resolution float64 maps per layer in the result
     (decompose: 1 spatial + 3 per top channel).
     """
     image = geom.in_channels * h * w
