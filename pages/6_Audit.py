@@ -4,18 +4,20 @@ people, and why (the table, the disagreement plot, one row at a time)."""
 from lpips_explain.ui import audit as view
 from lpips_explain.ui import controls
 from lpips_explain.ui.feedback import guard
-from lpips_explain.ui.resources import cached
+from lpips_explain.ui.runstate import RunState
 
 opts, explainer = controls.page_setup(
     "Audit",
     "Score many pairs or judged triplets: where LPIPS disagrees with PSNR, SSIM or the judges, "
     "and which layers are behind it.", analysis=False)
-with guard("reading the rows"):
-    source = view.audit_input()
+run = RunState(("rows", "audit"))
+with guard("reading the rows"), run.part("rows"):
+    source = view.audit_input(run)
 with guard("auditing the rows"):
-    result = cached("audit", (opts.model_key, source.key),
-                    lambda progress: view.run(explainer, source, opts.model_key, progress),
-                    progress="Auditing rows:")
+    result = run.compute("audit", "audit", (opts.model_key, source.key),
+                         lambda progress: view.run(explainer, source, opts.model_key, progress),
+                         progress="Auditing rows:")
+run.finish()
 view.summary_panel(result)
 df = view.filters(result, view.frame(result))
 view.table(result, df)

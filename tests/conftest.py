@@ -89,6 +89,12 @@ def assert_clean(at) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
+def run_state(at, *parts: str) -> str:
+    """The run-state line at the top of an AppTest page (the markdown naming all ``parts``)."""
+    return next(md.value for md in at.markdown
+                if md.value.startswith("**") and all(p in md.value for p in parts))
+
+
 def png_bytes(seed: int, size: int = 64, *, shift: float = 0.0) -> bytes:
     """A small natural-ish PNG; with ``shift``, a structured change of the same picture."""
     import io

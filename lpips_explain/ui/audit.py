@@ -31,6 +31,7 @@ from lpips_explain.output.audit import (
 from lpips_explain.ui import keys
 from lpips_explain.ui.inputs import ASSETS, ImageInput, Pair, Triplet
 from lpips_explain.ui.resources import digest
+from lpips_explain.ui.runstate import RunState, wait_for_input
 
 SAMPLE_DIR = ASSETS / "audit_sample"
 SAMPLES: dict[str, tuple[str, str]] = {
@@ -83,7 +84,7 @@ def _sample(choice: str) -> AuditInput:
     return AuditInput(path, label, f"{choice}:{digest(path.read_bytes())}")
 
 
-def _unpack(csv_bytes: bytes | None, zip_bytes: bytes) -> AuditInput:
+def _unpack(csv_bytes: bytes | None, zip_bytes: bytes, run: RunState | None) -> AuditInput:
     """The zip extracted (once per content) with the CSV beside its top level."""
     key = digest((csv_bytes or b"") + b"\0" + zip_bytes)
     root = work_dir() / "inputs" / key
@@ -97,12 +98,14 @@ def _unpack(csv_bytes: bytes | None, zip_bytes: bytes) -> AuditInput:
     if csv_path is None:
         st.info("The zip holds no single CSV at its top level: upload the CSV as well "
                 "(columns a,b or ref,p0,p1,judge; paths relative to the zip's top level).")
+        wait_for_input(run, "Waiting for the CSV")
         st.stop()
     return AuditInput(csv_path, "Uploaded CSV and images", f"upload:{key}")
 
 
-def audit_input() -> AuditInput:
-    """A bundled sample set, or an uploaded CSV plus a zip of its images."""
+def audit_input(run: RunState | None = None) -> AuditInput:
+    """A bundled sample set, or an uploaded CSV plus a zip of its images (``run``: the page's
+    run state, told when the page waits for uploads)."""
     options = [*SAMPLES, UPLOAD]
     labels = {"sample_pairs": "Sample pairs", "sample_triplets": "Sample triplets (synthetic "
               "judgments)", UPLOAD: "Upload a CSV and a zip of images"}
@@ -124,9 +127,10 @@ def audit_input() -> AuditInput:
     if up_zip is None:
         st.info("Upload a zip of the images (and the CSV, unless the zip holds it), or pick "
                 "a sample set.")
+        wait_for_input(run, "Waiting for a zip of the images")
         st.stop()
     csv_bytes = bytes(up_csv.getvalue()) if up_csv is not None else None
-    return _unpack(csv_bytes, bytes(up_zip.getvalue()))
+    return _unpack(csv_bytes, bytes(up_zip.getvalue()), run)
 
 
 def out_dir(model_key: tuple, source: AuditInput) -> Path:

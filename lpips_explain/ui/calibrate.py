@@ -37,6 +37,7 @@ from lpips_explain.ui import keys
 from lpips_explain.ui.controls import use_lin_heads
 from lpips_explain.ui.inputs import ASSETS, ImageInput, Triplet
 from lpips_explain.ui.resources import ProgressBar, digest, result_store
+from lpips_explain.ui.runstate import RunState, wait_for_input
 from lpips_explain.ui.state import persistent
 from lpips_explain.ui.widgets import ICONS, chart, note
 
@@ -77,8 +78,9 @@ class JudgmentsInput:
                                       label=self.label)
 
 
-def judgments_input() -> JudgmentsInput:
-    """The bundled synthetic sample, or an uploaded zip of images (with an optional CSV)."""
+def judgments_input(run: RunState | None = None) -> JudgmentsInput:
+    """The bundled synthetic sample, or an uploaded zip of images (with an optional CSV);
+    ``run``: the page's run state, told when the page waits for uploads."""
     source = persistent(st.radio, "Judgments", list(SOURCES), key=keys.CAL_SOURCE,
                         default="sample", choices=SOURCES, format_func=SOURCES.__getitem__,
                         horizontal=True)
@@ -99,6 +101,7 @@ def judgments_input() -> JudgmentsInput:
     if up_zip is None:
         st.info("Upload a zip of images (and its CSV unless the zip holds one), or use the "
                 "bundled sample.", icon=ICONS["upload"])
+        wait_for_input(run, "Waiting for a zip of images")
         st.stop()
     data = bytes(up_zip.getvalue())
     text = None
@@ -399,8 +402,9 @@ def _sample_set(folder: str, half: int) -> list[tuple[str, bytes]]:
     return [(f"{folder}/{n}", tree.read(n)) for n in names]
 
 
-def gap_inputs() -> tuple[str, Any, Any]:
-    """(key, set A, set B): two uploaded zips, or the sample's references against its p0s."""
+def gap_inputs(run: RunState | None = None) -> tuple[str, Any, Any]:
+    """(key, set A, set B): two uploaded zips, or the sample's references against its p0s
+    (``run`` is told when the page waits for the second zip)."""
     st.subheader("Domain gap")
     note("How far set B's images are from set A's in the trunk's unit-normalised features, "
          "layer by layer, with checks of sizes, colour and dynamic range.")
@@ -414,6 +418,7 @@ def gap_inputs() -> tuple[str, Any, Any]:
     if up_a is not None or up_b is not None:
         st.info("Upload the other set too (or remove both to compare the bundled sample).",
                 icon=ICONS["upload"])
+        wait_for_input(run, "Waiting for the other image set")
         st.stop()
     note("Without uploads: the sample's first 18 reference patches (A, clean) against the "
          "p0 candidates of its other 18 triplets (B, distorted, other pictures).")

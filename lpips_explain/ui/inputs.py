@@ -24,6 +24,7 @@ import streamlit as st
 
 from lpips_explain.ui import keys, links
 from lpips_explain.ui.resources import digest
+from lpips_explain.ui.runstate import wait_for_input
 from lpips_explain.ui.state import persistent
 from lpips_explain.ui.widgets import ICONS, note, presenting
 
@@ -253,11 +254,6 @@ def _picker(label: str, kind: str, key: str, default_key: str, *, uploaded: bool
                       help="A bundled sample, or your own images (upload them below).")
 
 
-def _wait(run: Any, message: str) -> None:
-    if run is not None:
-        run.waiting_for_input(message)
-
-
 def _request_compare(images: tuple[ImageInput | None, ...]) -> None:
     """Compare callback: remember which images the person asked to compare."""
     st.session_state[keys.COMPARE_REQUEST] = tuple(
@@ -285,7 +281,7 @@ def _pending(state: UploadState, button_key: str, names: dict[str, str], run: An
     if pressed:
         st.session_state.pop(keys.COMPARE_REQUEST, None)
     else:
-        _wait(run, "Waiting for the other image (or Compare)")
+        wait_for_input(run, "Waiting for the other image (or Compare)")
     return pressed
 
 
@@ -328,7 +324,7 @@ def pair_input(run: Any = None) -> Pair:
         missing = state.missing[0]
         box.info(f"Upload image {missing} too, or remove the uploaded image to use a sample "
                  f"pair.", icon=ICONS["upload"])
-        _wait(run, f"Waiting for image {missing}")
+        wait_for_input(run, f"Waiting for image {missing}")
         st.stop()
     elif choice == keys.UPLOADED and stored_upload is not None:
         pair = stored_upload
@@ -338,7 +334,7 @@ def pair_input(run: Any = None) -> Pair:
         pair = sample_pair(choice)
         if pair is None:
             st.info("Upload two images to compare.")
-            _wait(run, "Waiting for two images")
+            wait_for_input(run, "Waiting for two images")
             st.stop()
         description = _samples("pairs").get(pair.sample_id or "", {}).get("description", "")
         note(description)
@@ -404,7 +400,7 @@ def triplet_input(run: Any = None) -> Triplet:
         missing = ", ".join(state.missing)
         box.info(f"Upload {missing} too, or remove the uploads to use a sample triplet.",
                  icon=ICONS["upload"])
-        _wait(run, f"Waiting for {missing}")
+        wait_for_input(run, f"Waiting for {missing}")
         st.stop()
     elif choice == keys.UPLOADED and stored_upload is not None:
         triplet = stored_upload
@@ -414,7 +410,7 @@ def triplet_input(run: Any = None) -> Triplet:
         triplet = sample_triplet(choice)
         if triplet is None:
             st.info("Upload a reference and two candidates.")
-            _wait(run, "Waiting for three images")
+            wait_for_input(run, "Waiting for three images")
             st.stop()
         description = _samples("triplets").get(triplet.sample_id or "", {}).get(
             "description", "")

@@ -115,3 +115,10 @@ class RunState:
                 self.states[name] = "skipped"
         self._bar.empty()
         self._draw()
+
+
+def wait_for_input(run: RunState | None, message: str) -> None:
+    """Say at the top of the page that it waits for input (nothing to say without a run
+    state); call it before ``st.stop()``, after which the page can draw nothing more."""
+    if run is not None:
+        run.waiting_for_input(message)

@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import REPO, assert_clean, png_bytes, zip_bytes
+from conftest import REPO, assert_clean, png_bytes, run_state, zip_bytes
 from streamlit.testing.v1 import AppTest
 
 from lpips_explain.analyses import quality
@@ -50,6 +50,8 @@ def _csv(name: str) -> list[dict]:
 def test_sample_pairs_table_filters_and_open_on_explain(reference):
     at = audit_page()
     assert_clean(at)
+    state = run_state(at, "rows", "audit")
+    assert state.startswith("**Ready**") and ":green[:material/check_circle: audit]" in state
     assert (metric(at, "Rows"), metric(at, "Scored"), metric(at, "Failed")) == ("36", "36", "0")
     table = rows_table(at)
     assert len(table) == 36 and table["id"].tolist() == [r["id"] for r in _csv("pairs.csv")]
@@ -126,6 +128,7 @@ def test_uploaded_csv_and_zip():
     at = audit_page()
     at.radio(key="audit_source").set_value("upload").run()
     assert any("Upload a zip" in i.value for i in at.info) and not at.exception
+    assert run_state(at, "rows", "audit").startswith("**Waiting for a zip of the images**")
     csv_text = "id,a,b,note\none,x/1.png,x/2.png,first\ntwo,x/1.png,x/gone.png,second\n"
     at.file_uploader(key="audit_upload_csv").set_value(("rows.csv", csv_text.encode(), "text/csv"))
     at.file_uploader(key="audit_upload_zip").set_value(

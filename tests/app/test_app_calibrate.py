@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import REPO, assert_clean, png_bytes, zip_bytes
+from conftest import REPO, assert_clean, png_bytes, run_state, zip_bytes
 from streamlit.testing.v1 import AppTest
 
 from lpips_explain.intake.judgments import read_judgments, read_judgments_archive
@@ -55,8 +55,12 @@ def test_sample_trains_and_matches_the_engine(reference):
     assert any("SYNTHETIC judgments" in i.value for i in at.info)
     assert any("36 of 36 judged triplets readable" in c.value for c in at.caption)
     assert not at.get("download_button")  # nothing trained yet
+    parts = ("judgments", "trunk features", "training", "domain gap")
+    state = run_state(at, *parts)
+    assert state.startswith("**Ready**") and ":gray[:material/remove_circle_outline: training]" in state
     at = train(at, 1e-2)
     assert_clean(at)
+    assert ":green[:material/check_circle: training]" in run_state(at, *parts)
     expected = reference.calibrate(read_judgments(SAMPLE / "synthetic_judgments.csv"),
                                    init="released", epochs=3, decay_epochs=2, lr=1e-2,
                                    batch_size=50, val_fraction=0.2, patience=3, seed=0)
@@ -159,7 +163,9 @@ def test_domain_gap_of_two_uploaded_sets(reference):
     assert_clean(at)
     sample = next(d.value for d in at.dataframe if "MMD²" in d.value.columns)
     assert len(sample) == 5
-    at.file_uploader(key=keys.GAP_ZIP_A).set_value(("a.zip", a, "application/zip"))
+    at.file_uploader(key=keys.GAP_ZIP_A).set_value(("a.zip", a, "application/zip")).run()
+    assert any("Upload the other set too" in i.value for i in at.info)
+    assert run_state(at, "domain gap").startswith("**Waiting for the other image set**")
     at.file_uploader(key=keys.GAP_ZIP_B).set_value(("b.zip", b, "application/zip"))
     at.run()
     assert_clean(at)

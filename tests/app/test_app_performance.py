@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import REPO
+from conftest import REPO, run_state
 from streamlit.testing.v1 import AppTest
 
 from lpips_explain.core import modes
@@ -47,6 +47,8 @@ def test_stored_profile_is_plotted_with_its_machine():
 
 def test_live_profile_runs_and_is_labelled():
     at = page().run()
+    parts = ("modes", "stored profile", "live profile")
+    assert ":gray[:material/remove_circle_outline: live profile]" in run_state(at, *parts)
     at.multiselect(key=performance.LIVE_PRECISIONS).set_value(["fp32"])
     at.multiselect(key=performance.LIVE_SIZES).set_value([48])
     at.button(key=performance.RUN_BUTTON).click().run()
@@ -55,6 +57,8 @@ def test_live_profile_runs_and_is_labelled():
     assert [(r["size"], r["precision"], r["exact"]) for r in live["rows"]] == [(48, "fp32", True)]
     assert live["rows"][0]["latency_ms"] > 0
     assert any("live profile on this server" in c.value for c in at.caption)
+    state = run_state(at, *parts)
+    assert state.startswith("**Ready**") and ":green[:material/check_circle: live profile]" in state
 
 
 def test_approximate_precision_is_labelled_on_the_page():
