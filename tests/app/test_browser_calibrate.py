@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -37,6 +38,21 @@ SAMPLE = REPO / "assets" / "judgments" / "synthetic_judgments.csv"
 def _wait_text(page: Any, server: Server,  # noqa: F811 - the fixture name, as a parameter
                pattern: re.Pattern | str) -> re.Match | str:
     return wait_text(page, server, pattern, "Calibrate")
+
+
+def _set_number(page: Any, server: Server, label: str, value: str) -> None:  # noqa: F811
+    """Type ``value`` into a number input and wait until the app has taken it: a rerun that
+    re-renders the inputs while typing can drop a keystroke, so the value is read back after
+    the app is idle (an input the server did not take is re-rendered with its old value)."""
+    box = page.get_by_label(label)
+    for _ in range(5):
+        box.fill(value)
+        box.press("Enter")
+        time.sleep(2 * POLL_S)
+        _wait_text(page, server, "Train the heads")
+        if box.input_value() == value:
+            return
+    raise AssertionError(_describe(page, server, f"{label!r} did not take {value!r}"))
 
 
 def test_calibrate_page_trains_like_the_cli(server: Server, browser: Any,  # noqa: F811
@@ -82,10 +98,7 @@ def test_cancel_keeps_the_best_heads_so_far(server: Server, browser: Any) -> Non
         page.get_by_text("Training settings (defaults: the official recipe)").click()
         for label, value in (("Epochs at the base rate", "200"),
                              ("Early stopping patience (0: never)", "0")):
-            box = page.get_by_label(label)
-            box.fill(value)
-            box.press("Enter")
-            _wait_text(page, server, "Press **Train the heads**".replace("**", ""))
+            _set_number(page, server, label, value)
         page.get_by_role("button", name="Train the heads").click()
         page.get_by_text(re.compile(r"Live: epoch [2-9]\d* of 205")).first.wait_for(
             timeout=RESULT_WAIT_S * 1000)
