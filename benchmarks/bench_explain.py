@@ -13,9 +13,12 @@ quantities the default explanation evaluated (read back from its result):
 
 * breakdown: ``official(a, b)``, ``official(a, b, retPerLayer=True)`` and a
   ``spatial=True`` official model call;
-* integrated gradients with the reference as baseline: for each Gauss-Legendre point of
-  every rule size ours tried (``result.attribution.steps_tried``), one forward + backward
-  through the official model on the interpolated image, summing grad x (b - a) x weight;
+* integrated gradients with the reference as baseline: for each point of every rule size
+  ours tried (``result.attribution.steps_tried``; the rule is ours, the nested trapezoid by
+  default, whose t = 0 point is skipped on both sides), one forward + backward through the
+  official model on the interpolated image, summing grad x (b - a) x weight. Each size is
+  computed afresh, as a loop over Captum's ``IntegratedGradients`` would; ours reuses the
+  smaller sizes' points;
 * sensitivity: one official call per distinct perturbed B (the defaults, the geometric
   table and the sweeps, identity strengths excluded as ours does), each built with our own
   perturbation functions (image building is timed on both sides alike), plus PSNR and SSIM
@@ -117,6 +120,7 @@ class Plan:
             if float(s) != perturbations.get_perturbation(name).identity:
                 self.variants.setdefault((name, float(s)), (d, p, q))
         self.ig_steps = list(result.attribution.steps_tried)
+        self.ig_rule = result.attribution.params["rule"]
         self.ig_map = result.attribution.per_channel  # 3 x H x W, the last rule size's
         self.patch, self.grid = rep.patch, rep.grid
         self.base = rep.base_distance
@@ -145,6 +149,19 @@ def _sk_quality(ref: torch.Tensor, x: torch.Tensor) -> tuple[float, float]:
     return float(p), float(s)
 
 
+def _rule(rule: str, n: int) -> list[tuple[float, float]]:
+    """(position on the path, weight) of each gradient a rule of size n evaluates."""
+    if rule == "gausslegendre":
+        nodes, weights = np.polynomial.legendre.leggauss(n)
+        return [(0.5 * (1 + float(x)), 0.5 * float(w)) for x, w in zip(nodes, weights,
+                                                                       strict=True)]
+    if rule == "nested_trapezoid":
+        # n intervals; t = 0 (the reference, where the gradient is 0) is skipped, as ours
+        # does: the naive route is charged n gradients per size, not n + 1.
+        return [(j / n, (0.5 if j == n else 1.0) / n) for j in range(1, n + 1)]
+    raise SystemExit(f"bench_explain: no naive route for the IG rule {rule!r}")
+
+
 class Naive:
     """One official call per quantity; each group returns its values for the checks."""
 
@@ -168,11 +185,9 @@ class Naive:
         a, delta = self.a, self.b - self.a
         a2 = a * 2 - 1
         attr = None
-        for n in self.plan.ig_steps:  # every rule size ours tried, as ours does
-            nodes, weights = np.polynomial.legendre.leggauss(n)
+        for n in self.plan.ig_steps:  # every rule size ours tried, each computed afresh
             acc = torch.zeros_like(a)
-            for x_i, w_i in zip(nodes, weights, strict=True):
-                alpha, weight = 0.5 * (1 + float(x_i)), 0.5 * float(w_i)
+            for alpha, weight in _rule(self.plan.ig_rule, n):
                 x = (a + alpha * delta).requires_grad_(True)
                 d = self.official(a2, x * 2 - 1).sum()
                 (g,) = torch.autograd.grad(d, x)

@@ -29,12 +29,16 @@ import torch
 from torch import Tensor, nn
 
 from lpips_explain.analyses.attribution.integrated import (
+    CAPTUM_RULES,
     IG_ABSOLUTE_TOLERANCE,
+    IG_DEFAULT_RULE,
     IG_MAP_TOLERANCE,
     IG_MAX_STEPS,
     IG_RULES,
     IG_START_STEPS,
     IG_TARGET_GAP,
+    NESTED_RULE,
+    NestedTrapezoid,
 )
 from lpips_explain.analyses.attribution.registry import METHODS, SIGN_NOTE, MethodSpec, get_method
 from lpips_explain.analyses.attribution.result import (
@@ -55,10 +59,10 @@ from lpips_explain.core.model import LpipsNet, ReferenceScorer
 from lpips_explain.errors import ComputationError, InputError
 
 __all__ = [
-    "IG_ABSOLUTE_TOLERANCE", "IG_MAP_TOLERANCE", "IG_MAX_STEPS", "IG_RULES", "IG_START_STEPS",
-    "IG_TARGET_GAP", "METHODS", "SIGN_NOTE", "VANISHING_DISTANCE", "Attribution",
-    "Completeness", "Convergence", "MethodResult", "MethodSpec", "RunContext", "attribute",
-    "get_method",
+    "CAPTUM_RULES", "IG_ABSOLUTE_TOLERANCE", "IG_DEFAULT_RULE", "IG_MAP_TOLERANCE",
+    "IG_MAX_STEPS", "IG_RULES", "IG_START_STEPS", "IG_TARGET_GAP", "METHODS", "NESTED_RULE",
+    "SIGN_NOTE", "VANISHING_DISTANCE", "Attribution", "Completeness", "Convergence",
+    "MethodResult", "MethodSpec", "NestedTrapezoid", "RunContext", "attribute", "get_method",
 ]
 
 
@@ -80,7 +84,9 @@ def attribute(net: LpipsNet, reference: Tensor, explained: Tensor,
     ``reference``; default "a" and "b"). ``steps`` applies to integrated gradients only: None
     chooses it adaptively (8, 16, ... up to ``max_steps`` points until the completeness gap is
     under ``target_gap`` of the distance AND the map changes by less than ``map_tolerance``
-    between sizes). ``seed`` drives SmoothGrad's noise. ``internal_batch_size`` bounds how
+    between sizes); with the default ``rule="nested_trapezoid"`` each size reuses the
+    previous one's gradients, with Captum's rules (``rule="gausslegendre"``, ...) each size
+    runs afresh. ``seed`` drives SmoothGrad's noise. ``internal_batch_size`` bounds how
     many images go through the trunk at once. ``progress(done, total, label)`` is called as
     the work proceeds and always ends with ``done == total``. Inputs are never modified.
 

@@ -1,10 +1,19 @@
 """Integrated gradients from the reference to the explained image, with an adaptive rule size
-that stops only when the sum is complete AND the map has settled."""
+that stops only when the sum is complete AND the map has settled.
+
+The default rule is a nested composite trapezoid: each rule size reuses every gradient of the
+smaller one, so trying 8, 16, 32 and 64 points costs 64 gradient evaluations, not 120. Captum's
+own rules (Gauss-Legendre, Riemann) run through :class:`captum.attr.IntegratedGradients` at
+each size from scratch. Either way the gradients come from Captum and the final map's
+completeness is checked with Captum's convergence delta."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
-from captum.attr import IntegratedGradients
+from captum.attr import IntegratedGradients, Saliency
+from torch import Tensor
 
 from lpips_explain.analyses.attribution.result import VANISHING_DISTANCE, Convergence, MethodResult
 from lpips_explain.analyses.attribution.support import (
@@ -17,8 +26,12 @@ from lpips_explain.analyses.attribution.support import (
 from lpips_explain.errors import lookup
 
 # Quadrature rules Captum's IntegratedGradients accepts (its public ``method`` argument).
-IG_RULES: tuple[str, ...] = ("gausslegendre", "riemann_trapezoid", "riemann_middle",
-                             "riemann_left", "riemann_right")
+CAPTUM_RULES: tuple[str, ...] = ("gausslegendre", "riemann_trapezoid", "riemann_middle",
+                                 "riemann_left", "riemann_right")
+# The composite trapezoid whose sizes nest (see NestedTrapezoid); the default.
+NESTED_RULE = "nested_trapezoid"
+IG_RULES: tuple[str, ...] = (NESTED_RULE, *CAPTUM_RULES)
+IG_DEFAULT_RULE = NESTED_RULE
 # Adaptive rule sizes: 8, 16, 32, ... up to max_steps points.
 IG_START_STEPS = 8
 IG_MAX_STEPS = 128
@@ -37,6 +50,66 @@ def _schedule(start: int, max_steps: int) -> list[int]:
         out.append(n)
         n *= 2
     return [*out, max_steps]
+
+
+class NestedTrapezoid:
+    """The composite trapezoid rule on the path ref + t (x - ref), t in [0, 1], reusing points.
+
+    With n intervals, T_n = (1/n) (g(0)/2 + g(1/n) + ... + g((n-1)/n) + g(1)/2), where g(t) is
+    Captum's gradient (:class:`captum.attr.Saliency`, signed) of d(ref, .) at the path point;
+    the map is (x - ref) * T_n. g(0) is the gradient at the reference itself, where d(ref, .)
+    has its minimum 0: every squared feature difference has zero gradient there, so g(0) is 0
+    exactly and is never evaluated. A size that is a multiple of the previous one evaluates
+    only its new points (doubling: the odd ones), so n intervals cost n gradient evaluations
+    in all, however many smaller sizes came before, and memory is two maps whatever the size.
+
+    Measured on the sample pairs (random alex trunk, 256 px): at each size its map is as close
+    to a 128-point Gauss-Legendre map as Gauss-Legendre's own is, or closer (the integrand has
+    ReLU kinks, which favour neither rule). Note Captum's ``riemann_trapezoid`` with m points
+    weighs them by 1/m, not 1/(m - 1): its sum is ours at m - 1 intervals times (m - 1)/m.
+    """
+
+    def __init__(self, x: Tensor, base: Tensor, batch: int):
+        self.x, self.base, self.batch = x, base, batch
+        self.n = 0  # intervals of the last size evaluated
+        self.interior: Tensor | None = None  # float64 sum of g(j / n), 0 < j < n
+        self.end: Tensor | None = None  # g(1), float64
+
+    def new_points(self, n: int) -> list[float]:
+        """The path positions size ``n`` still needs (the end point counted once)."""
+        if self.n and n % self.n == 0:
+            r = n // self.n
+            ts = [j / n for j in range(1, n) if j % r]
+        else:
+            ts = [j / n for j in range(1, n)]
+        return ts if self.end is not None else [*ts, 1.0]
+
+    def attribute(self, n: int, gradient: Callable[[Tensor], Tensor]) -> Tensor:
+        """The map with ``n`` intervals (1 x 3 x H x W, float64); ``gradient(points)`` gives
+        the gradient of d(ref, .) at each of a batch of path points."""
+        if n < 1:
+            raise ValueError(f"the trapezoid rule needs at least 1 interval, got {n}")
+        ts = self.new_points(n)
+        if not (self.n and n % self.n == 0):
+            self.interior = torch.zeros_like(self.x, dtype=torch.float64)
+        assert self.interior is not None
+        diff = self.x - self.base
+        for i in range(0, len(ts), self.batch):
+            chunk = ts[i: i + self.batch]
+            t = torch.tensor(chunk, dtype=self.x.dtype, device=self.x.device).view(-1, 1, 1, 1)
+            g = gradient(self.base + t * diff).double()
+            if self.end is None and chunk[-1] == 1.0:
+                self.end, g = g[-1:], g[:-1]
+            self.interior += g.sum(dim=0, keepdim=True)
+        self.n = n
+        assert self.end is not None
+        return diff.double() * (self.interior + self.end / 2) / n
+
+
+def captum_gradient(fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """The signed gradient of ``fn`` at each of a batch of points, from Captum's Saliency."""
+    saliency = Saliency(fn)
+    return lambda points: saliency.attribute(points.requires_grad_(True), abs=False).detach()
 
 
 def _change(new: torch.Tensor, old: torch.Tensor) -> tuple[float, float]:
@@ -66,15 +139,21 @@ def run_integrated_gradients(ctx: RunContext) -> MethodResult:
     changes: list[float | None] = []
     previous: torch.Tensor | None = None
     gap_ok = settled = False
+    nested = NestedTrapezoid(x, base, ctx.batch)
+    attr = torch.zeros_like(x)
     for n in schedule:
-        counted = Counted(scorer, ctx.progress, done + n, f"integrated gradients: {n} points",
-                          grad_only=True, done=done)
-        attr, delta = IntegratedGradients(counted).attribute(
-            x.clone().requires_grad_(True), baselines=base, n_steps=n, method=rule,
-            internal_batch_size=ctx.batch, return_convergence_delta=True)
+        cost = len(nested.new_points(n)) if rule == NESTED_RULE else n
+        counted = Counted(scorer, ctx.progress, done + cost,
+                          f"integrated gradients: {n} points", grad_only=True, done=done)
+        if rule == NESTED_RULE:
+            attr = nested.attribute(n, captum_gradient(counted))
+        else:
+            attr = IntegratedGradients(counted).attribute(
+                x.clone().requires_grad_(True), baselines=base, n_steps=n, method=rule,
+                internal_batch_size=ctx.batch).detach()
         counted.finish()
-        done += n
-        current = attr[0].detach().double()
+        done += cost
+        current = attr[0].double()
         total = float(current.sum())
         gap = abs(total - distance)
         gap_ok = identical or gap <= IG_ABSOLUTE_TOLERANCE or gap <= target * distance
@@ -94,8 +173,9 @@ def run_integrated_gradients(ctx: RunContext) -> MethodResult:
     conv = Convergence(tuple(tried), tuple(gaps), tuple(changes), target, tolerance,
                        gap_met=gap_ok, settled=None if len(tried) == 1 else settled)
     notes = _notes(conv, total, distance, adaptive, identical)
+    # Captum's delta, sum - (f(x) - f(ref)), of the final map only, in float32; ours is float64.
+    delta = IntegratedGradients(scorer).compute_convergence_delta(attr.float(), base, x)
     delta_v = float(delta.double().sum())
-    # Captum's delta is sum - (f(x) - f(baseline)) in float32; ours is in float64.
     if abs(abs(delta_v) - gap) > 1e-5 + 1e-4 * abs(distance):
         notes.append(f"Captum's convergence delta ({delta_v:.3g}) disagrees with the measured "
                      f"completeness gap ({gap:.3g}); treat the completeness figure with care.")
@@ -103,7 +183,7 @@ def run_integrated_gradients(ctx: RunContext) -> MethodResult:
         per_channel=attr[0], distance=distance,
         params={"steps": tried[-1], "rule": rule, "adaptive": adaptive, "target_gap": target,
                 "map_tolerance": tolerance, "max_steps": max_steps,
-                "steps_tried": list(tried)},
+                "steps_tried": list(tried), "gradient_evaluations": done},
         notes=tuple(notes), convergence_delta=delta_v, convergence=conv)
 
 

@@ -17,6 +17,7 @@ from lpips_explain.analyses.attribution.gradients import (
     run_smoothgrad,
 )
 from lpips_explain.analyses.attribution.integrated import (
+    IG_DEFAULT_RULE,
     IG_MAP_TOLERANCE,
     IG_MAX_STEPS,
     IG_TARGET_GAP,
@@ -89,10 +90,12 @@ METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
         "reference to the explained image, so the shares add up to the distance (gap "
         "reported); positive where the pixel's difference from the reference adds to it.",
         SIGN_NOTE, "exact",
-        f"rule size x (forward + backward), adaptive: 8, 16, 32, ... points until the "
-        f"completeness gap is under {IG_TARGET_GAP:.0%} and the map changes less than "
-        f"{IG_MAP_TOLERANCE:.0%} between sizes (at most {2 * IG_MAX_STEPS - 8} passes)",
-        {"rule": "gausslegendre", "target_gap": IG_TARGET_GAP,
+        f"adaptive: rule sizes 8, 16, 32, ... points until the completeness gap is under "
+        f"{IG_TARGET_GAP:.0%} and the map changes less than {IG_MAP_TOLERANCE:.0%} between "
+        f"sizes; the default nested trapezoid reuses every point of the smaller sizes, so "
+        f"n points cost n x (forward + backward) in all (at most {IG_MAX_STEPS}); Captum's "
+        f"rules pay each size afresh (at most {2 * IG_MAX_STEPS - 8})",
+        {"rule": IG_DEFAULT_RULE, "target_gap": IG_TARGET_GAP,
          "map_tolerance": IG_MAP_TOLERANCE, "max_steps": IG_MAX_STEPS},
         False, True, run_integrated_gradients),
     MethodSpec(
