@@ -1,0 +1,85 @@
+"""Single-patch repairs scored on windows (core/local.py) vs whole trunk passes, side by side.
+
+For each trunk, image size and patch size: the share of whole passes' multiply-adds the
+windows cost (``LocalScorer.cost``, what analyses/repair.py compares with LOCAL_MAX_COST),
+then the median time of scoring every single-patch copy of B both ways, interleaved in one
+process, and their ratio (whole / windowed: above 1 the windows are faster). Every windowed
+distance is checked against the whole pass first (relative 1e-5).
+
+    python benchmarks/bench_local.py [--nets alex vgg] [--sizes 128 192 256 512]
+                                     [--patches 16 32 64] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from lpips_explain.analyses.repair import LOCAL_MAX_COST, _patch_boxes
+from lpips_explain.core.local import LocalScorer
+from lpips_explain.core.model import ReferenceScorer, build_lpips
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--nets", nargs="+", default=["alex", "vgg"])
+    p.add_argument("--sizes", nargs="+", type=int, default=[128, 192, 256, 512])
+    p.add_argument("--patches", nargs="+", type=int, default=[16, 32, 64])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--batch", type=int, default=16)
+    args = p.parse_args()
+    torch.manual_seed(0)
+    print(f"threads={torch.get_num_threads()} load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs; LOCAL_MAX_COST = {LOCAL_MAX_COST}")
+    print(f"{'net':<5} {'size':>5} {'patch':>5} {'copies':>6} {'cost':>5} {'whole ms':>9} "
+          f"{'windows ms':>10} {'ratio':>6}  route chosen")
+    for name in args.nets:
+        net = build_lpips(name, "0.1", "random", progress=False)
+        for size in args.sizes:
+            a = torch.rand(1, 3, size, size)
+            b = (a + 0.1 * torch.randn_like(a)).clamp(0, 1)
+            scorer = ReferenceScorer(net, a)
+            for patch in args.patches:
+                if patch >= size:
+                    continue
+                g = math.ceil(size / patch)
+                boxes = _patch_boxes((size, size), patch, (g, g))
+                ids = torch.from_numpy(np.arange(g * g)).view(-1, 1, 1)
+                rows = torch.arange(size) // patch
+                pix = rows[:, None] * g + rows[None, :]
+
+                def whole(boxes=boxes, ids=ids, pix=pix, a=a, b=b, scorer=scorer):
+                    out = []
+                    with torch.no_grad():
+                        for i in range(0, len(boxes), args.batch):
+                            m = (pix[None] == ids[i: i + args.batch]).unsqueeze(1)
+                            out.append(scorer(torch.where(m, a, b)).double())
+                    return torch.cat(out).numpy()
+
+                def windows(boxes=boxes, a=a, b=b, scorer=scorer, net=net):
+                    local = LocalScorer(net, scorer.ref, b)
+                    return np.concatenate([local.score(a, boxes[i: i + args.batch]).numpy()
+                                           for i in range(0, len(boxes), args.batch)])
+
+                np.testing.assert_allclose(windows(), whole(), rtol=1e-5)
+                cost = LocalScorer(net, scorer.ref, b).cost(boxes)
+                tw, tl = [], []
+                for _ in range(args.repeats):
+                    for fn, ts in ((whole, tw), (windows, tl)):
+                        t0 = time.perf_counter()
+                        fn()
+                        ts.append(time.perf_counter() - t0)
+                mw, ml = 1000 * statistics.median(tw), 1000 * statistics.median(tl)
+                route = "windows" if cost <= LOCAL_MAX_COST else "whole"
+                print(f"{name:<5} {size:>5} {patch:>5} {len(boxes):>6} {cost:>5.2f} {mw:>9.0f} "
+                      f"{ml:>10.0f} {mw / ml:>5.2f}x  {route}")
+
+
+if __name__ == "__main__":
+    main()

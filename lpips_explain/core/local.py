@@ -1,0 +1,249 @@
+"""Exact LPIPS of copies of an image that differ from it only inside one box each.
+
+Repairs (and occlusion) score many copies of B with one patch replaced by A's pixels. A
+convolution or pooling output changes only where its window meets a changed input, so a
+copy needs the trunk only on a window around its box, layer by layer; every other value
+is B's own. The window grows with each layer's kernel and shrinks with its stride; it is
+computed on a crop of B's (padded) activation with the copy's changed values pasted in, so
+the values inside it are the copy's exact values (float rounding aside: a crop may be
+convolved in a different blocking than the whole map, as in core/tiling.py).
+
+d(ref, x) is a mean over positions of per-position terms sum_c w_c (y_ref - y_x)^2 at each
+tap, and unit-normalisation works per position, so
+
+    d(ref, copy) = d(ref, B) - sum_taps (B's terms in the window - the copy's terms there) / (h w)
+
+with the window sums of B's terms read from a summed-area table in float64.
+
+Only trunks made of ``Conv2d`` (zero padding, no dilation), ``ReLU`` and ``MaxPool2d``
+(no dilation, floor mode) are handled: alex and vgg. :func:`supports` says whether a
+network is one; squeeze (Fire modules) is scored whole by the callers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lpips_explain.core.model import LpipsNet, normalize
+
+__all__ = ["Box", "LocalScorer", "supports"]
+
+Box = tuple[int, int, int, int]  # rows [y0, y1), columns [x0, x1) of the changed pixels
+
+
+@dataclass(frozen=True)
+class _Op:
+    kind: str  # "conv", "pool" or "relu"
+    module: nn.Module
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+
+
+def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _op(module: nn.Module) -> _Op | None:
+    if isinstance(module, nn.ReLU):
+        return _Op("relu", module)
+    if isinstance(module, nn.Conv2d):
+        if (module.padding_mode != "zeros" or _pair(module.dilation) != (1, 1)
+                or isinstance(module.padding, str)):
+            return None
+        return _Op("conv", module, _pair(module.kernel_size), _pair(module.stride),
+                   _pair(module.padding))  # type: ignore[arg-type]
+    if isinstance(module, nn.MaxPool2d):
+        if module.ceil_mode or _pair(module.dilation) != (1, 1):  # type: ignore[arg-type]
+            return None
+        stride = module.stride if module.stride is not None else module.kernel_size
+        return _Op("pool", module, _pair(module.kernel_size), _pair(stride),  # type: ignore[arg-type]
+                   _pair(module.padding))  # type: ignore[arg-type]
+    return None
+
+
+def _ops(net: LpipsNet) -> list[_Op] | None:
+    ops = [_op(m) for m in net.features]
+    return None if any(o is None for o in ops) else ops  # type: ignore[return-value]
+
+
+def supports(net: LpipsNet) -> bool:
+    """Whether :class:`LocalScorer` handles the network: the exact fp32 model (not a fast
+    mode's, whose passes run elsewhere) with a plain conv / ReLU / max-pool trunk."""
+    return type(net) is LpipsNet and _ops(net) is not None
+
+
+def _affected(lo: int, hi: int, k: int, s: int, p: int, size: int) -> tuple[int, int]:
+    """Outputs [o0, o1) whose window meets the changed inputs [lo, hi)."""
+    return max(0, (lo + p - k) // s + 1), min(size, -(-(hi + p) // s))
+
+
+class _Window:
+    """Per copy, where its changed values sit on one axis: starts, and one common length."""
+
+    def __init__(self, starts: list[int], length: int):
+        self.starts, self.length = starts, length
+
+    def through(self, k: int, s: int, p: int, size: int) -> _Window:
+        spans = [_affected(st, st + self.length, k, s, p, size) for st in self.starts]
+        length = max(1, max(hi - lo for lo, hi in spans))
+        return _Window([max(0, min(lo, size - length)) for lo, _ in spans], length)
+
+
+def _window_sums(table: Tensor, rows: _Window, cols: _Window) -> Tensor:
+    """Sums of a map over each copy's window, from its summed-area table (h+1 x w+1)."""
+    y0 = torch.tensor(rows.starts)
+    x0 = torch.tensor(cols.starts)
+    y1, x1 = y0 + rows.length, x0 + cols.length
+    return table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0]
+
+
+class LocalScorer:
+    """d(ref, copy of ``base`` with each box taken from ``source``), recomputing only windows.
+
+    ``reference`` is the encoded reference (:meth:`LpipsNet.encode`, as a ReferenceScorer
+    holds it). One pass of ``base`` through the trunk is kept (the input of every conv and
+    pool, and each tap's per-position terms); :meth:`score` then costs, per copy, the trunk
+    on the windows its box reaches. :meth:`cost` says what share of a whole pass that is.
+    """
+
+    def __init__(self, net: LpipsNet, reference: Sequence[Tensor], base: Tensor):
+        ops = _ops(net)
+        if ops is None or not supports(net):
+            raise ValueError(f"the {net.spec.label} trunk is not a plain conv / ReLU / "
+                             f"max-pool stack; score the copies whole")
+        self.net, self.ops, self.base = net, ops, base
+        self.ref = [r.detach() for r in reference]
+        self.taps = set(net.spec.taps)
+        self.sizes: list[tuple[int, int]] = []  # each module's input size
+        self.inputs: dict[int, Tensor] = {}  # the input of each conv and pool
+        self.tables: list[Tensor] = []  # per tap: summed-area table of B's terms
+        self.totals: list[float] = []  # per tap: B's terms summed
+        self.areas: list[int] = []
+        with torch.no_grad():
+            h = self._trunk_input(base)
+            for i, op in enumerate(ops):
+                self.sizes.append((int(h.shape[-2]), int(h.shape[-1])))
+                if op.kind == "relu":
+                    h = F.relu(h)  # never in place: the kept inputs must stay B's
+                else:
+                    self.inputs[i] = h
+                    h = op.module(h)
+                if i in self.taps:
+                    self._keep_tap(len(self.tables), h)
+        self.out_size = (int(h.shape[-2]), int(h.shape[-1]))
+
+    def _trunk_input(self, x: Tensor) -> Tensor:
+        h = x * 2 - 1
+        if self.net.version == "0.1":
+            h = (h - self.net.shift) / self.net.scale
+        return h.contiguous(memory_format=torch.channels_last)
+
+    def _keep_tap(self, t: int, h: Tensor) -> None:
+        terms = self._terms(t, normalize(h), self.ref[t])[0].double()
+        table = F.pad(terms.cumsum(0).cumsum(1), (1, 0, 1, 0))
+        self.tables.append(table)
+        self.totals.append(float(terms.sum()))
+        self.areas.append(int(terms.numel()))
+
+    def _terms(self, t: int, y: Tensor, ref: Tensor) -> Tensor:
+        return F.conv2d((ref - y) ** 2, self.net.heads[t])[:, 0]
+
+    def distance(self) -> float:
+        """d(ref, base) from the kept pass."""
+        return sum(tot / area for tot, area in zip(self.totals, self.areas, strict=True))
+
+    def _windows(self, boxes: Sequence[Box]) -> list[tuple[_Window, _Window]]:
+        """The window of every module's output, for each copy (index i: after module i)."""
+        rows = _Window([b[0] for b in boxes], max(b[1] - b[0] for b in boxes))
+        cols = _Window([b[2] for b in boxes], max(b[3] - b[2] for b in boxes))
+        h, w = self.sizes[0]
+        rows = _Window([max(0, min(s, h - rows.length)) for s in rows.starts], rows.length)
+        cols = _Window([max(0, min(s, w - cols.length)) for s in cols.starts], cols.length)
+        out = [(rows, cols)]
+        for i, op in enumerate(self.ops):
+            if op.kind != "relu":
+                size = self.sizes[i + 1] if i + 1 < len(self.sizes) else self.out_size
+                rows = rows.through(op.kernel[0], op.stride[0], op.padding[0], size[0])
+                cols = cols.through(op.kernel[1], op.stride[1], op.padding[1], size[1])
+            out.append((rows, cols))
+        return out
+
+    def cost(self, boxes: Sequence[Box]) -> float:
+        """Multiply-adds of the windowed passes over those of whole passes, for these boxes."""
+        windows = self._windows(boxes)
+        local = whole = 0.0
+        for i, op in enumerate(self.ops):
+            if op.kind == "relu":
+                continue
+            rows, cols = windows[i + 1]
+            size = self.sizes[i + 1] if i + 1 < len(self.sizes) else self.out_size
+            per_cell = op.kernel[0] * op.kernel[1] * (
+                op.module.in_channels * op.module.out_channels if op.kind == "conv"  # type: ignore[operator]
+                else 1)
+            local += rows.length * cols.length * per_cell
+            whole += size[0] * size[1] * per_cell
+        return local / whole
+
+    @torch.no_grad()
+    def score(self, source: Tensor, boxes: Sequence[Box]) -> Tensor:
+        """float64 distances, one per box, of ``base`` with that box taken from ``source``."""
+        if not boxes:
+            return torch.empty(0, dtype=torch.float64)
+        for y0, y1, x0, x1 in boxes:
+            if not (0 <= y0 < y1 <= self.sizes[0][0] and 0 <= x0 < x1 <= self.sizes[0][1]):
+                raise ValueError(f"box {(y0, y1, x0, x1)} is not inside the image")
+        windows = self._windows(boxes)
+        rows, cols = windows[0]
+        # The copies' pixels on their first windows: the box from source, the rest from base.
+        src, base = self._trunk_input(source), self._trunk_input(self.base)
+        values = torch.stack([base[0, :, r: r + rows.length, c: c + cols.length]
+                              for r, c in zip(rows.starts, cols.starts, strict=True)])
+        for j, (y0, y1, x0, x1) in enumerate(boxes):
+            r, c = rows.starts[j], cols.starts[j]
+            values[j, :, y0 - r: y1 - r, x0 - c: x1 - c] = src[0, :, y0:y1, x0:x1]
+        change = torch.zeros(len(boxes), dtype=torch.float64)
+        t = 0
+        for i, op in enumerate(self.ops):
+            if op.kind == "relu":
+                values = F.relu(values)
+            else:
+                values = self._through(i, op, values, windows[i], windows[i + 1])
+            if i in self.taps:
+                rows, cols = windows[i + 1]
+                ref = torch.stack([self.ref[t][0, :, r: r + rows.length, c: c + cols.length]
+                                   for r, c in zip(rows.starts, cols.starts, strict=True)])
+                mine = self._terms(t, normalize(values), ref).double().sum(dim=(1, 2))
+                theirs = _window_sums(self.tables[t], rows, cols)
+                change += (mine - theirs) / self.areas[t]
+                t += 1
+        return self.distance() + change
+
+    def _through(self, i: int, op: _Op, values: Tensor, before: tuple[_Window, _Window],
+                 after: tuple[_Window, _Window]) -> Tensor:
+        """One conv or pool on each copy's window: B's padded input cropped, the copy's
+        changed values pasted in, then the module without padding."""
+        (r_in, c_in), (r_out, c_out) = before, after
+        (kh, kw), (sh, sw), (ph, pw) = op.kernel, op.stride, op.padding
+        fill = 0.0 if op.kind == "conv" else float("-inf")
+        padded = F.pad(self.inputs[i], (pw, pw, ph, ph), value=fill)
+        ch, cw = (r_out.length - 1) * sh + kh, (c_out.length - 1) * sw + kw
+        crops = torch.stack([padded[0, :, r * sh: r * sh + ch, c * sw: c * sw + cw]
+                             for r, c in zip(r_out.starts, c_out.starts, strict=True)])
+        for j in range(len(r_in.starts)):
+            # where the copy's changed values sit in its crop (clipped to the crop)
+            dy, dx = r_in.starts[j] + ph - r_out.starts[j] * sh, c_in.starts[j] + pw - c_out.starts[j] * sw
+            y0, x0 = max(0, dy), max(0, dx)
+            y1, x1 = min(ch, dy + r_in.length), min(cw, dx + c_in.length)
+            if y0 < y1 and x0 < x1:
+                crops[j, :, y0:y1, x0:x1] = values[j, :, y0 - dy: y1 - dy, x0 - dx: x1 - dx]
+        crops = crops.contiguous(memory_format=torch.channels_last)
+        if op.kind == "conv":
+            m: nn.Conv2d = op.module  # type: ignore[assignment]
+            return F.conv2d(crops, m.weight, m.bias, m.stride, 0, 1, m.groups)
+        return F.max_pool2d(crops, op.kernel, op.stride, 0)

@@ -1,0 +1,122 @@
+"""core/local.py: copies of B with one box from A, scored on windows, equal whole passes.
+
+Oracle: the same copies built pixel by pixel and scored whole by the network (and, for the
+repair, the repair's own whole-pass route forced on)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import smooth_image
+
+from lpips_explain.analyses import repair as rp
+from lpips_explain.core.local import LocalScorer, supports
+from lpips_explain.core.model import ReferenceScorer, build_lpips
+from lpips_explain.core.modes import Mode, ModeNet
+
+
+@pytest.fixture(scope="module")
+def nets():
+    return {(n, v): build_lpips(n, v, "random", seed=0, progress=False)
+            for n, v in (("alex", "0.1"), ("vgg", "0.1"), ("alex", "0.0"))}
+
+
+def _pair(h: int, w: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    a = smooth_image(h, w, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    b = (a + 0.15 * torch.randn(a.shape, generator=g)).clamp(0, 1)
+    return a, b
+
+
+def _whole(net, a, b, boxes) -> np.ndarray:
+    scorer = ReferenceScorer(net, a)
+    out = []
+    for y0, y1, x0, x1 in boxes:
+        x = b.clone()
+        x[..., y0:y1, x0:x1] = a[..., y0:y1, x0:x1]
+        with torch.no_grad():
+            out.append(float(scorer(x)[0]))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("key", [("alex", "0.1"), ("vgg", "0.1"), ("alex", "0.0")])
+@pytest.mark.parametrize(("h", "w"), [(96, 96), (75, 110)])
+def test_windowed_scores_equal_whole_passes(nets, key, h, w):
+    net = nets[key]
+    a, b = _pair(h, w, 5)
+    # corners, edges, the middle, a 1-pixel box and boxes of different sizes in one batch
+    boxes = [(0, 16, 0, 16), (h - 16, h, w - 16, w), (0, 9, w - 23, w), (h - 30, h, 0, 7),
+             (40, 56, 33, 49), (50, 51, 60, 61), (10, 45, 20, 30)]
+    local = LocalScorer(net, ReferenceScorer(net, a).ref, b)
+    got = local.score(a, boxes).numpy()
+    want = _whole(net, a, b, boxes)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=0)
+    # the gains (what repairs rank by) too, against their own scale
+    with torch.no_grad():
+        base = float(ReferenceScorer(net, a)(b)[0])
+    gains, want_gains = base - got, base - want
+    assert np.abs(want_gains).max() > 1e-4
+    np.testing.assert_allclose(gains, want_gains, rtol=0, atol=1e-4 * np.abs(want_gains).max())
+    assert local.distance() == pytest.approx(base, rel=1e-5)
+    assert 0 < local.cost(boxes) < 1
+
+
+def test_boxes_outside_the_image_and_other_trunks_are_refused(nets):
+    net = nets[("alex", "0.1")]
+    a, b = _pair(64, 64, 2)
+    local = LocalScorer(net, ReferenceScorer(net, a).ref, b)
+    with pytest.raises(ValueError, match="not inside the image"):
+        local.score(a, [(0, 70, 0, 8)])
+    assert local.score(a, []).numel() == 0
+    squeeze = build_lpips("squeeze", "0.1", "random", seed=0, progress=False)
+    assert supports(net) and not supports(squeeze)  # Fire modules: scored whole
+    with pytest.raises(ValueError, match="score the copies whole"):
+        LocalScorer(squeeze, squeeze.encode(a), b)
+    # a fast mode's network runs its passes elsewhere: never windowed
+    assert not supports(ModeNet(net, Mode("fp32", "cpu")))
+
+
+def _count_whole(monkeypatch, net) -> list[int]:
+    seen: list[int] = []
+    real = net.score_encoded
+
+    def counting(ref, x):
+        seen.append(int(x.shape[0]))
+        return real(ref, x)
+
+    monkeypatch.setattr(net, "score_encoded", counting)
+    return seen
+
+
+@pytest.mark.parametrize("orders", [("single_gain",), ("greedy",)])
+def test_repair_on_windows_equals_repair_on_whole_passes(nets, monkeypatch, orders):
+    net = nets[("alex", "0.1")]
+    a, b = _pair(256, 256, 9)
+    kw = {"patch": 64, "orders": orders, "greedy_budget": 40}
+    windowed = rp.repair(net, a, b, **kw)
+    seen = _count_whole(monkeypatch, net)
+    monkeypatch.setattr(rp, "LOCAL_MAX_COST", -1.0)  # force the whole-pass route
+    whole = rp.repair(net, a, b, **kw)
+    monkeypatch.undo()
+    seen_windowed = _count_whole(monkeypatch, net)
+    again = rp.repair(net, a, b, **kw)
+    # the windowed route scored only B (and the curve) whole, not the 16 single patches
+    assert sum(seen) - sum(seen_windowed) >= 16
+    for r in (windowed, again):
+        np.testing.assert_allclose(r.gains, whole.gains, rtol=0,
+                                   atol=1e-4 * np.abs(whole.gains).max())
+        assert r.base_distance == pytest.approx(whole.base_distance, rel=1e-6)
+        assert list(r.order) == list(whole.order)
+        np.testing.assert_allclose(r.curve_distance, whole.curve_distance, rtol=1e-5)
+
+
+def test_small_images_keep_whole_passes(nets, monkeypatch):
+    """Where the windows cover most of each map, whole passes are cheaper and are used."""
+    net = nets[("alex", "0.1")]
+    a, b = _pair(64, 64, 4)
+    boxes = rp._patch_boxes((64, 64), 32, (2, 2))
+    assert LocalScorer(net, net.encode(a), b).cost(boxes) > rp.LOCAL_MAX_COST
+    seen = _count_whole(monkeypatch, net)
+    rp.repair(net, a, b, patch=32)
+    assert sum(seen) >= 1 + 4  # B and the four single patches went through whole passes
