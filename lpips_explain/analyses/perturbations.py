@@ -173,7 +173,10 @@ class Perturbation:
         image alone, except for noise, where the images draw from ``generator`` one after another
         (``generator=None`` means a fresh generator seeded with 0).
         """
-        x = _check_image(x)
+        return self._apply(_check_image(x), strength, generator)
+
+    def _apply(self, x: Tensor, strength: float, generator: torch.Generator | None) -> Tensor:
+        """:meth:`apply` on an image already checked (perturb_batch checks it once)."""
         try:
             strength = float(strength)
         except (TypeError, ValueError):
@@ -387,7 +390,8 @@ def perturb_batch(x: Tensor, items: Sequence[tuple[str, float]], *, seed: int = 
         raise errors.InputError(
             f"perturb_batch takes one image (1 x 3 x H x W), got a batch of {x.shape[0]}."
         )
-    rows = [apply(name, x, strength, seed=seed) for name, strength in items]
+    rows = [get_perturbation(name)._apply(x, strength, torch.Generator().manual_seed(int(seed)))
+            for name, strength in items]
     if not rows:
         return x.new_empty((0, *x.shape[1:]))
     return torch.cat(rows, dim=0)

@@ -29,10 +29,24 @@ SSIM_DESCRIPTION = (f"SSIM: Gaussian {SSIM_WINDOW}x{SSIM_WINDOW} window, sigma {
                     "(Wang et al. 2004), RGB mean, data range 1")
 
 
-def _pair(reference: object, candidates: object) -> tuple[Tensor, Tensor]:
-    """Check a 1 x 3 x H x W reference and N x 3 x H x W candidates in [0, 1]."""
-    ref = check_tensor(reference, "the reference", batch=True)
-    cand = check_tensor(candidates, "the candidates", batch=True)
+def _checked(t: object, what: str, trusted: bool) -> Tensor:
+    """An N x 3 x H x W batch: checked by check_tensor, or, when ``trusted`` and it is a
+    float32 tensor of that shape, taken as it is (values not scanned)."""
+    if (trusted and isinstance(t, Tensor) and t.ndim == 4 and t.shape[1] == 3
+            and t.dtype == torch.float32):
+        return t.detach()
+    return check_tensor(t, what, batch=True)
+
+
+def _pair(reference: object, candidates: object, trusted: bool = False
+          ) -> tuple[Tensor, Tensor]:
+    """Check a 1 x 3 x H x W reference and N x 3 x H x W candidates in [0, 1].
+
+    ``trusted`` skips the value scans (range, NaN, Inf) of float32 tensors the engine made
+    itself (the sensitivity's checked B and its clamped variants); shapes are always checked.
+    """
+    ref = _checked(reference, "the reference", trusted)
+    cand = _checked(candidates, "the candidates", trusted)
     if ref.shape[0] != 1:
         raise errors.InputError(
             f"Expected one reference image (1 x 3 x H x W), got a batch of {ref.shape[0]}."
@@ -45,14 +59,14 @@ def _pair(reference: object, candidates: object) -> tuple[Tensor, Tensor]:
     return ref, cand
 
 
-def psnr(reference: Tensor, candidates: Tensor) -> np.ndarray:
+def psnr(reference: Tensor, candidates: Tensor, *, trusted: bool = False) -> np.ndarray:
     """PSNR in dB of each candidate against the reference, with a data range of 1.
 
     ``reference`` is 1 x 3 x H x W, ``candidates`` N x 3 x H x W, both in [0, 1]; returns N
     float64 values. A candidate identical to the reference scores ``inf`` (JSON writers turn it
     into ``None``).
     """
-    ref, cand = _pair(reference, candidates)
+    ref, cand = _pair(reference, candidates, trusted)
     diff = cand.to(torch.float64) - ref.to(torch.float64)
     mse = (diff * diff).flatten(1).mean(dim=1).numpy()
     # An exact match divides by a zero MSE: inf is the intended answer, not a warning.
@@ -60,14 +74,14 @@ def psnr(reference: Tensor, candidates: Tensor) -> np.ndarray:
         return 10.0 * np.log10(1.0 / mse)
 
 
-def ssim(reference: Tensor, candidates: Tensor) -> np.ndarray:
+def ssim(reference: Tensor, candidates: Tensor, *, trusted: bool = False) -> np.ndarray:
     """Mean Gaussian SSIM of each candidate against the reference (see the module docstring).
 
     ``reference`` is 1 x 3 x H x W, ``candidates`` N x 3 x H x W, both in [0, 1]; returns N
     float64 values, 1 for identical images. Images with a side shorter than the 11 px window
     are refused with :class:`~lpips_explain.errors.InputError`.
     """
-    ref, cand = _pair(reference, candidates)
+    ref, cand = _pair(reference, candidates, trusted)
     n = int(cand.shape[0])
     return _ssim_batched(ref.to(torch.float32).expand(n, -1, -1, -1), cand.to(torch.float32))
 
@@ -126,12 +140,7 @@ def _pairs(a: object, b: object, trusted: bool = False) -> tuple[Tensor, Tensor]
     ``trusted`` skips the value scans (range, NaN, Inf) for tensors the intake made itself
     (decoded images are float32 in [0, 1] by construction); shapes are always checked.
     """
-    if trusted and all(isinstance(t, Tensor) and t.ndim == 4 and t.shape[1] == 3
-                       and t.dtype == torch.float32 for t in (a, b)):
-        x, y = a.detach(), b.detach()  # type: ignore[union-attr]
-    else:
-        x = check_tensor(a, "the first images", batch=True)
-        y = check_tensor(b, "the second images", batch=True)
+    x, y = _checked(a, "the first images", trusted), _checked(b, "the second images", trusted)
     if x.shape != y.shape:
         raise errors.SizeMismatchError(
             f"The two batches differ in shape ({tuple(x.shape)} and {tuple(y.shape)}); pair "
