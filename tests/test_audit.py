@@ -261,6 +261,22 @@ def test_a_shared_reference_runs_the_trunk_once(tmp_path, settings, official):
     assert (uncached, sum(encoded)) == (28, 16)
     # Batches of 4 rows: [r0 x4] miss, [r0 x4] hit, [r0 x3, r1] hit + miss, [r1 x2] hit.
     assert cached.cache == {"hits": 3, "misses": 2} and plain.cache is None
+    # A later run on the same (shared) cache while another session looks things up in it:
+    # the run reports its own lookups only (both references are cached: 5 hits, no miss).
+    before = cache.stats()
+    foreign = []
+
+    def encode_beside_another_session(x):
+        foreign.append(cache.get(("another session", len(foreign))))
+        return encode(x)
+
+    net.encode = encode_beside_another_session
+    third = run_local(table, tmp_path / "third", settings, model=net, workers=0,
+                      batch_size=4, cache=cache)
+    assert third.cache == {"hits": 5, "misses": 0}
+    after = cache.stats()
+    assert len(foreign) >= 4 and after.misses - before.misses == len(foreign)
+    net.encode = encode
     got = [r["distance"] for r in cached.rows.to_pylist()]
     want = [r["distance"] for r in plain.rows.to_pylist()]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=0)

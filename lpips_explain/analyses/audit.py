@@ -31,7 +31,7 @@ from torch import Tensor
 
 from lpips_explain.analyses.common import two_afc
 from lpips_explain.analyses.quality import psnr_pairs, ssim_pairs
-from lpips_explain.core.cache import FeatureCache
+from lpips_explain.core.cache import CacheView, FeatureCache
 from lpips_explain.core.model import LpipsNet, build_lpips
 from lpips_explain.core.trunks import check_min_size, get_trunk
 from lpips_explain.errors import InputError, LpipsExplainError
@@ -175,7 +175,8 @@ def _device(net: LpipsNet) -> torch.device:
     return net.head0.device
 
 
-def encode_references(net: LpipsNet, x: Tensor, cache: FeatureCache | None) -> list[Tensor]:
+def encode_references(net: LpipsNet, x: Tensor,
+                      cache: FeatureCache | CacheView | None) -> list[Tensor]:
     """``net.encode(x)``; with a ``cache``, each distinct image of ``x`` (content hash) is
     encoded once, rows repeating it share that pass, and an image encoded in an earlier
     batch is taken from the cache (datasets often hold one reference against many
@@ -199,7 +200,7 @@ def encode_references(net: LpipsNet, x: Tensor, cache: FeatureCache | None) -> l
 
 @torch.no_grad()
 def layer_terms(net: LpipsNet, x: Tensor, *others: Tensor,
-                cache: FeatureCache | None = None) -> list[np.ndarray]:
+                cache: FeatureCache | CacheView | None = None) -> list[np.ndarray]:
     """Per-layer LPIPS terms of (x, o) for each o in ``others`` (N x L, float64 each).
 
     One trunk pass over the distinct images of x (see :func:`encode_references`) and one over
@@ -231,7 +232,7 @@ def _batches(items: Sequence[Decoded], batch_size: int) -> list[list[Decoded]]:
 
 def score_rows(net: LpipsNet, kind: str, items: Sequence[Decoded], *,
                batch_size: int = 16,
-               cache: FeatureCache | None = None) -> dict[int, dict[str, Any]]:
+               cache: FeatureCache | CacheView | None = None) -> dict[int, dict[str, Any]]:
     """Scores of decoded rows, keyed by their ``position``: the numbers of :func:`make_record`.
 
     ``cache``: the first image of each row (a pair's A, a triplet's reference) is encoded

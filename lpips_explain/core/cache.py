@@ -176,6 +176,10 @@ class FeatureCache:
             return CacheStats(self._hits, self._misses, self._evictions, len(self._data),
                               self._bytes, self.max_bytes, self._too_large)
 
+    def view(self) -> CacheView:
+        """This cache as one run sees it: the same entries, the run's own hit/miss counts."""
+        return CacheView(self)
+
     # -- features ------------------------------------------------------------------------
     def key(self, net: nn.Module, x: Tensor) -> tuple:
         return (model_key(net), content_key(x))
@@ -238,3 +242,30 @@ def shared_cache() -> FeatureCache:
             except InputError as exc:
                 raise InputError(f"{CACHE_ENV}={raw!r}: {exc}") from None
         return _SHARED
+
+
+class CacheView:
+    """A shared :class:`FeatureCache` as one run uses it: lookups and stores go to the cache,
+    and the view counts only its own hits and misses (the cache's counters also count every
+    other session's lookups made meanwhile)."""
+
+    def __init__(self, cache: FeatureCache):
+        self.cache = cache
+        self.hits = self.misses = 0
+
+    def get(self, key: Hashable) -> tuple[Tensor, ...] | None:
+        hit = self.cache.get(key)
+        if hit is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return hit
+
+    def put(self, key: Hashable, tensors: Sequence[Tensor]) -> bool:
+        return self.cache.put(key, tensors)
+
+    def row_keys(self, net: nn.Module, x: Tensor) -> list[tuple]:
+        return self.cache.row_keys(net, x)
+
+    def counts(self) -> dict[str, int]:
+        return {"hits": self.hits, "misses": self.misses}

@@ -101,7 +101,7 @@ def run_local(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSett
     batch_size = _check_int(batch_size, "batch_size", 1)
     part_rows = _check_int(part_rows, "part_rows", 1)
     t0 = time.perf_counter()
-    before = cache.stats() if cache is not None else None
+    view = cache.view() if cache is not None else None  # this run's own hits and misses
     net = model if model is not None else settings.build()
     store = PartStore(out_dir, table.kind, net.layer_names,
                       run_fingerprint(table.kind, settings, net))
@@ -117,7 +117,7 @@ def run_local(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSett
 
     def score(items: list[Decoded]) -> None:
         nonlocal done
-        scores = score_rows(net, table.kind, items, batch_size=batch_size, cache=cache)
+        scores = score_rows(net, table.kind, items, batch_size=batch_size, cache=view)
         for d in items:
             records.append(make_record(table.kind, table.rows[d.position], d,
                                        scores.get(d.position), net.layer_names,
@@ -170,9 +170,6 @@ def run_local(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSett
             store.write(records)
             records.clear()
     rows = store.assemble(table, sigs)
-    used = None
-    if cache is not None and before is not None:
-        after = cache.stats()
-        used = {"hits": after.hits - before.hits, "misses": after.misses - before.misses}
+    used = view.counts() if view is not None else None
     return EngineResult("local", rows, total, reused, len(todo), time.perf_counter() - t0,
                         Path(out_dir) / "audit.parquet", used)
