@@ -74,7 +74,10 @@ def test_boxes_outside_the_image_and_other_trunks_are_refused(nets):
     with pytest.raises(ValueError, match="score the copies whole"):
         LocalScorer(squeeze, squeeze.encode(a), b)
     # a fast mode's network runs its passes elsewhere: never windowed
-    assert not supports(ModeNet(net, Mode("fp32", "cpu")))
+    fast = ModeNet(net, Mode("fp32", "cpu"))
+    assert not supports(fast)
+    with pytest.raises(ValueError, match="exact fp32 model only"):
+        LocalScorer(fast, net.encode(a), b)
 
 
 def _count_whole(monkeypatch, net) -> list[int]:

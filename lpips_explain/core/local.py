@@ -114,9 +114,12 @@ class LocalScorer:
 
     def __init__(self, net: LpipsNet, reference: Sequence[Tensor], base: Tensor):
         ops = _ops(net)
-        if ops is None or not supports(net):
+        if ops is None:
             raise ValueError(f"the {net.spec.label} trunk is not a plain conv / ReLU / "
                              f"max-pool stack; score the copies whole")
+        if not supports(net):
+            raise ValueError("windows are scored with the exact fp32 model only (a fast "
+                             "mode's passes run elsewhere); score the copies whole")
         self.net, self.ops, self.base = net, ops, base
         self.ref = [r.detach() for r in reference]
         self.taps = set(net.spec.taps)
