@@ -26,7 +26,7 @@ from lpips_explain.analyses.common import (
     pct,
     scorer_for,
 )
-from lpips_explain.core.local import Box, LocalScorer, supports
+from lpips_explain.core.local import Box, LocalScorer, supports, window_cost
 from lpips_explain.core.model import LpipsNet, ReferenceScorer
 from lpips_explain.errors import InputError, SizeMismatchError, lookup
 
@@ -287,20 +287,26 @@ class _Batches:
     def plan(self, more: int) -> None:
         self.total += more
 
-    def boxes(self, base: Tensor, boxes: list[Box], label: str) -> np.ndarray | None:
+    def boxes(self, base: Tensor, boxes: list[Box], label: str, *, with_base: bool = False
+              ) -> np.ndarray | None:
         """Distances of copies of ``base`` with each box taken from A, each computed on the
         windows its box reaches (core/local.py, exact) when the trunk allows that and it
-        costs at most LOCAL_MAX_COST of whole passes; None otherwise (score the masks)."""
+        costs at most LOCAL_MAX_COST of whole passes; None otherwise (score the masks).
+        ``with_base``: row 0 is ``base`` itself, from the pass the windows start from."""
         net = self.scorer.net
-        if not boxes or not supports(net):
+        if (not boxes or not supports(net)
+                or window_cost(net, (int(base.shape[-2]), int(base.shape[-1])), boxes)
+                > LOCAL_MAX_COST):
             return None
         local = LocalScorer(net, self.scorer.ref, base)
-        if local.cost(boxes) > LOCAL_MAX_COST:
-            return None
-        out = np.empty(len(boxes), dtype=np.float64)
+        first = 1 if with_base else 0
+        out = np.empty(first + len(boxes), dtype=np.float64)
+        if with_base:
+            out[0] = local.distance()
+            self._advance(1, label)
         for start in range(0, len(boxes), self.batch_size):
             part = boxes[start: start + self.batch_size]
-            out[start: start + len(part)] = local.score(self.a, part).numpy()
+            out[first + start: first + start + len(part)] = local.score(self.a, part).numpy()
             self._advance(len(part), label)
         return out
 
@@ -436,15 +442,13 @@ def repair(net: LpipsNet, a: Tensor, b: Tensor, *, patch: int = 32,
     score = _Batches(scorer, a, b, batch_size, progress, 1 + n + points * len(names))
 
     with torch.no_grad():
-        # Row 0 is B itself (nothing replaced): the base distance comes from the same batches.
+        # Row 0 is B itself (nothing replaced): its distance comes from the same batches, or
+        # from the pass of B the windows start from.
         single_ids = torch.arange(-1, n, device=a.device)
         label = "repair: single patches"
-        local = score.boxes(b, _patch_boxes((h, w), patch, grid), label)
-        if local is None:
+        single = score.boxes(b, _patch_boxes((h, w), patch, grid), label, with_base=True)
+        if single is None:
             single = score(lambda sl: pix[None] == single_ids[sl, None, None], n + 1, label)
-        else:
-            single = np.concatenate([score(lambda sl: pix[None] == single_ids[sl, None, None],
-                                           1, label), local])
         base = float(single[0])
         gains_flat = base - single[1:]
         identical = bool(torch.equal(a, b)) or base <= 0.0

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from lpips_explain.core.model import LpipsNet, normalize
 
-__all__ = ["Box", "LocalScorer", "supports"]
+__all__ = ["Box", "LocalScorer", "supports", "window_cost"]
 
 Box = tuple[int, int, int, int]  # rows [y0, y1), columns [x0, x1) of the changed pixels
 
@@ -78,6 +78,17 @@ def supports(net: LpipsNet) -> bool:
     return type(net) is LpipsNet and _ops(net) is not None
 
 
+def _out_sizes(ops: Sequence[_Op], size: tuple[int, int]) -> list[tuple[int, int]]:
+    """Each module's output size (rows, columns) for an input of ``size`` (floor mode)."""
+    (h, w), out = size, []
+    for op in ops:
+        if op.kind != "relu":
+            h = (h + 2 * op.padding[0] - op.kernel[0]) // op.stride[0] + 1
+            w = (w + 2 * op.padding[1] - op.kernel[1]) // op.stride[1] + 1
+        out.append((h, w))
+    return out
+
+
 def _affected(lo: int, hi: int, k: int, s: int, p: int, size: int) -> tuple[int, int]:
     """Outputs [o0, o1) whose window meets the changed inputs [lo, hi)."""
     return max(0, (lo + p - k) // s + 1), min(size, -(-(hi + p) // s))
@@ -95,6 +106,46 @@ class _Window:
         return _Window([max(0, min(lo, size - length)) for lo, _ in spans], length)
 
 
+def _windows(ops: Sequence[_Op], size: tuple[int, int], boxes: Sequence[Box]
+             ) -> list[tuple[_Window, _Window]]:
+    """The window of the input (index 0) and of every module's output (index i + 1: after
+    module i), for each copy of an image of ``size`` with one of ``boxes`` changed."""
+    rows = _Window([b[0] for b in boxes], max(b[1] - b[0] for b in boxes))
+    cols = _Window([b[2] for b in boxes], max(b[3] - b[2] for b in boxes))
+    h, w = size
+    rows = _Window([max(0, min(s, h - rows.length)) for s in rows.starts], rows.length)
+    cols = _Window([max(0, min(s, w - cols.length)) for s in cols.starts], cols.length)
+    out = [(rows, cols)]
+    for op, (oh, ow) in zip(ops, _out_sizes(ops, size), strict=True):
+        if op.kind != "relu":
+            rows = rows.through(op.kernel[0], op.stride[0], op.padding[0], oh)
+            cols = cols.through(op.kernel[1], op.stride[1], op.padding[1], ow)
+        out.append((rows, cols))
+    return out
+
+
+def window_cost(net: LpipsNet, size: tuple[int, int], boxes: Sequence[Box]) -> float:
+    """Multiply-adds of the windowed passes over those of whole passes, for copies of an image
+    of ``size`` with one of ``boxes`` changed each; computed from the trunk's shapes alone
+    (no pass), so a caller can decide before :class:`LocalScorer` runs B through the trunk."""
+    ops = _ops(net)
+    if ops is None:
+        raise ValueError(f"the {net.spec.label} trunk is not a plain conv / ReLU / max-pool "
+                         f"stack")
+    windows = _windows(ops, size, boxes)
+    local = whole = 0.0
+    for i, (op, (oh, ow)) in enumerate(zip(ops, _out_sizes(ops, size), strict=True)):
+        if op.kind == "relu":
+            continue
+        rows, cols = windows[i + 1]
+        per_cell = op.kernel[0] * op.kernel[1] * (
+            op.module.in_channels * op.module.out_channels if op.kind == "conv"  # type: ignore[operator]
+            else 1)
+        local += rows.length * cols.length * per_cell
+        whole += oh * ow * per_cell
+    return local / whole
+
+
 def _window_sums(table: Tensor, rows: _Window, cols: _Window) -> Tensor:
     """Sums of a map over each copy's window, from its summed-area table (h+1 x w+1)."""
     y0 = torch.tensor(rows.starts)
@@ -109,7 +160,8 @@ class LocalScorer:
     ``reference`` is the encoded reference (:meth:`LpipsNet.encode`, as a ReferenceScorer
     holds it). One pass of ``base`` through the trunk is kept (the input of every conv and
     pool, and each tap's per-position terms); :meth:`score` then costs, per copy, the trunk
-    on the windows its box reaches. :meth:`cost` says what share of a whole pass that is.
+    on the windows its box reaches. :func:`window_cost` says what share of a whole pass that
+    is, before any pass runs.
     """
 
     def __init__(self, net: LpipsNet, reference: Sequence[Tensor], base: Tensor):
@@ -120,18 +172,17 @@ class LocalScorer:
         if not supports(net):
             raise ValueError("windows are scored with the exact fp32 model only (a fast "
                              "mode's passes run elsewhere); score the copies whole")
-        self.net, self.ops, self.base = net, ops, base
+        self.net, self.ops = net, ops
+        self.size = (int(base.shape[-2]), int(base.shape[-1]))
         self.ref = [r.detach() for r in reference]
         self.taps = set(net.spec.taps)
-        self.sizes: list[tuple[int, int]] = []  # each module's input size
         self.inputs: dict[int, Tensor] = {}  # the input of each conv and pool
         self.tables: list[Tensor] = []  # per tap: summed-area table of B's terms
         self.totals: list[float] = []  # per tap: B's terms summed
         self.areas: list[int] = []
         with torch.no_grad():
-            h = self._trunk_input(base)
+            self.base_input = h = self._trunk_input(base)
             for i, op in enumerate(ops):
-                self.sizes.append((int(h.shape[-2]), int(h.shape[-1])))
                 if op.kind == "relu":
                     h = F.relu(h)  # never in place: the kept inputs must stay B's
                 else:
@@ -139,7 +190,6 @@ class LocalScorer:
                     h = op.module(h)
                 if i in self.taps:
                     self._keep_tap(len(self.tables), h)
-        self.out_size = (int(h.shape[-2]), int(h.shape[-1]))
 
     def _trunk_input(self, x: Tensor) -> Tensor:
         h = x * 2 - 1
@@ -161,37 +211,9 @@ class LocalScorer:
         """d(ref, base) from the kept pass."""
         return sum(tot / area for tot, area in zip(self.totals, self.areas, strict=True))
 
-    def _windows(self, boxes: Sequence[Box]) -> list[tuple[_Window, _Window]]:
-        """The window of every module's output, for each copy (index i: after module i)."""
-        rows = _Window([b[0] for b in boxes], max(b[1] - b[0] for b in boxes))
-        cols = _Window([b[2] for b in boxes], max(b[3] - b[2] for b in boxes))
-        h, w = self.sizes[0]
-        rows = _Window([max(0, min(s, h - rows.length)) for s in rows.starts], rows.length)
-        cols = _Window([max(0, min(s, w - cols.length)) for s in cols.starts], cols.length)
-        out = [(rows, cols)]
-        for i, op in enumerate(self.ops):
-            if op.kind != "relu":
-                size = self.sizes[i + 1] if i + 1 < len(self.sizes) else self.out_size
-                rows = rows.through(op.kernel[0], op.stride[0], op.padding[0], size[0])
-                cols = cols.through(op.kernel[1], op.stride[1], op.padding[1], size[1])
-            out.append((rows, cols))
-        return out
-
     def cost(self, boxes: Sequence[Box]) -> float:
-        """Multiply-adds of the windowed passes over those of whole passes, for these boxes."""
-        windows = self._windows(boxes)
-        local = whole = 0.0
-        for i, op in enumerate(self.ops):
-            if op.kind == "relu":
-                continue
-            rows, cols = windows[i + 1]
-            size = self.sizes[i + 1] if i + 1 < len(self.sizes) else self.out_size
-            per_cell = op.kernel[0] * op.kernel[1] * (
-                op.module.in_channels * op.module.out_channels if op.kind == "conv"  # type: ignore[operator]
-                else 1)
-            local += rows.length * cols.length * per_cell
-            whole += size[0] * size[1] * per_cell
-        return local / whole
+        """:func:`window_cost` of these boxes on this image."""
+        return window_cost(self.net, self.size, boxes)
 
     @torch.no_grad()
     def score(self, source: Tensor, boxes: Sequence[Box]) -> Tensor:
@@ -199,12 +221,12 @@ class LocalScorer:
         if not boxes:
             return torch.empty(0, dtype=torch.float64)
         for y0, y1, x0, x1 in boxes:
-            if not (0 <= y0 < y1 <= self.sizes[0][0] and 0 <= x0 < x1 <= self.sizes[0][1]):
+            if not (0 <= y0 < y1 <= self.size[0] and 0 <= x0 < x1 <= self.size[1]):
                 raise ValueError(f"box {(y0, y1, x0, x1)} is not inside the image")
-        windows = self._windows(boxes)
+        windows = _windows(self.ops, self.size, boxes)
         rows, cols = windows[0]
         # The copies' pixels on their first windows: the box from source, the rest from base.
-        src, base = self._trunk_input(source), self._trunk_input(self.base)
+        src, base = self._trunk_input(source), self.base_input
         values = torch.stack([base[0, :, r: r + rows.length, c: c + cols.length]
                               for r, c in zip(rows.starts, cols.starts, strict=True)])
         for j, (y0, y1, x0, x1) in enumerate(boxes):
