@@ -81,6 +81,12 @@ class UnknownOptionError(InputError):
         self.choices = choices
 
 
+class ArchiveError(InputError):
+    """A weights archive or checkpoint that is not what it claims: a wrong digest, a
+    truncated or damaged file, a foreign checkpoint, or a pickle that would run code.
+    Nothing is installed from it (the CLI exits 2)."""
+
+
 class ComputationError(LpipsExplainError):
     """A computation that failed on valid inputs (e.g. an attribution came out NaN or Inf).
 

@@ -11,11 +11,11 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from lpips_explain.cli import audit, calibrate, faithfulness, pair, profile
+from lpips_explain.cli import audit, calibrate, faithfulness, pair, profile, weights
 from lpips_explain.cli.common import EPILOG
 from lpips_explain.errors import LpipsExplainError
 
-COMMANDS = (pair, audit, profile, calibrate, faithfulness)
+COMMANDS = (pair, audit, profile, calibrate, faithfulness, weights)
 
 
 def build_parser() -> argparse.ArgumentParser:

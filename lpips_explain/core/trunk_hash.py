@@ -1,9 +1,13 @@
-"""Is a trunk file torchvision's published one? Its SHA-256 against the prefix in the file name.
+"""Is a trunk the published one? By its file's SHA-256, or by the digest of its tensors.
 
 torchvision names its weight files after the first hex digits of their SHA-256 (e.g.
 ``alexnet-owt-7be5be79.pth``). The official LPIPS lin heads were calibrated on exactly
-those weights, so only a file that matches is the published metric; any other file is a
-custom trunk. Hashing a 233-528 MB file takes a while, so the digest is cached per
+those weights, so a file that matches is the published metric. The same weights also
+travel in other files (the package index's copy, converted by ``core/published.py``, or
+a user's own re-save, full model or ``features`` only): those are recognised by the
+*content digest*, the SHA-256 over the trunk's tensors in the architecture's order, as
+little-endian float32 (the published values are in ``core/trunks.py``). Anything else is
+a custom trunk. Hashing a 233-528 MB file takes a while, so a file's digest is cached per
 (path, size, mtime): in memory, and for large files on disk beside the torch hub cache.
 """
 
@@ -18,8 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from lpips_explain.core.trunks import get_trunk
+
+FILE_SHA256 = "file sha256"  # how a trunk was verified: torchvision's file, by its hash
+CONTENT_DIGEST = "content digest"  # ... or any file whose tensors hash to the published digest
 
 PERSIST_MIN_BYTES = 8 * 2**20  # smaller files hash in milliseconds: not worth a disk entry
 _CACHE: dict[tuple[str, int, int], str] = {}
@@ -34,6 +42,8 @@ class Verdict:
     sha256: str
     expected_prefix: str | None
     reason: str | None
+    verified_by: str | None = None  # FILE_SHA256 or CONTENT_DIGEST when verified
+    content_digest: str | None = None  # of the loaded tensors, when they were given
 
 
 def expected_prefix(net: str) -> str | None:
@@ -103,13 +113,33 @@ def clear_cache() -> None:
         _CACHE.clear()
 
 
-def verify(net: str, path: str | os.PathLike) -> Verdict:
-    """Whether ``path`` is torchvision's published ``net`` file, by its SHA-256 prefix."""
+def content_digest(features: nn.Module) -> str:
+    """SHA-256 over every tensor of a trunk's ``features`` state_dict, in its order, as
+    little-endian float32 bytes (for alex and vgg: each conv's weight then bias, in order).
+    Independent of the file's name, container (full model or features only) and layout."""
+    h = hashlib.sha256()
+    for t in features.state_dict().values():
+        arr = t.detach().to(torch.float32).contiguous().cpu().numpy()
+        h.update(arr.astype("<f4", copy=False).tobytes())
+    return h.hexdigest()
+
+
+def verify(net: str, path: str | os.PathLike, features: nn.Module | None = None) -> Verdict:
+    """Whether ``path`` holds the published ``net`` trunk: torchvision's file by its SHA-256
+    prefix, or (given the ``features`` loaded from it) any file whose tensors carry the
+    published content digest."""
     digest = file_sha256(path)
     want = expected_prefix(net)
     published = get_trunk(net).file_name
+    content = content_digest(features) if features is not None else None
     if want is not None and digest.startswith(want):
-        return Verdict(True, digest, want, None)
+        return Verdict(True, digest, want, None, FILE_SHA256, content)
+    known = get_trunk(net).content_digest
+    if content is not None and known is not None and content == known:
+        return Verdict(True, digest, want, None, CONTENT_DIGEST, content)
+    by_content = (f" and its tensors' content digest starts with {content[:8]}, not "
+                  f"{known[:8]} like the published weights" if content and known else "")
     return Verdict(False, digest, want,
                    f"its SHA-256 starts with {digest[:8]}, not {want} like torchvision's "
-                   f"published {published}: a custom trunk, not verified perceptual")
+                   f"published {published}{by_content}: a custom trunk, not verified "
+                   f"perceptual", None, content)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+import torch
 import torchvision.models as tvm
 from torch import nn
 
@@ -67,6 +69,10 @@ class TrunkSpec:
     min_size: int
     weights_enum: tvm.WeightsEnum  # torchvision's published ImageNet weights
     build: Callable[[], nn.Module]  # the full torchvision model (random init); `.features` is used
+    # SHA-256 over the published trunk's tensors (trunk_hash.content_digest): recognises the
+    # published weights whatever file they come in. Measured on the package-index copies
+    # (core/published.py); None where no such copy was measured.
+    content_digest: str | None = None
 
     @property
     def file_name(self) -> str:
@@ -84,12 +90,14 @@ TRUNKS: dict[str, TrunkSpec] = {
         ("relu1", "relu2", "relu3", "relu4", "relu5"),
         (64, 192, 384, 256, 256), 31,
         tvm.AlexNet_Weights.IMAGENET1K_V1, _build_alexnet,
+        "2b566cc3a4d6f0a7343701af22f461f1ac3dcd03a3ac28cce10968a1d3c85fdc",
     ),
     "vgg": TrunkSpec(
         "vgg", "VGG16", (3, 8, 15, 22, 29),
         ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
         (64, 128, 256, 512, 512), 16,
         tvm.VGG16_Weights.IMAGENET1K_V1, _build_vgg16,
+        "40acdda7c6b05249f81637b2571671ce938507c5f986db17af374cf62a2f42a6",
     ),
     "squeeze": TrunkSpec(
         "squeeze", "SqueezeNet 1.1", (1, 4, 7, 9, 10, 11, 12),
@@ -99,6 +107,7 @@ TRUNKS: dict[str, TrunkSpec] = {
     ),
 }
 NETS: tuple[str, ...] = tuple(TRUNKS)
+VERSIONS = ("0.1", "0.0")  # the lin-head versions shipped in the official lpips package
 
 
 def get_trunk(net: str) -> TrunkSpec:
@@ -117,3 +126,21 @@ def check_min_size(size: tuple[int, int], net: str, *, label: str = "image") -> 
             f"The {label} is {w}x{h} px, but the {net!r} trunk needs at least "
             f"{minimum}x{minimum} px. Use a larger image or another trunk ({others})."
         )
+
+
+def build_features(net: str, seed: int = 0) -> nn.Sequential:
+    """A randomly initialised torchvision ``features`` trunk, deterministic in ``seed``."""
+    spec = get_trunk(net)
+    # fork_rng keeps the caller's global RNG untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return spec.build().features
+
+
+def official_lin_path(net: str, version: str) -> Path:
+    """The lin-head file that ships inside the official ``lpips`` package."""
+    import lpips  # the reference package ships the official heads
+
+    get_trunk(net)
+    lookup("lin version", version, {v: v for v in VERSIONS})
+    return Path(lpips.__file__).parent / "weights" / f"v{version}" / f"{net}.pth"

