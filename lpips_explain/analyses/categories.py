@@ -4,9 +4,11 @@ A category ("very similar" ... "very different") is only a reading of a distance
 limits, and limits differ by trunk and version. The limits here are percentiles of the
 distances LPIPS gives over the bundled distortions (every sample pair of assets/ and every
 perturbation of the registry applied to the bundled originals), computed for one trunk and
-version with the published ImageNet trunk by ``scripts/make_categories.py`` and shipped in
+version with the published ImageNet trunk (verified by its file's SHA-256 or its
+tensors' content digest) by ``scripts/make_categories.py`` and shipped in
 ``category_limits.json``. Where no such table exists, or the trunk is not the verified
-published one (random, or a file whose SHA-256 differs), there is no category.
+published one (random, or a file whose hash and content digest both differ), there is no
+category.
 """
 
 from __future__ import annotations
@@ -67,8 +69,9 @@ def categorize(distance: float, net: str, version: str, *, perceptual: bool,
     if not perceptual:
         why = f" ({reason})" if reason else ""
         return Category(None, f"No category: not a perceptual metric as published{why}; "
-                              f"category limits are only stated for torchvision's published "
-                              f"trunk with the official lin heads.")
+                              f"category limits are only stated for the published ImageNet "
+                              f"trunk (verified by file or content digest) with the official "
+                              f"lin heads.")
     entry = load_table().get("tables", {}).get(key(net, version))
     if not entry:
         return Category(None, f"No category: no table of limits has been computed for {net} "
@@ -101,4 +104,6 @@ def table_entry(net: LpipsNet, pairs: Sequence[tuple[Tensor, Tensor]], *,
     info = net.weights_info
     return {"limits": [float(x) for x in limits], "percentiles": [float(p) for p in percentiles],
             "pairs": len(d), "min": float(d.min()), "max": float(d.max()),
-            "trunk_sha256": getattr(info, "sha256", None), "source": source}
+            "trunk_sha256": getattr(info, "sha256", None),
+            "trunk_content_digest": getattr(info, "content_digest", None),
+            "verified_by": getattr(info, "verified_by", None), "source": source}
