@@ -478,26 +478,36 @@ class Explainer:
         return extract_features(self.model, read_judgments(judgments), size=size,
                                 max_pixels=self.max_pixels, progress=progress, cancel=cancel)
 
-    def calibrate(self, judgments: Any, *, init: str = "released", epochs: int = 5,
-                  decay_epochs: int = 5, lr: float = 1e-4, batch_size: int = 50,
-                  val_fraction: float = 0.2, patience: int | None = 3, seed: int = 0,
+    def calibrate(self, judgments: Any, *, init: str = "released", recipe: str = "auto",
+                  epochs: int | None = None, decay_epochs: int | None = None,
+                  lr: float | None = None, batch_size: int | None = None,
+                  val_fraction: float = 0.2, patience: int | None = None, seed: int = 0,
                   size: int | None = None, progress: Progress | None = None,
                   on_epoch: Callable[[Any], None] | None = None,
                   cancel: Callable[[], bool] | None = None) -> Calibration:
-        """Fit the lin heads to 2AFC judgments with the official recipe, trunk frozen.
+        """Fit the lin heads to 2AFC judgments with the official loss and optimiser, trunk
+        frozen.
 
         ``judgments``: a CSV (``ref,p0,p1,judge[,mask]``), a BAPPS folder, a JudgmentSet, or
         the JudgmentFeatures of :meth:`judgment_features` (the cached trunk pass). ``init``
-        "released" starts from the official heads, "scratch" from random ones. The result's
-        ``state_dict()`` is in the official layout (``lin{i}.model.1.weight``).
+        "released" starts from the official heads, "scratch" from random ones. ``recipe``
+        "auto" chooses the schedule from the set's size, "official" is the published one
+        (5 + 5 epochs at lr 1e-4, batch 50); ``epochs``, ``decay_epochs``, ``lr``,
+        ``batch_size`` and ``patience`` (0: never stop early) override it when given. The
+        result's ``state_dict()`` is in the official layout (``lin{i}.model.1.weight``).
         """
-        from lpips_explain.analyses.calibration import INITS, JudgmentFeatures, calibrate
+        from lpips_explain.analyses.calibration import (
+            INITS,
+            RECIPES,
+            JudgmentFeatures,
+            calibrate,
+        )
 
         lookup("calibration init", init, INITS)  # an unknown name fails before any work
         if not isinstance(judgments, JudgmentFeatures):
             judgments = self.judgment_features(judgments, size=size, progress=progress,
                                                cancel=cancel)
-        return calibrate(self.model, judgments, init=init, epochs=epochs,
+        return calibrate(self.model, judgments, init=init, recipe=recipe, epochs=epochs,
                          decay_epochs=decay_epochs, lr=lr, batch_size=batch_size,
                          val_fraction=val_fraction, patience=patience, seed=seed,
                          progress=progress, on_epoch=on_epoch, cancel=cancel)
@@ -536,6 +546,7 @@ class Explainer:
         return domain_gap(self.model, stats[0], stats[1], permutations=permutations, seed=seed,
                           size=size, n_judgments=n_judgments)
 
+        lookup("calibration recipe", recipe, RECIPES)
     def faithfulness(self, a: Any, b: Any, *, methods: Sequence[str] | None = None,
                      patch: int = 32, seed: int | None = None, random_orders: int = 8,
                      steps: int | None = None, randomisation: bool = True,

@@ -9,8 +9,9 @@ from lpips_explain.ui.runstate import RunState
 
 opts, explainer = controls.page_setup(
     "Calibrate",
-    "Judgments in, lin heads out: the official training recipe on your 2AFC judgments, "
-    "before/after agreement on held-out triplets, and the domain gap.", analysis=False)
+    "Judgments in, lin heads out: the official loss on your 2AFC judgments with a schedule "
+    "chosen from their number (or the official recipe), the learning curve, before/after "
+    "agreement on held-out triplets, and the domain gap.", analysis=False)
 
 run = RunState(("judgments", "trunk features", "training", "domain gap"))
 trunk = cal_ui.trunk_key(opts)  # calibration does not depend on the heads in use

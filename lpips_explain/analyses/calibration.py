@@ -16,6 +16,15 @@ SqueezeNet's own 1x1 trunk convs, which are frozen and left alone here. One depa
 official lin layers apply dropout (p = 0.5) to every position of the squared differences
 during training; on cached per-channel means that cannot be reproduced, so it is left out,
 and the held-out split with early stopping guards against over-fitting instead.
+
+That recipe was made for BAPPS's ~150,000 training triplets: 30,000 Adam steps. On a few
+hundred triplets it is a hundred steps, too few to move the heads. So the default recipe
+("auto") keeps the official loss, optimiser, batch size and schedule shape but chooses the
+length and the rate from the set: about 2,000 steps (at least the official 10 epochs, at
+most 300), the rate such that rate x steps equals the official recipe's on BAPPS (1e-4 x
+30,000: on a set of BAPPS's size "auto" is the official recipe), the ranking net first
+fitted to the starting heads (heads frozen), and the heads of the epoch with the lowest
+held-out loss kept. ``recipe="official"`` gives the official recipe as it is.
 """
 
 from __future__ import annotations
@@ -57,7 +66,31 @@ INITS: dict[str, str] = {
 # The official recipe (lpips/trainer.py, train.py).
 OFFICIAL = {"epochs": 5, "decay_epochs": 5, "lr": 1e-4, "beta1": 0.5, "beta2": 0.999,
             "batch_size": 50}
-DEFAULT_PATIENCE = 3
+DEFAULT_PATIENCE = 3  # epochs without improvement, with the official recipe
+RECIPES: dict[str, str] = {
+    "auto": "chosen from the set: about 2,000 Adam steps, the rate scaled so that rate x steps "
+            "equals the official recipe's on BAPPS, the ranking net fitted first, the heads "
+            "of the lowest held-out loss kept",
+    "official": "the official recipe as published: 5 + 5 epochs at lr 1e-4, batch 50 (made for "
+                "BAPPS's ~150,000 triplets), the heads of the best held-out 2AFC kept",
+}
+BAPPS_TRIPLETS = 150_000  # BAPPS's 2AFC training split, the set the official recipe was made for
+# The official recipe's length on BAPPS, and its step budget: Adam moves a weight by about
+# lr per step at most, so lr x steps bounds how far the heads can travel.
+OFFICIAL_STEPS = (OFFICIAL["epochs"] + OFFICIAL["decay_epochs"]) \
+    * math.ceil(BAPPS_TRIPLETS / OFFICIAL["batch_size"])
+STEP_BUDGET = OFFICIAL["lr"] * OFFICIAL_STEPS  # 3.0
+AUTO_STEPS = 2000  # measured by benchmarks/bench_calibration.py: enough to converge on ~500
+AUTO_EPOCHS = (OFFICIAL["epochs"] + OFFICIAL["decay_epochs"], 300)  # at least, at most
+AUTO_LR = (OFFICIAL["lr"], 1e-2)  # the rate stays within these
+AUTO_PATIENCE_SHARE = 0.2  # auto: stop after a fifth of the epochs without improvement
+WARMUP_STEPS = 200  # auto: full-batch steps fitting the ranking net to the starting heads
+WARMUP_LR = 1e-3
+SELECT: dict[str, str] = {
+    "val_loss": "the lowest held-out ranking loss among epochs whose held-out 2AFC is at "
+                "least the starting heads' (ties: the higher held-out 2AFC)",
+    "val_2afc": "the highest held-out 2AFC (ties: the lower held-out loss)",
+}
 FEATURE_BATCH = 16  # triplets per trunk pass while caching features
 
 OnEpoch = Callable[["EpochRecord"], None]
@@ -215,18 +248,21 @@ class Scores:
 
 @dataclass(frozen=True)
 class EpochRecord:
+    """One epoch: the training loss over its steps, then both parts scored with its heads."""
+
     epoch: int
     loss: float  # mean training loss over the epoch's batches, as the official trainer logs
     train_2afc: float | None
     val_2afc: float | None
     val_loss: float | None
     lr: float
-    steps: int
+    steps: int  # Adam steps in this epoch
+    step: int = 0  # Adam steps of the heads so far, this epoch's included
 
     def to_dict(self) -> dict:
         return {"epoch": self.epoch, "loss": self.loss, "train_2afc": self.train_2afc,
                 "val_2afc": self.val_2afc, "val_loss": self.val_loss, "lr": self.lr,
-                "steps": self.steps}
+                "steps": self.steps, "step": self.step}
 
 
 @dataclass(frozen=True)
@@ -387,6 +423,119 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
+def n_train_for(n: int, val_fraction: float) -> int:
+    """How many of ``n`` triplets :func:`split_indices` leaves for training."""
+    train, _ = split_indices(n, val_fraction, 0)
+    return len(train)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How the heads are trained: the recipe's settings for this set, with the ones given
+    explicitly in their place (``given`` names those)."""
+
+    recipe: str
+    n_train: int
+    epochs: int  # at the base rate
+    decay_epochs: int  # then with the rate falling linearly (the official shape)
+    lr: float
+    batch_size: int
+    patience: int | None  # epochs without improvement before stopping; None: never
+    select: str  # which epoch's heads are kept: "val_loss" or "val_2afc" (SELECT)
+    warmup_steps: int  # full-batch steps fitting the ranking net alone first (0: none)
+    given: tuple[str, ...] = ()
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs + self.decay_epochs
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.n_train / self.batch_size)
+
+    @property
+    def steps(self) -> int:
+        """Adam steps of the heads if every epoch runs (early stopping may end sooner)."""
+        return self.total_epochs * self.steps_per_epoch
+
+    @property
+    def budget(self) -> float:
+        """lr x steps, decay included: about how far Adam can move one weight."""
+        full = sum(lr_for_epoch(e, self.lr, self.epochs, self.decay_epochs)
+                   for e in range(1, self.total_epochs + 1))
+        return full * self.steps_per_epoch
+
+    def describe(self) -> str:
+        """One sentence: what will run, and where its numbers come from."""
+        origin = ("the official recipe" if self.recipe == "official"
+                  else f"chosen from {self.n_train} training triplets")
+        if self.given:
+            origin += f"; given: {', '.join(self.given)}"
+        spe = self.steps_per_epoch
+        stop = ("never stops early" if self.patience is None
+                else f"stops after {self.patience} epoch{'s' if self.patience != 1 else ''} "
+                     f"without improvement")
+        warm = (f"the ranking net first fitted to the starting heads ({self.warmup_steps} "
+                f"steps), then " if self.warmup_steps else "")
+        return (f"Recipe {self.recipe} ({origin}): {warm}{self.epochs} + {self.decay_epochs} "
+                f"epochs of {spe} step{'s' if spe != 1 else ''} ({self.steps} Adam steps, "
+                f"batch {self.batch_size}) at lr {self.lr:.3g}, the last {self.decay_epochs} "
+                f"decaying; keeps the heads of {SELECT[self.select].split(' (')[0]}; {stop}.")
+
+    def to_dict(self) -> dict:
+        return {"recipe": self.recipe, "n_train": self.n_train, "epochs": self.epochs,
+                "decay_epochs": self.decay_epochs, "lr": self.lr,
+                "batch_size": self.batch_size, "steps_per_epoch": self.steps_per_epoch,
+                "steps": self.steps, "budget": self.budget, "patience": self.patience,
+                "select": self.select, "warmup_steps": self.warmup_steps,
+                "given": list(self.given)}
+
+
+def plan_schedule(n_train: int, recipe: str = "auto", *, epochs: int | None = None,
+                  decay_epochs: int | None = None, lr: float | None = None,
+                  batch_size: int | None = None, patience: int | None = None) -> Schedule:
+    """The schedule for ``n_train`` training triplets: the recipe's, each setting given
+    explicitly (not None) taking its place. ``patience`` 0: never stop early.
+
+    "official": 5 + 5 epochs at lr 1e-4, batch 50, patience 3, keep the best held-out 2AFC.
+    "auto": batch 50; E = AUTO_STEPS / steps per epoch epochs, within AUTO_EPOCHS, half at
+    the base rate and half decaying (the official shape); lr = STEP_BUDGET / (E x steps per
+    epoch), within AUTO_LR (so a BAPPS-sized set gets the official 10 epochs at 1e-4); the
+    ranking net fitted first; keep the lowest held-out loss; patience a fifth of E. The rate
+    follows the set, not a given epoch count: more epochs are more steps at the same rate.
+    """
+    lookup("calibration recipe", recipe, RECIPES)
+    n_train = check_int(n_train, "n_train", 1)
+    given = tuple(name for name, v in (("epochs", epochs), ("decay_epochs", decay_epochs),
+                                       ("lr", lr), ("batch_size", batch_size),
+                                       ("patience", patience)) if v is not None)
+    batch = check_int(batch_size, "batch_size", 1) if batch_size is not None \
+        else OFFICIAL["batch_size"]
+    if recipe == "official":
+        base, decay, rate = OFFICIAL["epochs"], OFFICIAL["decay_epochs"], OFFICIAL["lr"]
+        select, warmup = "val_2afc", 0
+    else:
+        spe = math.ceil(n_train / batch)
+        total = min(max(math.ceil(AUTO_STEPS / spe), AUTO_EPOCHS[0]), AUTO_EPOCHS[1])
+        base, decay = total - total // 2, total // 2
+        rate = min(max(STEP_BUDGET / (total * spe), AUTO_LR[0]), AUTO_LR[1])
+        rate = float(f"{rate:.3g}")  # a rate a person can type back
+        select, warmup = "val_loss", WARMUP_STEPS
+    base = check_int(epochs, "epochs", 0) if epochs is not None else base
+    decay = check_int(decay_epochs, "decay_epochs", 0) if decay_epochs is not None else decay
+    if base + decay < 1:
+        raise InputError("epochs + decay_epochs must be at least 1.")
+    rate = _check_lr(lr) if lr is not None else rate
+    wait: int | None
+    if patience is not None:
+        wait = check_int(patience, "patience", 0) or None
+    elif recipe == "official":
+        wait = DEFAULT_PATIENCE
+    else:  # a share of the epochs that will run
+        wait = max(DEFAULT_PATIENCE, math.ceil(AUTO_PATIENCE_SHARE * (base + decay)))
+    return Schedule(recipe, n_train, base, decay, rate, batch, wait, select, warmup, given)
+
+
 def _initial_heads(model: LpipsNet, init: str) -> list[Tensor]:
     if init == "released":
         heads, _ = load_lin_heads(model.spec.name, model.version, model.spec.channels)
@@ -452,18 +601,44 @@ class _HeadFit:
         p1 gets farther, its last layer is negated (P -> 1 - P): same architecture and loss,
         an init that says "closer is more similar". Returns whether it was negated.
         """
-        idx = self.tr
+        if self.lean(self.w) >= 0:
+            return False
         with torch.no_grad():
-            d0 = (self.d0[idx] @ self.w).view(-1, 1, 1, 1)
-            d1 = (self.d1[idx] @ self.w).view(-1, 1, 1, 1)
-            net = self.rank.net
-            lean = float(((net(d0, d1) - net(d1, d0)) * torch.sign(d0 - d1)).mean())
-            if lean >= 0:
-                return False
-            last = net.model[-2]  # the last 1x1 conv, before the sigmoid
+            last = self.rank.net.model[-2]  # the last 1x1 conv, before the sigmoid
             last.weight.neg_()
             last.bias.neg_()
         return True
+
+    def lean(self, w: Tensor) -> float:
+        """How the ranking net points with heads ``w`` on the training triplets: the mean of
+        (P(p1 chosen | d0, d1) - P(p1 chosen | d1, d0)) x sign(d0 - d1). Positive: the closer
+        candidate is the likelier choice, as a distance means; negative: the farther one."""
+        idx = self.tr
+        with torch.no_grad():
+            d0 = (self.d0[idx] @ w.detach().to(torch.float32)).view(-1, 1, 1, 1)
+            d1 = (self.d1[idx] @ w.detach().to(torch.float32)).view(-1, 1, 1, 1)
+            net = self.rank.net
+            return float(((net(d0, d1) - net(d1, d0)) * torch.sign(d0 - d1)).mean())
+
+    def warm_up(self, steps: int, step_done: Callable[[int], bool]) -> bool:
+        """Fit the ranking net alone to the starting heads: full-batch Adam steps on the
+        training triplets, heads frozen. Then the starting heads (epoch 0) are scored with a
+        ranking net made for them, and compete fairly on held-out loss; and the heads' first
+        steps follow the judgments, not a random mapping. Returns whether it was cancelled."""
+        opt = torch.optim.Adam(self.rank.parameters(), lr=WARMUP_LR,
+                               betas=(OFFICIAL["beta1"], OFFICIAL["beta2"]))
+        w = self.w.detach()
+        for k in range(steps):
+            loss = self.loss(self.tr, w)
+            opt.zero_grad()
+            torch.mean(loss).backward()
+            opt.step()
+            if step_done(k + 1):
+                return True
+        return False
+
+    def rank_state(self) -> dict[str, Tensor]:
+        return {k: v.detach().clone() for k, v in self.rank.state_dict().items()}
 
     def loss(self, idx: Tensor, w: Tensor | None = None) -> Tensor:
         w = self.w if w is None else w
@@ -517,29 +692,25 @@ def _one_thread() -> Iterator[None]:
 
 
 def calibrate(model: LpipsNet, features: JudgmentFeatures, *, init: str = "released",
-              epochs: int = OFFICIAL["epochs"], decay_epochs: int = OFFICIAL["decay_epochs"],
-              lr: float = OFFICIAL["lr"], batch_size: int = OFFICIAL["batch_size"],
-              val_fraction: float = 0.2, patience: int | None = DEFAULT_PATIENCE,
-              seed: int = 0, progress: Progress | None = None, on_epoch: OnEpoch | None = None,
-              cancel: Cancel | None = None) -> Calibration:
+              recipe: str = "auto", epochs: int | None = None,
+              decay_epochs: int | None = None, lr: float | None = None,
+              batch_size: int | None = None, val_fraction: float = 0.2,
+              patience: int | None = None, seed: int = 0, progress: Progress | None = None,
+              on_epoch: OnEpoch | None = None, cancel: Cancel | None = None) -> Calibration:
     """Fit the lin heads to the judgments in ``features`` (the trunk is never touched).
 
-    Early stopping: after every epoch the held-out 2AFC score is measured; the heads of the
-    best epoch are kept (a tie goes to the lower held-out loss; epoch 0, the starting heads,
-    competes too), and training stops after ``patience`` epochs without improvement
-    (``None``: never early). ``cancel()`` returning True stops after the current step; the
-    best heads so far are returned with ``stopped="cancelled"``. ``on_epoch`` gets epoch 0
-    (the starting heads, before any step) and then every epoch's record.
+    ``recipe`` ("auto" or "official", see RECIPES and :func:`plan_schedule`) sets the
+    schedule; ``epochs``, ``decay_epochs``, ``lr``, ``batch_size`` and ``patience`` given
+    (not None) override its values (``patience`` 0: never stop early). After every epoch the
+    held-out triplets are scored; the heads of the best epoch are kept (by the recipe's
+    criterion, SELECT; epoch 0, the released heads, competes too), and training stops after
+    ``patience`` epochs without improvement. ``cancel()`` returning True stops after the
+    current step; the best heads so far are returned with ``stopped="cancelled"``.
+    ``on_epoch`` gets epoch 0 (the starting heads, before any step of theirs) and then
+    every epoch's record.
     """
     lookup("calibration init", init, INITS)
-    epochs = check_int(epochs, "epochs", 0)
-    decay_epochs = check_int(decay_epochs, "decay_epochs", 0)
-    if epochs + decay_epochs < 1:
-        raise InputError("epochs + decay_epochs must be at least 1.")
-    batch_size = check_int(batch_size, "batch_size", 1)
-    lr = _check_lr(lr)
-    if patience is not None:
-        patience = check_int(patience, "patience", 1)
+    lookup("calibration recipe", recipe, RECIPES)
     seed = check_int(seed, "seed", 0)
     if features.model_id != model_id(model):
         raise InputError("These cached features were computed with another trunk "
@@ -547,54 +718,72 @@ def calibrate(model: LpipsNet, features: JudgmentFeatures, *, init: str = "relea
                          f"compute them again with this one.")
     n = features.n_used
     train_idx, val_idx = split_indices(n, val_fraction, seed)
+    plan = plan_schedule(len(train_idx), recipe, epochs=epochs, decay_epochs=decay_epochs,
+                         lr=lr, batch_size=batch_size, patience=patience)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         start = torch.cat(_initial_heads(model, init)).to(torch.float32)
-        fit = _HeadFit(features, start, train_idx, val_idx, lr)
-    before, d0_before, d1_before = fit.evaluate(fit.w)
-    best_key = _rank_key(before)
-    best_w, best_epoch, since_best = start.clone(), 0, 0
+        fit = _HeadFit(features, start, train_idx, val_idx, plan.lr)
     records: list[EpochRecord] = []
     stopped = "completed"
-    total_epochs = epochs + decay_epochs
-    steps_per_epoch = math.ceil(len(train_idx) / batch_size)
+    total_epochs, spe = plan.total_epochs, plan.steps_per_epoch
+    warmup = plan.warmup_steps if len(train_idx) else 0
     order = torch.Generator().manual_seed(seed)
-
-    if on_epoch is not None:  # epoch 0: the starting heads, so live curves start there
-        on_epoch(EpochRecord(0, before.train_loss or 0.0, before.train_2afc, before.val_2afc,
-                             before.val_loss, 0.0, 0))
 
     def step_done(step: int) -> bool:
         if progress is not None:
-            progress(step, total_epochs * steps_per_epoch, "Training the heads")
+            progress(step, total_epochs * spe, "Training the heads")
+        return cancel is not None and bool(cancel())
+
+    def warm_done(step: int) -> bool:
+        if progress is not None:
+            progress(step, warmup, "Fitting the ranking net to the starting heads")
         return cancel is not None and bool(cancel())
 
     with _one_thread():
+        cancelled = fit.warm_up(warmup, warm_done) if warmup else False
+        before, d0_before, d1_before = fit.evaluate(fit.w)
+        select = _select_key(plan.select, before.val_2afc)
+        # Random heads (scratch) are no result: they compete only from the released heads.
+        best_key = select(before) if init == "released" else (-math.inf,) * 3
+        best_w, best_epoch, since_best = start.clone(), 0, 0
+        best_rank = fit.rank_state()
+        if on_epoch is not None:  # epoch 0: the starting heads, so live curves start there
+            on_epoch(EpochRecord(0, before.train_loss or 0.0, before.train_2afc,
+                                 before.val_2afc, before.val_loss, 0.0, 0))
+        if cancelled:
+            stopped = "cancelled"
         for epoch in range(1, total_epochs + 1):
-            lr_e = lr_for_epoch(epoch, lr, epochs, decay_epochs)
-            losses, cancelled = fit.epoch(lr_e, batch_size, order,
-                                          lambda k, e=epoch: step_done(
-                                              (e - 1) * steps_per_epoch + k))
+            if cancelled:
+                break
+            lr_e = lr_for_epoch(epoch, plan.lr, plan.epochs, plan.decay_epochs)
+            losses, cancelled = fit.epoch(lr_e, plan.batch_size, order,
+                                          lambda k, e=epoch: step_done((e - 1) * spe + k))
             scores, _, _ = fit.evaluate(fit.w)
             rec = EpochRecord(epoch, float(np.mean(losses)), scores.train_2afc,
-                              scores.val_2afc, scores.val_loss, lr_e, len(losses))
+                              scores.val_2afc, scores.val_loss, lr_e, len(losses),
+                              (epoch - 1) * spe + len(losses))
             records.append(rec)
             if on_epoch is not None:
                 on_epoch(rec)
-            key = _rank_key(scores)
+            key = select(scores)
             if len(val_idx) == 0 or key > best_key:
                 best_key, best_w, best_epoch, since_best = key, fit.w.detach().clone(), epoch, 0
+                best_rank = fit.rank_state()
             else:
                 since_best += 1
             if cancelled:
                 stopped = "cancelled"
                 break
-            if patience is not None and len(val_idx) and since_best >= patience \
+            if plan.patience is not None and len(val_idx) and since_best >= plan.patience \
                     and epoch < total_epochs:
                 stopped = "early_stopping"
                 break
 
+    # The ranking net as it was at the kept epoch: "after" is that epoch's record, loss too.
+    fit.rank.load_state_dict(best_rank)
     after, d0_after, d1_after = fit.evaluate(best_w)
+    inverted = bool(len(train_idx)) and fit.lean(best_w) < 0
     g = features.judges
     split = np.full(n, "train", dtype=object)
     split[val_idx] = "val"
@@ -607,14 +796,15 @@ def calibrate(model: LpipsNet, features: JudgmentFeatures, *, init: str = "relea
     heads_before = tuple(start[a:b].numpy().copy() for a, b in itertools.pairwise(cuts))
     heads_after = tuple(best_w[a:b].numpy().copy() for a, b in itertools.pairwise(cuts))
     info = model.weights_info
-    schedule = {"epochs": epochs, "decay_epochs": decay_epochs, "lr": lr,
-                "betas": [OFFICIAL["beta1"], OFFICIAL["beta2"]], "batch_size": batch_size,
-                "patience": patience, "val_fraction": float(val_fraction),
-                "size": features.size, "loss": "lpips.BCERankingLoss (Dist2LogitLayer)",
+    schedule = {**plan.to_dict(), "betas": [OFFICIAL["beta1"], OFFICIAL["beta2"]],
+                "val_fraction": float(val_fraction), "size": features.size,
+                "loss": "lpips.BCERankingLoss (Dist2LogitLayer)",
                 "clamp": "lin heads >= 0 after every step (trunk frozen, never clamped)",
                 "dropout": "not applied (the official lin layers use dropout 0.5; see README)",
                 "rank_net_negated_at_init": fit.flipped,
-                "masked_triplets": int(sum(features.masked))}
+                "rank_net_inverted": inverted,
+                "masked_triplets": int(sum(features.masked)),
+                "description": plan.describe()}
     provenance = {"trunk": {"net": model.spec.name, "weights": info.spec, "file": info.file,
                             "seed": info.seed, "perceptual": info.perceptual},
                   "version": model.version, "init": init, "seed": seed,
@@ -626,14 +816,25 @@ def calibrate(model: LpipsNet, features: JudgmentFeatures, *, init: str = "relea
         model.spec.name, model.version, model.layer_names, heads_before, heads_after, before,
         after, tuple(records), best_epoch, stopped, n, features.n_refused, len(train_idx),
         len(val_idx), features.refused, schedule, provenance, verdicts, info.to_dict())
-    return _with_summary(result, features, steps_per_epoch)
+    return _with_summary(result, features, plan)
 
 
-def _rank_key(s: Scores) -> tuple[float, float]:
-    """Higher is better: held-out 2AFC first, then the lower held-out loss."""
-    if s.val_2afc is None:
-        return (-math.inf, -math.inf)
-    return (s.val_2afc, -(s.val_loss if s.val_loss is not None else 0.0))
+def _select_key(select: str, floor: float | None) -> Callable[[Scores], tuple[float, ...]]:
+    """Higher is better. "val_loss": first whether the held-out 2AFC reaches ``floor`` (the
+    starting heads': the loss can also fall by fitting the ranking net, and heads that rank
+    the held-out triplets worse than the start are not kept for a lower loss), then the lower
+    held-out loss, then the higher held-out 2AFC. "val_2afc": the higher held-out 2AFC, then
+    the lower held-out loss."""
+    def key(s: Scores) -> tuple[float, ...]:
+        if s.val_2afc is None or s.val_loss is None:
+            return (-math.inf, -math.inf, -math.inf)
+        if select == "val_loss":
+            reaches = floor is None or s.val_2afc >= floor - 1e-12
+            return (float(reaches), -s.val_loss, s.val_2afc)
+        return (s.val_2afc, -s.val_loss, 0.0)
+
+    lookup("selection rule", select, SELECT)
+    return key
 
 
 def wilson_interval(p: float | None, n: int, z: float = 1.96) -> tuple[float, float] | None:
@@ -651,11 +852,12 @@ def _fmt(x: float | None) -> str:
 
 
 def _with_summary(cal: Calibration, features: JudgmentFeatures,
-                  steps_per_epoch: int) -> Calibration:
+                  plan: Schedule) -> Calibration:
     lines = []
     warn = []
     lines.append(f"{cal.n_used} judged triplets used ({cal.n_train} for training, {cal.n_val} "
                  f"held out), {cal.n_refused} refused.")
+    lines.append(plan.describe())
     if cal.n_val:
         lo, hi = wilson_interval(cal.after.val_2afc, cal.n_val)  # type: ignore[misc]
         lines.append(f"Held-out 2AFC agreement with the judges: {_fmt(cal.before.val_2afc)} "
@@ -667,14 +869,23 @@ def _with_summary(cal: Calibration, features: JudgmentFeatures,
     if not cal.n_val:
         lines.append(f"No triplets were held out, so the heads of the last epoch "
                      f"({cal.best_epoch}) are kept and nothing measures over-fitting.")
-    elif cal.best_epoch == 0 and cal.epochs:
-        lines.append("No epoch beat the starting heads on the held-out triplets, so the "
-                     "starting heads are kept.")
+    elif not cal.epochs:
+        lines.append("Training was cancelled before the heads took a step: the starting "
+                     "heads are kept.")
+    elif cal.best_epoch == 0:
+        better = ("a lower held-out loss" if plan.select == "val_loss"
+                  else "a better held-out 2AFC score")
+        lines.append(f"No epoch had {better} than the starting heads, so the starting heads "
+                     f"are kept.")
     else:
-        lines.append(f"The heads of epoch {cal.best_epoch} of {len(cal.epochs)} run are kept "
-                     f"(best held-out score); training "
+        best = cal.epochs[cal.best_epoch - 1]
+        why = (f"lowest held-out loss, {_fmt(best.val_loss)}" if plan.select == "val_loss"
+               else f"best held-out 2AFC, {_fmt(best.val_2afc)}")
+        lines.append(f"The heads of epoch {cal.best_epoch} of {len(cal.epochs)} run (after "
+                     f"{best.step} step{'s' if best.step != 1 else ''}) are kept ({why}; held-out loss "
+                     f"{_fmt(cal.before.val_loss)} with the starting heads); training "
                      + {"completed": "ran every scheduled epoch.",
-                        "early_stopping": f"stopped early after {cal.schedule['patience']} "
+                        "early_stopping": f"stopped early after {plan.patience} "
                                           f"epochs without improvement.",
                         "cancelled": "was cancelled."}[cal.stopped])
     val_changed = [t for t in cal.changed if t.split == "val"]
@@ -691,23 +902,30 @@ def _with_summary(cal: Calibration, features: JudgmentFeatures,
                      f"-> {top.mean_after:.4g} (total |change| {top.sum_abs_change:.3g}).")
     elif cal.best_epoch > 0:
         warn.append("The kept heads equal the starting heads: training did not move them.")
-    budget = cal.schedule["lr"] * steps_per_epoch * len(cal.epochs)
-    last = cal.epochs[-1] if cal.epochs else None
-    if (last is not None and last.train_2afc is not None and cal.before.train_2afc is not None
-            and last.train_2afc < cal.before.train_2afc - 0.1 and cal.before.train_loss
-            is not None and last.loss < cal.before.train_loss):
-        warn.append(f"The ranking loss fell ({cal.before.train_loss:.3f} -> {last.loss:.3f}) "
-                    f"while the training agreement fell too ({cal.before.train_2afc:.3f} -> "
-                    f"{last.train_2afc:.3f}): the ranking net learned to prefer the farther "
-                    f"candidate. Try another seed or learning rate.")
+    budget = sum(e.lr * e.steps for e in cal.epochs)  # what the steps run could move
+    start = cal.before.train_2afc
+    if start is not None and start < 0.5:
+        warn.append(f"The starting heads disagree with these judgments more often than they "
+                    f"agree (training 2AFC {start:.3f}): the ranking net can then fit the "
+                    f"judgments by preferring the farther candidate, which lowers the loss "
+                    f"without making LPIPS agree. Check that judge is the share preferring "
+                    f"p1; if it is, these judges rank distortions unlike LPIPS, and heads "
+                    f"fitted here need the held-out 2AFC, not the loss, to judge them.")
+    if cal.schedule.get("rank_net_inverted") and cal.best_epoch > 0:
+        warn.append("With the kept heads the ranking net prefers the farther candidate (an "
+                    "inverted mapping): the loss fell without LPIPS agreeing more, so judge "
+                    "these heads by their held-out 2AFC only (or try another seed or rate).")
     typical = float(np.median(np.concatenate(cal.heads_before))) if cal.heads_before else 0.0
     if cal.epochs and typical > 0 and budget < 0.1 * typical:
-        steps = f"{steps_per_epoch} step{'s' if steps_per_epoch != 1 else ''}"
-        warn.append(f"With {steps} per epoch at lr {cal.schedule['lr']:g}, Adam "
+        spe = plan.steps_per_epoch
+        steps = f"{spe} step{'s' if spe != 1 else ''}"
+        advice = ("the default recipe (auto) chooses them from the set" if plan.recipe ==
+                  "official" else "give more epochs or a larger lr, or leave them to the recipe")
+        warn.append(f"With {steps} per epoch at lr {plan.lr:g}, Adam "
                     f"can move a weight by only about {budget:.2g} over {len(cal.epochs)} "
                     f"epochs, against a median starting weight of {typical:.2g}: small data "
-                    f"sets need more epochs or a larger lr than the official recipe, which "
-                    f"was made for ~150k BAPPS triplets.")
+                    f"sets need more steps or a larger lr than the official recipe, which "
+                    f"was made for ~150k BAPPS triplets ({advice}).")
     if any(features.masked):
         lines.append(f"{sum(features.masked)} triplets carry a mask: their distances (and "
                      f"scores) are mask-weighted means.")

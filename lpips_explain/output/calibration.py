@@ -67,43 +67,51 @@ def calibration_zip(cal: Any) -> bytes:
 
 
 def curves_figure(epochs: Sequence[Any], before: Any | None = None,
-                  kept: int | None = None) -> go.Figure:
-    """Training loss per epoch (left) and 2AFC agreement on the training and held-out
-    triplets (right). Epoch 0 is the starting heads (from ``before``, or a record with
-    epoch 0 among ``epochs``); ``kept`` marks the epoch whose heads are kept."""
+                  kept: int | None = None, select: str | None = None) -> go.Figure:
+    """The learning curve: the ranking loss on the training triplets (mean over each
+    epoch's steps) and on the held-out ones (left), and the 2AFC agreement on both (right).
+    Epoch 0 is the starting heads (from ``before``, or a record with epoch 0 among
+    ``epochs``); ``kept`` marks the epoch whose heads are kept, chosen by ``select``
+    ("val_loss" or "val_2afc", for the caption)."""
     fields = ("epoch", "loss", "val_loss", "train_2afc", "val_2afc")
-    rows = [{f: getattr(e, f) for f in fields} for e in epochs]
+    rows = [{f: getattr(e, f) for f in fields} | {"step": getattr(e, "step", None)}
+            for e in epochs]
     if before is not None and not any(r["epoch"] == 0 for r in rows):
-        rows.insert(0, {"epoch": 0, "loss": None, "val_loss": before.val_loss,
-                        "train_2afc": before.train_2afc, "val_2afc": before.val_2afc})
+        rows.insert(0, {"epoch": 0, "loss": before.train_loss, "val_loss": before.val_loss,
+                        "train_2afc": before.train_2afc, "val_2afc": before.val_2afc,
+                        "step": 0})
     fig = make_subplots(rows=1, cols=2, subplot_titles=(
         "Ranking loss (BCE)", "2AFC agreement with the judges"))
+    mode = "lines+markers" if len(rows) <= 60 else "lines"
     xs = [r["epoch"] for r in rows]
-    trained = [r for r in rows if r["epoch"] > 0]
-    fig.add_trace(go.Scatter(x=[r["epoch"] for r in trained], y=[r["loss"] for r in trained],
-                             mode="lines+markers", name="training loss (mean over the epoch)"),
-                  row=1, col=1)
-    if any(r["val_loss"] is not None for r in rows):
-        fig.add_trace(go.Scatter(x=xs, y=[r["val_loss"] for r in rows], mode="lines+markers",
-                                 name="held-out loss (end of epoch)"), row=1, col=1)
-    for key, label in (("train_2afc", "training triplets"), ("val_2afc", "held-out triplets")):
+    steps = [r["step"] for r in rows]
+    hover = "epoch %{x}<br>step %{customdata}<br>%{y:.4f}<extra>%{fullData.name}</extra>"
+    series = ((1, "loss", "training loss (mean over the epoch)"),
+              (1, "val_loss", "held-out loss (end of epoch)"),
+              (2, "train_2afc", "training triplets"), (2, "val_2afc", "held-out triplets"))
+    for col, key, label in series:
         ys = [r[key] for r in rows]
         if any(y is not None for y in ys):
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=label),
-                          row=1, col=2)
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode=mode, name=label, customdata=steps,
+                                     hovertemplate=hover), row=1, col=col)
     if kept is not None:
-        fig.add_vline(x=kept, line_dash="dot", line_color="#555", row=1, col=2)
+        for col in (1, 2):
+            fig.add_vline(x=kept, line_dash="dot", line_color="#555", row=1, col=col)
     fig.update_xaxes(title_text="epoch (0: the starting heads)", row=1, col=2)
     fig.update_xaxes(title_text="epoch", row=1, col=1)
     fig.update_yaxes(title_text="share of judges agreed with", range=[0, 1.02], row=1, col=2)
     fig.update_layout(height=360, margin={"t": 50, "b": 40, "l": 50, "r": 20},
                       legend={"orientation": "h", "y": -0.3})
-    caption = ("Left: the official ranking loss, falling as the heads and the small ranking "
-               "net fit the training judgments. Right: the share of judgments LPIPS agrees with "
-               "(2AFC) on the training and the held-out triplets; a held-out curve that stops "
-               "rising while the training curve climbs is over-fitting.")
+    caption = ("Left: the official ranking loss on the training triplets (falling as the heads "
+               "and the small ranking net fit them) and on the held-out ones (rising again "
+               "when they over-fit). Right: the share of judgments LPIPS agrees with (2AFC) on "
+               "both; it moves in steps of 1/n, so on few held-out triplets the loss is the "
+               "finer guide.")
     if kept is not None and rows:
-        caption += f" The dotted line marks epoch {kept}, whose heads are kept."
+        why = {"val_loss": ", the lowest held-out loss among epochs at least as good as the "
+                           "start on held-out 2AFC",
+               "val_2afc": ", the best held-out 2AFC"}.get(select or "", "")
+        caption += f" The dotted line marks epoch {kept}, whose heads are kept{why}."
     fig.update_layout(meta={"caption": caption})
     return fig
 

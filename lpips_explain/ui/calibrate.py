@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +24,14 @@ import streamlit as st
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
 from lpips_explain.analyses.calibration import (
-    DEFAULT_PATIENCE,
     INITS,
     OFFICIAL,
+    RECIPES,
     Calibration,
+    Schedule,
     TripletVerdict,
+    n_train_for,
+    plan_schedule,
 )
 from lpips_explain.explainer import Explainer
 from lpips_explain.intake.files import DiskTree, image_names
@@ -47,7 +51,10 @@ SYNTHETIC = ("Bundled sample: 36 triplets of 64 px patches with SYNTHETIC judgme
              "a stated rule (assets/make_judgments.py: noise annoys the synthetic judges most, "
              "colour least), not by people. A demo of the workflow, not data about perception.")
 SOURCES = {"sample": "bundled sample (synthetic judgments)", "upload": "upload CSV + zip"}
-LRS = (1e-5, 1e-4, 1e-3, 1e-2, 5e-2)
+LRS = (None, 1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 5e-2)  # None: the recipe's
+RECIPE_LABELS = {"auto": "from the data (default)", "official": "official (BAPPS)"}
+FROM_RECIPE = "from the recipe"
+LIVE_EVERY_S = 0.3  # the live curve is redrawn at most this often (and at the last epoch)
 SIZES = {"as is": None, "64 px": 64, "128 px": 128, "256 px": 256}
 HEADS_ROOT = Path(tempfile.gettempdir()) / "lpips-explain-heads"
 
@@ -130,52 +137,72 @@ def judgments_panel(jset: JudgmentSet) -> None:
 
 @dataclass(frozen=True)
 class TrainingParams:
+    """The page's training settings; None: the recipe's value."""
+
     init: str
-    epochs: int
-    decay_epochs: int
-    lr: float
-    batch_size: int
+    recipe: str
+    epochs: int | None
+    decay_epochs: int | None
+    lr: float | None
+    batch_size: int | None
     val_fraction: float
-    patience: int | None
+    patience: int | None  # 0: never stop early
     size: int | None
     seed: int
 
     def kwargs(self) -> dict:
-        return {"init": self.init, "epochs": self.epochs, "decay_epochs": self.decay_epochs,
-                "lr": self.lr, "batch_size": self.batch_size,
-                "val_fraction": self.val_fraction, "patience": self.patience,
-                "seed": self.seed}
+        return {"init": self.init, "recipe": self.recipe, "epochs": self.epochs,
+                "decay_epochs": self.decay_epochs, "lr": self.lr,
+                "batch_size": self.batch_size, "val_fraction": self.val_fraction,
+                "patience": self.patience, "seed": self.seed}
+
+    def schedule(self, n_used: int) -> Schedule:
+        """What will run on ``n_used`` triplets (the engine plans it the same way)."""
+        return plan_schedule(n_train_for(n_used, self.val_fraction), self.recipe,
+                             epochs=self.epochs, decay_epochs=self.decay_epochs, lr=self.lr,
+                             batch_size=self.batch_size, patience=self.patience)
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def training_controls(seed: int) -> TrainingParams:
-    """The recipe's settings, the official ones by default."""
-    with st.expander("Training settings (defaults: the official recipe)", expanded=False):
+    """The recipe (chosen from the data by default, or the official one) and the settings
+    that override it; an empty box keeps the recipe's value."""
+    with st.expander("Training settings (defaults: chosen from the data)", expanded=False):
         c1, c2, c3, c4 = st.columns(4)
+        recipe = persistent(c1.radio, "Recipe", list(RECIPES), key=keys.CAL_RECIPE,
+                            default="auto", choices=RECIPES, format_func=RECIPE_LABELS.get,
+                            help=" / ".join(f"{RECIPE_LABELS[k]}: {v}"
+                                            for k, v in RECIPES.items()))
         init = persistent(c1.radio, "Start from", list(INITS), key=keys.CAL_INIT,
                           default="released", choices=INITS,
                           help=" / ".join(f"{k}: {v}" for k, v in INITS.items()))
-        epochs = int(persistent(c2.number_input, "Epochs at the base rate", key=keys.CAL_EPOCHS,
-                                default=OFFICIAL["epochs"], min_value=0, max_value=200))
-        decay = int(persistent(c2.number_input, "Epochs with linear decay",
-                               key=keys.CAL_DECAY, default=OFFICIAL["decay_epochs"],
-                               min_value=0, max_value=200))
+        epochs = persistent(c2.number_input, "Epochs at the base rate", key=keys.CAL_EPOCHS,
+                            default=None, min_value=0, max_value=5000, value=None, placeholder=FROM_RECIPE)
+        decay = persistent(c2.number_input, "Epochs with linear decay", key=keys.CAL_DECAY,
+                           default=None, min_value=0, max_value=5000, value=None, placeholder=FROM_RECIPE)
         lr = persistent(c3.select_slider, "Learning rate (Adam, betas 0.5, 0.999)", LRS,
-                        key=keys.CAL_LR, default=OFFICIAL["lr"], choices=LRS,
-                        format_func=lambda v: f"{v:g}")
-        batch = int(persistent(c3.number_input, "Batch size", key=keys.CAL_BATCH,
-                               default=OFFICIAL["batch_size"], min_value=1, max_value=1000))
+                        key=keys.CAL_LR, default=None, choices=LRS,
+                        format_func=lambda v: FROM_RECIPE if v is None else f"{v:g}")
+        batch = persistent(c3.number_input, "Batch size", key=keys.CAL_BATCH, default=None,
+                           min_value=1, max_value=1000,
+                           value=None,
+                           placeholder=f"{FROM_RECIPE} ({OFFICIAL['batch_size']})")
         val = float(persistent(c4.slider, "Held-out share", 0.0, 0.5, key=keys.CAL_VAL,
                                default=0.2, step=0.05,
                                help="Triplets never trained on; the split is fixed by the "
                                     "seed (sidebar)."))
-        patience = int(persistent(c4.number_input, "Early stopping patience (0: never)",
-                                  key=keys.CAL_PATIENCE, default=DEFAULT_PATIENCE, min_value=0,
-                                  max_value=100))
+        patience = persistent(c4.number_input, "Early stopping patience (0: never)",
+                              key=keys.CAL_PATIENCE, default=None, min_value=0,
+                              max_value=5000, value=None, placeholder=FROM_RECIPE)
         size_label = persistent(c1.selectbox, "Resize images to", list(SIZES),
                                 key=keys.CAL_SIZE, default="as is", choices=SIZES,
                                 help="The official trainer resizes BAPPS patches to 64 px.")
-    return TrainingParams(init, epochs, decay, float(lr), batch, val, patience or None,
-                          SIZES[size_label], int(seed))
+    return TrainingParams(init, recipe, _optional_int(epochs), _optional_int(decay),
+                          None if lr is None else float(lr), _optional_int(batch), val,
+                          _optional_int(patience), SIZES[size_label], int(seed))
 
 
 STOP_WAIT_S = 60.0  # how long a rerun waits for an interrupted training to store its heads
@@ -186,6 +213,8 @@ def run_training(explainer: Explainer, features: Any, params: TrainingParams,
     """The stored calibration for ``key``, or a Train button; training shows live curves and
     a progress bar, and Cancel (or any other click) interrupts it."""
     store = result_store()
+    plan = params.schedule(features.n_used)
+    note(plan.describe())
     col_t, col_c, _ = st.columns([1.2, 1, 4])
     # Requests go through callbacks into session state: a click's own value lasts one script
     # run, and a run can be restarted before it reaches this point.
@@ -196,7 +225,8 @@ def run_training(explainer: Explainer, features: Any, params: TrainingParams,
     col_c.button("Cancel", key=keys.CAL_CANCEL, icon=":material/stop_circle:",
                  on_click=_request, args=(keys.CAL_CANCEL_REQUEST, True),
                  help="Stops a training in progress after its current step; the best heads "
-                      "so far (by held-out 2AFC) are kept, as the CLI and the API keep them.")
+                      "so far (by the recipe's held-out criterion) are kept, as the CLI and "
+                      "the API keep them.")
     start = bool(st.session_state.pop(keys.CAL_TRAIN_REQUEST, False))
     cancel = bool(st.session_state.pop(keys.CAL_CANCEL_REQUEST, False))
     # A click during training starts this run while the interrupted one (another thread)
@@ -208,9 +238,9 @@ def run_training(explainer: Explainer, features: Any, params: TrainingParams,
     done = store.get("calibration", key)
     if cancel:
         if done is not None and done.stopped == "cancelled":
-            kept = ("the starting heads (epoch 0) had the best held-out 2AFC so far and are "
-                    "kept" if done.best_epoch == 0 else f"the heads of epoch {done.best_epoch} "
-                    f"(the best held-out 2AFC so far) are kept")
+            kept = ("the starting heads (epoch 0) were the best on the held-out triplets so "
+                    "far and are kept" if done.best_epoch == 0 else f"the heads of epoch "
+                    f"{done.best_epoch} (the best on the held-out triplets so far) are kept")
             st.warning(f"Training cancelled after epoch {len(done.epochs) - 1}; {kept}, shown "
                        f"below.", icon=ICONS["warning"])
         else:
@@ -240,11 +270,17 @@ def run_training(explainer: Explainer, features: Any, params: TrainingParams,
         except ScriptControlException as exc:
             held.append(exc)
 
+    drawn = [0.0]
+
     def on_epoch(rec: Any) -> None:
         records.append(rec)
-        fig = out.curves_figure(records)
-        fig.update_layout(title=f"Live: epoch {rec.epoch} of "
-                                f"{params.epochs + params.decay_epochs}")
+        now = time.monotonic()
+        if now - drawn[0] < LIVE_EVERY_S and rec.epoch < plan.total_epochs:
+            return  # hundreds of epochs of one step each: redraw a few times a second
+        drawn[0] = now
+        fig = out.curves_figure(records, select=plan.select)
+        fig.update_layout(title=f"Live: epoch {rec.epoch} of {plan.total_epochs} "
+                                f"(step {rec.step} of {plan.steps})")
         draw(lambda: live.plotly_chart(fig, theme=None))
 
     try:
@@ -291,7 +327,8 @@ def results_panel(cal: Calibration) -> None:
         st.markdown(f"- {line}")
     for w in cal.warnings:
         st.warning(w, icon=ICONS["warning"])
-    chart(out.curves_figure(cal.epochs, cal.before, cal.best_epoch), "cal_curves")
+    chart(out.curves_figure(cal.epochs, cal.before, cal.best_epoch,
+                            cal.schedule.get("select")), "cal_curves")
 
 
 def weights_panel(cal: Calibration) -> None:

@@ -1,6 +1,8 @@
 """AppTest drives of the Calibrate page (pages/5_Calibrate.py): the synthetic sample trained
-and checked against the engine, the heads used in the app (labelled custom in the sidebar),
-a changed triplet opened on the Triplet page, uploads with bad rows, and the domain gap."""
+and checked against the engine (the default recipe with settings given, and the official
+recipe), the learning curve with its held-out loss, the heads used in the app (labelled
+custom in the sidebar), a changed triplet opened on the Triplet page, uploads with bad rows,
+and the domain gap."""
 
 from __future__ import annotations
 
@@ -62,8 +64,9 @@ def test_sample_trains_and_matches_the_engine(reference):
     assert_clean(at)
     assert ":green[:material/check_circle: training]" in run_state(at, *parts)
     expected = reference.calibrate(read_judgments(SAMPLE / "synthetic_judgments.csv"),
-                                   init="released", epochs=3, decay_epochs=2, lr=1e-2,
-                                   batch_size=50, val_fraction=0.2, patience=3, seed=0)
+                                   init="released", recipe="auto", epochs=3, decay_epochs=2,
+                                   lr=1e-2, val_fraction=0.2, seed=0)
+    assert any(c.value == expected.schedule["description"] for c in at.caption)
     assert shown_scores(at) == (f"{expected.before.val_2afc:.3f}",
                                 f"{expected.after.val_2afc:.3f}")
     held_out = next(m for m in at.metric if m.label == "Held-out 2AFC")
@@ -75,6 +78,9 @@ def test_sample_trains_and_matches_the_engine(reference):
         "The heads"]
     assert len(at.get("download_button")) == 3
     assert len(at.get("plotly_chart")) >= 3  # curves, weights, domain gap
+    curves = next(c.proto.spec for c in at.get("plotly_chart")
+                  if "2AFC agreement with the judges" in c.proto.spec)
+    assert "held-out loss (end of epoch)" in curves and "training loss" in curves
     # A display-only rerun keeps the result without training again; Cancel with nothing
     # running says so and keeps it too (a click during training interrupts that run).
     at.run()
@@ -85,6 +91,24 @@ def test_sample_trains_and_matches_the_engine(reference):
     assert any("Nothing is being trained" in i.value for i in at.info)
     assert shown_scores(at) == (f"{expected.before.val_2afc:.3f}",
                                 f"{expected.after.val_2afc:.3f}")
+
+
+def test_official_recipe_is_one_choice_away(reference):
+    at = calibrate_page()
+    plan = next(c.value for c in at.caption if c.value.startswith("Recipe auto"))
+    assert "chosen from 29 training triplets" in plan  # 36 triplets, 7 held out
+    at.radio(key=keys.CAL_RECIPE).set_value("official").run()
+    assert any(c.value.startswith("Recipe official (the official recipe): 5 + 5 epochs")
+               for c in at.caption)
+    at.button(key="cal_train").click().run()
+    assert_clean(at)
+    expected = reference.calibrate(read_judgments(SAMPLE / "synthetic_judgments.csv"),
+                                   recipe="official", seed=0)
+    assert expected.schedule["lr"] == 1e-4 and expected.schedule["steps"] == 10
+    assert shown_scores(at) == (f"{expected.before.val_2afc:.3f}",
+                                f"{expected.after.val_2afc:.3f}")
+    kept = next(m for m in at.metric if m.label == "Kept epoch")
+    assert kept.value == f"{expected.best_epoch} of {len(expected.epochs)}"
 
 
 def test_heads_used_in_the_app_are_labelled_and_a_changed_triplet_opens(reference):
