@@ -504,6 +504,7 @@ class Explainer:
         )
 
         lookup("calibration init", init, INITS)  # an unknown name fails before any work
+        lookup("calibration recipe", recipe, RECIPES)
         if not isinstance(judgments, JudgmentFeatures):
             judgments = self.judgment_features(judgments, size=size, progress=progress,
                                                cancel=cancel)
@@ -546,7 +547,6 @@ class Explainer:
         return domain_gap(self.model, stats[0], stats[1], permutations=permutations, seed=seed,
                           size=size, n_judgments=n_judgments)
 
-        lookup("calibration recipe", recipe, RECIPES)
     def faithfulness(self, a: Any, b: Any, *, methods: Sequence[str] | None = None,
                      patch: int = 32, seed: int | None = None, random_orders: int = 8,
                      steps: int | None = None, randomisation: bool = True,
