@@ -214,15 +214,21 @@ class Explainer:
             for i in todo:
                 out[i] = tiling.tiled_distance(self.model, ref, candidates[i], plan)
         else:
-            batch = tiling.SCORE_BATCH
-            while batch > 1 and tiling.untiled_bytes(tiling.geometry_of(self.model),
-                                                     *plan.size, "score", batch) > self.max_memory:
-                batch //= 2
             scores = self.scorer(ref).score_batches(torch.cat([candidates[i] for i in todo]),
-                                                    batch_size=batch).tolist()
+                                                    batch_size=self._score_batch(plan.size)
+                                                    ).tolist()
             for i, d in zip(todo, scores, strict=True):
                 out[i] = d
         return [float(v) for v in out]  # type: ignore[arg-type]
+
+    def _score_batch(self, size: tuple[int, int]) -> int:
+        """The largest batch (up to tiling.SCORE_BATCH) of whole-image scores that fits the
+        memory budget (1 when none does: the caller checked that the work fits)."""
+        batch = tiling.SCORE_BATCH
+        while batch > 1 and tiling.untiled_bytes(tiling.geometry_of(self.model), *size, "score",
+                                                 batch) > self.max_memory:
+            batch //= 2
+        return batch
 
     def _check_parts_fit(self, size: tuple[int, int], attribution: str | None,
                          sensitivity: bool, repair: bool,
@@ -255,13 +261,19 @@ class Explainer:
                 patch: int = 32, top_k: int = 5, progress: Progress | None = None,
                 value_range: str | None = None, swap: bool = False,
                 attribution_params: dict | None = None,
-                repair_orders: Sequence[str] = ("single_gain",)) -> Explanation:
+                repair_orders: Sequence[str] = ("single_gain",),
+                equivalents: bool = True) -> Explanation:
         """Explain d(a, b): breakdown, attribution of B, counterfactuals, repair and a summary.
 
-        ``attribution=None``, ``sensitivity=False`` and ``repair=False`` skip those parts
-        (the fast first view). With ``swap=True`` the roles are exchanged (attribute A).
+        ``attribution=None``, ``sensitivity=False``, ``repair=False`` and
+        ``equivalents=False`` skip those parts (the fast first view). ``equivalents``: the
+        strengths of JPEG, blur, noise and a shift of the reference that are as far from it
+        as the other image (analyses.equivalents). With ``swap=True`` the roles are
+        exchanged (attribute A).
         ``repair_orders`` are the repair orders tried (the best is shown): "single_gain",
         "greedy" (the true greedy search: slower) and "ranking" (by the attribution map).
+        The attribution carries a per-pair deletion check of its map (``deletion``: about 16
+        patches against 8 seeded random orders, analyses.faithfulness.deletion_check).
         """
         timer = _Timer()
         if attribution is not None:
@@ -273,14 +285,15 @@ class Explainer:
                                      sensitivity=sensitivity, repair=repair, patch=patch,
                                      top_k=top_k, progress=progress, swap=swap,
                                      attribution_params=attribution_params, timer=timer,
-                                     repair_orders=repair_orders)
+                                     repair_orders=repair_orders, equivalents=equivalents)
 
     def explain_prepared(self, prep: PreparedInputs, *, attribution: str | None,
                          steps: int | None, sensitivity: bool, repair: bool, patch: int,
                          top_k: int, progress: Progress | None, swap: bool = False,
                          attribution_params: dict | None = None,
                          timer: _Timer | None = None,
-                         repair_orders: Sequence[str] = ("single_gain",)) -> Explanation:
+                         repair_orders: Sequence[str] = ("single_gain",),
+                         equivalents: bool = True) -> Explanation:
         from lpips_explain.analyses.repair import check_orders, check_patch
 
         timer = timer or _Timer()
@@ -299,7 +312,14 @@ class Explainer:
         ta, tb = (b, a) if swap else (a, b)
         self._check_parts_fit(prep.size, attribution, sensitivity, repair, attribution_params)
         plan = self.memory_plan(prep.size, top_k=top_k)
-        scorer = None if plan.tiled and not (sensitivity or repair) else self.scorer(ta)
+        # The distortion equivalents score whole images in batches: left out (and said so in
+        # the warnings) where even one at a time would exceed the memory budget.
+        eq_batch = self._score_batch(prep.size) if equivalents else 0
+        if eq_batch and tiling.untiled_bytes(tiling.geometry_of(self.model), *prep.size,
+                                             "score", eq_batch) > self.max_memory:
+            eq_batch = 0
+        scorer = (None if plan.tiled and not (sensitivity or repair or eq_batch)
+                  else self.scorer(ta))
         decomposition = timer.run("decompose", lambda: self._decompose(ta, tb, top_k, scorer))
         if swap:
             decomposition = swap_activations(decomposition)
@@ -330,14 +350,26 @@ class Explainer:
                 self.fast, ta, tb, patch=patch, scorer=scorer, progress=progress,
                 orders=repair_orders, ranking=ranking,
                 ranking_label=attr.label if attr is not None else "map"))
+        eqs = None
+        if eq_batch:
+            from lpips_explain.analyses.equivalents import equivalents as run_equivalents
+
+            # Distortions of the reference (ta), as far from it as the explained image (tb).
+            eqs = timer.run("equivalents", lambda: run_equivalents(
+                self.fast, ta, tb, target=decomposition.distance, scorer=scorer,
+                seed=self.seed, batch_size=eq_batch, progress=progress))
+        elif equivalents:
+            warnings.append("The distortion equivalents were not computed: scoring whole "
+                            "images of this size one at a time exceeds the memory budget.")
         expl = Explanation(decomposition, prep, self.weights_info, self.model.lin_file, attr,
                            sens, rep, (), tuple(warnings), dict(timer.ms), swapped=swap,
-                           lin_heads=self.model.lin_info)
+                           lin_heads=self.model.lin_info, equivalents=eqs)
         if decomposition.tiling is None:
             expl = self.with_mode(expl)
         else:  # tiles always run the exact fp32 network; only the sweeps used self.fast
             expl = self.with_mode(expl, parts=" and ".join(
-                name for name, part in (("sweeps", sens), ("repairs", rep)) if part is not None),
+                name for name, part in (("sweeps", sens), ("repairs", rep),
+                                        ("distortion equivalents", eqs)) if part is not None),
                 exact_parts="the distance and its breakdown (computed in tiles)")
         return replace(expl, summary=tuple(summary_of(expl)))
 

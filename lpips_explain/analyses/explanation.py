@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from lpips_explain.analyses.attribution import Attribution
+from lpips_explain.analyses.equivalents import Equivalent
 from lpips_explain.analyses.repair import Repair
 from lpips_explain.analyses.sensitivity import Sensitivity
 from lpips_explain.analyses.summary import Category, categorize, summarize
@@ -40,6 +41,9 @@ class Explanation:
     swapped: bool = False  # True: B is the reference and A is the explained image
     lin_heads: LinInfo | None = None  # official or custom (calibrated) heads
     mode: Mode = EXACT  # precision and device of the forward passes (core.modes)
+    # Distortions of the reference as far from it as the explained image (None: not computed;
+    # empty: the images are identical).
+    equivalents: tuple[Equivalent, ...] | None = None
 
     @property
     def distance(self) -> float:
@@ -118,6 +122,7 @@ class Explanation:
             "sweeps": [s.to_dict() for s in sens.sweeps] if sens is not None else [],
             "most_sensitive": sens.most_sensitive if sens is not None else None,
             "repair": rep.to_dict() if rep is not None else {"patch": None, "curve": []},
+            "equivalents": [e.to_dict() for e in self.equivalents or ()],
             "summary": list(self.summary),
             "warnings": list(self.warnings),
             "timings_ms": dict(self.timings_ms),
@@ -139,6 +144,7 @@ def summary_of(expl: Explanation) -> list[str]:
     align = expl.inputs.align
     lines = summarize(expl.decomposition, attribution=expl.attribution,
                      sensitivity=expl.sensitivity, repair=expl.repair,
+                     equivalents=expl.equivalents, reference=expl.reference_name,
                      perceptual=expl.backbone.perceptual,
                      aligned=align.policy if any(align.changed) else None,
                      identical=bool(torch.equal(expl.reference, expl.explained)),
@@ -166,8 +172,8 @@ def join_parts(base: Explanation, *parts: Explanation) -> Explanation:
 
     The app caches the attribution, the sensitivity and the repair apart, so that changing
     one option recomputes one part; this puts them together again (and rebuilds the summary
-    from all of them). Each part's non-empty attribution, sensitivity and repair replace the
-    base's. Parts of another pair or other roles are refused.
+    from all of them). Each part's non-empty attribution, sensitivity, repair and
+    equivalents replace the base's. Parts of another pair or other roles are refused.
     """
     fields: dict = {}
     timings = dict(base.timings_ms)
@@ -179,7 +185,7 @@ def join_parts(base: Explanation, *parts: Explanation) -> Explanation:
         if not same:
             raise InputError("Parts of one explanation must come from the same images "
                              "and the same roles.")
-        for name in ("attribution", "sensitivity", "repair"):
+        for name in ("attribution", "sensitivity", "repair", "equivalents"):
             if getattr(part, name) is not None:
                 fields[name] = getattr(part, name)
                 if name in part.timings_ms:

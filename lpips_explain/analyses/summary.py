@@ -8,7 +8,8 @@ from lpips_explain.analyses.categories import NAMES as CATEGORIES
 from lpips_explain.analyses.categories import Category, categorize
 from lpips_explain.core.decompose import Decomposition
 
-__all__ = ["CATEGORIES", "Category", "categorize", "describe_layers", "summarize"]
+__all__ = ["CATEGORIES", "Category", "categorize", "describe_equivalents", "describe_layers",
+           "summarize"]
 
 
 def _pct(x: float) -> str:
@@ -41,11 +42,36 @@ def _amount(strength: float, unit: str) -> str:
     return f"{strength:g} {unit}"
 
 
+def describe_equivalents(items: Any, reference: str = "A", explained: str = "B") -> list[str]:
+    """What the distortion equivalents say: the distortions of the reference that are as far
+    from it as the explained image (each with its evaluated distance), then those that no
+    strength tried takes that far. Nothing for no equivalents (identical images)."""
+    items = list(items or ())
+    if not items:
+        return []
+    target = items[0].target
+    reached = [e for e in items if e.reached]
+    missed = [e for e in items if not e.reached]
+    out = []
+    if reached:
+        named = [f"{e.phrase} (d = {e.distance:.4f})" for e in reached]
+        listed = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} or {named[-1]}"
+        out.append(f"In LPIPS distance, {explained} (d = {target:.4f}) is about as far from "
+                   f"{reference} as {reference} itself after {listed}.")
+    if missed:
+        listed = "; ".join(f"{e.text} (d = {e.distance:.4f} at the strongest)" for e in missed)
+        out.append(f"Not as far at any strength tried: {listed}." if reached else
+                   f"No distortion tried takes {reference} as far from itself as {explained} "
+                   f"is (d = {target:.4f}): {listed}.")
+    return out
+
+
 def summarize(dec: Decomposition, *, attribution: Any = None, sensitivity: Any = None,
               repair: Any = None, perceptual: bool = True, aligned: str | None = None,
               identical: bool = False, explained: str = "B",
               category: Category | None = None,
-              trunk_warning: str | None = None) -> list[str]:
+              trunk_warning: str | None = None, equivalents: Any = None,
+              reference: str = "A") -> list[str]:
     """Sentences for people, each one derived from a number in the explanation.
 
     ``aligned`` is the size policy applied when the inputs differed in size (else None),
@@ -53,7 +79,8 @@ def summarize(dec: Decomposition, *, attribution: Any = None, sensitivity: Any =
     of the explained image (perturbed and repaired): "B", or "A" with roles swapped.
     ``category`` is the distance's category with its source (default: from the shipped
     table, none for a trunk that is not ``perceptual``); ``trunk_warning`` says why the
-    trunk is not perceptual (default: random weights).
+    trunk is not perceptual (default: random weights). ``equivalents``: the distortion
+    equivalents of the reference, named ``reference`` (analyses.equivalents).
     """
     if category is None:
         category = categorize(dec.distance, dec.net, dec.version, perceptual=perceptual)
@@ -65,6 +92,7 @@ def summarize(dec: Decomposition, *, attribution: Any = None, sensitivity: Any =
                    "Warning: the trunk has random weights, so this is not a perceptual judgement.")
     if identical:
         out.append("The two images are pixel-identical (after alignment).")
+    out += describe_equivalents(equivalents, reference, explained)
     out += describe_layers(dec)
     if repair is not None and dec.distance > 0:
         out.append(repair.headline)

@@ -200,6 +200,22 @@ def _json_details(text: str) -> str:
             f"<pre>{_e(text)}</pre></details>")
 
 
+def _equivalents_html(expl: Any) -> str:
+    """The distortion equivalents as a table: each strength with its evaluated distance."""
+    items = expl.equivalents or ()
+    if not items:
+        return ""
+    ref, other = expl.reference_name, expl.explained_name
+    rows = "".join(
+        f"<tr><td>{_e(e.label)}</td><td>{_e(e.text)}</td><td>{_e(e.unit)}</td>"
+        f"<td>{'yes' if e.reached else 'no'}</td><td>{e.distance:.4f}</td></tr>" for e in items)
+    return (f'<p class="meta">Distortions of {_e(ref)} that LPIPS finds as far from {_e(ref)} '
+            f"as {_e(other)} is (d = {items[0].target:.4f}), each strength found by bisection "
+            "on evaluated distances; a distortion not reached is shown at the strongest "
+            "strength tried.</p><table><tr><th>distortion</th><th>strength</th><th>unit</th>"
+            f"<th>reached</th><th>d({_e(ref)}, distorted {_e(ref)})</th></tr>{rows}</table>")
+
+
 def _category_text(category: str | None) -> str:
     return category if category else "no category (not the published trunk)"
 
@@ -250,6 +266,7 @@ def html_report(expl: Any) -> str:
         f"{_e(_category_text(expl.category))}</span></p>",
         _backbone_line(expl, dec.net, dec.version),
         _section("Summary", _list(expl.summary)),
+        _section("Distortion equivalents", _equivalents_html(expl)),
         _section("Warnings", _list(warnings, "warnings")),
         "<h2>Inputs</h2>", _inputs_table(expl.inputs, ["A", "B"]),
         "<h2>Compare A and B</h2>",

@@ -16,6 +16,7 @@ from typing import Any
 
 import streamlit as st
 
+from lpips_explain.analyses.equivalents import reached_phrases
 from lpips_explain.analyses.explanation import Explanation, join_parts, summary_of
 from lpips_explain.analyses.summary import describe_layers
 from lpips_explain.core.decompose import UPSAMPLING
@@ -64,12 +65,13 @@ def map_width() -> int:
 def compute_part(explainer: Explainer, prep: PreparedInputs, opts: Options, swap: bool,
                  part: str, progress: Progress | None) -> Explanation:
     """One part of the explanation, computed on the pair prepared once (``part`` is one of
-    :data:`PARTS`; every part carries the breakdown, which is fast)."""
+    :data:`PARTS`; every part carries the breakdown, which is fast). The distortion
+    equivalents (also perturbations, and option-free) come with the sensitivity."""
     return explainer.explain_prepared(
         prep, attribution=opts.method if part == "attribution" else None, steps=opts.steps,
         attribution_params=opts.attribution_params if part == "attribution" else None,
         sensitivity=part == "sensitivity", repair=part == "repair", patch=opts.patch,
-        top_k=opts.top_k, swap=swap, progress=progress)
+        top_k=opts.top_k, swap=swap, progress=progress, equivalents=part == "sensitivity")
 
 
 def part_key(part: str, base: tuple, opts: Options) -> tuple:
@@ -135,9 +137,33 @@ def verdict_card(expl: Explanation, *, waiting: Sequence[str] = ()) -> None:
         sentences = card_sentences(expl)
         # The same elements on every draw: the card is drawn again as parts arrive, and a
         # trailing element of an earlier draw would stay behind.
+        why.markdown(equivalents_line(expl, "sensitivity" in waiting),
+                     help=EQUIVALENTS_HELP.format(ref=expl.reference_name,
+                                                  other=expl.explained_name))
         why.markdown("\n".join(f"- {s}" for s in sentences))
         with fix:
             _repair_headline(expl, "repair" in waiting)
+
+
+EQUIVALENTS_HELP = ("Distortions of {ref} that LPIPS finds as far from {ref} as {other} is, "
+                    "each strength found by bisection on evaluated distances (the summary and "
+                    "the JSON give each one's distance).")
+
+
+def equivalents_line(expl: Explanation, computing: bool) -> str:
+    """One line of distortion equivalents: "As far from A as: JPEG quality 23 · blur 1.4 px",
+    with the distortions no strength tried reaches."""
+    items, ref = expl.equivalents, expl.reference_name
+    if items is None:
+        return (":gray[:material/hourglass_top: Equivalent distortions: computing...]"
+                if computing else ":gray[Equivalent distortions not computed.]")
+    if not items:
+        return ":gray[Identical images: no distortion equivalent.]"
+    missed = " · ".join(e.text for e in items if not e.reached)
+    if not any(e.reached for e in items):
+        return f"**No distortion of {ref} tried is this far:** {missed}"
+    line = f"**As far from {ref} as:** {reached_phrases(items)}"
+    return line + (f" :gray[(not reached: {missed})]" if missed else "")
 
 
 def _repair_headline(expl: Explanation, computing: bool) -> None:
