@@ -5,9 +5,10 @@ pairs and triplet candidates) and of every perturbation of the registry, at its 
 applied to each bundled original; the 25th, 50th and 75th percentiles of those distances become
 the limits of "very similar", "similar", "different" (above: "very different").
 
-Only the published trunk counts: a trunk whose weights are not torchvision's SHA-256-verified
-ImageNet file (random, or any other file) is skipped, and its entry left out, so that the app
-gives no category for it. Run where the ImageNet weights are in the torch hub cache:
+Only the published trunk counts: a trunk that is not verified (by torchvision's file SHA-256
+or by the content digest of its tensors; random, or any other file) is skipped, and its entry
+left out, so that the app gives no category for it. Run where the published trunks are (the
+torch hub cache, or `lpips-explain weights install`):
 
     python scripts/make_categories.py                  # every trunk and version, update in place
     python scripts/make_categories.py --nets alex --versions 0.1 --out /tmp/limits.json

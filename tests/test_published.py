@@ -311,3 +311,39 @@ def test_app_offers_the_install_and_then_runs_on_the_real_trunk(home, tmp_path, 
     assert not any("NOT a perceptual metric" in w.value for w in at.warning)
     assert any(re.match(r"^distance = \d+\.\d{6}$", c.value) for c in at.caption)
     get_explainer.clear()  # leave no network from this TORCH_HOME to later tests
+
+
+# --- the category table, computed on the published trunk -------------------------------------
+
+
+@pytest.mark.slow
+def test_shipped_category_limits_are_the_published_trunks_percentiles():
+    """Every entry was computed on the verified published trunk, and alex v0.1's limits are
+    what scripts/make_categories.py's distances give now (recomputed independently through
+    the official package)."""
+    import importlib.util
+
+    from lpips_explain.analyses import categories
+
+    table = categories.load_table()["tables"]
+    assert {"alex/0.1", "alex/0.0", "vgg/0.1", "vgg/0.0"} <= set(table)
+    for key, entry in table.items():
+        net = key.split("/")[0]
+        assert entry["trunk_content_digest"] == get_trunk(net).content_digest, key
+        assert list(entry["limits"]) == sorted(entry["limits"])
+    spec = importlib.util.spec_from_file_location("make_categories",
+                                                  REPO / "scripts" / "make_categories.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    pairs, _ = script.bundled_pairs()
+    official = official_real("alex", "0.1")
+    with torch.no_grad():
+        d = [float(official(a * 2 - 1, b * 2 - 1)) for a, b in pairs]
+    assert len(d) == table["alex/0.1"]["pairs"]
+    np.testing.assert_allclose(table["alex/0.1"]["limits"], np.percentile(d, [25, 50, 75]),
+                               rtol=1e-5)
+    # and the bundled default sample now gets a category with its source
+    ex = Explainer("alex", "0.1", "imagenet")
+    expl = ex.explain(EXAMPLES / "ex_ref.png", EXAMPLES / "ex_p1.png", attribution=None,
+                      sensitivity=False, repair=False)
+    assert expl.category in categories.NAMES and "percentiles" in expl.category_info.source
