@@ -1,52 +1,47 @@
-"""lpips-explain: see why LPIPS says what it says (exact breakdowns, attributions, counterfactuals)."""
+"""lpips-explain: see why LPIPS says what it says (exact breakdowns, attributions, counterfactuals).
 
-from lpips_explain.core.decompose import ChannelDetail, Decomposition, LayerBreakdown
-from lpips_explain.core.modes import Mode, ModeUnavailableError
-from lpips_explain.errors import (
-    ComputationError,
-    CorruptImageError,
-    EmptyInputError,
-    ImageTooLargeError,
-    ImageTooSmallError,
-    InputError,
-    LpipsExplainError,
-    NotAnImageError,
-    SizeMismatchError,
-    UnknownOptionError,
-    ValueRangeError,
-    WeightsError,
-    WeightsMismatchError,
-    WeightsUnavailableError,
-)
-from lpips_explain.explainer import SCHEMA, Explainer, Explanation, PreparedInputs
-from lpips_explain.intake.images import LoadedImage, load_image
+The public names load on first use (PEP 562), so that light commands such as
+``lpips-explain weights`` do not pay for the whole engine's imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "SCHEMA",
-    "ChannelDetail",
-    "ComputationError",
-    "CorruptImageError",
-    "Decomposition",
-    "EmptyInputError",
-    "Explainer",
-    "Explanation",
-    "ImageTooLargeError",
-    "ImageTooSmallError",
-    "InputError",
-    "LayerBreakdown",
-    "LoadedImage",
-    "LpipsExplainError",
-    "Mode",
-    "ModeUnavailableError",
-    "NotAnImageError",
-    "PreparedInputs",
-    "SizeMismatchError",
-    "UnknownOptionError",
-    "ValueRangeError",
-    "WeightsError",
-    "WeightsMismatchError",
-    "WeightsUnavailableError",
-    "load_image",
-]
+_WHERE = {
+    "ChannelDetail": "lpips_explain.core.decompose",
+    "Decomposition": "lpips_explain.core.decompose",
+    "LayerBreakdown": "lpips_explain.core.decompose",
+    "Mode": "lpips_explain.core.modes",
+    "ModeUnavailableError": "lpips_explain.core.modes",
+    "SCHEMA": "lpips_explain.explainer",
+    "Explainer": "lpips_explain.explainer",
+    "Explanation": "lpips_explain.explainer",
+    "PreparedInputs": "lpips_explain.explainer",
+    "LoadedImage": "lpips_explain.intake.images",
+    "load_image": "lpips_explain.intake.images",
+    **{name: "lpips_explain.errors" for name in (
+        "ArchiveError", "ComputationError", "CorruptImageError", "EmptyInputError",
+        "ImageTooLargeError", "ImageTooSmallError", "InputError", "LpipsExplainError",
+        "NotAnImageError", "SizeMismatchError", "UnknownOptionError", "ValueRangeError",
+        "WeightsError", "WeightsMismatchError", "WeightsUnavailableError")},
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lpips_explain' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
+

@@ -7,31 +7,35 @@ Adding a command: a module here with ``register(sub)`` that adds a subparser and
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import warnings
 from collections.abc import Sequence
 
-from lpips_explain.cli import audit, calibrate, faithfulness, pair, profile, weights
 from lpips_explain.cli.common import EPILOG
 from lpips_explain.errors import LpipsExplainError
 
-COMMANDS = (pair, audit, profile, calibrate, faithfulness, weights)
+# Modules of lpips_explain.cli, each registering its commands. `weights` alone is imported
+# for `lpips-explain weights ...`: it needs none of the engine (a warm install in ~2 s).
+COMMANDS = ("pair", "audit", "profile", "calibrate", "faithfulness", "weights")
+LIGHT = {"weights": ("weights",)}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lpips-explain",
         description="Explain LPIPS perceptual distances: exact per-layer and per-channel "
                     "breakdowns, attribution maps, counterfactual sensitivities and repairs.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMANDS:
-        module.register(sub)
+    for name in modules:
+        importlib.import_module(f"lpips_explain.cli.{name}").register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(LIGHT.get(argv[0], COMMANDS) if argv else COMMANDS)
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
     try:

@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from lpips_explain.core.heads import LIN_ENV
 from lpips_explain.core.modes import PRECISIONS
 from lpips_explain.core.tiling import DEFAULT_MAX_MEMORY, MAX_MEMORY_ENV
 from lpips_explain.core.trunks import NETS
 from lpips_explain.core.weights import BACKBONE_ENV, OFFLINE_ENV, VERSIONS
-from lpips_explain.explainer import Explainer
 from lpips_explain.intake.align import SIZE_POLICIES
+
+if TYPE_CHECKING:
+    from lpips_explain.explainer import Explainer
 
 EPILOG = f"""\
 exit codes: 0 done, 2 bad input, 3 weights unavailable.
@@ -72,6 +75,8 @@ def add_command(sub: argparse._SubParsersAction, name: str, help: str) -> argpar
 
 def make_explainer(args: argparse.Namespace) -> Explainer:
     """The Explainer the model options name."""
+    from lpips_explain.explainer import Explainer  # the engine's imports, only when needed
+
     return Explainer(args.net, args.version, args.backbone_weights, args.seed,
                      size_policy=args.size_policy,
                      lin_weights=args.lin_weights or os.environ.get(LIN_ENV, "").strip() or None,
