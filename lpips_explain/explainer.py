@@ -261,7 +261,7 @@ class Explainer:
                 patch: int = 32, top_k: int = 5, progress: Progress | None = None,
                 value_range: str | None = None, swap: bool = False,
                 attribution_params: dict | None = None,
-                repair_orders: Sequence[str] = ("single_gain",),
+                repair_orders: Sequence[str] | None = None,
                 equivalents: bool = True) -> Explanation:
         """Explain d(a, b): breakdown, attribution of B, counterfactuals, repair and a summary.
 
@@ -271,7 +271,8 @@ class Explainer:
         as the other image (analyses.equivalents). With ``swap=True`` the roles are
         exchanged (attribute A).
         ``repair_orders`` are the repair orders tried (the best is shown): "single_gain",
-        "greedy" (the true greedy search: slower) and "ranking" (by the attribution map).
+        "greedy" (the true greedy search: slower) and "ranking" (by the attribution map);
+        None: single_gain, plus ranking when an attribution is computed (repair.default_orders).
         The attribution carries a per-pair deletion check of its map (``deletion``: about 16
         patches against 8 seeded random orders, analyses.faithfulness.deletion_check).
         """
@@ -292,11 +293,13 @@ class Explainer:
                          top_k: int, progress: Progress | None, swap: bool = False,
                          attribution_params: dict | None = None,
                          timer: _Timer | None = None,
-                         repair_orders: Sequence[str] = ("single_gain",),
+                         repair_orders: Sequence[str] | None = None,
                          equivalents: bool = True) -> Explanation:
-        from lpips_explain.analyses.repair import check_orders, check_patch
+        from lpips_explain.analyses.repair import check_orders, check_patch, default_orders
 
         timer = timer or _Timer()
+        if repair_orders is None:
+            repair_orders = default_orders(attribution is not None)
         if repair:
             check_patch(patch, prep.size)  # refuse before any slow work
             repair_orders = check_orders(repair_orders)
@@ -337,6 +340,16 @@ class Explainer:
             attr = timer.run("attribution", lambda: attribute(
                 self.model, ta, tb, attribution, steps=steps, progress=progress,
                 seed=self.seed, roles=roles, **(attribution_params or {})))
+            if not attr.vanishing:
+                # Is the map's ranking better than chance on this pair? A coarse deletion test
+                # against seeded random orders (analyses.faithfulness.deletion_check).
+                from lpips_explain.analyses.faithfulness import deletion_check
+
+                check_scorer = scorer if scorer is not None else self.scorer(ta)
+                check = timer.run("attribution_check", lambda: deletion_check(
+                    self.fast, ta, tb, attr.signed, seed=self.seed, scorer=check_scorer,
+                    batch_size=self._score_batch(prep.size), progress=progress))
+                attr = replace(attr, deletion=check)
         if sensitivity:
             from lpips_explain.analyses.sensitivity import sensitivity as run_sensitivity
 

@@ -50,6 +50,15 @@ SINGLE_GAIN_LABEL = "single-patch gain (patches ranked once by how much replacin
                     "lowers the distance)"
 
 
+def default_orders(ranking: bool) -> tuple[str, ...]:
+    """The orders an explanation tries when none are named: single-patch gain, and the
+    attribution map's ranking when one is computed alongside (its curve costs one pass per
+    patch). On the published alex trunk the ranking by integrated gradients needed 38.5% of
+    the area to halve the distance against single-patch gain's 46.9% (3 bundled pairs at
+    256 px), and the true greedy search 42.2% at 7x the repair time: docs/faithfulness.md."""
+    return ("single_gain", "ranking") if ranking else ("single_gain",)
+
+
 @dataclass(frozen=True)
 class RepairOrder:
     """One order of repairing B's patches and its curve: d after repairing the first k."""

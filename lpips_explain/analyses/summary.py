@@ -120,6 +120,7 @@ def summarize(dec: Decomposition, *, attribution: Any = None, sensitivity: Any =
                           if small is not worst else "."))
     if attribution is not None:
         out += describe_attribution(attribution)
+        out += describe_deletion(attribution, warn_only=True)
     if aligned == "resize":
         out.append("The inputs had different sizes and were resized (antialiased) to a common "
                    "size first; resampling itself changes LPIPS (see the warnings).")
@@ -127,6 +128,26 @@ def summarize(dec: Decomposition, *, attribution: Any = None, sensitivity: Any =
         out.append("The inputs had different sizes and were centre-cropped to a common size "
                    "first; content outside the crop is not compared (see the warnings).")
     return out
+
+
+def describe_deletion(attr: Any, *, warn_only: bool = False) -> list[str]:
+    """The per-pair deletion check of an attribution map (``attr.deletion``) in one sentence:
+    whether the map's order of patches lowers the distance faster than random orders.
+    ``warn_only``: say something only when it does not."""
+    check = getattr(attr, "deletion", None)
+    if check is None or check.base_distance <= 0 or (warn_only and check.better_than_random):
+        return []
+    target, ref = attr.target.upper(), attr.reference.upper()
+    grid = (f"replacing {target}'s patches ({check.grid[0]}x{check.grid[1]} of {check.patch} "
+            f"px) by {ref}'s in the map's order")
+    band = (f"{check.random_aucs.size} random orders: {check.random_auc:.3f} ± "
+            f"{check.random_spread:.3f}, lowest {check.random_min:.3f}; lower is better")
+    if check.better_than_random:
+        return [f"Deletion check: {grid} gives an AUC of {check.auc:.3f}, below every random "
+                f"order ({band})."]
+    return [f"On this pair the {attr.label} map ranks regions no better than random: {grid} "
+            f"gives a deletion AUC of {check.auc:.3f}, and {check.beaten_by} of "
+            f"{check.random_aucs.size} random orders did as well or better ({band})."]
 
 
 def describe_attribution(attr: Any) -> list[str]:

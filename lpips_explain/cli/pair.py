@@ -33,10 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("b", help="candidate image (the one attributed)")
     add_model_options(p)
     _explain_opts(p)
-    p.add_argument("--repair-orders", nargs="+", default=["single_gain"], metavar="ORDER",
-                   help="repair orders tried for explain, the best shown: single_gain "
-                        "(default), greedy (true greedy search, slower), ranking (by the "
-                        "attribution map's patch sums)")
+    p.add_argument("--repair-orders", nargs="+", default=None, metavar="ORDER",
+                   help="repair orders tried for explain, the best shown: single_gain, "
+                        "greedy (true greedy search, slower), ranking (by the attribution "
+                        "map's patch sums); default: single_gain and ranking (single_gain "
+                        "alone with --attribution none), see docs/faithfulness.md")
     p.set_defaults(func=run_explain)
     p = add_command(sub, "triplet", "why LPIPS prefers A or B as closer to REF (2AFC)")
     p.add_argument("ref", help="reference image")

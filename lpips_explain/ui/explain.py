@@ -18,7 +18,7 @@ import streamlit as st
 
 from lpips_explain.analyses.equivalents import reached_phrases
 from lpips_explain.analyses.explanation import Explanation, join_parts, summary_of
-from lpips_explain.analyses.summary import describe_layers
+from lpips_explain.analyses.summary import describe_deletion, describe_layers
 from lpips_explain.core.decompose import UPSAMPLING
 from lpips_explain.explainer import Explainer
 from lpips_explain.intake.prepared import PreparedInputs
@@ -287,6 +287,19 @@ class WhereView:
             else:
                 col_n.metric("Sum of attributions", f"{attr.total:.4g}")
                 note(f"{attr.seconds:.2f} s.", col_n)
+            deletion_note(attr)
+
+
+def deletion_note(attr: Any) -> None:
+    """Whether the shown map ranks regions better than random orders on this pair (the
+    explanation's deletion check): a warning when it does not, a caption when it does."""
+    said = describe_deletion(attr)
+    if not said:
+        return
+    if attr.deletion.better_than_random:
+        note(said[0])
+    else:
+        st.warning(said[0], icon=ICONS["warning"])
 
 
 # --- the comparison --------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from lpips_explain.analyses.attribution.result import (
     Attribution,
     Completeness,
     Convergence,
+    DeletionCheck,
     MethodResult,
 )
 from lpips_explain.analyses.attribution.support import (
@@ -62,7 +63,8 @@ __all__ = [
     "CAPTUM_RULES", "IG_ABSOLUTE_TOLERANCE", "IG_DEFAULT_RULE", "IG_MAP_TOLERANCE",
     "IG_MAX_STEPS", "IG_RULES", "IG_START_STEPS", "IG_TARGET_GAP", "METHODS", "NESTED_RULE",
     "SIGN_NOTE", "VANISHING_DISTANCE", "Attribution", "Completeness", "Convergence",
-    "MethodResult", "MethodSpec", "NestedTrapezoid", "RunContext", "attribute", "get_method",
+    "DeletionCheck", "MethodResult", "MethodSpec", "NestedTrapezoid", "RunContext", "attribute",
+    "get_method",
 ]
 
 

@@ -50,6 +50,70 @@ class Convergence:
 
 
 @dataclass(frozen=True)
+class DeletionCheck:
+    """Is the map's ranking of regions better than chance on this pair? A cheap deletion test.
+
+    The explained image is cut into a coarse ``grid`` of ``patch`` px patches; they are
+    replaced by the reference's in the order of the map's patch sums (largest first), and in
+    ``random_aucs.size`` seeded random orders, every point a real distance. ``auc`` is the area
+    under d / d(reference, explained) against the repaired area (lower: the distance falls
+    faster). ``better_than_random`` only when the map's AUC is below every random order's,
+    the rule of the full faithfulness check (analyses/faithfulness.py).
+    """
+
+    patch: int
+    grid: tuple[int, int]
+    base_distance: float
+    auc: float
+    random_aucs: np.ndarray = field(repr=False)
+    area: np.ndarray = field(repr=False)  # the map order's curve: repaired area ...
+    distance: np.ndarray = field(repr=False)  # ... and the distance left there
+    seed: int = 0
+    seconds: float = 0.0
+    evaluations: int = 0  # trunk passes spent (one per curve point, B's included)
+
+    @property
+    def random_auc(self) -> float:
+        return float(self.random_aucs.mean())
+
+    @property
+    def random_spread(self) -> float:
+        return float(self.random_aucs.std())
+
+    @property
+    def random_min(self) -> float:
+        return float(self.random_aucs.min())
+
+    @property
+    def beaten_by(self) -> int:
+        """How many random orders did as well as the map or better (AUC at most the map's)."""
+        return int((self.random_aucs <= self.auc).sum())
+
+    @property
+    def better_than_random(self) -> bool:
+        return self.base_distance > 0 and self.auc < self.random_min
+
+    def to_dict(self) -> dict:
+        return {
+            "auc": self.auc,
+            "random_auc": self.random_auc,
+            "random_spread": self.random_spread,
+            "random_min": self.random_min,
+            "random_orders": int(self.random_aucs.size),
+            "random_aucs": [float(x) for x in self.random_aucs],
+            "beaten_by": self.beaten_by,
+            "better_than_random": self.better_than_random,
+            "patch": self.patch,
+            "grid": list(self.grid),
+            "seed": self.seed,
+            "evaluations": self.evaluations,
+            "seconds": self.seconds,
+            "curve": [{"area": float(s), "distance": float(d)}
+                      for s, d in zip(self.area, self.distance, strict=True)],
+        }
+
+
+@dataclass(frozen=True)
 class MethodResult:
     """What a method's runner hands back to :func:`attribute` (no string-keyed dicts).
 
@@ -112,6 +176,8 @@ class Attribution:
     blank_cause: str | None = None
     sign_note: str = ""
     convergence: Convergence | None = None
+    # The map's ranking of regions against random orders on this pair (explanations only).
+    deletion: DeletionCheck | None = None
 
     def to_dict(self) -> dict:
         comparable = self.completeness != "none"
@@ -139,4 +205,5 @@ class Attribution:
             "sign_note": self.sign_note,
             "notes": list(self.notes),
             "seconds": self.seconds,
+            "deletion": None if self.deletion is None else self.deletion.to_dict(),
         }
