@@ -6,6 +6,7 @@ repair), never from hand-made stand-ins, so the JSON and figure tests see what u
 
 from __future__ import annotations
 
+import base64
 import html
 import io
 import json
@@ -136,7 +137,11 @@ def test_heatmap_overlay_keeps_row_zero_at_the_top():
     assert fig.layout.yaxis.autorange == "reversed"  # ... which is drawn at the top
     assert fig.layout.yaxis.scaleanchor == "x"
     assert fig.layout.meta["caption"] == "cap"
-    assert 0 < hm.opacity < 1  # an overlay: the photo shows through the map
+    # an overlay: the (grey) photo shows through where the map is 0, the map covers the rest
+    drawn = np.asarray(Image.open(io.BytesIO(base64.b64decode(
+        next(t for t in fig.data if isinstance(t, go.Image)).source.split(",", 1)[1]))))[..., :3]
+    assert np.array_equal(drawn[1:], plots.grey_photo(image)[1:])
+    assert not np.array_equal(drawn[0], plots.grey_photo(image)[0])
 
 
 def test_heatmap_overlay_coarse_map_spans_the_image_and_symmetric_centres():

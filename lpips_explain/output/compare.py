@@ -2,7 +2,8 @@
 images, the distance map as an optional layer, one zoom for all of them.
 
 :func:`compare_html` returns a self-contained HTML fragment (inline CSS, inline JavaScript,
-images as ``data:`` URIs; nothing is loaded from the network). The app shows it in an
+images as ``data:`` URIs; nothing is loaded from the network). With the map layer on, the
+photos turn grey, as under every map of the app. The app shows it in an
 iframe, the HTML report inlines it. Several fragments may share one page (ids are scoped).
 """
 
@@ -14,12 +15,23 @@ import re
 
 import numpy as np
 
-from lpips_explain.output.figures import as_uint8_image, jpeg_data_uri, png_data_uri
+from lpips_explain.output.figures import (
+    GREY_HIGH,
+    GREY_LOW,
+    as_uint8_image,
+    jpeg_data_uri,
+    png_data_uri,
+)
 
 __all__ = ["compare_height", "compare_html"]
 
 TOOLBAR_PX = 44
 FOOTER_PX = 34
+# With the map shown, the photos turn grey as under every map (figures.grey_photo: luminance
+# drawn from GREY_LOW to GREY_HIGH), so that every colour on them is the map's. CSS
+# contrast(c) draws v as (v - 0.5) c + 0.5, brightness(b) multiplies: solved for both ends.
+GREY_CONTRAST = (GREY_HIGH - GREY_LOW) / (GREY_HIGH + GREY_LOW)
+GREY_BRIGHT = (GREY_HIGH + GREY_LOW) / 255
 
 
 def compare_height(size: tuple[int, int], display_width: int) -> int:
@@ -45,6 +57,7 @@ _CSS = """
 #{uid} .inner img{position:absolute;left:0;top:0;width:100%;height:100%;display:block}
 #{uid} .inner img.map{pointer-events:none}
 #{uid}.pixelated .inner img{image-rendering:pixelated}
+#{uid}.mapon .inner img.photo{filter:grayscale(1) contrast(GREY_CONTRAST) brightness(GREY_BRIGHT)}
 #{uid} .handle{position:absolute;top:0;bottom:0;width:3px;margin-left:-1px;background:#fff;
   box-shadow:0 0 3px rgba(0,0,0,.8);cursor:ew-resize}
 #{uid} .handle::after{content:"\\2194";position:absolute;top:50%;left:50%;
@@ -97,8 +110,8 @@ function setMode(m){mode=m;if(timer){clearInterval(timer);timer=null;}
 root.querySelectorAll('input[name='+JSON.stringify(UID+'-mode')+']').forEach(r=>
   r.addEventListener('change',e=>setMode(e.target.value)));
 const mapBox=root.querySelector('.maptoggle'), op=root.querySelector('.opacity');
-function mapShow(){maps.forEach(m=>{m.style.display=mapBox&&mapBox.checked?'block':'none';
-  m.style.opacity=op?op.value/100:0.6;});}
+function mapShow(){const on=!!(mapBox&&mapBox.checked);root.classList.toggle('mapon',on);
+  maps.forEach(m=>{m.style.display=on?'block':'none';m.style.opacity=op?op.value/100:0.8;});}
 if(mapBox){mapBox.addEventListener('change',mapShow);op.addEventListener('input',mapShow);}
 mapShow();
 root.querySelector('.zin').onclick=()=>{const [vw,vh]=vwh();zoomAt(1.5,vw/2,vh/2);};
@@ -159,8 +172,8 @@ def compare_html(a: np.ndarray, b: np.ndarray, *, map_layer: np.ndarray | None =
 
     def layer(cls: str, src: str) -> str:
         maps = f'<img class="map" alt="" src="{um}">' if um else ""
-        return (f'<div class="layer {cls}"><div class="inner"><img alt="" src="{src}">'
-                f"{maps}</div></div>")
+        return (f'<div class="layer {cls}"><div class="inner"><img class="photo" alt="" '
+                f'src="{src}">{maps}</div></div>')
 
     radios = "".join(
         f'<label><input type="radio" name="{uid}-mode" value="{v}"'
@@ -172,7 +185,9 @@ def compare_html(a: np.ndarray, b: np.ndarray, *, map_layer: np.ndarray | None =
         f'max="100" value="{round(100 * opacity)}" title="map opacity" aria-label="map opacity">'
         if um else "")
     css = (_CSS.replace("{uid}", uid).replace("{w}", str(width))
-           .replace("{tb}", str(TOOLBAR_PX)).replace("{ft}", str(FOOTER_PX)))
+           .replace("{tb}", str(TOOLBAR_PX)).replace("{ft}", str(FOOTER_PX))
+           .replace("GREY_CONTRAST", f"{GREY_CONTRAST:.3f}")
+           .replace("GREY_BRIGHT", f"{GREY_BRIGHT:.3f}"))
     js = (_JS.replace("UID", json.dumps(uid)).replace("DISPLAY_W", str(width))
           .replace("DISPLAY_H", str(height)).replace("NAMES_JSON", json.dumps(list(names)))
           .replace("MODE", json.dumps(mode)).replace("PERIOD", str(int(period_ms))))

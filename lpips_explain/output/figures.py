@@ -7,7 +7,10 @@ whoever displays the figure (the app under the chart, the HTML report as its fig
 
 One visual language, the same in the app, the HTML report and the PNG summary:
 
-- an amount (a distance, a magnitude): Inferno, dark = little, bright = much;
+- a map over a photo: the photo in grey (lightened), so that every colour is the map's,
+  and the map fading in with its value: where it is small the photo shows through;
+- an amount over a photo (a distance, a magnitude): yellow, orange, dark red as it grows
+  (ColorBrewer YlOrRd, ordered in lightness); on its own (channel maps): Inferno;
 - a signed effect on the distance: red raises it, blue lowers it (RdBu, centred at 0);
 - the two candidates of a triplet: purple = A (or "favours A"), orange = B (PuOr);
 - an LPIPS distance as a line or bar: charcoal; PSNR green; SSIM brown; guides grey.
@@ -18,6 +21,7 @@ Sizes are written width x height everywhere.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import math
 import textwrap
@@ -28,12 +32,14 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from lpips_explain.analyses.attribution.result import Attribution
+from lpips_explain.analyses.map_scale import MapScale, hottest_window, map_scale
 from lpips_explain.analyses.repair import Repair
 from lpips_explain.analyses.sensitivity import Sensitivity, SensitivityItem
 from lpips_explain.core.decompose import UPSAMPLING, Decomposition, LayerBreakdown
 from lpips_explain.errors import InputError, lookup
 
 __all__ = [
+    "AMOUNT",
     "ATTRIBUTION_VIEWS",
     "CANDIDATE_A",
     "CANDIDATE_B",
@@ -45,17 +51,23 @@ __all__ = [
     "attribution_figure",
     "channel_grid",
     "colorize",
+    "colour_bar_html",
+    "colour_bar_rgb",
     "comparison_figure",
     "downsample_image",
     "downsample_map",
     "explained_images",
+    "fade_alpha",
+    "grey_photo",
     "heatmap_overlay",
     "layer_waterfall",
+    "map_limits",
     "map_rgba",
     "maps_side_by_side",
     "margin_map",
     "margin_map_figure",
     "method_label",
+    "outline",
     "overlay_image",
     "png_bytes",
     "png_data_uri",
@@ -95,35 +107,86 @@ FAVOUR_A = CANDIDATE_A
 FAVOUR_B = CANDIDATE_B
 RISE = RAISES
 
-_DIVERGING = "RdBu_r"  # blue (lowers) .. white .. red (raises)
-_CANDIDATES = "PuOr"  # orange (favours B) .. white .. purple (favours A)
 # Plotly's Inferno with its first stop nudged off #000004: Streamlit's chart theming draws
 # that exact colour as lavender, which makes the lowest values look higher than they are.
 _INFERNO = [[i / 9, c] for i, c in enumerate(
     ["#07041a", "#1b0c41", "#4a0c6b", "#781c6d", "#a52c60", "#cf4446", "#ed6925", "#fb9b06",
      "#f7d13d", "#fcffa4"])]
 # Over a photo, a map fades in with its value: where the value is small (or, for a signed
-# map, near 0) the photo shows through; the colour bar shows the same fade.
-FADE_IN = 0.3  # the fraction of the scale over which a map goes from transparent to opaque
+# map, near 0) the photo shows through. An amount's alpha rises as (t / AMOUNT_FADE_IN)^1.5
+# over the lower AMOUNT_FADE_IN of its scale: a distance map has a floor everywhere (its
+# median is about the distance), which stays faint, while the worst region is opaque. A
+# signed map's alpha rises linearly over FADE_IN of each half (its scale is clipped at a
+# percentile: few values reach the ends). The colour bar shows the colours as they fall on
+# a mid-grey photo.
+FADE_IN = 0.3
+AMOUNT_FADE_IN = 0.6
+AMOUNT_FADE_POWER = 1.5
+AMOUNT = "amount"  # colorize's name for the amount colour map (AMOUNT_STOPS)
+AMOUNT_STOPS = ("#ffffcc", "#ffeda0", "#fed976", "#feb24c", "#fd8d3c", "#fc4e2a", "#e31a1c",
+                "#bd0026", "#800026")  # ColorBrewer YlOrRd
+# The photo under a map: its luminance drawn from GREY_LOW to GREY_HIGH (a lightened grey:
+# dark red stays readable over its shadows, yellow over its highlights is only the map's).
+GREY_LOW, GREY_HIGH = 60, 228
+_MID_GREY = (GREY_LOW + GREY_HIGH) / 2
 
 
-def _faded(stops: list[list[Any]], *, signed: bool) -> list[list[Any]]:
-    """A plotly colour scale whose alpha rises from 0 with |value| (from the centre if signed)."""
-    from plotly.colors import hex_to_rgb, unlabel_rgb
-
-    out = []
-    for t, colour in stops:
-        rgb = hex_to_rgb(colour) if colour.startswith("#") else unlabel_rgb(colour)
-        strength = abs(2 * t - 1) if signed else t
-        alpha = min(1.0, strength / FADE_IN)
-        out.append([t, f"rgba({int(rgb[0])},{int(rgb[1])},{int(rgb[2])},{alpha:.3f})"])
-    return out
+def fade_alpha(t: np.ndarray, *, symmetric: bool = False) -> np.ndarray:
+    """The map's opacity (0..1, before the overall opacity) at normalised values ``t`` in
+    [0, 1]: rising with the value, or with the distance from the centre if ``symmetric``."""
+    t = np.asarray(t, dtype=np.float64)
+    if symmetric:
+        return np.minimum(1.0, np.abs(2 * t - 1) / FADE_IN)
+    return np.minimum(1.0, np.clip(t, 0.0, 1.0) / AMOUNT_FADE_IN) ** AMOUNT_FADE_POWER
 
 
-def _scale_stops(name: str) -> list[list[Any]]:
-    from plotly.colors import get_colorscale
+def grey_photo(image: np.ndarray) -> np.ndarray:
+    """An HxWx3 uint8 photo in lightened grey (Rec. 709 luminance, GREY_LOW..GREY_HIGH)."""
+    img = as_uint8_image(image).astype(np.float64)
+    lum = img @ np.array([0.2126, 0.7152, 0.0722])
+    grey = GREY_LOW + (GREY_HIGH - GREY_LOW) * lum / 255.0
+    return np.repeat(grey.round().astype(np.uint8)[..., None], 3, axis=2)
 
-    return [[float(t), c] for t, c in get_colorscale(name)]
+
+def _default_cmap(symmetric: bool, colorscale: str | None = None) -> str:
+    if symmetric:
+        return MPL_CANDIDATES if colorscale == "candidates" else MPL_DIVERGING
+    if colorscale in (None, "Inferno", AMOUNT):
+        return AMOUNT
+    return colorscale
+
+
+def colour_bar_rgb(*, symmetric: bool = False, cmap: str | None = None, opacity: float = 0.8,
+                   n: int = 64) -> np.ndarray:
+    """``n`` x 3 uint8 colours of a map's colour bar from the bottom to the top of its scale:
+    the map's colours as they fall on a mid-grey part of the photo (same alpha, same blend
+    as :func:`overlay_image`)."""
+    t = np.linspace(0.0, 1.0, n)
+    colours = _colour_lookup(t, cmap or _default_cmap(symmetric))
+    alpha = float(opacity) * fade_alpha(t, symmetric=symmetric)[:, None]
+    out = (1 - alpha) * _MID_GREY + alpha * colours
+    return out.round().clip(0, 255).astype(np.uint8)
+
+
+def _colour_bar_scale(**kw: Any) -> list[list[Any]]:
+    rgb = colour_bar_rgb(**kw)
+    last = len(rgb) - 1
+    return [[i / last, f"rgb({r},{g},{b})"] for i, (r, g, b) in enumerate(rgb.tolist())]
+
+
+def colour_bar_html(lo: float, hi: float, label: str, *, symmetric: bool = False,
+                    cmap: str | None = None, opacity: float = 0.8) -> str:
+    """A slim horizontal colour bar as an HTML fragment (a CSS gradient of
+    :func:`colour_bar_rgb`, its two ends labelled), for a map drawn as a plain image."""
+    import html as _html
+
+    rgb = colour_bar_rgb(symmetric=symmetric, cmap=cmap, opacity=opacity, n=16)
+    stops = ", ".join(f"rgb({r},{g},{b})" for r, g, b in rgb.tolist())
+    ends = "".join(f"<span>{_html.escape(t)}</span>" for t in (f"{lo:.2g}", f"{hi:.2g}"))
+    return (f'<div class="lx-mapbar" style="font-size:12px;color:#555;line-height:1.3">'
+            f'<div style="height:9px;border-radius:2px;background:linear-gradient(to right, '
+            f'{stops})"></div><div style="display:flex;justify-content:space-between">{ends}'
+            f"</div><div>{_html.escape(label)}</div></div>")
 
 
 MPL_SEQUENTIAL = "inferno"
@@ -216,6 +279,8 @@ def shared_limit(*maps: np.ndarray, symmetric: bool = False) -> float:
 
 
 def _normalise(heat: np.ndarray, symmetric: bool, zmax: float | None) -> np.ndarray:
+    """Values to [0, 1] on the map's colour scale: 0..zmax (0..max, or min..max when there
+    are negative values) or -zmax..zmax centred at 0 (-m..m, m = max |value|) if symmetric."""
     h = np.asarray(heat, dtype=np.float64)
     if h.ndim != 2:
         raise InputError(f"colorize takes an HxW map, got shape {h.shape}.")
@@ -225,23 +290,37 @@ def _normalise(heat: np.ndarray, symmetric: bool, zmax: float | None) -> np.ndar
                                                    else 0.0)
         lo, hi = -m, m
     else:
-        lo = 0.0 if zmax is not None else (float(finite.min()) if finite.size else 0.0)
+        lo = 0.0 if zmax is not None else (min(0.0, float(finite.min())) if finite.size
+                                           else 0.0)
         hi = float(zmax) if zmax is not None else (float(finite.max()) if finite.size else 0.0)
     span = hi - lo
     norm = (h - lo) / span if span > 0 else np.full_like(h, 0.5 if symmetric else 0.0)
-    return np.nan_to_num(np.clip(norm, 0.0, 1.0), nan=0.0)
+    return np.nan_to_num(np.clip(norm, 0.0, 1.0), nan=0.5 if symmetric else 0.0)
+
+
+@functools.cache
+def _amount_cmap() -> Any:
+    from matplotlib.colors import LinearSegmentedColormap
+
+    return LinearSegmentedColormap.from_list(AMOUNT, list(AMOUNT_STOPS), N=256)
+
+
+def _colour_lookup(t: np.ndarray, cmap: str) -> np.ndarray:
+    """RGB in 0..255 (float) of the colour map ``cmap`` (a matplotlib name or AMOUNT) at t."""
+    import matplotlib
+
+    colours = _amount_cmap() if cmap == AMOUNT else matplotlib.colormaps[cmap]
+    return np.asarray(colours(np.asarray(t, dtype=np.float64)))[..., :3] * 255
 
 
 def colorize(heat: np.ndarray, *, symmetric: bool = False, cmap: str | None = None,
              zmax: float | None = None) -> np.ndarray:
-    """Colour-map an HxW array to HxWx3 uint8 (min..max, or -m..m centred at 0 if symmetric;
-    0..zmax or -zmax..zmax when ``zmax`` is given)."""
-    import matplotlib
-
+    """Colour-map an HxW array to HxWx3 uint8 (0..max, or -m..m centred at 0 if symmetric;
+    0..zmax or -zmax..zmax when ``zmax`` is given); ``cmap`` a matplotlib name or
+    :data:`AMOUNT` (default: Inferno, or RdBu if symmetric)."""
     norm = _normalise(heat, symmetric, zmax)
     name = cmap or (MPL_DIVERGING if symmetric else MPL_SEQUENTIAL)
-    rgba = matplotlib.colormaps[name](norm)
-    return (rgba[..., :3] * 255).round().astype(np.uint8)
+    return _colour_lookup(norm, name).round().astype(np.uint8)
 
 
 def _resize_map(heat: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -257,16 +336,16 @@ def _resize_map(heat: np.ndarray, h: int, w: int) -> np.ndarray:
 def map_rgba(heat: np.ndarray, size: tuple[int, int] | None = None, *, symmetric: bool = False,
              zmax: float | None = None, cmap: str | None = None,
              fade: bool = False) -> np.ndarray:
-    """The map as an HxWx4 uint8 layer stretched to ``size`` (H, W): opaque colours, or with
-    ``fade`` an alpha that rises with the value as in the figures (see :data:`FADE_IN`)."""
+    """The map as an HxWx4 uint8 layer stretched to ``size`` (H, W), in the colours of
+    :func:`overlay_image` (default: AMOUNT, or RdBu if symmetric): opaque, or with ``fade``
+    an alpha that rises with the value exactly as there (see :func:`fade_alpha`)."""
     z = np.asarray(heat, dtype=np.float64)
     if size is not None:
         z = _resize_map(z, *size)
-    rgb = colorize(z, symmetric=symmetric, cmap=cmap, zmax=zmax)
+    t = _normalise(z, symmetric, zmax)
+    rgb = _colour_lookup(t, cmap or _default_cmap(symmetric)).round().astype(np.uint8)
     if fade:
-        t = _normalise(z, symmetric, zmax)
-        strength = np.abs(2 * t - 1) if symmetric else t
-        alpha = (255 * np.minimum(1.0, strength / FADE_IN)).round().astype(np.uint8)
+        alpha = (255 * fade_alpha(t, symmetric=symmetric)).round().astype(np.uint8)
     else:
         alpha = np.full(rgb.shape[:2], 255, np.uint8)
     return np.concatenate([rgb, alpha[..., None]], axis=2)
@@ -274,17 +353,43 @@ def map_rgba(heat: np.ndarray, size: tuple[int, int] | None = None, *, symmetric
 
 def overlay_image(image: np.ndarray, heat: np.ndarray, *, opacity: float = 0.8,
                   symmetric: bool = False, zmax: float | None = None,
-                  cmap: str | None = None) -> np.ndarray:
-    """The photo with the colour-mapped map blended over it, as one HxWx3 uint8 image; the
-    map fades in with its value as in the interactive figures (see :data:`FADE_IN`)."""
+                  cmap: str | None = None, grey: bool = True) -> np.ndarray:
+    """The photo (in grey unless ``grey`` is False) with the colour-mapped map blended over
+    it, as one HxWx3 uint8 image: the map fades in with its value (:func:`fade_alpha`) up to
+    ``opacity``. The app's maps, the card, the compare layer and the PNG all draw this."""
     img = as_uint8_image(image)
+    base = grey_photo(img) if grey else img
     z = _resize_map(np.asarray(heat, dtype=np.float64), *img.shape[:2])
-    colours = colorize(z, symmetric=symmetric, cmap=cmap, zmax=zmax).astype(np.float64)
     t = _normalise(z, symmetric, zmax)
-    strength = np.abs(2 * t - 1) if symmetric else t
-    alpha = opacity * np.minimum(1.0, strength / FADE_IN)[..., None]
-    out = (1 - alpha) * img.astype(np.float64) + alpha * colours
+    colours = _colour_lookup(t, cmap or _default_cmap(symmetric))
+    alpha = float(opacity) * fade_alpha(t, symmetric=symmetric)[..., None]
+    out = (1 - alpha) * base.astype(np.float64) + alpha * colours
     return out.round().clip(0, 255).astype(np.uint8)
+
+
+BOX_DARK, BOX_LIGHT = "#1b1b22", "#ffffff"  # the hottest window: dark line, light inner edge
+
+
+def outline(image: np.ndarray, edges: tuple[float, float, float, float]) -> np.ndarray:
+    """A copy of an HxWx3 uint8 image with a box drawn at ``edges`` (x0, y0, x1, y1 as
+    fractions of its width and height): a dark line with a light inner edge, readable on
+    any colour (the hottest window of :func:`lpips_explain.analyses.map_scale.hottest_window`)."""
+    out = as_uint8_image(image).copy()
+    h, w = out.shape[:2]
+    x0, x1 = (min(w - 1, max(0, round(e * w))) for e in (edges[0], edges[2]))
+    y0, y1 = (min(h - 1, max(0, round(e * h))) for e in (edges[1], edges[3]))
+    x1, y1 = max(x0, x1 - 1), max(y0, y1 - 1)
+    dark = max(2, round(min(h, w) / 128))
+    for colour, inset, width in ((BOX_DARK, 0, dark), (BOX_LIGHT, dark, 1)):
+        rgb = [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+        a0, a1, b0, b1 = x0 + inset, x1 - inset, y0 + inset, y1 - inset
+        if a1 < a0 or b1 < b0:
+            break
+        out[b0:b0 + width, a0:a1 + 1] = rgb
+        out[max(b0, b1 - width + 1):b1 + 1, a0:a1 + 1] = rgb
+        out[b0:b1 + 1, a0:a0 + width] = rgb
+        out[b0:b1 + 1, max(a0, a1 - width + 1):a1 + 1] = rgb
+    return out
 
 
 def as_uint8_image(image: Any) -> np.ndarray:
@@ -377,19 +482,86 @@ def layer_waterfall(dec: Decomposition) -> go.Figure:
     return fig
 
 
+def map_limits(z: np.ndarray, symmetric: bool, zmax: float | None) -> tuple[float, float]:
+    """The bottom and top of a map's colour scale (as :func:`_normalise` uses them)."""
+    if symmetric:
+        m = float(zmax) if zmax is not None else shared_limit(z, symmetric=True)
+        return -m, m
+    if zmax is not None:
+        return 0.0, float(zmax)
+    finite = z[np.isfinite(z)]
+    lo = min(0.0, float(finite.min())) if finite.size else 0.0
+    hi = float(finite.max()) if finite.size else 1.0
+    return lo, hi if hi > lo else lo + 1.0
+
+
+def _colour_bar(title: str, ticks: dict[float, str] | None, **extra: Any) -> dict[str, Any]:
+    bar: dict[str, Any] = {"title": {"text": title, "side": "right"}, "thickness": 14,
+                           "exponentformat": "e", "len": 1.0, "lenmode": "fraction",
+                           "x": 1.0, "xanchor": "left", "xpad": 6, "outlinewidth": 0, **extra}
+    if ticks:
+        bar.update(tickmode="array", tickvals=list(ticks), ticktext=list(ticks.values()))
+    return bar
+
+
+def _map_traces(img: np.ndarray, z: np.ndarray, *, symmetric: bool, cmap: str,
+                opacity: float, lo: float, hi: float, name: str, jpeg: bool,
+                colour_bar: dict[str, Any] | None, shared: bool = False) -> list[Any]:
+    """The traces of one map over its photo: the overlay drawn once as an image (the very
+    pixels of :func:`overlay_image`), a transparent heatmap that answers hover with the true
+    values, and (if ``colour_bar``) a trace that only carries the colour bar, or (if
+    ``shared``) one that ties the map to the figure's shared colour axis and its bar."""
+    big_h, big_w = img.shape[:2]
+    h, w = z.shape
+    # A map coarser than the image (a layer's own grid) is stretched over the whole image:
+    # cell centres sit where the cells fall in image pixel coordinates, nothing is resampled.
+    xs = (np.arange(w) + 0.5) * (big_w / w) - 0.5
+    ys = (np.arange(h) + 0.5) * (big_h / h) - 0.5
+    top = hi if symmetric or lo == 0.0 else None
+    composite = overlay_image(img, z, opacity=opacity, symmetric=symmetric, cmap=cmap,
+                              zmax=top)
+    photo = jpeg_data_uri(composite) if jpeg else png_data_uri(composite)
+    clear = [[0.0, "rgba(0,0,0,0)"], [1.0, "rgba(0,0,0,0)"]]
+    heat_kw: dict[str, Any] = {"zmin": lo, "zmax": hi}
+    if symmetric:
+        heat_kw["zmid"] = 0.0
+    traces: list[Any] = [
+        go.Image(source=photo, x0=0, y0=0, dx=1, dy=1, name=name, hoverinfo="skip"),
+        go.Heatmap(z=z.astype(np.float32) if jpeg else z, x=xs, y=ys, colorscale=clear,
+                   showscale=False, opacity=float(opacity), name=name,
+                   hovertemplate="x %{x:.0f}, y %{y:.0f}: %{z:.4g}<extra></extra>", **heat_kw),
+    ]
+    if colour_bar is not None:
+        traces.append(go.Scatter(
+            x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
+            marker={"color": [lo], "cmin": lo, "cmax": hi, "showscale": True,
+                    "colorscale": _colour_bar_scale(symmetric=symmetric, cmap=cmap,
+                                                    opacity=opacity),
+                    "colorbar": colour_bar}))
+    elif shared:
+        traces.append(go.Scatter(x=[None], y=[None], mode="markers", showlegend=False,
+                                 hoverinfo="skip",
+                                 marker={"color": [lo], "coloraxis": "coloraxis"}))
+    return traces
+
+
 def heatmap_overlay(image: np.ndarray, heat: np.ndarray, *, title: str | None,
-                    caption: str | None = None, colorscale: str = "Inferno",
+                    caption: str | None = None, colorscale: str = AMOUNT,
                     opacity: float = 0.8, symmetric: bool = False,
                     colorbar_title: str = "value", zmax: float | None = None,
                     display_width: int | None = None, max_side: int | None = None,
-                    colorbar_ticks: dict[float, str] | None = None) -> go.Figure:
-    """The photo with the map over it, row 0 at the top as in the image, equal aspect.
+                    colorbar_ticks: dict[float, str] | None = None,
+                    box: tuple[float, float, float, float] | None = None) -> go.Figure:
+    """The photo in grey with the map over it, row 0 at the top as in the image, equal aspect.
 
-    ``zmax`` fixes the colour scale (0..zmax, or -zmax..zmax if ``symmetric``) so that maps
-    drawn side by side share it; signed maps otherwise stop at the 99.5th percentile of
-    |value| (hover shows true values). ``display_width`` draws the image at that many pixels
-    with the colour bar right beside it; ``max_side`` shrinks image and map (area filter)
-    first, e.g. for a lean report.
+    The map fades in with its value (:func:`fade_alpha`) up to ``opacity``; ``colorscale``
+    is :data:`AMOUNT` (yellow to dark red), a matplotlib name, or "candidates" (PuOr) for a
+    signed map (RdBu otherwise). ``zmax`` fixes the colour scale (0..zmax, or -zmax..zmax if
+    ``symmetric``), e.g. one scale for several maps or per trunk; signed maps otherwise stop
+    at the 99.5th percentile of |value| (hover shows true values). ``display_width`` draws the
+    image at that many pixels with the colour bar right beside it; ``max_side`` shrinks image
+    and map (area filter) first, e.g. for a lean report. ``box`` (x0, y0, x1, y1 as fractions
+    of the width and height) outlines a region, e.g. the hottest window.
     """
     img = downsample_image(image, max_side)
     z = np.asarray(heat, dtype=np.float64)
@@ -398,45 +570,23 @@ def heatmap_overlay(image: np.ndarray, heat: np.ndarray, *, title: str | None,
     if max_side is not None and max(z.shape) > max(img.shape[:2]):
         z = downsample_map(z, max(img.shape[:2]))
     big_h, big_w = img.shape[:2]
-    h, w = z.shape
-    # A map coarser than the image (a layer's own grid) is stretched over the whole image:
-    # cell centres sit where the cells fall in image pixel coordinates, nothing is resampled.
-    xs = (np.arange(w) + 0.5) * (big_w / w) - 0.5
-    ys = (np.arange(h) + 0.5) * (big_h / h) - 0.5
-    if symmetric:
-        stops = _scale_stops(_CANDIDATES if colorscale == "candidates" else _DIVERGING)
-    else:
-        stops = _INFERNO if colorscale == "Inferno" else _scale_stops(colorscale)
-    heat_kw: dict[str, Any] = {"colorscale": _faded(stops, signed=symmetric)}
-    if symmetric:
-        m = float(zmax) if zmax is not None else shared_limit(z, symmetric=True)
-        heat_kw.update(zmid=0.0, zmin=-m, zmax=m)
-    elif zmax is not None:
-        heat_kw.update(zmin=0.0, zmax=float(zmax))
-    else:
-        finite = z[np.isfinite(z)]
-        heat_kw.update(zmin=min(0.0, float(finite.min())) if finite.size else 0.0)
-    bar: dict[str, Any] = {"title": {"text": colorbar_title, "side": "right"}, "thickness": 14,
-                           "exponentformat": "e", "len": 1.0, "lenmode": "fraction",
-                           "y": 0.5, "yanchor": "middle", "x": 1.0, "xanchor": "left",
-                           "xpad": 6, "outlinewidth": 0}
-    if colorbar_ticks:
-        bar.update(tickmode="array", tickvals=list(colorbar_ticks),
-                   ticktext=list(colorbar_ticks.values()))
-    fig = go.Figure()
-    # Shrunk for a report: the photo as JPEG and the map in single precision keep it small.
-    photo = jpeg_data_uri(img) if max_side is not None else png_data_uri(img)
-    fig.add_trace(go.Image(source=photo, x0=0, y0=0, dx=1, dy=1, name="image",
-                           hoverinfo="skip"))
-    zdata = z.astype(np.float32) if max_side is not None else z
-    fig.add_trace(go.Heatmap(z=zdata, x=xs, y=ys, opacity=opacity, name="map", colorbar=bar,
-                             hovertemplate="x %{x:.0f}, y %{y:.0f}: %{z:.4g}<extra></extra>",
-                             **heat_kw))
+    lo, hi = map_limits(z, symmetric, zmax)
+    cmap = _default_cmap(symmetric, colorscale)
+    bar = _colour_bar(colorbar_title, colorbar_ticks, y=0.5, yanchor="middle")
+    fig = go.Figure(_map_traces(img, z, symmetric=symmetric, cmap=cmap, opacity=opacity,
+                                lo=lo, hi=hi, name="map", jpeg=max_side is not None,
+                                colour_bar=bar))
     fig.update_xaxes(range=[-0.5, big_w - 0.5], showgrid=False, zeroline=False,
                      constrain="domain", showticklabels=False, ticks="", showline=False)
     fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, scaleanchor="x",
                      scaleratio=1, constrain="domain", showticklabels=False, ticks="",
                      showline=False)
+    if box is not None:
+        x0, y0, x1, y1 = (box[0] * big_w - 0.5, box[1] * big_h - 0.5, box[2] * big_w - 0.5,
+                          box[3] * big_h - 0.5)
+        for colour, width in ((BOX_DARK, 4), (BOX_LIGHT, 1.5)):
+            fig.add_shape(type="rect", x0=x0, y0=y0, x1=x1, y1=y1, xref="x", yref="y",
+                          line={"color": colour, "width": width}, layer="above")
     top = 56 if title and "<br>" in title else 34 if title else 6
     if display_width is None:
         fig.update_layout(title=title, height=480, margin={"l": 10, "r": 10, "t": top + 20})
@@ -446,6 +596,7 @@ def heatmap_overlay(image: np.ndarray, heat: np.ndarray, *, title: str | None,
         height = round(width * big_h / big_w)
         fig.update_layout(title=title, width=width + 4 + right, height=height + top + 6,
                           margin={"l": 4, "r": right, "t": top, "b": 6}, autosize=False)
+    fig.update_layout(showlegend=False, plot_bgcolor="#ffffff")
     _set_caption(fig, caption)
     return fig
 
@@ -454,9 +605,15 @@ def spatial_map_figure(dec: Decomposition, image_uint8: np.ndarray, *,
                        layer: int | str | None = None, upsample: str = "bilinear",
                        opacity: float = 0.8, display_width: int | None = None,
                        zmax: float | None = None, max_side: int | None = None,
-                       title: bool = True, name: str | None = None) -> go.Figure:
+                       title: bool = True, name: str | None = None,
+                       scale: MapScale | None = None) -> go.Figure:
     """The spatial distance map (one layer or all summed) over the image it explains
-    (``name``: how that image is called on screen, e.g. "B")."""
+    (``name``: how that image is called on screen, e.g. "B").
+
+    ``scale`` (see :func:`lpips_explain.analyses.map_scale.scale_for`) is the colour scale:
+    fixed per trunk, version and layer so pairs compare, or the pair's own maximum; without
+    it, the pair's own maximum. ``zmax`` instead shares one scale between maps side by side.
+    """
     lookup("upsampling", upsample, UPSAMPLING)
     heat = dec.spatial_map(layer, upsample)  # type: ignore[arg-type]
     if layer is None:
@@ -471,71 +628,71 @@ def spatial_map_figure(dec: Decomposition, image_uint8: np.ndarray, *,
         agree = "equal"
     else:
         agree = f"off by {100 * (mean - target) / target:+.2g}%" if target else "not equal"
+    if zmax is not None:
+        top, scale_text = float(zmax), f"one scale shared with the other map, 0 to {zmax:.3g}"
+    else:
+        scale = scale or map_scale(heat, dec.net, dec.version,
+                                   None if layer is None else dec.layer(layer).name,
+                                   perceptual=False, reason="")
+        top, scale_text = scale.limit, scale.label
     over = f" over {name}" if name else ""
+    hot = hottest_window(heat)
     caption = (f"Map: spatial LPIPS distance{over}, {which}. Upsampling: {upsample}, "
-               f"{UPSAMPLING[upsample]}. Map mean {mean:.4f} vs {versus}: {agree}."
+               f"{UPSAMPLING[upsample]}. Map mean {mean:.4f} vs {versus}: {agree}. "
+               f"Colour: {scale_text}; the photo in grey shows through where the distance "
+               f"is small, dark red marks the most. The box: the window of a quarter of the "
+               f"width and height holding the most distance, {hot.share:.0%} of the map's "
+               f"total on {hot.area:.0%} of the area."
                + (" Shown downsampled." if max_side is not None and max(heat.shape) > max_side
                   else ""))
     return heatmap_overlay(image_uint8, heat,
                            title=f"Where the distance is: {which}" if title else None,
                            caption=caption, colorbar_title="distance", opacity=opacity,
-                           zmax=zmax, display_width=display_width, max_side=max_side)
+                           zmax=top, display_width=display_width, max_side=max_side,
+                           box=hot.edges)
 
 
 def maps_side_by_side(images: list[np.ndarray], maps: list[np.ndarray], titles: list[str], *,
-                      symmetric: bool = False, colorscale: str = "Inferno",
+                      symmetric: bool = False, colorscale: str = AMOUNT,
                       colorbar_title: str = "value", each_width: int = 300,
                       opacity: float = 0.8, zmax: float | None = None,
                       caption: str | None = None,
                       colorbar_ticks: dict[float, str] | None = None) -> go.Figure:
-    """Several maps over their images in one figure, on ONE colour scale with one colour bar
-    (the larger maximum, or the 99.5th percentile of |value| if signed), each image drawn
-    ``each_width`` pixels wide, row 0 at the top."""
+    """Several maps over their images (in grey) in one figure, on ONE colour scale with one
+    colour bar (0 to the larger maximum, or +-the 99.5th percentile of |value| if signed;
+    ``zmax`` fixes it), each image drawn ``each_width`` pixels wide, row 0 at the top."""
     if not images or len(images) != len(maps) or len(maps) != len(titles):
         raise InputError("maps_side_by_side needs as many images, maps and titles.")
     imgs = [as_uint8_image(im) for im in images]
     zs = [np.asarray(m, dtype=np.float64) for m in maps]
     m = float(zmax) if zmax is not None else shared_limit(*zs, symmetric=symmetric)
+    lo, hi = (-m, m) if symmetric else (0.0, m)
     n, gap, right, top = len(imgs), 16, (96 if colorbar_ticks else 84), 30
     area = n * each_width + (n - 1) * gap
     fig = make_subplots(rows=1, cols=n, subplot_titles=titles,
                         horizontal_spacing=gap / area if n > 1 else 0.0)
-    if symmetric:
-        stops = _scale_stops(_CANDIDATES if colorscale == "candidates" else _DIVERGING)
-    else:
-        stops = _INFERNO if colorscale == "Inferno" else _scale_stops(colorscale)
+    cmap = _default_cmap(symmetric, colorscale)
+    bar = _colour_bar(colorbar_title, colorbar_ticks)
     for k, (img, z) in enumerate(zip(imgs, zs, strict=True), start=1):
-        big_h, big_w = img.shape[:2]
-        h, w = z.shape
-        xs = (np.arange(w) + 0.5) * (big_w / w) - 0.5
-        ys = (np.arange(h) + 0.5) * (big_h / h) - 0.5
-        fig.add_trace(go.Image(source=png_data_uri(img), x0=0, y0=0, dx=1, dy=1,
-                               hoverinfo="skip", name=titles[k - 1]), row=1, col=k)
-        fig.add_trace(go.Heatmap(z=z, x=xs, y=ys, coloraxis="coloraxis", opacity=opacity,
-                                 name=titles[k - 1],
-                                 hovertemplate="x %{x:.0f}, y %{y:.0f}: %{z:.4g}<extra></extra>"),
-                      row=1, col=k)
+        big_w = img.shape[1]
+        for trace in _map_traces(img, z, symmetric=symmetric, cmap=cmap, opacity=opacity,
+                                 lo=lo, hi=hi, name=titles[k - 1], jpeg=False,
+                                 colour_bar=None, shared=True):
+            fig.add_trace(trace, row=1, col=k)
         fig.update_xaxes(range=[-0.5, big_w - 0.5], row=1, col=k)
         fig.update_yaxes(autorange="reversed", scaleanchor=f"x{'' if k == 1 else k}",
                          scaleratio=1, row=1, col=k)
     for axes in (fig.update_xaxes, fig.update_yaxes):
         axes(showticklabels=False, showgrid=False, zeroline=False, ticks="", showline=False,
              constrain="domain")
-    bar: dict[str, Any] = {"title": {"text": colorbar_title, "side": "right"}, "thickness": 14,
-                           "exponentformat": "e", "len": 1.0, "x": 1.0, "xanchor": "left",
-                           "xpad": 6, "outlinewidth": 0}
-    if colorbar_ticks:
-        bar.update(tickmode="array", tickvals=list(colorbar_ticks),
-                   ticktext=list(colorbar_ticks.values()))
-    axis = {"colorscale": _faded(stops, signed=symmetric), "colorbar": bar,
-            "cmin": -m if symmetric else 0.0, "cmax": m}
-    if symmetric:
-        axis["cmid"] = 0.0
     h0, w0 = imgs[0].shape[:2]
     height = round(each_width * h0 / w0)
+    # ONE colour axis for every map: the same limits drew every composite, one bar shows them.
+    axis = {"colorscale": _colour_bar_scale(symmetric=symmetric, cmap=cmap, opacity=opacity),
+            "cmin": lo, "cmax": hi, "colorbar": bar, "showscale": True}
     fig.update_layout(coloraxis=axis, width=area + 4 + right, height=height + top + 6,
                       margin={"l": 4, "r": right, "t": top, "b": 6}, autosize=False,
-                      showlegend=False)
+                      showlegend=False, plot_bgcolor="#ffffff")
     fig.update_annotations(font_size=12)
     _set_caption(fig, caption)
     return fig

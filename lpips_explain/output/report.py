@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from lpips_explain import notices
+from lpips_explain.analyses.map_scale import scale_for
 from lpips_explain.output import figures as plots
 from lpips_explain.output import static
 from lpips_explain.output.compare import compare_html
@@ -144,10 +145,10 @@ def _images_html(images: list[tuple[str, np.ndarray]]) -> str:
 
 
 def _compare_html(a: np.ndarray, b: np.ndarray, heat: np.ndarray, names: tuple[str, str],
-                  map_label: str, uid: str) -> str:
+                  map_label: str, uid: str, zmax: float | None = None) -> str:
     small_a = plots.downsample_image(a, IMAGE_SIDE)
     small_b = plots.downsample_image(b, IMAGE_SIDE)
-    layer = plots.map_rgba(plots.downsample_map(heat, MAP_SIDE), fade=True)
+    layer = plots.map_rgba(plots.downsample_map(heat, MAP_SIDE), fade=True, zmax=zmax)
     return compare_html(small_a, small_b, map_layer=layer, names=names, map_label=map_label,
                         display_width=560, uid=uid, jpeg=True, jpeg_quality=85)
 
@@ -230,12 +231,14 @@ def _explanation_figures(expl: Any) -> list[tuple[str, Any]]:
     figs: list[tuple[str, Any]] = [
         ("Layer waterfall", plots.layer_waterfall(dec)),
         (f"Spatial map over {target_name}, all layers",
-         plots.spatial_map_figure(dec, target, layer=None, upsample="bilinear", **small)),
+         plots.spatial_map_figure(dec, target, layer=None, upsample="bilinear",
+                                  scale=scale_for(expl), **small)),
     ]
     if dec.layers:
         top = max(dec.layers, key=lambda lay: lay.distance)
         figs.append((f"Spatial map of {top.name} at its own resolution",
                      plots.spatial_map_figure(dec, target, layer=top.index, upsample="none",
+                                              scale=scale_for(expl, top.index, "none"),
                                               **small)))
         if top.top_channels:
             figs.append((f"Top channels of {top.name}",
@@ -271,7 +274,8 @@ def html_report(expl: Any) -> str:
         "<h2>Inputs</h2>", _inputs_table(expl.inputs, ["A", "B"]),
         "<h2>Compare A and B</h2>",
         _compare_html(a, b, dec.spatial_map(None, "bilinear"), ("A", "B"),
-                      f"distance map (over {target_name})", "cmp-ab"),
+                      f"distance map (over {target_name})", "cmp-ab",
+                      zmax=scale_for(expl).limit),
         _lean_note(dec.size),
         _section("Figures", _figures_html(_explanation_figures(expl))),
         _json_details(to_json(expl)),

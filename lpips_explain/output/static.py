@@ -10,11 +10,14 @@ from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.colorbar import Colorbar
 from matplotlib.figure import Figure
 
 from lpips_explain import notices
 from lpips_explain.analyses.explanation import Explanation
+from lpips_explain.analyses.map_scale import hottest_window, scale_for
 from lpips_explain.output.figures import (
+    AMOUNT,
     DISTANCE,
     FAVOUR_A,
     FAVOUR_B,
@@ -22,16 +25,20 @@ from lpips_explain.output.figures import (
     LOWERS,
     MPL_CANDIDATES,
     MPL_DIVERGING,
-    MPL_SEQUENTIAL,
     NEUTRAL,
     RAISES,
     as_uint8_image,
+    colour_bar_rgb,
     explained_images,
+    map_limits,
     margin_map,
+    outline,
+    overlay_image,
     sensitivity_rows,
-    shared_limit,
     size_text,
 )
+
+MAP_OPACITY = 0.8  # as the app's default
 
 # --------------------------------------------------------------------------- matplotlib
 
@@ -85,22 +92,27 @@ def _wrap_title(text: str, width: int = 34) -> str:
 
 def _map_axis(fig: Figure, ax: Axes, image: np.ndarray, heat: np.ndarray, title: str, *,
               cmap: str, symmetric: bool = False, zmax: float | None = None,
-              label: str = "") -> None:
-    """The photo with a map over it and its colour bar attached (row 0 at the top)."""
-    h, w = image.shape[:2]
-    ax.imshow(image, interpolation="nearest")
-    kw: dict[str, Any] = {}
-    if symmetric:
-        m = zmax if zmax is not None else shared_limit(heat, symmetric=True)
-        kw = {"vmin": -m, "vmax": m}
-    im = ax.imshow(heat, cmap=cmap, alpha=0.6, interpolation="nearest",
-                   extent=(-0.5, w - 0.5, h - 0.5, -0.5), **kw)
+              label: str = "", opacity: float = MAP_OPACITY,
+              box: tuple[float, float, float, float] | None = None) -> Colorbar:
+    """The photo in grey with a map over it and its colour bar attached (row 0 at the top):
+    the very pixels and colour bar of the app's map (figures.overlay_image, colour_bar_rgb)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import ListedColormap, Normalize
+
+    z = np.asarray(heat, dtype=np.float64)
+    lo, hi = map_limits(z, symmetric, zmax)
+    top = hi if symmetric or lo == 0.0 else None
+    drawn = overlay_image(image, z, opacity=opacity, symmetric=symmetric, zmax=top, cmap=cmap)
+    ax.imshow(drawn if box is None else outline(drawn, box), interpolation="nearest")
     ax.set_title(_wrap_title(title), fontsize=9)
     ax.set_axis_off()
-    bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, shrink=0.9)
+    bar_colours = colour_bar_rgb(symmetric=symmetric, cmap=cmap, opacity=opacity, n=256)
+    mappable = ScalarMappable(norm=Normalize(lo, hi), cmap=ListedColormap(bar_colours / 255.0))
+    bar = fig.colorbar(mappable, ax=ax, fraction=0.046, pad=0.02, shrink=0.9)
     bar.ax.tick_params(labelsize=7)
     if label:
         bar.set_label(label, fontsize=8)
+    return bar
 
 
 def _category_text(category: str | None) -> str:
@@ -123,9 +135,13 @@ def summary_png(expl: Explanation) -> bytes:
                 f"A{' (reference)' if ref_name == 'A' else ' (explained)'}")
     _show_image(fig.add_subplot(top[0, 1]), as_uint8_image(expl.b),
                 f"B{' (reference)' if ref_name == 'B' else ' (explained)'}")
-    _map_axis(fig, fig.add_subplot(top[0, 2]), target, dec.spatial_map(None, "bilinear"),
-              f"Where the distance is: all layers, bilinear, over {target_name}",
-              cmap=MPL_SEQUENTIAL, label="distance")
+    scale, heat = scale_for(expl), dec.spatial_map(None, "bilinear")
+    _map_axis(fig, fig.add_subplot(top[0, 2]), target, heat,
+              f"Where the distance is: all layers, bilinear, over {target_name} (box: the "
+              f"hottest quarter-size window)", cmap=AMOUNT, zmax=scale.limit,
+              box=hottest_window(heat).edges,
+              label=(f"distance (fixed {dec.net} v{dec.version} scale)" if scale.fixed
+                     else "distance (this pair's own scale)"))
     ax = fig.add_subplot(top[0, 3])
     attr = expl.attribution
     if attr is not None:

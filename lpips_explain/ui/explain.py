@@ -18,6 +18,7 @@ import streamlit as st
 
 from lpips_explain.analyses.equivalents import reached_phrases
 from lpips_explain.analyses.explanation import Explanation, join_parts, summary_of
+from lpips_explain.analyses.map_scale import hottest_window, scale_for
 from lpips_explain.analyses.summary import describe_deletion, describe_layers
 from lpips_explain.core.decompose import UPSAMPLING
 from lpips_explain.explainer import Explainer
@@ -129,10 +130,13 @@ def verdict_card(expl: Explanation, *, waiting: Sequence[str] = ()) -> None:
         names = {expl.reference_name: "reference", expl.explained_name: "explained"}
         col_a.image(plots.as_uint8_image(expl.a), caption=f"A ({names['A']})", width="stretch")
         col_b.image(plots.as_uint8_image(expl.b), caption=f"B ({names['B']})", width="stretch")
-        heat = dec.spatial_map(None, "bilinear")
-        col_m.image(plots.overlay_image(expl.explained, heat, opacity=0.6),
-                    caption=f"Where: distance map over {expl.explained_name} (bright = more)",
-                    width="stretch")
+        heat, mscale = dec.spatial_map(None, "bilinear"), scale_for(expl)
+        col_m.image(plots.outline(plots.overlay_image(expl.explained, heat, zmax=mscale.limit),
+                                  hottest_window(heat).edges), width="stretch")
+        which = "the same scale for every pair" if mscale.fixed else "this pair's own scale"
+        col_m.html(plots.colour_bar_html(
+            0.0, mscale.limit, f"Where the distance is, over {expl.explained_name} (box: its "
+            f"hottest part); {which}"))
         why, fix = st.columns([2.2, 1.8], gap="medium")
         sentences = card_sentences(expl)
         # The same elements on every draw: the card is drawn again as parts arrive, and a
@@ -238,7 +242,8 @@ class WhereView:
         fig = plots.spatial_map_figure(dec, plots.as_uint8_image(expl.explained), layer=chosen,
                                        upsample=self.upsample, opacity=self.opacity,
                                        display_width=map_width(), title=False,
-                                       name=expl.explained_name)
+                                       name=expl.explained_name,
+                                       scale=scale_for(expl, chosen, self.upsample))
         with self.slot.container():
             col_f, col_n = st.columns([3.2, 1])
             chart(fig, "where_chart", container=col_f)
@@ -311,7 +316,8 @@ def compare_panel(expl: Explanation) -> None:
     a, b = plots.as_uint8_image(expl.a), plots.as_uint8_image(expl.b)
     width = map_width() + 80
     heat = expl.decomposition.spatial_map(None, "bilinear")
-    fragment = compare_html(a, b, map_layer=plots.map_rgba(heat, fade=True), names=("A", "B"),
+    layer = plots.map_rgba(heat, fade=True, zmax=scale_for(expl).limit)
+    fragment = compare_html(a, b, map_layer=layer, names=("A", "B"),
                             map_label="distance map", display_width=width, uid="cmp")
     st.iframe(fragment, height=compare_height(a.shape[:2], width), width=width + 10)
     note("Swipe (drag across the image), flicker or side by side; the map layer and one zoom "
