@@ -347,3 +347,4 @@ def test_shipped_category_limits_are_the_published_trunks_percentiles():
     expl = ex.explain(EXAMPLES / "ex_ref.png", EXAMPLES / "ex_p1.png", attribution=None,
                       sensitivity=False, repair=False)
     assert expl.category in categories.NAMES and "percentiles" in expl.category_info.source
+    assert expl.category_info.reading in expl.summary[0]

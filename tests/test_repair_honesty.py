@@ -203,6 +203,11 @@ def test_category_only_from_a_shipped_table_for_the_verified_trunk(monkeypatch):
         "source": "test table"}}})
     c = categories.categorize(0.1, "alex", "0.1", perceptual=True)
     assert c.name == "similar" and c.limits == limits and "test table" in c.source
+    # the short reading names the band the distance falls in, and how many pairs made it
+    assert c.reading == ("similar: between the 25th and 50th percentiles of this trunk's "
+                         "distances over 12 distorted versions of the bundled images")
+    assert "below the 25th" in categories.categorize(0.01, "alex", "0.1", perceptual=True).reading
+    assert "above the 75th" in categories.categorize(0.9, "alex", "0.1", perceptual=True).reading
     assert categories.categorize(0.1, "alex", "0.1", perceptual=False).name is None
     none = categories.categorize(0.1, "vgg", "0.1", perceptual=True)
     assert none.name is None and "make_categories" in none.source
@@ -372,3 +377,18 @@ def test_category_table_entry_is_the_percentiles_and_the_script_refuses_random(t
     assert script.main(["--nets", "alex", "--versions", "0.1", "--backbone-weights", "random",
                         "--out", str(out)]) == 3  # nothing written for a random trunk
     assert json.loads(out.read_text())["tables"] == {}
+
+
+def test_scale_labels_are_short_numbers_with_a_legend():
+    """The verdict scale marks each limit with a 3-significant-digit number at its boundary
+    and names the categories once, in a legend (long labels collided on the bar)."""
+    import re
+
+    from lpips_explain.ui.widgets import CATEGORIES, scale_html
+
+    html_text = scale_html([("d = 0.1546", 0.1546)], (0.0675742, 0.266461, 0.458893))
+    labels = re.findall(r'class="lab"[^>]*>([^<]*)<', html_text)
+    assert labels == ["0.0676", "0.266", "0.459"]
+    legend = re.search(r'class="leg">(.*?)</div>', html_text)[1]
+    assert all(name in legend for name in CATEGORIES)
+    assert "leg" not in scale_html([("d = 0.1", 0.1)], ())

@@ -308,7 +308,9 @@ def test_tiled_results_are_labelled_exact_whatever_the_mode(nets):
                      precision="bf16")
     untiled_fast = Explainer("alex", "0.1", "random", seed=3, feature_cache=None,
                              precision="bf16")
-    parts = dict(value_range="[0,1]", attribution=None, sensitivity=False, repair=False)
+    # No part that runs in the fast mode (the distortion equivalents would: they are labelled)
+    parts = dict(value_range="[0,1]", attribution=None, sensitivity=False, repair=False,
+                 equivalents=False)
     tiled, approx = fast.explain(a, b, **parts), untiled_fast.explain(a, b, **parts)
     assert tiled.to_dict()["tiling"]["tiled"] and approx.to_dict()["tiling"] is None
     assert tiled.to_dict()["mode"] == {"precision": "fp32", "device": "cpu", "exact": True}

@@ -37,6 +37,22 @@ class Category:
     name: str | None
     source: str
     limits: tuple[float, ...] | None = None
+    pairs: int | None = None  # how many distorted pairs the limits were computed over
+    percentiles: tuple[float, ...] = PERCENTILES
+
+    @property
+    def reading(self) -> str | None:
+        """The category in one short clause: where the distance falls among the pairs the
+        limits come from (None without a category)."""
+        if self.name is None or self.limits is None:
+            return None
+        i = NAMES.index(self.name)
+        pct = [f"{p:g}th" for p in self.percentiles]
+        where = (f"below the {pct[0]} percentile" if i == 0 else
+                 f"above the {pct[-1]} percentile" if i == len(self.limits) else
+                 f"between the {pct[i - 1]} and {pct[i]} percentiles")
+        of = f"{self.pairs} distorted versions" if self.pairs else "distorted versions"
+        return f"{self.name}: {where} of this trunk's distances over {of} of the bundled images"
 
     def to_dict(self) -> dict:
         return {"category": self.name, "category_source": self.source,
@@ -83,7 +99,9 @@ def categorize(distance: float, net: str, version: str, *, perceptual: bool,
               f"the distance over {entry.get('pairs', '?')} distorted versions of the bundled "
               f"images for {net} v{version} ({entry.get('source', 'category_limits.json')})")
     name = next((n for lim, n in zip(limits, NAMES, strict=False) if distance < lim), NAMES[-1])
-    return Category(name, source, limits)
+    pairs = entry.get("pairs")
+    return Category(name, source, limits, int(pairs) if isinstance(pairs, int) else None,
+                    tuple(float(p) for p in entry.get("percentiles", PERCENTILES)))
 
 
 def distances(net: LpipsNet, pairs: Sequence[tuple[Tensor, Tensor]],

@@ -86,7 +86,8 @@ def summarize(dec: Decomposition, *, attribution: Any = None, sensitivity: Any =
         category = categorize(dec.distance, dec.net, dec.version, perceptual=perceptual)
     head = f"LPIPS ({dec.net}, v{dec.version}) distance is {dec.distance:.4f}"
     # A category only with its stated source; none where no table exists for the trunk.
-    out = [f"{head}: {category.name} ({category.source})." if category.name else f"{head}."]
+    out = [f"{head}: {category.reading} (limits {', '.join(f'{x:.3g}' for x in category.limits)})."
+           if category.name and category.limits else f"{head}."]
     if not perceptual:
         out.append(f"Warning: {trunk_warning}" if trunk_warning else
                    "Warning: the trunk has random weights, so this is not a perceptual judgement.")

@@ -117,16 +117,22 @@ def verdict_card(expl: Explanation, *, waiting: Sequence[str] = ()) -> None:
     with st.container(border=True):
         left, col_a, col_b, col_m = st.columns([1.55, 1, 1, 1], gap="medium")
         with left:
+            # No category says why not, in short (the full reason is in the JSON).
+            why = ("the trunk is not the verified published one" if not expl.backbone.perceptual
+                   else "no limits are computed for this trunk and version")
             category = (f'<p class="lx-category">{html.escape(expl.category)}</p>'
-                        if expl.category else
-                        '<p class="lx-small">No category: the trunk is not the published '
-                        "one, so there are no calibrated limits.</p>")
+                        if expl.category else f'<p class="lx-small">No category: {why}.</p>')
             st.html(f'<p class="lx-distance">{dec.distance:.4f}</p>{category}')
             note(f"distance = {dec.distance:.6f}")
             mode_badge(expl.mode)  # "approximate (bf16)" beside a number from a fast mode
             scale([(f"d = {dec.distance:.4f}", dec.distance)], category_limits(expl.category_info))
-            if expl.summary:
-                st.html(f'<p class="lx-verdict">{html.escape(expl.summary[0])}</p>')
+            # The verdict sentence; with a category, only where the distance falls (the
+            # number and the category are above it, the limits on the scale).
+            reading = expl.category_info.reading if expl.category else None
+            verdict = (reading.split(": ", 1)[1].capitalize() + "." if reading
+                       else expl.summary[0] if expl.summary else None)
+            if verdict:
+                st.html(f'<p class="lx-verdict">{html.escape(verdict)}</p>')
         names = {expl.reference_name: "reference", expl.explained_name: "explained"}
         col_a.image(plots.as_uint8_image(expl.a), caption=f"A ({names['A']})", width="stretch")
         col_b.image(plots.as_uint8_image(expl.b), caption=f"B ({names['B']})", width="stretch")

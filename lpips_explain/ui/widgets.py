@@ -107,6 +107,8 @@ _STYLE = """
 .lx-category{font-size:1.15rem;font-weight:600;color:#444}
 .lx-verdict{font-size:1.05rem;line-height:1.35;margin:.25rem 0 .1rem 0}
 .lx-scale{position:relative;height:44px;margin:.35rem 0 .2rem 0;font-size:11px;color:#444}
+.lx-scale:has(.leg){height:60px}
+.lx-scale .leg{position:absolute;top:44px;left:0;white-space:nowrap}
 .lx-scale .seg{position:absolute;top:0;height:12px;border-right:1px solid #fff}
 .lx-scale .lab{position:absolute;top:15px;white-space:nowrap}
 .lx-scale .mark{position:absolute;top:-4px;width:3px;height:20px;margin-left:-1px;
@@ -247,9 +249,15 @@ def scale_html(marks: Sequence[tuple], limits: Sequence[float]) -> str:
         colour = _SEGMENT_COLOURS[i] if limits else "#e6e6e6"
         parts.append(f'<div class="seg" style="left:{left:.2f}%;width:{width:.2f}%;'
                      f'background:{colour}"></div>')
-        if name:
-            parts.append(f'<div class="lab" style="left:{left:.2f}%">'
-                         f"{html.escape(name)}{'' if i == 0 else f' ≥{lo:g}'}</div>")
+        if name and i > 0:  # the limit's number at its boundary; names in the legend below
+            parts.append(f'<div class="lab" style="left:{left:.2f}%;'
+                         f'transform:translateX(-50%)" title="{html.escape(name)} from '
+                         f'{lo:.3g}">{lo:.3g}</div>')
+    if limits:
+        legend = " · ".join(
+            f'<span style="color:{_SEGMENT_COLOURS[i]};filter:brightness(.55)">&#9632;</span> '
+            f"{html.escape(n)}" for i, n in enumerate(CATEGORIES[: len(limits) + 1]))
+        parts.append(f'<div class="leg">{legend}</div>')
     if not limits:
         parts.append('<div class="lab" style="left:0">0</div>'
                      f'<div class="lab" style="right:0">{top:.3g}</div>')
