@@ -19,13 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
 from lpips_explain.analyses import categories
 from lpips_explain.analyses import perturbations as P
-from lpips_explain.core.model import build_lpips
+from lpips_explain.core.model import LpipsNet, build_lpips
 from lpips_explain.core.trunks import NETS
 from lpips_explain.core.weights import VERSIONS
 from lpips_explain.errors import LpipsExplainError
@@ -68,6 +69,26 @@ def bundled_pairs(assets: Path = ASSETS) -> tuple[list[tuple[torch.Tensor, torch
     return pairs, labels
 
 
+def verified_models(nets: list[str], versions: list[str], backbone_weights: str, table: dict,
+                    what: str) -> Iterator[tuple[str, str, LpipsNet]]:
+    """(net, version, model) for each combination whose trunk is the verified published one;
+    the others are reported on stderr and their entries dropped from ``table``."""
+    for net in nets:
+        for version in versions:
+            try:
+                model = build_lpips(net, version, backbone_weights, progress=True)
+            except LpipsExplainError as exc:
+                print(f"{net} v{version}: skipped: {exc}", file=sys.stderr)
+                continue
+            info = model.weights_info
+            if not info.perceptual:
+                print(f"{net} v{version}: skipped: the trunk is not the verified published one "
+                      f"({info.reason}); no {what} for it.", file=sys.stderr)
+                table["tables"].pop(f"{net}/{version}", None)
+                continue
+            yield net, version, model
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
@@ -82,27 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     table["method"] = json.loads(categories.TABLE_FILE.read_text(encoding="utf-8"))["method"]
     pairs = None  # built once, for the first verified trunk
     wrote = 0
-    for net in args.nets:
-        for version in args.versions:
-            try:
-                model = build_lpips(net, version, args.backbone_weights, progress=True)
-            except LpipsExplainError as exc:
-                print(f"{net} v{version}: skipped: {exc}", file=sys.stderr)
-                continue
-            info = model.weights_info
-            if not info.perceptual:
-                print(f"{net} v{version}: skipped: the trunk is not the verified published one "
-                      f"({info.reason}); no category limits for it.", file=sys.stderr)
-                table["tables"].pop(categories.key(net, version), None)
-                continue
-            if pairs is None:
-                pairs, _ = bundled_pairs()
-            entry = categories.table_entry(
-                model, pairs, source=f"scripts/make_categories.py, lpips-explain, "
-                                     f"{len(pairs)} pairs, seed {SEED}")
-            table["tables"][categories.key(net, version)] = entry
-            wrote += 1
-            print(f"{net} v{version}: limits {entry['limits']} over {entry['pairs']} pairs")
+    for net, version, model in verified_models(args.nets, args.versions, args.backbone_weights,
+                                               table, "category limits"):
+        if pairs is None:
+            pairs, _ = bundled_pairs()
+        entry = categories.table_entry(
+            model, pairs, source=f"scripts/make_categories.py, lpips-explain, "
+                                 f"{len(pairs)} pairs, seed {SEED}")
+        table["tables"][categories.key(net, version)] = entry
+        wrote += 1
+        print(f"{net} v{version}: limits {entry['limits']} over {entry['pairs']} pairs")
     args.out.write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {wrote} entries to {args.out}")
     return 0 if wrote else 3

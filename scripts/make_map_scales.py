@@ -24,14 +24,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_categories import SEED, bundled_pairs
+from make_categories import SEED, bundled_pairs, verified_models
 
 from lpips_explain.analyses import map_scale
 from lpips_explain.core.decompose import decompose_encoded
-from lpips_explain.core.model import build_lpips
 from lpips_explain.core.trunks import NETS
 from lpips_explain.core.weights import VERSIONS
-from lpips_explain.errors import LpipsExplainError
 
 METHOD = ("Fixed colour-scale limits of distance maps per trunk and version: the 95th "
           "percentile of the per-position LPIPS distance, pooled over the spatial maps of the "
@@ -71,29 +69,18 @@ def main(argv: list[str] | None = None) -> int:
     table.setdefault("tables", {})
     pairs = None  # built once, for the first verified trunk
     wrote = 0
-    for net in args.nets:
-        for version in args.versions:
-            try:
-                model = build_lpips(net, version, args.backbone_weights, progress=True)
-            except LpipsExplainError as exc:
-                print(f"{net} v{version}: skipped: {exc}", file=sys.stderr)
-                continue
-            info = model.weights_info
-            if not info.perceptual:
-                print(f"{net} v{version}: skipped: the trunk is not the verified published one "
-                      f"({info.reason}); no fixed map scale for it.", file=sys.stderr)
-                table["tables"].pop(map_scale.key(net, version), None)
-                continue
-            if pairs is None:
-                pairs, _ = bundled_pairs()
-            summed, layers = maps_of(model, pairs)
-            entry = map_scale.table_entry(
-                summed, layers, pairs=len(pairs),
-                source=f"scripts/make_map_scales.py, {len(pairs)} pairs, seed {SEED}")
-            table["tables"][map_scale.key(net, version)] = entry
-            wrote += 1
-            print(f"{net} v{version}: all layers {entry[map_scale.SUMMED]}, layers "
-                  f"{entry['layers']} over {entry['pairs']} pairs", flush=True)
+    for net, version, model in verified_models(args.nets, args.versions, args.backbone_weights,
+                                               table, "fixed map scale"):
+        if pairs is None:
+            pairs, _ = bundled_pairs()
+        summed, layers = maps_of(model, pairs)
+        entry = map_scale.table_entry(
+            summed, layers, pairs=len(pairs),
+            source=f"scripts/make_map_scales.py, {len(pairs)} pairs, seed {SEED}")
+        table["tables"][map_scale.key(net, version)] = entry
+        wrote += 1
+        print(f"{net} v{version}: all layers {entry[map_scale.SUMMED]}, layers "
+              f"{entry['layers']} over {entry['pairs']} pairs", flush=True)
     args.out.write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {wrote} entries to {args.out}")
     return 0 if wrote else 3

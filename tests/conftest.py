@@ -183,3 +183,14 @@ def official_real(net: str, version: str = "0.1"):
     mapped = {k: state[k.split(".", 1)[1]] for k in own}
     model.net.load_state_dict(mapped, strict=True)
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def real_alex():
+    """An Explainer on the installed published alex trunk (v0.1), verified."""
+    from lpips_explain import Explainer
+
+    installed_trunk("alex")  # fails (never skips) with the command to run when absent
+    ex = Explainer("alex", "0.1", "imagenet")
+    assert ex.perceptual, "the installed alex trunk did not verify as the published one"
+    return ex

@@ -16,7 +16,7 @@ import math
 
 import pytest
 import torch
-from conftest import ASSETS, EXAMPLES, installed_trunk, official_real, smooth_image
+from conftest import ASSETS, EXAMPLES, official_real, smooth_image
 from test_cli import cli
 
 from lpips_explain import Explainer
@@ -41,11 +41,8 @@ STRENGTH_KEY = {"jpeg": "quality", "gaussian_blur": "sigma", "gaussian_noise": "
 
 
 @pytest.fixture(scope="module")
-def real() -> Explainer:
-    installed_trunk("alex")  # fails (never skips) with the command to run when absent
-    ex = Explainer("alex", "0.1", "imagenet")
-    assert ex.perceptual, "the installed alex trunk did not verify as the published one"
-    return ex
+def real(real_alex) -> Explainer:
+    return real_alex
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,6 @@ category.
 
 from __future__ import annotations
 
-import functools
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lpips_explain.analyses import tables
 from lpips_explain.core.model import LpipsNet, ReferenceScorer
 
 TABLE_FILE = Path(__file__).with_name("category_limits.json")
@@ -59,21 +58,12 @@ class Category:
                 "category_limits": list(self.limits) if self.limits is not None else None}
 
 
-@functools.lru_cache(maxsize=1)
-def _read_table(path: str) -> dict:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {"tables": {}}
-
-
 def load_table() -> dict:
     """The shipped table: {"method": ..., "tables": {"alex/0.1": {"limits", ...}}}."""
-    return _read_table(str(TABLE_FILE))
+    return tables.read(str(TABLE_FILE))
 
 
-def key(net: str, version: str) -> str:
-    return f"{net}/{version}"
+key = tables.key
 
 
 def categorize(distance: float, net: str, version: str, *, perceptual: bool,

@@ -17,8 +17,6 @@ width) that holds the most of a map, which the figures outline: where to look fi
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from lpips_explain.analyses import tables
 from lpips_explain.errors import InputError
 
 TABLE_FILE = Path(__file__).with_name("map_scales.json")
@@ -65,21 +64,12 @@ class MapScale:
                 "version": self.version, "layer": self.layer, "source": self.source}
 
 
-@functools.lru_cache(maxsize=1)
-def _read_table(path: str) -> dict:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {"tables": {}}
-
-
 def load_table() -> dict:
     """The shipped table: {"method": ..., "tables": {"alex/0.1": {"all": x, "layers": {...}}}}."""
-    return _read_table(str(TABLE_FILE))
+    return tables.read(str(TABLE_FILE))
 
 
-def key(net: str, version: str) -> str:
-    return f"{net}/{version}"
+key = tables.key
 
 
 def fixed_limit(net: str, version: str, layer: str | None = None) -> float | None:

@@ -19,6 +19,7 @@ import torch
 
 from lpips_explain.analyses.attribution import attribute
 from lpips_explain.analyses.explanation import category_of
+from lpips_explain.analyses.map_scale import fixed_limit
 from lpips_explain.analyses.triplet import TripletExplanation, explain_triplet
 from lpips_explain.core.decompose import decompose_encoded
 from lpips_explain.explainer import Explainer
@@ -188,11 +189,18 @@ def maps_panel(tri: TripletExplanation) -> None:
                                                           tri.decomposition_b)]
     big = presenting()
     col_ab, col_m = st.columns([2.05, 1])
+    # The published trunk's fixed scale (the same as Explain's maps) when there is one.
+    heads = tri.lin_heads
+    perceptual = bool(tri.backbone.perceptual) and (heads is None or heads.official)
+    dec = tri.decomposition_a
+    fixed = fixed_limit(dec.net, dec.version) if perceptual else None
+    where = (f"the fixed scale of {dec.net} v{dec.version} (0 to {fixed:.3g}, as on Explain)"
+             if fixed is not None else "0 to the larger maximum")
     chart(plots.maps_side_by_side(
         ims[1:], maps, ["d(REF, A) over A", "d(REF, B) over B"], colorbar_title="distance",
-        each_width=330 if big else 235,
-        caption=("The spatial distance to REF, all layers summed, bilinear, on ONE colour scale "
-                 "(0 to the larger maximum): equal colours mean equal distance in both maps.")),
+        each_width=330 if big else 235, zmax=fixed,
+        caption=(f"The spatial distance to REF, all layers summed, bilinear, on ONE colour "
+                 f"scale ({where}): equal colours mean equal distance in both maps.")),
         "triplet_maps_ab", container=col_ab)
     chart(plots.margin_map_figure(tri, ims[0], display_width=250 if big else 175, title=False),
           "triplet_margin_map", container=col_m)

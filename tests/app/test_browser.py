@@ -424,7 +424,8 @@ def test_first_screen_upload_and_lean_report(server: Server, browser: Any,
         # The answer on the first screen: the distance, the verdict sentence, the map.
         distance = page.locator(".lx-distance")
         verdict = page.locator(".lx-verdict")
-        card_map = page.locator('[data-testid="stImage"]').filter(has_text="Where: distance map")
+        # the map's colour bar and caption sit under the map: on screen means the map is too
+        card_map = page.locator(".lx-mapbar").filter(has_text="Where the distance is")
         for name, loc in (("distance", distance), ("verdict sentence", verdict),
                           ("distance map", card_map)):
             assert _in_first_screen(page, loc), _describe(
