@@ -40,9 +40,10 @@ class Category:
     percentiles: tuple[float, ...] = PERCENTILES
 
     @property
-    def reading(self) -> str | None:
-        """The category in one short clause: where the distance falls among the pairs the
-        limits come from (None without a category)."""
+    def placement(self) -> str | None:
+        """Where the distance falls among the pairs the limits come from, e.g. "between the
+        25th and 50th percentiles of this trunk's distances over 139 distorted versions of
+        the bundled images" (None without a category)."""
         if self.name is None or self.limits is None:
             return None
         i = NAMES.index(self.name)
@@ -51,7 +52,12 @@ class Category:
                  f"above the {pct[-1]} percentile" if i == len(self.limits) else
                  f"between the {pct[i - 1]} and {pct[i]} percentiles")
         of = f"{self.pairs} distorted versions" if self.pairs else "distorted versions"
-        return f"{self.name}: {where} of this trunk's distances over {of} of the bundled images"
+        return f"{where} of this trunk's distances over {of} of the bundled images"
+
+    @property
+    def reading(self) -> str | None:
+        """The category in one short clause: its name and :attr:`placement`."""
+        return None if self.placement is None else f"{self.name}: {self.placement}"
 
     def to_dict(self) -> dict:
         return {"category": self.name, "category_source": self.source,

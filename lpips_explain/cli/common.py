@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import TYPE_CHECKING
 
 from lpips_explain.core.heads import LIN_ENV
 from lpips_explain.core.modes import PRECISIONS
+from lpips_explain.core.progress import ProgressBar as ProgressBar
 from lpips_explain.core.tiling import DEFAULT_MAX_MEMORY, MAX_MEMORY_ENV
 from lpips_explain.core.trunks import NETS
 from lpips_explain.core.weights import BACKBONE_ENV, OFFLINE_ENV, VERSIONS
@@ -84,32 +84,5 @@ def make_explainer(args: argparse.Namespace) -> Explainer:
                      precision=getattr(args, "precision", "fp32"),
                      device=getattr(args, "device", "cpu"),
                      max_memory=getattr(args, "max_memory", None))
-
-
-class ProgressBar:
-    """A tqdm progress bar on stderr fed by the engine's progress(done, total, label) calls."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled and sys.stderr.isatty()
-        self.bar = None
-        self.label = None
-
-    def __call__(self, done: int, total: int, label: str) -> None:
-        if not self.enabled:
-            return
-        from tqdm import tqdm
-
-        if self.bar is None or label != self.label:
-            self.close()
-            self.bar = tqdm(total=total, desc=label, file=sys.stderr, leave=False)
-            self.label = label
-        self.bar.total = total
-        self.bar.n = done
-        self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
 
 

