@@ -89,17 +89,24 @@ def verified_models(nets: list[str], versions: list[str], backbone_weights: str,
             yield net, version, model
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def table_args(doc: str, default_out: Path,
+               argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
+    """The options of a script that writes a shipped trunk/version table (--nets, --versions,
+    --backbone-weights, --out) and the table already at --out (entries not recomputed stay)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
     ap.add_argument("--versions", nargs="+", default=list(VERSIONS), choices=list(VERSIONS))
     ap.add_argument("--backbone-weights", default="imagenet",
                     help="imagenet (default) or a file; only a verified published trunk counts")
-    ap.add_argument("--out", type=Path, default=categories.TABLE_FILE)
+    ap.add_argument("--out", type=Path, default=default_out)
     args = ap.parse_args(argv)
+    table = (json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {})
+    table.setdefault("tables", {})
+    return args, table
 
-    table = (json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file()
-             else {"method": "", "tables": {}})
+
+def main(argv: list[str] | None = None) -> int:
+    args, table = table_args(__doc__, categories.TABLE_FILE, argv)
     table["method"] = json.loads(categories.TABLE_FILE.read_text(encoding="utf-8"))["method"]
     pairs = None  # built once, for the first verified trunk
     wrote = 0

@@ -15,7 +15,6 @@ trunk is skipped and its entry left out, so that its maps keep the pair's own sc
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -24,12 +23,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_categories import SEED, bundled_pairs, verified_models
+from make_categories import SEED, bundled_pairs, table_args, verified_models
 
 from lpips_explain.analyses import map_scale
 from lpips_explain.core.decompose import decompose_encoded
-from lpips_explain.core.trunks import NETS
-from lpips_explain.core.weights import VERSIONS
 
 METHOD = ("Fixed colour-scale limits of distance maps per trunk and version: the 95th "
           "percentile of the per-position LPIPS distance, pooled over the spatial maps of the "
@@ -55,18 +52,8 @@ def maps_of(model, pairs) -> tuple[list[np.ndarray], dict[str, list[np.ndarray]]
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
-    ap.add_argument("--versions", nargs="+", default=list(VERSIONS), choices=list(VERSIONS))
-    ap.add_argument("--backbone-weights", default="imagenet",
-                    help="imagenet (default) or a file; only a verified published trunk counts")
-    ap.add_argument("--out", type=Path, default=map_scale.TABLE_FILE)
-    args = ap.parse_args(argv)
-
-    table = (json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file()
-             else {"tables": {}})
+    args, table = table_args(__doc__, map_scale.TABLE_FILE, argv)
     table["method"] = METHOD
-    table.setdefault("tables", {})
     pairs = None  # built once, for the first verified trunk
     wrote = 0
     for net, version, model in verified_models(args.nets, args.versions, args.backbone_weights,
