@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # imported lazily at run time: they pull in Captum, scikit-im
     from lpips_explain.analyses.faithfulness import Faithfulness
     from lpips_explain.analyses.robust import RobustReport
     from lpips_explain.analyses.triplet import TripletExplanation
-    from lpips_explain.engines.audit import AuditResult
+    from lpips_explain.audit.run import AuditResult
 
 __all__ = ["RANDOM_TRUNK_WARNING", "SCHEMA", "Explainer", "Explanation", "PreparedInputs"]
 
@@ -471,7 +471,7 @@ class Explainer:
         ``explain_triplet``, e.g. ``{"steps": 8}``). A restart with the same arguments
         resumes: finished rows and explanations are not computed again.
         """
-        from lpips_explain.engines.audit import finish_audit, run_audit
+        from lpips_explain.audit.run import finish_audit, run_audit
         from lpips_explain.errors import LpipsExplainError
         from lpips_explain.output.report import write_explanation, write_triplet
 

@@ -19,15 +19,15 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from lpips_explain.engines.audit import AuditResult
-from lpips_explain.explainer import Explainer
-from lpips_explain.intake.table import ROLES, extract_zip, find_csv
-from lpips_explain.output.audit import (
+from lpips_explain.audit.report import (
     AXES,
     disagreement_figure,
     row_rank_gaps,
     summary_sentences,
 )
+from lpips_explain.audit.run import AuditResult
+from lpips_explain.audit.table import ROLES, extract_zip, find_csv
+from lpips_explain.explainer import Explainer
 from lpips_explain.ui import keys
 from lpips_explain.ui.inputs import ASSETS, ImageInput, Pair, Triplet
 from lpips_explain.ui.resources import digest
@@ -191,7 +191,7 @@ def _thumb_uri(root: Path, rel: str) -> str | None:
 
 def frame(result: AuditResult) -> pd.DataFrame:
     """The rows with their findings, rank gaps and thumbnails (data URIs)."""
-    from lpips_explain.analyses.audit import file_stem
+    from lpips_explain.audit.rows import file_stem
 
     data = result.rows.to_pydict()
     df = pd.DataFrame(data)
@@ -284,7 +284,7 @@ def table(result: AuditResult, df: pd.DataFrame) -> None:
 
 def _extra_columns(result: AuditResult) -> list[str]:
     """The input's own extra columns (kept in audit.parquet after the audit's columns)."""
-    from lpips_explain.analyses.audit import columns
+    from lpips_explain.audit.rows import columns
 
     base = {name for name, _ in columns(result.kind, _layers(result))}
     return [c for c in result.rows.column_names if c not in base]

@@ -13,22 +13,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from lpips_explain.analyses.audit import (
+from lpips_explain.audit.local import run_local
+from lpips_explain.audit.report import write_audit_report
+from lpips_explain.audit.rows import (
     SCHEMA,
     AuditSettings,
     explain_targets,
     file_stem,
     summarize,
 )
+from lpips_explain.audit.store import EngineResult
+from lpips_explain.audit.table import AuditRow, AuditTable, read_audit_input, row_signature
 from lpips_explain.core.cache import FeatureCache
 from lpips_explain.core.model import LpipsNet
 from lpips_explain.core.weights import official_lin_path
-from lpips_explain.engines.local import run_local
-from lpips_explain.engines.store import EngineResult
 from lpips_explain.errors import InputError, lookup
-from lpips_explain.intake.table import AuditRow, AuditTable, read_audit_input, row_signature
 from lpips_explain.notices import RANDOM_TRUNK_TEXT
-from lpips_explain.output.audit import write_audit_report
 
 Progress = Callable[[int, int, str], None]
 ENGINES: tuple[str, ...] = ("local", "ray")
@@ -122,7 +122,7 @@ def run_audit(source: str | os.PathLike | AuditTable, out_dir: str | os.PathLike
     out.mkdir(parents=True, exist_ok=True)
     settings = settings_for(model, size_policy=size_policy, max_pixels=max_pixels)
     if engine == "ray":
-        from lpips_explain.engines.ray_engine import run_ray
+        from lpips_explain.audit.ray_engine import run_ray
 
         result = run_ray(table, out, settings, model=model, address=ray_address,
                          concurrency=concurrency, batch_size=batch_size, progress=progress)

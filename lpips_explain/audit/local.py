@@ -19,12 +19,12 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lpips_explain.analyses.audit import AuditSettings, Decoded, decode_row, make_record, score_rows
+from lpips_explain.audit.rows import AuditSettings, Decoded, decode_row, make_record, score_rows
+from lpips_explain.audit.store import EngineResult, PartStore, run_fingerprint
+from lpips_explain.audit.table import AuditRow, AuditTable
 from lpips_explain.core.cache import FeatureCache
 from lpips_explain.core.model import LpipsNet
-from lpips_explain.engines.store import EngineResult, PartStore, run_fingerprint
 from lpips_explain.errors import InputError
-from lpips_explain.intake.table import AuditRow, AuditTable
 
 Progress = Callable[[int, int, str], None]
 LABEL = "Auditing rows"

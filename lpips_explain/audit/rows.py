@@ -31,13 +31,13 @@ from torch import Tensor
 
 from lpips_explain.analyses.common import two_afc
 from lpips_explain.analyses.quality import psnr_pairs, ssim_pairs
+from lpips_explain.audit.table import ROLES, AuditRow
 from lpips_explain.core.cache import CacheView, FeatureCache
 from lpips_explain.core.model import LpipsNet, build_lpips
 from lpips_explain.core.trunks import check_min_size, get_trunk
 from lpips_explain.errors import InputError, LpipsExplainError
 from lpips_explain.intake.align import SIZE_POLICIES, align_images
 from lpips_explain.intake.images import load_image
-from lpips_explain.intake.table import ROLES, AuditRow
 from lpips_explain.intake.tensors import to_uint8
 
 SCHEMA = "lpips-explain/audit/1"

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from lpips_explain.analyses.audit import file_stem
-from lpips_explain.intake.table import ROLES
+from lpips_explain.audit.rows import file_stem
+from lpips_explain.audit.table import ROLES
 from lpips_explain.output.serialize import jsonable
 
 __all__ = ["AXES", "audit_html", "disagreement_figure", "row_rank_gaps", "write_audit_report"]

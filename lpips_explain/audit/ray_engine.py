@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lpips_explain.analyses.audit import (
+from lpips_explain.audit.rows import (
     AuditSettings,
     decode_row,
     make_record,
@@ -28,17 +28,17 @@ from lpips_explain.analyses.audit import (
     part_columns,
     score_rows,
 )
-from lpips_explain.core.cache import FeatureCache
-from lpips_explain.core.model import LpipsNet
-from lpips_explain.engines.store import (
+from lpips_explain.audit.store import (
     EngineResult,
     PartStore,
     arrow_schema,
     records_to_table,
     run_fingerprint,
 )
+from lpips_explain.audit.table import AuditRow, AuditTable
+from lpips_explain.core.cache import FeatureCache
+from lpips_explain.core.model import LpipsNet
 from lpips_explain.errors import InputError, LpipsExplainError
-from lpips_explain.intake.table import AuditRow, AuditTable
 
 Progress = Callable[[int, int, str], None]
 LABEL = "Auditing rows (Ray)"

@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lpips_explain.analyses.audit import (
+from lpips_explain.audit.rows import (
     SCHEMA,
     AuditSettings,
     columns,
@@ -30,9 +30,9 @@ from lpips_explain.analyses.audit import (
     model_fingerprint,
     part_columns,
 )
+from lpips_explain.audit.table import ROLES, AuditTable, row_signature
 from lpips_explain.core.model import LpipsNet
 from lpips_explain.errors import InputError
-from lpips_explain.intake.table import ROLES, AuditTable, row_signature
 
 PARTS = "parts"
 RUN_FILE = "run.json"
