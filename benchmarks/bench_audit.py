@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from lpips_explain import Explainer  # noqa: E402
 from lpips_explain.audit.local import default_workers, run_local, scoring_threads  # noqa: E402
-from lpips_explain.audit.run import settings_for  # noqa: E402
+from lpips_explain.audit.settings import settings_for  # noqa: E402
 from lpips_explain.audit.table import read_audit_input  # noqa: E402
 from lpips_explain.core.cache import FeatureCache  # noqa: E402
 

@@ -24,9 +24,10 @@ from lpips_explain import Explainer
 from lpips_explain.analyses import quality
 from lpips_explain.analyses.common import two_afc
 from lpips_explain.audit.local import run_local
-from lpips_explain.audit.rows import AuditSettings, summarize
-from lpips_explain.audit.run import settings_for
-from lpips_explain.audit.table import extract_zip, read_audit_input
+from lpips_explain.audit.settings import AuditSettings, settings_for
+from lpips_explain.audit.summary import summarize
+from lpips_explain.audit.table import read_audit_input
+from lpips_explain.audit.upload import extract_zip
 from lpips_explain.errors import InputError
 
 

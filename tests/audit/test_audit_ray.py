@@ -11,7 +11,7 @@ from audit_data import make_pairs, make_triplets
 
 from lpips_explain import Explainer
 from lpips_explain.audit.local import run_local
-from lpips_explain.audit.run import settings_for
+from lpips_explain.audit.settings import settings_for
 from lpips_explain.audit.table import read_audit_input
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # Ray start-up, actors
