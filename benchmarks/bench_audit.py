@@ -35,10 +35,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lpips_explain import Explainer  # noqa: E402
+from lpips_explain.audit.local import default_workers, run_local, scoring_threads  # noqa: E402
+from lpips_explain.audit.settings import settings_for  # noqa: E402
+from lpips_explain.audit.table import read_audit_input  # noqa: E402
 from lpips_explain.core.cache import FeatureCache  # noqa: E402
-from lpips_explain.engines.audit import settings_for  # noqa: E402
-from lpips_explain.engines.local import default_workers, run_local, scoring_threads  # noqa: E402
-from lpips_explain.intake.table import read_audit_input  # noqa: E402
 
 
 def make_rows(folder: Path, n: int, size: int, per_reference: int = 1) -> Path:
@@ -176,7 +176,7 @@ def main() -> None:
         except ImportError:
             print("Ray is not installed (pip install 'lpips-explain[ray]'): skipped")
             return
-        from lpips_explain.engines.ray_engine import run_ray
+        from lpips_explain.audit.ray_engine import run_ray
 
         t0 = time.perf_counter()
         ray.init(include_dashboard=False, log_to_driver=False)

@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # imported lazily at run time: they pull in Captum, scikit-im
     from lpips_explain.analyses.faithfulness import Faithfulness
     from lpips_explain.analyses.robust import RobustReport
     from lpips_explain.analyses.triplet import TripletExplanation
-    from lpips_explain.engines.audit import AuditResult
+    from lpips_explain.audit.run import AuditResult
 
 __all__ = ["RANDOM_TRUNK_WARNING", "SCHEMA", "Explainer", "Explanation", "PreparedInputs"]
 
@@ -471,45 +471,19 @@ class Explainer:
         ``explain_triplet``, e.g. ``{"steps": 8}``). A restart with the same arguments
         resumes: finished rows and explanations are not computed again.
         """
-        from lpips_explain.engines.audit import finish_audit, run_audit
-        from lpips_explain.errors import LpipsExplainError
-        from lpips_explain.output.report import write_explanation, write_triplet
+        from lpips_explain.audit.run import run_audit
 
-        if isinstance(explain_top, bool) or not isinstance(explain_top, int) or explain_top < 0:
-            raise InputError(f"explain_top must be an integer >= 0, got {explain_top!r}.")
         opts = dict(explain_options or {})
-        if explain_top and opts.get("attribution", "integrated_gradients") is not None:
-            from lpips_explain.analyses.attribution import get_method
 
-            get_method(opts.get("attribution", "integrated_gradients"))  # fail before the work
-        run = run_audit(source, out_dir, model=self.model, size_policy=self.size_policy,
-                        max_pixels=self.max_pixels, engine=engine,  # type: ignore[arg-type]
-                        ray_address=ray_address, workers=workers, batch_size=batch_size,
-                        concurrency=concurrency, top=top, progress=progress,
-                        cache=self.feature_cache)
-        targets = run.targets(explain_top)
-        links: dict[str, str] = {}
-        failed: dict[str, str] = {}
-        for k, (_, rid) in enumerate(targets):
-            if progress:
-                progress(k, len(targets), "Explaining the findings")
-            row, dest = run.row(rid), run.explanation_dir(rid)
-            if run.explained_before(rid, opts):
-                links[rid] = run.link(rid)  # explained by an earlier run of the same audit
-                continue
-            try:
-                if run.table.kind == "pairs":
-                    write_explanation(self.explain(*row.images, **opts), dest)
-                else:
-                    write_triplet(self.explain_triplet(*row.images, **opts), dest)
-            except LpipsExplainError as exc:
-                failed[rid] = str(exc)
-                continue
-            run.mark_explained(rid, opts)
-            links[rid] = run.link(rid)
-        if progress and targets:
-            progress(len(targets), len(targets), "Explaining the findings")
-        return finish_audit(run, links, failed)
+        def explain_row(kind: str, images: tuple[str, ...]) -> Any:
+            return (self.explain if kind == "pairs" else self.explain_triplet)(*images, **opts)
+
+        return run_audit(source, out_dir, model=self.model, size_policy=self.size_policy,
+                         max_pixels=self.max_pixels, cache=self.feature_cache,
+                         engine=engine,  # type: ignore[arg-type]
+                         ray_address=ray_address, workers=workers, batch_size=batch_size,
+                         concurrency=concurrency, top=top, explain_row=explain_row,
+                         explain_top=explain_top, explain_options=opts, progress=progress)
 
     # -- calibration and domain gap -----------------------------------------------------
     def judgment_features(self, judgments: Any, *, size: int | None = None,

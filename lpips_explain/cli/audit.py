@@ -86,7 +86,7 @@ def _explain_options(args: argparse.Namespace) -> dict:
 
 def run_audit(args: argparse.Namespace) -> int:
     # Imported here, not at the top: plotly stays out of the commands that do not draw.
-    from lpips_explain.output.audit import summary_sentences
+    from lpips_explain.audit.sentences import summary_sentences
 
     explainer = make_explainer(args)
     args.out.mkdir(parents=True, exist_ok=True)  # an unusable --out fails before the work

@@ -19,15 +19,14 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from lpips_explain.engines.audit import AuditResult
+from lpips_explain.audit.columns import ROLES, columns
+from lpips_explain.audit.figure import AXES, disagreement_figure
+from lpips_explain.audit.layout import thumb_path
+from lpips_explain.audit.run import AuditResult
+from lpips_explain.audit.sentences import summary_sentences
+from lpips_explain.audit.summary import finding_members, row_rank_gaps
+from lpips_explain.audit.upload import extract_zip, find_csv
 from lpips_explain.explainer import Explainer
-from lpips_explain.intake.table import ROLES, extract_zip, find_csv
-from lpips_explain.output.audit import (
-    AXES,
-    disagreement_figure,
-    row_rank_gaps,
-    summary_sentences,
-)
 from lpips_explain.ui import keys
 from lpips_explain.ui.inputs import ASSETS, ImageInput, Pair, Triplet
 from lpips_explain.ui.resources import digest
@@ -191,20 +190,14 @@ def _thumb_uri(root: Path, rel: str) -> str | None:
 
 def frame(result: AuditResult) -> pd.DataFrame:
     """The rows with their findings, rank gaps and thumbnails (data URIs)."""
-    from lpips_explain.analyses.audit import file_stem
-
     data = result.rows.to_pydict()
     df = pd.DataFrame(data)
-    member: dict[str, list[str]] = {}
-    for f in result.summary.get("findings", []):
-        for rid in f["ids"]:
-            member.setdefault(rid, []).append(f["name"])
+    member = finding_members(result.summary)
     df["findings"] = [", ".join(member.get(i, [])) for i in df["id"]]
     if result.kind == "pairs":
         df["gap_ssim"] = row_rank_gaps("pairs", data, "ssim")
     for role in ROLES[result.kind]:
-        df[f"img_{role}"] = [_thumb_uri(result.out_dir, f"thumbs/{file_stem(i)}_{role}.jpg")
-                             for i in df["id"]]
+        df[f"img_{role}"] = [_thumb_uri(result.out_dir, thumb_path(i, role)) for i in df["id"]]
     return df
 
 
@@ -284,8 +277,6 @@ def table(result: AuditResult, df: pd.DataFrame) -> None:
 
 def _extra_columns(result: AuditResult) -> list[str]:
     """The input's own extra columns (kept in audit.parquet after the audit's columns)."""
-    from lpips_explain.analyses.audit import columns
-
     base = {name for name, _ in columns(result.kind, _layers(result))}
     return [c for c in result.rows.column_names if c not in base]
 

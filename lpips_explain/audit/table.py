@@ -6,39 +6,31 @@ and resolved against the CSV's folder (for reading). Problems of one row (an emp
 judgment that is not a number in [0, 1], a file without a partner) are kept on the row so
 that the audit records them and goes on; problems of the whole input (no such file, no
 recognised header, duplicated ids) are an :class:`~lpips_explain.errors.InputError`.
-Also here: :func:`extract_zip`, the safe extraction of an uploaded zip of images.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import os
-import stat
-import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Literal
 
+from lpips_explain.audit.columns import ROLES, columns, internal_columns
 from lpips_explain.errors import InputError
 from lpips_explain.intake.files import csv_reader
 from lpips_explain.intake.judgments import parse_judge
 
 Kind = Literal["pairs", "triplets"]
-ROLES: dict[str, tuple[str, ...]] = {"pairs": ("a", "b"), "triplets": ("ref", "p0", "p1")}
 PAIR_COLUMNS = ("a", "b")
 TRIPLET_COLUMNS = ("ref", "p0", "p1", "judge")
-# Columns the audit writes itself: an input column of the same name is kept as input_<name>.
-RESERVED = frozenset({
-    "id", "status", "error", "error_type", "distance", "psnr", "ssim", "dominant_layer",
-    "height", "width", "notes", "d0", "d1", "margin", "verdict", "human", "agree",
-    "score_2afc", "psnr0", "psnr1", "ssim0", "ssim1", "signature", "thumbs",
-    *ROLES["pairs"], *ROLES["triplets"], "judge",
-})
+# Columns the audit writes itself (and "thumbs", the report's): an input column of the same
+# name is kept as input_<name>.
+RESERVED = frozenset({"thumbs", *(name for kind in ROLES for name, _ in
+                                  [*columns(kind, ()), *internal_columns(kind)])})
 RESERVED_PREFIXES = ("share_", "margin_", "thumb_")
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 
 
 @dataclass(frozen=True)
@@ -104,22 +96,7 @@ def _read_csv(path: Path, shown: str) -> AuditTable:
                                 "(a,b[,id,...] or ref,p0,p1,judge[,id,...])")
     names = [h.strip() for h in header]
     lower = [n.lower() for n in names]
-    dupes = sorted({n for n in lower if n and lower.count(n) > 1})
-    if dupes:
-        raise InputError(f"The audit input {shown!r} names the column(s) {', '.join(dupes)} "
-                         f"more than once.")
-    if all(c in lower for c in TRIPLET_COLUMNS[:3]):
-        kind: Kind = "triplets"
-        if "judge" not in lower:
-            raise InputError(f"The audit input {shown!r} has ref, p0 and p1 but no judge "
-                             f"column; judged triplets need judge (the share of people "
-                             f"preferring p1, in [0, 1]).")
-    elif all(c in lower for c in PAIR_COLUMNS):
-        kind = "pairs"
-    else:
-        raise InputError(f"The audit input {shown!r} has the columns {', '.join(names) or '(none)'}; "
-                         f"expected a,b (pairs) or ref,p0,p1,judge (judged triplets), plus an "
-                         f"optional id and any other columns.")
+    kind = _kind(names, lower, shown)
     roles = ROLES[kind]
     known = {*roles, "id", *(("judge",) if kind == "triplets" else ())}
     extra_idx = [i for i, n in enumerate(lower) if n not in known and n]
@@ -168,6 +145,25 @@ def _read_csv(path: Path, shown: str) -> AuditTable:
     if not rows:
         raise InputError(f"The audit input {shown!r} has a header but no rows.")
     return AuditTable(kind, tuple(rows), shown, extra_cols)
+
+
+def _kind(names: list[str], lower: list[str], shown: str) -> Kind:
+    """Pairs or triplets, from the header's column names (``lower``: the same, lower case)."""
+    dupes = sorted({n for n in lower if n and lower.count(n) > 1})
+    if dupes:
+        raise InputError(f"The audit input {shown!r} names the column(s) {', '.join(dupes)} "
+                         f"more than once.")
+    if all(c in lower for c in TRIPLET_COLUMNS[:3]):
+        if "judge" not in lower:
+            raise InputError(f"The audit input {shown!r} has ref, p0 and p1 but no judge "
+                             f"column; judged triplets need judge (the share of people "
+                             f"preferring p1, in [0, 1]).")
+        return "triplets"
+    if all(c in lower for c in PAIR_COLUMNS):
+        return "pairs"
+    raise InputError(f"The audit input {shown!r} has the columns {', '.join(names) or '(none)'}; "
+                     f"expected a,b (pairs) or ref,p0,p1,judge (judged triplets), plus an "
+                     f"optional id and any other columns.")
 
 
 def _resolve(base: Path, text: str) -> Path:
@@ -227,83 +223,6 @@ def row_signature(row: AuditRow, kind: str) -> str:
         stamp = f"{st.st_size}:{st.st_mtime_ns}" if st is not None else "missing"
         h.update(f"{p}\0{stamp}\0".encode())
     return h.hexdigest()[:32]
-
-
-# --------------------------------------------------------------------------- zip upload
-
-
-MAX_ZIP_FILES = 20_000
-MAX_ZIP_BYTES = 2 * 1024**3
-
-
-def _member_target(dest: Path, name: str) -> Path | None:
-    """Where a zip member may be written under ``dest``, or None if it must be refused."""
-    if "\\" in name or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        return None
-    parts = PurePosixPath(name).parts
-    if not parts or any(p in ("..", "") for p in parts):
-        return None
-    target = (dest / Path(*parts)).resolve()
-    root = dest.resolve()
-    return target if target == root or root in target.parents else None
-
-
-def extract_zip(source: bytes | str | os.PathLike, dest: str | os.PathLike, *,
-                max_files: int = MAX_ZIP_FILES, max_bytes: int = MAX_ZIP_BYTES) -> list[Path]:
-    """Extract a zip of images safely into ``dest``; return the files written.
-
-    Refused: members with absolute paths, drive letters, backslashes or ``..`` (path
-    traversal), symbolic links, more than ``max_files`` files, and more than ``max_bytes``
-    once uncompressed (counted while reading, so a member that lies about its size is
-    caught too). Folders and macOS metadata (``__MACOSX/``) are skipped.
-    """
-    data = source if isinstance(source, bytes) else Path(source).read_bytes()
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise InputError("The uploaded file is not a zip archive; zip the images (and the "
-                         "CSV) into one .zip file.") from None
-    root = Path(dest)
-    root.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    total = 0
-    with zf:
-        members = [m for m in zf.infolist() if not m.is_dir()
-                   and not m.filename.startswith("__MACOSX/")]
-        if len(members) > max_files:
-            raise InputError(f"The zip holds {len(members)} files, more than the {max_files} "
-                             f"allowed; split it into smaller archives.")
-        for m in members:
-            if stat.S_ISLNK(m.external_attr >> 16):
-                raise InputError(f"The zip member {m.filename!r} is a symbolic link; links are "
-                                 f"refused (they could point outside the archive).")
-            target = _member_target(root, m.filename)
-            if target is None:
-                raise InputError(f"The zip member {m.filename!r} has an unsafe path (absolute "
-                                 f"or with '..'); it was not extracted.")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with zf.open(m) as src, open(target, "wb") as out:
-                    while chunk := src.read(1 << 20):
-                        total += len(chunk)
-                        if total > max_bytes:
-                            raise InputError(f"The zip unpacks to more than {max_bytes:,} bytes; "
-                                             f"it was not extracted further.")
-                        out.write(chunk)
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
-                raise InputError(f"The zip member {m.filename!r} cannot be read: {exc}.") from None
-            written.append(target)
-    return written
-
-
-def find_csv(folder: str | os.PathLike) -> Path | None:
-    """The one CSV at the top of ``folder`` (or in its single sub-folder), or None."""
-    root = Path(folder)
-    for where in (root, *[d for d in root.iterdir() if d.is_dir()][:1]):
-        found = sorted(p for p in where.glob("*.csv") if p.is_file())
-        if len(found) == 1:
-            return found[0]
-    return None
 
 
 def rows_as_columns(table: AuditTable) -> Mapping[str, Sequence[object]]:

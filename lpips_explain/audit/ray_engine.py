@@ -16,31 +16,19 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lpips_explain.analyses.audit import (
-    AuditSettings,
-    decode_row,
-    make_record,
-    model_fingerprint,
-    part_columns,
-    score_rows,
-)
+from lpips_explain.audit.columns import part_columns
+from lpips_explain.audit.rows import decode_row, make_record, score_rows
+from lpips_explain.audit.settings import AuditSettings, model_fingerprint
+from lpips_explain.audit.store import EngineResult, arrow_schema, records_to_table, start_run
+from lpips_explain.audit.table import AuditRow, AuditTable
 from lpips_explain.core.cache import FeatureCache
 from lpips_explain.core.model import LpipsNet
-from lpips_explain.engines.store import (
-    EngineResult,
-    PartStore,
-    arrow_schema,
-    records_to_table,
-    run_fingerprint,
-)
-from lpips_explain.errors import InputError, LpipsExplainError
-from lpips_explain.intake.table import AuditRow, AuditTable
+from lpips_explain.errors import LpipsExplainError
+from lpips_explain.validation import Progress, integer, optional_integer
 
-Progress = Callable[[int, int, str], None]
 LABEL = "Auditing rows (Ray)"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # lpips_explain/
 
@@ -106,17 +94,11 @@ def run_ray(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSettin
     assemble ``out_dir/audit.parquet``. Uses the Ray instance already initialised in this
     process if there is one, else connects to ``address``, else starts a local instance."""
     ray = _ray()
-    if concurrency is not None and (isinstance(concurrency, bool)
-                                    or not isinstance(concurrency, int) or concurrency < 1):
-        raise InputError(f"concurrency must be a positive integer, got {concurrency!r}.")
+    concurrency = optional_integer(concurrency, "concurrency", minimum=1)
+    batch_size = integer(batch_size, "batch_size", minimum=1)
     t0 = time.perf_counter()
-    net = model if model is not None else settings.build()
-    fp = run_fingerprint(table.kind, settings, net)
-    store = PartStore(out_dir, table.kind, net.layer_names, fp)
-    todo, sigs = store.pending(table)
-    total, reused = len(table.rows), len(table.rows) - len(todo)
-    if progress:
-        progress(reused, total, LABEL)
+    _, store, todo, sigs = start_run(out_dir, table, settings, model, progress, LABEL)
+    total = len(table.rows)
     started = False
     if todo:
         if not ray.is_initialized():
@@ -141,7 +123,7 @@ def run_ray(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSettin
                 compute=ray.data.ActorPoolStrategy(size=concurrency),
                 num_gpus=1 if gpus else None,
                 fn_constructor_kwargs={"kind": table.kind, "settings": settings.to_dict(),
-                                       "fingerprint": fp["model"]})
+                                       "fingerprint": store.fingerprint["model"]})
             # Writing is light: it must not wait for a CPU that the actors hold, or the parts
             # (what a restart resumes from) would only be written at the end.
             ds.write_parquet(str(store.dir / f"ray-{time.time_ns()}"),
@@ -151,6 +133,4 @@ def run_ray(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSettin
                 ray.shutdown()
     if progress:
         progress(total, total, LABEL)
-    rows = store.assemble(table, sigs)
-    return EngineResult("ray", rows, total, reused, len(todo), time.perf_counter() - t0,
-                        Path(out_dir) / "audit.parquet")
+    return store.finish("ray", table, sigs, len(todo), t0)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,22 +22,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lpips_explain.analyses.audit import (
-    SCHEMA,
-    AuditSettings,
-    columns,
-    file_stem,
-    model_fingerprint,
-    part_columns,
-)
+from lpips_explain.audit.columns import ROLES, SCHEMA, columns, part_columns
+from lpips_explain.audit.layout import AUDIT_PARQUET, PARTS, RUN_FILE, THUMBS, thumb_path
+from lpips_explain.audit.settings import AuditSettings, model_fingerprint
+from lpips_explain.audit.table import AuditTable, row_signature
 from lpips_explain.core.model import LpipsNet
 from lpips_explain.errors import InputError
-from lpips_explain.intake.table import ROLES, AuditTable, row_signature
+from lpips_explain.validation import Progress
 
-PARTS = "parts"
-RUN_FILE = "run.json"
-AUDIT_PARQUET = "audit.parquet"
-THUMBS = "thumbs"
 _TYPES = {"string": pa.string(), "float64": pa.float64(), "int64": pa.int64(),
           "bool": pa.bool_(), "binary": pa.binary()}
 
@@ -92,6 +84,7 @@ class PartStore:
         self.dir = self.out_dir / PARTS
         self.kind = kind
         self.layer_names = tuple(layer_names)
+        self.fingerprint = dict(fingerprint)
         self.schema = arrow_schema(part_columns(kind, self.layer_names))
         self.dir.mkdir(parents=True, exist_ok=True)
         run = self.dir / RUN_FILE
@@ -106,7 +99,8 @@ class PartStore:
                     f"model ({_differences(earlier, fingerprint)}); use a new --out folder, or "
                     f"delete {self.dir} to start this audit over.")
         else:
-            _atomic_write(run, (json.dumps(dict(fingerprint), indent=2) + "\n").encode())
+            data = (json.dumps(dict(fingerprint), indent=2) + "\n").encode()
+            _write_whole(run, lambda tmp: tmp.write_bytes(data))
         self._seq = 0
         self.skipped: list[str] = []  # unreadable part files set aside (their rows are redone)
 
@@ -145,9 +139,8 @@ class PartStore:
             return None
         self._seq += 1
         path = self.dir / f"local-{time.time_ns()}-{os.getpid()}-{self._seq:05d}.parquet"
-        tmp = path.with_name(path.name + ".tmp")
-        pq.write_table(records_to_table(records, self.schema), tmp)
-        os.replace(tmp, path)
+        part = records_to_table(records, self.schema)
+        _write_whole(path, lambda tmp: pq.write_table(part, tmp))
         return path
 
     def assemble(self, table: AuditTable, signatures: Sequence[str]) -> pa.Table:
@@ -178,11 +171,17 @@ class PartStore:
             rec.update(dict(row.extra))
             records.append(rec)
         result = records_to_table(records, arrow_schema(out_cols))
-        path = self.out_dir / AUDIT_PARQUET
-        tmp = path.with_name(path.name + ".tmp")
-        pq.write_table(result, tmp)
-        os.replace(tmp, path)
+        _write_whole(self.out_dir / AUDIT_PARQUET, lambda tmp: pq.write_table(result, tmp))
         return result
+
+    def finish(self, engine: str, table: AuditTable, signatures: Sequence[str], computed: int,
+               started: float, cache: dict[str, int] | None = None) -> EngineResult:
+        """Assemble audit.parquet and say what the engine's run did: ``computed`` rows since
+        ``started`` (a ``time.perf_counter()``), the others found finished."""
+        rows = self.assemble(table, signatures)
+        total = len(table.rows)
+        return EngineResult(engine, rows, total, total - computed, computed,
+                            time.perf_counter() - started, self.out_dir / AUDIT_PARQUET, cache)
 
     def _write_thumbs(self, found: Mapping[str, Mapping[str, Any]]) -> None:
         folder = self.out_dir / THUMBS
@@ -192,19 +191,31 @@ class PartStore:
                 data = rec.get(f"thumb_{role}")
                 if not data:
                     continue
-                path = folder / f"{file_stem(rid)}_{role}.jpg"
+                path = self.out_dir / thumb_path(rid, role)
                 if not path.exists() or path.stat().st_size != len(data):
                     path.write_bytes(data)
 
 
-def thumb_paths(kind: str, row_id: str) -> dict[str, str]:
-    """Thumbnail files of a row, relative to the output folder."""
-    return {role: f"{THUMBS}/{file_stem(row_id)}_{role}.jpg" for role in ROLES[kind]}
+def start_run(out_dir: str | os.PathLike, table: AuditTable, settings: AuditSettings,
+              model: LpipsNet | None = None, progress: Progress | None = None,
+              label: str = "") -> tuple[LpipsNet, PartStore, list[int], list[str]]:
+    """What every engine does first: the network (``model``, else built from ``settings``),
+    the parts store of ``out_dir``, the positions of the rows still to compute and every
+    row's signature; the rows found finished are reported to ``progress`` as done."""
+    net = model if model is not None else settings.build()
+    store = PartStore(out_dir, table.kind, net.layer_names,
+                      run_fingerprint(table.kind, settings, net))
+    todo, sigs = store.pending(table)
+    if progress:
+        progress(len(table.rows) - len(todo), len(table.rows), label)
+    return net, store, todo, sigs
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _write_whole(path: Path, write: Callable[[Path], object]) -> None:
+    """``write`` a temporary file beside ``path``, then rename it: ``path`` is whole or
+    absent (a reader never sees half of it)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
+    write(tmp)
     os.replace(tmp, path)
 
 

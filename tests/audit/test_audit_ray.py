@@ -10,9 +10,9 @@ import pytest
 from audit_data import make_pairs, make_triplets
 
 from lpips_explain import Explainer
-from lpips_explain.engines.audit import settings_for
-from lpips_explain.engines.local import run_local
-from lpips_explain.intake.table import read_audit_input
+from lpips_explain.audit.local import run_local
+from lpips_explain.audit.settings import settings_for
+from lpips_explain.audit.table import read_audit_input
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # Ray start-up, actors
 
@@ -57,7 +57,7 @@ def _same_rows(a, b) -> None:
 
 def test_ray_engine_agrees_with_the_local_engine_row_for_row(ray_instance, explainer,
                                                              tmp_path):
-    from lpips_explain.engines.ray_engine import run_ray
+    from lpips_explain.audit.ray_engine import run_ray
 
     data = make_pairs(tmp_path / "d", 60)
     table = read_audit_input(data.csv)
@@ -75,7 +75,7 @@ def test_ray_engine_agrees_with_the_local_engine_row_for_row(ray_instance, expla
 
 
 def test_ray_finishes_an_interrupted_local_run_of_triplets(ray_instance, explainer, tmp_path):
-    from lpips_explain.engines.ray_engine import run_ray
+    from lpips_explain.audit.ray_engine import run_ray
 
     data = make_triplets(tmp_path / "t", 40)
     table = read_audit_input(data.csv)

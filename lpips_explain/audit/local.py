@@ -13,20 +13,19 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lpips_explain.analyses.audit import AuditSettings, Decoded, decode_row, make_record, score_rows
+from lpips_explain.audit.rows import Decoded, decode_row, make_record, score_rows
+from lpips_explain.audit.settings import AuditSettings
+from lpips_explain.audit.store import EngineResult, start_run
+from lpips_explain.audit.table import AuditRow, AuditTable
 from lpips_explain.core.cache import FeatureCache
 from lpips_explain.core.model import LpipsNet
-from lpips_explain.engines.store import EngineResult, PartStore, run_fingerprint
-from lpips_explain.errors import InputError
-from lpips_explain.intake.table import AuditRow, AuditTable
+from lpips_explain.validation import Progress, integer
 
-Progress = Callable[[int, int, str], None]
 LABEL = "Auditing rows"
 
 
@@ -80,10 +79,16 @@ def _one_thread(_worker: int) -> None:
     torch.set_num_threads(1)
 
 
-def _check_int(value: Any, what: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InputError(f"{what} must be an integer >= {minimum}, got {value!r}.")
-    return value
+def _take_batch(waiting: list[Decoded],
+                batch_size: int) -> tuple[list[Decoded], list[Decoded]]:
+    """A batch ready to score from the decoded rows waiting (``batch_size`` rows of one image
+    size, or all of them once many sizes hoard images) and the rows left waiting."""
+    size, count = Counter(d.size for d in waiting).most_common(1)[0]
+    if count >= batch_size:
+        return [d for d in waiting if d.size == size], [d for d in waiting if d.size != size]
+    if len(waiting) >= 4 * batch_size:  # many sizes: do not hoard images
+        return waiting, []
+    return [], waiting
 
 
 def run_local(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSettings, *,
@@ -97,19 +102,14 @@ def run_local(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSett
     network ``settings`` describe. ``on_part(n)`` is called after the n-th part is written.
     ``cache``: where rows' references are encoded (one reference shared by many rows runs
     the trunk once); None encodes every row."""
-    workers = default_workers() if workers is None else _check_int(workers, "workers", 0)
-    batch_size = _check_int(batch_size, "batch_size", 1)
-    part_rows = _check_int(part_rows, "part_rows", 1)
+    workers = default_workers() if workers is None else integer(workers, "workers", minimum=0)
+    batch_size = integer(batch_size, "batch_size", minimum=1)
+    part_rows = integer(part_rows, "part_rows", minimum=1)
     t0 = time.perf_counter()
     view = cache.view() if cache is not None else None  # this run's own hits and misses
-    net = model if model is not None else settings.build()
-    store = PartStore(out_dir, table.kind, net.layer_names,
-                      run_fingerprint(table.kind, settings, net))
-    todo, sigs = store.pending(table)
-    total, reused = len(table.rows), len(table.rows) - len(todo)
-    done = reused
-    if progress:
-        progress(done, total, LABEL)
+    net, store, todo, sigs = start_run(out_dir, table, settings, model, progress, LABEL)
+    total = len(table.rows)
+    done = total - len(todo)
     records: list[dict[str, Any]] = []
     waiting: list[Decoded] = []
     parts = 0
@@ -150,14 +150,8 @@ def run_local(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSett
                 score([item])
             else:
                 waiting.append(item)
-                sizes = Counter(d.size for d in waiting)
-                size, count = sizes.most_common(1)[0]
-                if count >= batch_size:
-                    batch = [d for d in waiting if d.size == size]
-                    waiting = [d for d in waiting if d.size != size]
-                    score(batch)
-                elif len(waiting) >= 4 * batch_size:  # many sizes: do not hoard images
-                    batch, waiting = waiting, []
+                batch, waiting = _take_batch(waiting, batch_size)
+                if batch:
                     score(batch)
             flush()
         if waiting:
@@ -169,7 +163,5 @@ def run_local(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSett
         if records:
             store.write(records)
             records.clear()
-    rows = store.assemble(table, sigs)
-    used = view.counts() if view is not None else None
-    return EngineResult("local", rows, total, reused, len(todo), time.perf_counter() - t0,
-                        Path(out_dir) / "audit.parquet", used)
+    return store.finish("local", table, sigs, len(todo), t0,
+                        view.counts() if view is not None else None)

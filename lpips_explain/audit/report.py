@@ -1,185 +1,30 @@
-"""The audit's report: summary.json, the disagreement plot and an offline audit.html.
+"""The audit's report: summary.json and an offline audit.html.
 
-audit.html is one file that opens offline: plotly.js is inlined once, the rows travel as
-JSON inside the page and a small script sorts (click a column header) and filters them
-(free text, status, finding, agreement); thumbnails and the explained rows' reports are
-files beside it (``thumbs/``, ``explained/<row>/report.html``), linked relatively.
+audit.html is one file that opens offline: plotly.js is inlined once (the disagreement plot,
+:mod:`~lpips_explain.audit.figure`), the rows travel as JSON inside the page and a small
+script sorts (click a column header) and filters them (free text, status, finding,
+agreement); thumbnails and the explained rows' reports are files beside it (``thumbs/``,
+``explained/<row>/report.html``), linked relatively.
 """
 
 from __future__ import annotations
 
 import html
 import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import plotly.graph_objects as go
-
-from lpips_explain.analyses.audit import file_stem
-from lpips_explain.intake.table import ROLES
+from lpips_explain.audit.columns import ROLES
+from lpips_explain.audit.figure import disagreement_figure
+from lpips_explain.audit.layout import AUDIT_HTML, SUMMARY_JSON, thumb_path
+from lpips_explain.audit.sentences import summary_sentences
+from lpips_explain.audit.summary import finding_members, row_rank_gaps
 from lpips_explain.output.serialize import jsonable
 
-__all__ = ["AXES", "audit_html", "disagreement_figure", "row_rank_gaps", "write_audit_report"]
+__all__ = ["audit_html", "write_audit_report"]
 
-# The disagreement plot's x axis per kind: what LPIPS is set against.
-AXES: dict[str, dict[str, str]] = {
-    "pairs": {"ssim": "SSIM", "psnr": "PSNR (dB)"},
-    "triplets": {"judge": "human judgment (share preferring p1)",
-                 "ssim": "SSIM margin (ssim0 - ssim1)", "psnr": "PSNR margin (psnr0 - psnr1)"},
-}
-_AGREE_COLOURS = {"agrees": "#1b7837", "disagrees": "#c51b7d", "undecided": "#999999"}
 _PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
-
-
-def _num(values: Sequence[Any]) -> np.ndarray:
-    return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-
-
-def _pct_rank(x: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
-
-    return rankdata(x) / x.size
-
-
-def row_rank_gaps(kind: str, data: Mapping[str, Sequence[Any]], other: str) -> list[float | None]:
-    """Per row: LPIPS's percentile rank minus ``other``'s (``"ssim"`` or ``"psnr"``), both as
-    dissimilarities (pairs) or as p0-over-p1 preferences (triplets); None for failed rows."""
-    ok = np.array([s == "ok" for s in data["status"]], dtype=bool)
-    out: list[float | None] = [None] * len(ok)
-    if ok.sum() < 2:
-        return out
-    if kind == "pairs":
-        lp, ot = _num(data["distance"])[ok], -_num(data[other])[ok]
-    else:
-        lp = (_num(data["d1"]) - _num(data["d0"]))[ok]
-        ot = (_num(data[f"{other}0"]) - _num(data[f"{other}1"]))[ok]
-    gap = _pct_rank(lp) - _pct_rank(ot)
-    for k, i in enumerate(np.flatnonzero(ok)):
-        out[int(i)] = float(gap[k])
-    return out
-
-
-def disagreement_figure(kind: str, data: Mapping[str, Sequence[Any]], x: str | None = None,
-                        *, highlight: Sequence[str] = ()) -> go.Figure:
-    """LPIPS against SSIM, PSNR or the human judgment, one point per scored row.
-
-    Pairs: y is the LPIPS distance, colour the rank gap to the x metric (red: LPIPS finds
-    the pair more different than the pixel metric does, blue: less). Triplets: y is the
-    LPIPS margin d1 - d0 (positive: p0 closer), colour whether LPIPS agrees with the judges.
-    """
-    x = x or ("ssim" if kind == "pairs" else "judge")
-    if x not in AXES[kind]:
-        raise ValueError(f"x must be one of {', '.join(AXES[kind])} for {kind}, got {x!r}")
-    ok = [i for i, s in enumerate(data["status"]) if s == "ok"]
-    fig = go.Figure()
-    if kind == "pairs":
-        xs_all, ys_all = _num(data[x]), _num(data["distance"])
-        gaps = row_rank_gaps(kind, data, x)
-        fig.add_trace(go.Scattergl(
-            x=[float(xs_all[i]) for i in ok], y=[float(ys_all[i]) for i in ok], mode="markers",
-            text=[data["id"][i] for i in ok], name="rows",
-            marker={"color": [0.0 if gaps[i] is None else gaps[i] for i in ok],
-                    "colorscale": "RdBu_r", "cmin": -1,
-                    "cmax": 1, "size": 8, "line": {"width": 0.6, "color": "#555"},
-                    "colorbar": {"title": {"text": f"rank gap<br>LPIPS - {x.upper()}"}}},
-            hovertemplate=f"%{{text}}<br>{AXES[kind][x]}: %{{x:.4g}}<br>LPIPS: %{{y:.4f}}"
-                          "<br>rank gap: %{marker.color:.2f}<extra></extra>"))
-        fig.update_layout(xaxis_title=AXES[kind][x], yaxis_title="LPIPS distance")
-        title = (f"LPIPS against {AXES[kind][x]}: colour is the rank gap (red: LPIPS ranks "
-                 f"the pair as more different than {x.upper()} does)")
-    else:
-        xs_all = (_num(data["judge"]) if x == "judge"
-                  else _num(data[f"{x}0"]) - _num(data[f"{x}1"]))
-        ys_all = _num(data["d1"]) - _num(data["d0"])
-        groups: dict[str, list[int]] = {"agrees": [], "disagrees": [], "undecided": []}
-        for i in ok:
-            a = data["agree"][i]
-            groups["agrees" if a is True else "disagrees" if a is False else "undecided"].append(i)
-        for name, rows in groups.items():
-            if not rows:
-                continue
-            fig.add_trace(go.Scattergl(
-                x=[float(xs_all[i]) for i in rows], y=[float(ys_all[i]) for i in rows],
-                mode="markers", name=f"LPIPS {name} with the judges ({len(rows)})",
-                text=[data["id"][i] for i in rows],
-                marker={"color": _AGREE_COLOURS[name], "size": 7},
-                hovertemplate=f"%{{text}}<br>{AXES[kind][x]}: %{{x:.4g}}<br>"
-                              "LPIPS margin d1 - d0: %{y:.4f}<extra></extra>"))
-        fig.add_hline(y=0, line={"color": "#888", "width": 1})
-        if x == "judge":
-            fig.add_vline(x=0.5, line={"color": "#888", "width": 1, "dash": "dot"})
-        fig.update_layout(xaxis_title=AXES[kind][x],
-                          yaxis_title="LPIPS margin d1 - d0 (> 0: p0 closer)")
-        title = (f"LPIPS margin against {AXES[kind][x]}, coloured by agreement with the "
-                 f"judges' majority")
-    marked = [i for i in ok if data["id"][i] in set(highlight)]
-    if marked:
-        fig.add_trace(go.Scattergl(
-            x=[float(xs_all[i]) for i in marked], y=[float(ys_all[i]) for i in marked],
-            mode="markers", name="selected", text=[data["id"][i] for i in marked],
-            marker={"symbol": "circle-open", "size": 16, "color": "#000", "line": {"width": 2}},
-            hovertemplate="%{text} (selected)<extra></extra>"))
-    fig.update_layout(title={"text": title, "font": {"size": 13}}, height=460,
-                      template="plotly_white",
-                      margin={"l": 60, "r": 20, "t": 60, "b": 50},
-                      legend={"orientation": "h", "y": -0.2})
-    return fig
-
-
-# --------------------------------------------------------------------------- sentences
-
-
-def _f(x: float | None, spec: str = ".3f") -> str:
-    return "n/a" if x is None or not math.isfinite(x) else format(x, spec)
-
-
-def summary_sentences(kind: str, summary: Mapping[str, Any]) -> list[str]:
-    """Plain sentences, each built from a number in the summary."""
-    c = summary["counts"]
-    out = [f"{c['rows']} rows: {c['scored']} scored, {c['failed']} failed"
-           + (f" ({', '.join(f'{n} {t}' for t, n in c['failed_by_type'].items())})."
-              if c["failed"] else ".")]
-    rc = summary.get("rank_correlation") or {}
-    for metric in ("ssim", "psnr"):
-        if rc.get(metric) is not None:
-            how = (f"the LPIPS distance against -{metric.upper()}" if kind == "pairs" else
-                   f"the LPIPS margin against {metric.upper()}'s margin")
-            out.append(f"Rank agreement of LPIPS with {metric.upper()} (Spearman's rho of "
-                       f"{how}): {rc[metric]:+.3f} (+1 = the same order).")
-    if kind == "pairs":
-        o = summary.get("outliers") or {}
-        if o.get("count"):
-            out.append(f"{o['count']} distance(s) lie outside the Tukey fences "
-                       f"[{_f(o['low'], '.4f')}, {_f(o['high'], '.4f')}].")
-        dom = (summary.get("layers") or {}).get("dominant_counts") or {}
-        if dom and c["scored"]:
-            name, n = max(dom.items(), key=lambda kv: kv[1])
-            out.append(f"{name} holds the largest share of the distance in {n} of "
-                       f"{c['scored']} scored pairs.")
-    else:
-        a = summary.get("agreement") or {}
-        decided = a.get("agree", 0) + a.get("disagree", 0)
-        if decided:
-            out.append(f"LPIPS picks the judges' majority choice in {a['agree']} of {decided} "
-                       f"decided triplets ({a['disagree']} disagreements).")
-        if a.get("lpips_2afc") is not None:
-            out.append(f"2AFC score (1 = agrees with every judge): LPIPS "
-                       f"{_f(a['lpips_2afc'])}, SSIM {_f(a.get('ssim_2afc'))}, PSNR "
-                       f"{_f(a.get('psnr_2afc'))}.")
-        layers = summary.get("disagreement_layers") or []
-        if layers and a.get("disagree"):
-            top = layers[0]
-            out.append(f"Behind the disagreements: {top['layer']} carries on average "
-                       f"{100 * top['mean_share']:.0f}% of the margin pushing towards LPIPS's "
-                       f"pick; without it {top['decisive']} of {a['disagree']} would have "
-                       f"agreed with the judges.")
-    return out
-
-
-# --------------------------------------------------------------------------- HTML
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1.5em;color:#222}
@@ -283,10 +128,7 @@ def audit_html(kind: str, data: Mapping[str, Sequence[Any]], summary: Mapping[st
     """The offline, sortable and filterable audit page (thumbnails and links relative)."""
     thumbs, links = thumbs or {}, links or {}
     n = len(data["id"])
-    member: dict[str, list[str]] = {}
-    for f in summary.get("findings", []):
-        for rid in f["ids"]:
-            member.setdefault(rid, []).append(f["name"])
+    member = finding_members(summary)
     keys = [c["key"] for c in _table_columns(kind, layer_names, extra)]
     gaps = ({"gap_ssim": row_rank_gaps(kind, data, "ssim"),
              "gap_psnr": row_rank_gaps(kind, data, "psnr")} if kind == "pairs" else {})
@@ -348,9 +190,9 @@ def write_audit_report(out_dir: str | Path, kind: str, data: Mapping[str, Sequen
     root = Path(out_dir)
     thumbs = {}
     for rid in data["id"]:
-        files = [f"thumbs/{file_stem(rid)}_{role}.jpg" for role in ROLES[kind]]
-        thumbs[rid] = [f if (root / f).exists() else None for f in files]
-    files = {"summary_json": root / "summary.json", "audit_html": root / "audit.html"}
+        paths = [thumb_path(rid, role) for role in ROLES[kind]]
+        thumbs[rid] = [f if (root / f).exists() else None for f in paths]
+    files = {"summary_json": root / SUMMARY_JSON, "audit_html": root / AUDIT_HTML}
     files["summary_json"].write_text(
         json.dumps(jsonable(summary), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     files["audit_html"].write_text(

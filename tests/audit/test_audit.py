@@ -22,12 +22,13 @@ from conftest import REPO, smooth_image, to_uint8, write_png, zip_bytes
 
 from lpips_explain import Explainer
 from lpips_explain.analyses import quality
-from lpips_explain.analyses.audit import AuditSettings, summarize
 from lpips_explain.analyses.common import two_afc
-from lpips_explain.engines.audit import settings_for
-from lpips_explain.engines.local import run_local
+from lpips_explain.audit.local import run_local
+from lpips_explain.audit.settings import AuditSettings, settings_for
+from lpips_explain.audit.summary import summarize
+from lpips_explain.audit.table import read_audit_input
+from lpips_explain.audit.upload import extract_zip
 from lpips_explain.errors import InputError
-from lpips_explain.intake.table import extract_zip, read_audit_input
 
 
 @pytest.fixture(scope="module")
