@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from lpips_explain import notices
@@ -34,6 +33,7 @@ from lpips_explain.intake import images
 from lpips_explain.intake.images import LoadedImage
 from lpips_explain.intake.prepared import PreparedInputs, anomalies
 from lpips_explain.notices import Notice
+from lpips_explain.validation import Progress, integer, optional_integer
 
 if TYPE_CHECKING:  # imported lazily at run time: they pull in Captum, scikit-image
     from lpips_explain.analyses.calibration import Calibration, JudgmentFeatures
@@ -46,9 +46,6 @@ if TYPE_CHECKING:  # imported lazily at run time: they pull in Captum, scikit-im
     from lpips_explain.audit.run import AuditResult
 
 __all__ = ["RANDOM_TRUNK_WARNING", "SCHEMA", "Explainer", "Explanation", "PreparedInputs"]
-
-Progress = Callable[[int, int, str], None]
-
 
 class _Timer:
     def __init__(self) -> None:
@@ -76,10 +73,7 @@ class Explainer:
                  max_memory: int | str | None = None,
                  feature_cache: FeatureCache | str | None = "shared"):
         lookup("size policy", size_policy, {p: p for p in _align.SIZE_POLICIES})
-        if (isinstance(seed, bool) or not isinstance(seed, int | np.integer)
-                or not 0 <= int(seed) < 2**63):
-            raise InputError(f"seed must be an integer from 0 to 2**63 - 1, got {seed!r}.")
-        seed = int(seed)
+        seed = integer(seed, "seed", minimum=0, maximum=2**63 - 1)
         self.model: LpipsNet = build_lpips(net, version, backbone_weights, seed,
                                            lin_weights=lin_weights, progress=progress)
         # Forward passes (distances, breakdowns, sweeps, repairs) run on self.fast in the chosen
@@ -306,10 +300,7 @@ class Explainer:
             if "ranking" in repair_orders and attribution is None:
                 raise InputError("The 'ranking' repair order ranks patches by the attribution "
                                  "map: name an attribution method too.")
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)
-                                  or steps < 1):
-            raise InputError(f"steps must be a positive integer or None (adaptive), got "
-                             f"{steps!r}.")
+        steps = optional_integer(steps, "steps (None: adaptive)", minimum=1)
         a, b = prep.tensors[0], prep.tensors[1]
         # ta is the reference, tb the explained image (B unless the roles are swapped).
         ta, tb = (b, a) if swap else (a, b)

@@ -23,6 +23,7 @@ from lpips_explain.errors import (
     ValueRangeError,
 )
 from lpips_explain.intake.tensors import format_size as _px
+from lpips_explain.validation import integer
 
 DEFAULT_MAX_PIXELS: int = 40_000_000
 MAX_PIXELS_ENV: str = "LPIPS_EXPLAIN_MAX_PIXELS"
@@ -78,9 +79,7 @@ def max_pixels_from_env() -> int:
 def _resolve_cap(max_pixels: int | None) -> int:
     if max_pixels is None:
         return max_pixels_from_env()
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels <= 0:
-        raise InputError(f"max_pixels must be a positive int, got {max_pixels!r}.")
-    return max_pixels
+    return integer(max_pixels, "max_pixels", minimum=1)
 
 
 def _check_cap(size: tuple[int, int], cap: int) -> None:
@@ -341,34 +340,51 @@ def _pil_to_tensor(
         return _normalise(t, 0.0, 255.0, "[0,255]", what)
 
     if mode.startswith("I;16") or mode == "I":
-        arr = np.asarray(im)
-        if mode == "I":
-            bits = _bits_of_mode_i(im)
-            arr = arr.astype(np.int64)
-        else:
-            bits = 16
-            arr = arr.astype(np.int32)
-        hi = float(2**bits - 1) if bits < 32 else float(2**31 - 1)
-        t = _normalise(torch.from_numpy(arr).unsqueeze(0), 0.0, hi, f"[0,{int(hi)}]", what)
-        notes.append(
-            f"The image is {bits}-bit greyscale (mode {mode}): its values were scaled to "
-            f"[0,1] in float (divided by {int(hi)}), not reduced to 8 bits, and the grey "
-            f"channel was copied to R, G and B."
-        )
-        return t
-
+        return _from_wide_grey(im, notes)
     if mode == "F":
-        name = value_range or "[0,1]"
-        lo, hi = VALUE_RANGES[name]
-        t = torch.from_numpy(np.asarray(im, dtype=np.float32).copy()).unsqueeze(0)
-        t = _normalise(t, lo, hi, name, "float (mode F) image")
-        if value_range is None:
-            notes.append(
-                "The image is 32-bit float greyscale (mode F): its values were read as range "
-                "[0,1] (pass value_range= to state another) and copied to R, G and B."
-            )
-        return t
+        return _from_float_grey(im, value_range, notes)
+    return _from_other_mode(im, notes)
 
+
+def _from_wide_grey(im: Image.Image, notes: list[str]) -> torch.Tensor:
+    """16- or 32-bit greyscale (modes I;16*, I), scaled to [0, 1] in float."""
+    mode = im.mode
+    arr = np.asarray(im)
+    if mode == "I":
+        bits = _bits_of_mode_i(im)
+        arr = arr.astype(np.int64)
+    else:
+        bits = 16
+        arr = arr.astype(np.int32)
+    hi = float(2**bits - 1) if bits < 32 else float(2**31 - 1)
+    t = _normalise(torch.from_numpy(arr).unsqueeze(0), 0.0, hi, f"[0,{int(hi)}]",
+                   f"{mode} image")
+    notes.append(
+        f"The image is {bits}-bit greyscale (mode {mode}): its values were scaled to "
+        f"[0,1] in float (divided by {int(hi)}), not reduced to 8 bits, and the grey "
+        f"channel was copied to R, G and B."
+    )
+    return t
+
+
+def _from_float_grey(im: Image.Image, value_range: str | None,
+                     notes: list[str]) -> torch.Tensor:
+    """32-bit float greyscale (mode F), read in ``value_range`` ([0,1] by default)."""
+    name = value_range or "[0,1]"
+    lo, hi = VALUE_RANGES[name]
+    t = torch.from_numpy(np.asarray(im, dtype=np.float32).copy()).unsqueeze(0)
+    t = _normalise(t, lo, hi, name, "float (mode F) image")
+    if value_range is None:
+        notes.append(
+            "The image is 32-bit float greyscale (mode F): its values were read as range "
+            "[0,1] (pass value_range= to state another) and copied to R, G and B."
+        )
+    return t
+
+
+def _from_other_mode(im: Image.Image, notes: list[str]) -> torch.Tensor:
+    """Any other mode (LAB, CMYK, YCbCr, HSV...) converted to 8-bit RGB, with a note."""
+    mode = im.mode
     if mode == "LAB":
         rgb = _lab_to_rgb(im)
         notes.append("Colour was converted from CIE LAB to sRGB (D50 white point, littleCMS).")
@@ -388,7 +404,7 @@ def _pil_to_tensor(
         else:
             notes.append(f"The image (Pillow mode {mode}) was converted to 8-bit RGB.")
     t = torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1)
-    return _normalise(t, 0.0, 255.0, "[0,255]", what)
+    return _normalise(t, 0.0, 255.0, "[0,255]", f"{mode} image")
 
 
 def _lab_to_rgb(im: Image.Image) -> Image.Image:
@@ -595,58 +611,8 @@ def load_image(
     _check_background(background)
     cap = _resolve_cap(max_pixels)
     notes: list[str] = []
-    fmt: str | None = None
 
-    if isinstance(source, Image.Image):
-        fmt = source.format
-        t, mode_label = _decode_open_image(source, value_range, background, cap, notes)
-        label = "<PIL image>"
-    elif isinstance(source, torch.Tensor):
-        t, mode_label = _from_tensor(source, value_range, background, cap, notes)
-        label = "<tensor>"
-    elif isinstance(source, np.ndarray):
-        t, mode_label = _from_numpy(source, value_range, background, cap, notes)
-        label = "<array>"
-    elif isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-        if not data:
-            raise EmptyInputError("The image data is empty (0 bytes); upload or pass a real file.")
-        t, mode_label, fmt, _ = _open_and_decode(
-            io.BytesIO(data), value_range, background, cap, notes
-        )
-        label = "<bytes>"
-    elif isinstance(source, (str, os.PathLike)):
-        p = _read_path(source)
-        try:
-            fh = open(p, "rb")  # noqa: SIM115 - closed in the finally below
-        except OSError as exc:
-            raise InputError(f"Cannot read the file {p!r}: {exc.strerror or exc}.") from None
-        try:
-            if os.fstat(fh.fileno()).st_size == 0:
-                raise EmptyInputError(f"The file {p!r} is empty (0 bytes).")
-            t, mode_label, fmt, _ = _open_and_decode(fh, value_range, background, cap, notes)
-        finally:
-            fh.close()
-        label = os.path.basename(p)
-    elif hasattr(source, "read"):
-        getvalue = getattr(source, "getvalue", None)
-        data = getvalue() if callable(getvalue) else source.read()
-        if isinstance(data, str):
-            raise InputError("The file object is open in text mode; open it with 'rb'.")
-        data = bytes(data or b"")
-        label = _file_label(getattr(source, "name", None))
-        if not data:
-            shown = f"The file {label!r}" if label != "<bytes>" else "The file object"
-            raise EmptyInputError(f"{shown} is empty (0 bytes); upload a real image file.")
-        t, mode_label, fmt, _ = _open_and_decode(
-            io.BytesIO(data), value_range, background, cap, notes
-        )
-    else:
-        raise InputError(
-            f"Cannot load an image from a {type(source).__name__}; pass a file path, bytes, "
-            f"a binary file object, a PIL image, a numpy array or a torch tensor."
-        )
-
+    t, mode_label, fmt, label = _decode_source(source, value_range, background, cap, notes)
     tensor = _finish(t)
     return LoadedImage(
         tensor=tensor,
@@ -657,3 +623,68 @@ def load_image(
         warnings=tuple(notes),
     )
 
+
+
+Decoded = tuple[torch.Tensor, str, str | None, str]
+"""(CxHxW tensor in [0, 1], mode label, file format or None, the source's label)."""
+
+
+def _decode_source(source: Any, value_range: str | None, background: tuple[int, int, int],
+                   cap: int, notes: list[str]) -> Decoded:
+    """Decode any supported source; one branch per kind of source."""
+    if isinstance(source, Image.Image):
+        t, mode_label = _decode_open_image(source, value_range, background, cap, notes)
+        return t, mode_label, source.format, "<PIL image>"
+    if isinstance(source, torch.Tensor):
+        t, mode_label = _from_tensor(source, value_range, background, cap, notes)
+        return t, mode_label, None, "<tensor>"
+    if isinstance(source, np.ndarray):
+        t, mode_label = _from_numpy(source, value_range, background, cap, notes)
+        return t, mode_label, None, "<array>"
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if not data:
+            raise EmptyInputError("The image data is empty (0 bytes); upload or pass a real file.")
+        t, mode_label, fmt, _ = _open_and_decode(
+            io.BytesIO(data), value_range, background, cap, notes
+        )
+        return t, mode_label, fmt, "<bytes>"
+    if isinstance(source, (str, os.PathLike)):
+        return _from_path(source, value_range, background, cap, notes)
+    if hasattr(source, "read"):
+        return _from_file_object(source, value_range, background, cap, notes)
+    raise InputError(
+        f"Cannot load an image from a {type(source).__name__}; pass a file path, bytes, "
+        f"a binary file object, a PIL image, a numpy array or a torch tensor."
+    )
+
+
+def _from_path(source: str | os.PathLike[str], value_range: str | None,
+               background: tuple[int, int, int], cap: int, notes: list[str]) -> Decoded:
+    p = _read_path(source)
+    try:
+        fh = open(p, "rb")  # noqa: SIM115 - closed in the finally below
+    except OSError as exc:
+        raise InputError(f"Cannot read the file {p!r}: {exc.strerror or exc}.") from None
+    try:
+        if os.fstat(fh.fileno()).st_size == 0:
+            raise EmptyInputError(f"The file {p!r} is empty (0 bytes).")
+        t, mode_label, fmt, _ = _open_and_decode(fh, value_range, background, cap, notes)
+    finally:
+        fh.close()
+    return t, mode_label, fmt, os.path.basename(p)
+
+
+def _from_file_object(source: Any, value_range: str | None, background: tuple[int, int, int],
+                      cap: int, notes: list[str]) -> Decoded:
+    getvalue = getattr(source, "getvalue", None)
+    data = getvalue() if callable(getvalue) else source.read()
+    if isinstance(data, str):
+        raise InputError("The file object is open in text mode; open it with 'rb'.")
+    data = bytes(data or b"")
+    label = _file_label(getattr(source, "name", None))
+    if not data:
+        shown = f"The file {label!r}" if label != "<bytes>" else "The file object"
+        raise EmptyInputError(f"{shown} is empty (0 bytes); upload a real image file.")
+    t, mode_label, fmt, _ = _open_and_decode(io.BytesIO(data), value_range, background, cap, notes)
+    return t, mode_label, fmt, label

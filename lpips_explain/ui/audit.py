@@ -10,7 +10,6 @@ import io
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from lpips_explain.ui import keys
 from lpips_explain.ui.inputs import ASSETS, ImageInput, Pair, Triplet
 from lpips_explain.ui.resources import digest
 from lpips_explain.ui.runstate import RunState, wait_for_input
+from lpips_explain.validation import Progress
 
 SAMPLE_DIR = ASSETS / "audit_sample"
 SAMPLES: dict[str, tuple[str, str]] = {
@@ -139,7 +139,7 @@ def out_dir(model_key: tuple, source: AuditInput) -> Path:
 
 
 def run(explainer: Explainer, source: AuditInput, model_key: tuple,
-        progress: Callable[[int, int, str], None] | None) -> AuditResult:
+        progress: Progress | None) -> AuditResult:
     """The audit, decoded in this process (worker processes do not mix with the server's
     threads); explanations are made on the Explain and Triplet pages instead."""
     return explainer.audit(source.csv, out_dir(model_key, source), explain_top=0, workers=0,
