@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from captum.attr import IntegratedGradients
+from helpers import run_concurrently
 
 from lpips_explain.analyses import attribution as A
 from lpips_explain.analyses.attribution.integrated import captum_gradient
@@ -386,23 +386,7 @@ def test_threads_match_solo_runs(net):
         return [A.attribute(net, *pairs[k], m, **kw) for m, kw in calls]
 
     solo = [run(k) for k in range(4)]
-    results: dict[int, list] = {}
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(4)
-
-    def worker(k):
-        try:
-            barrier.wait()
-            results[k] = run(k)
-        except BaseException as e:  # surfaced below
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    results = run_concurrently(run, 4)
     for k in range(4):
         for alone, together in zip(solo[k], results[k], strict=True):
             np.testing.assert_allclose(together.signed, alone.signed, atol=1e-6, rtol=0)

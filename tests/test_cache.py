@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import torch
 from conftest import smooth_image
+from helpers import run_concurrently
 
 from lpips_explain import Explainer
 from lpips_explain.core.cache import (
@@ -151,25 +150,12 @@ def test_concurrent_use_gives_identical_results_and_computes_each_key_once(net):
             return self.inner.encode(x)
 
     counting = Counting()
-    start = threading.Barrier(12)
-    results: dict[int, float] = {}
-    errors = []
+    def work(i: int) -> float:
+        r = refs[i % 3]
+        feats = cache.encode(counting, r)
+        return float(ReferenceScorer(net, r, encoded=feats)(cand)[0])
 
-    def work(i: int) -> None:
-        try:
-            start.wait()
-            r = refs[i % 3]
-            feats = cache.encode(counting, r)
-            results[i] = float(ReferenceScorer(net, r, encoded=feats)(cand)[0])
-        except Exception as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    results = run_concurrently(work, 12)
     assert all(results[i] == want[i % 3] for i in range(12))
     assert len(calls) == 3 and len(set(calls)) == 3  # each reference encoded once
     s = cache.stats()

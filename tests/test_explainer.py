@@ -5,12 +5,12 @@
 from __future__ import annotations
 
 import json
-import threading
 
 import numpy as np
 import pytest
 import torch
 from conftest import ASSETS, smooth_image, triplet_tensors
+from helpers import run_concurrently
 
 from lpips_explain import Explainer, InputError, UnknownOptionError
 from lpips_explain.output.report import to_json
@@ -167,21 +167,7 @@ def test_explanations_identical_alone_and_in_threads(random_explainer):
                                         value_range=R)
 
     alone = [run(i) for i in range(4)]
-    together: list = [None] * 4
-    errors: list = []
-
-    def worker(i):
-        try:
-            together[i] = run(i)
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    together = run_concurrently(run, 4)
     for x, y in zip(alone, together, strict=True):
         assert x.distance == y.distance
         np.testing.assert_allclose(x.attribution.signed, y.attribution.signed, atol=1e-6)
