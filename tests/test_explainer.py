@@ -12,7 +12,7 @@ import torch
 from conftest import ASSETS, smooth_image, triplet_tensors
 from helpers import run_concurrently
 
-from lpips_explain import Explainer, InputError, UnknownOptionError
+from lpips_explain import Explainer, InputError, UnknownOptionError, notices
 from lpips_explain.output.report import to_json
 
 R = "[0,1]"
@@ -75,7 +75,7 @@ def test_identical_images(random_explainer):
         assert any(said in n.lower() for n in attr.notes)
         for lay in expl.decomposition.layers:
             assert np.all(lay.spatial == 0)
-        assert any("identical" in w for w in expl.warnings)
+        assert notices.of_code(expl.warnings, notices.IDENTICAL_IMAGES)
         assert any(said in s for s in expl.summary)
         assert expl.repair.half_area is None  # nothing to repair
         json.loads(to_json(expl))  # no NaN sneaks into the JSON
@@ -97,7 +97,7 @@ def test_swap_explains_the_other_image(random_explainer, pair):
                                        repair=False, value_range=R, swap=True)
     assert swapped.distance == pytest.approx(normal.distance, abs=1e-6)
     assert not np.allclose(swapped.attribution.signed, normal.attribution.signed)
-    assert any("swapped" in w.lower() for w in swapped.warnings)
+    assert notices.of_code(swapped.warnings, notices.ROLES_SWAPPED)
     # the explained image is A: every label says so
     assert swapped.attribution.target == "a" and normal.attribution.target == "b"
     data = swapped.to_dict()
@@ -237,7 +237,7 @@ def test_summary_claims_come_from_numbers_not_names(random_explainer, tmp_path):
 def test_triplet_flags_identical_candidates(random_explainer):
     ref, a = smooth_image(64, 64, 60), smooth_image(64, 64, 61)
     tri = random_explainer.explain_triplet(ref, a, a.clone(), attribution=None, value_range=R)
-    assert any("Images A and B are pixel-identical" in w for w in tri.warnings)
+    assert notices.of_code(tri.warnings, notices.IDENTICAL_IMAGES)
 
 
 def test_combine_parts_equals_one_call(random_explainer):
@@ -280,4 +280,4 @@ def test_constant_image_is_flagged(random_explainer):
     grey = torch.full((1, 3, 64, 64), 128 / 255)
     expl = random_explainer.explain(grey, smooth_image(64, 64, 70), attribution=None,
                                     sensitivity=False, repair=False, value_range=R)
-    assert any("Image A is constant" in w for w in expl.warnings)
+    assert [n.text[:7] for n in notices.of_code(expl.warnings, notices.CONSTANT_IMAGE)] == ["Image A"]
