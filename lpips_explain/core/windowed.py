@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from lpips_explain.core.model import LpipsNet, normalize
 
-__all__ = ["Box", "LocalScorer", "supports", "window_cost"]
+__all__ = ["Box", "WindowedScorer", "supports", "window_cost"]
 
 Box = tuple[int, int, int, int]  # rows [y0, y1), columns [x0, x1) of the changed pixels
 
@@ -73,7 +73,7 @@ def _ops(net: LpipsNet) -> list[_Op] | None:
 
 
 def supports(net: LpipsNet) -> bool:
-    """Whether :class:`LocalScorer` handles the network: the exact fp32 model (not a fast
+    """Whether :class:`WindowedScorer` handles the network: the exact fp32 model (not a fast
     mode's, whose passes run elsewhere) with a plain conv / ReLU / max-pool trunk."""
     return type(net) is LpipsNet and _ops(net) is not None
 
@@ -127,7 +127,7 @@ def _windows(ops: Sequence[_Op], size: tuple[int, int], boxes: Sequence[Box]
 def window_cost(net: LpipsNet, size: tuple[int, int], boxes: Sequence[Box]) -> float:
     """Multiply-adds of the windowed passes over those of whole passes, for copies of an image
     of ``size`` with one of ``boxes`` changed each; computed from the trunk's shapes alone
-    (no pass), so a caller can decide before :class:`LocalScorer` runs B through the trunk."""
+    (no pass), so a caller can decide before :class:`WindowedScorer` runs B through the trunk."""
     ops = _ops(net)
     if ops is None:
         raise ValueError(f"the {net.spec.label} trunk is not a plain conv / ReLU / max-pool "
@@ -154,7 +154,7 @@ def _window_sums(table: Tensor, rows: _Window, cols: _Window) -> Tensor:
     return table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0]
 
 
-class LocalScorer:
+class WindowedScorer:
     """d(ref, copy of ``base`` with each box taken from ``source``), recomputing only windows.
 
     ``reference`` is the encoded reference (:meth:`LpipsNet.encode`, as a ReferenceScorer
