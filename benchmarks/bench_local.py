@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from lpips_explain.analyses.repair import LOCAL_MAX_COST, _patch_boxes
-from lpips_explain.core.windowed import WindowedScorer
 from lpips_explain.core.model import ReferenceScorer, build_lpips
+from lpips_explain.core.windowed import WindowedScorer
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench_large import vmhwm  # this process's VmHWM in bytes (Linux)
+from lpips_explain.core.memory import peak_rss, reset_peak
 
 REPO = Path(__file__).resolve().parents[1]
 PARTS = ("saliency", "integrated_gradients", "sensitivity", "repair")
@@ -62,11 +62,9 @@ def _child(part: str, size: int, net: str) -> None:
     g = torch.Generator().manual_seed(size)
     run(torch.rand(1, 3, 64, 64, generator=g), torch.rand(1, 3, 64, 64, generator=g))
     a, b = torch.rand(1, 3, size, size, generator=g), torch.rand(1, 3, size, size, generator=g)
-    with open("/proc/self/clear_refs", "w") as f:  # VmHWM := VmRSS
-        f.write("5")
-    before = vmhwm()
+    before = reset_peak()  # VmHWM := VmRSS
     estimate = run(a, b)
-    print(json.dumps({"estimate": estimate, "rise": vmhwm() - before}))
+    print(json.dumps({"estimate": estimate, "rise": peak_rss() - before}))
 
 
 def measure(part: str, size: int, net: str = "alex") -> dict:

@@ -26,8 +26,8 @@ from lpips_explain.analyses.common import (
     pct,
     scorer_for,
 )
-from lpips_explain.core.windowed import Box, WindowedScorer, supports, window_cost
 from lpips_explain.core.model import LpipsNet, ReferenceScorer
+from lpips_explain.core.windowed import Box, WindowedScorer, supports, window_cost
 from lpips_explain.errors import InputError, SizeMismatchError, lookup
 
 # --- repair -------------------------------------------------------------------------------

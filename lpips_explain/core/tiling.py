@@ -27,24 +27,19 @@ does not fit picks the largest tile core whose estimate fits, or refuses
 (:class:`~lpips_explain.errors.MemoryBudgetError`) before any work when even the smallest
 tile cannot fit. The Python interpreter, torch and the network weights are not counted
 (measured in benchmarks/bench_large.py). While tiles run, glibc is asked to return freed
-tensors to the system at once (see :func:`_freed_memory_returned`).
+tensors to the system at once (see :func:`~lpips_explain.core.memory.freed_memory_returned`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import math
 import os
-import platform
 import re
-import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
 
 import numpy as np
 import torch
@@ -52,6 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lpips_explain.core.decompose import ChannelDetail, Decomposition, LayerBreakdown
+from lpips_explain.core.memory import freed_memory_returned
 from lpips_explain.core.model import EPS_SQ, LpipsNet
 from lpips_explain.errors import InputError, MemoryBudgetError
 
@@ -611,46 +607,6 @@ def check_fits(net: LpipsNet, size: tuple[int, int], budget: int, kind: str, bat
 
 
 # -- the tiled computation ----------------------------------------------------------------
-_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
-
-
-def _glibc() -> Any:
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
-        return None
-    try:
-        libc = ctypes.CDLL(None)
-    except OSError:
-        return None
-    return libc if hasattr(libc, "mallopt") else None
-
-
-_ALLOC_LOCK = threading.Lock()
-_ALLOC_USERS = [0]
-
-
-@contextlib.contextmanager
-def _freed_memory_returned() -> Iterator[None]:
-    """While tiles run, let glibc serve allocations of 1 MiB and more with mmap, so that a
-    freed tile's tensors go back to the system instead of staying in the heap as
-    fragments. Measured (alex, 2000 px, 150 MB budget, 36 MB estimated working set): peak
-    RSS over the start 118 MB without, 56 MB with it. When the last tiled run ends the
-    threshold is set to 32 MiB, glibc's own ceiling for its dynamic threshold, which long
-    tensor work reaches anyway. Elsewhere than glibc nothing is changed."""
-    libc = _glibc()
-    if libc is not None:
-        with _ALLOC_LOCK:
-            _ALLOC_USERS[0] += 1
-            libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
-    try:
-        yield
-    finally:
-        if libc is not None:
-            with _ALLOC_LOCK:
-                _ALLOC_USERS[0] -= 1
-                if _ALLOC_USERS[0] == 0:
-                    libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
-
-
 def _block_add(acc: Tensor, m: Tensor, r0: int, c0: int, f: int) -> None:
     """Add map ``m`` (placed at global cell r0, c0) into block sums ``acc`` of f x f cells."""
     m = m.to(torch.float32)
@@ -701,7 +657,7 @@ def _run(net: LpipsNet, a: Tensor, b: Tensor, plan: MemoryPlan, sums: list[_Laye
     last = geom.taps[-1].index
     heads = [w.to(torch.float32) for w in net.heads]
     total = plan.count
-    with _freed_memory_returned():
+    with freed_memory_returned():
         _run_tiles(net, a, b, plan, sums, progress, geom, tapset, last, heads, total)
 
 

@@ -224,22 +224,17 @@ def test_the_estimate_orders_measured_peak_memory():
     ru_maxrss would not do, Linux copies the forking process's high-water mark into the
     child's at exec, so under pytest it starts at pytest's own peak."""
     script = textwrap.dedent("""
-        import json, re, sys, torch
-        from lpips_explain.core import tiling
+        import json, sys, torch
+        from lpips_explain.core import memory, tiling
         from lpips_explain.core.model import build_lpips
-        def status(key):
-            with open("/proc/self/status") as f:
-                return int(re.search(key + r":\\s+(\\d+)", f.read()).group(1)) * 1024
         net = build_lpips("alex", "0.1", "random", progress=False)
         h = w = 1200
         a, b = torch.rand(1, 3, h, w), torch.rand(1, 3, h, w)
         plan = tiling.plan_memory(net, (h, w), 10**12, kind="distance", core=int(sys.argv[1]))
         tiling.tiled_distance(net, a, b, tiling.plan_memory(net, (64, 64), 10**12, core=16))
-        with open("/proc/self/clear_refs", "w") as f:  # VmHWM := VmRSS
-            f.write("5")
-        before = status("VmHWM")
+        before = memory.reset_peak()  # VmHWM := VmRSS
         tiling.tiled_distance(net, a, b, plan)
-        print(json.dumps([plan.estimate, before, status("VmHWM")]))
+        print(json.dumps([plan.estimate, before, memory.peak_rss()]))
     """)
     rows = []
     for core in (304, 1200):

@@ -11,9 +11,9 @@ import torch
 from conftest import smooth_image
 
 from lpips_explain.analyses import repair as rp
-from lpips_explain.core.windowed import WindowedScorer, supports
 from lpips_explain.core.model import ReferenceScorer, build_lpips
 from lpips_explain.core.modes import Mode, ModeNet
+from lpips_explain.core.windowed import WindowedScorer, supports
 
 
 @pytest.fixture(scope="module")
