@@ -64,11 +64,11 @@ def _child_official(net: str, a: str, b: str) -> dict:
 
 def _child_tiled(net: str, a: str, b: str, trunk: str, core: int) -> dict:
     from lpips_explain import Explainer
-    from lpips_explain.core import tiling
+    from lpips_explain.core import budget, tiling
 
     e = Explainer(net, "0.1", trunk)
     x0, x1 = _load_png(a), _load_png(b)
-    plan = tiling.plan_memory(e.model, tuple(x0.shape[-2:]), e.max_memory, kind="distance",
+    plan = budget.plan_memory(e.model, tuple(x0.shape[-2:]), e.max_memory, kind="distance",
                               core=core)
     t0 = time.perf_counter()
     d = tiling.tiled_distance(e.model, x0, x1, plan)

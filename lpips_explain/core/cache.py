@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from lpips_explain.core.tiling import parse_bytes
+from lpips_explain.core.budget import parse_bytes
 from lpips_explain.errors import InputError
 
 CACHE_ENV = "LPIPS_EXPLAIN_FEATURE_CACHE"
