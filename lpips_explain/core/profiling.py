@@ -30,8 +30,7 @@ from lpips_explain.core.memory import PeakMemory
 from lpips_explain.core.model import LpipsNet, ReferenceScorer
 from lpips_explain.core.modes import Mode, mode_net
 from lpips_explain.errors import InputError
-
-Progress = Callable[[int, int, str], None]
+from lpips_explain.validation import Progress, integer
 
 
 @dataclass(frozen=True)
@@ -130,11 +129,11 @@ def profile(nets: Sequence[LpipsNet], sizes: Sequence[int], precisions: Sequence
     trunk the modes are built first (``build_s``), then every size is timed with the modes
     interleaved (:func:`profile_size`).
     """
-    sizes = [int(s) for s in sizes]
-    if not sizes or any(s < 32 for s in sizes):
-        raise InputError(f"sizes must be at least 32 px each, got {list(sizes)}.")
-    if batch < 1 or repeats < 1:
-        raise InputError(f"batch and repeats must be at least 1, got {batch} and {repeats}.")
+    if not sizes:
+        raise InputError("sizes must name at least one image side (32 px or more).")
+    sizes = [integer(s, "sizes", minimum=32) for s in sizes]
+    batch = integer(batch, "batch", minimum=1)
+    repeats = integer(repeats, "repeats", minimum=1)
     from lpips_explain.core.modes import check_mode, resolve_device
 
     dev = resolve_device(device)
