@@ -103,15 +103,6 @@ def test_crops_must_start_on_the_total_stride(nets):
                 assert (err < 1e-5) is equal, (start, k, err)
 
 
-def test_tiles_own_every_cell_once(nets):
-    for name in NETS:
-        geom = geometry.geometry_of(nets[(name, "0.1")])
-        for n in (31, 97, 300, 1001):
-            for core in (16, 48, 112):
-                tiles = geometry.axis_tiles(geom, n, core)  # checks coverage and alignment
-                assert all(t.start % 16 == 0 for t in tiles)
-
-
 # -- tiled == untiled ------------------------------------------------------------------------
 # (net, version, image h, w, tile cores (rows, cols)). Odd sizes; every case has crops with
 # edges inside the image; alex 0.0 has 16 px cores (below its 161 px halo) on the rows;
