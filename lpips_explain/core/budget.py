@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lpips_explain.core.geometry import AxisTile, Geometry, axis_tiles, geometry_of
+from lpips_explain.core.memory import proc_bytes
 from lpips_explain.errors import InputError, MemoryBudgetError
 from lpips_explain.validation import integer, number
 
@@ -80,13 +81,9 @@ def format_bytes(n: float) -> str:
 
 def available_memory() -> int | None:
     """Bytes of memory the system reports available (Linux MemAvailable), or None."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
+    available = proc_bytes("/proc/meminfo", "MemAvailable")
+    if available is not None:
+        return available
     try:
         return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):

@@ -1,6 +1,7 @@
 """The process's memory, read one way by the code, the benchmarks and the tests.
 
-* :func:`rss`: resident bytes now (``/proc/self/statm``);
+* :func:`rss`: resident bytes now (``/proc/self/statm``); :func:`proc_bytes`: one figure
+  of a ``/proc`` file (core/budget.py reads MemAvailable with it);
 * :func:`reset_peak` and :func:`peak_rss`: the kernel's high-water mark of resident memory
   (VmHWM), set back to the resident size now and read later, so that the rise over a piece
   of work is ``peak_rss() - reset_peak()``; where Linux's VmHWM is missing,
@@ -29,8 +30,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["PeakMemory", "freed_memory_returned", "peak_rss", "reset_peak", "rss",
-           "trim_heap"]
+__all__ = ["PeakMemory", "freed_memory_returned", "peak_rss", "proc_bytes", "reset_peak",
+           "rss", "trim_heap"]
 
 
 # -- reading the kernel's figures ---------------------------------------------------------
@@ -43,16 +44,21 @@ def rss() -> int:
         return 0
 
 
-def _vmhwm() -> int | None:
-    """This process's resident high-water mark in bytes (Linux VmHWM), or None."""
+def proc_bytes(path: str, key: str) -> int | None:
+    """The ``key:   N kB`` line of a Linux ``/proc`` file, in bytes; None where it is missing."""
     try:
-        with open("/proc/self/status") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
-    except OSError:
+    except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def _vmhwm() -> int | None:
+    """This process's resident high-water mark in bytes (Linux VmHWM), or None."""
+    return proc_bytes("/proc/self/status", "VmHWM")
 
 
 def reset_peak() -> int | None:
