@@ -92,7 +92,7 @@ class Decomposition:
     size: tuple[int, int]  # (height, width) of the compared images
     net: str
     version: str
-    # How the features were computed in tiles (core/tiling.py MemoryPlan.to_dict); None:
+    # How the features were computed in tiles (core/budget.py MemoryPlan.to_dict); None:
     # the images went through the trunk whole.
     tiling: dict | None = None
 
