@@ -64,11 +64,11 @@ def _child_official(net: str, a: str, b: str) -> dict:
 
 def _child_tiled(net: str, a: str, b: str, trunk: str, core: int) -> dict:
     from lpips_explain import Explainer
-    from lpips_explain.core import tiling
+    from lpips_explain.core import budget, tiling
 
     e = Explainer(net, "0.1", trunk)
     x0, x1 = _load_png(a), _load_png(b)
-    plan = tiling.plan_memory(e.model, tuple(x0.shape[-2:]), e.max_memory, kind="distance",
+    plan = budget.plan_memory(e.model, tuple(x0.shape[-2:]), e.max_memory, kind="distance",
                               core=core)
     t0 = time.perf_counter()
     d = tiling.tiled_distance(e.model, x0, x1, plan)
@@ -101,7 +101,7 @@ def _child_api(net: str, a: str, b: str, trunk: str, budget: str) -> dict:
 
 
 def _child(argv: list[str]) -> None:
-    import resource
+    from lpips_explain.core.memory import peak_rss
 
     kind, *rest = argv
     if kind == "cli":
@@ -123,19 +123,8 @@ def _child(argv: list[str]) -> None:
     # exit adds about 0.12 GB more to what the kernel reports afterwards, measured). VmHWM
     # where Linux has it: ru_maxrss also holds the forking process's high-water mark, copied
     # in at exec.
-    out["peak_rss"] = vmhwm() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    out["peak_rss"] = peak_rss()
     print(json.dumps(out))
-
-
-def vmhwm() -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
 
 
 # -- the parent -------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
-"""Single-patch repairs scored on windows (core/local.py) vs whole trunk passes, side by side.
+"""Single-patch repairs scored on windows (core/windowed.py) vs whole trunk passes, side by side.
 
 For each trunk, image size and patch size: the share of whole passes' multiply-adds the
-windows cost (``LocalScorer.cost``, what analyses/repair.py compares with LOCAL_MAX_COST),
+windows cost (``WindowedScorer.cost``, what analyses/repair.py compares with LOCAL_MAX_COST),
 then the median time of scoring every single-patch copy of B both ways, interleaved in one
 process, and their ratio (whole / windowed: above 1 the windows are faster). Every windowed
 distance is checked against the whole pass first (relative 1e-5).
@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from lpips_explain.analyses.repair import LOCAL_MAX_COST, _patch_boxes
-from lpips_explain.core.local import LocalScorer
 from lpips_explain.core.model import ReferenceScorer, build_lpips
+from lpips_explain.core.windowed import WindowedScorer
 
 
 def main() -> None:
@@ -63,12 +63,12 @@ def main() -> None:
                     return torch.cat(out).numpy()
 
                 def windows(boxes=boxes, a=a, b=b, scorer=scorer, net=net):
-                    local = LocalScorer(net, scorer.ref, b)
+                    local = WindowedScorer(net, scorer.ref, b)
                     return np.concatenate([local.score(a, boxes[i: i + args.batch]).numpy()
                                            for i in range(0, len(boxes), args.batch)])
 
                 np.testing.assert_allclose(windows(), whole(), rtol=1e-5)
-                cost = LocalScorer(net, scorer.ref, b).cost(boxes)
+                cost = WindowedScorer(net, scorer.ref, b).cost(boxes)
                 tw, tl = [], []
                 for _ in range(args.repeats):
                     for fn, ts in ((whole, tw), (windows, tl)):

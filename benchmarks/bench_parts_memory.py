@@ -1,14 +1,14 @@
 """Memory of the explanation parts that cannot be tiled: the estimate lpips-explain refuses
-by (``core/tiling.untiled_bytes``) against the peak measured when the part runs.
+by (``core/budget.untiled_bytes``) against the peak measured when the part runs.
 
 Each (part, size) runs in its own fresh process: a warm-up at 64 px, then the process's
 high-water mark (VmHWM) is reset through /proc/self/clear_refs, the part runs on a random
 pair, and the rise of VmHWM is reported beside the estimate (Linux only). Parts:
 
 * ``saliency``: one gradient (route ``gradient``, batch 1);
-* ``integrated_gradients``: 8 steps in internal batches of ``tiling.GRADIENT_BATCH``;
+* ``integrated_gradients``: 8 steps in internal batches of ``budget.GRADIENT_BATCH``;
 * ``sensitivity``: the default counterfactuals and sweeps (route ``sweep``: batches of
-  ``tiling.SCORE_BATCH`` scored, then their SSIM);
+  ``budget.SCORE_BATCH`` scored, then their SSIM);
 * ``repair``: 32 px patches (route ``score``).
 
     python benchmarks/bench_parts_memory.py [--net alex] [--sizes 256 512 1024]
@@ -24,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench_large import vmhwm  # this process's VmHWM in bytes (Linux)
+from lpips_explain.core.memory import peak_rss, reset_peak
 
 REPO = Path(__file__).resolve().parents[1]
 PARTS = ("saliency", "integrated_gradients", "sensitivity", "repair")
@@ -34,39 +34,38 @@ def _child(part: str, size: int, net: str) -> None:
     import torch
 
     from lpips_explain import Explainer
-    from lpips_explain.core import tiling
+    from lpips_explain.core import budget
+    from lpips_explain.core.geometry import geometry_of
 
     ex = Explainer(net, "0.1", "random", seed=0, feature_cache=None)
-    geom = tiling.geometry_of(ex.model)
+    geom = geometry_of(ex.model)
 
     def run(x: torch.Tensor, y: torch.Tensor) -> int:
         h, w = x.shape[-2:]
         if part in ("saliency", "integrated_gradients"):
             from lpips_explain.analyses.attribution import attribute
 
-            batch = 1 if part == "saliency" else tiling.GRADIENT_BATCH
+            batch = 1 if part == "saliency" else budget.GRADIENT_BATCH
             params = {} if part == "saliency" else {"internal_batch_size": batch}
             attribute(ex.model, x, y, part, steps=None if part == "saliency" else 8,
                       **params)
-            return tiling.untiled_bytes(geom, h, w, "gradient", batch)
+            return budget.untiled_bytes(geom, h, w, "gradient", batch)
         if part == "sensitivity":
             from lpips_explain.analyses.sensitivity import sensitivity
 
             sensitivity(ex.model, x, y, seed=0)
-            return tiling.untiled_bytes(geom, h, w, "sweep", tiling.SCORE_BATCH)
+            return budget.untiled_bytes(geom, h, w, "sweep", budget.SCORE_BATCH)
         from lpips_explain.analyses.repair import repair
 
         repair(ex.model, x, y, patch=32)
-        return tiling.untiled_bytes(geom, h, w, "score", tiling.SCORE_BATCH)
+        return budget.untiled_bytes(geom, h, w, "score", budget.SCORE_BATCH)
 
     g = torch.Generator().manual_seed(size)
     run(torch.rand(1, 3, 64, 64, generator=g), torch.rand(1, 3, 64, 64, generator=g))
     a, b = torch.rand(1, 3, size, size, generator=g), torch.rand(1, 3, size, size, generator=g)
-    with open("/proc/self/clear_refs", "w") as f:  # VmHWM := VmRSS
-        f.write("5")
-    before = vmhwm()
+    before = reset_peak()  # VmHWM := VmRSS
     estimate = run(a, b)
-    print(json.dumps({"estimate": estimate, "rise": vmhwm() - before}))
+    print(json.dumps({"estimate": estimate, "rise": peak_rss() - before}))
 
 
 def measure(part: str, size: int, net: str = "alex") -> dict:

@@ -20,9 +20,10 @@ from lpips_explain.analyses.explanation import (
     summary_of,
     swap_activations,
 )
-from lpips_explain.core import tiling
+from lpips_explain.core import budget, tiling
 from lpips_explain.core.cache import FeatureCache, shared_cache
 from lpips_explain.core.decompose import Decomposition, decompose_encoded
+from lpips_explain.core.geometry import geometry_of
 from lpips_explain.core.model import LpipsNet, ReferenceScorer, build_lpips
 from lpips_explain.core.modes import EXACT, Mode, mode_net
 from lpips_explain.core.trunks import check_min_size
@@ -84,10 +85,10 @@ class Explainer:
         self.size_policy = size_policy
         self.max_pixels = max_pixels
         self.seed = seed
-        # Memory budget in bytes for one comparison's tensors (core/tiling.py); large pairs
+        # Memory budget in bytes for one comparison's tensors (core/budget.py); large pairs
         # are computed exactly in tiles, what cannot fit is refused before any work.
-        self.max_memory = (tiling.default_max_memory() if max_memory is None
-                           else tiling.parse_bytes(max_memory))
+        self.max_memory = (budget.default_max_memory() if max_memory is None
+                           else budget.parse_bytes(max_memory))
         # Encoded references (core/cache.py): "shared" is the process-wide cache, None none.
         self.feature_cache: FeatureCache | None = (
             shared_cache() if isinstance(feature_cache, str) and feature_cache == "shared"
@@ -187,14 +188,14 @@ class Explainer:
 
     # -- memory ---------------------------------------------------------------------
     def memory_plan(self, size: tuple[int, int], *, kind: str = "decompose",
-                    top_k: int = 5) -> tiling.MemoryPlan:
+                    top_k: int = 5) -> budget.MemoryPlan:
         """How a pair of images of ``size`` (height, width) will run within ``max_memory``:
         untiled, or in tiles (with the estimate of each). Raises MemoryBudgetError when even
         the smallest tiles cannot fit. ``kind``: "distance" or "decompose"."""
         if kind == "distance":  # distances are scored against the encoded reference
-            return tiling.plan_memory(self.model, size, self.max_memory, kind="score")
+            return budget.plan_memory(self.model, size, self.max_memory, kind="score")
         maps = 1 + 3 * max(0, int(top_k))  # block maps per layer
-        return tiling.plan_memory(self.model, size, self.max_memory, kind=kind, maps=maps)
+        return budget.plan_memory(self.model, size, self.max_memory, kind=kind, maps=maps)
 
     def _distances(self, ref: torch.Tensor, candidates: Sequence[torch.Tensor]) -> list[float]:
         """d(ref, c) for each candidate: bit-identical ones are exactly 0; large pairs tiled;
@@ -216,10 +217,10 @@ class Explainer:
         return [float(v) for v in out]  # type: ignore[arg-type]
 
     def _score_batch(self, size: tuple[int, int]) -> int:
-        """The largest batch (up to tiling.SCORE_BATCH) of whole-image scores that fits the
+        """The largest batch (up to budget.SCORE_BATCH) of whole-image scores that fits the
         memory budget (1 when none does: the caller checked that the work fits)."""
-        batch = tiling.SCORE_BATCH
-        while batch > 1 and tiling.untiled_bytes(tiling.geometry_of(self.model), *size, "score",
+        batch = budget.SCORE_BATCH
+        while batch > 1 and budget.untiled_bytes(geometry_of(self.model), *size, "score",
                                                  batch) > self.max_memory:
             batch //= 2
         return batch
@@ -231,14 +232,14 @@ class Explainer:
         (they cannot be tiled) when their estimate exceeds the memory budget."""
         if attribution is not None:
             batch = int((attribution_params or {}).get("internal_batch_size",
-                                                        tiling.GRADIENT_BATCH))
-            tiling.check_fits(self.model, size, self.max_memory, "gradient", max(1, batch),
+                                                        budget.GRADIENT_BATCH))
+            budget.check_fits(self.model, size, self.max_memory, "gradient", max(1, batch),
                               "Attribution")
         for wanted, kind, what in ((sensitivity, "sweep", "Sensitivity"),
                                    (repair, "score", "Repair")):
             if wanted:
-                tiling.check_fits(self.model, size, self.max_memory, kind,
-                                  tiling.SCORE_BATCH, what)
+                budget.check_fits(self.model, size, self.max_memory, kind,
+                                  budget.SCORE_BATCH, what)
 
     def _decompose(self, ta: torch.Tensor, tb: torch.Tensor, top_k: int,
                    scorer: ReferenceScorer | None = None) -> Decomposition:
@@ -309,7 +310,7 @@ class Explainer:
         # The distortion equivalents score whole images in batches: left out (and said so in
         # the warnings) where even one at a time would exceed the memory budget.
         eq_batch = self._score_batch(prep.size) if equivalents else 0
-        if eq_batch and tiling.untiled_bytes(tiling.geometry_of(self.model), *prep.size,
+        if eq_batch and budget.untiled_bytes(geometry_of(self.model), *prep.size,
                                              "score", eq_batch) > self.max_memory:
             eq_batch = 0
         scorer = (None if plan.tiled and not (sensitivity or repair or eq_batch)
@@ -400,7 +401,7 @@ class Explainer:
 
             get_method(attribution)
         prep = self.prepare(ref, a, b, value_range=value_range, labels=["REF", "A", "B"])
-        tiling.check_fits(self.model, prep.size, self.max_memory, "decompose", 1,
+        budget.check_fits(self.model, prep.size, self.max_memory, "decompose", 1,
                           "The triplet explanation")
         self._check_parts_fit(prep.size, attribution, False, True, attribution_params)
         return self.with_mode(explain_triplet(

@@ -18,7 +18,7 @@ from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
 from torch import Tensor
 
 from lpips_explain import errors
-from lpips_explain.core.tiling import SWEEP_SSIM_PIXELS
+from lpips_explain.core.budget import SWEEP_SSIM_PIXELS
 from lpips_explain.intake.tensors import check_tensor
 
 __all__ = ["SSIM_DESCRIPTION", "SSIM_SIGMA", "SSIM_WINDOW", "psnr", "psnr_pairs", "ssim", "ssim_pairs"]
@@ -88,7 +88,7 @@ def ssim(reference: Tensor, candidates: Tensor, *, trusted: bool = False) -> np.
 
 def _ssim_batched(x: Tensor, y: Tensor) -> np.ndarray:
     """Mean SSIM over channels of ``x[i]`` against ``y[i]`` (N x C x H x W each), computed
-    :data:`~lpips_explain.core.tiling.SWEEP_SSIM_PIXELS` pixels per channel at a time, so
+    :data:`~lpips_explain.core.budget.SWEEP_SSIM_PIXELS` pixels per channel at a time, so
     that the working set (about a dozen float32 planes per image channel) stays bounded
     whatever the image size. Images with a side shorter than the window are refused."""
     n, _, h, w = (int(v) for v in y.shape)

@@ -26,8 +26,8 @@ from lpips_explain.analyses.common import (
     pct,
     scorer_for,
 )
-from lpips_explain.core.local import Box, LocalScorer, supports, window_cost
 from lpips_explain.core.model import LpipsNet, ReferenceScorer
+from lpips_explain.core.windowed import Box, WindowedScorer, supports, window_cost
 from lpips_explain.errors import InputError, SizeMismatchError, lookup
 
 # --- repair -------------------------------------------------------------------------------
@@ -41,7 +41,7 @@ ORDERS: dict[str, str] = {
 # trunk passes. It stops once the goal is reached, or when this many were spent.
 GREEDY_BUDGET = 4096
 # Copies of an image with one patch (or block) replaced are scored on the windows the patch
-# reaches (core/local.py, exact) when that costs at most this share of whole trunk passes.
+# reaches (core/windowed.py, exact) when that costs at most this share of whole trunk passes.
 # benchmarks/bench_local.py, whole / windowed time: alex 256 px, 32 px patches (share 0.35)
 # 2.4x; alex 192/32 (0.54) 1.35x; vgg 96/32 (0.59) 1.17x; vgg 64/32 (0.66) 0.70x; alex
 # 128/32 (0.74) 0.81x: near 1 the crops' overhead makes the windows slower.
@@ -299,7 +299,7 @@ class _Batches:
     def boxes(self, base: Tensor, boxes: list[Box], label: str, *, with_base: bool = False
               ) -> np.ndarray | None:
         """Distances of copies of ``base`` with each box taken from A, each computed on the
-        windows its box reaches (core/local.py, exact) when the trunk allows that and it
+        windows its box reaches (core/windowed.py, exact) when the trunk allows that and it
         costs at most LOCAL_MAX_COST of whole passes; None otherwise (score the masks).
         ``with_base``: row 0 is ``base`` itself, from the pass the windows start from."""
         net = self.scorer.net
@@ -307,7 +307,7 @@ class _Batches:
                 or window_cost(net, (int(base.shape[-2]), int(base.shape[-1])), boxes)
                 > LOCAL_MAX_COST):
             return None
-        local = LocalScorer(net, self.scorer.ref, base)
+        local = WindowedScorer(net, self.scorer.ref, base)
         first = 1 if with_base else 0
         out = np.empty(first + len(boxes), dtype=np.float64)
         if with_base:

@@ -6,10 +6,10 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
+from lpips_explain.core.budget import DEFAULT_MAX_MEMORY, MAX_MEMORY_ENV
 from lpips_explain.core.heads import LIN_ENV
 from lpips_explain.core.modes import PRECISIONS
 from lpips_explain.core.progress import ProgressBar as ProgressBar
-from lpips_explain.core.tiling import DEFAULT_MAX_MEMORY, MAX_MEMORY_ENV
 from lpips_explain.core.trunks import NETS
 from lpips_explain.core.weights import BACKBONE_ENV, OFFLINE_ENV, VERSIONS
 from lpips_explain.intake.align import SIZE_POLICIES

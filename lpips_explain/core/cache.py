@@ -22,6 +22,7 @@ them in place. Nothing here approximates: a hit returns the very tensors a miss 
 from __future__ import annotations
 
 import hashlib
+import numbers
 import os
 import threading
 import weakref
@@ -32,8 +33,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from lpips_explain.core.tiling import parse_bytes
+from lpips_explain.core.budget import parse_bytes
 from lpips_explain.errors import InputError
+from lpips_explain.validation import integer
 
 CACHE_ENV = "LPIPS_EXPLAIN_FEATURE_CACHE"
 DEFAULT_CACHE_BYTES = "256MB"
@@ -216,9 +218,11 @@ class FeatureCache:
 
 
 def _budget(value: int | str) -> int:
-    if isinstance(value, str) and value.strip() in ("0", "0B", "off"):
-        return 0
-    if isinstance(value, int) and not isinstance(value, bool) and value == 0:
+    """The cache's budget in bytes: a memory size, or 0 (also "0", "0B", "off") for none."""
+    if isinstance(value, str):
+        if value.strip() in ("0", "0B", "off"):
+            return 0
+    elif isinstance(value, numbers.Integral) and integer(value, "The cache budget") == 0:
         return 0
     return parse_bytes(value)
 

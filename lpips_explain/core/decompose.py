@@ -18,6 +18,7 @@ from torch import Tensor
 
 from lpips_explain.core.model import LpipsNet
 from lpips_explain.errors import InputError, lookup
+from lpips_explain.validation import integer
 
 Upsample = Literal["none", "bilinear", "mean_preserving"]
 UPSAMPLING: dict[str, str] = {
@@ -91,15 +92,16 @@ class Decomposition:
     size: tuple[int, int]  # (height, width) of the compared images
     net: str
     version: str
-    # How the features were computed in tiles (core/tiling.py MemoryPlan.to_dict); None:
+    # How the features were computed in tiles (core/budget.py MemoryPlan.to_dict); None:
     # the images went through the trunk whole.
     tiling: dict | None = None
 
     def layer(self, key: int | str) -> LayerBreakdown:
-        if isinstance(key, int) and not isinstance(key, bool):
-            if not -len(self.layers) <= key < len(self.layers):
-                raise InputError(f"Layer index {key} out of range: there are {len(self.layers)}.")
-            return self.layers[key]
+        if not isinstance(key, str):
+            index = integer(key, "The layer index")
+            if not -len(self.layers) <= index < len(self.layers):
+                raise InputError(f"Layer index {index} out of range: there are {len(self.layers)}.")
+            return self.layers[index]
         return lookup("layer", key, {lay.name: lay for lay in self.layers})  # type: ignore[return-value]
 
     def spatial_map(self, layer: int | str | None = None, upsample: Upsample = "bilinear") -> np.ndarray:
@@ -133,8 +135,7 @@ def _to_np(t: Tensor) -> np.ndarray:
 def decompose_encoded(net: LpipsNet, ref: Sequence[Tensor], candidates: Tensor,
                       top_k: int = 5) -> list[Decomposition]:
     """Decompose d(ref, x) for every x in a batch, with the reference already encoded."""
-    if top_k < 0:
-        raise InputError(f"top_k must be >= 0, got {top_k}.")
+    top_k = integer(top_k, "top_k", minimum=0)
     size = (int(candidates.shape[-2]), int(candidates.shape[-1]))
     feats = net.encode(candidates)
     per_candidate: list[list[LayerBreakdown]] = [[] for _ in range(candidates.shape[0])]

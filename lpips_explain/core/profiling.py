@@ -8,7 +8,7 @@ modes of one size interleaved so that load from other jobs hits them alike:
   ``batch`` (median over ``repeats`` batches);
 * peak memory: the largest rise of the process's resident memory (RSS, sampled every
   millisecond by a thread, after returning freed heap to the system) while one batch is
-  scored; on CUDA, torch's peak allocated bytes instead.
+  scored; on CUDA, torch's peak allocated bytes instead (core/memory.py, PeakMemory).
 
 Time to build a mode (int8 calibration and compilation) is reported apart (``build_s``) and
 never mixed into the timings. Every row carries its mode and whether it is exact.
@@ -17,22 +17,20 @@ never mixed into the timings. Every row carries its mode and whether it is exact
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import platform
 import statistics
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
+from lpips_explain.core.memory import PeakMemory
 from lpips_explain.core.model import LpipsNet, ReferenceScorer
 from lpips_explain.core.modes import Mode, mode_net
 from lpips_explain.errors import InputError
-
-Progress = Callable[[int, int, str], None]
+from lpips_explain.validation import Progress, integer
 
 
 @dataclass(frozen=True)
@@ -71,57 +69,6 @@ def machine() -> dict:
     except OSError:
         info["load_average"] = None
     return info
-
-
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm", encoding="ascii") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        return 0
-
-
-def _trim_heap() -> None:
-    """Give freed heap back to the system so that RSS measures live memory (glibc only)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-class PeakMemory:
-    """Context manager: the peak rise of memory over the block, in bytes (``.peak``)."""
-
-    def __init__(self, device: str = "cpu", interval_s: float = 0.001):
-        self.device, self.interval = device, interval_s
-        self.peak = 0
-
-    def __enter__(self) -> PeakMemory:
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self._base = torch.cuda.memory_allocated()
-            return self
-        _trim_heap()
-        self._base = _rss_bytes()
-        self._top = self._base
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self._top = max(self._top, _rss_bytes())
-            time.sleep(self.interval)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize()
-            self.peak = max(0, torch.cuda.max_memory_allocated() - self._base)
-            return
-        self._top = max(self._top, _rss_bytes())
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(0, self._top - self._base)
 
 
 def _median_s(fn: Callable[[], object], repeats: int, device: str) -> float:
@@ -182,11 +129,11 @@ def profile(nets: Sequence[LpipsNet], sizes: Sequence[int], precisions: Sequence
     trunk the modes are built first (``build_s``), then every size is timed with the modes
     interleaved (:func:`profile_size`).
     """
-    sizes = [int(s) for s in sizes]
-    if not sizes or any(s < 32 for s in sizes):
-        raise InputError(f"sizes must be at least 32 px each, got {list(sizes)}.")
-    if batch < 1 or repeats < 1:
-        raise InputError(f"batch and repeats must be at least 1, got {batch} and {repeats}.")
+    if not sizes:
+        raise InputError("sizes must name at least one image side (32 px or more).")
+    sizes = [integer(s, "sizes", minimum=32) for s in sizes]
+    batch = integer(batch, "batch", minimum=1)
+    repeats = integer(repeats, "repeats", minimum=1)
     from lpips_explain.core.modes import check_mode, resolve_device
 
     dev = resolve_device(device)

@@ -50,8 +50,8 @@ import torch
 from lpips_explain.core import trunk_hash
 from lpips_explain.core.trunks import build_features, get_trunk, official_lin_path
 from lpips_explain.errors import ArchiveError, InputError, WeightsUnavailableError
+from lpips_explain.validation import Progress
 
-Progress = Callable[[int, int, str], None]
 INDEX_ENV = "LPIPS_EXPLAIN_INDEX_URL"  # overrides pip's configured index for this route
 DEFAULT_INDEX = "https://pypi.org/simple"
 TIMEOUT_S = 30

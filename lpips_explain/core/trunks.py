@@ -35,7 +35,7 @@ def _build_alexnet() -> nn.Module:
     # torchvision's AlexNet also initialises a 58M-parameter classifier (230 MB, measured as
     # +210 MB of peak memory) that LPIPS never uses. Its `features` come first in
     # AlexNet.__init__, so building them alone draws the same random init (checked against
-    # torchvision in tests/test_tiling.py).
+    # torchvision in tests/core/test_tiling.py).
     model = nn.Module()
     model.features = nn.Sequential(
         nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2),
@@ -65,7 +65,7 @@ class TrunkSpec:
     layer_names: tuple[str, ...]
     channels: tuple[int, ...]
     # Smallest height and width the trunk can process; measured on the real networks
-    # (tests/test_model.py runs the trunk at min and min - 1 to keep this true).
+    # (tests/core/test_model.py runs the trunk at min and min - 1 to keep this true).
     min_size: int
     weights_enum: tvm.WeightsEnum  # torchvision's published ImageNet weights
     build: Callable[[], nn.Module]  # the full torchvision model (random init); `.features` is used

@@ -16,7 +16,7 @@ import torchvision.models as tvm
 from conftest import REPO, official_model, official_trunk_state, smooth_image
 
 from lpips_explain import Explainer
-from lpips_explain.core import tiling
+from lpips_explain.core import budget, geometry, tiling
 from lpips_explain.core.decompose import decompose_encoded
 from lpips_explain.core.model import build_lpips
 from lpips_explain.core.trunks import get_trunk
@@ -54,7 +54,7 @@ def _meta_sizes(net, h: int, w: int) -> list[tuple[int, int]]:
 @pytest.mark.parametrize("name", NETS)
 def test_geometry_matches_the_modules(nets, name):
     net = nets[(name, "0.1")]
-    geom = tiling.geometry_of(net)
+    geom = geometry.geometry_of(net)
     assert geom.total_stride == 16  # read off the modules, not assumed
     assert [t.channels for t in geom.taps] == list(net.spec.channels)
     lo = get_trunk(name).min_size
@@ -68,7 +68,7 @@ def test_receptive_windows_hold_every_gradient(nets, name):
     """Cell k of a tap reads only input rows k*s - p .. k*s - p + r - 1 (and for AlexNet's
     relu1, whose window is one 11 px convolution, exactly those rows)."""
     net = nets[(name, "0.1")]
-    geom = tiling.geometry_of(net)
+    geom = geometry.geometry_of(net)
     h, w = (120, 24) if name == "vgg" else (200, 40)
     x = smooth_image(h, w, 5).requires_grad_(True)
     taps = net.taps(x)
@@ -103,15 +103,6 @@ def test_crops_must_start_on_the_total_stride(nets):
                 assert (err < 1e-5) is equal, (start, k, err)
 
 
-def test_tiles_own_every_cell_once(nets):
-    for name in NETS:
-        geom = tiling.geometry_of(nets[(name, "0.1")])
-        for n in (31, 97, 300, 1001):
-            for core in (16, 48, 112):
-                tiles = tiling.axis_tiles(geom, n, core)  # checks coverage and alignment
-                assert all(t.start % 16 == 0 for t in tiles)
-
-
 # -- tiled == untiled ------------------------------------------------------------------------
 # (net, version, image h, w, tile cores (rows, cols)). Odd sizes; every case has crops with
 # edges inside the image; alex 0.0 has 16 px cores (below its 161 px halo) on the rows;
@@ -130,7 +121,7 @@ CASES = [
 def test_tiled_distance_equals_untiled(nets, name, version, h, w, core):
     net = nets[(name, version)]
     a, b = _pair(h, w, seed=h)
-    plan = tiling.plan_memory(net, (h, w), 10**12, kind="distance", core=core)
+    plan = budget.plan_memory(net, (h, w), 10**12, kind="distance", core=core)
     assert plan.tiled and plan.count >= 3
     inner = [t for axis, n in zip(plan.tiles, (h, w), strict=True) for t in axis
              if t.start > 0 or t.stop < n]
@@ -149,7 +140,7 @@ def test_tiled_distance_equals_the_official_package(tmp_path):
     a, b = _pair(143, 250, seed=4)
     with torch.no_grad():
         want = float(off(a * 2 - 1, b * 2 - 1).flatten()[0])
-    plan = tiling.plan_memory(net, (143, 250), 10**12, kind="distance", core=(64, 96))
+    plan = budget.plan_memory(net, (143, 250), 10**12, kind="distance", core=(64, 96))
     assert tiling.tiled_distance(net, a, b, plan) == pytest.approx(want, rel=1e-5)
 
 
@@ -159,8 +150,8 @@ def test_tiled_decomposition_equals_untiled(nets, monkeypatch):
     net = nets[("alex", "0.1")]
     a, b = _pair(130, 211, seed=2)
     want = decompose_encoded(net, net.encode(a), b, top_k=3)[0]
-    monkeypatch.setattr(tiling, "MAX_DISPLAY_CELLS", 20)
-    plan = tiling.plan_memory(net, (130, 211), 10**12, core=(64, 96))
+    monkeypatch.setattr(budget, "MAX_DISPLAY_CELLS", 20)
+    plan = budget.plan_memory(net, (130, 211), 10**12, core=(64, 96))
     got = tiling.tiled_decomposition(net, a, b, plan, top_k=3)
     assert got.tiling is not None and got.tiling["tiles"] == plan.count
     assert got.distance == pytest.approx(want.distance, rel=1e-5)
@@ -190,29 +181,29 @@ def test_tiled_decomposition_equals_untiled(nets, monkeypatch):
 # -- the estimate and the budget -----------------------------------------------------------
 @pytest.mark.parametrize("name", NETS)
 def test_estimates_grow_with_size_batch_and_tile(nets, name):
-    geom = tiling.geometry_of(nets[(name, "0.1")])
+    geom = geometry.geometry_of(nets[(name, "0.1")])
     for kind in ("distance", "decompose", "score", "gradient"):
-        sizes = [tiling.untiled_bytes(geom, s, s + 7, kind) for s in (64, 128, 256, 1024)]
+        sizes = [budget.untiled_bytes(geom, s, s + 7, kind) for s in (64, 128, 256, 1024)]
         assert sizes == sorted(sizes) and len(set(sizes)) == 4
-    assert (tiling.untiled_bytes(geom, 256, 256, "score", 16)
-            > tiling.untiled_bytes(geom, 256, 256, "score", 4))
-    tiles = [tiling.tile_bytes(geom, 2000, 3000, c, c + 30) for c in (100, 200, 400, 800)]
+    assert (budget.untiled_bytes(geom, 256, 256, "score", 16)
+            > budget.untiled_bytes(geom, 256, 256, "score", 4))
+    tiles = [budget.tile_bytes(geom, 2000, 3000, c, c + 30) for c in (100, 200, 400, 800)]
     assert tiles == sorted(tiles) and len(set(tiles)) == 4
     # the tiled route needs less than the untiled one at the same (whole-image) size
-    assert tiling.tile_bytes(geom, 900, 900, 900, 900) < tiling.untiled_bytes(geom, 900, 900)
+    assert budget.tile_bytes(geom, 900, 900, 900, 900) < budget.untiled_bytes(geom, 900, 900)
     net = nets[(name, "0.1")]
-    plans = [tiling.plan_memory(net, (1500, 1700), 10**12, core=c) for c in (64, 128, 256)]
+    plans = [budget.plan_memory(net, (1500, 1700), 10**12, core=c) for c in (64, 128, 256)]
     assert [p.estimate for p in plans] == sorted(p.estimate for p in plans)
 
 
 def test_plan_picks_the_largest_tile_that_fits(nets):
     net = nets[("vgg", "0.1")]
-    budget = tiling.parse_bytes("400MB")
-    plan = tiling.plan_memory(net, (3000, 3000), budget)
-    assert plan.tiled and plan.estimate <= budget < plan.untiled
-    bigger = tiling.plan_memory(net, (3000, 3000), budget, core=plan.core + 16)
-    assert bigger.estimate > budget
-    assert not tiling.plan_memory(net, (64, 64), budget).tiled
+    limit = budget.parse_bytes("400MB")
+    plan = budget.plan_memory(net, (3000, 3000), limit)
+    assert plan.tiled and plan.estimate <= limit < plan.untiled
+    bigger = budget.plan_memory(net, (3000, 3000), limit, core=plan.core + 16)
+    assert bigger.estimate > limit
+    assert not budget.plan_memory(net, (64, 64), limit).tiled
 
 
 @pytest.mark.slow
@@ -224,22 +215,17 @@ def test_the_estimate_orders_measured_peak_memory():
     ru_maxrss would not do, Linux copies the forking process's high-water mark into the
     child's at exec, so under pytest it starts at pytest's own peak."""
     script = textwrap.dedent("""
-        import json, re, sys, torch
-        from lpips_explain.core import tiling
+        import json, sys, torch
+        from lpips_explain.core import budget, memory, tiling
         from lpips_explain.core.model import build_lpips
-        def status(key):
-            with open("/proc/self/status") as f:
-                return int(re.search(key + r":\\s+(\\d+)", f.read()).group(1)) * 1024
         net = build_lpips("alex", "0.1", "random", progress=False)
         h = w = 1200
         a, b = torch.rand(1, 3, h, w), torch.rand(1, 3, h, w)
-        plan = tiling.plan_memory(net, (h, w), 10**12, kind="distance", core=int(sys.argv[1]))
-        tiling.tiled_distance(net, a, b, tiling.plan_memory(net, (64, 64), 10**12, core=16))
-        with open("/proc/self/clear_refs", "w") as f:  # VmHWM := VmRSS
-            f.write("5")
-        before = status("VmHWM")
+        plan = budget.plan_memory(net, (h, w), 10**12, kind="distance", core=int(sys.argv[1]))
+        tiling.tiled_distance(net, a, b, budget.plan_memory(net, (64, 64), 10**12, core=16))
+        before = memory.reset_peak()  # VmHWM := VmRSS
         tiling.tiled_distance(net, a, b, plan)
-        print(json.dumps([plan.estimate, before, status("VmHWM")]))
+        print(json.dumps([plan.estimate, before, memory.peak_rss()]))
     """)
     rows = []
     for core in (304, 1200):
@@ -271,12 +257,12 @@ def test_explainer_tiles_automatically_and_says_so(nets):
     exact = Explainer("alex", "0.1", "random", seed=3, feature_cache=None)
     untiled = min(exact.memory_plan((120, 150), kind=k).untiled
                   for k in ("distance", "decompose"))
-    budget = untiled * 3 // 4
-    small = Explainer("alex", "0.1", "random", seed=3, max_memory=budget, feature_cache=None)
+    limit = untiled * 3 // 4
+    small = Explainer("alex", "0.1", "random", seed=3, max_memory=limit, feature_cache=None)
     assert not exact.memory_plan((120, 150)).tiled
     for kind in ("distance", "decompose"):
         plan = small.memory_plan((120, 150), kind=kind)
-        assert plan.tiled and plan.estimate <= budget
+        assert plan.tiled and plan.estimate <= limit
     d_exact = exact.distance(a, b, value_range="[0,1]")
     assert small.distance(a, b, value_range="[0,1]") == pytest.approx(d_exact, rel=1e-5)
     assert small.distance(a, [b, a], value_range="[0,1]") == pytest.approx([d_exact, 0.0],
@@ -286,7 +272,7 @@ def test_explainer_tiles_automatically_and_says_so(nets):
     expl = small.explain(a, b, value_range="[0,1]", attribution=None, sensitivity=False,
                          repair=False)
     d = expl.to_dict()
-    assert d["tiling"]["tiled"] and d["tiling"]["budget_bytes"] == budget
+    assert d["tiling"]["tiled"] and d["tiling"]["budget_bytes"] == limit
     note = of_code(expl.warnings, TILED)
     assert len(note) == 1 and f"{d['tiling']['tiles']} tile" in note[0]
     assert exact.explain(a, b, value_range="[0,1]", attribution=None, sensitivity=False,
@@ -303,8 +289,8 @@ def test_tiled_results_are_labelled_exact_whatever_the_mode(nets):
         pytest.skip(modes.available_modes("cpu")["bf16"])
     a, b = _pair(120, 150, seed=7)
     exact = Explainer("alex", "0.1", "random", seed=3, feature_cache=None)
-    budget = exact.memory_plan((120, 150), kind="decompose").untiled * 3 // 4
-    fast = Explainer("alex", "0.1", "random", seed=3, max_memory=budget, feature_cache=None,
+    limit = exact.memory_plan((120, 150), kind="decompose").untiled * 3 // 4
+    fast = Explainer("alex", "0.1", "random", seed=3, max_memory=limit, feature_cache=None,
                      precision="bf16")
     untiled_fast = Explainer("alex", "0.1", "random", seed=3, feature_cache=None,
                              precision="bf16")
@@ -343,7 +329,7 @@ def test_refused_before_any_work_with_the_estimate():
     assert exc.exit_code == 2 and isinstance(exc, InputError)
     assert exc.estimate > exc.budget == 2 * 10**6
     msg = str(exc)
-    assert "2 MB" in msg and tiling.format_bytes(exc.estimate) in msg and "--max-memory" in msg
+    assert "2 MB" in msg and budget.format_bytes(exc.estimate) in msg and "--max-memory" in msg
     assert calls == []
     # explanation parts that cannot be tiled are refused too, before any work
     e2 = Explainer("alex", "0.1", "random", max_memory="20MB", feature_cache=None)
@@ -371,13 +357,13 @@ def test_cli_max_memory(tmp_path):
 @pytest.mark.parametrize("text,value", [("1.5GB", 1_500_000_000), ("800MB", 800_000_000),
                                         ("2GiB", 2 * 2**30), ("4096", 4096), (10**9, 10**9)])
 def test_parse_bytes(text, value):
-    assert tiling.parse_bytes(text) == value
+    assert budget.parse_bytes(text) == value
 
 
 @pytest.mark.parametrize("bad", ["", "1.5 parsecs", "-1GB", "0", True])
 def test_parse_bytes_refuses(bad):
     with pytest.raises(InputError):
-        tiling.parse_bytes(bad)
+        budget.parse_bytes(bad)
 
 
 def test_alexnet_trunk_is_torchvisions_without_the_classifier():

@@ -1,4 +1,4 @@
-"""core/local.py: copies of B with one box from A, scored on windows, equal whole passes.
+"""core/windowed.py: copies of B with one box from A, scored on windows, equal whole passes.
 
 Oracle: the same copies built pixel by pixel and scored whole by the network (and, for the
 repair, the repair's own whole-pass route forced on)."""
@@ -11,9 +11,9 @@ import torch
 from conftest import smooth_image
 
 from lpips_explain.analyses import repair as rp
-from lpips_explain.core.local import LocalScorer, supports
 from lpips_explain.core.model import ReferenceScorer, build_lpips
 from lpips_explain.core.modes import Mode, ModeNet
+from lpips_explain.core.windowed import WindowedScorer, supports
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_windowed_scores_equal_whole_passes(nets, key, h, w):
     # corners, edges, the middle, a 1-pixel box and boxes of different sizes in one batch
     boxes = [(0, 16, 0, 16), (h - 16, h, w - 16, w), (0, 9, w - 23, w), (h - 30, h, 0, 7),
              (40, 56, 33, 49), (50, 51, 60, 61), (10, 45, 20, 30)]
-    local = LocalScorer(net, ReferenceScorer(net, a).ref, b)
+    local = WindowedScorer(net, ReferenceScorer(net, a).ref, b)
     got = local.score(a, boxes).numpy()
     want = _whole(net, a, b, boxes)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=0)
@@ -65,19 +65,19 @@ def test_windowed_scores_equal_whole_passes(nets, key, h, w):
 def test_boxes_outside_the_image_and_other_trunks_are_refused(nets):
     net = nets[("alex", "0.1")]
     a, b = _pair(64, 64, 2)
-    local = LocalScorer(net, ReferenceScorer(net, a).ref, b)
+    local = WindowedScorer(net, ReferenceScorer(net, a).ref, b)
     with pytest.raises(ValueError, match="not inside the image"):
         local.score(a, [(0, 70, 0, 8)])
     assert local.score(a, []).numel() == 0
     squeeze = build_lpips("squeeze", "0.1", "random", seed=0, progress=False)
     assert supports(net) and not supports(squeeze)  # Fire modules: scored whole
     with pytest.raises(ValueError, match="score the copies whole"):
-        LocalScorer(squeeze, squeeze.encode(a), b)
+        WindowedScorer(squeeze, squeeze.encode(a), b)
     # a fast mode's network runs its passes elsewhere: never windowed
     fast = ModeNet(net, Mode("fp32", "cpu"))
     assert not supports(fast)
     with pytest.raises(ValueError, match="exact fp32 model only"):
-        LocalScorer(fast, net.encode(a), b)
+        WindowedScorer(fast, net.encode(a), b)
 
 
 def _count_whole(monkeypatch, net) -> list[int]:
@@ -119,7 +119,7 @@ def test_small_images_keep_whole_passes(nets, monkeypatch):
     net = nets[("alex", "0.1")]
     a, b = _pair(64, 64, 4)
     boxes = rp._patch_boxes((64, 64), 32, (2, 2))
-    assert LocalScorer(net, net.encode(a), b).cost(boxes) > rp.LOCAL_MAX_COST
+    assert WindowedScorer(net, net.encode(a), b).cost(boxes) > rp.LOCAL_MAX_COST
     seen = _count_whole(monkeypatch, net)
     rp.repair(net, a, b, patch=32)
     assert sum(seen) >= 1 + 4  # B and the four single patches went through whole passes

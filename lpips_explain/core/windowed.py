@@ -15,76 +15,51 @@ tap, and unit-normalisation works per position, so
 
 with the window sums of B's terms read from a summed-area table in float64.
 
-Only trunks made of ``Conv2d`` (zero padding, no dilation), ``ReLU`` and ``MaxPool2d``
-(no dilation, floor mode) are handled: alex and vgg. :func:`supports` says whether a
+Only trunks made of ``Conv2d`` (zero padding, no dilation or groups), ``ReLU`` and
+``MaxPool2d`` (no dilation, floor mode), all square, are handled: alex and vgg. Their
+kernels, strides and paddings are read by core/geometry.py, as the tiles read them. :func:`supports` says whether a
 network is one; squeeze (Fire modules) is scored whole by the callers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lpips_explain.core.geometry import Step, trunk_steps
 from lpips_explain.core.model import LpipsNet, normalize
 
-__all__ = ["Box", "LocalScorer", "supports", "window_cost"]
+__all__ = ["Box", "WindowedScorer", "supports", "window_cost"]
 
 Box = tuple[int, int, int, int]  # rows [y0, y1), columns [x0, x1) of the changed pixels
 
 
-@dataclass(frozen=True)
-class _Op:
-    kind: str  # "conv", "pool" or "relu"
-    module: nn.Module
-    kernel: tuple[int, int] = (1, 1)
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-
-
-def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-
-def _op(module: nn.Module) -> _Op | None:
-    if isinstance(module, nn.ReLU):
-        return _Op("relu", module)
-    if isinstance(module, nn.Conv2d):
-        if (module.padding_mode != "zeros" or _pair(module.dilation) != (1, 1)
-                or isinstance(module.padding, str)):
-            return None
-        return _Op("conv", module, _pair(module.kernel_size), _pair(module.stride),
-                   _pair(module.padding))  # type: ignore[arg-type]
-    if isinstance(module, nn.MaxPool2d):
-        if module.ceil_mode or _pair(module.dilation) != (1, 1):  # type: ignore[arg-type]
-            return None
-        stride = module.stride if module.stride is not None else module.kernel_size
-        return _Op("pool", module, _pair(module.kernel_size), _pair(stride),  # type: ignore[arg-type]
-                   _pair(module.padding))  # type: ignore[arg-type]
-    return None
-
-
-def _ops(net: LpipsNet) -> list[_Op] | None:
-    ops = [_op(m) for m in net.features]
-    return None if any(o is None for o in ops) else ops  # type: ignore[return-value]
+def _ops(net: LpipsNet) -> list[Step] | None:
+    """The trunk's modules as windows see them (core/geometry.py), or None when one is not a
+    convolution (zero padding, no dilation), a ReLU or a max-pool (no dilation, floor mode)."""
+    if not all(isinstance(m, nn.Conv2d | nn.MaxPool2d | nn.ReLU) for m in net.features):
+        return None
+    try:
+        steps = trunk_steps(net.features)
+    except NotImplementedError:
+        return None
+    return None if any(s.ceil_mode for s in steps) else list(steps)
 
 
 def supports(net: LpipsNet) -> bool:
-    """Whether :class:`LocalScorer` handles the network: the exact fp32 model (not a fast
+    """Whether :class:`WindowedScorer` handles the network: the exact fp32 model (not a fast
     mode's, whose passes run elsewhere) with a plain conv / ReLU / max-pool trunk."""
     return type(net) is LpipsNet and _ops(net) is not None
 
 
-def _out_sizes(ops: Sequence[_Op], size: tuple[int, int]) -> list[tuple[int, int]]:
+def _out_sizes(ops: Sequence[Step], size: tuple[int, int]) -> list[tuple[int, int]]:
     """Each module's output size (rows, columns) for an input of ``size`` (floor mode)."""
     (h, w), out = size, []
     for op in ops:
-        if op.kind != "relu":
-            h = (h + 2 * op.padding[0] - op.kernel[0]) // op.stride[0] + 1
-            w = (w + 2 * op.padding[1] - op.kernel[1]) // op.stride[1] + 1
+        h, w = op.out_size(h), op.out_size(w)
         out.append((h, w))
     return out
 
@@ -106,7 +81,7 @@ class _Window:
         return _Window([max(0, min(lo, size - length)) for lo, _ in spans], length)
 
 
-def _windows(ops: Sequence[_Op], size: tuple[int, int], boxes: Sequence[Box]
+def _windows(ops: Sequence[Step], size: tuple[int, int], boxes: Sequence[Box]
              ) -> list[tuple[_Window, _Window]]:
     """The window of the input (index 0) and of every module's output (index i + 1: after
     module i), for each copy of an image of ``size`` with one of ``boxes`` changed."""
@@ -118,8 +93,8 @@ def _windows(ops: Sequence[_Op], size: tuple[int, int], boxes: Sequence[Box]
     out = [(rows, cols)]
     for op, (oh, ow) in zip(ops, _out_sizes(ops, size), strict=True):
         if op.kind != "relu":
-            rows = rows.through(op.kernel[0], op.stride[0], op.padding[0], oh)
-            cols = cols.through(op.kernel[1], op.stride[1], op.padding[1], ow)
+            rows = rows.through(op.kernel, op.stride, op.padding, oh)
+            cols = cols.through(op.kernel, op.stride, op.padding, ow)
         out.append((rows, cols))
     return out
 
@@ -127,7 +102,7 @@ def _windows(ops: Sequence[_Op], size: tuple[int, int], boxes: Sequence[Box]
 def window_cost(net: LpipsNet, size: tuple[int, int], boxes: Sequence[Box]) -> float:
     """Multiply-adds of the windowed passes over those of whole passes, for copies of an image
     of ``size`` with one of ``boxes`` changed each; computed from the trunk's shapes alone
-    (no pass), so a caller can decide before :class:`LocalScorer` runs B through the trunk."""
+    (no pass), so a caller can decide before :class:`WindowedScorer` runs B through the trunk."""
     ops = _ops(net)
     if ops is None:
         raise ValueError(f"the {net.spec.label} trunk is not a plain conv / ReLU / max-pool "
@@ -138,9 +113,9 @@ def window_cost(net: LpipsNet, size: tuple[int, int], boxes: Sequence[Box]) -> f
         if op.kind == "relu":
             continue
         rows, cols = windows[i + 1]
-        per_cell = op.kernel[0] * op.kernel[1] * (
-            op.module.in_channels * op.module.out_channels if op.kind == "conv"  # type: ignore[operator]
-            else 1)
+        module = net.features[op.index]
+        per_cell = op.kernel * op.kernel * (
+            module.in_channels * module.out_channels if op.kind == "conv" else 1)
         local += rows.length * cols.length * per_cell
         whole += oh * ow * per_cell
     return local / whole
@@ -154,7 +129,7 @@ def _window_sums(table: Tensor, rows: _Window, cols: _Window) -> Tensor:
     return table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0]
 
 
-class LocalScorer:
+class WindowedScorer:
     """d(ref, copy of ``base`` with each box taken from ``source``), recomputing only windows.
 
     ``reference`` is the encoded reference (:meth:`LpipsNet.encode`, as a ReferenceScorer
@@ -187,7 +162,7 @@ class LocalScorer:
                     h = F.relu(h)  # never in place: the kept inputs must stay B's
                 else:
                     self.inputs[i] = h
-                    h = op.module(h)
+                    h = net.features[i](h)
                 if i in self.taps:
                     self._keep_tap(len(self.tables), h)
 
@@ -249,12 +224,14 @@ class LocalScorer:
                 t += 1
         return self.distance() + change
 
-    def _through(self, i: int, op: _Op, values: Tensor, before: tuple[_Window, _Window],
+    def _through(self, i: int, op: Step, values: Tensor, before: tuple[_Window, _Window],
                  after: tuple[_Window, _Window]) -> Tensor:
         """One conv or pool on each copy's window: B's padded input cropped, the copy's
         changed values pasted in, then the module without padding."""
         (r_in, c_in), (r_out, c_out) = before, after
-        (kh, kw), (sh, sw), (ph, pw) = op.kernel, op.stride, op.padding
+        kh = kw = op.kernel
+        sh = sw = op.stride
+        ph = pw = op.padding
         fill = 0.0 if op.kind == "conv" else float("-inf")
         padded = F.pad(self.inputs[i], (pw, pw, ph, ph), value=fill)
         ch, cw = (r_out.length - 1) * sh + kh, (c_out.length - 1) * sw + kw
@@ -269,6 +246,6 @@ class LocalScorer:
                 crops[j, :, y0:y1, x0:x1] = values[j, :, y0 - dy: y1 - dy, x0 - dx: x1 - dx]
         crops = crops.contiguous(memory_format=torch.channels_last)
         if op.kind == "conv":
-            m: nn.Conv2d = op.module  # type: ignore[assignment]
+            m: nn.Conv2d = self.net.features[i]  # type: ignore[assignment]
             return F.conv2d(crops, m.weight, m.bias, m.stride, 0, 1, m.groups)
         return F.max_pool2d(crops, op.kernel, op.stride, 0)
