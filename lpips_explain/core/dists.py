@@ -262,26 +262,26 @@ class DistsNet(nn.Module):
 
     def score_encoded(self, ref: Sequence[Tensor], x: Tensor) -> Tensor:
         """D(ref, x) for each candidate in the batch x (differentiable in x), float32."""
-        l, s = self.similarities(ref, self.encode(x))
+        tex_sim, s = self.similarities(ref, self.encode(x))
         a, b = self.alpha.view(1, -1), self.beta.view(1, -1)
-        return (a * (1 - l)).sum(1) + (b * (1 - s)).sum(1)
+        return (a * (1 - tex_sim)).sum(1) + (b * (1 - s)).sum(1)
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         """Plain D(a, b) for batches of pairs (one trunk pass over both)."""
         n = a.shape[0]
         feats = self.encode(torch.cat([a, b]))
-        l, s = self.similarities([f[:n] for f in feats], [f[n:] for f in feats])
-        return (self.alpha.view(1, -1) * (1 - l)).sum(1) + (self.beta.view(1, -1) * (1 - s)).sum(1)
+        tex_sim, s = self.similarities([f[:n] for f in feats], [f[n:] for f in feats])
+        return (self.alpha.view(1, -1) * (1 - tex_sim)).sum(1) + (self.beta.view(1, -1) * (1 - s)).sum(1)
 
     @torch.no_grad()
     def decompose_encoded(self, ref: Sequence[Tensor], x: Tensor) -> list[DistsResult]:
         """The exact stage / texture / structure split of D(ref, x) for every x in a batch."""
         feats = self.encode(x)
-        l, s = self.similarities(ref, feats)
-        tex = self.alpha64[None] * (1 - l.double())  # N x 1475
+        tex_sim, s = self.similarities(ref, feats)
+        tex = self.alpha64[None] * (1 - tex_sim.double())  # N x 1475
         struct = self.beta64[None] * (1 - s.double())
         # The reference's form: 1 - sum(alpha l + beta s), in float64.
-        dist = 1 - (self.alpha64[None] * l.double() + self.beta64[None] * s.double()).sum(1)
+        dist = 1 - (self.alpha64[None] * tex_sim.double() + self.beta64[None] * s.double()).sum(1)
         bounds = np.cumsum((0, *CHANNELS))
         sizes = [tuple(int(v) for v in f.shape[-2:]) for f in feats]
         trunk, weights = self.weights_info.to_dict(), self._weights_dict()
