@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lpips_explain.core import published, trunk_hash
+from lpips_explain.core import metric_files, published, trunk_hash
 from lpips_explain.core.progress import ProgressBar
 from lpips_explain.core.trunks import NETS, get_trunk
 from lpips_explain.core.trunks import VERSIONS as VERSIONS
@@ -24,6 +24,7 @@ from lpips_explain.errors import (
     WeightsUnavailableError,
 )
 from lpips_explain.notices import RANDOM_TRUNK_TEXT
+from lpips_explain.validation import choice
 
 BACKBONE_ENV = "LPIPS_EXPLAIN_BACKBONE_WEIGHTS"
 OFFLINE_ENV = "LPIPS_EXPLAIN_OFFLINE"
@@ -336,12 +337,19 @@ def _status_of_file(net: str, path: Path, source: str) -> TrunkStatus:
 
 
 def weights_status(spec: str | os.PathLike | None = None,
-                   nets: tuple[str, ...] | None = None) -> list[TrunkStatus]:
+                   nets: tuple[str, ...] | None = None,
+                   metrics: tuple[str, ...] = ("lpips",)) -> list[TrunkStatus]:
     """For each trunk: where ``spec`` (default: the configured backbone weights) would load
-    it from, verified or not and how. Never downloads."""
+    it from, verified or not and how. Never downloads.
+
+    ``metrics`` adds the rows of the second-opinion metrics' weight files
+    (``core/metric_files``: "dists", "stlpips"), each with its ``metric`` and ``net``; DISTS
+    runs on the vgg trunk of the "lpips" rows, so ``spec`` applies to it through that row."""
+    for m in metrics:
+        choice(m, "metric", metric_files.METRICS)
     spec_str = os.fspath(default_backbone_spec() if spec is None else spec)
     rows = []
-    for net in nets or NETS:
+    for net in (nets or NETS) if "lpips" in metrics else ():
         if spec_str == "random":
             rows.append(TrunkStatus(net, "random", False, None, None, None,
                                     "random weights: not a perceptual metric"))
@@ -359,4 +367,7 @@ def weights_status(spec: str | os.PathLike | None = None,
             else:
                 source = "torchvision" if path == imagenet_cache_path(net) else "package index"
                 rows.append(_status_of_file(net, path, source))
+    others = [m for m in metrics if m != "lpips"]
+    if others:
+        rows += [TrunkStatus(**st.row()) for st in metric_files.status(others, nets)]
     return rows
