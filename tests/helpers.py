@@ -6,6 +6,8 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+from lpips_explain.cli import main
+
 T = TypeVar("T")
 
 
@@ -32,3 +34,18 @@ def run_concurrently(work: Callable[[int], T], n: int) -> list[T]:
     if errors:
         raise errors[0]
     return results  # type: ignore[return-value]
+
+
+def cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """Run ``lpips-explain argv`` in-process: (exit code, stdout, stderr).
+
+    argparse ends usage errors and --help with SystemExit; the code is taken from it. No run,
+    whatever its outcome, may show a traceback.
+    """
+    try:
+        rc = main(list(argv))
+    except SystemExit as exc:
+        rc = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "Traceback" not in out
+    return rc, out, err

@@ -17,7 +17,7 @@ import math
 import pytest
 import torch
 from conftest import ASSETS, EXAMPLES, official_real, smooth_image
-from test_cli import cli
+from helpers import cli
 
 from lpips_explain import Explainer
 from lpips_explain.analyses import perturbations

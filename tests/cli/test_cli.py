@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, png_bytes
-
-from lpips_explain.cli import main
+from helpers import cli
 
 RANDOM = ("--backbone-weights", "random")
 
@@ -32,21 +31,6 @@ def files(tmp_path_factory) -> dict[str, str]:
         path.write_bytes(png_bytes(11, 64, shift=shift))
         out[name] = str(path)
     return out
-
-
-def cli(capsys, *argv: str) -> tuple[int, str, str]:
-    """Run ``lpips-explain argv`` in-process: (exit code, stdout, stderr).
-
-    argparse ends usage errors and --help with SystemExit; the code is taken from it. No run,
-    whatever its outcome, may show a traceback.
-    """
-    try:
-        rc = main(list(argv))
-    except SystemExit as exc:
-        rc = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err and "Traceback" not in out
-    return rc, out, err
 
 
 def test_distance_json_matches_api(capsys, files, random_explainer):

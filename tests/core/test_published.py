@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import EXAMPLES, REPO, assert_clean, installed_trunk, official_real
-from test_cli import cli
+from helpers import cli
 
 from lpips_explain import Explainer
 from lpips_explain.core import published, trunk_hash
