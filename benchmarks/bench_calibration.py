@@ -48,9 +48,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lpips_explain import Explainer  # noqa: E402
-from lpips_explain.analyses.calibration import JudgmentFeatures  # noqa: E402
-from lpips_explain.analyses.common import two_afc  # noqa: E402
-from lpips_explain.analyses.perturbations import get_perturbation  # noqa: E402
+from lpips_explain.analyses.calibration import JudgmentFeatures, two_afc  # noqa: E402
+from lpips_explain.analyses.pair.perturbations import get_perturbation  # noqa: E402
 from lpips_explain.core.weights import load_lin_heads  # noqa: E402
 from lpips_explain.intake.judgments import read_judgments_archive  # noqa: E402
 

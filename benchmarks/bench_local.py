@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from lpips_explain.analyses.repair import LOCAL_MAX_COST, _patch_boxes
+from lpips_explain.analyses.pair.repair import LOCAL_MAX_COST, _patch_boxes
 from lpips_explain.core.local import LocalScorer
 from lpips_explain.core.model import ReferenceScorer, build_lpips
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from lpips_explain.analyses import categories
-from lpips_explain.analyses import perturbations as P
+from lpips_explain.analyses.pair import categories
+from lpips_explain.analyses.pair import perturbations as P
 from lpips_explain.core.model import LpipsNet, build_lpips
 from lpips_explain.core.trunks import NETS
 from lpips_explain.core.weights import VERSIONS

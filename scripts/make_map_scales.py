@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_categories import SEED, bundled_pairs, table_args, verified_models
 
-from lpips_explain.analyses import map_scale
+from lpips_explain.analyses.pair import map_scale
 from lpips_explain.core.decompose import decompose_encoded
 
 METHOD = ("Fixed colour-scale limits of distance maps per trunk and version: the 95th "

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam
 
 from lpips_explain.analyses import attribution as A
-from lpips_explain.analyses.summary import summarize
+from lpips_explain.analyses.pair.summary import summarize
 from lpips_explain.core.decompose import decompose
 from lpips_explain.core.model import ReferenceScorer, build_lpips
 

@@ -21,9 +21,9 @@ from audit_data import make_pairs, make_triplets, official_distances, official_w
 from conftest import REPO, smooth_image, to_uint8, write_png, zip_bytes
 
 from lpips_explain import Explainer
-from lpips_explain.analyses import quality
 from lpips_explain.analyses.audit import AuditSettings, summarize
-from lpips_explain.analyses.common import two_afc
+from lpips_explain.analyses.calibration import two_afc
+from lpips_explain.analyses.pair import quality
 from lpips_explain.engines.audit import settings_for
 from lpips_explain.engines.local import run_local
 from lpips_explain.errors import InputError

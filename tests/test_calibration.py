@@ -47,8 +47,8 @@ from lpips_explain.analyses.calibration import (
     n_train_for,
     plan_schedule,
     split_indices,
+    two_afc,
 )
-from lpips_explain.analyses.common import two_afc
 from lpips_explain.core.weights import load_lin_heads
 from lpips_explain.intake.images import load_image
 from lpips_explain.intake.judgments import (

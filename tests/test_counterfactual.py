@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from lpips_explain import errors
-from lpips_explain.analyses import perturbations as P
-from lpips_explain.analyses import quality
-from lpips_explain.analyses import repair as cf_repair
-from lpips_explain.analyses import sensitivity as cf
+from lpips_explain.analyses.pair import perturbations as P
+from lpips_explain.analyses.pair import quality
+from lpips_explain.analyses.pair import repair as cf_repair
+from lpips_explain.analyses.pair import sensitivity as cf
 from lpips_explain.core.model import ReferenceScorer, build_lpips
 
 # torchvision 0.29 deprecates its JPEG codec (used by the "jpeg" perturbation); the pin ships it.

@@ -20,9 +20,9 @@ from conftest import REPO, assert_clean, installed_trunk, png_bytes, smooth_imag
 from streamlit.testing.v1 import AppTest
 
 from lpips_explain import Explainer
-from lpips_explain.analyses import faithfulness as fa
 from lpips_explain.analyses.attribution import DeletionCheck, attribute
-from lpips_explain.analyses.summary import describe_deletion, summarize
+from lpips_explain.analyses.checks import faithfulness as fa
+from lpips_explain.analyses.pair.summary import describe_deletion, summarize
 
 ASSETS = REPO / "assets"
 
@@ -173,7 +173,7 @@ def test_explanation_carries_the_check_of_its_map_in_the_json(random_explainer, 
 
 def test_default_repair_orders_add_the_maps_ranking_when_a_map_is_computed(
         random_explainer, small_pair):
-    from lpips_explain.analyses.repair import patch_sums, ranked
+    from lpips_explain.analyses.pair.repair import patch_sums, ranked
 
     a, b = small_pair
     ex = random_explainer
@@ -241,7 +241,7 @@ def _note_script() -> None:
 
     from lpips_explain import Explainer
     from lpips_explain.analyses.attribution import attribute
-    from lpips_explain.analyses.faithfulness import deletion_check
+    from lpips_explain.analyses.checks.faithfulness import deletion_check
     from lpips_explain.ui.explain import deletion_note
 
     ex = Explainer("alex", "0.1", "random", seed=0)

@@ -13,7 +13,8 @@ import torch
 from conftest import smooth_image, to_uint8
 from PIL import Image
 
-from lpips_explain.analyses import colorspace, diagnostics, robust
+from lpips_explain.analyses.checks import diagnostics
+from lpips_explain.analyses.pair import colorspace, robust
 from lpips_explain.errors import InputError, UnknownOptionError
 
 

@@ -16,7 +16,7 @@ from conftest import REPO, smooth_image, to_uint8
 from PIL import Image
 
 from lpips_explain import InputError
-from lpips_explain.analyses.domain_gap import SetStats, compare_layers, mmd_test
+from lpips_explain.analyses.calibration.domain_gap import SetStats, compare_layers, mmd_test
 
 SIDE = 40
 

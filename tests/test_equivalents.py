@@ -20,14 +20,14 @@ from conftest import ASSETS, EXAMPLES, official_real, smooth_image
 from test_cli import cli
 
 from lpips_explain import Explainer
-from lpips_explain.analyses import perturbations
-from lpips_explain.analyses.equivalents import (
+from lpips_explain.analyses.pair import perturbations
+from lpips_explain.analyses.pair.equivalents import (
     DEFAULT_DISTORTIONS,
     DISTORTIONS,
     equivalents,
     search,
 )
-from lpips_explain.analyses.explanation import join_parts
+from lpips_explain.analyses.pair.explanation import join_parts
 from lpips_explain.errors import InputError, UnknownOptionError
 from lpips_explain.output.report import html_report
 

@@ -15,8 +15,8 @@ import torch
 from conftest import png_bytes, smooth_image
 from scipy.stats import spearmanr
 
-from lpips_explain.analyses import faithfulness as fa
 from lpips_explain.analyses.attribution import attribute
+from lpips_explain.analyses.checks import faithfulness as fa
 from lpips_explain.cli import main
 
 KEYS = {"deletion", "random_order", "best_order", "randomisation", "pixel_difference"}

@@ -14,7 +14,7 @@ import pytest
 from conftest import ASSETS
 from PIL import Image
 
-from lpips_explain.analyses import map_scale as ms
+from lpips_explain.analyses.pair import map_scale as ms
 from lpips_explain.errors import InputError
 from lpips_explain.explainer import Explainer
 from lpips_explain.output import figures as plots

@@ -10,7 +10,7 @@ import torch
 from torchvision.transforms.v2 import functional as tvf
 
 from lpips_explain import errors
-from lpips_explain.analyses import perturbations as P
+from lpips_explain.analyses.pair import perturbations as P
 
 # torchvision 0.29 deprecates its JPEG codec (used by the "jpeg" perturbation) in favour of
 # TorchCodec; the pinned version still ships it.

@@ -21,9 +21,9 @@ import torch
 from conftest import to_uint8, triplet_tensors
 from PIL import Image
 
-from lpips_explain.analyses import perturbations as P
-from lpips_explain.analyses import repair as cf_repair
-from lpips_explain.analyses import sensitivity as cf
+from lpips_explain.analyses.pair import perturbations as P
+from lpips_explain.analyses.pair import repair as cf_repair
+from lpips_explain.analyses.pair import sensitivity as cf
 from lpips_explain.output import figures as plots
 from lpips_explain.output import report, static
 

@@ -8,8 +8,8 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from lpips_explain import errors
-from lpips_explain.analyses import perturbations as P
-from lpips_explain.analyses import quality
+from lpips_explain.analyses.pair import perturbations as P
+from lpips_explain.analyses.pair import quality
 
 
 def _textured(h: int = 40, w: int = 48, seed: int = 0, n: int = 1) -> torch.Tensor:

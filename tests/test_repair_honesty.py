@@ -18,9 +18,9 @@ import torch
 from conftest import smooth_image
 
 from lpips_explain import Explainer
-from lpips_explain.analyses import repair as rp
-from lpips_explain.analyses.sensitivity import Sensitivity, SensitivityItem
-from lpips_explain.analyses.summary import summarize
+from lpips_explain.analyses.pair import repair as rp
+from lpips_explain.analyses.pair.sensitivity import Sensitivity, SensitivityItem
+from lpips_explain.analyses.pair.summary import summarize
 from lpips_explain.core.decompose import decompose
 from lpips_explain.core.model import build_lpips
 from lpips_explain.core.weights import build_features
@@ -195,7 +195,7 @@ def test_no_category_for_a_random_trunk(random_explainer, pair):
 
 
 def test_category_only_from_a_shipped_table_for_the_verified_trunk(monkeypatch):
-    from lpips_explain.analyses import categories
+    from lpips_explain.analyses.pair import categories
 
     limits = (0.05, 0.2, 0.4)
     monkeypatch.setattr(categories, "load_table", lambda: {"tables": {"alex/0.1": {
@@ -214,7 +214,7 @@ def test_category_only_from_a_shipped_table_for_the_verified_trunk(monkeypatch):
 
 
 def test_shipped_table_has_no_made_up_limits():
-    from lpips_explain.analyses import categories
+    from lpips_explain.analyses.pair import categories
 
     table = categories.load_table()
     for key, entry in table.get("tables", {}).items():
@@ -362,7 +362,7 @@ def test_explain_offers_the_greedy_and_map_orders(random_explainer, local_pair, 
 def test_category_table_entry_is_the_percentiles_and_the_script_refuses_random(tmp_path, net):
     import importlib.util
 
-    from lpips_explain.analyses import categories
+    from lpips_explain.analyses.pair import categories
 
     pairs = [(smooth_image(48, 48, s), smooth_image(48, 48, s + 50)) for s in range(5)]
     entry = categories.table_entry(net, pairs, source="test")

@@ -2,7 +2,7 @@
 
 One row is a pair (a, b) or a judged triplet (ref, p0, p1, judge). :func:`decode_row` reads
 and aligns a row's images and computes its PSNR and SSIM (the definitions of
-:mod:`~lpips_explain.analyses.quality`); it runs in worker processes or Ray actors, beside
+:mod:`~lpips_explain.analyses.pair.quality`); it runs in worker processes or Ray actors, beside
 the model. :func:`score_rows` scores decoded rows in batches on one
 :class:`~lpips_explain.core.model.LpipsNet`: the LPIPS distance with its exact per-layer
 terms; for triplets both distances, the verdict, the human judgment and the official 2AFC
@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from lpips_explain.analyses.common import two_afc
-from lpips_explain.analyses.quality import psnr_pairs, ssim_pairs
+from lpips_explain.analyses.calibration import two_afc
+from lpips_explain.analyses.pair.quality import psnr_pairs, ssim_pairs
 from lpips_explain.core.cache import CacheView, FeatureCache
 from lpips_explain.core.model import LpipsNet, build_lpips
 from lpips_explain.core.trunks import check_min_size, get_trunk

@@ -32,9 +32,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from lpips_explain.analyses.attribution.result import Attribution
-from lpips_explain.analyses.map_scale import MapScale, hottest_window, map_scale
-from lpips_explain.analyses.repair import Repair
-from lpips_explain.analyses.sensitivity import Sensitivity, SensitivityItem
+from lpips_explain.analyses.pair.map_scale import MapScale, hottest_window, map_scale
+from lpips_explain.analyses.pair.repair import Repair
+from lpips_explain.analyses.pair.sensitivity import Sensitivity, SensitivityItem
 from lpips_explain.core.decompose import UPSAMPLING, Decomposition, LayerBreakdown
 from lpips_explain.errors import InputError, lookup
 
@@ -373,7 +373,7 @@ BOX_DARK, BOX_LIGHT = "#1b1b22", "#ffffff"  # the hottest window: dark line, lig
 def outline(image: np.ndarray, edges: tuple[float, float, float, float]) -> np.ndarray:
     """A copy of an HxWx3 uint8 image with a box drawn at ``edges`` (x0, y0, x1, y1 as
     fractions of its width and height): a dark line with a light inner edge, readable on
-    any colour (the hottest window of :func:`lpips_explain.analyses.map_scale.hottest_window`)."""
+    any colour (the hottest window of :func:`lpips_explain.analyses.pair.map_scale.hottest_window`)."""
     out = as_uint8_image(image).copy()
     h, w = out.shape[:2]
     x0, x1 = (min(w - 1, max(0, round(e * w))) for e in (edges[0], edges[2]))
@@ -610,7 +610,7 @@ def spatial_map_figure(dec: Decomposition, image_uint8: np.ndarray, *,
     """The spatial distance map (one layer or all summed) over the image it explains
     (``name``: how that image is called on screen, e.g. "B").
 
-    ``scale`` (see :func:`lpips_explain.analyses.map_scale.scale_for`) is the colour scale:
+    ``scale`` (see :func:`lpips_explain.analyses.pair.map_scale.scale_for`) is the colour scale:
     fixed per trunk, version and layer so pairs compare, or the pair's own maximum; without
     it, the pair's own maximum. ``zmax`` instead shares one scale between maps side by side.
     """

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from lpips_explain import notices
-from lpips_explain.analyses.map_scale import scale_for
+from lpips_explain.analyses.pair.map_scale import scale_for
 from lpips_explain.output import figures as plots
 from lpips_explain.output import static
 from lpips_explain.output.compare import compare_html

@@ -14,8 +14,8 @@ from matplotlib.colorbar import Colorbar
 from matplotlib.figure import Figure
 
 from lpips_explain import notices
-from lpips_explain.analyses.explanation import Explanation
-from lpips_explain.analyses.map_scale import hottest_window, scale_for
+from lpips_explain.analyses.pair.explanation import Explanation
+from lpips_explain.analyses.pair.map_scale import hottest_window, scale_for
 from lpips_explain.output.figures import (
     AMOUNT,
     DISTANCE,

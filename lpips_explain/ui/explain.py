@@ -16,10 +16,10 @@ from typing import Any
 
 import streamlit as st
 
-from lpips_explain.analyses.equivalents import reached_phrases
-from lpips_explain.analyses.explanation import Explanation, join_parts, summary_of
-from lpips_explain.analyses.map_scale import hottest_window, scale_for
-from lpips_explain.analyses.summary import describe_deletion, describe_layers
+from lpips_explain.analyses.pair.equivalents import reached_phrases
+from lpips_explain.analyses.pair.explanation import Explanation, join_parts, summary_of
+from lpips_explain.analyses.pair.map_scale import hottest_window, scale_for
+from lpips_explain.analyses.pair.summary import describe_deletion, describe_layers
 from lpips_explain.core.decompose import UPSAMPLING
 from lpips_explain.explainer import Explainer
 from lpips_explain.intake.prepared import PreparedInputs

@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 import streamlit as st
 
 from lpips_explain.explainer import Explainer
+from lpips_explain.validation import Progress
 
 T = TypeVar("T")
-Progress = Callable[[int, int, str], None]
 
 MAX_EXPLAINERS = 6
 MAX_RESULTS = 32  # the Explain page alone keeps four parts per pair and options

@@ -18,9 +18,9 @@ import streamlit as st
 import torch
 
 from lpips_explain.analyses.attribution import attribute
-from lpips_explain.analyses.explanation import category_of
-from lpips_explain.analyses.map_scale import fixed_limit
-from lpips_explain.analyses.triplet import TripletExplanation, explain_triplet
+from lpips_explain.analyses.pair.explanation import category_of
+from lpips_explain.analyses.pair.map_scale import fixed_limit
+from lpips_explain.analyses.pair.triplet import TripletExplanation, explain_triplet
 from lpips_explain.core.decompose import decompose_encoded
 from lpips_explain.explainer import Explainer
 from lpips_explain.intake.prepared import PreparedInputs

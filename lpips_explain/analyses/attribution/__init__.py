@@ -55,9 +55,10 @@ from lpips_explain.analyses.attribution.support import (
     private_copy,
     to_np,
 )
-from lpips_explain.analyses.common import Progress, check_pair
+from lpips_explain.analyses.inputs import check_pair
 from lpips_explain.core.model import LpipsNet, ReferenceScorer
 from lpips_explain.errors import ComputationError, InputError
+from lpips_explain.validation import Progress
 
 __all__ = [
     "CAPTUM_RULES", "IG_ABSOLUTE_TOLERANCE", "IG_DEFAULT_RULE", "IG_MAP_TOLERANCE",

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lpips_explain.analyses import perturbations
-from lpips_explain.analyses.common import Progress, check_int, check_pair, scorer_for
+from lpips_explain.analyses.inputs import check_pair, scorer_for
+from lpips_explain.analyses.pair import perturbations
 from lpips_explain.core.model import LpipsNet, ReferenceScorer
 from lpips_explain.errors import InputError, lookup
+from lpips_explain.validation import Progress, integer
 
 __all__ = ["DEFAULT_DISTORTIONS", "DISTORTIONS", "Distortion", "Equivalent", "equivalents",
            "reached_phrases", "search"]
@@ -240,8 +241,8 @@ def search(evaluate: Evaluate, target: float, *,
     reference scorer. ``target`` 0 (identical images) gives no equivalents."""
     for name in distortions:
         lookup("distortion", name, DISTORTIONS)  # an unknown name fails with "did you mean"
-    points = check_int(points, "points", 1)
-    rounds = check_int(rounds, "rounds", 0)
+    points = integer(points, "points", minimum=1)
+    rounds = integer(rounds, "rounds", minimum=0)
     if not (isinstance(tolerance, int | float) and 0 < tolerance < 1):
         raise InputError(f"tolerance must be a number between 0 and 1, got {tolerance!r}.")
     target = float(target)
@@ -302,8 +303,8 @@ def equivalents(net: LpipsNet, a: Tensor, b: Tensor, *,
     a, b = check_pair(net, a, b)
     if a.shape[0] != 1:
         raise InputError(f"Equivalents take one pair of images, got a batch of {a.shape[0]}.")
-    batch_size = check_int(batch_size, "batch_size", 1)
-    seed = check_int(seed, "seed", 0)
+    batch_size = integer(batch_size, "batch_size", minimum=1)
+    seed = integer(seed, "seed", minimum=0)
     scorer = scorer_for(net, a, scorer)
     if target is None:
         with torch.no_grad():

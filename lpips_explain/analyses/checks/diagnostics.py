@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from lpips_explain.analyses.attribution import VANISHING_DISTANCE, attribute
-from lpips_explain.analyses.common import finite_or_none as _finite_or_none
+from lpips_explain.analyses.jsonable import finite_or_none as _finite_or_none
 from lpips_explain.core.decompose import decompose
 from lpips_explain.core.model import LpipsNet, ReferenceScorer
 from lpips_explain.core.weights import official_lin_path

@@ -14,16 +14,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lpips_explain.analyses import perturbations, quality
-from lpips_explain.analyses.common import (
-    Progress,
-    check_int,
-    check_pair,
-    finite_or_none,
-    json_floats,
-    scorer_for,
-)
+from lpips_explain.analyses.inputs import check_pair, scorer_for
+from lpips_explain.analyses.jsonable import finite_or_none, json_floats
+from lpips_explain.analyses.pair import perturbations, quality
 from lpips_explain.core.model import LpipsNet, ReferenceScorer
+from lpips_explain.validation import Progress, integer
 
 # --- sensitivity --------------------------------------------------------------------------
 
@@ -122,8 +117,8 @@ def sensitivity(net: LpipsNet, a: Tensor, b: Tensor, *, transforms: Sequence[str
     equal exactly. ``progress(done, total, "sensitivity")`` follows each batch.
     """
     a, b = check_pair(net, a, b)
-    batch_size = check_int(batch_size, "batch_size", 1)
-    sweep_points = check_int(sweep_points, "sweep_points", 1)
+    batch_size = integer(batch_size, "batch_size", minimum=1)
+    sweep_points = integer(sweep_points, "sweep_points", minimum=1)
     item_names = _names(transforms)
     sweep_names = _names(sweep)
     scorer = scorer_for(net, a, scorer)

@@ -4,32 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from lpips_explain.analyses.categories import NAMES as CATEGORIES
-from lpips_explain.analyses.categories import Category, categorize
+from lpips_explain.analyses.pair.categories import NAMES as CATEGORIES
+from lpips_explain.analyses.pair.categories import Category, categorize
 from lpips_explain.core.decompose import Decomposition
+from lpips_explain.validation import pct
 
 __all__ = ["CATEGORIES", "Category", "categorize", "describe_equivalents", "describe_layers",
            "summarize"]
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.0f}%" if abs(x) >= 0.01 or x == 0 else f"{100 * x:.2f}%"
 
 
 def describe_layers(dec: Decomposition) -> list[str]:
     if dec.distance <= 0:
         return ["Every layer agrees exactly: the distance is 0."]
     top = max(dec.layers, key=lambda lay: lay.distance)
-    out = [f"The largest share, {_pct(top.share)}, comes from {top.name} (layer {top.index + 1} "
+    out = [f"The largest share, {pct(top.share)}, comes from {top.name} (layer {top.index + 1} "
            f"of {len(dec.layers)})."]
     half = len(dec.layers) // 2
     early = sum(lay.share for lay in dec.layers[:half])
     late = sum(lay.share for lay in dec.layers[half:])
     out.append(f"Early layers ({dec.layers[0].name}-{dec.layers[half - 1].name}) give "
-               f"{_pct(early)} of the distance, deeper layers give {_pct(late)}.")
+               f"{pct(early)} of the distance, deeper layers give {pct(late)}.")
     top_ch = top.top_channels[0] if top.top_channels else None
     if top_ch is not None:
-        out.append(f"In {top.name}, channel {top_ch.index} alone carries {_pct(top_ch.share)} of "
+        out.append(f"In {top.name}, channel {top_ch.index} alone carries {pct(top_ch.share)} of "
                    f"the layer (lin weight {top_ch.weight:.3g}); {top.zero_weight_channels.size} "
                    f"of its {top.weights.size} channels have weight 0 and can never contribute.")
     return out

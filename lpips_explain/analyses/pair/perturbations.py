@@ -12,7 +12,7 @@ import torch.nn.functional as nnf
 from torch import Tensor
 from torchvision.transforms.v2 import functional as tvf
 
-from lpips_explain import errors
+from lpips_explain import errors, validation
 from lpips_explain.intake.tensors import check_tensor
 
 __all__ = [
@@ -203,8 +203,7 @@ class Perturbation:
 
         Integer-valued perturbations (JPEG quality) are rounded to whole numbers.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise errors.InputError(f"A sweep needs n >= 1 values, got {n!r}.")
+        n = validation.integer(n, "A sweep's number of values n", minimum=1)
         if n == 1:
             return [float(self.identity)]
         return self.values_between(self.identity, self.far_end(), n)
@@ -214,8 +213,7 @@ class Perturbation:
 
         Integer-valued perturbations are rounded to whole numbers and repeats dropped.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise errors.InputError(f"A sweep needs n >= 1 values, got {n!r}.")
+        n = validation.integer(n, "A sweep's number of values n", minimum=1)
         for v in (low, high):
             if not math.isfinite(v):
                 raise errors.InputError(f"A sweep range must be finite, got {low!r} to {high!r}.")

@@ -12,8 +12,8 @@ import numpy as np
 from PIL import Image
 from torch import Tensor
 
-from lpips_explain.analyses.common import finite_or_none as _finite_or_none
-from lpips_explain.analyses.quality import psnr, ssim
+from lpips_explain.analyses.jsonable import finite_or_none as _finite_or_none
+from lpips_explain.analyses.pair.quality import psnr, ssim
 from lpips_explain.errors import LpipsExplainError, lookup
 from lpips_explain.intake.align import align_pair
 from lpips_explain.intake.images import LoadedImage, load_image

@@ -15,7 +15,6 @@ candidate (2AFC agreement; an exact tie counts as agreeing only with a tie).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,13 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lpips_explain.analyses import perturbations
+from lpips_explain.analyses.pair import perturbations
 from lpips_explain.core.model import LpipsNet, ReferenceScorer
 from lpips_explain.core.modes import ASSETS, Mode, ModeUnavailableError
-from lpips_explain.errors import InputError
 from lpips_explain.intake.images import load_image
-
-Progress = Callable[[int, int, str], None]
+from lpips_explain.validation import Progress, integer
 
 GENERATED_STRENGTHS = 3  # sweep points per perturbation (after identity)
 # The targets of the efficiency issue: (speed-up over exact, Spearman, 2AFC agreement).
@@ -102,8 +99,7 @@ def _asset(rel: str, size: int) -> Tensor:
 
 def fidelity_set(size: int = 256, *, seed: int = 0, assets: Path | None = None) -> FidelitySet:
     """The fixed set at ``size`` x ``size`` px (see the module docstring)."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 32:
-        raise InputError(f"size must be an integer of at least 32 px, got {size!r}.")
+    size = integer(size, "size", minimum=32)
     root = assets or ASSETS
     manifest = root / "samples.json"
     if not manifest.is_file():

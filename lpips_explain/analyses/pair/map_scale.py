@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from lpips_explain.analyses import tables
+from lpips_explain.analyses.pair import tables
 from lpips_explain.errors import InputError
 
 TABLE_FILE = Path(__file__).with_name("map_scales.json")

@@ -9,13 +9,13 @@ import numpy as np
 import torch
 
 from lpips_explain.analyses.attribution import attribute
-from lpips_explain.analyses.common import Progress
-from lpips_explain.analyses.explanation import SCHEMA, category_of
-from lpips_explain.analyses.repair import repair
+from lpips_explain.analyses.pair.explanation import SCHEMA, category_of
+from lpips_explain.analyses.pair.repair import repair
 from lpips_explain.core.decompose import Decomposition, decompose_encoded
 from lpips_explain.core.model import LpipsNet, ReferenceScorer
 from lpips_explain.core.modes import EXACT, Mode
 from lpips_explain.intake.prepared import PreparedInputs
+from lpips_explain.validation import Progress
 
 TIE_TOLERANCE = 1e-9
 

@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lpips_explain.analyses.common import Progress, check_int
 from lpips_explain.core.model import LpipsNet
 from lpips_explain.core.trunks import check_min_size
 from lpips_explain.errors import InputError
 from lpips_explain.intake.files import Skipped
 from lpips_explain.intake.images import load_image
 from lpips_explain.intake.judgments import resize_square
+from lpips_explain.validation import Progress, integer
 
 SCHEMA = "lpips-explain/1"
 HEADS_PATCH_PX = 64  # BAPPS 2AFC patches, the size the lin heads were fitted on
@@ -241,7 +241,7 @@ def compare_layers(a: SetStats, b: SetStats, names: Sequence[str], *,
                    permutations: int = DEFAULT_PERMUTATIONS, seed: int = 0,
                    top_k: int = 5) -> tuple[LayerGap, ...]:
     """Per layer: mean and std shift, MMD with its p-value; ranked by MMD (largest first)."""
-    permutations = check_int(permutations, "permutations", 0)
+    permutations = integer(permutations, "permutations", minimum=0)
     out = []
     for k, name in enumerate(names):
         dm = np.abs(a.mean[k] - b.mean[k])

@@ -18,17 +18,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lpips_explain.analyses.common import (
-    Progress,
-    check_image,
-    check_int,
-    check_pair,
-    pct,
-    scorer_for,
-)
+from lpips_explain.analyses.inputs import check_image, check_pair, scorer_for
 from lpips_explain.core.local import Box, LocalScorer, supports, window_cost
 from lpips_explain.core.model import LpipsNet, ReferenceScorer
 from lpips_explain.errors import InputError, SizeMismatchError, lookup
+from lpips_explain.validation import Progress, integer, pct
 
 # --- repair -------------------------------------------------------------------------------
 
@@ -196,7 +190,7 @@ MAX_PATCHES = 1024  # each patch costs one trunk pass; 1024 is 32x32 patches of 
 def check_patch(patch: object, size: tuple[int, int], max_patches: int = MAX_PATCHES) -> int:
     """Refuse a repair patch size that does not fit the images or would take too long."""
     h, w = int(size[0]), int(size[1])
-    patch = check_int(patch, "patch", 1)
+    patch = integer(patch, "patch", minimum=1)
     if patch > min(h, w):
         raise InputError(f"patch must be between 1 and {min(h, w)} px (the shorter side of the "
                          f"{w}x{h} px images), got {patch}.")
@@ -431,11 +425,11 @@ def repair(net: LpipsNet, a: Tensor, b: Tensor, *, patch: int = 32,
     h, w = int(a.shape[-2]), int(a.shape[-1])
     patch = check_patch(patch, (h, w))
     if max_points is not None:
-        max_points = check_int(max_points, "max_points", 2)
-    batch_size = check_int(batch_size, "batch_size", 1)
-    greedy_budget = check_int(greedy_budget, "greedy_budget", 1)
+        max_points = integer(max_points, "max_points", minimum=2)
+    batch_size = integer(batch_size, "batch_size", minimum=1)
+    greedy_budget = integer(greedy_budget, "greedy_budget", minimum=1)
     if greedy_blocks is not None:
-        greedy_blocks = check_int(greedy_blocks, "greedy_blocks", 1)
+        greedy_blocks = integer(greedy_blocks, "greedy_blocks", minimum=1)
     names = check_orders(orders)
     if "ranking" in names and ranking is None:
         raise InputError("The 'ranking' repair order needs a ranking map (H x W).")
@@ -614,7 +608,7 @@ def order_curves(net: LpipsNet, a: Tensor, b: Tensor, orders: Sequence[np.ndarra
     ids = _patch_ids((h, w), patch, grid)
     pix = torch.from_numpy(ids).to(a.device)
     counts = np.bincount(ids.ravel(), minlength=n)
-    score = _Batches(scorer, a, b, check_int(batch_size, "batch_size", 1), progress,
+    score = _Batches(scorer, a, b, integer(batch_size, "batch_size", minimum=1), progress,
                      1 + n * len(orders))
     out = []
     with torch.no_grad():

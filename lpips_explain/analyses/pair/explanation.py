@@ -7,10 +7,10 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from lpips_explain.analyses.attribution import Attribution
-from lpips_explain.analyses.equivalents import Equivalent
-from lpips_explain.analyses.repair import Repair
-from lpips_explain.analyses.sensitivity import Sensitivity
-from lpips_explain.analyses.summary import Category, categorize, summarize
+from lpips_explain.analyses.pair.equivalents import Equivalent
+from lpips_explain.analyses.pair.repair import Repair
+from lpips_explain.analyses.pair.sensitivity import Sensitivity
+from lpips_explain.analyses.pair.summary import Category, categorize, summarize
 from lpips_explain.core.decompose import Decomposition
 from lpips_explain.core.heads import LinInfo
 from lpips_explain.core.modes import EXACT, Mode

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lpips_explain.analyses import tables
+from lpips_explain.analyses.pair import tables
 from lpips_explain.core.model import LpipsNet, ReferenceScorer
 
 TABLE_FILE = Path(__file__).with_name("category_limits.json")

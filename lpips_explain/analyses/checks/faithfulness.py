@@ -32,9 +32,8 @@ import torch
 from torch import Tensor
 
 from lpips_explain.analyses.attribution import DeletionCheck, attribute, get_method
-from lpips_explain.analyses.common import Progress, check_int, pct
-from lpips_explain.analyses.explanation import SCHEMA
-from lpips_explain.analyses.repair import (
+from lpips_explain.analyses.pair.explanation import SCHEMA
+from lpips_explain.analyses.pair.repair import (
     check_patch,
     curve_auc,
     order_curves,
@@ -46,6 +45,7 @@ from lpips_explain.core.model import LpipsNet, ReferenceScorer
 from lpips_explain.core.weights import build_features
 from lpips_explain.errors import InputError
 from lpips_explain.intake.prepared import PreparedInputs
+from lpips_explain.validation import Progress, integer, pct
 
 DEFAULT_METHODS: tuple[str, ...] = ("integrated_gradients", "saliency", "occlusion")
 RANDOM_ORDERS = 8
@@ -249,8 +249,8 @@ def faithfulness(net: LpipsNet, prep: PreparedInputs, *,
     methods = tuple(dict.fromkeys(get_method(m).name for m in methods))
     if not methods:
         raise InputError("Name at least one attribution method to check.")
-    random_orders = check_int(random_orders, "random_orders", 2)
-    seed = check_int(seed, "seed", 0)
+    random_orders = integer(random_orders, "random_orders", minimum=2)
+    seed = integer(seed, "seed", minimum=0)
     ref, cand = prep.tensors[0], prep.tensors[1]
     h, w = (int(s) for s in ref.shape[-2:])
     patch = check_patch(patch, (h, w))
@@ -315,7 +315,7 @@ def faithfulness(net: LpipsNet, prep: PreparedInputs, *,
 def check_patch_size(size: tuple[int, int], patches: int = CHECK_PATCHES) -> int:
     """The square patch (px) that cuts an image of ``size`` into about ``patches`` patches."""
     h, w = int(size[0]), int(size[1])
-    patches = check_int(patches, "patches", 1)
+    patches = integer(patches, "patches", minimum=1)
     return max(1, min(min(h, w), math.ceil(math.sqrt(h * w / patches))))
 
 
@@ -332,8 +332,8 @@ def deletion_check(net: LpipsNet, reference: Tensor, explained: Tensor, signed: 
     reference encoded once (``scorer``: pass the one the explanation already holds).
     """
     start = time.perf_counter()
-    seed = check_int(seed, "seed", 0)
-    random_orders = check_int(random_orders, "random_orders", 1)
+    seed = integer(seed, "seed", minimum=0)
+    random_orders = integer(random_orders, "random_orders", minimum=1)
     h, w = (int(s) for s in reference.shape[-2:])
     patch = check_patch_size((h, w), patches)
     grid = (math.ceil(h / patch), math.ceil(w / patch))
