@@ -6,7 +6,7 @@ the official one, on judged triplets whose true answer is known.
 
 The set: 64 px crops of the bundled photographs (assets/originals, each downscaled to a
 random size between 128 and 256 px first), each with two candidates made by two different
-registered perturbations (lpips_explain/analyses/perturbations.py). Strengths are matched:
+registered perturbations (lpips_explain/analyses/pair/perturbations.py). Strengths are matched:
 for every perturbation the median distance the official heads give at eight strengths is
 measured on a few crops, and both candidates of a triplet take the strength nearest a
 common target distance (log-uniform in 0.03-0.3), so the official heads find them about

@@ -1,7 +1,7 @@
 """Faithfulness of every attribution method and repair order on the published trunks.
 
 Until issue 16 every explanation method had only been measured on a random trunk. This
-script runs the faithfulness checks of ``Explainer.faithfulness`` (analyses/faithfulness.py)
+script runs the faithfulness checks of ``Explainer.faithfulness`` (analyses/checks/faithfulness.py)
 with the real AlexNet and VGG16 trunks (v0.1 heads) for every method of the attribution
 registry, on the bundled sample pairs (assets/samples.json) and on distortions generated
 from the bundled originals with lpips_explain.analyses.pair.perturbations (blur, JPEG, noise,

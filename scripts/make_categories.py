@@ -1,4 +1,4 @@
-"""Compute the similarity-category limits shipped in lpips_explain/analyses/category_limits.json.
+"""Compute the similarity-category limits shipped in lpips_explain/analyses/pair/category_limits.json.
 
 For each trunk and version: the LPIPS distance of every bundled sample pair (assets/samples.json,
 pairs and triplet candidates) and of every perturbation of the registry, at its sweep strengths,

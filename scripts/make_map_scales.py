@@ -1,5 +1,5 @@
 """Compute the fixed colour-scale limits of distance maps, shipped in
-lpips_explain/analyses/map_scales.json.
+lpips_explain/analyses/pair/map_scales.json.
 
 For each trunk and version: the spatial distance maps of the same bundled distortions as
 the category limits (scripts/make_categories.py: every sample pair of assets/samples.json

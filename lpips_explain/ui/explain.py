@@ -29,7 +29,6 @@ from lpips_explain.output.compare import compare_height, compare_html
 from lpips_explain.ui import keys
 from lpips_explain.ui.controls import Options, attribution_controls, mode_badge
 from lpips_explain.ui.feedback import panel
-from lpips_explain.ui.resources import Progress
 from lpips_explain.ui.state import persistent
 from lpips_explain.ui.widgets import (
     ICONS,
@@ -44,6 +43,7 @@ from lpips_explain.ui.widgets import (
     table,
     term,
 )
+from lpips_explain.validation import Progress
 
 PARTS = ("breakdown", "repair", "attribution", "sensitivity")
 SUMMED = "__all__"

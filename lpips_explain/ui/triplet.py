@@ -29,7 +29,6 @@ from lpips_explain.output import report, static
 from lpips_explain.ui import keys
 from lpips_explain.ui.controls import Options, attribution_controls
 from lpips_explain.ui.feedback import panel
-from lpips_explain.ui.resources import Progress
 from lpips_explain.ui.widgets import (
     ICONS,
     chart,
@@ -42,6 +41,7 @@ from lpips_explain.ui.widgets import (
     table,
     term,
 )
+from lpips_explain.validation import Progress
 
 PARTS = ("verdict", "flip", "attributions")
 LABELS = ["REF", "A", "B"]

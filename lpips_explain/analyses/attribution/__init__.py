@@ -11,7 +11,7 @@ Concurrency (DESIGN.md section 4): one :class:`LpipsNet` is shared between threa
 that hook modules (``layer_gradcam``) run on a private deep copy of the network; the others
 only run forwards and backwards on the shared one. SmoothGrad draws its noise from a private,
 seeded generator, never from torch's global RNG, so results are the same alone or side by side.
-No private Captum API is used (tests/test_captum_public.py checks it).
+No private Captum API is used (tests/analyses/attribution/test_captum_public.py checks it).
 
 Layout: ``registry`` (the one list of methods, :class:`MethodSpec`), ``result`` (the typed
 runner result and :class:`Attribution`), one module per method family, ``support`` (shared

@@ -5,7 +5,7 @@ K1 = 0.01, K2 = 0.03, data range 1, population (not sample) covariances, the mea
 the positions where the whole window fits, then over the three RGB channels. It is computed
 by the ``pytorch-msssim`` library on whole batches; it equals scikit-image's
 ``structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-data_range=1, channel_axis=-1)`` to float32 rounding (tests/test_quality.py checks it).
+data_range=1, channel_axis=-1)`` to float32 rounding (tests/analyses/pair/test_quality.py checks it).
 PSNR is 10 log10(1 / MSE) over all pixels and channels, as scikit-image's
 ``peak_signal_noise_ratio(a, b, data_range=1)``, with the MSE summed in float64.
 """

@@ -258,7 +258,7 @@ def test_layer_gradcam_all_layers_and_no_hooks(net, rough_pair):
 
 def test_layer_gradcam_matches_manual(net, rough_pair):
     """Oracle for classic Grad-CAM (baseline="zero"): sum_c mean_hw(dd/dA_c) * A_c at the
-    tap, upsampled bilinearly (the default baseline: tests/test_attribution_findings.py)."""
+    tap, upsampled bilinearly (the default baseline: tests/analyses/attribution/test_attribution_findings.py)."""
     a, b = rough_pair
     twin = copy.deepcopy(net)
     store = {}

@@ -22,8 +22,7 @@ from conftest import to_uint8, triplet_tensors
 from PIL import Image
 
 from lpips_explain.analyses.pair import perturbations as P
-from lpips_explain.analyses.pair import repair as cf_repair
-from lpips_explain.analyses.pair import sensitivity as cf
+from lpips_explain.analyses.pair import repair, sensitivity
 from lpips_explain.output import figures as plots
 from lpips_explain.output import report, static
 
@@ -103,7 +102,7 @@ def rising_repair(explainer):
     a = torch.stack([0.5 + 0.25 * torch.sin(xx * (0.5 + 0.2 * c) + yy * (0.3 + 0.1 * c))
                      for c in range(3)])
     a = (a + 0.15 * (torch.rand(3, H, W, generator=g) - 0.5)).clamp(0.05, 0.95)[None]
-    rep = cf_repair.repair(explainer.model, a, P.apply("brightness", a, 1.3), patch=8)
+    rep = repair.repair(explainer.model, a, P.apply("brightness", a, 1.3), patch=8)
     assert rep.non_monotonic  # the case this fixture exists for (see test_counterfactual)
     return rep
 
@@ -230,7 +229,7 @@ def test_sensitivity_bars_and_sweep(full, explainer):
     assert list(sw.data[2].y) == pytest.approx(list(sweep.ssim))
     # identity strength on identical images: PSNR is infinite, drawn as a gap, not a number
     a = full.a
-    same = cf.sensitivity(explainer.model, a, a.clone(), transforms=[], sweep=["contrast"],
+    same = sensitivity.sensitivity(explainer.model, a, a.clone(), transforms=[], sweep=["contrast"],
                           sweep_points=3, geometric=False).sweeps[0]
     assert math.isnan(same.psnr[0]) and math.isfinite(same.psnr[1])
     gap = plots.sweep_figure(same)

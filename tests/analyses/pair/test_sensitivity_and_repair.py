@@ -12,9 +12,7 @@ import torch
 
 from lpips_explain import errors
 from lpips_explain.analyses.pair import perturbations as P
-from lpips_explain.analyses.pair import quality
-from lpips_explain.analyses.pair import repair as cf_repair
-from lpips_explain.analyses.pair import sensitivity as cf
+from lpips_explain.analyses.pair import quality, repair, sensitivity
 from lpips_explain.core.model import ReferenceScorer, build_lpips
 
 # torchvision 0.29 deprecates its JPEG codec (used by the "jpeg" perturbation); the pin ships it.
@@ -73,7 +71,7 @@ def _repaired(a, b, order, grid, patch, k):
 def coarse_repair(net, pair):
     a, b = pair
     # 64 patches of 8 px with 9 points: the curve is coarse and needs the half-point refinement.
-    return cf_repair.repair(net, a, b, patch=8, max_points=9, batch_size=7)
+    return repair.repair(net, a, b, patch=8, max_points=9, batch_size=7)
 
 
 def test_repair_curve_points_are_true_distances(net, pair, coarse_repair):
@@ -127,7 +125,7 @@ def test_repair_half_area_is_exact_at_patch_resolution(coarse_repair):
 def test_repair_all_points_when_they_fit(net, pair):
     a, b = pair
     calls = []
-    r = cf_repair.repair(net, a, b, patch=16, max_points=33,
+    r = repair.repair(net, a, b, patch=16, max_points=33,
                   progress=lambda done, total, label: calls.append((done, total, label)))
     assert r.curve_steps.tolist() == list(range(17))
     assert calls[-1][0] == calls[-1][1] == 1 + 16 + 16
@@ -137,7 +135,7 @@ def test_repair_all_points_when_they_fit(net, pair):
 def test_repair_non_divisible_size_covers_every_pixel(net):
     a = _textured(70, 90, seed=1)
     b = P.apply("brightness", a, 1.3)
-    r = cf_repair.repair(net, a, b, patch=32)
+    r = repair.repair(net, a, b, patch=32)
     assert r.grid == (3, 3) and r.size == (70, 90)
     assert r.mask(9).all() and not r.mask(0).any()
     counts = np.bincount(_ids(r).ravel(), minlength=9)
@@ -156,7 +154,7 @@ def test_repair_non_divisible_size_covers_every_pixel(net):
     assert any("not a multiple of 32" in n for n in r.notes)
 
 
-def _ids(r: cf_repair.Repair) -> np.ndarray:
+def _ids(r: repair.Repair) -> np.ndarray:
     rows = np.arange(r.size[0]) // r.patch
     cols = np.arange(r.size[1]) // r.patch
     return rows[:, None] * r.grid[1] + cols[None, :]
@@ -172,7 +170,7 @@ def test_repaired_image_covers_the_requested_area(net, pair, coarse_repair):
 def test_repair_reports_a_non_monotonic_curve_without_smoothing(net):
     a = _textured(64, 64, seed=0)
     b = P.apply("brightness", a, 1.3)
-    r = cf_repair.repair(net, a, b, patch=8)
+    r = repair.repair(net, a, b, patch=8)
     rises = [(i, j) for j in range(len(r.curve_distance)) for i in range(j)
              if r.curve_distance[j] > r.curve_distance[i] + 1e-6]
     assert r.non_monotonic and rises
@@ -187,7 +185,7 @@ def test_repair_reports_a_non_monotonic_curve_without_smoothing(net):
 
 def test_repair_of_identical_images(net):
     a = _textured(64, 64, seed=2)
-    r = cf_repair.repair(net, a, a.clone(), patch=32)
+    r = repair.repair(net, a, a.clone(), patch=32)
     assert r.half_area is None and r.base_distance <= 1e-7
     assert np.all(np.abs(r.curve_distance) <= 1e-7)
     d = r.to_dict()
@@ -199,21 +197,21 @@ def test_repair_of_identical_images(net):
 def test_repair_rejects_bad_patch_sizes(net, pair, patch):
     a, b = pair
     with pytest.raises(errors.InputError, match="patch"):
-        cf_repair.repair(net, a, b, patch=patch)
+        repair.repair(net, a, b, patch=patch)
 
 
 def test_repair_and_sensitivity_reject_mismatched_inputs(net, pair):
     a, _ = pair
     with pytest.raises(errors.InputError, match="64x64"):
-        cf_repair.repair(net, a, _textured(64, 72))
+        repair.repair(net, a, _textured(64, 72))
     with pytest.raises(errors.InputError, match="64x64"):
-        cf.sensitivity(net, a, _textured(72, 64))
+        sensitivity.sensitivity(net, a, _textured(72, 64))
     with pytest.raises(errors.InputError, match="different reference"):
-        cf_repair.repair(net, a, a, scorer=ReferenceScorer(net, _textured(64, 64, seed=9)))
+        repair.repair(net, a, a, scorer=ReferenceScorer(net, _textured(64, 64, seed=9)))
     with pytest.raises(errors.InputError, match="at least 31x31 px"):
-        cf_repair.repair(net, _textured(24, 64), _textured(24, 64), patch=8)
+        repair.repair(net, _textured(24, 64), _textured(24, 64), patch=8)
     with pytest.raises(errors.UnknownOptionError, match="gaussian_blur"):
-        cf.sensitivity(net, a, a, transforms=["gaussian_blurr"])
+        sensitivity.sensitivity(net, a, a, transforms=["gaussian_blurr"])
 
 
 # --- sensitivity --------------------------------------------------------------------------
@@ -223,7 +221,7 @@ def test_sweeps_equal_one_by_one_evaluation(net, pair):
     a, b = pair
     seed = 3
     calls = []
-    s = cf.sensitivity(net, a, b, transforms=["gaussian_noise", "brightness"],
+    s = sensitivity.sensitivity(net, a, b, transforms=["gaussian_noise", "brightness"],
                        sweep=["gaussian_noise", "jpeg", "rotation"], sweep_points=4, seed=seed,
                        batch_size=3, progress=lambda *c: calls.append(c))
     assert [sw.transform for sw in s.sweeps] == ["gaussian_noise", "jpeg", "rotation"]
@@ -254,7 +252,7 @@ def test_sweeps_equal_one_by_one_evaluation(net, pair):
 
 def test_sensitivity_of_identical_images(net):
     a = _textured(64, 64, seed=4)
-    s = cf.sensitivity(net, a, a.clone(), sweep=())
+    s = sensitivity.sensitivity(net, a, a.clone(), sweep=())
     assert abs(s.base_distance) <= 1e-7
     assert s.sweeps == ()
     assert [i.transform for i in s.items] == list(P.PERTURBATIONS)
@@ -274,7 +272,7 @@ def test_sensitivity_of_identical_images(net):
 
 def test_geometric_rows_are_the_table(net, pair):
     a, b = pair
-    s = cf.sensitivity(net, a, b, transforms=["hue"], sweep=[])
+    s = sensitivity.sensitivity(net, a, b, transforms=["hue"], sweep=[])
     assert tuple((g.transform, g.strength) for g in s.geometric) == P.GEOMETRIC_TABLE
     assert all(g.geometric for g in s.geometric)
     for g in s.geometric:  # every row against a direct evaluation
@@ -290,7 +288,7 @@ def test_geometric_rows_are_the_table(net, pair):
 
 def test_identity_sweep_point_has_no_psnr(net, pair):
     a, _ = pair
-    s = cf.sensitivity(net, a, a.clone(), transforms=[], sweep=["contrast"], sweep_points=3)
+    s = sensitivity.sensitivity(net, a, a.clone(), transforms=[], sweep=["contrast"], sweep_points=3)
     sw = s.sweeps[0]
     assert sw.strengths[0] == 1.0 and math.isnan(sw.psnr[0]) and math.isfinite(sw.psnr[1])
     assert s.to_dict()["sweeps"][0]["psnr"][0] is None
@@ -299,7 +297,7 @@ def test_identity_sweep_point_has_no_psnr(net, pair):
 
 def test_sweep_over_a_chosen_range(net, pair):
     a, b = pair
-    sens = cf.sensitivity(net, a, b, transforms=(), sweep=["gaussian_blur", "jpeg"],
+    sens = sensitivity.sensitivity(net, a, b, transforms=(), sweep=["gaussian_blur", "jpeg"],
                           ranges={"gaussian_blur": (0.5, 2.5), "jpeg": (10, 50)},
                           sweep_points=5, geometric=False)
     assert sens.items == () and sens.geometric == ()
@@ -310,4 +308,4 @@ def test_sweep_over_a_chosen_range(net, pair):
         for s, d in zip(sw.strengths, sw.distances, strict=True):
             assert _d(net, a, P.apply(sw.transform, b, float(s))) == pytest.approx(d, abs=1e-6)
     with pytest.raises(errors.UnknownOptionError):
-        cf.sensitivity(net, a, b, transforms=(), sweep=(), ranges={"blurr": (0, 1)})
+        sensitivity.sensitivity(net, a, b, transforms=(), sweep=(), ranges={"blurr": (0, 1)})

@@ -370,7 +370,7 @@ def test_category_table_entry_is_the_percentiles_and_the_script_refuses_random(t
     np.testing.assert_allclose(entry["limits"], np.percentile(d, [25, 50, 75]), atol=1e-6)
     assert entry["pairs"] == 5 and entry["percentiles"] == [25.0, 50.0, 75.0]
     spec = importlib.util.spec_from_file_location(
-        "make_categories", categories.TABLE_FILE.parents[2] / "scripts" / "make_categories.py")
+        "make_categories", categories.TABLE_FILE.parents[3] / "scripts" / "make_categories.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     out = tmp_path / "limits.json"

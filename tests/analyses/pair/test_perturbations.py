@@ -1,4 +1,4 @@
-"""Tests for the perturbation registry (PSNR/SSIM: tests/test_quality.py)."""
+"""Tests for the perturbation registry (PSNR/SSIM: tests/analyses/pair/test_quality.py)."""
 
 from __future__ import annotations
 

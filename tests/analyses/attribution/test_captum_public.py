@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "lpips_explain"
+PACKAGE = Path(__file__).resolve().parents[3] / "lpips_explain"
 
 
 def private_captum_uses(source: str) -> list[str]:
