@@ -18,7 +18,7 @@ from lpips_explain.analyses.pair import map_scale as ms
 from lpips_explain.errors import InputError
 from lpips_explain.explainer import Explainer
 from lpips_explain.output import figures as plots
-from lpips_explain.output import static
+from lpips_explain.output import imaging, palette, static
 
 H, W = 48, 64
 
@@ -57,23 +57,23 @@ def _bar_rgb(scale) -> np.ndarray:
 def test_overlay_is_grey_where_nothing_happens_and_saturated_at_the_maximum():
     # An orange photo: the colour that made the astronaut's suit read as "hot".
     img = _photo((230, 110, 30))
-    out = plots.overlay_image(img, _ramp(), opacity=0.8)
+    out = imaging.overlay_image(img, _ramp(), opacity=0.8)
     low, mid, high = out[H // 2, 0], out[H // 2, W // 2], out[H // 2, -1]
     assert _saturation(low) == 0  # value 0: the photo only, in grey, none of its orange
-    assert low.tolist() == plots.grey_photo(img)[H // 2, 0].tolist()
+    assert low.tolist() == imaging.grey_photo(img)[H // 2, 0].tolist()
     assert _saturation(low) < _saturation(mid) < _saturation(high)
     # further from the photo's grey as the value grows: more opaque
-    base = plots.grey_photo(img)[H // 2, 0].astype(int)
+    base = imaging.grey_photo(img)[H // 2, 0].astype(int)
     shifts = [int(np.abs(px.astype(int) - base).sum()) for px in (low, mid, high)]
     assert shifts[0] == 0 < shifts[1] < shifts[2]
-    alpha = plots.fade_alpha(np.array([0.0, 0.5, 1.0]))
+    alpha = imaging.fade_alpha(np.array([0.0, 0.5, 1.0]))
     assert alpha[0] == 0 and alpha[0] < alpha[1] < alpha[2] == 1
 
 
 def test_signed_overlay_is_grey_at_zero_and_coloured_at_both_ends():
     img = _photo((230, 110, 30))
     z = np.broadcast_to(np.linspace(-1.0, 1.0, W - 1), (H, W - 1)).copy()
-    out = plots.overlay_image(img[:, : W - 1], z, symmetric=True)
+    out = imaging.overlay_image(img[:, : W - 1], z, symmetric=True)
     centre, lo, hi = out[0, (W - 1) // 2], out[0, 0], out[0, -1]
     assert _saturation(centre) == 0
     assert hi[0] > hi[2] and lo[2] > lo[0]  # red raises, blue lowers
@@ -108,14 +108,14 @@ def test_fixed_scale_gives_equal_values_equal_colours_across_pairs():
     b[30:40, 30:40] = 0.8  # a pair with a much hotter spot elsewhere
     fixed = [ms.map_scale(m, "alex", "0.1", perceptual=True) for m in (a, b)]
     assert fixed[0].fixed and fixed[0].limit == fixed[1].limit
-    ca = plots.overlay_image(img, a, zmax=fixed[0].limit)[15, 15]
-    cb = plots.overlay_image(img, b, zmax=fixed[1].limit)[5, 5]  # both at value 0.3
+    ca = imaging.overlay_image(img, a, zmax=fixed[0].limit)[15, 15]
+    cb = imaging.overlay_image(img, b, zmax=fixed[1].limit)[5, 5]  # both at value 0.3
     assert ca.tolist() == cb.tolist()
     # On each pair's own scale the same value gets different colours (the old behaviour).
     own = [ms.map_scale(m, "alex", "0.1", perceptual=False, reason="random") for m in (a, b)]
     assert not own[0].fixed and own[0].limit == 0.3 and own[1].limit == 0.8
-    assert (plots.overlay_image(img, a, zmax=own[0].limit)[15, 15].tolist()
-            != plots.overlay_image(img, b, zmax=own[1].limit)[5, 5].tolist())
+    assert (imaging.overlay_image(img, a, zmax=own[0].limit)[15, 15].tolist()
+            != imaging.overlay_image(img, b, zmax=own[1].limit)[5, 5].tolist())
 
 
 def test_colour_bar_range_is_the_one_the_caption_states(random_explainer):
@@ -124,7 +124,7 @@ def test_colour_bar_range_is_the_one_the_caption_states(random_explainer):
     b = np.clip(a.astype(int) + rng.integers(-40, 40, a.shape), 0, 255).astype(np.uint8)
     expl = random_explainer.explain(a, b, attribution=None, sensitivity=False, repair=False)
     dec = expl.decomposition
-    img = plots.as_uint8_image(expl.explained)
+    img = imaging.as_uint8_image(expl.explained)
     scale = ms.scale_for(expl)
     assert not scale.fixed  # a random trunk: the pair's own maximum, said so
     heat = dec.spatial_map(None, "bilinear")
@@ -167,7 +167,7 @@ def test_hottest_window_is_the_best_window_by_brute_force():
 
 def test_outline_draws_the_box_edges_and_nothing_inside():
     img = _photo((120, 120, 120))
-    out = plots.outline(img, (0.25, 0.25, 0.75, 0.75))
+    out = imaging.outline(img, (0.25, 0.25, 0.75, 0.75))
     changed = np.any(out != img, axis=2)
     assert changed[H // 4, W // 2] and changed[H // 2, W // 4]  # top and left edges
     assert not changed[H // 2, W // 2]  # the inside shows the map
@@ -181,7 +181,7 @@ def test_spatial_map_figure_outlines_the_hottest_window(random_explainer):
     b = a.copy()
     b[:16, -16:] = 255 - b[:16, -16:]  # only the top-right corner changes
     expl = random_explainer.explain(a, b, attribution=None, sensitivity=False, repair=False)
-    fig = plots.spatial_map_figure(expl.decomposition, plots.as_uint8_image(expl.explained))
+    fig = plots.spatial_map_figure(expl.decomposition, imaging.as_uint8_image(expl.explained))
     rects = [sh for sh in fig.layout.shapes if sh.type == "rect"]
     assert rects
     centre_x = (rects[0].x0 + rects[0].x1) / 2
@@ -197,7 +197,7 @@ def test_app_figure_png_and_compare_layer_draw_the_same_overlay():
     rng = np.random.default_rng(1)
     img = (rng.random((H, W, 3)) * 255).astype(np.uint8)
     heat = rng.random((H, W)) * 0.7
-    want = plots.overlay_image(img, heat, zmax=0.5, opacity=0.8)
+    want = imaging.overlay_image(img, heat, zmax=0.5, opacity=0.8)
     # the app's plotly figure draws exactly these pixels (lossless PNG) ...
     fig = plots.heatmap_overlay(img, heat, title=None, zmax=0.5, opacity=0.8)
     photo = next(t for t in fig.data if isinstance(t, go.Image))
@@ -207,7 +207,7 @@ def test_app_figure_png_and_compare_layer_draw_the_same_overlay():
     # ... and the PNG summary's map panel the same pixels and the same colour bar.
     mfig = static._new_figure(4, 3)
     ax = mfig.add_subplot()
-    bar = static._map_axis(mfig, ax, img, heat, "t", cmap=plots.AMOUNT, zmax=0.5)
+    bar = static._map_axis(mfig, ax, img, heat, "t", cmap=palette.AMOUNT, zmax=0.5)
     assert np.array_equal(np.asarray(ax.images[0].get_array()), want)
     app_bar = _bar_rgb(_bar_trace(fig).marker.colorscale)
     mappable = bar.mappable
@@ -216,21 +216,21 @@ def test_app_figure_png_and_compare_layer_draw_the_same_overlay():
     png_bar = (np.asarray(mappable.cmap(t))[:, :3] * 255).round().astype(int)
     assert np.abs(png_bar - app_bar.astype(int)).max() <= 2
     # The compare view's layer: the same colours and alpha, over the photo turned grey.
-    layer = plots.map_rgba(heat, fade=True, zmax=0.5).astype(float)
+    layer = imaging.map_rgba(heat, fade=True, zmax=0.5).astype(float)
     alpha = 0.8 * layer[..., 3:] / 255
-    blended = (1 - alpha) * plots.grey_photo(img) + alpha * layer[..., :3]
+    blended = (1 - alpha) * imaging.grey_photo(img) + alpha * layer[..., :3]
     assert np.abs(blended - want).max() <= 2
 
 
 def test_attribution_map_is_drawn_over_the_grey_photo_too(full_explanation):
     attr = full_explanation.attribution
-    img = plots.as_uint8_image(full_explanation.explained)
+    img = imaging.as_uint8_image(full_explanation.explained)
     fig = plots.attribution_figure(attr, img, view="signed")
     drawn = _decoded(next(t for t in fig.data if isinstance(t, go.Image)).source)
     signed = np.asarray(attr.signed, dtype=np.float64)
-    m = plots.shared_limit(signed, symmetric=True)
-    assert np.array_equal(drawn, plots.overlay_image(img, signed, symmetric=True, zmax=m))
-    assert not np.array_equal(drawn, plots.overlay_image(img, signed, symmetric=True, zmax=m,
+    m = imaging.shared_limit(signed, symmetric=True)
+    assert np.array_equal(drawn, imaging.overlay_image(img, signed, symmetric=True, zmax=m))
+    assert not np.array_equal(drawn, imaging.overlay_image(img, signed, symmetric=True, zmax=m,
                                                          grey=False))
 
 
@@ -259,7 +259,7 @@ def test_real_trunk_maps_compare_on_one_scale(real):
     def coverage(expl, limit: float) -> float:
         """The mean opacity of the map over the photo: how alarming it looks."""
         heat = expl.decomposition.spatial_map(None, "bilinear")
-        return float(plots.fade_alpha(np.clip(heat / limit, 0, 1)).mean())
+        return float(imaging.fade_alpha(np.clip(heat / limit, 0, 1)).mean())
 
     # On the fixed scale the smaller distance looks calmer, by more than on each pair's own
     # maximum (where both reach the top colour somewhere).
@@ -267,8 +267,8 @@ def test_real_trunk_maps_compare_on_one_scale(real):
     own = [float(e.decomposition.spatial_map(None, "bilinear").max()) for e in (blur, shift)]
     own_ratio = coverage(blur, own[0]) / coverage(shift, own[1])
     assert fixed_ratio > 1.3 and fixed_ratio > 1.2 * own_ratio
-    hottest = [plots.fade_alpha(np.array([m / scales[0].limit]))[0] for m in own]
+    hottest = [imaging.fade_alpha(np.array([m / scales[0].limit]))[0] for m in own]
     assert hottest[0] > hottest[1]  # the blur's worst spot is drawn stronger than the shift's
-    fig = plots.spatial_map_figure(blur.decomposition, plots.as_uint8_image(blur.explained),
+    fig = plots.spatial_map_figure(blur.decomposition, imaging.as_uint8_image(blur.explained),
                                    scale=scales[0])
     assert f"fixed scale 0 to {scales[0].limit:.2g} for alex v0.1" in plots.caption_of(fig)

@@ -24,7 +24,7 @@ from PIL import Image
 from lpips_explain.analyses.pair import perturbations as P
 from lpips_explain.analyses.pair import repair, sensitivity
 from lpips_explain.output import figures as plots
-from lpips_explain.output import report, static
+from lpips_explain.output import imaging, palette, report, static
 
 H = W = 64
 # A src= or href= attribute that loads something from the network (quoted or not).
@@ -139,8 +139,8 @@ def test_heatmap_overlay_keeps_row_zero_at_the_top():
     # an overlay: the (grey) photo shows through where the map is 0, the map covers the rest
     drawn = np.asarray(Image.open(io.BytesIO(base64.b64decode(
         next(t for t in fig.data if isinstance(t, go.Image)).source.split(",", 1)[1]))))[..., :3]
-    assert np.array_equal(drawn[1:], plots.grey_photo(image)[1:])
-    assert not np.array_equal(drawn[0], plots.grey_photo(image)[0])
+    assert np.array_equal(drawn[1:], imaging.grey_photo(image)[1:])
+    assert not np.array_equal(drawn[0], imaging.grey_photo(image)[0])
 
 
 def test_heatmap_overlay_coarse_map_spans_the_image_and_symmetric_centres():
@@ -156,7 +156,7 @@ def test_heatmap_overlay_coarse_map_spans_the_image_and_symmetric_centres():
 
 def test_spatial_map_figure_names_layer_and_upsampling(fast):
     dec = fast.decomposition
-    img = plots.as_uint8_image(fast.b)
+    img = imaging.as_uint8_image(fast.b)
     lay = dec.layers[1]
     fig = plots.spatial_map_figure(dec, img, layer=lay.name, upsample="none")
     hm = next(t for t in fig.data if isinstance(t, go.Heatmap))
@@ -183,7 +183,7 @@ def test_channel_grid_titles_and_maps(fast):
 
 
 def test_attribution_figure_completeness_and_vanishing(full, identical, saliency):
-    img = plots.as_uint8_image(full.explained)
+    img = imaging.as_uint8_image(full.explained)
     attr = full.attribution  # integrated gradients: completeness is measured
     assert attr.completeness_gap is not None and attr.relative_gap is not None
     fig = plots.attribution_figure(attr, img, view="signed")
@@ -196,7 +196,7 @@ def test_attribution_figure_completeness_and_vanishing(full, identical, saliency
     # A against itself: the gradients vanish and the figure says so instead of a blank map.
     same = identical.attribution
     assert same.vanishing
-    fig = plots.attribution_figure(same, plots.as_uint8_image(identical.b), view="signed")
+    fig = plots.attribution_figure(same, imaging.as_uint8_image(identical.b), view="signed")
     assert any("vanish" in (a.text or "") for a in fig.layout.annotations)
     # saliency has no completeness measure: no gap in the title
     assert saliency.completeness_gap is None and not saliency.vanishing
@@ -279,11 +279,11 @@ def test_triplet_margin_chart(triplet):
     assert list(bar.x)[-1] == "total"
     assert bar.y[-1] == pytest.approx(triplet.margin)
     for m, c in zip(bar.y, bar.marker.color, strict=True):
-        assert c == (plots.FAVOUR_A if m > 0 else plots.FAVOUR_B if m < 0 else plots.NEUTRAL)
+        assert c == (palette.FAVOUR_A if m > 0 else palette.FAVOUR_B if m < 0 else palette.NEUTRAL)
 
 
 def test_comparison_figure_slider_flicks(fast):
-    a, b = plots.as_uint8_image(fast.a), plots.as_uint8_image(fast.b)
+    a, b = imaging.as_uint8_image(fast.a), imaging.as_uint8_image(fast.b)
     fig = plots.comparison_figure(a, b)
     assert len(fig.data) == 4
     steps = fig.layout.sliders[0].steps

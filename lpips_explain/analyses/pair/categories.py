@@ -64,6 +64,11 @@ class Category:
                 "category_limits": list(self.limits) if self.limits is not None else None}
 
 
+def category_text(category: str | None) -> str:
+    """A category's name as the reports print it, or why there is none."""
+    return category if category else "no category (not the published trunk)"
+
+
 def load_table() -> dict:
     """The shipped table: {"method": ..., "tables": {"alex/0.1": {"limits", ...}}}."""
     return tables.read(str(TABLE_FILE))
