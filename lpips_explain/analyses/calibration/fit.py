@@ -35,6 +35,7 @@ import itertools
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -46,6 +47,7 @@ from lpips_explain.analyses.calibration.recipe import (
     RECIPES,
     SELECT,
     WARMUP_LR,
+    Schedule,
     lr_for_epoch,
     plan_schedule,
     split_indices,
@@ -248,10 +250,66 @@ def calibrate(model: LpipsNet, features: JudgmentFeatures, *, init: str = "relea
         torch.manual_seed(seed)
         start = torch.cat(_initial_heads(model, init)).to(torch.float32)
         fit = _HeadFit(features, start, train_idx, val_idx, plan.lr)
+    with _one_thread():
+        run = _train(fit, plan, start, init == "released", seed, progress, on_epoch, cancel)
+
+    # The ranking net as it was at the kept epoch: "after" is that epoch's record, loss too.
+    fit.rank.load_state_dict(run.best_rank)
+    after, d0_after, d1_after = fit.evaluate(run.best_w)
+    inverted = bool(len(train_idx)) and fit.lean(run.best_w) < 0
+    g = features.judges
+    split = np.full(n, "train", dtype=object)
+    split[val_idx] = "val"
+    verdicts = tuple(
+        TripletVerdict(r.id, str(split[i]), r.ref, r.p0, r.p1, float(g[i]),
+                       float(run.d0_before[i]), float(run.d1_before[i]), float(d0_after[i]),
+                       float(d1_after[i]))
+        for i, r in enumerate(features.rows))
+    cuts = np.cumsum((0, *features.channels))
+    heads_before = tuple(start[a:b].numpy().copy() for a, b in itertools.pairwise(cuts))
+    heads_after = tuple(run.best_w[a:b].numpy().copy() for a, b in itertools.pairwise(cuts))
+    schedule = {**plan.to_dict(), "betas": [OFFICIAL["beta1"], OFFICIAL["beta2"]],
+                "val_fraction": float(val_fraction), "size": features.size,
+                "loss": "lpips.BCERankingLoss (Dist2LogitLayer)",
+                "clamp": "lin heads >= 0 after every step (trunk frozen, never clamped)",
+                "dropout": "not applied (the official lin layers use dropout 0.5; see README)",
+                "rank_net_negated_at_init": fit.flipped,
+                "rank_net_inverted": inverted,
+                "masked_triplets": int(sum(features.masked)),
+                "description": plan.describe()}
+    result = Calibration(
+        model.spec.name, model.version, model.layer_names, heads_before, heads_after,
+        run.before, after, tuple(run.records), run.best_epoch, run.stopped, n,
+        features.n_refused, len(train_idx), len(val_idx), features.refused, schedule,
+        _provenance(model, features, init, seed), verdicts, model.weights_info.to_dict())
+    return with_summary(result, features, plan)
+
+
+@dataclass
+class _Run:
+    """What the training loop leaves: the records, why it stopped, the starting heads'
+    scores and distances, and the kept epoch's heads and ranking net."""
+
+    records: list[EpochRecord]
+    stopped: str
+    before: Scores
+    d0_before: Tensor
+    d1_before: Tensor
+    best_w: Tensor
+    best_epoch: int
+    best_rank: dict[str, Tensor]
+
+
+def _train(fit: _HeadFit, plan: Schedule, start: Tensor, released: bool, seed: int,
+           progress: Progress | None, on_epoch: OnEpoch | None,
+           cancel: Cancel | None) -> _Run:
+    """The warm-up, then the epochs: each scored on both parts, the best kept (by the
+    recipe's criterion), until the schedule ends, patience runs out or ``cancel()``."""
     records: list[EpochRecord] = []
     stopped = "completed"
     total_epochs, spe = plan.total_epochs, plan.steps_per_epoch
-    warmup = plan.warmup_steps if len(train_idx) else 0
+    n_val = len(fit.val_idx)
+    warmup = plan.warmup_steps if len(fit.train_idx) else 0
     order = torch.Generator().manual_seed(seed)
 
     def step_done(step: int) -> bool:
@@ -264,83 +322,57 @@ def calibrate(model: LpipsNet, features: JudgmentFeatures, *, init: str = "relea
             progress(step, warmup, "Fitting the ranking net to the starting heads")
         return cancel is not None and bool(cancel())
 
-    with _one_thread():
-        cancelled = fit.warm_up(warmup, warm_done) if warmup else False
-        before, d0_before, d1_before = fit.evaluate(fit.w)
-        select = _select_key(plan.select, before.val_2afc)
-        # Random heads (scratch) are no result: they compete only from the released heads.
-        best_key = select(before) if init == "released" else (-math.inf,) * 3
-        best_w, best_epoch, since_best = start.clone(), 0, 0
-        best_rank = fit.rank_state()
-        if on_epoch is not None:  # epoch 0: the starting heads, so live curves start there
-            on_epoch(EpochRecord(0, before.train_loss or 0.0, before.train_2afc,
-                                 before.val_2afc, before.val_loss, 0.0, 0))
+    cancelled = fit.warm_up(warmup, warm_done) if warmup else False
+    before, d0_before, d1_before = fit.evaluate(fit.w)
+    select = _select_key(plan.select, before.val_2afc)
+    # Random heads (scratch) are no result: they compete only from the released heads.
+    best_key = select(before) if released else (-math.inf,) * 3
+    best_w, best_epoch, since_best = start.clone(), 0, 0
+    best_rank = fit.rank_state()
+    if on_epoch is not None:  # epoch 0: the starting heads, so live curves start there
+        on_epoch(EpochRecord(0, before.train_loss or 0.0, before.train_2afc,
+                             before.val_2afc, before.val_loss, 0.0, 0))
+    if cancelled:
+        stopped = "cancelled"
+    for epoch in range(1, total_epochs + 1):
+        if cancelled:
+            break
+        lr_e = lr_for_epoch(epoch, plan.lr, plan.epochs, plan.decay_epochs)
+        losses, cancelled = fit.epoch(lr_e, plan.batch_size, order,
+                                      lambda k, e=epoch: step_done((e - 1) * spe + k))
+        scores, _, _ = fit.evaluate(fit.w)
+        rec = EpochRecord(epoch, float(np.mean(losses)), scores.train_2afc,
+                          scores.val_2afc, scores.val_loss, lr_e, len(losses),
+                          (epoch - 1) * spe + len(losses))
+        records.append(rec)
+        if on_epoch is not None:
+            on_epoch(rec)
+        key = select(scores)
+        if n_val == 0 or key > best_key:
+            best_key, best_w, best_epoch, since_best = key, fit.w.detach().clone(), epoch, 0
+            best_rank = fit.rank_state()
+        else:
+            since_best += 1
         if cancelled:
             stopped = "cancelled"
-        for epoch in range(1, total_epochs + 1):
-            if cancelled:
-                break
-            lr_e = lr_for_epoch(epoch, plan.lr, plan.epochs, plan.decay_epochs)
-            losses, cancelled = fit.epoch(lr_e, plan.batch_size, order,
-                                          lambda k, e=epoch: step_done((e - 1) * spe + k))
-            scores, _, _ = fit.evaluate(fit.w)
-            rec = EpochRecord(epoch, float(np.mean(losses)), scores.train_2afc,
-                              scores.val_2afc, scores.val_loss, lr_e, len(losses),
-                              (epoch - 1) * spe + len(losses))
-            records.append(rec)
-            if on_epoch is not None:
-                on_epoch(rec)
-            key = select(scores)
-            if len(val_idx) == 0 or key > best_key:
-                best_key, best_w, best_epoch, since_best = key, fit.w.detach().clone(), epoch, 0
-                best_rank = fit.rank_state()
-            else:
-                since_best += 1
-            if cancelled:
-                stopped = "cancelled"
-                break
-            if plan.patience is not None and len(val_idx) and since_best >= plan.patience \
-                    and epoch < total_epochs:
-                stopped = "early_stopping"
-                break
+            break
+        if plan.patience is not None and n_val and since_best >= plan.patience \
+                and epoch < total_epochs:
+            stopped = "early_stopping"
+            break
+    return _Run(records, stopped, before, d0_before, d1_before, best_w, best_epoch, best_rank)
 
-    # The ranking net as it was at the kept epoch: "after" is that epoch's record, loss too.
-    fit.rank.load_state_dict(best_rank)
-    after, d0_after, d1_after = fit.evaluate(best_w)
-    inverted = bool(len(train_idx)) and fit.lean(best_w) < 0
-    g = features.judges
-    split = np.full(n, "train", dtype=object)
-    split[val_idx] = "val"
-    verdicts = tuple(
-        TripletVerdict(r.id, str(split[i]), r.ref, r.p0, r.p1, float(g[i]),
-                       float(d0_before[i]), float(d1_before[i]), float(d0_after[i]),
-                       float(d1_after[i]))
-        for i, r in enumerate(features.rows))
-    cuts = np.cumsum((0, *features.channels))
-    heads_before = tuple(start[a:b].numpy().copy() for a, b in itertools.pairwise(cuts))
-    heads_after = tuple(best_w[a:b].numpy().copy() for a, b in itertools.pairwise(cuts))
+
+def _provenance(model: LpipsNet, features: JudgmentFeatures, init: str, seed: int) -> dict:
+    """Where the heads come from: trunk, version, start, seed, data, date and versions."""
     info = model.weights_info
-    schedule = {**plan.to_dict(), "betas": [OFFICIAL["beta1"], OFFICIAL["beta2"]],
-                "val_fraction": float(val_fraction), "size": features.size,
-                "loss": "lpips.BCERankingLoss (Dist2LogitLayer)",
-                "clamp": "lin heads >= 0 after every step (trunk frozen, never clamped)",
-                "dropout": "not applied (the official lin layers use dropout 0.5; see README)",
-                "rank_net_negated_at_init": fit.flipped,
-                "rank_net_inverted": inverted,
-                "masked_triplets": int(sum(features.masked)),
-                "description": plan.describe()}
-    provenance = {"trunk": {"net": model.spec.name, "weights": info.spec, "file": info.file,
-                            "seed": info.seed, "perceptual": info.perceptual},
-                  "version": model.version, "init": init, "seed": seed,
-                  "data_hash": features.data_hash, "data_source": features.source,
-                  "date": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
-                  "lpips_explain": _package_version("lpips-explain"),
-                  "lpips": _package_version("lpips"), "torch": torch.__version__}
-    result = Calibration(
-        model.spec.name, model.version, model.layer_names, heads_before, heads_after, before,
-        after, tuple(records), best_epoch, stopped, n, features.n_refused, len(train_idx),
-        len(val_idx), features.refused, schedule, provenance, verdicts, info.to_dict())
-    return with_summary(result, features, plan)
+    return {"trunk": {"net": model.spec.name, "weights": info.spec, "file": info.file,
+                      "seed": info.seed, "perceptual": info.perceptual},
+            "version": model.version, "init": init, "seed": seed,
+            "data_hash": features.data_hash, "data_source": features.source,
+            "date": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
+            "lpips_explain": _package_version("lpips-explain"),
+            "lpips": _package_version("lpips"), "torch": torch.__version__}
 
 
 def _select_key(select: str, floor: float | None) -> Callable[[Scores], tuple[float, ...]]:

@@ -445,13 +445,7 @@ def repair(net: LpipsNet, a: Tensor, b: Tensor, *, patch: int = 32,
     score = _Batches(scorer, a, b, batch_size, progress, 1 + n + points * len(names))
 
     with torch.no_grad():
-        # Row 0 is B itself (nothing replaced): its distance comes from the same batches, or
-        # from the pass of B the windows start from.
-        single_ids = torch.arange(-1, n, device=a.device)
-        label = "repair: single patches"
-        single = score.boxes(b, _patch_boxes((h, w), patch, grid), label, with_base=True)
-        if single is None:
-            single = score(lambda sl: pix[None] == single_ids[sl, None, None], n + 1, label)
+        single = _single_patches(score, b, pix, (h, w), patch, grid)
         base = float(single[0])
         gains_flat = base - single[1:]
         identical = bool(torch.equal(a, b)) or base <= 0.0
@@ -482,42 +476,85 @@ def repair(net: LpipsNet, a: Tensor, b: Tensor, *, patch: int = 32,
 
     best = min(tried, key=lambda o: (o.goal_area if o.goal_area is not None else math.inf,
                                      o.auc))
-    steps, dist, area = best.steps, best.distances, best.areas
-    half_area: float | None = None
-    half_k: int | None = None
-    if not identical:
-        hit = np.flatnonzero(dist <= base / 2)
-        if hit.size:
-            half_k = int(steps[hit[0]])
-            half_area = float(area[hit[0]])
+    half_k, half_area = (None, None) if identical else _halving(best, base)
+    rises = _rises(best.distances, base)
+    headline = _headline(identical, base, best, half_k, half_area, n, patch)
+    notes = _orders_note(tried, identical, goal, strict, target)
+    notes += _curve_notes(best, (h, w), patch, n, base, rises, identical)
+    tol = 1e-6 * max(base, 0.0) + 1e-9
+    negative = int((gains_flat < -tol).sum())
+    if negative and not identical:
+        notes.append(f"{negative} of {n} patches have a negative gain: replacing one of them "
+                     "alone by A's raises the distance.")
 
-    rises = _rises(dist, base)
-    non_monotonic = bool(rises)
+    return Repair(
+        patch=patch, grid=grid, base_distance=base, gains=gains_flat.reshape(grid),
+        order=best.order, curve_area=best.areas, curve_distance=best.distances,
+        curve_steps=best.steps, non_monotonic=bool(rises), half_area=half_area,
+        headline=headline, notes=tuple(notes), size=(h, w), order_name=best.name,
+        order_label=best.label, orders_tried=tuple(tried), goal=None if identical else target)
 
-    notes: list[str] = []
+
+def _single_patches(score: _Batches, b: Tensor, pix: Tensor, size: tuple[int, int], patch: int,
+                    grid: tuple[int, int]) -> np.ndarray:
+    """The distance with each single patch of B replaced by A's, after row 0: B itself
+    (nothing replaced), its distance from the same batches or from the pass of B the
+    windows start from."""
+    n = grid[0] * grid[1]
+    label = "repair: single patches"
+    single = score.boxes(b, _patch_boxes(size, patch, grid), label, with_base=True)
+    if single is None:
+        single_ids = torch.arange(-1, n, device=b.device)
+        single = score(lambda sl: pix[None] == single_ids[sl, None, None], n + 1, label)
+    return single
+
+
+def _halving(best: RepairOrder, base: float) -> tuple[int | None, float | None]:
+    """The fewest patches of ``best`` (and their area) that bring the distance to half."""
+    hit = np.flatnonzero(best.distances <= base / 2)
+    if not hit.size:
+        return None, None
+    return int(best.steps[hit[0]]), float(best.areas[hit[0]])
+
+
+def _headline(identical: bool, base: float, best: RepairOrder, half_k: int | None,
+              half_area: float | None, n: int, patch: int) -> str:
     if identical:
-        headline = "A and B are identical: there is no distance to locate."
-    elif half_area is None:
+        return "A and B are identical: there is no distance to locate."
+    if half_area is None:
         # Only possible when d is at float-noise level: even A itself does not score below d/2.
-        headline = (f"The distance ({base:.3g}) is too small to locate: no repair of B "
-                    "scores below half of it.")
-    else:
-        headline = (f"A repair of {pct(half_area)} of the area ({half_k} of {n} patches of "
-                    f"{patch} px) halves the distance (order: {best.label}); a smaller one "
-                    f"may exist.")
-    if len(tried) > 1 and not identical:
-        parts = [f"{o.name.replace('_', ' ')}: "
-                 + (f"{o.goal_steps} patches" if o.goal_steps is not None else "never")
-                 for o in tried]
-        what = "halve the distance" if goal is None else (
-            f"bring the distance {'below' if strict else 'to'} {target:.4g}")
-        notes.append(f"Orders tried (patches needed to {what}): " + "; ".join(parts) + ".")
+        return (f"The distance ({base:.3g}) is too small to locate: no repair of B "
+                "scores below half of it.")
+    return (f"A repair of {pct(half_area)} of the area ({half_k} of {n} patches of "
+            f"{patch} px) halves the distance (order: {best.label}); a smaller one "
+            f"may exist.")
+
+
+def _orders_note(tried: list[RepairOrder], identical: bool, goal: float | None, strict: bool,
+                 target: float) -> list[str]:
+    """How many patches each order tried needed to reach the goal (when more than one ran)."""
+    if len(tried) <= 1 or identical:
+        return []
+    parts = [f"{o.name.replace('_', ' ')}: "
+             + (f"{o.goal_steps} patches" if o.goal_steps is not None else "never")
+             for o in tried]
+    what = "halve the distance" if goal is None else (
+        f"bring the distance {'below' if strict else 'to'} {target:.4g}")
+    return [f"Orders tried (patches needed to {what}): " + "; ".join(parts) + "."]
+
+
+def _curve_notes(best: RepairOrder, size: tuple[int, int], patch: int, n: int, base: float,
+                 rises: list[int], identical: bool) -> list[str]:
+    """Notes on the patch grid and on the monotonicity of the shown curve."""
+    h, w = size
+    steps, dist, area = best.steps, best.distances, best.areas
+    notes: list[str] = []
     if h % patch or w % patch:
         notes.append(f"The {h}x{w} image is not a multiple of {patch} px: the last row or "
                      "column of patches is smaller; areas count real pixels.")
     checked = ("every step" if len(steps) == n + 1 else
                f"the {len(steps)} evaluated steps of {n + 1}")
-    if non_monotonic:
+    if rises:
         j = rises[0]
         i = int(np.argmin(dist[:j]))
         notes.append(
@@ -528,18 +565,7 @@ def repair(net: LpipsNet, a: Tensor, b: Tensor, *, patch: int = 32,
     elif len(steps) != n + 1 and not identical:
         notes.append(f"Monotonicity was checked at {checked} only: the curve may rise "
                      "between them.")
-    tol = 1e-6 * max(base, 0.0) + 1e-9
-    negative = int((gains_flat < -tol).sum())
-    if negative and not identical:
-        notes.append(f"{negative} of {n} patches have a negative gain: replacing one of them "
-                     "alone by A's raises the distance.")
-
-    return Repair(
-        patch=patch, grid=grid, base_distance=base, gains=gains_flat.reshape(grid),
-        order=best.order, curve_area=area, curve_distance=dist, curve_steps=steps,
-        non_monotonic=non_monotonic, half_area=half_area, headline=headline,
-        notes=tuple(notes), size=(h, w), order_name=best.name, order_label=best.label,
-        orders_tried=tuple(tried), goal=None if identical else target)
+    return notes
 
 
 def _evaluate_order(score: _Batches, pix: Tensor, counts: np.ndarray, order: np.ndarray,

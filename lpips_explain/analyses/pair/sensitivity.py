@@ -128,38 +128,91 @@ def sensitivity(net: LpipsNet, a: Tensor, b: Tensor, *, transforms: Sequence[str
     ranges = dict(ranges or {})
     for name in ranges:
         perturbations.get_perturbation(name)  # an unknown name fails with "did you mean"
+    sweep_keys = {n: [(n, s) for s in _sweep_strengths(n, ranges, sweep_points)]
+                  for n in sweep_names}
 
-    def sweep_strengths(name: str) -> list[float]:
-        p = perturbations.get_perturbation(name)
-        if name in ranges:
-            low, high = ranges[name]
-            return p.values_between(float(low), float(high), sweep_points)
-        return p.sweep_values(sweep_points)
+    rows = _Rows()
+    item_rows = [rows.of(k) for k in item_keys]
+    geo_rows = [rows.of(k) for k in geo_keys]
+    sweep_rows = {n: [rows.of(k) for k in keys] for n, keys in sweep_keys.items()}
+    scores = _score(scorer, a, b, rows.unique, batch_size, seed, progress)
 
-    sweep_keys = {n: [(n, s) for s in sweep_strengths(n)] for n in sweep_names}
+    items = tuple(scores.item(k, r) for k, r in zip(item_keys, item_rows, strict=True))
+    geometric_items = tuple(scores.item(k, r) for k, r in zip(geo_keys, geo_rows, strict=True))
+    sweeps = tuple(scores.sweep(name, keys, sweep_rows[name]) for name, keys in sweep_keys.items())
+    most = max(items, key=lambda i: abs(i.change), default=None)
+    return Sensitivity(base_distance=scores.base, items=items, geometric=geometric_items,
+                       sweeps=sweeps,
+                       most_sensitive=most.transform if most is not None else None)
 
-    # Row 0 is B itself; every distinct non-identity (name, strength) gets one row after it.
-    unique: list[tuple[str, float]] = []
-    row_of: dict[tuple[str, float], int] = {}
 
-    def row(key: tuple[str, float]) -> int:
+def _sweep_strengths(name: str, ranges: Mapping[str, tuple[float, float]],
+                     points: int) -> list[float]:
+    """The strengths of ``name``'s sweep: over ``ranges[name]`` where given, else from
+    identity to the far end of its range."""
+    p = perturbations.get_perturbation(name)
+    if name in ranges:
+        low, high = ranges[name]
+        return p.values_between(float(low), float(high), points)
+    return p.sweep_values(points)
+
+
+class _Rows:
+    """The rows to score: row 0 is B itself (every identity strength, which equals B
+    exactly); every distinct non-identity (name, strength) gets one row after it."""
+
+    def __init__(self) -> None:
+        self.unique: list[tuple[str, float]] = []
+        self._row: dict[tuple[str, float], int] = {}
+
+    def of(self, key: tuple[str, float]) -> int:
         if key[1] == perturbations.get_perturbation(key[0]).identity:
             return 0
-        if key not in row_of:
-            row_of[key] = len(unique) + 1
-            unique.append(key)
-        return row_of[key]
+        if key not in self._row:
+            self._row[key] = len(self.unique) + 1
+            self.unique.append(key)
+        return self._row[key]
 
-    item_rows = [row(k) for k in item_keys]
-    geo_rows = [row(k) for k in geo_keys]
-    sweep_rows = {n: [row(k) for k in keys] for n, keys in sweep_keys.items()}
 
+@dataclass(frozen=True)
+class _Scores:
+    """Distance, PSNR and SSIM against A of every row (row 0: B itself)."""
+
+    distances: np.ndarray
+    psnrs: np.ndarray
+    ssims: np.ndarray
+
+    @property
+    def base(self) -> float:
+        return float(self.distances[0])
+
+    def item(self, key: tuple[str, float], r: int) -> SensitivityItem:
+        p = perturbations.get_perturbation(key[0])
+        return SensitivityItem(
+            transform=p.name, label=p.label, unit=p.unit, strength=key[1],
+            distance=float(self.distances[r]), change=float(self.distances[r]) - self.base,
+            psnr=finite_or_none(self.psnrs[r]), ssim=float(self.ssims[r]),
+            geometric=p.geometric)
+
+    def sweep(self, name: str, keys: list[tuple[str, float]], rows: list[int]) -> Sweep:
+        p = perturbations.get_perturbation(name)
+        ps = self.psnrs[rows].copy()
+        ps[~np.isfinite(ps)] = np.nan
+        return Sweep(transform=name, label=p.label, unit=p.unit,
+                     strengths=np.array([k[1] for k in keys], dtype=np.float64),
+                     distances=self.distances[rows].copy(), psnr=ps,
+                     ssim=self.ssims[rows].copy())
+
+
+def _score(scorer: ReferenceScorer, a: Tensor, b: Tensor, unique: list[tuple[str, float]],
+           batch_size: int, seed: int, progress: Progress | None) -> _Scores:
+    """Score B and every variant in ``unique`` against A, ``batch_size`` rows at a time:
+    perturbed chunk by chunk so memory stays bounded by batch_size images, not the whole set."""
     total = len(unique) + 1
     distances = np.empty(total, dtype=np.float64)
     psnrs = np.empty(total, dtype=np.float64)
     ssims = np.empty(total, dtype=np.float64)
     done = 0
-    # Perturb chunk by chunk so memory stays bounded by batch_size images, not the whole set.
     with torch.no_grad():
         for start in range(0, total, batch_size):
             keys = range(start, min(start + batch_size, total))
@@ -171,36 +224,10 @@ def sensitivity(net: LpipsNet, a: Tensor, b: Tensor, *, transforms: Sequence[str
                 parts.append(perturbations.perturb_batch(b, rest, seed=seed))
             batch = torch.cat(parts)
             distances[start: start + len(keys)] = scorer(batch).double().cpu().numpy()
-            # a and b were checked above; the variants are clamped to [0, 1] by construction
+            # a and b were checked by the caller; the variants are clamped to [0, 1] by construction
             psnrs[start: start + len(keys)] = quality.psnr(a, batch, trusted=True)
             ssims[start: start + len(keys)] = quality.ssim(a, batch, trusted=True)
             done += len(keys)
             if progress is not None:
                 progress(done, total, "sensitivity")
-
-    base = float(distances[0])
-
-    def item(key: tuple[str, float], r: int) -> SensitivityItem:
-        p = perturbations.get_perturbation(key[0])
-        return SensitivityItem(
-            transform=p.name, label=p.label, unit=p.unit, strength=key[1],
-            distance=float(distances[r]), change=float(distances[r]) - base,
-            psnr=finite_or_none(psnrs[r]), ssim=float(ssims[r]), geometric=p.geometric)
-
-    items = tuple(item(k, r) for k, r in zip(item_keys, item_rows, strict=True))
-    geometric = tuple(item(k, r) for k, r in zip(geo_keys, geo_rows, strict=True))
-    sweeps = []
-    for name, keys in sweep_keys.items():
-        p = perturbations.get_perturbation(name)
-        rows = sweep_rows[name]
-        ps = psnrs[rows].copy()
-        ps[~np.isfinite(ps)] = np.nan
-        sweeps.append(Sweep(transform=name, label=p.label, unit=p.unit,
-                            strengths=np.array([k[1] for k in keys], dtype=np.float64),
-                            distances=distances[rows].copy(), psnr=ps, ssim=ssims[rows].copy()))
-    most = max(items, key=lambda i: abs(i.change), default=None)
-    return Sensitivity(base_distance=base, items=items, geometric=geometric,
-                       sweeps=tuple(sweeps),
-                       most_sensitive=most.transform if most is not None else None)
-
-
+    return _Scores(distances, psnrs, ssims)
