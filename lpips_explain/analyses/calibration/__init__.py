@@ -3,13 +3,13 @@
 Layout: ``features`` (the trunk run once per triplet, :func:`extract_features`), ``recipe``
 (the official and "auto" training schedules, :func:`plan_schedule`), ``fit`` (the training
 loop, :func:`calibrate`), ``result`` (the result types and the 2AFC score), ``summary`` (the
-prose of a result) and ``domain_gap`` (how far a set's features are from another's).
+prose of a result) and ``domain_gap`` (how far a set's features are from another's; the
+module keeps its name: its main function is ``domain_gap.domain_gap``).
 """
 
 from lpips_explain.analyses.calibration.domain_gap import (
     DEFAULT_PERMUTATIONS,
     DomainGap,
-    domain_gap,
     encode_set,
 )
 from lpips_explain.analyses.calibration.features import (
@@ -57,7 +57,7 @@ __all__ = [
     "DEFAULT_PATIENCE", "DEFAULT_PERMUTATIONS", "FEATURE_BATCH", "INITS", "OFFICIAL",
     "OFFICIAL_STEPS", "RECIPES", "SCHEMA", "SELECT", "STEP_BUDGET", "WARMUP_LR", "WARMUP_STEPS",
     "Calibration", "Cancel", "Cancelled", "DomainGap", "EpochRecord", "JudgmentFeatures",
-    "LayerChange", "OnEpoch", "Schedule", "Scores", "TripletVerdict", "calibrate", "domain_gap",
+    "LayerChange", "OnEpoch", "Schedule", "Scores", "TripletVerdict", "calibrate",
     "encode_set", "extract_features", "lr_for_epoch", "model_id", "n_train_for",
     "plan_schedule", "split_indices", "two_afc", "wilson_interval",
 ]
