@@ -16,7 +16,7 @@ Run from the repository root::
     python assets/make_judgments.py OUT_DIR    # writes the same files under OUT_DIR
 
 Deterministic: Pillow resizing and JPEG, torchvision v2 functional ops in float64, noise
-and choices from seeded generators. tests/test_calibration.py checks that a fresh run
+and choices from seeded generators. tests/analyses/calibration/test_calibration.py checks that a fresh run
 reproduces the committed files exactly.
 """
 

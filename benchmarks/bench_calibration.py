@@ -6,7 +6,7 @@ the official one, on judged triplets whose true answer is known.
 
 The set: 64 px crops of the bundled photographs (assets/originals, each downscaled to a
 random size between 128 and 256 px first), each with two candidates made by two different
-registered perturbations (lpips_explain/analyses/perturbations.py). Strengths are matched:
+registered perturbations (lpips_explain/analyses/pair/perturbations.py). Strengths are matched:
 for every perturbation the median distance the official heads give at eight strengths is
 measured on a few crops, and both candidates of a triplet take the strength nearest a
 common target distance (log-uniform in 0.03-0.3), so the official heads find them about
@@ -48,9 +48,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lpips_explain import Explainer  # noqa: E402
-from lpips_explain.analyses.calibration import JudgmentFeatures  # noqa: E402
-from lpips_explain.analyses.common import two_afc  # noqa: E402
-from lpips_explain.analyses.perturbations import get_perturbation  # noqa: E402
+from lpips_explain.analyses.calibration import JudgmentFeatures, two_afc  # noqa: E402
+from lpips_explain.analyses.pair.perturbations import get_perturbation  # noqa: E402
 from lpips_explain.core.weights import load_lin_heads  # noqa: E402
 from lpips_explain.intake.judgments import read_judgments_archive  # noqa: E402
 

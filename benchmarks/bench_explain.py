@@ -104,7 +104,7 @@ class Plan:
     """What the default explanation evaluated, read back from its result."""
 
     def __init__(self, result, seed: int):
-        from lpips_explain.analyses import perturbations
+        from lpips_explain.analyses.pair import perturbations
 
         self.seed = seed
         sens, rep = result.sensitivity, result.repair
@@ -196,7 +196,7 @@ class Naive:
         return attr
 
     def sensitivity(self, parts: dict | None = None) -> dict:
-        from lpips_explain.analyses import perturbations
+        from lpips_explain.analyses.pair import perturbations
 
         out, t_build, t_lpips, t_quality = {}, 0.0, 0.0, 0.0
         with torch.no_grad():

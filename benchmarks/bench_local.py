@@ -1,7 +1,7 @@
 """Single-patch repairs scored on windows (core/windowed.py) vs whole trunk passes, side by side.
 
 For each trunk, image size and patch size: the share of whole passes' multiply-adds the
-windows cost (``WindowedScorer.cost``, what analyses/repair.py compares with LOCAL_MAX_COST),
+windows cost (``WindowedScorer.cost``, what analyses/pair/repair.py compares with LOCAL_MAX_COST),
 then the median time of scoring every single-patch copy of B both ways, interleaved in one
 process, and their ratio (whole / windowed: above 1 the windows are faster). Every windowed
 distance is checked against the whole pass first (relative 1e-5).
@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from lpips_explain.analyses.repair import LOCAL_MAX_COST, _patch_boxes
+from lpips_explain.analyses.pair.repair import LOCAL_MAX_COST, _patch_boxes
 from lpips_explain.core.model import ReferenceScorer, build_lpips
 from lpips_explain.core.windowed import WindowedScorer
 

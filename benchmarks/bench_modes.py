@@ -6,7 +6,7 @@ exact path and each mode run interleaved in one process (noise hits both alike);
 ``--repeats`` runs. Building a mode (int8: calibration on the bundled images, export,
 quantisation and compilation) is timed apart and never mixed in.
 
-Fidelity (lpips_explain.analyses.fidelity) is measured first, on the fixed set: the bundled
+Fidelity (lpips_explain.analyses.checks.mode_error) is measured first, on the fixed set: the bundled
 pairs and triplets plus generated distortions of the bundled originals: Spearman rank
 correlation, mean and max absolute error, 2AFC agreement on triplets.
 
@@ -65,7 +65,7 @@ def _cpu_ms(fn) -> float:
 
 
 def main() -> None:
-    from lpips_explain.analyses.fidelity import TARGETS, fidelity_set, measure_fidelity
+    from lpips_explain.analyses.checks.mode_error import TARGETS, fidelity_set, measure_fidelity
     from lpips_explain.core.model import ReferenceScorer
     from lpips_explain.core.modes import available_modes, mode_net
     from lpips_explain.core.profiling import machine

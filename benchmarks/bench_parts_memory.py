@@ -51,11 +51,11 @@ def _child(part: str, size: int, net: str) -> None:
                       **params)
             return budget.untiled_bytes(geom, h, w, "gradient", batch)
         if part == "sensitivity":
-            from lpips_explain.analyses.sensitivity import sensitivity
+            from lpips_explain.analyses.pair.sensitivity import sensitivity
 
             sensitivity(ex.model, x, y, seed=0)
             return budget.untiled_bytes(geom, h, w, "sweep", budget.SCORE_BATCH)
-        from lpips_explain.analyses.repair import repair
+        from lpips_explain.analyses.pair.repair import repair
 
         repair(ex.model, x, y, patch=32)
         return budget.untiled_bytes(geom, h, w, "score", budget.SCORE_BATCH)

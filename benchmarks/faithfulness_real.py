@@ -1,10 +1,10 @@
 """Faithfulness of every attribution method and repair order on the published trunks.
 
 Until issue 16 every explanation method had only been measured on a random trunk. This
-script runs the faithfulness checks of ``Explainer.faithfulness`` (analyses/faithfulness.py)
+script runs the faithfulness checks of ``Explainer.faithfulness`` (analyses/checks/faithfulness.py)
 with the real AlexNet and VGG16 trunks (v0.1 heads) for every method of the attribution
 registry, on the bundled sample pairs (assets/samples.json) and on distortions generated
-from the bundled originals with lpips_explain.analyses.perturbations (blur, JPEG, noise,
+from the bundled originals with lpips_explain.analyses.pair.perturbations (blur, JPEG, noise,
 shift, colour), all at ``--size`` px:
 
 * deletion: each map's patches of B replaced by A's in the map's order, AUC of d / d(A, B)
@@ -51,8 +51,6 @@ import torch
 import torch.nn.functional as F
 
 from lpips_explain import Explainer
-from lpips_explain.analyses import faithfulness as fa
-from lpips_explain.analyses import perturbations as pt
 from lpips_explain.analyses.attribution import (
     IG_MAP_TOLERANCE,
     IG_TARGET_GAP,
@@ -61,7 +59,9 @@ from lpips_explain.analyses.attribution import (
     attribute,
 )
 from lpips_explain.analyses.attribution.integrated import captum_gradient
-from lpips_explain.analyses.repair import curve_auc, order_curves, patch_sums, ranked, repair
+from lpips_explain.analyses.checks import faithfulness as fa
+from lpips_explain.analyses.pair import perturbations as pt
+from lpips_explain.analyses.pair.repair import curve_auc, order_curves, patch_sums, ranked, repair
 from lpips_explain.core.model import ReferenceScorer
 
 ROOT = Path(__file__).resolve().parents[1]

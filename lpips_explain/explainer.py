@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lpips_explain import notices
-from lpips_explain.analyses.explanation import (
+from lpips_explain.analyses.pair.explanation import (
     RANDOM_TRUNK_WARNING,
     SCHEMA,
     Explanation,
@@ -38,15 +38,16 @@ from lpips_explain.validation import Progress, integer, optional_integer
 
 if TYPE_CHECKING:  # imported lazily at run time: they pull in Captum, scikit-image
     from lpips_explain.analyses.calibration import Calibration, JudgmentFeatures
-    from lpips_explain.analyses.colorspace import ColorspaceRow
-    from lpips_explain.analyses.diagnostics import Check
-    from lpips_explain.analyses.domain_gap import DomainGap
-    from lpips_explain.analyses.faithfulness import Faithfulness
-    from lpips_explain.analyses.robust import RobustReport
-    from lpips_explain.analyses.triplet import TripletExplanation
+    from lpips_explain.analyses.calibration.domain_gap import DomainGap
+    from lpips_explain.analyses.checks.diagnostics import Check
+    from lpips_explain.analyses.checks.faithfulness import Faithfulness
+    from lpips_explain.analyses.pair.colorspace import ColorspaceRow
+    from lpips_explain.analyses.pair.robust import RobustReport
+    from lpips_explain.analyses.pair.triplet import TripletExplanation
     from lpips_explain.audit.run import AuditResult
 
 __all__ = ["RANDOM_TRUNK_WARNING", "SCHEMA", "Explainer", "Explanation", "PreparedInputs"]
+
 
 class _Timer:
     def __init__(self) -> None:
@@ -263,13 +264,13 @@ class Explainer:
         ``attribution=None``, ``sensitivity=False``, ``repair=False`` and
         ``equivalents=False`` skip those parts (the fast first view). ``equivalents``: the
         strengths of JPEG, blur, noise and a shift of the reference that are as far from it
-        as the other image (analyses.equivalents). With ``swap=True`` the roles are
+        as the other image (analyses.pair.equivalents). With ``swap=True`` the roles are
         exchanged (attribute A).
         ``repair_orders`` are the repair orders tried (the best is shown): "single_gain",
         "greedy" (the true greedy search: slower) and "ranking" (by the attribution map);
         None: single_gain, plus ranking when an attribution is computed (repair.default_orders).
         The attribution carries a per-pair deletion check of its map (``deletion``: about 16
-        patches against 8 seeded random orders, analyses.faithfulness.deletion_check).
+        patches against 8 seeded random orders, analyses.checks.faithfulness.deletion_check).
         """
         timer = _Timer()
         if attribution is not None:
@@ -290,7 +291,7 @@ class Explainer:
                          timer: _Timer | None = None,
                          repair_orders: Sequence[str] | None = None,
                          equivalents: bool = True) -> Explanation:
-        from lpips_explain.analyses.repair import check_orders, check_patch, default_orders
+        from lpips_explain.analyses.pair.repair import check_orders, check_patch, default_orders
 
         timer = timer or _Timer()
         if repair_orders is None:
@@ -334,8 +335,8 @@ class Explainer:
                 seed=self.seed, roles=roles, **(attribution_params or {})))
             if not attr.vanishing:
                 # Is the map's ranking better than chance on this pair? A coarse deletion test
-                # against seeded random orders (analyses.faithfulness.deletion_check).
-                from lpips_explain.analyses.faithfulness import deletion_check
+                # against seeded random orders (analyses.checks.faithfulness.deletion_check).
+                from lpips_explain.analyses.checks.faithfulness import deletion_check
 
                 check_scorer = scorer if scorer is not None else self.scorer(ta)
                 check = timer.run("attribution_check", lambda: deletion_check(
@@ -343,12 +344,12 @@ class Explainer:
                     batch_size=self._score_batch(prep.size), progress=progress))
                 attr = replace(attr, deletion=check)
         if sensitivity:
-            from lpips_explain.analyses.sensitivity import sensitivity as run_sensitivity
+            from lpips_explain.analyses.pair.sensitivity import sensitivity as run_sensitivity
 
             sens = timer.run("sensitivity", lambda: run_sensitivity(
                 self.fast, ta, tb, scorer=scorer, seed=self.seed, progress=progress))
         if repair:
-            from lpips_explain.analyses.repair import repair as run_repair
+            from lpips_explain.analyses.pair.repair import repair as run_repair
 
             ranking = attr.signed if attr is not None and "ranking" in repair_orders else None
             rep = timer.run("repair", lambda: run_repair(
@@ -357,7 +358,7 @@ class Explainer:
                 ranking_label=attr.label if attr is not None else "map"))
         eqs = None
         if eq_batch:
-            from lpips_explain.analyses.equivalents import equivalents as run_equivalents
+            from lpips_explain.analyses.pair.equivalents import equivalents as run_equivalents
 
             # Distortions of the reference (ta), as far from it as the explained image (tb).
             eqs = timer.run("equivalents", lambda: run_equivalents(
@@ -394,7 +395,7 @@ class Explainer:
                         progress: Progress | None = None, value_range: str | None = None,
                         attribution_params: dict | None = None) -> TripletExplanation:
         """Explain a 2AFC decision: which of A and B is closer to REF, by how much and why."""
-        from lpips_explain.analyses.triplet import explain_triplet
+        from lpips_explain.analyses.pair.triplet import explain_triplet
 
         if attribution is not None:
             from lpips_explain.analyses.attribution import get_method
@@ -428,21 +429,21 @@ class Explainer:
     def self_checks(self, a: torch.Tensor, b: torch.Tensor, *,
                     ig_steps: int | None = None) -> list[Check]:
         """Live self-checks of the maths and the weights on one prepared pair."""
-        from lpips_explain.analyses.diagnostics import self_checks
+        from lpips_explain.analyses.checks.diagnostics import self_checks
 
         return self_checks(self.model, a, b, seed=self.seed, ig_steps=ig_steps)
 
     def colorspace_dependence(self, a: torch.Tensor, b: torch.Tensor,
                               spaces: Sequence[str] | None = None) -> list[ColorspaceRow]:
         """How d(A, B) changes when both images are re-rendered through other colour spaces."""
-        from lpips_explain.analyses.colorspace import colorspace_dependence
+        from lpips_explain.analyses.pair.colorspace import colorspace_dependence
 
         return colorspace_dependence(self.model, a, b, spaces)
 
     def robust_score(self, pairs: Sequence[tuple[str, Any, Any]], *,
                      fallback: str = "psnr") -> RobustReport:
         """LPIPS over many (label, a, b) pairs, refusals kept, a pixel metric beside each."""
-        from lpips_explain.analyses.robust import robust_score
+        from lpips_explain.analyses.pair.robust import robust_score
 
         return robust_score(pairs, lambda la, lb: float(self.distance(la, lb)),
                             size_policy=self.size_policy, max_pixels=self.max_pixels,
@@ -535,14 +536,14 @@ class Explainer:
         counted for the "judgments available" check.
         """
         from lpips_explain.analyses.calibration import JudgmentFeatures
-        from lpips_explain.analyses.common import check_int
-        from lpips_explain.analyses.domain_gap import domain_gap, encode_set
+        from lpips_explain.analyses.calibration.domain_gap import domain_gap, encode_set
         from lpips_explain.intake.files import collect_images
         from lpips_explain.intake.judgments import read_judgments
+        from lpips_explain.validation import integer
 
-        check_int(permutations, "permutations", 0)
+        integer(permutations, "permutations", minimum=0)
         if size is not None:
-            check_int(size, "size", 1)
+            integer(size, "size", minimum=1)
         n_judgments = None
         if isinstance(judgments, JudgmentFeatures):
             n_judgments = judgments.n_used
@@ -565,8 +566,8 @@ class Explainer:
                      value_range: str | None = None) -> Faithfulness:
         """Is each attribution map of B faithful? Deletion curves against seeded random
         orders and the best repair order, cascading randomisation (on a private copy of
-        the network) and the correlation with plain |B - A|. See analyses.faithfulness."""
-        from lpips_explain.analyses.faithfulness import DEFAULT_METHODS, faithfulness
+        the network) and the correlation with plain |B - A|. See analyses.checks.faithfulness."""
+        from lpips_explain.analyses.checks.faithfulness import DEFAULT_METHODS, faithfulness
 
         prep = self.prepare(a, b, value_range=value_range)
         return faithfulness(self.model, prep, methods=methods or DEFAULT_METHODS, patch=patch,

@@ -12,6 +12,7 @@ from lpips_explain.ui import controls, explain, inputs, keys, state
 from lpips_explain.ui.feedback import guard
 from lpips_explain.ui.resources import cached
 from lpips_explain.ui.runstate import RunState
+from lpips_explain.ui.widgets import glossary
 
 opts, explainer = controls.page_setup(
     "LPIPS, explained",
@@ -64,4 +65,4 @@ explain.sensitivity_panel(full)
 explain.repair_panel(full)
 explain.summary_panel(full)
 explain.downloads(full)
-explain.end_of_page()
+glossary(explain.GLOSSARY_TERMS)

@@ -10,6 +10,7 @@ from lpips_explain.ui import controls, inputs, triplet
 from lpips_explain.ui.feedback import guard
 from lpips_explain.ui.resources import cached
 from lpips_explain.ui.runstate import RunState
+from lpips_explain.ui.widgets import glossary
 
 opts, explainer = controls.page_setup(
     "Triplet: which is closer?",
@@ -57,4 +58,4 @@ run.finish()
 attributions.fill(full)
 triplet.channels_panel(full)
 triplet.summary_and_downloads(full)
-triplet.end_of_page()
+glossary(triplet.GLOSSARY_TERMS)

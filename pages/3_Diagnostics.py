@@ -1,7 +1,7 @@
 """Diagnostics page: is the input sane, does the maths hold, where do the weights come from,
 and how scoring behaves when LPIPS must refuse."""
 
-from lpips_explain.analyses import diagnostics
+from lpips_explain.analyses.checks import diagnostics
 from lpips_explain.ui import controls, inputs
 from lpips_explain.ui import diagnostics as checks
 from lpips_explain.ui.feedback import guard

@@ -1,4 +1,4 @@
-"""Compute the similarity-category limits shipped in lpips_explain/analyses/category_limits.json.
+"""Compute the similarity-category limits shipped in lpips_explain/analyses/pair/category_limits.json.
 
 For each trunk and version: the LPIPS distance of every bundled sample pair (assets/samples.json,
 pairs and triplet candidates) and of every perturbation of the registry, at its sweep strengths,
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from lpips_explain.analyses import categories
-from lpips_explain.analyses import perturbations as P
+from lpips_explain.analyses.pair import categories
+from lpips_explain.analyses.pair import perturbations as P
 from lpips_explain.core.model import LpipsNet, build_lpips
 from lpips_explain.core.trunks import NETS
 from lpips_explain.core.weights import VERSIONS

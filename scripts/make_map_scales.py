@@ -1,5 +1,5 @@
 """Compute the fixed colour-scale limits of distance maps, shipped in
-lpips_explain/analyses/map_scales.json.
+lpips_explain/analyses/pair/map_scales.json.
 
 For each trunk and version: the spatial distance maps of the same bundled distortions as
 the category limits (scripts/make_categories.py: every sample pair of assets/samples.json
@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_categories import SEED, bundled_pairs, table_args, verified_models
 
-from lpips_explain.analyses import map_scale
+from lpips_explain.analyses.pair import map_scale
 from lpips_explain.core.decompose import decompose_encoded
 
 METHOD = ("Fixed colour-scale limits of distance maps per trunk and version: the 95th "

@@ -2,7 +2,7 @@
 
 One row is a pair (a, b) or a judged triplet (ref, p0, p1, judge). :func:`decode_row` reads
 and aligns a row's images and computes its PSNR and SSIM (the definitions of
-:mod:`~lpips_explain.analyses.quality`); it runs in worker processes or Ray actors, beside
+:mod:`~lpips_explain.analyses.pair.quality`); it runs in worker processes or Ray actors, beside
 the model. :func:`score_rows` scores decoded rows in batches on one
 :class:`~lpips_explain.core.model.LpipsNet`: the LPIPS distance with its exact per-layer
 terms; for triplets both distances. :func:`make_record` turns a row into the output columns
@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from lpips_explain.analyses.common import two_afc
-from lpips_explain.analyses.quality import psnr_pairs, ssim_pairs
+from lpips_explain.analyses.calibration.result import two_afc
+from lpips_explain.analyses.pair.quality import psnr_pairs, ssim_pairs
 from lpips_explain.audit.columns import ROLES, pick
 from lpips_explain.audit.settings import AuditSettings
 from lpips_explain.audit.table import AuditRow

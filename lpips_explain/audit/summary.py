@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lpips_explain.analyses.common import two_afc
+from lpips_explain.analyses.calibration.result import two_afc
 from lpips_explain.audit.columns import pick
 
 #: The pixel metrics LPIPS is ranked against, in summary.json's order.

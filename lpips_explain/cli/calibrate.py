@@ -22,7 +22,7 @@ from lpips_explain.analyses.calibration import (
     Calibration,
     EpochRecord,
 )
-from lpips_explain.analyses.domain_gap import DEFAULT_PERMUTATIONS
+from lpips_explain.analyses.calibration.domain_gap import DEFAULT_PERMUTATIONS
 from lpips_explain.cli.common import ProgressBar, add_command, add_model_options, make_explainer
 from lpips_explain.errors import InputError
 from lpips_explain.intake.judgments import refusals_text

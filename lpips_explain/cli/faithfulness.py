@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from lpips_explain.analyses.attribution import METHODS
-from lpips_explain.analyses.faithfulness import DEFAULT_METHODS, RANDOMISATION_WARN
+from lpips_explain.analyses.checks.faithfulness import DEFAULT_METHODS, RANDOMISATION_WARN
 from lpips_explain.cli.common import ProgressBar, add_command, add_model_options, make_explainer
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from lpips_explain.analyses.fidelity import fidelity_set, measure_fidelity
+from lpips_explain.analyses.checks.mode_error import fidelity_set, measure_fidelity
 from lpips_explain.cli.common import ProgressBar, add_command
 from lpips_explain.core.model import build_lpips
 from lpips_explain.core.modes import PRECISIONS, check_mode, mode_net, resolve_device

@@ -15,19 +15,14 @@ import re
 
 import numpy as np
 
-from lpips_explain.output.figures import (
-    GREY_HIGH,
-    GREY_LOW,
-    as_uint8_image,
-    jpeg_data_uri,
-    png_data_uri,
-)
+from lpips_explain.output.imaging import as_uint8_image, jpeg_data_uri, png_data_uri
+from lpips_explain.output.palette import GREY_HIGH, GREY_LOW
 
 __all__ = ["compare_height", "compare_html"]
 
 TOOLBAR_PX = 44
 FOOTER_PX = 34
-# With the map shown, the photos turn grey as under every map (figures.grey_photo: luminance
+# With the map shown, the photos turn grey as under every map (imaging.grey_photo: luminance
 # drawn from GREY_LOW to GREY_HIGH), so that every colour on them is the map's. CSS
 # contrast(c) draws v as (v - 0.5) c + 0.5, brightness(b) multiplies: solved for both ends.
 GREY_CONTRAST = (GREY_HIGH - GREY_LOW) / (GREY_HIGH + GREY_LOW)

@@ -1,28 +1,18 @@
-"""Interactive figures (plotly) for explanations, and the image helpers shared with static ones.
+"""Interactive figures (plotly) for explanations.
 
 Every builder returns a ``go.Figure`` and touches no global plotting state. Maps are drawn
 with row 0 at the top, exactly as the image they explain. A figure's caption (which map,
 which layer, which upsampling) is kept in ``fig.layout.meta["caption"]`` and shown once by
 whoever displays the figure (the app under the chart, the HTML report as its figcaption).
 
-One visual language, the same in the app, the HTML report and the PNG summary:
-
-- a map over a photo: the photo in grey (lightened), so that every colour is the map's,
-  and the map fading in with its value: where it is small the photo shows through;
-- an amount over a photo (a distance, a magnitude): yellow, orange, dark red as it grows
-  (ColorBrewer YlOrRd, ordered in lightness); on its own (channel maps): Inferno;
-- a signed effect on the distance: red raises it, blue lowers it (RdBu, centred at 0);
-- the two candidates of a triplet: purple = A (or "favours A"), orange = B (PuOr);
-- an LPIPS distance as a line or bar: charcoal; PSNR green; SSIM brown; guides grey.
+The colours are :mod:`~lpips_explain.output.palette`'s; the image helpers (PNG, data URIs,
+colourising a map over a grey photo) are :mod:`~lpips_explain.output.imaging`'s.
 
 Sizes are written width x height everywhere.
 """
 
 from __future__ import annotations
 
-import base64
-import functools
-import io
 import math
 import textwrap
 from typing import Any
@@ -32,49 +22,58 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from lpips_explain.analyses.attribution.result import Attribution
-from lpips_explain.analyses.map_scale import MapScale, hottest_window, map_scale
-from lpips_explain.analyses.repair import Repair
-from lpips_explain.analyses.sensitivity import Sensitivity, SensitivityItem
+from lpips_explain.analyses.pair.map_scale import MapScale, hottest_window, map_scale
+from lpips_explain.analyses.pair.repair import Repair
+from lpips_explain.analyses.pair.sensitivity import Sensitivity, SensitivityItem
 from lpips_explain.core.decompose import UPSAMPLING, Decomposition, LayerBreakdown
 from lpips_explain.errors import InputError, lookup
+from lpips_explain.output.imaging import (
+    as_uint8_image,
+    colour_bar_rgb,
+    default_cmap,
+    downsample_image,
+    downsample_map,
+    jpeg_data_uri,
+    map_limits,
+    overlay_image,
+    png_data_uri,
+    shared_limit,
+    size_text,
+)
+from lpips_explain.output.palette import (
+    AMOUNT,
+    BOX_DARK,
+    BOX_LIGHT,
+    CANDIDATE_A,
+    CANDIDATE_B,
+    DISTANCE,
+    DISTANCE_TOTAL,
+    FAVOUR_A,
+    FAVOUR_B,
+    GUIDE,
+    INFERNO,
+    LOWERS,
+    NEUTRAL,
+    PSNR_COLOR,
+    RAISES,
+    SSIM_COLOR,
+)
 
 __all__ = [
-    "AMOUNT",
     "ATTRIBUTION_VIEWS",
-    "CANDIDATE_A",
-    "CANDIDATE_B",
     "CHANNEL_VIEWS",
-    "DISTANCE",
-    "LOWERS",
-    "RAISES",
-    "as_uint8_image",
     "attribution_figure",
+    "caption_of",
     "channel_grid",
-    "colorize",
-    "colour_bar_html",
-    "colour_bar_rgb",
     "comparison_figure",
-    "downsample_image",
-    "downsample_map",
-    "explained_images",
-    "fade_alpha",
-    "grey_photo",
     "heatmap_overlay",
     "layer_waterfall",
-    "map_limits",
-    "map_rgba",
     "maps_side_by_side",
     "margin_map",
     "margin_map_figure",
     "method_label",
-    "outline",
-    "overlay_image",
-    "png_bytes",
-    "png_data_uri",
     "repair_curve",
     "sensitivity_bars",
-    "shared_limit",
-    "size_text",
     "spatial_map_figure",
     "sweep_figure",
     "triplet_margin_chart",
@@ -91,318 +90,12 @@ CHANNEL_VIEWS: dict[str, str] = {
     "activation_b": "activation_b",
 }
 
-# --- the palette: one meaning per colour ---------------------------------------------------
-DISTANCE = "#3d3d47"  # an LPIPS distance drawn as a line or a bar
-DISTANCE_TOTAL = "#1b1b22"
-RAISES = "#b2182b"  # raises the distance (the red end of RdBu)
-LOWERS = "#2166ac"  # lowers the distance (the blue end of RdBu)
-CANDIDATE_A = "#542788"  # triplet candidate A, or "favours A" (the purple end of PuOr)
-CANDIDATE_B = "#e08214"  # triplet candidate B, or "favours B" (the orange end of PuOr)
-PSNR_COLOR = "#1b7837"
-SSIM_COLOR = "#8c510a"
-GUIDE = "#7a7a7a"  # reference lines: half the distance, thresholds
-NEUTRAL = "#9e9e9e"
-# Names kept for existing callers.
-FAVOUR_A = CANDIDATE_A
-FAVOUR_B = CANDIDATE_B
-RISE = RAISES
-
-# Plotly's Inferno with its first stop nudged off #000004: Streamlit's chart theming draws
-# that exact colour as lavender, which makes the lowest values look higher than they are.
-_INFERNO = [[i / 9, c] for i, c in enumerate(
-    ["#07041a", "#1b0c41", "#4a0c6b", "#781c6d", "#a52c60", "#cf4446", "#ed6925", "#fb9b06",
-     "#f7d13d", "#fcffa4"])]
-# Over a photo, a map fades in with its value: where the value is small (or, for a signed
-# map, near 0) the photo shows through. An amount's alpha rises as (t / AMOUNT_FADE_IN)^1.5
-# over the lower AMOUNT_FADE_IN of its scale: a distance map has a floor everywhere (its
-# median is about the distance), which stays faint, while the worst region is opaque. A
-# signed map's alpha rises linearly over FADE_IN of each half (its scale is clipped at a
-# percentile: few values reach the ends). The colour bar shows the colours as they fall on
-# a mid-grey photo.
-FADE_IN = 0.3
-AMOUNT_FADE_IN = 0.6
-AMOUNT_FADE_POWER = 1.5
-AMOUNT = "amount"  # colorize's name for the amount colour map (AMOUNT_STOPS)
-AMOUNT_STOPS = ("#ffffcc", "#ffeda0", "#fed976", "#feb24c", "#fd8d3c", "#fc4e2a", "#e31a1c",
-                "#bd0026", "#800026")  # ColorBrewer YlOrRd
-# The photo under a map: its luminance drawn from GREY_LOW to GREY_HIGH (a lightened grey:
-# dark red stays readable over its shadows, yellow over its highlights is only the map's).
-GREY_LOW, GREY_HIGH = 60, 228
-_MID_GREY = (GREY_LOW + GREY_HIGH) / 2
-
-
-def fade_alpha(t: np.ndarray, *, symmetric: bool = False) -> np.ndarray:
-    """The map's opacity (0..1, before the overall opacity) at normalised values ``t`` in
-    [0, 1]: rising with the value, or with the distance from the centre if ``symmetric``."""
-    t = np.asarray(t, dtype=np.float64)
-    if symmetric:
-        return np.minimum(1.0, np.abs(2 * t - 1) / FADE_IN)
-    return np.minimum(1.0, np.clip(t, 0.0, 1.0) / AMOUNT_FADE_IN) ** AMOUNT_FADE_POWER
-
-
-def grey_photo(image: np.ndarray) -> np.ndarray:
-    """An HxWx3 uint8 photo in lightened grey (Rec. 709 luminance, GREY_LOW..GREY_HIGH)."""
-    img = as_uint8_image(image).astype(np.float64)
-    lum = img @ np.array([0.2126, 0.7152, 0.0722])
-    grey = GREY_LOW + (GREY_HIGH - GREY_LOW) * lum / 255.0
-    return np.repeat(grey.round().astype(np.uint8)[..., None], 3, axis=2)
-
-
-def _default_cmap(symmetric: bool, colorscale: str | None = None) -> str:
-    if symmetric:
-        return MPL_CANDIDATES if colorscale == "candidates" else MPL_DIVERGING
-    if colorscale in (None, "Inferno", AMOUNT):
-        return AMOUNT
-    return colorscale
-
-
-def colour_bar_rgb(*, symmetric: bool = False, cmap: str | None = None, opacity: float = 0.8,
-                   n: int = 64) -> np.ndarray:
-    """``n`` x 3 uint8 colours of a map's colour bar from the bottom to the top of its scale:
-    the map's colours as they fall on a mid-grey part of the photo (same alpha, same blend
-    as :func:`overlay_image`)."""
-    t = np.linspace(0.0, 1.0, n)
-    colours = _colour_lookup(t, cmap or _default_cmap(symmetric))
-    alpha = float(opacity) * fade_alpha(t, symmetric=symmetric)[:, None]
-    out = (1 - alpha) * _MID_GREY + alpha * colours
-    return out.round().clip(0, 255).astype(np.uint8)
-
 
 def _colour_bar_scale(**kw: Any) -> list[list[Any]]:
     rgb = colour_bar_rgb(**kw)
     last = len(rgb) - 1
     return [[i / last, f"rgb({r},{g},{b})"] for i, (r, g, b) in enumerate(rgb.tolist())]
 
-
-def colour_bar_html(lo: float, hi: float, label: str, *, symmetric: bool = False,
-                    cmap: str | None = None, opacity: float = 0.8) -> str:
-    """A slim horizontal colour bar as an HTML fragment (a CSS gradient of
-    :func:`colour_bar_rgb`, its two ends labelled), for a map drawn as a plain image."""
-    import html as _html
-
-    rgb = colour_bar_rgb(symmetric=symmetric, cmap=cmap, opacity=opacity, n=16)
-    stops = ", ".join(f"rgb({r},{g},{b})" for r, g, b in rgb.tolist())
-    ends = "".join(f"<span>{_html.escape(t)}</span>" for t in (f"{lo:.2g}", f"{hi:.2g}"))
-    return (f'<div class="lx-mapbar" style="font-size:12px;color:#555;line-height:1.3">'
-            f'<div style="height:9px;border-radius:2px;background:linear-gradient(to right, '
-            f'{stops})"></div><div style="display:flex;justify-content:space-between">{ends}'
-            f"</div><div>{_html.escape(label)}</div></div>")
-
-
-MPL_SEQUENTIAL = "inferno"
-MPL_DIVERGING = "RdBu_r"
-MPL_CANDIDATES = "PuOr"
-_MPL_DIVERGING = MPL_DIVERGING
-CLIP_PERCENTILE = 99.5  # signed colour scales stop here, so a few pixels cannot wash out the rest
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def size_text(size: tuple[int, int]) -> str:
-    """'W x H' of an (H, W) size: sizes are written width x height everywhere."""
-    h, w = size
-    return f"{w}x{h}"
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """Encode an HxWx3 (or HxW, or HxWx4) uint8 array as PNG bytes."""
-    from PIL import Image
-
-    arr = np.asarray(image)
-    if arr.dtype != np.uint8:
-        raise InputError(f"png_bytes takes a uint8 array, got dtype {arr.dtype}.")
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
-
-
-def png_data_uri(image: np.ndarray) -> str:
-    """An inline ``data:image/png;base64,...`` URI for a uint8 image (no external file)."""
-    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
-
-
-def jpeg_data_uri(image: np.ndarray, quality: int = 88) -> str:
-    """An inline JPEG ``data:`` URI for an HxWx3 uint8 photo (for lean reports)."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(as_uint8_image(image)).save(buf, format="JPEG", quality=quality)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _target_size(h: int, w: int, max_side: int | None) -> tuple[int, int]:
-    if max_side is None or max(h, w) <= max_side:
-        return h, w
-    scale = max_side / max(h, w)
-    return max(1, round(h * scale)), max(1, round(w * scale))
-
-
-def downsample_image(image: np.ndarray, max_side: int | None) -> np.ndarray:
-    """An HxWx3 uint8 image shrunk (area filter) so that its longer side is at most max_side."""
-    from PIL import Image
-
-    img = as_uint8_image(image)
-    h, w = _target_size(*img.shape[:2], max_side)
-    if (h, w) == img.shape[:2]:
-        return img
-    return np.asarray(Image.fromarray(img).resize((w, h), Image.Resampling.BOX))
-
-
-def downsample_map(heat: np.ndarray, max_side: int | None) -> np.ndarray:
-    """An HxW map averaged over blocks (area filter) so that its longer side is <= max_side."""
-    from PIL import Image
-
-    z = np.asarray(heat, dtype=np.float64)
-    h, w = _target_size(*z.shape, max_side)
-    if (h, w) == z.shape:
-        return z
-    small = Image.fromarray(z.astype(np.float32), mode="F").resize((w, h), Image.Resampling.BOX)
-    return np.asarray(small, dtype=np.float64)
-
-
-def shared_limit(*maps: np.ndarray, symmetric: bool = False) -> float:
-    """One colour-scale limit for several maps drawn side by side: the largest value (the
-    99.5th percentile of |value| for signed maps); 1.0 when every map is all zero."""
-    values = [np.asarray(m, dtype=np.float64) for m in maps]
-    finite = [v[np.isfinite(v)] for v in values]
-    finite = [np.abs(v) if symmetric else v for v in finite if v.size]
-    if not finite:
-        return 1.0
-    if symmetric:
-        m = max(float(np.percentile(v, CLIP_PERCENTILE)) for v in finite)
-        if m <= 0:
-            m = max(float(v.max()) for v in finite)
-    else:
-        m = max(float(v.max()) for v in finite)
-    return m if m > 0 else 1.0
-
-
-def _normalise(heat: np.ndarray, symmetric: bool, zmax: float | None) -> np.ndarray:
-    """Values to [0, 1] on the map's colour scale: 0..zmax (0..max, or min..max when there
-    are negative values) or -zmax..zmax centred at 0 (-m..m, m = max |value|) if symmetric."""
-    h = np.asarray(heat, dtype=np.float64)
-    if h.ndim != 2:
-        raise InputError(f"colorize takes an HxW map, got shape {h.shape}.")
-    finite = h[np.isfinite(h)]
-    if symmetric:
-        m = float(zmax) if zmax is not None else (float(np.abs(finite).max()) if finite.size
-                                                   else 0.0)
-        lo, hi = -m, m
-    else:
-        lo = 0.0 if zmax is not None else (min(0.0, float(finite.min())) if finite.size
-                                           else 0.0)
-        hi = float(zmax) if zmax is not None else (float(finite.max()) if finite.size else 0.0)
-    span = hi - lo
-    norm = (h - lo) / span if span > 0 else np.full_like(h, 0.5 if symmetric else 0.0)
-    return np.nan_to_num(np.clip(norm, 0.0, 1.0), nan=0.5 if symmetric else 0.0)
-
-
-@functools.cache
-def _amount_cmap() -> Any:
-    from matplotlib.colors import LinearSegmentedColormap
-
-    return LinearSegmentedColormap.from_list(AMOUNT, list(AMOUNT_STOPS), N=256)
-
-
-def _colour_lookup(t: np.ndarray, cmap: str) -> np.ndarray:
-    """RGB in 0..255 (float) of the colour map ``cmap`` (a matplotlib name or AMOUNT) at t."""
-    import matplotlib
-
-    colours = _amount_cmap() if cmap == AMOUNT else matplotlib.colormaps[cmap]
-    return np.asarray(colours(np.asarray(t, dtype=np.float64)))[..., :3] * 255
-
-
-def colorize(heat: np.ndarray, *, symmetric: bool = False, cmap: str | None = None,
-             zmax: float | None = None) -> np.ndarray:
-    """Colour-map an HxW array to HxWx3 uint8 (0..max, or -m..m centred at 0 if symmetric;
-    0..zmax or -zmax..zmax when ``zmax`` is given); ``cmap`` a matplotlib name or
-    :data:`AMOUNT` (default: Inferno, or RdBu if symmetric)."""
-    norm = _normalise(heat, symmetric, zmax)
-    name = cmap or (MPL_DIVERGING if symmetric else MPL_SEQUENTIAL)
-    return _colour_lookup(norm, name).round().astype(np.uint8)
-
-
-def _resize_map(heat: np.ndarray, h: int, w: int) -> np.ndarray:
-    """A map stretched over an HxW image, nearest-neighbour (a layer grid stays a grid)."""
-    z = np.asarray(heat, dtype=np.float64)
-    if z.shape == (h, w):
-        return z
-    rows = np.minimum((np.arange(h) * z.shape[0]) // h, z.shape[0] - 1)
-    cols = np.minimum((np.arange(w) * z.shape[1]) // w, z.shape[1] - 1)
-    return z[rows][:, cols]
-
-
-def map_rgba(heat: np.ndarray, size: tuple[int, int] | None = None, *, symmetric: bool = False,
-             zmax: float | None = None, cmap: str | None = None,
-             fade: bool = False) -> np.ndarray:
-    """The map as an HxWx4 uint8 layer stretched to ``size`` (H, W), in the colours of
-    :func:`overlay_image` (default: AMOUNT, or RdBu if symmetric): opaque, or with ``fade``
-    an alpha that rises with the value exactly as there (see :func:`fade_alpha`)."""
-    z = np.asarray(heat, dtype=np.float64)
-    if size is not None:
-        z = _resize_map(z, *size)
-    t = _normalise(z, symmetric, zmax)
-    rgb = _colour_lookup(t, cmap or _default_cmap(symmetric)).round().astype(np.uint8)
-    if fade:
-        alpha = (255 * fade_alpha(t, symmetric=symmetric)).round().astype(np.uint8)
-    else:
-        alpha = np.full(rgb.shape[:2], 255, np.uint8)
-    return np.concatenate([rgb, alpha[..., None]], axis=2)
-
-
-def overlay_image(image: np.ndarray, heat: np.ndarray, *, opacity: float = 0.8,
-                  symmetric: bool = False, zmax: float | None = None,
-                  cmap: str | None = None, grey: bool = True) -> np.ndarray:
-    """The photo (in grey unless ``grey`` is False) with the colour-mapped map blended over
-    it, as one HxWx3 uint8 image: the map fades in with its value (:func:`fade_alpha`) up to
-    ``opacity``. The app's maps, the card, the compare layer and the PNG all draw this."""
-    img = as_uint8_image(image)
-    base = grey_photo(img) if grey else img
-    z = _resize_map(np.asarray(heat, dtype=np.float64), *img.shape[:2])
-    t = _normalise(z, symmetric, zmax)
-    colours = _colour_lookup(t, cmap or _default_cmap(symmetric))
-    alpha = float(opacity) * fade_alpha(t, symmetric=symmetric)[..., None]
-    out = (1 - alpha) * base.astype(np.float64) + alpha * colours
-    return out.round().clip(0, 255).astype(np.uint8)
-
-
-BOX_DARK, BOX_LIGHT = "#1b1b22", "#ffffff"  # the hottest window: dark line, light inner edge
-
-
-def outline(image: np.ndarray, edges: tuple[float, float, float, float]) -> np.ndarray:
-    """A copy of an HxWx3 uint8 image with a box drawn at ``edges`` (x0, y0, x1, y1 as
-    fractions of its width and height): a dark line with a light inner edge, readable on
-    any colour (the hottest window of :func:`lpips_explain.analyses.map_scale.hottest_window`)."""
-    out = as_uint8_image(image).copy()
-    h, w = out.shape[:2]
-    x0, x1 = (min(w - 1, max(0, round(e * w))) for e in (edges[0], edges[2]))
-    y0, y1 = (min(h - 1, max(0, round(e * h))) for e in (edges[1], edges[3]))
-    x1, y1 = max(x0, x1 - 1), max(y0, y1 - 1)
-    dark = max(2, round(min(h, w) / 128))
-    for colour, inset, width in ((BOX_DARK, 0, dark), (BOX_LIGHT, dark, 1)):
-        rgb = [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
-        a0, a1, b0, b1 = x0 + inset, x1 - inset, y0 + inset, y1 - inset
-        if a1 < a0 or b1 < b0:
-            break
-        out[b0:b0 + width, a0:a1 + 1] = rgb
-        out[max(b0, b1 - width + 1):b1 + 1, a0:a1 + 1] = rgb
-        out[b0:b1 + 1, a0:a0 + width] = rgb
-        out[b0:b1 + 1, max(a0, a1 - width + 1):a1 + 1] = rgb
-    return out
-
-
-def as_uint8_image(image: Any) -> np.ndarray:
-    """An HxWx3 uint8 array from such an array or a 1x3xHxW / 3xHxW tensor in [0, 1]."""
-    if hasattr(image, "detach"):  # a torch tensor in [0, 1]
-        from lpips_explain.intake.tensors import to_uint8
-
-        return to_uint8(image)
-    arr = np.asarray(image)
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
-        raise InputError(f"Expected an HxWx3 uint8 image, got shape {arr.shape} and dtype "
-                         f"{arr.dtype}; convert tensors with images.to_uint8.")
-    return arr
 
 
 def _finite_list(values: Any) -> list[float | None]:
@@ -416,11 +109,6 @@ def _fmt(x: float | None, spec: str = ".4f") -> str:
     return format(float(x), spec)
 
 
-def explained_images(expl: Any) -> tuple[np.ndarray, np.ndarray, str, str]:
-    """(reference uint8, explained uint8, reference label, explained label) of an Explanation,
-    read off the result's roles (B is explained unless the roles were swapped)."""
-    return (as_uint8_image(expl.reference), as_uint8_image(expl.explained),
-            expl.reference_name, expl.explained_name)
 
 
 def _set_caption(fig: go.Figure, caption: str | None) -> None:
@@ -481,18 +169,6 @@ def layer_waterfall(dec: Decomposition) -> go.Figure:
     fig.update_yaxes(rangemode="tozero")
     return fig
 
-
-def map_limits(z: np.ndarray, symmetric: bool, zmax: float | None) -> tuple[float, float]:
-    """The bottom and top of a map's colour scale (as :func:`_normalise` uses them)."""
-    if symmetric:
-        m = float(zmax) if zmax is not None else shared_limit(z, symmetric=True)
-        return -m, m
-    if zmax is not None:
-        return 0.0, float(zmax)
-    finite = z[np.isfinite(z)]
-    lo = min(0.0, float(finite.min())) if finite.size else 0.0
-    hi = float(finite.max()) if finite.size else 1.0
-    return lo, hi if hi > lo else lo + 1.0
 
 
 def _colour_bar(title: str, ticks: dict[float, str] | None, **extra: Any) -> dict[str, Any]:
@@ -571,7 +247,7 @@ def heatmap_overlay(image: np.ndarray, heat: np.ndarray, *, title: str | None,
         z = downsample_map(z, max(img.shape[:2]))
     big_h, big_w = img.shape[:2]
     lo, hi = map_limits(z, symmetric, zmax)
-    cmap = _default_cmap(symmetric, colorscale)
+    cmap = default_cmap(symmetric, colorscale)
     bar = _colour_bar(colorbar_title, colorbar_ticks, y=0.5, yanchor="middle")
     fig = go.Figure(_map_traces(img, z, symmetric=symmetric, cmap=cmap, opacity=opacity,
                                 lo=lo, hi=hi, name="map", jpeg=max_side is not None,
@@ -610,7 +286,7 @@ def spatial_map_figure(dec: Decomposition, image_uint8: np.ndarray, *,
     """The spatial distance map (one layer or all summed) over the image it explains
     (``name``: how that image is called on screen, e.g. "B").
 
-    ``scale`` (see :func:`lpips_explain.analyses.map_scale.scale_for`) is the colour scale:
+    ``scale`` (see :func:`lpips_explain.analyses.pair.map_scale.scale_for`) is the colour scale:
     fixed per trunk, version and layer so pairs compare, or the pair's own maximum; without
     it, the pair's own maximum. ``zmax`` instead shares one scale between maps side by side.
     """
@@ -671,7 +347,7 @@ def maps_side_by_side(images: list[np.ndarray], maps: list[np.ndarray], titles: 
     area = n * each_width + (n - 1) * gap
     fig = make_subplots(rows=1, cols=n, subplot_titles=titles,
                         horizontal_spacing=gap / area if n > 1 else 0.0)
-    cmap = _default_cmap(symmetric, colorscale)
+    cmap = default_cmap(symmetric, colorscale)
     bar = _colour_bar(colorbar_title, colorbar_ticks)
     for k, (img, z) in enumerate(zip(imgs, zs, strict=True), start=1):
         big_w = img.shape[1]
@@ -764,7 +440,7 @@ def channel_grid(layer: LayerBreakdown, *, which: str = "diff", cols: int = 5,
     fig.update_layout(
         title=(f"{layer.name}: top {len(chans)} channels by contribution, {what}, "
                f"{size_text(layer.resolution)} each"),
-        coloraxis={"colorscale": _INFERNO, "cmin": 0.0 if which == "diff" else None,
+        coloraxis={"colorscale": INFERNO, "cmin": 0.0 if which == "diff" else None,
                    "cmax": top, "colorbar": {"title": {"text": "value", "side": "right"},
                                              "thickness": 12, "exponentformat": "e"}},
         height=170 * nrows + 110, showlegend=False, margin={"t": 100, "l": 10, "r": 10, "b": 10})

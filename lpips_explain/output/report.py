@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from lpips_explain import notices
-from lpips_explain.analyses.map_scale import scale_for
+from lpips_explain.analyses.pair.categories import category_text
+from lpips_explain.analyses.pair.map_scale import scale_for
 from lpips_explain.output import figures as plots
-from lpips_explain.output import static
+from lpips_explain.output import imaging, palette, static
 from lpips_explain.output.compare import compare_html
 from lpips_explain.output.serialize import dumps, jsonable, to_json
 
@@ -139,16 +140,16 @@ def _lean_note(size: tuple[int, int]) -> str:
 def _images_html(images: list[tuple[str, np.ndarray]]) -> str:
     figs = "".join(
         f'<figure><img alt="{_e(cap)}" src="'
-        f'{plots.jpeg_data_uri(plots.downsample_image(im, IMAGE_SIDE))}">'
+        f'{imaging.jpeg_data_uri(imaging.downsample_image(im, IMAGE_SIDE))}">'
         f"<figcaption>{_e(cap)}</figcaption></figure>" for cap, im in images)
     return f'<div class="images">{figs}</div>'
 
 
 def _compare_html(a: np.ndarray, b: np.ndarray, heat: np.ndarray, names: tuple[str, str],
                   map_label: str, uid: str, zmax: float | None = None) -> str:
-    small_a = plots.downsample_image(a, IMAGE_SIDE)
-    small_b = plots.downsample_image(b, IMAGE_SIDE)
-    layer = plots.map_rgba(plots.downsample_map(heat, MAP_SIDE), fade=True, zmax=zmax)
+    small_a = imaging.downsample_image(a, IMAGE_SIDE)
+    small_b = imaging.downsample_image(b, IMAGE_SIDE)
+    layer = imaging.map_rgba(imaging.downsample_map(heat, MAP_SIDE), fade=True, zmax=zmax)
     return compare_html(small_a, small_b, map_layer=layer, names=names, map_label=map_label,
                         display_width=560, uid=uid, jpeg=True, jpeg_quality=85)
 
@@ -217,16 +218,12 @@ def _equivalents_html(expl: Any) -> str:
             f"<th>reached</th><th>d({_e(ref)}, distorted {_e(ref)})</th></tr>{rows}</table>")
 
 
-def _category_text(category: str | None) -> str:
-    return category if category else "no category (not the published trunk)"
-
-
 # --------------------------------------------------------------------------- HTML reports
 
 
 def _explanation_figures(expl: Any) -> list[tuple[str, Any]]:
     dec = expl.decomposition
-    _, target, ref_name, target_name = plots.explained_images(expl)
+    _, target, ref_name, target_name = imaging.explained_images(expl)
     small = {"display_width": CHART_SIDE, "max_side": MAP_SIDE}
     figs: list[tuple[str, Any]] = [
         ("Layer waterfall", plots.layer_waterfall(dec)),
@@ -260,13 +257,13 @@ def _explanation_figures(expl: Any) -> list[tuple[str, Any]]:
 def html_report(expl: Any) -> str:
     """A self-contained HTML page for one Explanation (opens offline, no external resources)."""
     dec = expl.decomposition
-    a, b = plots.as_uint8_image(expl.a), plots.as_uint8_image(expl.b)
+    a, b = imaging.as_uint8_image(expl.a), imaging.as_uint8_image(expl.b)
     target_name = expl.explained_name
     warnings = notices.without(expl.warnings, notices.RANDOM_TRUNK)
     body = [
         "<h1>LPIPS explanation</h1>",
         f'<p class="distance">{dec.distance:.4f}<span class="category">'
-        f"{_e(_category_text(expl.category))}</span></p>",
+        f"{_e(category_text(expl.category))}</span></p>",
         _backbone_line(expl, dec.net, dec.version),
         _section("Summary", _list(expl.summary)),
         _section("Distortion equivalents", _equivalents_html(expl)),
@@ -280,19 +277,19 @@ def html_report(expl: Any) -> str:
         _section("Figures", _figures_html(_explanation_figures(expl))),
         _json_details(to_json(expl)),
     ]
-    return _page(f"LPIPS explanation: {dec.distance:.4f} ({_category_text(expl.category)})",
+    return _page(f"LPIPS explanation: {dec.distance:.4f} ({category_text(expl.category)})",
                  "".join(body))
 
 
 def html_triplet_report(tri: Any) -> str:
     """A self-contained HTML page for one TripletExplanation (opens offline)."""
-    ims = [plots.as_uint8_image(t) for t in tri.inputs.tensors[:3]]
+    ims = [imaging.as_uint8_image(t) for t in tri.inputs.tensors[:3]]
     verdict = {"a": "A is closer to REF", "b": "B is closer to REF",
                "tie": "A and B are tied"}.get(tri.closer, tri.closer)
     dec_a, dec_b = tri.decomposition_a, tri.decomposition_b
     small = {"display_width": CHART_SIDE, "max_side": MAP_SIDE}
     maps = [dec.spatial_map(None, "bilinear") for dec in (dec_a, dec_b)]
-    zmax = plots.shared_limit(*maps)
+    zmax = imaging.shared_limit(*maps)
     figs: list[tuple[str, Any]] = [
         ("Per-layer margins", plots.triplet_margin_chart(tri)),
         ("Where A loses and where B loses", plots.margin_map_figure(tri, ims[0], **small)),
@@ -305,7 +302,7 @@ def html_triplet_report(tri: Any) -> str:
     ]
     attrs = [(n, at, im) for n, at, im in (("A", tri.attribution_a, ims[1]),
                                           ("B", tri.attribution_b, ims[2])) if at is not None]
-    azmax = plots.shared_limit(*[np.asarray(at.signed) for _, at, _ in attrs], symmetric=True) \
+    azmax = imaging.shared_limit(*[np.asarray(at.signed) for _, at, _ in attrs], symmetric=True) \
         if attrs else None
     for name, attr, im in attrs:
         figs.append((f"Attribution of {name} (signed, one colour scale for both)",
@@ -316,7 +313,7 @@ def html_triplet_report(tri: Any) -> str:
         figs.append(("Repair of the losing candidate", plots.repair_curve(
             tri.repair, repaired=loser, source="REF", threshold=tri.flip.rival_distance,
             threshold_label="the other candidate's distance",
-            threshold_color=plots.CANDIDATE_B if loser == "A" else plots.CANDIDATE_A,
+            threshold_color=palette.CANDIDATE_B if loser == "A" else palette.CANDIDATE_A,
             mark_area=tri.flip.area if tri.flip.exists else None,
             mark_label="the decision flips")))
     warnings = notices.without(tri.warnings, notices.RANDOM_TRUNK)
@@ -369,7 +366,7 @@ class _Folder:
         """The map as .npy (exact values) and as a colour-mapped .png (for people)."""
         self.save_array(name, f"{rel_stem}.npy", arr)
         self.write_bytes(f"{name}_png", f"{rel_stem}.png",
-                   plots.png_bytes(plots.colorize(arr, symmetric=symmetric)))
+                   imaging.png_bytes(imaging.colorize(arr, symmetric=symmetric)))
 
     def relative(self) -> dict[str, str]:
         return {k: p.relative_to(self.root).as_posix() for k, p in self.files.items()}

@@ -14,9 +14,20 @@ from matplotlib.colorbar import Colorbar
 from matplotlib.figure import Figure
 
 from lpips_explain import notices
-from lpips_explain.analyses.explanation import Explanation
-from lpips_explain.analyses.map_scale import hottest_window, scale_for
-from lpips_explain.output.figures import (
+from lpips_explain.analyses.pair.categories import category_text
+from lpips_explain.analyses.pair.explanation import Explanation
+from lpips_explain.analyses.pair.map_scale import hottest_window, scale_for
+from lpips_explain.output.figures import margin_map, sensitivity_rows
+from lpips_explain.output.imaging import (
+    as_uint8_image,
+    colour_bar_rgb,
+    explained_images,
+    map_limits,
+    outline,
+    overlay_image,
+    size_text,
+)
+from lpips_explain.output.palette import (
     AMOUNT,
     DISTANCE,
     FAVOUR_A,
@@ -27,15 +38,6 @@ from lpips_explain.output.figures import (
     MPL_DIVERGING,
     NEUTRAL,
     RAISES,
-    as_uint8_image,
-    colour_bar_rgb,
-    explained_images,
-    map_limits,
-    margin_map,
-    outline,
-    overlay_image,
-    sensitivity_rows,
-    size_text,
 )
 
 MAP_OPACITY = 0.8  # as the app's default
@@ -95,7 +97,7 @@ def _map_axis(fig: Figure, ax: Axes, image: np.ndarray, heat: np.ndarray, title:
               label: str = "", opacity: float = MAP_OPACITY,
               box: tuple[float, float, float, float] | None = None) -> Colorbar:
     """The photo in grey with a map over it and its colour bar attached (row 0 at the top):
-    the very pixels and colour bar of the app's map (figures.overlay_image, colour_bar_rgb)."""
+    the very pixels and colour bar of the app's map (imaging.overlay_image, colour_bar_rgb)."""
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import ListedColormap, Normalize
 
@@ -113,10 +115,6 @@ def _map_axis(fig: Figure, ax: Axes, image: np.ndarray, heat: np.ndarray, title:
     if label:
         bar.set_label(label, fontsize=8)
     return bar
-
-
-def _category_text(category: str | None) -> str:
-    return category if category else "no category (not the published trunk)"
 
 
 def summary_png(expl: Explanation) -> bytes:
@@ -188,7 +186,7 @@ def summary_png(expl: Explanation) -> bytes:
         ax.text(0.5, 0.5, "repair not computed", ha="center", va="center", color="#777")
     _text_block(fig.add_subplot(outer[2, 0]), lines, 140)
     fig.suptitle(f"LPIPS ({dec.net}, v{dec.version}) d({ref_name}, {target_name}) = "
-                 f"{dec.distance:.4f}: {_category_text(expl.category)}", fontsize=13)
+                 f"{dec.distance:.4f}: {category_text(expl.category)}", fontsize=13)
     return _figure_png(fig)
 
 

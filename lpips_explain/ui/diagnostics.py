@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from lpips_explain import notices
-from lpips_explain.analyses.robust import FALLBACKS, demo_pairs
+from lpips_explain.analyses.pair.robust import FALLBACKS, demo_pairs
 from lpips_explain.core.weights import BACKBONE_ENV, weights_status
 from lpips_explain.ui import keys
 from lpips_explain.ui.feedback import panel
@@ -17,7 +17,7 @@ from lpips_explain.ui.state import persistent
 from lpips_explain.ui.widgets import plain
 
 FALLBACK_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM"}
-# The input report's keys (analyses.diagnostics.input_report) as the table's headers.
+# The input report's keys (analyses.checks.diagnostics.input_report) as the table's headers.
 INPUT_COLUMNS = {"label": "image", "name": "file", "original_size": "original size",
                  "mode": "colour mode", "format": "format", "compared_size": "compared at",
                  "finite": "all finite", "min": "min", "max": "max", "mean": "mean",
@@ -175,7 +175,7 @@ FAITH_PATCHES = (8, 16, 32, 64)
 def faithfulness_controls(size: tuple[int, int]) -> tuple[bool, tuple[str, ...], int, bool]:
     """Whether to run the faithfulness checks, for which methods, patch size, randomisation."""
     from lpips_explain.analyses.attribution import METHODS
-    from lpips_explain.analyses.faithfulness import DEFAULT_METHODS
+    from lpips_explain.analyses.checks.faithfulness import DEFAULT_METHODS
 
     st.subheader("Faithfulness of the attribution maps")
     st.caption("Is a map faithful to LPIPS? Deletion: B's patches are replaced by A's in the "
@@ -200,7 +200,7 @@ def faithfulness_controls(size: tuple[int, int]) -> tuple[bool, tuple[str, ...],
 
 @panel("the faithfulness checks")
 def faithfulness_panel(result: Any) -> None:
-    from lpips_explain.analyses.faithfulness import RANDOMISATION_WARN
+    from lpips_explain.analyses.checks.faithfulness import RANDOMISATION_WARN
     from lpips_explain.output.faithfulness_plots import deletion_chart, randomisation_chart
 
     for w in result.warnings:

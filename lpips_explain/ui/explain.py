@@ -16,26 +16,24 @@ from typing import Any
 
 import streamlit as st
 
-from lpips_explain.analyses.equivalents import reached_phrases
-from lpips_explain.analyses.explanation import Explanation, join_parts, summary_of
-from lpips_explain.analyses.map_scale import hottest_window, scale_for
-from lpips_explain.analyses.summary import describe_deletion, describe_layers
+from lpips_explain.analyses.pair.equivalents import reached_phrases
+from lpips_explain.analyses.pair.explanation import Explanation, join_parts, summary_of
+from lpips_explain.analyses.pair.map_scale import hottest_window, scale_for
+from lpips_explain.analyses.pair.summary import describe_deletion, describe_layers
 from lpips_explain.core.decompose import UPSAMPLING
 from lpips_explain.explainer import Explainer
 from lpips_explain.intake.prepared import PreparedInputs
 from lpips_explain.output import figures as plots
-from lpips_explain.output import report, static
+from lpips_explain.output import imaging, report, static
 from lpips_explain.output.compare import compare_height, compare_html
 from lpips_explain.ui import keys
 from lpips_explain.ui.controls import Options, attribution_controls, mode_badge
 from lpips_explain.ui.feedback import panel
-from lpips_explain.ui.resources import Progress
 from lpips_explain.ui.state import persistent
 from lpips_explain.ui.widgets import (
     ICONS,
     category_limits,
     chart,
-    glossary,
     note,
     pick,
     presenting,
@@ -44,6 +42,7 @@ from lpips_explain.ui.widgets import (
     table,
     term,
 )
+from lpips_explain.validation import Progress
 
 PARTS = ("breakdown", "repair", "attribution", "sensitivity")
 SUMMED = "__all__"
@@ -134,13 +133,13 @@ def verdict_card(expl: Explanation, *, waiting: Sequence[str] = ()) -> None:
             if verdict:
                 st.html(f'<p class="lx-verdict">{html.escape(verdict)}</p>')
         names = {expl.reference_name: "reference", expl.explained_name: "explained"}
-        col_a.image(plots.as_uint8_image(expl.a), caption=f"A ({names['A']})", width="stretch")
-        col_b.image(plots.as_uint8_image(expl.b), caption=f"B ({names['B']})", width="stretch")
+        col_a.image(imaging.as_uint8_image(expl.a), caption=f"A ({names['A']})", width="stretch")
+        col_b.image(imaging.as_uint8_image(expl.b), caption=f"B ({names['B']})", width="stretch")
         heat, mscale = dec.spatial_map(None, "bilinear"), scale_for(expl)
-        col_m.image(plots.outline(plots.overlay_image(expl.explained, heat, zmax=mscale.limit),
+        col_m.image(imaging.outline(imaging.overlay_image(expl.explained, heat, zmax=mscale.limit),
                                   hottest_window(heat).edges), width="stretch")
         which = "the same scale for every pair" if mscale.fixed else "this pair's own scale"
-        col_m.html(plots.colour_bar_html(
+        col_m.html(imaging.colour_bar_html(
             0.0, mscale.limit, f"Where the distance is, over {expl.explained_name} (box: its "
             f"hottest part); {which}"))
         why, fix = st.columns([2.2, 1.8], gap="medium")
@@ -184,7 +183,7 @@ def _repair_headline(expl: Explanation, computing: bool) -> None:
         return
     thumb, text = st.columns([1, 1.7])
     area = rep.half_area if rep.half_area is not None else float(rep.curve_area[-1])
-    thumb.image(plots.as_uint8_image(rep.repaired_image(expl.reference, expl.explained, area)),
+    thumb.image(imaging.as_uint8_image(rep.repaired_image(expl.reference, expl.explained, area)),
                 caption=f"{expl.explained_name} repaired", width="stretch")
     text.markdown(f'<p class="lx-small">{html.escape(rep.headline)}</p>',
                   unsafe_allow_html=True)
@@ -245,7 +244,7 @@ class WhereView:
     def _spatial(self) -> None:
         expl, dec = self.expl, self.expl.decomposition
         chosen = None if self.layer == SUMMED else self.layer
-        fig = plots.spatial_map_figure(dec, plots.as_uint8_image(expl.explained), layer=chosen,
+        fig = plots.spatial_map_figure(dec, imaging.as_uint8_image(expl.explained), layer=chosen,
                                        upsample=self.upsample, opacity=self.opacity,
                                        display_width=map_width(), title=False,
                                        name=expl.explained_name,
@@ -263,7 +262,7 @@ class WhereView:
                 col_n.metric(f"Layer {lay.name}", f"{lay.distance:.4f}",
                              f"{lay.share:.1%} of the distance", delta_color="off",
                              delta_arrow="off")
-                col_n.metric("Grid", plots.size_text(lay.resolution),
+                col_n.metric("Grid", imaging.size_text(lay.resolution),
                              help="The layer's own resolution, width x height.")
 
     def fill(self, full: Explanation | None) -> None:
@@ -279,7 +278,7 @@ class WhereView:
             if attr.vanishing:
                 st.warning(attr.notes[0] if attr.notes else "Gradients vanish for this pair.",
                            icon=ICONS["vanish"])
-            fig = plots.attribution_figure(attr, plots.as_uint8_image(self.expl.explained),
+            fig = plots.attribution_figure(attr, imaging.as_uint8_image(self.expl.explained),
                                            view=self.attr_view, name=name,
                                            opacity=self.opacity, display_width=map_width(),
                                            title=False)
@@ -319,10 +318,10 @@ def deletion_note(attr: Any) -> None:
 @panel("the comparison")
 def compare_panel(expl: Explanation) -> None:
     st.subheader("Compare A and B")
-    a, b = plots.as_uint8_image(expl.a), plots.as_uint8_image(expl.b)
+    a, b = imaging.as_uint8_image(expl.a), imaging.as_uint8_image(expl.b)
     width = map_width() + 80
     heat = expl.decomposition.spatial_map(None, "bilinear")
-    layer = plots.map_rgba(heat, fade=True, zmax=scale_for(expl).limit)
+    layer = imaging.map_rgba(heat, fade=True, zmax=scale_for(expl).limit)
     fragment = compare_html(a, b, map_layer=layer, names=("A", "B"),
                             map_label="distance map", display_width=width, uid="cmp")
     st.iframe(fragment, height=compare_height(a.shape[:2], width), width=width + 10)
@@ -362,7 +361,7 @@ def channels_panel(expl: Explanation) -> None:
             "lin weight": c.weight} for c in lay.top_channels], "channel_table",
           formats={"contribution": "%.6f", "share of layer": "percent", "lin weight": "%.3g"})
     zero = int(lay.zero_weight_channels.size)
-    note(f"{lay.name}: {lay.weights.size} channels at {plots.size_text(lay.resolution)}, "
+    note(f"{lay.name}: {lay.weights.size} channels at {imaging.size_text(lay.resolution)}, "
          f"layer distance {lay.distance:.6f} ({lay.share:.1%} of the total). {zero} of its "
          f"channels have lin weight exactly 0 and can never contribute.")
 
@@ -420,9 +419,9 @@ def repair_panel(expl: Explanation) -> None:
     k, after = points[area]
     repaired = rep.repaired_image(ref_t, tgt_t, area)
     c1, c2, c3 = st.columns(3)
-    c1.image(plots.as_uint8_image(ref_t), caption=f"{ref_name} (reference)", width="stretch")
-    c2.image(plots.as_uint8_image(tgt_t), caption=f"{target_name} as given", width="stretch")
-    c3.image(plots.as_uint8_image(repaired),
+    c1.image(imaging.as_uint8_image(ref_t), caption=f"{ref_name} (reference)", width="stretch")
+    c2.image(imaging.as_uint8_image(tgt_t), caption=f"{target_name} as given", width="stretch")
+    c3.image(imaging.as_uint8_image(repaired),
              caption=f"{target_name} with its first {k} patches (order: "
                      f"{rep.order_name.replace('_', ' ')}) from {ref_name}",
              width="stretch")
@@ -431,7 +430,7 @@ def repair_panel(expl: Explanation) -> None:
                 f"{rep.base_distance:.4f}).")
     with st.expander("Single-patch gains"):
         chart(plots.heatmap_overlay(
-            plots.as_uint8_image(tgt_t), rep.gain_map(), symmetric=True, title=None,
+            imaging.as_uint8_image(tgt_t), rep.gain_map(), symmetric=True, title=None,
             caption=("Distance removed by repairing each patch alone: red patches hold "
                      "distance, blue ones lower it when repaired alone."),
             colorbar_title="gain", display_width=map_width() - 100), "gain_chart")
@@ -462,8 +461,4 @@ def downloads(expl: Explanation) -> None:
     note("The HTML report opens offline in one file under 3 MB (images and maps shown "
          "downsampled, numbers at full resolution).")
     note(f"Timings (ms): {', '.join(f'{k} {v:.0f}' for k, v in expl.timings_ms.items())}.")
-
-
-def end_of_page() -> None:
-    glossary(GLOSSARY_TERMS)
 

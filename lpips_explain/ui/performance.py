@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from lpips_explain.analyses.fidelity import TARGETS, fidelity_set, measure_fidelity
+from lpips_explain.analyses.checks.mode_error import TARGETS, fidelity_set, measure_fidelity
 from lpips_explain.core.modes import PRECISIONS, available_modes, mode_net
 from lpips_explain.core.profiling import machine, profile
 from lpips_explain.explainer import Explainer

@@ -21,8 +21,9 @@ from typing import TypeVar
 
 import streamlit as st
 
-from lpips_explain.ui.resources import Progress, cached
+from lpips_explain.ui.resources import cached
 from lpips_explain.ui.widgets import presenting
+from lpips_explain.validation import Progress
 
 T = TypeVar("T")
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from lpips_explain.analyses.perturbations import PERTURBATIONS
-from lpips_explain.analyses.sensitivity import Sweep, sensitivity
+from lpips_explain.analyses.pair.perturbations import PERTURBATIONS
+from lpips_explain.analyses.pair.sensitivity import Sweep, sensitivity
 from lpips_explain.output import figures as plots
 from lpips_explain.ui import keys
 from lpips_explain.ui.feedback import panel

@@ -18,22 +18,20 @@ import streamlit as st
 import torch
 
 from lpips_explain.analyses.attribution import attribute
-from lpips_explain.analyses.explanation import category_of
-from lpips_explain.analyses.map_scale import fixed_limit
-from lpips_explain.analyses.triplet import TripletExplanation, explain_triplet
+from lpips_explain.analyses.pair.explanation import category_of
+from lpips_explain.analyses.pair.map_scale import fixed_limit
+from lpips_explain.analyses.pair.triplet import TripletExplanation, explain_triplet
 from lpips_explain.core.decompose import decompose_encoded
 from lpips_explain.explainer import Explainer
 from lpips_explain.intake.prepared import PreparedInputs
 from lpips_explain.output import figures as plots
-from lpips_explain.output import report, static
+from lpips_explain.output import imaging, palette, report, static
 from lpips_explain.ui import keys
 from lpips_explain.ui.controls import Options, attribution_controls
 from lpips_explain.ui.feedback import panel
-from lpips_explain.ui.resources import Progress
 from lpips_explain.ui.widgets import (
     ICONS,
     chart,
-    glossary,
     note,
     pick,
     presenting,
@@ -42,6 +40,7 @@ from lpips_explain.ui.widgets import (
     table,
     term,
 )
+from lpips_explain.validation import Progress
 
 PARTS = ("verdict", "flip", "attributions")
 LABELS = ["REF", "A", "B"]
@@ -108,7 +107,7 @@ def _limits(tri: TripletExplanation) -> tuple[float, ...]:
 def verdict_card(tri: TripletExplanation, *, waiting: tuple[str, ...] = ()) -> None:
     """Verdict and margins first: which candidate is closer, both distances on one scale,
     REF | A | B | where each loses, then the summary's sentences and the flip."""
-    ims = [plots.as_uint8_image(t) for t in tri.inputs.tensors[:3]]
+    ims = [imaging.as_uint8_image(t) for t in tri.inputs.tensors[:3]]
     with st.container(border=True):
         left, c_ref, c_a, c_b, c_m = st.columns([1.5, 1, 1, 1, 1], gap="small")
         with left:
@@ -116,8 +115,8 @@ def verdict_card(tri: TripletExplanation, *, waiting: tuple[str, ...] = ()) -> N
                     f'<p class="lx-category">margin {tri.margin:+.4f}</p>')
             note(f"distance_a = {tri.distance_a:.6f}, distance_b = {tri.distance_b:.6f}, "
                  f"margin = {tri.margin:+.6f}")
-            scale([("A", tri.distance_a, plots.CANDIDATE_A),
-                   ("B", tri.distance_b, plots.CANDIDATE_B)], _limits(tri))
+            scale([("A", tri.distance_a, palette.CANDIDATE_A),
+                   ("B", tri.distance_b, palette.CANDIDATE_B)], _limits(tri))
             st.html(f'<p class="lx-verdict">d(REF, A) = {tri.distance_a:.4f}, '
                     f"d(REF, B) = {tri.distance_b:.4f}: {_verdict(tri)} to the reference.</p>")
         closer = tri.closer
@@ -127,9 +126,9 @@ def verdict_card(tri: TripletExplanation, *, waiting: tuple[str, ...] = ()) -> N
         c_b.image(ims[2], caption=f"B: d = {tri.distance_b:.4f}"
                   + (" (closer)" if closer == "b" else ""), width="stretch")
         z = plots.margin_map(tri.decomposition_a, tri.decomposition_b)
-        c_m.image(plots.overlay_image(ims[0], z, opacity=0.65, symmetric=True,
-                                      zmax=plots.shared_limit(z, symmetric=True),
-                                      cmap=plots.MPL_CANDIDATES),
+        c_m.image(imaging.overlay_image(ims[0], z, opacity=0.65, symmetric=True,
+                                      zmax=imaging.shared_limit(z, symmetric=True),
+                                      cmap=palette.MPL_CANDIDATES),
                   caption="Where each loses: purple B, orange A", width="stretch")
         why, fix = st.columns([2.2, 1.8], gap="medium")
         with why:
@@ -157,7 +156,7 @@ def _flip_headline(tri: TripletExplanation, computing: bool) -> None:
         thumb, text = st.columns([1, 1.7])
         loser = 1 if flip.repaired == "a" else 2
         ref_t, cand_t = tri.inputs.tensors[0], tri.inputs.tensors[loser]
-        thumb.image(plots.as_uint8_image(tri.repair.repaired_image(ref_t, cand_t, flip.area)),
+        thumb.image(imaging.as_uint8_image(tri.repair.repaired_image(ref_t, cand_t, flip.area)),
                     caption=f"{flip.repaired.upper()} repaired", width="stretch")
         text.markdown(f'<p class="lx-small">{html.escape(flip.statement)}</p>',
                       unsafe_allow_html=True)
@@ -184,7 +183,7 @@ def margins_panel(tri: TripletExplanation) -> None:
 def maps_panel(tri: TripletExplanation) -> None:
     """Where each candidate is far from REF (one colour scale for both), and where each loses."""
     st.subheader("Where the candidates differ from REF", help=term("spatial map"))
-    ims = [plots.as_uint8_image(t) for t in tri.inputs.tensors[:3]]
+    ims = [imaging.as_uint8_image(t) for t in tri.inputs.tensors[:3]]
     maps = [dec.spatial_map(None, "bilinear") for dec in (tri.decomposition_a,
                                                           tri.decomposition_b)]
     big = presenting()
@@ -232,7 +231,7 @@ class AttributionsView:
         if tri.attribution_a is None:
             st.info("The attribution maps could not be computed (see the message above).")
             return
-        ims = [plots.as_uint8_image(t) for t in tri.inputs.tensors[:3]]
+        ims = [imaging.as_uint8_image(t) for t in tri.inputs.tensors[:3]]
         attrs = (tri.attribution_a, tri.attribution_b)
         for name, attr in (("A", attrs[0]), ("B", attrs[1])):
             if attr.vanishing:
@@ -268,9 +267,9 @@ def flip_panel(tri: TripletExplanation, *, computing: bool = False) -> None:
         repaired = tri.repair.repaired_image(ref_t, cand_t, flip.area)
         name = flip.repaired.upper()
         cols = st.columns(3)
-        cols[0].image(plots.as_uint8_image(ref_t), caption="REF", width="stretch")
-        cols[1].image(plots.as_uint8_image(cand_t), caption=f"{name} as given", width="stretch")
-        cols[2].image(plots.as_uint8_image(repaired),
+        cols[0].image(imaging.as_uint8_image(ref_t), caption="REF", width="stretch")
+        cols[1].image(imaging.as_uint8_image(cand_t), caption=f"{name} as given", width="stretch")
+        cols[2].image(imaging.as_uint8_image(repaired),
                       caption=f"{name} repaired: {flip.patches} of {flip.total_patches} patches "
                               f"({flip.area:.1%} of the area)", width="stretch")
     if tri.repair is not None:
@@ -278,7 +277,7 @@ def flip_panel(tri: TripletExplanation, *, computing: bool = False) -> None:
         chart(plots.repair_curve(
             tri.repair, repaired=loser, source="REF", threshold=flip.rival_distance,
             threshold_label="the other candidate's distance",
-            threshold_color=plots.CANDIDATE_B if loser == "A" else plots.CANDIDATE_A,
+            threshold_color=palette.CANDIDATE_B if loser == "A" else palette.CANDIDATE_A,
             mark_area=flip.area if flip.exists else None, mark_label="the decision flips"),
             "triplet_repair_chart", caption=False)
         note(f"d(REF, {loser}) as more of {loser}'s patches are replaced by REF's; the "
@@ -327,7 +326,3 @@ def summary_and_downloads(tri: TripletExplanation) -> None:
     c3.download_button("PNG summary figure", lambda: static.triplet_png(tri),
                        "lpips_triplet.png", "image/png", key=keys.TRIPLET_DOWNLOAD_PNG,
                        on_click="ignore", icon=ICONS["download"])
-
-
-def end_of_page() -> None:
-    glossary(GLOSSARY_TERMS)

@@ -19,7 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from lpips_explain import notices
-from lpips_explain.analyses.summary import CATEGORIES, Category
+from lpips_explain.analyses.pair.summary import CATEGORIES, Category
 from lpips_explain.output.figures import caption_of
 from lpips_explain.ui import keys
 from lpips_explain.ui.state import persistent

@@ -21,8 +21,8 @@ from audit_data import make_pairs, make_triplets, official_distances, official_w
 from conftest import REPO, smooth_image, to_uint8, write_png, zip_bytes
 
 from lpips_explain import Explainer
-from lpips_explain.analyses import quality
-from lpips_explain.analyses.common import two_afc
+from lpips_explain.analyses.calibration import two_afc
+from lpips_explain.analyses.pair import quality
 from lpips_explain.audit.local import run_local
 from lpips_explain.audit.settings import AuditSettings, settings_for
 from lpips_explain.audit.summary import summarize

@@ -1,5 +1,5 @@
 """Precision and device modes: exact stays exact, approximations are labelled and close, refusals
-are clear, gradients stay fp32 (core/modes.py, analyses/fidelity.py, core/profiling.py)."""
+are clear, gradients stay fp32 (core/modes.py, analyses/checks/mode_error.py, core/profiling.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from conftest import smooth_image, to_uint8, write_png
 
 from lpips_explain import Explainer, errors
-from lpips_explain.analyses import fidelity
+from lpips_explain.analyses.checks import mode_error
 from lpips_explain.cli import main
 from lpips_explain.core import modes
 from lpips_explain.core.model import build_lpips
@@ -120,19 +120,19 @@ def test_unavailable_modes_are_clear_errors_never_fallbacks(monkeypatch, exact_n
 
 
 def test_fidelity_of_exact_is_perfect_and_of_bf16_high(exact_net):
-    fset = fidelity.fidelity_set(32)
+    fset = mode_error.fidelity_set(32)
     assert fset.pairs >= 100 and len(fset.triplets) > 1000
-    same = fidelity.measure_fidelity(exact_net, exact_net, Mode(), fset=fset)
+    same = mode_error.measure_fidelity(exact_net, exact_net, Mode(), fset=fset)
     assert same.spearman == pytest.approx(1.0, abs=1e-12)
     assert (same.max_abs_error, same.agreement_2afc) == (0.0, 1.0)
     if modes.available_modes("cpu")["bf16"]:
         return
     net, mode = mode_net(exact_net, "bf16")
-    fid = fidelity.measure_fidelity(exact_net, net, mode, fset=fset)
+    fid = mode_error.measure_fidelity(exact_net, net, mode, fset=fset)
     assert 0 < fid.max_abs_error < 0.05 and fid.mean_abs_error <= fid.max_abs_error
     assert fid.spearman > 0.98 and fid.agreement_2afc > 0.9
     # An independent check of one figure: the 2AFC share recomputed from the raw distances.
-    de = fidelity.distances(exact_net, fset)
+    de = mode_error.distances(exact_net, fset)
     assert np.allclose(np.concatenate(de), fid.exact)
 
 

@@ -323,7 +323,7 @@ def test_shipped_category_limits_are_the_published_trunks_percentiles():
     the official package)."""
     import importlib.util
 
-    from lpips_explain.analyses import categories
+    from lpips_explain.analyses.pair import categories
 
     table = categories.load_table()["tables"]
     assert {"alex/0.1", "alex/0.0", "vgg/0.1", "vgg/0.0"} <= set(table)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import smooth_image
 
-from lpips_explain.analyses import repair as rp
+from lpips_explain.analyses.pair import repair as rp
 from lpips_explain.core.model import ReferenceScorer, build_lpips
 from lpips_explain.core.modes import Mode, ModeNet
 from lpips_explain.core.windowed import WindowedScorer, supports

@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO, assert_clean, png_bytes, run_state, zip_bytes
 from streamlit.testing.v1 import AppTest
 
-from lpips_explain.analyses import quality
+from lpips_explain.analyses.pair import quality
 from lpips_explain.intake.images import load_image
 
 TIMEOUT = 300

@@ -11,7 +11,7 @@ Concurrency (DESIGN.md section 4): one :class:`LpipsNet` is shared between threa
 that hook modules (``layer_gradcam``) run on a private deep copy of the network; the others
 only run forwards and backwards on the shared one. SmoothGrad draws its noise from a private,
 seeded generator, never from torch's global RNG, so results are the same alone or side by side.
-No private Captum API is used (tests/test_captum_public.py checks it).
+No private Captum API is used (tests/analyses/attribution/test_captum_public.py checks it).
 
 Layout: ``registry`` (the one list of methods, :class:`MethodSpec`), ``result`` (the typed
 runner result and :class:`Attribution`), one module per method family, ``support`` (shared
@@ -55,9 +55,10 @@ from lpips_explain.analyses.attribution.support import (
     private_copy,
     to_np,
 )
-from lpips_explain.analyses.common import Progress, check_pair
+from lpips_explain.analyses.inputs import check_pair
 from lpips_explain.core.model import LpipsNet, ReferenceScorer
 from lpips_explain.errors import ComputationError, InputError
+from lpips_explain.validation import Progress
 
 __all__ = [
     "CAPTUM_RULES", "IG_ABSOLUTE_TOLERANCE", "IG_DEFAULT_RULE", "IG_MAP_TOLERANCE",
@@ -97,16 +98,7 @@ def attribute(net: LpipsNet, reference: Tensor, explained: Tensor,
     """
     start = time.perf_counter()
     spec = get_method(method)
-    accepted = set(spec.defaults)
-    unknown = sorted(set(params) - accepted)
-    if unknown:
-        names = ", ".join(sorted(accepted)) or "none"
-        raise InputError(f"Unknown parameter(s) {', '.join(unknown)} for {method!r}. "
-                         f"Accepted: {names}.")
-    if steps is not None and method != "integrated_gradients":
-        raise InputError(f"steps applies to integrated_gradients only, not {method!r}.")
-    batch = int_param({"internal_batch_size": internal_batch_size}, "internal_batch_size", 1)
-    int_param({"seed": seed}, "seed", 0)
+    batch = _check_params(spec, params, steps, internal_batch_size, seed)
     ref_name, target_name = _roles(roles)
     p = {**spec.defaults, **params, "steps": steps, "seed": seed}
 
@@ -119,36 +111,9 @@ def attribute(net: LpipsNet, reference: Tensor, explained: Tensor,
     scorer = ReferenceScorer(model, base)  # type: ignore[arg-type]
     out = spec.runner(RunContext(scorer, x, base, p, progress, batch, spec.label))
 
-    if out.distance is not None:
-        distance = out.distance
-    else:
-        with torch.no_grad():
-            distance = float(scorer(x)[0])
-    if not math.isfinite(distance):
-        raise ComputationError(f"The distance came out non-finite ({distance}) while computing "
-                               f"{spec.label}: a numerical failure in the network, not a "
-                               f"problem with the images.")
-    distance = max(distance, 0.0)
-    per_channel = None if out.per_channel is None else to_np(out.per_channel)
-    if per_channel is not None:
-        signed = per_channel.sum(axis=0)
-        magnitude = np.abs(per_channel).sum(axis=0)
-    else:
-        signed = to_np(out.signed)  # type: ignore[arg-type]
-        magnitude = np.abs(signed)
-    if method != "smoothgrad" and torch.equal(base, x):
-        # Identical inputs: every attribution is exactly 0 by maths; batched kernels can
-        # leave ~1e-13 of float noise (e.g. occlusion's differences), which is not signal.
-        signed, magnitude = np.zeros_like(signed), np.zeros_like(magnitude)
-        per_channel = None if per_channel is None else np.zeros_like(per_channel)
-    maps = [signed] if per_channel is None else [per_channel]
-    if not all(np.isfinite(m).all() for m in maps):
-        # Cannot happen with eps inside the square root: a computation failure, not bad input.
-        raise ComputationError(f"{spec.label} produced non-finite values (NaN or Inf) for this "
-                               f"pair: a numerical failure, not a problem with the images. Try "
-                               f"another method.")
+    distance = _distance(out, scorer, x, spec)
+    per_channel, signed, magnitude = _maps(out, spec, base, x)
     total = float(signed.sum())
-
     vanishing = distance <= VANISHING_DISTANCE
     blank = not bool(np.any(signed)) or (per_channel is not None
                                          and not bool(np.any(per_channel)))
@@ -178,7 +143,7 @@ def attribute(net: LpipsNet, reference: Tensor, explained: Tensor,
     sign_note = out.sign_note or spec.sign_note
     notes.append(sign_note)
 
-    used = {k: v for k, v in p.items() if k in accepted}
+    used = {k: v for k, v in p.items() if k in spec.defaults}
     used.update(out.params)
     conv = out.convergence
     return Attribution(
@@ -191,6 +156,62 @@ def attribute(net: LpipsNet, reference: Tensor, explained: Tensor,
         convergence_delta=out.convergence_delta, convergence=conv,
         steps_tried=() if conv is None else conv.steps_tried,
     )
+
+
+def _check_params(spec: MethodSpec, params: dict[str, Any], steps: int | None,
+                  internal_batch_size: int, seed: int) -> int:
+    """Refuse parameters the method does not take, ``steps`` outside integrated gradients,
+    and a bad batch size or seed; returns the batch size."""
+    accepted = set(spec.defaults)
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        names = ", ".join(sorted(accepted)) or "none"
+        raise InputError(f"Unknown parameter(s) {', '.join(unknown)} for {spec.name!r}. "
+                         f"Accepted: {names}.")
+    if steps is not None and spec.name != "integrated_gradients":
+        raise InputError(f"steps applies to integrated_gradients only, not {spec.name!r}.")
+    batch = int_param({"internal_batch_size": internal_batch_size}, "internal_batch_size", 1)
+    int_param({"seed": seed}, "seed", 0)
+    return batch
+
+
+def _distance(out: MethodResult, scorer: ReferenceScorer, x: Tensor, spec: MethodSpec) -> float:
+    """d(reference, explained): the runner's, or one more forward; never negative."""
+    if out.distance is not None:
+        distance = out.distance
+    else:
+        with torch.no_grad():
+            distance = float(scorer(x)[0])
+    if not math.isfinite(distance):
+        raise ComputationError(f"The distance came out non-finite ({distance}) while computing "
+                               f"{spec.label}: a numerical failure in the network, not a "
+                               f"problem with the images.")
+    return max(distance, 0.0)
+
+
+def _maps(out: MethodResult, spec: MethodSpec, base: Tensor, x: Tensor
+          ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """(per-channel map or None, signed map, magnitude map) of the runner's result: exactly 0
+    at identical inputs, refused if not finite."""
+    per_channel = None if out.per_channel is None else to_np(out.per_channel)
+    if per_channel is not None:
+        signed = per_channel.sum(axis=0)
+        magnitude = np.abs(per_channel).sum(axis=0)
+    else:
+        signed = to_np(out.signed)  # type: ignore[arg-type]
+        magnitude = np.abs(signed)
+    if spec.name != "smoothgrad" and torch.equal(base, x):
+        # Identical inputs: every attribution is exactly 0 by maths; batched kernels can
+        # leave ~1e-13 of float noise (e.g. occlusion's differences), which is not signal.
+        signed, magnitude = np.zeros_like(signed), np.zeros_like(magnitude)
+        per_channel = None if per_channel is None else np.zeros_like(per_channel)
+    maps = [signed] if per_channel is None else [per_channel]
+    if not all(np.isfinite(m).all() for m in maps):
+        # Cannot happen with eps inside the square root: a computation failure, not bad input.
+        raise ComputationError(f"{spec.label} produced non-finite values (NaN or Inf) for this "
+                               f"pair: a numerical failure, not a problem with the images. Try "
+                               f"another method.")
+    return per_channel, signed, magnitude
 
 
 def _identical_note(spec: MethodSpec, distance: float) -> str:

@@ -58,7 +58,7 @@ class DeletionCheck:
     ``random_aucs.size`` seeded random orders, every point a real distance. ``auc`` is the area
     under d / d(reference, explained) against the repaired area (lower: the distance falls
     faster). ``better_than_random`` only when the map's AUC is below every random order's,
-    the rule of the full faithfulness check (analyses/faithfulness.py).
+    the rule of the full faithfulness check (analyses/checks/faithfulness.py).
     """
 
     patch: int

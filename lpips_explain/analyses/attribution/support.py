@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -11,9 +10,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lpips_explain.analyses.common import Progress
 from lpips_explain.core.model import LpipsNet, ReferenceScorer
 from lpips_explain.errors import InputError, lookup
+from lpips_explain.validation import Progress, integer, number
 
 
 @dataclass(frozen=True)
@@ -72,24 +71,15 @@ class Counted:
 
 
 def int_param(params: dict, key: str, low: int, high: int | None = None) -> int:
-    value = params[key]
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise InputError(f"{key} must be an integer, got {value!r}.")
-    value = int(value)
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise InputError(f"{key} must be {bound}, got {value}.")
-    return value
+    """``params[key]`` as an integer in [low, high] (the rule of :mod:`lpips_explain.validation`)."""
+    return integer(params[key], key, minimum=low, maximum=high)
 
 
 def float_param(params: dict, key: str, low: float, *, inclusive: bool = False) -> float:
-    value = params[key]
-    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
-        raise InputError(f"{key} must be a number, got {value!r}.")
-    value = float(value)
-    if not math.isfinite(value) or value < low or (value == low and not inclusive):
-        raise InputError(f"{key} must be {'>=' if inclusive else '>'} {low}, got {value}.")
-    return value
+    """``params[key]`` as a finite number above ``low`` (or at least ``low`` if inclusive)."""
+    if inclusive:
+        return number(params[key], key, minimum=low)
+    return number(params[key], key, above=low)
 
 
 def layer_index(net: LpipsNet, layer: object) -> int:

@@ -1,0 +1,176 @@
+"""Plain-language sentences built only from the computed numbers of an explanation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lpips_explain.analyses.pair.categories import NAMES as CATEGORIES
+from lpips_explain.analyses.pair.categories import Category, categorize
+from lpips_explain.core.decompose import Decomposition
+from lpips_explain.validation import pct
+
+__all__ = ["CATEGORIES", "Category", "categorize", "describe_equivalents", "describe_layers",
+           "summarize"]
+
+
+def describe_layers(dec: Decomposition) -> list[str]:
+    if dec.distance <= 0:
+        return ["Every layer agrees exactly: the distance is 0."]
+    top = max(dec.layers, key=lambda lay: lay.distance)
+    out = [f"The largest share, {pct(top.share)}, comes from {top.name} (layer {top.index + 1} "
+           f"of {len(dec.layers)})."]
+    half = len(dec.layers) // 2
+    early = sum(lay.share for lay in dec.layers[:half])
+    late = sum(lay.share for lay in dec.layers[half:])
+    out.append(f"Early layers ({dec.layers[0].name}-{dec.layers[half - 1].name}) give "
+               f"{pct(early)} of the distance, deeper layers give {pct(late)}.")
+    top_ch = top.top_channels[0] if top.top_channels else None
+    if top_ch is not None:
+        out.append(f"In {top.name}, channel {top_ch.index} alone carries {pct(top_ch.share)} of "
+                   f"the layer (lin weight {top_ch.weight:.3g}); {top.zero_weight_channels.size} "
+                   f"of its {top.weights.size} channels have weight 0 and can never contribute.")
+    return out
+
+
+def _amount(strength: float, unit: str) -> str:
+    """'5 degrees', '1 pixel', '0.05 std': singular units for exactly 1."""
+    if strength == 1 and unit.endswith("s") and unit not in ("turns",):
+        unit = unit[:-1]
+    return f"{strength:g} {unit}"
+
+
+def describe_equivalents(items: Any, reference: str = "A", explained: str = "B") -> list[str]:
+    """What the distortion equivalents say: the distortions of the reference that are as far
+    from it as the explained image (each with its evaluated distance), then those that no
+    strength tried takes that far. Nothing for no equivalents (identical images)."""
+    items = list(items or ())
+    if not items:
+        return []
+    target = items[0].target
+    reached = [e for e in items if e.reached]
+    missed = [e for e in items if not e.reached]
+    out = []
+    if reached:
+        named = [f"{e.phrase} (d = {e.distance:.4f})" for e in reached]
+        listed = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} or {named[-1]}"
+        out.append(f"In LPIPS distance, {explained} (d = {target:.4f}) is about as far from "
+                   f"{reference} as {reference} itself after {listed}.")
+    if missed:
+        listed = "; ".join(f"{e.text} (d = {e.distance:.4f} at the strongest)" for e in missed)
+        out.append(f"Not as far at any strength tried: {listed}." if reached else
+                   f"No distortion tried takes {reference} as far from itself as {explained} "
+                   f"is (d = {target:.4f}): {listed}.")
+    return out
+
+
+def summarize(dec: Decomposition, *, attribution: Any = None, sensitivity: Any = None,
+              repair: Any = None, perceptual: bool = True, aligned: str | None = None,
+              identical: bool = False, explained: str = "B",
+              category: Category | None = None,
+              trunk_warning: str | None = None, equivalents: Any = None,
+              reference: str = "A") -> list[str]:
+    """Sentences for people, each one derived from a number in the explanation.
+
+    ``aligned`` is the size policy applied when the inputs differed in size (else None),
+    ``identical`` whether the compared tensors are pixel-identical, ``explained`` the name
+    of the explained image (perturbed and repaired): "B", or "A" with roles swapped.
+    ``category`` is the distance's category with its source (default: from the shipped
+    table, none for a trunk that is not ``perceptual``); ``trunk_warning`` says why the
+    trunk is not perceptual (default: random weights). ``equivalents``: the distortion
+    equivalents of the reference, named ``reference`` (analyses.pair.equivalents).
+    """
+    if category is None:
+        category = categorize(dec.distance, dec.net, dec.version, perceptual=perceptual)
+    head = f"LPIPS ({dec.net}, v{dec.version}) distance is {dec.distance:.4f}"
+    # A category only with its stated source; none where no table exists for the trunk.
+    out = [f"{head}: {category.reading} (limits {', '.join(f'{x:.3g}' for x in category.limits)})."
+           if category.name and category.limits else f"{head}."]
+    if not perceptual:
+        out.append(f"Warning: {trunk_warning}" if trunk_warning else
+                   "Warning: the trunk has random weights, so this is not a perceptual judgement.")
+    if identical:
+        out.append("The two images are pixel-identical (after alignment).")
+    out += describe_equivalents(equivalents, reference, explained)
+    out += describe_layers(dec)
+    if repair is not None and dec.distance > 0:
+        out.append(repair.headline)
+        if repair.non_monotonic:
+            out.append("Repairing more area sometimes raised the distance (the curve is not "
+                       "monotonic): LPIPS is not additive over regions.")
+    if sensitivity is not None and sensitivity.most_sensitive is not None:
+        item = max(sensitivity.items, key=lambda i: abs(i.change))
+        if abs(item.change) > 1e-9:
+            direction = "raises" if item.change >= 0 else "lowers"
+            out.append(f"Of the perturbations tried on {explained}, {item.label.lower()} "
+                       f"({_amount(item.strength, item.unit)}) moves the distance most: it "
+                       f"{direction} it by {abs(item.change):.4f} to {item.distance:.4f}.")
+        geo = [g for g in sensitivity.geometric if g.change > 1e-9]
+        if geo:
+            worst = max(geo, key=lambda g: g.change)
+            # Compare like with like: the smallest strength of the same transform (and unit).
+            small = min((g for g in sensitivity.geometric if g.transform == worst.transform),
+                        key=lambda g: g.strength)
+            out.append(f"Geometric sensitivity: {worst.label.lower()} of {explained} by "
+                       f"{_amount(worst.strength, worst.unit)} changes the distance from "
+                       f"{sensitivity.base_distance:.4f} to {worst.distance:.4f}"
+                       + (f"; even {_amount(small.strength, small.unit)} of "
+                          f"{small.label.lower()} changes it by {small.change:+.4f}."
+                          if small is not worst else "."))
+    if attribution is not None:
+        out += describe_attribution(attribution)
+        out += describe_deletion(attribution, warn_only=True)
+    if aligned == "resize":
+        out.append("The inputs had different sizes and were resized (antialiased) to a common "
+                   "size first; resampling itself changes LPIPS (see the warnings).")
+    elif aligned == "crop":
+        out.append("The inputs had different sizes and were centre-cropped to a common size "
+                   "first; content outside the crop is not compared (see the warnings).")
+    return out
+
+
+def describe_deletion(attr: Any, *, warn_only: bool = False) -> list[str]:
+    """The per-pair deletion check of an attribution map (``attr.deletion``) in one sentence:
+    whether the map's order of patches lowers the distance faster than random orders.
+    ``warn_only``: say something only when it does not."""
+    check = getattr(attr, "deletion", None)
+    if check is None or check.base_distance <= 0 or (warn_only and check.better_than_random):
+        return []
+    target, ref = attr.target.upper(), attr.reference.upper()
+    grid = (f"replacing {target}'s patches ({check.grid[0]}x{check.grid[1]} of {check.patch} "
+            f"px) by {ref}'s in the map's order")
+    band = (f"{check.random_aucs.size} random orders: {check.random_auc:.3f} ± "
+            f"{check.random_spread:.3f}, lowest {check.random_min:.3f}; lower is better")
+    if check.better_than_random:
+        return [f"Deletion check: {grid} gives an AUC of {check.auc:.3f}, below every random "
+                f"order ({band})."]
+    return [f"On this pair the {attr.label} map ranks regions no better than random: {grid} "
+            f"gives a deletion AUC of {check.auc:.3f}, and {check.beaten_by} of "
+            f"{check.random_aucs.size} random orders did as well or better ({band})."]
+
+
+def describe_attribution(attr: Any) -> list[str]:
+    """The attribution's sentence: why a map is blank, or how far its sum accounts for d."""
+    if attr.vanishing:
+        # The identical-images note, with the distance and the tolerance it was judged by.
+        return [attr.notes[0]]
+    if attr.blank:
+        return [f"The {attr.label} map is blank. {attr.blank_cause}"]
+    if attr.completeness == "exact" and attr.relative_gap is not None:
+        out = (f"{attr.label} accounts for {attr.total:.4f} of the {attr.distance:.4f} distance "
+               f"(completeness gap {100 * attr.relative_gap:.2f}%)")
+        conv = attr.convergence
+        if conv is not None and conv.settled is not None and len(conv.steps_tried) > 1:
+            n0, n1 = conv.steps_tried[-2], conv.steps_tried[-1]
+            change = 100 * (conv.map_changes[-1] or 0.0)
+            if conv.settled:
+                out += (f"; its map changed {change:.1f}% between {n0} and {n1} integration "
+                        f"points (tolerance {100 * conv.map_tolerance:.0f}%)")
+            else:
+                out += (f", but its map had not settled: it still changed {change:.1f}% "
+                        f"between {n0} and {n1} integration points (tolerance "
+                        f"{100 * conv.map_tolerance:.0f}%), so read it as approximate")
+        return [out + "."]
+    if attr.completeness == "first_order" and attr.sum_ratio is not None:
+        return [f"{attr.label}, a first-order approximation, sums to {attr.total:.4f} against "
+                f"the {attr.distance:.4f} distance (ratio {attr.sum_ratio:.2f})."]
+    return []
