@@ -1,6 +1,6 @@
 """A bounded, thread-safe cache of encoded (unit-normalised) LPIPS features.
 
-"Same reference, many candidates" is the common shape of LPIPS work (DESIGN.md section 3):
+"Same reference, many candidates" is the common shape of LPIPS work (docs/architecture.md#pair-scorer):
 one reference against many uploads in the app, the pages of one pair, batch commands over
 rows that share a reference. The reference's normalised features depend only on the image
 and the network, so they are computed once and kept here:

@@ -1,7 +1,7 @@
 """The weight files of the second-opinion metrics (DISTS, ST-LPIPS): where they are, whether
 they are the published ones, and how to install them.
 
-Both come from their packages' archives on the package index (``../shared/DESIGN.md`` §15):
+Both come from their packages' archives on the package index (docs/weights.md):
 
 - DISTS (Ding et al., TPAMI 2020): ``dists-pytorch==0.1`` ships ``DISTS_pytorch/weights.pt``
   ({alpha, beta}, each 1 x 1475 x 1 x 1). Its trunk is torchvision's VGG16 ``features``,

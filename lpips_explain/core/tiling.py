@@ -1,7 +1,7 @@
 """Exact LPIPS on large images in bounded memory: trunk features computed in tiles.
 
 Why tiling can be exact. LPIPS is a sum over layers of the mean, over the layer's map, of
-``sum_c w_c (y0 - y1)^2`` (DESIGN.md section 2). Every cell of a tapped layer depends only
+``sum_c w_c (y0 - y1)^2`` (docs/architecture.md#maths). Every cell of a tapped layer depends only
 on a window of the input (its receptive field), so a cell computed on a crop of the image
 equals the same cell computed on the whole image when
 

@@ -7,7 +7,7 @@ is explained, once, and names them (``roles``); the result records them. Sign co
 everywhere: a positive value means that the pixel's difference from the reference adds to the
 distance, except where a method's sign note says what its sign means instead.
 
-Concurrency (DESIGN.md section 4): one :class:`LpipsNet` is shared between threads. Methods
+Concurrency (docs/architecture.md#concurrency): one :class:`LpipsNet` is shared between threads. Methods
 that hook modules (``layer_gradcam``) run on a private deep copy of the network; the others
 only run forwards and backwards on the shared one. SmoothGrad draws its noise from a private,
 seeded generator, never from torch's global RNG, so results are the same alone or side by side.

@@ -1,6 +1,6 @@
 """Is an attribution map faithful to LPIPS? Measured, not asserted.
 
-Three checks per method (DESIGN.md section 10):
+Three checks per method (docs/architecture.md#faithfulness):
 
 - deletion: B's patches are replaced by the reference's in the order of the map's patch
   sums (largest first), and d is measured for real after every patch. A faithful map
