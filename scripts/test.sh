@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# Set up everything the tests need, then lint and run the whole suite (browser test included).
-#   bash scripts/test.sh            the whole suite (what CI runs)
-#   bash scripts/test.sh --quick    lint + the tests not marked slow or browser (a few minutes)
-# Other arguments go to pytest.
+# Set up everything the tests need, then lint and run the whole suite (browser tests included).
+#   bash scripts/test.sh            the whole suite, on two pytest-xdist workers (what CI runs)
+#   bash scripts/test.sh --quick    lint + the tests that need no browser, no AppTest page, no
+#                                   Ray, no training and are not marked slow (about 75 s)
+# Other arguments go to pytest (e.g. a path, -k, or -n 0 to run the whole suite in one process).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=()
+workers=(-n 2 --dist loadfile)
 args=()
 for a in "$@"; do
-  if [ "$a" = "--quick" ]; then quick=(-m "not slow and not browser"); else args+=("$a"); fi
+  if [ "$a" = "--quick" ]; then
+    quick=(-m "not slow and not browser and not app and not ray and not training")
+    workers=()  # starting two workers costs more than it saves on the quick tier
+  else
+    args+=("$a")
+  fi
 done
 bash scripts/setup.sh
 if [ ! -x /usr/bin/chromium ] && [ ${#quick[@]} -eq 0 ]; then
@@ -24,4 +31,4 @@ fi
 .venv/bin/ruff check .
 .venv/bin/lint-imports
 export LPIPS_EXPLAIN_OFFLINE=1
-.venv/bin/python -m pytest -q -p no:cacheprovider ${quick[@]+"${quick[@]}"} ${args[@]+"${args[@]}"}
+.venv/bin/python -m pytest -q -p no:cacheprovider ${workers[@]+"${workers[@]}"} ${quick[@]+"${quick[@]}"} ${args[@]+"${args[@]}"}

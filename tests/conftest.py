@@ -21,6 +21,11 @@ os.environ.setdefault("LPIPS_EXPLAIN_OFFLINE", "1")
 warnings.filterwarnings("ignore", message=".*pretrained.*", category=UserWarning)
 warnings.filterwarnings("ignore", message=".*weight enum.*", category=UserWarning)
 
+# Under pytest-xdist (scripts/test.sh runs two workers) each worker computes on one thread,
+# so two workers share the cores instead of fighting over them.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+
 
 def smooth_image(h: int, w: int, seed: int) -> torch.Tensor:
     """A natural-ish 1x3xHxW image in [0, 1]: upsampled low-resolution noise plus detail."""

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import grimp
+import pytest
 
 PACKAGE = "lpips_explain"
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +63,7 @@ def test_engine_never_imports_streamlit():
         assert "streamlit" not in {i.split(".")[0] for i in graph.find_modules_directly_imported_by(m)}, m
 
 
+@pytest.mark.slow
 def test_scoring_commands_do_not_load_the_chart_libraries():
     """The CLI imports plotly and scipy only in the commands that draw or correlate: a 16 MP
     ``distance`` run is held to a memory target, and every megabyte of import counts there."""

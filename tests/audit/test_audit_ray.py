@@ -14,7 +14,7 @@ from lpips_explain.audit.local import run_local
 from lpips_explain.audit.settings import settings_for
 from lpips_explain.audit.table import read_audit_input
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # Ray start-up, actors
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(300)]  # Ray start-up, actors
 
 
 def _in_ci() -> bool:

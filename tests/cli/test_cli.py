@@ -192,6 +192,7 @@ def test_explain_refusals_come_before_work(capsys, files, tmp_path):
     assert rc == 2 and "error:" in err and "file" in err
 
 
+@pytest.mark.slow
 def test_installed_entry_point_smoke(files, random_explainer):
     """The one subprocess: the console script installed by pip runs ``main``."""
     script = Path(sys.executable).with_name("lpips-explain")

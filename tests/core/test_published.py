@@ -53,6 +53,7 @@ def written(home: Path) -> list[str]:
 # --- install from the real archive, end to end ------------------------------------------------
 
 
+@pytest.mark.slow
 def test_install_from_local_archive_end_to_end(home, real_archive, capsys):
     rc, out, err = cli(capsys, "weights", "install", "--from", str(real_archive), "--quiet")
     assert rc == 0, err
@@ -256,6 +257,7 @@ def test_real_trunk_equals_official_package(net, version):
         assert got == pytest.approx(want, rel=1e-5, abs=1e-7)
 
 
+@pytest.mark.app
 def test_published_example_distance_in_the_app(monkeypatch):
     from streamlit.testing.v1 import AppTest
 
@@ -284,6 +286,7 @@ def test_status_of_installed_trunks_matches_loading():
         assert row.path == info.file
 
 
+@pytest.mark.app
 def test_app_offers_the_install_and_then_runs_on_the_real_trunk(home, tmp_path, real_archive,
                                                                 monkeypatch):
     """No trunk on the machine: the app says so and offers the install; one click installs it

@@ -241,6 +241,7 @@ def test_the_estimate_orders_measured_peak_memory():
     assert 0.4 * grow_est < grow_meas < 2.5 * grow_est, rows
 
 
+@pytest.mark.slow
 def test_sensitivity_estimate_holds_its_measured_peak():
     """The sensitivity is refused by its estimate (route "sweep"): at 512 px the measured
     peak (VmHWM rise, fresh process) is within [0.6, 1.5]x the estimate. Before SSIM ran in

@@ -385,6 +385,7 @@ def test_html_report_is_self_contained(full):
     assert html.escape(full.repair.headline) in rest
 
 
+@pytest.mark.slow
 def test_html_report_is_lean_for_a_512_px_pair(explainer):
     """Under 3 MB for a 512 px pair: photos and maps are downsampled (and say so), and a
     report without warnings has no empty "None." section."""

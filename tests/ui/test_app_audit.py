@@ -20,7 +20,7 @@ DISTANCE = re.compile(r"^distance = (\d+\.\d{6});")  # the Audit page's row capt
 EXPLAIN_DISTANCE = re.compile(r"^distance = (\d+\.\d{6})$")  # the Explain page's
 TRIPLET = re.compile(r"^distance_a = (\d+\.\d{6}), distance_b = (\d+\.\d{6}), margin = ")
 
-pytestmark = pytest.mark.usefixtures("random_trunk_env")
+pytestmark = [pytest.mark.app, pytest.mark.usefixtures("random_trunk_env")]
 
 
 @pytest.fixture(autouse=True)

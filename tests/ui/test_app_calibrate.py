@@ -21,7 +21,7 @@ BEFORE_AFTER = re.compile(r"^held-out 2AFC before = ([\d.]+|n/a), after = ([\d.]
 TRIPLET = re.compile(r"^distance_a = (\d+\.\d{6}), distance_b = (\d+\.\d{6}), margin = ")
 FAST = {"cal_epochs": 3, "cal_decay_epochs": 2}  # few epochs; lr set per test
 
-pytestmark = pytest.mark.usefixtures("random_trunk_env")
+pytestmark = [pytest.mark.app, pytest.mark.usefixtures("random_trunk_env")]
 
 
 @pytest.fixture(autouse=True)

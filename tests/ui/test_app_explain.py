@@ -24,7 +24,7 @@ A_PNG = png(1)
 B_PNG = png(1, shift=0.3)
 
 
-pytestmark = pytest.mark.usefixtures("random_trunk_env")
+pytestmark = [pytest.mark.app, pytest.mark.usefixtures("random_trunk_env")]
 
 
 def app() -> AppTest:

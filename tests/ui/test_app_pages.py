@@ -21,7 +21,7 @@ MANIFEST = json.loads((REPO / "assets" / "samples.json").read_text(encoding="utf
 png = png_bytes
 
 
-pytestmark = pytest.mark.usefixtures("random_trunk_env")
+pytestmark = [pytest.mark.app, pytest.mark.usefixtures("random_trunk_env")]
 
 
 def page(name: str) -> AppTest:

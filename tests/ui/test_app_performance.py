@@ -13,7 +13,7 @@ from lpips_explain.core import modes
 from lpips_explain.ui import keys, performance
 
 TIMEOUT = 300
-pytestmark = pytest.mark.usefixtures("random_trunk_env")
+pytestmark = [pytest.mark.app, pytest.mark.usefixtures("random_trunk_env")]
 
 
 def page() -> AppTest:

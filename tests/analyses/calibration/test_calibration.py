@@ -174,6 +174,7 @@ def from_released(student, features):
     return student.calibrate(features, init="released", seed=0, **FIT)
 
 
+@pytest.mark.training
 @pytest.mark.slow  # the teacher set: 1000 triplets, trunk pass and training
 def test_features_match_the_model_distances(student, features, teacher_set):
     """d = D @ w exactly: the cached features reproduce the network's own distances."""
@@ -183,6 +184,7 @@ def test_features_match_the_model_distances(student, features, teacher_set):
     assert torch.allclose(features.d0[:50] @ w, d0, rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.training
 @pytest.mark.slow  # the teacher set: 1000 triplets, trunk pass and training
 def test_released_heads_learn_the_teacher(from_released):
     cal = from_released
@@ -198,6 +200,7 @@ def test_released_heads_learn_the_teacher(from_released):
     assert cal.epochs[cal.best_epoch - 1].val_2afc == cal.after.val_2afc
 
 
+@pytest.mark.training
 @pytest.mark.slow  # the teacher set: 1000 triplets, trunk pass and training
 def test_scratch_reaches_the_stated_level(student, features):
     cal = student.calibrate(features, init="scratch", seed=0, **FIT)
@@ -227,6 +230,7 @@ def _agreement(d0: torch.Tensor, d1: torch.Tensor, judge: np.ndarray,
     assert abs(score - reported) <= near.mean() + 1e-12, (score, reported, int(near.sum()))
 
 
+@pytest.mark.training
 @pytest.mark.slow  # the teacher set: 1000 triplets, trunk pass and training
 def test_exported_heads_reproduce_the_held_out_score(from_released, features, teacher_set,
                                                      trunk, tmp_path):
@@ -273,6 +277,7 @@ def test_exported_heads_reproduce_the_held_out_score(from_released, features, te
     assert data["after"]["val_2afc"] == cal.after.val_2afc
 
 
+@pytest.mark.training
 @pytest.mark.slow  # the teacher set: 1000 triplets, trunk pass and training
 def test_trunk_is_bit_identical_after_calibration(student, features):
     before = {k: v.clone() for k, v in student.model.state_dict().items()}
@@ -306,6 +311,7 @@ def test_squeezenet_trunk_1x1_convs_are_not_clamped(tmp_path):
     assert [h.size for h in cal.heads] == list(ex.model.spec.channels)
 
 
+@pytest.mark.training
 def test_loss_and_step_match_the_official_trainer(tmp_path):
     """One optimiser step, same data, same start: the official Trainer (dropout off) and
     ours reach the same heads; the loss before the step is the same number."""
@@ -516,6 +522,7 @@ def _teacher_agreement(heads, test) -> float:
     return float((((d1 @ w) < (d0 @ w)).numpy() == verdict).mean())
 
 
+@pytest.mark.training
 def test_default_recipe_recovers_the_teacher_better_than_the_official_one(random_alex,
                                                                          synthetic):
     feats, test = synthetic["features"], synthetic["test"]
@@ -543,6 +550,7 @@ def test_default_recipe_recovers_the_teacher_better_than_the_official_one(random
         auto.schedule["epochs"] + auto.schedule["decay_epochs"])
 
 
+@pytest.mark.training
 def test_early_stopping_on_held_out_loss_keeps_the_best_held_out_epoch(random_alex,
                                                                       synthetic):
     """A rate that over-fits fast and a short patience: training stops early, the kept
@@ -564,6 +572,7 @@ def test_early_stopping_on_held_out_loss_keeps_the_best_held_out_epoch(random_al
                for e in cal.epochs if e.epoch > cal.best_epoch)
 
 
+@pytest.mark.training
 def test_cancel_during_the_warm_up_keeps_the_starting_heads(random_alex, synthetic):
     calls = {"n": 0}
 
@@ -576,6 +585,7 @@ def test_cancel_during_the_warm_up_keeps_the_starting_heads(random_alex, synthet
     assert all(np.array_equal(a, b) for a, b in zip(cal.heads, cal.heads_before, strict=True))
 
 
+@pytest.mark.training
 @pytest.mark.slow  # the teacher set: 1000 triplets, trunk pass and training
 def test_early_stopping_and_cancel(student, features):
     stopped = student.calibrate(features, init="released", lr=0.5, epochs=20, decay_epochs=0,
@@ -602,6 +612,7 @@ def test_early_stopping_and_cancel(student, features):
                                                       cal.before.val_2afc)
 
 
+@pytest.mark.training
 @pytest.mark.slow  # the teacher set: 1000 triplets, trunk pass and training
 def test_unknown_init_and_bad_options_are_refused(student, features):
     from lpips_explain.errors import UnknownOptionError
@@ -771,6 +782,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           env={**__import__("os").environ, "LPIPS_EXPLAIN_OFFLINE": "1"})
 
 
+@pytest.mark.training
 def test_cli_calibrate_writes_heads_that_load_everywhere(tmp_path):
     sample = REPO / "assets" / "judgments" / "synthetic_judgments.csv"
     out = tmp_path / "cal"
@@ -797,6 +809,7 @@ def test_cli_calibrate_writes_heads_that_load_everywhere(tmp_path):
     assert any("calibrated (custom) lin heads" in w for w in result["warnings"])
 
 
+@pytest.mark.training
 def test_cli_ctrl_c_stops_after_the_step_and_writes_the_best_heads(tmp_path):
     """A real SIGINT during training (sent to the CLI's own process at epoch 3 of 205): the
     run stops after that step, writes the best heads so far and exits 130."""
@@ -828,6 +841,7 @@ sys.exit(main(["calibrate", {str(sample)!r}, "--out", {str(out)!r}, "--backbone-
     assert (out / "lin.pth").is_file()
 
 
+@pytest.mark.slow
 def test_cli_calibrate_bad_input_exits_2(tmp_path):
     (tmp_path / "bad.csv").write_text("ref,p0\na.png,b.png\n")
     proc = _cli("calibrate", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "o"),
@@ -836,6 +850,7 @@ def test_cli_calibrate_bad_input_exits_2(tmp_path):
     assert "lacks the column" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow  # regenerates the 1000-triplet sample set
 def test_sample_set_regenerates_exactly(tmp_path):
     """assets/make_judgments.py reproduces the committed synthetic sample byte for byte."""
     proc = subprocess.run([sys.executable, str(REPO / "assets" / "make_judgments.py"),

@@ -182,6 +182,7 @@ def test_refused_images_are_reported_and_zips_read(random_explainer, tmp_path):
         random_explainer.domain_gap([("x.png", b"junk")], folder, permutations=0)
 
 
+@pytest.mark.slow  # two CLI processes over folders of images
 def test_cli_domain_gap(tmp_path):
     for sub, seed, noise in (("a", 0, 0.0), ("b", 0, 0.1)):
         (tmp_path / sub).mkdir()

@@ -266,6 +266,7 @@ def test_the_note_is_a_warning_only_for_a_map_no_better_than_random(random_expla
     assert good[0] in [c.value for c in at.caption]
 
 
+@pytest.mark.app
 def test_explain_page_shows_the_shown_maps_check(random_trunk_env, reference):
     a_png, b_png = png_bytes(1), png_bytes(1, shift=0.3)
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=180)
