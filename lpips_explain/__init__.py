@@ -6,8 +6,7 @@ The public names load on first use (PEP 562), so that light commands such as
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lpips_explain import lazy
 
 __version__ = "0.1.0"
 
@@ -33,15 +32,5 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lpips_explain' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE))
+__getattr__, __dir__ = lazy.exports(__name__, _WHERE)
 

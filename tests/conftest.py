@@ -199,3 +199,20 @@ def real_alex():
     ex = Explainer("alex", "0.1", "imagenet")
     assert ex.perceptual, "the installed alex trunk did not verify as the published one"
     return ex
+
+
+_HEAVY_FIRST = ("browser", "app", "ray", "training", "slow")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Files with the heaviest tests first (browser, then app, Ray, training, slow), each file's
+    tests in their own order: with two xdist workers taking whole files (--dist loadfile), the
+    long browser files start at once instead of running alone at the end."""
+    rank: dict[str, int] = {}
+    for item in items:
+        marks = {m.name for m in item.iter_markers()}
+        r = min((i for i, name in enumerate(_HEAVY_FIRST) if name in marks),
+                default=len(_HEAVY_FIRST))
+        path = str(item.path)
+        rank[path] = min(rank.get(path, r), r)
+    items.sort(key=lambda item: rank[str(item.path)])

@@ -21,8 +21,7 @@ nothing heavy, and never Ray (imported only when the Ray engine runs).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lpips_explain import lazy
 
 _WHERE = {
     "ROLES": "columns", "SCHEMA": "columns",
@@ -44,14 +43,4 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lpips_explain.audit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"lpips_explain.audit.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE))
+__getattr__, __dir__ = lazy.exports(__name__, _WHERE)

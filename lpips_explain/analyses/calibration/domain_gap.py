@@ -21,15 +21,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lpips_explain.analyses.jsonable import SCHEMA as SCHEMA
+from lpips_explain.analyses.jsonable import header
 from lpips_explain.core.model import LpipsNet
 from lpips_explain.core.trunks import check_min_size
+from lpips_explain.core.weights import WeightsInfo
 from lpips_explain.errors import InputError
 from lpips_explain.intake.files import Skipped
 from lpips_explain.intake.images import load_image
 from lpips_explain.intake.judgments import resize_square
 from lpips_explain.validation import Progress, integer
 
-SCHEMA = "lpips-explain/1"
 HEADS_PATCH_PX = 64  # BAPPS 2AFC patches, the size the lin heads were fitted on
 TRUNK_IMAGE_PX = 256  # ImageNet images are resized to 256 and cropped to 224 for the trunk
 DEFAULT_PERMUTATIONS = 1000
@@ -100,7 +102,7 @@ class LayerGap:
 class DomainGap:
     net: str
     version: str
-    backbone: dict
+    backbone: WeightsInfo
     lin_heads: dict | None
     a: SetStats
     b: SetStats
@@ -116,11 +118,7 @@ class DomainGap:
 
     def to_dict(self) -> dict:
         return {
-            "schema": SCHEMA,
-            "kind": "domain_gap",
-            "net": self.net,
-            "version": self.version,
-            "backbone": self.backbone,
+            **header("domain_gap", self.net, self.version, self.backbone),
             "lin_heads": self.lin_heads,
             "sets": {"a": {"name": self.a.name, **self.a.checks()},
                      "b": {"name": self.b.name, **self.b.checks()}},
@@ -260,7 +258,7 @@ def domain_gap(model: LpipsNet, a: SetStats, b: SetStats, *,
     """Compare two encoded sets and say, from the numbers, what differs."""
     layers = compare_layers(a, b, model.layer_names, permutations=permutations, seed=seed)
     head_weights = int(sum(model.spec.channels))
-    gap = DomainGap(model.spec.name, model.version, model.weights_info.to_dict(),
+    gap = DomainGap(model.spec.name, model.version, model.weights_info,
                     model.lin_info.to_dict(), a, b, layers, model.layer_names, permutations,
                     seed, size,
                     n_judgments, head_weights)

@@ -281,7 +281,7 @@ def calibrate(model: LpipsNet, features: JudgmentFeatures, *, init: str = "relea
         model.spec.name, model.version, model.layer_names, heads_before, heads_after,
         run.before, after, tuple(run.records), run.best_epoch, run.stopped, n,
         features.n_refused, len(train_idx), len(val_idx), features.refused, schedule,
-        _provenance(model, features, init, seed), verdicts, model.weights_info.to_dict())
+        _provenance(model, features, init, seed), verdicts, model.weights_info)
     return with_summary(result, features, plan)
 
 

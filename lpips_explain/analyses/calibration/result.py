@@ -9,11 +9,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lpips_explain.analyses.jsonable import SCHEMA as SCHEMA
+from lpips_explain.analyses.jsonable import header
+from lpips_explain.core.weights import WeightsInfo
 from lpips_explain.intake.judgments import (
     Refusal,
 )
-
-SCHEMA = "lpips-explain/1"
 
 
 def two_afc(d0: object, d1: object, judge: object) -> np.ndarray:
@@ -151,7 +152,7 @@ class Calibration:
     schedule: dict
     provenance: dict
     triplets: tuple[TripletVerdict, ...]
-    backbone: dict
+    backbone: WeightsInfo
     summary: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
@@ -176,11 +177,7 @@ class Calibration:
 
     def to_dict(self) -> dict:
         return {
-            "schema": SCHEMA,
-            "kind": "calibration",
-            "net": self.net,
-            "version": self.version,
-            "backbone": self.backbone,
+            **header("calibration", self.net, self.version, self.backbone),
             "before": self.before.to_dict(),
             "after": self.after.to_dict(),
             "epochs": [e.to_dict() for e in self.epochs],

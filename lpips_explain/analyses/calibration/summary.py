@@ -104,7 +104,7 @@ def with_summary(cal: Calibration, features: JudgmentFeatures,
     if any(features.masked):
         lines.append(f"{sum(features.masked)} triplets carry a mask: their distances (and "
                      f"scores) are mask-weighted means.")
-    if not cal.backbone.get("perceptual", True):
+    if not cal.backbone.perceptual:
         warn.append("The trunk has random weights: these heads calibrate a structure demo, "
                     "not a perceptual metric.")
     if cal.n_val and cal.n_val < 100:

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from lpips_explain.analyses.attribution import DeletionCheck, attribute, get_method
-from lpips_explain.analyses.pair.explanation import SCHEMA
+from lpips_explain.analyses.jsonable import header
 from lpips_explain.analyses.pair.repair import (
     check_patch,
     curve_auc,
@@ -170,11 +170,7 @@ class Faithfulness:
 
     def to_dict(self) -> dict:
         return {
-            "schema": SCHEMA,
-            "kind": "faithfulness",
-            "net": self.net,
-            "version": self.version,
-            "backbone": self.backbone.to_dict(),
+            **header("faithfulness", self.net, self.version, self.backbone),
             "inputs": {"a": self.inputs.describe(0), "b": self.inputs.describe(1),
                        "size": list(self.inputs.size), "policy": self.inputs.align.policy},
             "distance": self.base_distance,

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from lpips_explain.analyses.attribution import Attribution
+from lpips_explain.analyses.jsonable import SCHEMA as SCHEMA
+from lpips_explain.analyses.jsonable import header
 from lpips_explain.analyses.pair.equivalents import Equivalent
 from lpips_explain.analyses.pair.repair import Repair
 from lpips_explain.analyses.pair.sensitivity import Sensitivity
@@ -18,8 +20,6 @@ from lpips_explain.core.weights import WeightsInfo
 from lpips_explain.errors import InputError
 from lpips_explain.intake.prepared import PreparedInputs
 from lpips_explain.notices import RANDOM_TRUNK_TEXT
-
-SCHEMA = "lpips-explain/1"
 
 RANDOM_TRUNK_WARNING = RANDOM_TRUNK_TEXT  # kept for callers; match notices by code instead
 
@@ -94,16 +94,12 @@ class Explanation:
         sens = self.sensitivity
         rep = self.repair
         return {
-            "schema": SCHEMA,
-            "kind": "explanation",
+            **header("explanation", d.net, d.version, self.backbone),
             "distance": d.distance,
             "category": self.category,
             "category_source": self.category_info.source,
             "category_limits": (list(self.category_info.limits)
                                 if self.category_info.limits is not None else None),
-            "net": d.net,
-            "version": d.version,
-            "backbone": self.backbone.to_dict(),
             "lin_weights": self.lin_file,
             "lin_heads": self.lin_heads.to_dict() if self.lin_heads is not None else None,
             "explained": self.explained_name.lower(),

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from lpips_explain.analyses.attribution import attribute
-from lpips_explain.analyses.pair.explanation import SCHEMA, category_of
+from lpips_explain.analyses.jsonable import header
+from lpips_explain.analyses.pair.explanation import category_of
 from lpips_explain.analyses.pair.repair import repair
 from lpips_explain.core.decompose import Decomposition, decompose_encoded
 from lpips_explain.core.model import LpipsNet, ReferenceScorer
@@ -109,11 +110,8 @@ class TripletExplanation:
             return x.to_dict() if x is not None else None
 
         return {
-            "schema": SCHEMA,
-            "kind": "triplet",
-            "net": self.decomposition_a.net,
-            "version": self.decomposition_a.version,
-            "backbone": self.backbone.to_dict(),
+            **header("triplet", self.decomposition_a.net, self.decomposition_a.version,
+                     self.backbone),
             "lin_weights": self.lin_heads.file if self.lin_heads is not None else None,
             "lin_heads": self.lin_heads.to_dict() if self.lin_heads is not None else None,
             "inputs": {"ref": self.inputs.describe(0), "a": self.inputs.describe(1),
