@@ -37,6 +37,7 @@ from lpips_explain.notices import Notice
 from lpips_explain.validation import Progress, integer, optional_integer
 
 if TYPE_CHECKING:  # imported lazily at run time: they pull in Captum, scikit-image
+    from lpips_explain.analyses.attribution import Attribution
     from lpips_explain.analyses.calibration import Calibration, JudgmentFeatures
     from lpips_explain.analyses.calibration.domain_gap import DomainGap
     from lpips_explain.analyses.checks.diagnostics import Check
@@ -291,29 +292,16 @@ class Explainer:
                          timer: _Timer | None = None,
                          repair_orders: Sequence[str] | None = None,
                          equivalents: bool = True) -> Explanation:
-        from lpips_explain.analyses.pair.repair import check_orders, check_patch, default_orders
-
         timer = timer or _Timer()
-        if repair_orders is None:
-            repair_orders = default_orders(attribution is not None)
-        if repair:
-            check_patch(patch, prep.size)  # refuse before any slow work
-            repair_orders = check_orders(repair_orders)
-            if "ranking" in repair_orders and attribution is None:
-                raise InputError("The 'ranking' repair order ranks patches by the attribution "
-                                 "map: name an attribution method too.")
+        # Every option is checked before any slow work.
+        repair_orders = _repair_orders(repair, repair_orders, attribution, patch, prep.size)
         steps = optional_integer(steps, "steps (None: adaptive)", minimum=1)
         a, b = prep.tensors[0], prep.tensors[1]
         # ta is the reference, tb the explained image (B unless the roles are swapped).
         ta, tb = (b, a) if swap else (a, b)
         self._check_parts_fit(prep.size, attribution, sensitivity, repair, attribution_params)
         plan = self.memory_plan(prep.size, top_k=top_k)
-        # The distortion equivalents score whole images in batches: left out (and said so in
-        # the warnings) where even one at a time would exceed the memory budget.
-        eq_batch = self._score_batch(prep.size) if equivalents else 0
-        if eq_batch and budget.untiled_bytes(geometry_of(self.model), *prep.size,
-                                             "score", eq_batch) > self.max_memory:
-            eq_batch = 0
+        eq_batch = self._equivalents_batch(prep.size) if equivalents else 0
         scorer = (None if plan.tiled and not (sensitivity or repair or eq_batch)
                   else self.scorer(ta))
         decomposition = timer.run("decompose", lambda: self._decompose(ta, tb, top_k, scorer))
@@ -327,22 +315,9 @@ class Explainer:
                                    "Roles swapped: B is the reference and A is explained."))
         attr = sens = rep = None
         if attribution is not None:
-            from lpips_explain.analyses.attribution import attribute
-
-            roles = ("b", "a") if swap else ("a", "b")  # (reference, explained), as ta, tb
-            attr = timer.run("attribution", lambda: attribute(
-                self.model, ta, tb, attribution, steps=steps, progress=progress,
-                seed=self.seed, roles=roles, **(attribution_params or {})))
-            if not attr.vanishing:
-                # Is the map's ranking better than chance on this pair? A coarse deletion test
-                # against seeded random orders (analyses.checks.faithfulness.deletion_check).
-                from lpips_explain.analyses.checks.faithfulness import deletion_check
-
-                check_scorer = scorer if scorer is not None else self.scorer(ta)
-                check = timer.run("attribution_check", lambda: deletion_check(
-                    self.fast, ta, tb, attr.signed, seed=self.seed, scorer=check_scorer,
-                    batch_size=self._score_batch(prep.size), progress=progress))
-                attr = replace(attr, deletion=check)
+            attr = self._checked_attribution(
+                ta, tb, attribution, steps=steps, swap=swap, scorer=scorer, timer=timer,
+                progress=progress, params=attribution_params or {})
         if sensitivity:
             from lpips_explain.analyses.pair.sensitivity import sensitivity as run_sensitivity
 
@@ -370,12 +345,48 @@ class Explainer:
         expl = Explanation(decomposition, prep, self.weights_info, self.model.lin_file, attr,
                            sens, rep, (), tuple(warnings), dict(timer.ms), swapped=swap,
                            lin_heads=self.model.lin_info, equivalents=eqs)
-        if decomposition.tiling is None:
+        return self._finished(expl)
+
+    def _equivalents_batch(self, size: tuple[int, int]) -> int:
+        """How many whole images the distortion equivalents score at once; 0 (they are left
+        out, and the warnings say so) where even one at a time exceeds the memory budget."""
+        batch = self._score_batch(size)
+        if budget.untiled_bytes(geometry_of(self.model), *size, "score", batch) > self.max_memory:
+            return 0
+        return batch
+
+    def _checked_attribution(self, ta: torch.Tensor, tb: torch.Tensor, method: str, *,
+                             steps: int | None, swap: bool, scorer: ReferenceScorer | None,
+                             timer: _Timer, progress: Progress | None,
+                             params: dict) -> Attribution:
+        """The attribution map of tb against ta, with its deletion check on this pair: is the
+        map's ranking better than chance? (a coarse deletion test against seeded random
+        orders, analyses.checks.faithfulness.deletion_check)."""
+        from lpips_explain.analyses.attribution import attribute
+        from lpips_explain.analyses.checks.faithfulness import deletion_check
+
+        roles = ("b", "a") if swap else ("a", "b")  # (reference, explained), as ta, tb
+        attr = timer.run("attribution", lambda: attribute(
+            self.model, ta, tb, method, steps=steps, progress=progress, seed=self.seed,
+            roles=roles, **params))
+        if attr.vanishing:
+            return attr
+        check_scorer = scorer if scorer is not None else self.scorer(ta)
+        size = (int(ta.shape[-2]), int(ta.shape[-1]))
+        check = timer.run("attribution_check", lambda: deletion_check(
+            self.fast, ta, tb, attr.signed, seed=self.seed, scorer=check_scorer,
+            batch_size=self._score_batch(size), progress=progress))
+        return replace(attr, deletion=check)
+
+    def _finished(self, expl: Explanation) -> Explanation:
+        """The explanation labelled with its mode and given its summary."""
+        if expl.decomposition.tiling is None:
             expl = self.with_mode(expl)
         else:  # tiles always run the exact fp32 network; only the sweeps used self.fast
             expl = self.with_mode(expl, parts=" and ".join(
-                name for name, part in (("sweeps", sens), ("repairs", rep),
-                                        ("distortion equivalents", eqs)) if part is not None),
+                name for name, part in (("sweeps", expl.sensitivity), ("repairs", expl.repair),
+                                        ("distortion equivalents", expl.equivalents))
+                if part is not None),
                 exact_parts="the distance and its breakdown (computed in tiles)")
         return replace(expl, summary=tuple(summary_of(expl)))
 
@@ -581,3 +592,21 @@ def _source_name(source: Any) -> str | None:
         return os.path.basename(os.fspath(source))
     name = getattr(source, "name", None)
     return os.path.basename(name) if isinstance(name, str) else None
+
+
+def _repair_orders(repair: bool, orders: Sequence[str] | None, attribution: str | None,
+                   patch: int, size: tuple[int, int]) -> Sequence[str]:
+    """The repair orders to try (by default both single-patch gain and, with a map, ranking
+    by the map), checked with the patch size before any slow work."""
+    from lpips_explain.analyses.pair.repair import check_orders, check_patch, default_orders
+
+    if orders is None:
+        orders = default_orders(attribution is not None)
+    if not repair:
+        return orders
+    check_patch(patch, size)
+    orders = check_orders(orders)
+    if "ranking" in orders and attribution is None:
+        raise InputError("The 'ranking' repair order ranks patches by the attribution "
+                         "map: name an attribution method too.")
+    return orders

@@ -216,3 +216,26 @@ def pytest_collection_modifyitems(config, items) -> None:
         path = str(item.path)
         rank[path] = min(rank.get(path, r), r)
     items.sort(key=lambda item: rank[str(item.path)])
+
+
+try:  # pytest-xdist (scripts/test.sh runs two workers): the browser files run on one worker
+    from xdist.scheduler import LoadFileScheduling
+except ImportError:  # pragma: no cover - plain pytest
+    LoadFileScheduling = None
+
+if LoadFileScheduling is not None:
+
+    class _BrowserFilesTogether(LoadFileScheduling):
+        """Whole files to each worker (--dist loadfile), except that every browser file is
+        one unit: two real servers computing side by side on two cores starve the
+        two-session browser test, and the browser files, collected first, keep one worker
+        busy while the other takes the rest."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "browser" if "/test_browser" in scope else scope
+
+    def pytest_xdist_make_scheduler(config, log):
+        if config.getoption("dist") == "loadfile":
+            return _BrowserFilesTogether(config, log)
+        return None

@@ -17,7 +17,7 @@ from lpips_explain.errors import LpipsExplainError
 
 # Modules of lpips_explain.cli, each registering its commands. `weights` alone is imported
 # for `lpips-explain weights ...`: it needs none of the engine (a warm install in ~2 s).
-COMMANDS = ("pair", "audit", "profile", "calibrate", "faithfulness", "weights")
+COMMANDS = ("pair", "audit", "profile", "calibrate", "domain_gap", "faithfulness", "weights")
 LIGHT = {"weights": ("weights",)}
 
 

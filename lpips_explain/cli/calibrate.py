@@ -22,17 +22,15 @@ from lpips_explain.analyses.calibration import (
     Calibration,
     EpochRecord,
 )
-from lpips_explain.analyses.calibration.domain_gap import DEFAULT_PERMUTATIONS
-from lpips_explain.cli.common import ProgressBar, add_command, add_model_options, make_explainer
+from lpips_explain.cli.common import (
+    ProgressBar,
+    add_command,
+    add_model_options,
+    add_resize_option,
+    make_explainer,
+)
 from lpips_explain.errors import InputError
 from lpips_explain.intake.judgments import refusals_text
-from lpips_explain.output.serialize import to_json
-
-
-def _resize_opt(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--resize", type=int, default=None, metavar="N",
-                   help="resize every image to N x N px first (the official trainer resizes "
-                        "BAPPS to 64); default: use the images as they are")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -73,20 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"stop after this many epochs without improvement on the held-out "
                         f"triplets (official: {DEFAULT_PATIENCE}; auto: a fifth of the "
                         f"epochs; 0: never stop early)")
-    _resize_opt(g)
+    add_resize_option(g)
     add_model_options(p)
     p.set_defaults(func=run_calibrate)
-
-    p = add_command(sub, "domain-gap", "how far image set B is from set A, layer by layer")
-    p.add_argument("dir_a", help="folder (or .zip) of images of the domain the metric knows")
-    p.add_argument("dir_b", help="folder (or .zip) of images of the new domain")
-    p.add_argument("--permutations", type=int, default=DEFAULT_PERMUTATIONS,
-                   help=f"permutations for the MMD p-values (default {DEFAULT_PERMUTATIONS})")
-    p.add_argument("--judgments", default=None, metavar="PATH",
-                   help="judgments (CSV or BAPPS folder) available for set B, to count them")
-    _resize_opt(p)
-    add_model_options(p)
-    p.set_defaults(func=run_domain_gap)
 
 
 def _f(x: float | None, spec: str = ".3f") -> str:
@@ -195,28 +182,3 @@ def _print_calibration(cal: Calibration, files: dict[str, Path]) -> None:
         print(line)
     print(f"\nwrote {files['heads']} and {files['json']}; use the heads with "
           f"--lin-weights {files['heads']}")
-
-
-def run_domain_gap(args: argparse.Namespace) -> int:
-    explainer = make_explainer(args)
-    bar = ProgressBar(not args.quiet)
-    try:
-        gap = explainer.domain_gap(args.dir_a, args.dir_b, permutations=args.permutations,
-                                   seed=args.seed, size=args.resize, judgments=args.judgments,
-                                   progress=bar)
-    finally:
-        bar.close()
-    if args.json:
-        print(to_json(gap))
-    else:
-        print(f"{'rank':>4} {'layer':<10} {'MMD^2':>10} {'p':>8} {'mean shift':>11} "
-              f"{'std shift':>10}")
-        for g in gap.layers:
-            print(f"{g.rank:>4} {g.name:<10} {g.mmd2:>10.4g} {g.p_value:>8.3g} "
-                  f"{g.mean_shift:>11.4g} {g.std_shift:>10.4g}")
-        print()
-        for line in gap.summary:
-            print(line)
-    for w in gap.warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    return 0

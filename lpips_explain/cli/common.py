@@ -86,3 +86,8 @@ def make_explainer(args: argparse.Namespace) -> Explainer:
                      max_memory=getattr(args, "max_memory", None))
 
 
+def add_resize_option(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--resize N`` of calibrate and domain-gap."""
+    p.add_argument("--resize", type=int, default=None, metavar="N",
+                   help="resize every image to N x N px first (the official trainer resizes "
+                        "BAPPS to 64); default: use the images as they are")

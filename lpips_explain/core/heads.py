@@ -8,7 +8,6 @@ lives; "calibrated" means a ``calibration.json`` beside the file names the file'
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from lpips_explain.core.trunk_hash import file_sha256
 from lpips_explain.core.trunks import get_trunk
 from lpips_explain.core.weights import load_lin_heads
 from lpips_explain.errors import WeightsError
@@ -54,10 +54,6 @@ class LinInfo:
     def to_dict(self) -> dict:
         return {"file": self.file, "official": self.official, "kind": self.kind,
                 "label": self.label, "sha256": self.sha256, "calibration": self.calibration}
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def describe_lin_heads(net: str, version: str, file: str | os.PathLike,
