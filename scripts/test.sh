@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=()
-workers=(-n 2 --dist loadfile)
+workers=(-n 2 --dist loadfile --no-loadscope-reorder)  # heaviest files first (tests/conftest.py)
 args=()
 for a in "$@"; do
   if [ "$a" = "--quick" ]; then
