@@ -84,6 +84,7 @@ class Opinion:
     error: str | None = None
     error_type: str | None = None
     sentence: str | None = None
+    exit_code: int | None = field(default=None, compare=False)  # the CLI's code for the error
     result: Any = field(default=None, repr=False, compare=False)  # the engine's own result
 
     @property
@@ -163,7 +164,8 @@ def stlpips_net(lpips_net: str) -> str:
 
 def _failed(metric: str, net: str | None, exc: Exception) -> Opinion:
     return Opinion(metric, net, None, higher_is_closer=metric in ("ssim", "psnr"),
-                   error=str(exc), error_type=type(exc).__name__)
+                   error=str(exc), error_type=type(exc).__name__,
+                   exit_code=int(getattr(exc, "exit_code", 1)))
 
 
 def lpips_opinion(dec: Decomposition, *, perceptual: bool, mode: Mode) -> Opinion:
