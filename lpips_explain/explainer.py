@@ -387,6 +387,19 @@ class Explainer:
         dec = self._decompose(ta, tb, top_k)
         return self._second_opinions(ta, tb, dec, wanted, top_k=top_k)
 
+    def opinions_of(self, expl: Explanation, metrics: Sequence[str] | str | None = None
+                    ) -> SecondOpinions:
+        """The second opinions on an explanation's pair and roles, its LPIPS breakdown (and
+        sensitivity, if computed) reused: the app computes them as a part of their own."""
+        from lpips_explain.analyses.pair.second_opinions import check_metrics
+
+        return self._second_opinions(expl.reference, expl.explained, expl.decomposition,
+                                     check_metrics(metrics), top_k=len(
+                                         expl.decomposition.layers[0].top_channels)
+                                     if expl.decomposition.layers else 5,
+                                     sensitivity=expl.sensitivity,
+                                     explained=expl.explained_name)
+
     def _second_opinions(self, ta: torch.Tensor, tb: torch.Tensor, dec: Decomposition,
                          metrics: Sequence[str], *, top_k: int,
                          sensitivity: Any = None, explained: str = "B") -> SecondOpinions:
