@@ -46,6 +46,9 @@ STLPIPS_NETS: tuple[str, ...] = ("alex", "vgg")
 # their 2-3 px shifts, Gaussian noise (0.08, 0.15), a 3x3 blur and a 1.3x brightening:
 # ST-LPIPS was 48-78 % lower than LPIPS (same trunk) for every shift, and at most 41 % lower
 # for every other distortion (often higher: noise, vgg blur). Half is the line between.
+# The gap alone does not prove a misalignment: JPEG q10 of the astronaut (the app's default
+# sample) gave 71 % on alex, as large as a shift (ST-LPIPS's blur pooling also discounts
+# blocking), so the sentence names both causes, and cites LPIPS's own 1 px shift row.
 STLPIPS_GAP = 0.5
 #: Below this LPIPS distance the pair is close already: a gap between two small numbers
 #: says nothing about misalignment (the 1.3x brightening sat at 0.02-0.06).
@@ -272,8 +275,9 @@ def shift_sentence(lp: Opinion | None, st: Opinion | None,
     if gap is None or gap < STLPIPS_GAP or lp.distance < LPIPS_SHIFT_FLOOR:  # type: ignore[union-attr, operator]
         return None
     text = (f"ST-LPIPS is {gap:.0%} lower than LPIPS ({st.distance:.4f} against "  # type: ignore[union-attr]
-            f"{lp.distance:.4f}, both {st.net}): much of this distance comes from a small "  # type: ignore[union-attr]
-            f"misalignment, which a shift-tolerant trunk does not count.")
+            f"{lp.distance:.4f}, both {st.net}): much of this distance is in what a "  # type: ignore[union-attr]
+            f"shift-tolerant, anti-aliased trunk does not count: a small misalignment, or "
+            f"aliasing-prone fine detail such as JPEG blocking.")
     row = next((r for r in (sensitivity.geometric if sensitivity is not None else ())
                 if (r.transform, float(r.strength)) == SHIFT_ROW), None)
     if row is not None:
