@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # imported lazily at run time: they pull in Captum, scikit-im
     from lpips_explain.analyses.checks.faithfulness import Faithfulness
     from lpips_explain.analyses.pair.colorspace import ColorspaceRow
     from lpips_explain.analyses.pair.robust import RobustReport
+    from lpips_explain.analyses.pair.second_opinions import SecondOpinions
     from lpips_explain.analyses.pair.triplet import TripletExplanation
     from lpips_explain.audit.run import AuditResult
 
@@ -99,6 +100,11 @@ class Explainer:
             raise InputError(f"feature_cache must be 'shared', None or a FeatureCache, got "
                              f"{feature_cache!r}.")
         self._lock = threading.Lock()
+        # DISTS and ST-LPIPS networks (second opinions), built on first use and shared by
+        # every thread (the app shares one Explainer between sessions).
+        self._backbone_setting = backbone_weights
+        self._metric_models: dict[tuple[str, str], Any] = {}
+        self._metric_lock = threading.Lock()
 
     # -- properties ---------------------------------------------------------------
     @property
@@ -259,8 +265,13 @@ class Explainer:
                 value_range: str | None = None, swap: bool = False,
                 attribution_params: dict | None = None,
                 repair_orders: Sequence[str] | None = None,
-                equivalents: bool = True) -> Explanation:
+                equivalents: bool = True,
+                metrics: Sequence[str] | str | None = None) -> Explanation:
         """Explain d(a, b): breakdown, attribution of B, counterfactuals, repair and a summary.
+
+        ``metrics``: the second opinions beside LPIPS ("lpips", "stlpips", "dists", "ssim",
+        "psnr" or "all"; see :meth:`second_opinions`); None (the default) computes none and
+        the result has no ``second_opinions``.
 
         ``attribution=None``, ``sensitivity=False``, ``repair=False`` and
         ``equivalents=False`` skip those parts (the fast first view). ``equivalents``: the
@@ -283,7 +294,8 @@ class Explainer:
                                      sensitivity=sensitivity, repair=repair, patch=patch,
                                      top_k=top_k, progress=progress, swap=swap,
                                      attribution_params=attribution_params, timer=timer,
-                                     repair_orders=repair_orders, equivalents=equivalents)
+                                     repair_orders=repair_orders, equivalents=equivalents,
+                                     metrics=metrics)
 
     def explain_prepared(self, prep: PreparedInputs, *, attribution: str | None,
                          steps: int | None, sensitivity: bool, repair: bool, patch: int,
@@ -291,8 +303,13 @@ class Explainer:
                          attribution_params: dict | None = None,
                          timer: _Timer | None = None,
                          repair_orders: Sequence[str] | None = None,
-                         equivalents: bool = True) -> Explanation:
+                         equivalents: bool = True,
+                         metrics: Sequence[str] | str | None = None) -> Explanation:
         timer = timer or _Timer()
+        if metrics is not None:
+            from lpips_explain.analyses.pair.second_opinions import check_metrics
+
+            metrics = check_metrics(metrics)  # an unknown name fails before any work
         # Every option is checked before any slow work.
         repair_orders = _repair_orders(repair, repair_orders, attribution, patch, prep.size)
         steps = optional_integer(steps, "steps (None: adaptive)", minimum=1)
@@ -342,10 +359,86 @@ class Explainer:
         elif equivalents:
             warnings.append("The distortion equivalents were not computed: scoring whole "
                             "images of this size one at a time exceeds the memory budget.")
+        opinions = None
+        if metrics is not None:
+            opinions = timer.run("second_opinions", lambda: self._second_opinions(
+                ta, tb, decomposition, metrics, top_k=top_k, sensitivity=sens,
+                explained="A" if swap else "B"))
         expl = Explanation(decomposition, prep, self.weights_info, self.model.lin_file, attr,
                            sens, rep, (), tuple(warnings), dict(timer.ms), swapped=swap,
-                           lin_heads=self.model.lin_info, equivalents=eqs)
+                           lin_heads=self.model.lin_info, equivalents=eqs,
+                           second_opinions=opinions)
         return self._finished(expl)
+
+    # -- second opinions ---------------------------------------------------------------
+    def second_opinions(self, a: Any, b: Any, *, metrics: Sequence[str] | str | None = None,
+                        top_k: int = 5, value_range: str | None = None) -> SecondOpinions:
+        """LPIPS beside ST-LPIPS (the same trunk where it exists: alex or vgg), DISTS, SSIM
+        and PSNR on the pair, each on its own scale, with a sentence where the numbers
+        support one (analyses.pair.second_opinions). ``metrics``: which ones (None or
+        "all": every one; LPIPS is always included). A metric that cannot run (weights not
+        installed, an image below its minimum size) carries its ``error``; the others are
+        still computed. DISTS and ST-LPIPS networks are built once per Explainer."""
+        from lpips_explain.analyses.pair.second_opinions import check_metrics
+
+        wanted = check_metrics(metrics)
+        prep = self.prepare(a, b, value_range=value_range)
+        ta, tb = prep.tensors[0], prep.tensors[1]
+        dec = self._decompose(ta, tb, top_k)
+        return self._second_opinions(ta, tb, dec, wanted, top_k=top_k)
+
+    def opinions_of(self, expl: Explanation, metrics: Sequence[str] | str | None = None
+                    ) -> SecondOpinions:
+        """The second opinions on an explanation's pair and roles, its LPIPS breakdown (and
+        sensitivity, if computed) reused: the app computes them as a part of their own."""
+        from lpips_explain.analyses.pair.second_opinions import check_metrics
+
+        return self._second_opinions(expl.reference, expl.explained, expl.decomposition,
+                                     check_metrics(metrics), top_k=len(
+                                         expl.decomposition.layers[0].top_channels)
+                                     if expl.decomposition.layers else 5,
+                                     sensitivity=expl.sensitivity,
+                                     explained=expl.explained_name)
+
+    def _second_opinions(self, ta: torch.Tensor, tb: torch.Tensor, dec: Decomposition,
+                         metrics: Sequence[str], *, top_k: int,
+                         sensitivity: Any = None, explained: str = "B") -> SecondOpinions:
+        from lpips_explain.analyses.pair.second_opinions import second_opinions
+
+        mode = self.mode if dec.tiling is None else EXACT
+        return second_opinions(ta, tb, dec, metrics=metrics,
+                               lpips_perceptual=self.perceptual and self.model.lin_info.official,
+                               lpips_mode=mode, model=self.metric_model, top_k=top_k,
+                               cache=self.feature_cache, sensitivity=sensitivity,
+                               tiled=dec.tiling is not None, explained=explained)
+
+    def metric_model(self, metric: str, net: str = "vgg") -> Any:
+        """The DISTS (``net`` vgg) or ST-LPIPS (alex, vgg) network, built on first use and
+        kept (thread-safe). DISTS runs on this Explainer's trunk setting when it is a VGG16
+        one (``random`` stays random: not a perceptual metric), else on the published
+        ImageNet VGG16. A missing weights file raises WeightsUnavailableError (not kept:
+        an install takes effect at the next call)."""
+        key = (metric, net)
+        with self._metric_lock:
+            model = self._metric_models.get(key)
+            if model is None:
+                if metric == "dists":
+                    from lpips_explain.core.dists import build_dists
+
+                    setting = self._backbone_setting
+                    trunk = (setting if setting == "random" or (setting is not None
+                                                                and self.net == "vgg")
+                             else "imagenet")
+                    model = build_dists(trunk, self.seed, progress=False)
+                elif metric == "stlpips":
+                    from lpips_explain.core.stlpips import build_stlpips
+
+                    model = build_stlpips(net)
+                else:
+                    raise InputError(f"{metric!r} has no network of its own: DISTS and "
+                                     f"ST-LPIPS do.")
+                self._metric_models[key] = model
+        return model
 
     def _equivalents_batch(self, size: tuple[int, int]) -> int:
         """How many whole images the distortion equivalents score at once; 0 (they are left

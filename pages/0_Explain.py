@@ -19,6 +19,7 @@ opts, explainer = controls.page_setup(
     "why LPIPS finds two images close or far apart")
 run = RunState(explain.PARTS)
 card = st.empty()
+opinions_slot = st.empty()  # the second opinions, below the verdict card
 pair = inputs.pair_input(run)
 swap = inputs.swapped()
 controls.fill_share(pair.origin == "upload")
@@ -43,6 +44,16 @@ with guard("computing the distance"):
     fast = compute("breakdown")
 with card.container():
     explain.verdict_card(fast, waiting=explain.PARTS[1:])
+with opinions_slot.container():
+    explain.opinions_line(None, computing=True)
+# The second opinions are a part of their own, computed after the distance is shown.
+opinions = None
+with guard("computing the second opinions", stop=False):
+    opinions = cached("explain-opinions", (*base, opts.top_k),
+                      lambda _p: explain.compute_opinions(explainer, fast))
+opinions_slot.empty()
+with opinions_slot.container():
+    explain.opinions_line(opinions)
 where = explain.WhereView(fast, opts)
 explain.compare_panel(fast)
 
@@ -53,11 +64,14 @@ for part in ("repair", "attribution", "sensitivity"):
     with guard(f"computing the {part}", stop=False):
         parts.append(compute(part))
 with guard("putting the explanation together"):
-    full = explain.join(fast, parts)
+    full = explain.join(fast, parts + explain.with_opinions(fast, opinions))
 run.finish()
 card.empty()  # a fresh card: nothing of the first one may stay behind
 with card.container():
     explain.verdict_card(full)
+opinions_slot.empty()
+with opinions_slot.container():
+    explain.opinions_line(full.second_opinions)
 where.fill(full)
 explain.layers_panel(full)
 explain.channels_panel(full)

@@ -22,11 +22,23 @@ def _explain_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patch", type=int, default=32, help="patch size in px for repair (32)")
 
 
+METRIC_NAMES = ("lpips", "stlpips", "dists", "ssim", "psnr", "all")
+
+
+def _metrics_opt(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--metrics", nargs="+", default=None, metavar="METRIC",
+                   help=f"second opinions beside LPIPS, each on its own scale: "
+                        f"{', '.join(METRIC_NAMES)} (default: {default}); JSON key "
+                        f"second_opinions. A metric that cannot run is reported with its "
+                        f"reason, the others still shown (see docs/cli.md#metrics)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "distance", "distance of A to B with its layer breakdown")
     p.add_argument("a", help="first image (reference)")
     p.add_argument("b", help="second image (candidate)")
     add_model_options(p)
+    _metrics_opt(p, "lpips only, and no second_opinions key")
     p.set_defaults(func=run_distance)
     p = add_command(sub, "explain", "full explanation of d(A, B) written to --out")
     p.add_argument("a", help="reference image")
@@ -38,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "greedy (true greedy search, slower), ranking (by the attribution "
                         "map's patch sums); default: single_gain and ranking (single_gain "
                         "alone with --attribution none), see docs/faithfulness.md")
+    _metrics_opt(p, "all")
     p.set_defaults(func=run_explain)
     p = add_command(sub, "triplet", "why LPIPS prefers A or B as closer to REF (2AFC)")
     p.add_argument("ref", help="reference image")
@@ -89,15 +102,55 @@ def _print_human(d: dict) -> None:
         print(f"warning: {w}", file=sys.stderr)
 
 
+def _opinions_table(records: list[dict]) -> str:
+    """The second opinions, one line each on its own scale, then their sentences."""
+    rows = [f"{'metric':<9} {'net':<5} {'value':>11}  scale"]
+    for r in records:
+        if r["error"]:
+            value = "-"
+        elif r["distance"] is None:
+            value = "identical" if r["metric"] == "psnr" else "n/a"
+        else:
+            value = (f"{r['distance']:.2f} dB" if r["metric"] == "psnr"
+                     else f"{r['distance']:.5f}")
+        line = f"{r['label']:<9} {r['net'] or '':<5} {value:>11}  {r['scale']}"
+        if r["error"]:
+            line += f"  [not computed: {r['error_type']}]"
+        rows.append(line)
+    rows += [f"- {r['sentence']}" for r in records if r["sentence"]]
+    return "\n".join(rows)
+
+
+def _opinion_failures(expl, args: argparse.Namespace) -> int:
+    """Print why metrics could not run (stderr); the exit code: 0, or the failed metric's
+    code when ``--metrics`` named exactly one metric besides LPIPS and that one failed."""
+    opinions = expl.second_opinions
+    if opinions is None:
+        return 0
+    failed = [o for o in opinions.opinions if o.error]
+    for o in failed:
+        print(f"warning: {o.label} not computed: {o.error}", file=sys.stderr)
+    named = {m.lower().replace("-", "").replace("_", "") for m in args.metrics or ()}
+    others = named - {"lpips"}
+    if args.metrics and len(others) == 1 and "all" not in others:
+        return next((int(o.exit_code or 1) for o in failed if o.metric in others), 0)
+    return 0
+
+
 def run_distance(args: argparse.Namespace) -> int:
     explainer = make_explainer(args)
     expl = explainer.explain(args.a, args.b, attribution=None, sensitivity=False,
-                             repair=False, equivalents=False, top_k=args.top_k)
+                             repair=False, equivalents=False, top_k=args.top_k,
+                             metrics=args.metrics)
+    d = expl.to_dict()
     if args.json:
         print(to_json(expl))
     else:
-        _print_human(expl.to_dict())
-    return 0
+        _print_human(d)
+        if len(d.get("second_opinions") or ()) > 1:
+            print("\nsecond opinions (each on its own scale)")
+            print(_opinions_table(d["second_opinions"]))
+    return _opinion_failures(expl, args)
 
 
 def run_explain(args: argparse.Namespace) -> int:
@@ -113,7 +166,8 @@ def run_explain(args: argparse.Namespace) -> int:
         if args.command == "explain":
             result = explainer.explain(args.a, args.b, attribution=attribution, steps=args.steps,
                                        patch=args.patch, top_k=args.top_k, progress=bar,
-                                       repair_orders=args.repair_orders)
+                                       repair_orders=args.repair_orders,
+                                       metrics=args.metrics or "all")
             files = write_explanation(result, args.out)
         else:
             result = explainer.explain_triplet(args.ref, args.a, args.b, attribution=attribution,
@@ -130,10 +184,14 @@ def run_explain(args: argparse.Namespace) -> int:
             print(f"mode:{tag}  (attribution in exact fp32)")
         for line in result.summary:
             print(line)
+        opinions = result.to_dict().get("second_opinions") if args.command == "explain" else None
+        if opinions and len(opinions) > 1:
+            print("\nsecond opinions (each on its own scale)")
+            print(_opinions_table(opinions))
         print(f"\nwrote {len(files)} files to {args.out}/ "
               f"({', '.join(sorted(p.name for p in files.values())[:6])}, ...)")
         for w in result.warnings:
             print(f"warning: {w}", file=sys.stderr)
-    return 0
+    return _opinion_failures(result, args) if args.command == "explain" else 0
 
 

@@ -19,6 +19,7 @@ import streamlit as st
 from lpips_explain.analyses.pair.equivalents import reached_phrases
 from lpips_explain.analyses.pair.explanation import Explanation, join_parts, summary_of
 from lpips_explain.analyses.pair.map_scale import hottest_window, scale_for
+from lpips_explain.analyses.pair.second_opinions import SecondOpinions
 from lpips_explain.analyses.pair.summary import describe_deletion, describe_layers
 from lpips_explain.core.decompose import UPSAMPLING
 from lpips_explain.explainer import Explainer
@@ -152,6 +153,44 @@ def verdict_card(expl: Explanation, *, waiting: Sequence[str] = ()) -> None:
         why.markdown("\n".join(f"- {s}" for s in sentences))
         with fix:
             _repair_headline(expl, "repair" in waiting)
+
+
+OPINIONS_HELP = ("The same pair under other metrics, each on its own scale (the numbers are not "
+                 "comparable across metrics): ST-LPIPS (shift-tolerant LPIPS, same trunk), "
+                 "DISTS (texture-tolerant), SSIM and PSNR (pixel formulas, higher = closer). "
+                 "A sentence appears only where the numbers support it.")
+
+
+def compute_opinions(explainer: Explainer, expl: Explanation) -> SecondOpinions:
+    """Every second opinion on the pair of ``expl`` (its LPIPS breakdown reused)."""
+    return explainer.opinions_of(expl, "all")
+
+
+def with_opinions(expl: Explanation, opinions: SecondOpinions | None) -> list[Explanation]:
+    """The opinions as a part for :func:`join` (none when they could not be computed)."""
+    return [] if opinions is None else [replace(expl, second_opinions=opinions)]
+
+
+@panel("the second opinions")
+def opinions_line(opinions: SecondOpinions | None, computing: bool = False) -> None:
+    """One compact line: each metric's value on its own scale, then the sentences their
+    numbers support, then the metrics that could not run and why (in short)."""
+    if opinions is None:
+        st.markdown(":gray[:material/hourglass_top: Second opinions: computing...]"
+                    if computing else ":gray[Second opinions not computed.]")
+        return
+    items = []
+    for o in opinions.opinions:
+        net = f" {o.net}" if o.net and o.metric != "dists" else ""
+        items.append(f":gray[{o.label}{net}: not computed]" if o.error
+                     else f"{o.label}{net} **{o.value_text()}**")
+    st.markdown("**Second opinions** (each on its own scale): " + " · ".join(items),
+                help=OPINIONS_HELP)
+    lines = [f"- {s}" for s in opinions.sentences]
+    lines += [f"- :gray[{o.label} not computed: {o.error}]" for o in opinions.opinions
+              if o.error]
+    if lines:
+        st.markdown("\n".join(lines))
 
 
 EQUIVALENTS_HELP = ("Distortions of {ref} that LPIPS finds as far from {ref} as {other} is, "

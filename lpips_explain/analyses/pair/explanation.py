@@ -11,6 +11,7 @@ from lpips_explain.analyses.jsonable import SCHEMA as SCHEMA
 from lpips_explain.analyses.jsonable import header
 from lpips_explain.analyses.pair.equivalents import Equivalent
 from lpips_explain.analyses.pair.repair import Repair
+from lpips_explain.analyses.pair.second_opinions import SecondOpinions, with_sentences
 from lpips_explain.analyses.pair.sensitivity import Sensitivity
 from lpips_explain.analyses.pair.summary import Category, categorize, summarize
 from lpips_explain.core.decompose import Decomposition
@@ -44,6 +45,8 @@ class Explanation:
     # Distortions of the reference as far from it as the explained image (None: not computed;
     # empty: the images are identical).
     equivalents: tuple[Equivalent, ...] | None = None
+    # LPIPS beside ST-LPIPS, DISTS, SSIM and PSNR (None: not asked; analyses.pair.second_opinions)
+    second_opinions: SecondOpinions | None = None
 
     @property
     def distance(self) -> float:
@@ -93,7 +96,7 @@ class Explanation:
                 {"method": None, "sum": None, "distance": None, "completeness_gap": None})
         sens = self.sensitivity
         rep = self.repair
-        return {
+        out = {
             **header("explanation", d.net, d.version, self.backbone),
             "distance": d.distance,
             "category": self.category,
@@ -124,6 +127,9 @@ class Explanation:
             "timings_ms": dict(self.timings_ms),
             "mode": self.mode.to_dict(),
         }
+        if self.second_opinions is not None:  # only when asked (the key is absent otherwise)
+            out["second_opinions"] = self.second_opinions.to_list()
+        return out
 
 
 def category_of(distance: float, net: str, version: str, backbone: WeightsInfo,
@@ -147,6 +153,8 @@ def summary_of(expl: Explanation) -> list[str]:
                      explained=expl.explained_name, category=expl.category_info,
                      trunk_warning=(None if expl.backbone.spec == "random"
                                     else expl.backbone.warning))
+    if expl.second_opinions is not None:
+        lines = [*lines, *expl.second_opinions.sentences]
     if not expl.mode.exact:  # every approximate number says so (core.modes)
         lines = [*lines, f"All distances here are {expl.mode.label}; attribution is exact fp32."]
     return lines
@@ -168,8 +176,8 @@ def join_parts(base: Explanation, *parts: Explanation) -> Explanation:
 
     The app caches the attribution, the sensitivity and the repair apart, so that changing
     one option recomputes one part; this puts them together again (and rebuilds the summary
-    from all of them). Each part's non-empty attribution, sensitivity, repair and
-    equivalents replace the base's. Parts of another pair or other roles are refused.
+    from all of them). Each part's non-empty attribution, sensitivity, repair,
+    equivalents and second opinions replace the base's. Parts of another pair or other roles are refused.
     """
     fields: dict = {}
     timings = dict(base.timings_ms)
@@ -181,10 +189,15 @@ def join_parts(base: Explanation, *parts: Explanation) -> Explanation:
         if not same:
             raise InputError("Parts of one explanation must come from the same images "
                              "and the same roles.")
-        for name in ("attribution", "sensitivity", "repair", "equivalents"):
+        for name in ("attribution", "sensitivity", "repair", "equivalents", "second_opinions"):
             if getattr(part, name) is not None:
                 fields[name] = getattr(part, name)
                 if name in part.timings_ms:
                     timings[name] = part.timings_ms[name]
+    opinions = fields.get("second_opinions", base.second_opinions)
+    sens = fields.get("sensitivity", base.sensitivity)
+    if opinions is not None and sens is not None:  # the shift sentence cites the sensitivity
+        fields["second_opinions"] = with_sentences(opinions.opinions, sens,
+                                                   base.explained_name)
     expl = replace(base, **fields, timings_ms=timings)
     return replace(expl, summary=tuple(summary_of(expl)))
