@@ -92,7 +92,8 @@ def _print_human(d: dict) -> None:
 def run_distance(args: argparse.Namespace) -> int:
     explainer = make_explainer(args)
     expl = explainer.explain(args.a, args.b, attribution=None, sensitivity=False,
-                             repair=False, equivalents=False, top_k=args.top_k)
+                             repair=False, equivalents=False, top_k=args.top_k,
+                             channel_maps=False)  # no maps shown: one pass over tiles
     if args.json:
         print(to_json(expl))
     else:
