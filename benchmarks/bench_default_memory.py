@@ -148,6 +148,7 @@ def main() -> None:
                 ratio = f"{s / ref_s:.2f}x" if ref_s else "-"
                 agree = "-" if d is None or ref_d is None else f"{abs(d - ref_d):.1e}"
                 rows.append((f"{net} {w}x{h} {label}", d, gb, s, ratio, agree, note))
+                print("done:", rows[-1], file=sys.stderr, flush=True)
         data, gb, s, err = distance(net, *small, top_k, None)
         rows.append((f"{net} 512x512 default", data and data["distance"], gb, s, "-", "-",
                      err if data is None else ("untiled" if not data.get("tiling")
