@@ -43,10 +43,11 @@ FALLBACK_MAX_MEMORY = "2GB"
 # The default budget of the tileable routes: the image pair in float32 plus this many bytes
 # for the trunk's working tensors. Chosen from measurements (benchmarks/bench_default_memory.py,
 # docs/performance.md#default-memory; the CLI's `distance`, 2-core machine, 16 MP pairs):
-# alex: 0.68 GB at 16 MP, 9 tiles (6 at 4896x3264), peak RSS under 1.5 GB (4.3 GB untiled)
-# at about 1.1x the untiled time; 4 tiles (a 0.9 GB budget) peaked at 1.48 GB, too close.
-# vgg: 1.78 GB at 16 MP, 25 tiles, peak RSS under 3 GB (untiled, 51 GB estimated, does not
-# fit; half the memory available peaked at 5.4 GB). A 512 px pair is estimated at 0.06 GB
+# alex: 0.68 GB at 16 MP, 9 tiles (6 at 4896x3264), peak RSS 1.33 GB (4.3 GB untiled), 32.4 s
+# against 32.6 s untiled (one pass over tiles covering 1.17x the image with their halos);
+# 4 tiles (a 0.9 GB budget) peaked at 1.48 GB, too close to 1.5. vgg: 1.78 GB at 16 MP, 25
+# tiles (1.41x the image), peak RSS 2.25 GB (untiled, 51 GB estimated, does not fit here;
+# half the memory available peaked at 5.4 GB in the issue). A 512 px pair is estimated at 0.06 GB
 # (alex) and 0.84 GB (vgg): untiled. squeeze (0.6 GB) follows the same estimates, not
 # measured against a target.
 DEFAULT_ALLOWANCE = {"alex": 300 * 10**6, "vgg": 1400 * 10**6, "squeeze": 600 * 10**6}
@@ -134,7 +135,7 @@ def default_budget(net: str, size: tuple[int, int], ceiling: int,
     The image pair in float32 (it is held whatever the plan: 384 MB at 16 MP) plus
     :data:`DEFAULT_ALLOWANCE` for the trunk's working tensors, at most ``ceiling`` (half
     the memory available). The allowance keeps a 16 MP pair under 1.5 GB of peak RSS with
-    alex and 3 GB with vgg at about 1.1x the untiled time (one pass over the tiles), and
+    alex (1.33 GB measured, in about the untiled time) and 3 GB with vgg (2.25 GB), and
     exceeds the untiled estimate of a 512 px pair (which is therefore never tiled); it grows
     with the image only by the pair itself, so no pair the ceiling allows is refused for it.
     """
