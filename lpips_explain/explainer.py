@@ -89,9 +89,13 @@ class Explainer:
         self.max_pixels = max_pixels
         self.seed = seed
         # Memory budget in bytes for one comparison's tensors (core/budget.py); large pairs
-        # are computed exactly in tiles, what cannot fit is refused before any work.
-        self.max_memory = (budget.default_max_memory() if max_memory is None
-                           else budget.parse_bytes(max_memory))
+        # are computed exactly in tiles, what cannot fit is refused before any work. Without
+        # one named (here or $LPIPS_EXPLAIN_MAX_MEMORY), max_memory is the ceiling (half the
+        # memory available) and the tileable routes are planned within budget.default_budget.
+        named = (budget.named_max_memory() if max_memory is None
+                 else budget.parse_bytes(max_memory))
+        self.memory_named = named is not None
+        self.max_memory = named if named is not None else budget.default_max_memory()
         # Encoded references (core/cache.py): "shared" is the process-wide cache, None none.
         self.feature_cache: FeatureCache | None = (
             shared_cache() if isinstance(feature_cache, str) and feature_cache == "shared"
@@ -195,15 +199,25 @@ class Explainer:
         return self._decompose(prep.tensors[0], prep.tensors[1], top_k)
 
     # -- memory ---------------------------------------------------------------------
+    def tile_budget(self, size: tuple[int, int]) -> int:
+        """The budget the distance and its breakdown of a pair of ``size`` are planned in:
+        ``max_memory`` when one was named, else budget.default_budget (the image pair plus a
+        per-trunk allowance, at most ``max_memory``)."""
+        if self.memory_named:
+            return self.max_memory
+        return budget.default_budget(self.net, size, self.max_memory)
+
     def memory_plan(self, size: tuple[int, int], *, kind: str = "decompose",
                     top_k: int = 5) -> budget.MemoryPlan:
-        """How a pair of images of ``size`` (height, width) will run within ``max_memory``:
-        untiled, or in tiles (with the estimate of each). Raises MemoryBudgetError when even
-        the smallest tiles cannot fit. ``kind``: "distance" or "decompose"."""
+        """How a pair of images of ``size`` (height, width) will run within
+        :meth:`tile_budget`: untiled, or in tiles (with the estimate of each). Raises
+        MemoryBudgetError when even the smallest tiles cannot fit. ``kind``: "distance" or
+        "decompose"; ``top_k``: channels whose maps are kept (0: none)."""
+        limit = self.tile_budget(size)
         if kind == "distance":  # distances are scored against the encoded reference
-            return budget.plan_memory(self.model, size, self.max_memory, kind="score")
+            return budget.plan_memory(self.model, size, limit, kind="score")
         maps = 1 + 3 * max(0, int(top_k))  # block maps per layer
-        return budget.plan_memory(self.model, size, self.max_memory, kind=kind, maps=maps)
+        return budget.plan_memory(self.model, size, limit, kind=kind, maps=maps)
 
     def _distances(self, ref: torch.Tensor, candidates: Sequence[torch.Tensor]) -> list[float]:
         """d(ref, c) for each candidate: bit-identical ones are exactly 0; large pairs tiled;
@@ -250,11 +264,15 @@ class Explainer:
                                   budget.SCORE_BATCH, what)
 
     def _decompose(self, ta: torch.Tensor, tb: torch.Tensor, top_k: int,
-                   scorer: ReferenceScorer | None = None) -> Decomposition:
-        """decompose_encoded(ta, tb), or the tiled decomposition when it cannot fit untiled."""
-        plan = self.memory_plan(tuple(ta.shape[-2:]), kind="decompose", top_k=top_k)
+                   scorer: ReferenceScorer | None = None, *,
+                   channel_maps: bool = True) -> Decomposition:
+        """decompose_encoded(ta, tb), or the tiled decomposition when it cannot fit untiled
+        (``channel_maps=False``: without the top channels' maps, one pass over the tiles)."""
+        plan = self.memory_plan(tuple(ta.shape[-2:]), kind="decompose",
+                                top_k=top_k if channel_maps else 0)
         if plan.tiled:
-            return tiling.tiled_decomposition(self.model, ta, tb, plan, top_k)
+            return tiling.tiled_decomposition(self.model, ta, tb, plan, top_k,
+                                              channel_maps=channel_maps)
         scorer = scorer if scorer is not None else self.scorer(ta)
         return decompose_encoded(self.fast, scorer.ref, tb, top_k)[0]
 
@@ -266,7 +284,8 @@ class Explainer:
                 attribution_params: dict | None = None,
                 repair_orders: Sequence[str] | None = None,
                 equivalents: bool = True,
-                metrics: Sequence[str] | str | None = None) -> Explanation:
+                metrics: Sequence[str] | str | None = None,
+                channel_maps: bool = True) -> Explanation:
         """Explain d(a, b): breakdown, attribution of B, counterfactuals, repair and a summary.
 
         ``metrics``: the second opinions beside LPIPS ("lpips", "stlpips", "dists", "ssim",
@@ -283,6 +302,9 @@ class Explainer:
         None: single_gain, plus ranking when an attribution is computed (repair.default_orders).
         The attribution carries a per-pair deletion check of its map (``deletion``: about 16
         patches against 8 seeded random orders, analyses.checks.faithfulness.deletion_check).
+        ``channel_maps=False``: the top channels' maps of a tiled pair are left out (None;
+        the JSON has none), which saves the second pass over the tiles; the channels and
+        their terms are the same.
         """
         timer = _Timer()
         if attribution is not None:
@@ -295,7 +317,7 @@ class Explainer:
                                      top_k=top_k, progress=progress, swap=swap,
                                      attribution_params=attribution_params, timer=timer,
                                      repair_orders=repair_orders, equivalents=equivalents,
-                                     metrics=metrics)
+                                     metrics=metrics, channel_maps=channel_maps)
 
     def explain_prepared(self, prep: PreparedInputs, *, attribution: str | None,
                          steps: int | None, sensitivity: bool, repair: bool, patch: int,
@@ -304,7 +326,8 @@ class Explainer:
                          timer: _Timer | None = None,
                          repair_orders: Sequence[str] | None = None,
                          equivalents: bool = True,
-                         metrics: Sequence[str] | str | None = None) -> Explanation:
+                         metrics: Sequence[str] | str | None = None,
+                         channel_maps: bool = True) -> Explanation:
         timer = timer or _Timer()
         if metrics is not None:
             from lpips_explain.analyses.pair.second_opinions import check_metrics
@@ -317,11 +340,12 @@ class Explainer:
         # ta is the reference, tb the explained image (B unless the roles are swapped).
         ta, tb = (b, a) if swap else (a, b)
         self._check_parts_fit(prep.size, attribution, sensitivity, repair, attribution_params)
-        plan = self.memory_plan(prep.size, top_k=top_k)
+        plan = self.memory_plan(prep.size, top_k=top_k if channel_maps else 0)
         eq_batch = self._equivalents_batch(prep.size) if equivalents else 0
         scorer = (None if plan.tiled and not (sensitivity or repair or eq_batch)
                   else self.scorer(ta))
-        decomposition = timer.run("decompose", lambda: self._decompose(ta, tb, top_k, scorer))
+        decomposition = timer.run("decompose", lambda: self._decompose(
+            ta, tb, top_k, scorer, channel_maps=channel_maps))
         if swap:
             decomposition = swap_activations(decomposition)
         warnings = list(prep.warnings)

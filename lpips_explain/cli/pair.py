@@ -141,7 +141,8 @@ def run_distance(args: argparse.Namespace) -> int:
     explainer = make_explainer(args)
     expl = explainer.explain(args.a, args.b, attribution=None, sensitivity=False,
                              repair=False, equivalents=False, top_k=args.top_k,
-                             metrics=args.metrics)
+                             metrics=args.metrics,
+                             channel_maps=False)  # no maps shown: one pass over tiles
     d = expl.to_dict()
     if args.json:
         print(to_json(expl))

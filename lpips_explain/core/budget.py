@@ -1,8 +1,12 @@
 """The memory budget: how much there is, what a computation will take, and the plan.
 
-* the budget: :func:`default_max_memory` (``$LPIPS_EXPLAIN_MAX_MEMORY``, else half of the
-  memory the system reports available, :func:`available_memory`), :func:`parse_bytes`
-  and :func:`format_bytes` for sizes as people write them;
+* the budget: a named one (``max_memory=``, ``--max-memory`` or ``$LPIPS_EXPLAIN_MAX_MEMORY``,
+  :func:`named_max_memory`) holds for everything; without one, the distance and its
+  breakdown are planned within :func:`default_budget` (the image pair plus a per-trunk
+  allowance, :data:`DEFAULT_ALLOWANCE`) and the parts that cannot be tiled are checked
+  against the ceiling, half of the memory the system reports available
+  (:func:`default_max_memory`, :func:`available_memory`); :func:`parse_bytes` and
+  :func:`format_bytes` for sizes as people write them;
 * byte estimates: :func:`untiled_bytes` and :func:`tile_bytes` estimate, from the layer
   shapes (core/geometry.py) and the image size alone, the peak bytes of tensors one
   computation holds (the image pair included). The Python interpreter, torch and the
@@ -31,11 +35,24 @@ if TYPE_CHECKING:
     from lpips_explain.core.model import LpipsNet
 
 MAX_MEMORY_ENV = "LPIPS_EXPLAIN_MAX_MEMORY"
-# Without a budget named: half of the memory the system reports available when the
-# Explainer is built (the rest is left to the interpreter, torch, the weights and other
-# programs), or FALLBACK_MAX_MEMORY where the system does not say.
-DEFAULT_MAX_MEMORY = "half the memory available"
+# Without a budget named, the ceiling is half of the memory the system reports available
+# when the Explainer is built (the rest is left to the interpreter, torch, the weights and
+# other programs), or FALLBACK_MAX_MEMORY where the system does not say; the distance and
+# its breakdown (which tile exactly) are planned within default_budget(), below it.
 FALLBACK_MAX_MEMORY = "2GB"
+# The default budget of the tileable routes: the image pair in float32 plus this many bytes
+# for the trunk's working tensors. Chosen from measurements (benchmarks/bench_default_memory.py,
+# docs/performance.md#default-memory; the CLI's `distance`, 2-core machine, 16 MP pairs):
+# alex: 0.68 GB at 16 MP, 9 tiles (6 at 4896x3264), peak RSS 1.33 GB (4.3 GB untiled), 32.4 s
+# against 32.6 s untiled (one pass over tiles covering 1.17x the image with their halos);
+# 4 tiles (a 0.9 GB budget) peaked at 1.48 GB, too close to 1.5. vgg: 1.78 GB at 16 MP, 25
+# tiles (1.41x the image), peak RSS 2.25 GB (untiled, 51 GB estimated, does not fit here;
+# half the memory available peaked at 5.4 GB in the issue). A 512 px pair is estimated at 0.06 GB
+# (alex) and 0.84 GB (vgg): untiled. squeeze (0.6 GB) follows the same estimates, not
+# measured against a target.
+DEFAULT_ALLOWANCE = {"alex": 300 * 10**6, "vgg": 1400 * 10**6, "squeeze": 600 * 10**6}
+DEFAULT_MAX_MEMORY = ("the image pair plus 300 MB (alex), 1.4 GB (vgg) or 600 MB (squeeze) "
+                      "for the distance and its breakdown, at most half the memory available")
 # Maps of tiled (large) images are kept as block means so that no map has more than this
 # many cells on its longer side; the factor is stated on every layer (display_factor).
 MAX_DISPLAY_CELLS = 256
@@ -90,17 +107,41 @@ def available_memory() -> int | None:
         return None
 
 
-def default_max_memory() -> int:
-    """The budget when none is named: ``$LPIPS_EXPLAIN_MAX_MEMORY``, else half of the
-    memory available now (see :data:`DEFAULT_MAX_MEMORY`)."""
+def named_max_memory() -> int | None:
+    """``$LPIPS_EXPLAIN_MAX_MEMORY`` in bytes, or None where it is unset or empty."""
     raw = os.environ.get(MAX_MEMORY_ENV, "").strip()
-    if raw:
-        try:
-            return parse_bytes(raw)
-        except InputError as exc:
-            raise InputError(f"{MAX_MEMORY_ENV}={raw!r}: {exc}") from None
+    if not raw:
+        return None
+    try:
+        return parse_bytes(raw)
+    except InputError as exc:
+        raise InputError(f"{MAX_MEMORY_ENV}={raw!r}: {exc}") from None
+
+
+def default_max_memory() -> int:
+    """The ceiling when no budget is passed: ``$LPIPS_EXPLAIN_MAX_MEMORY``, else half of the
+    memory available now (FALLBACK_MAX_MEMORY where the system does not say)."""
+    named = named_max_memory()
+    if named is not None:
+        return named
     available = available_memory()
     return available // 2 if available else parse_bytes(FALLBACK_MAX_MEMORY)
+
+
+def default_budget(net: str, size: tuple[int, int], ceiling: int,
+                   in_channels: int = 3) -> int:
+    """The budget of the tileable routes (the distance and its breakdown) when none is named.
+
+    The image pair in float32 (it is held whatever the plan: 384 MB at 16 MP) plus
+    :data:`DEFAULT_ALLOWANCE` for the trunk's working tensors, at most ``ceiling`` (half
+    the memory available). The allowance keeps a 16 MP pair under 1.5 GB of peak RSS with
+    alex (1.33 GB measured, in about the untiled time) and 3 GB with vgg (2.25 GB), and
+    exceeds the untiled estimate of a 512 px pair (which is therefore never tiled); it grows
+    with the image only by the pair itself, so no pair the ceiling allows is refused for it.
+    """
+    h, w = int(size[0]), int(size[1])
+    allowance = DEFAULT_ALLOWANCE.get(net, max(DEFAULT_ALLOWANCE.values()))
+    return int(min(ceiling, 2 * in_channels * h * w * F32 + allowance))
 
 
 # -- memory estimates ---------------------------------------------------------------------

@@ -37,9 +37,10 @@ class ChannelDetail:
     contribution: float  # w_c * mean_hw (dy_c)^2
     weight: float  # the lin weight w_c
     share: float  # contribution / layer distance
-    diff_map: np.ndarray  # (dy_c)^2, h x w, unweighted
-    activation_a: np.ndarray  # normalised feature y_a[c], h x w
-    activation_b: np.ndarray  # normalised feature y_b[c], h x w
+    # The maps are None where they were left out (a tiled pair with channel_maps=False).
+    diff_map: np.ndarray | None  # (dy_c)^2, h x w, unweighted
+    activation_a: np.ndarray | None  # normalised feature y_a[c], h x w
+    activation_b: np.ndarray | None  # normalised feature y_b[c], h x w
 
     def to_dict(self) -> dict:
         return {"index": self.index, "contribution": self.contribution,

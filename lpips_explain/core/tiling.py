@@ -180,13 +180,14 @@ def tiled_distance(net: LpipsNet, a: Tensor, b: Tensor, plan: MemoryPlan,
 
 def tiled_decomposition(net: LpipsNet, a: Tensor, b: Tensor, plan: MemoryPlan,
                         top_k: int = 5,
-                        progress: Progress | None = None
+                        progress: Progress | None = None, *, channel_maps: bool = True
                         ) -> Decomposition:
     """The exact layer and channel breakdown of d(a, b), computed in the plan's tiles.
 
     Layer and channel terms are exact sums over all cells. Maps are block means over
     ``display_factor`` x ``display_factor`` cells of each layer (stated on every layer);
-    the top channels' maps need a second pass over the tiles once the channels are known.
+    the top channels' maps need a second pass over the tiles once the channels are known
+    (``channel_maps=False`` leaves them out, None, and makes one pass).
     """
     top_k = integer(top_k, "top_k", minimum=0)
     sums = _layer_sums(net, plan, maps=True)
@@ -197,24 +198,26 @@ def tiled_decomposition(net: LpipsNet, a: Tensor, b: Tensor, plan: MemoryPlan,
         c = w.reshape(-1).to(torch.float64) * acc.channel_sums / n
         contributions.append(c)
         orders.append(torch.argsort(c, descending=True)[:top_k])
-    channel_maps: list[np.ndarray | None] = [None] * len(sums)
-    if top_k > 0:
+    layer_maps: list[np.ndarray | None] = [None] * len(sums)
+    if top_k > 0 and channel_maps:
         second = _layer_sums(net, plan, maps=False, channels=orders)
         _run(net, a, b, plan, second, progress)
-        channel_maps = [np.stack([s.block_means(m) for m in s.channel_maps.unbind(1)], axis=1)
-                        if s.channel_maps is not None else None for s in second]
+        layer_maps = [np.stack([s.block_means(m) for m in s.channel_maps.unbind(1)], axis=1)
+                      if s.channel_maps is not None else None for s in second]
     layers = []
     dists = [float(c.sum()) for c in contributions]
     total = float(np.sum(dists))
     for li, (acc, c, order) in enumerate(zip(sums, contributions, orders, strict=True)):
         distance = dists[li]
+        maps = layer_maps[li]
         w64 = net.heads[li].reshape(-1).to(torch.float64)
         top = tuple(
             ChannelDetail(
                 index=int(ch), contribution=float(c[ch]), weight=float(w64[ch]),
                 share=float(c[ch]) / distance if distance > 0 else 0.0,
-                diff_map=channel_maps[li][0, j], activation_a=channel_maps[li][1, j],
-                activation_b=channel_maps[li][2, j])
+                diff_map=None if maps is None else maps[0, j],
+                activation_a=None if maps is None else maps[1, j],
+                activation_b=None if maps is None else maps[2, j])
             for j, ch in enumerate(order.tolist()))
         layers.append(LayerBreakdown(
             index=li, name=net.spec.layer_names[li], distance=distance,
