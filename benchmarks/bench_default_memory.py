@@ -35,31 +35,6 @@ sys.path.insert(0, str(HERE))
 import bench_large  # noqa: E402  (the children and _run; it imports no torch at module level)
 
 
-def _write_pair(w: int, h: int, folder: Path) -> tuple[str, str]:
-    """A natural-ish w x h pair (smooth structure plus fine detail, B a distortion of A)."""
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-    from PIL import Image
-
-    g = torch.Generator().manual_seed(w * h)
-
-    def smooth() -> torch.Tensor:
-        coarse = torch.rand(1, 3, max(2, h // 16), max(2, w // 16), generator=g)
-        img = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
-        return img + 0.05 * torch.rand(1, 3, h, w, generator=g)
-
-    a = smooth().clamp(0, 1)
-    b = (a + 0.15 * (smooth() - 0.5)).clamp(0, 1)
-    paths = []
-    for name, t in (("a", a), ("b", b)):
-        arr = (t[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        path = folder / f"{w}x{h}_{name}.png"
-        Image.fromarray(arr).save(path, compress_level=1)
-        paths.append(str(path))
-    return paths[0], paths[1]
-
-
 def _child(argv: list[str]) -> None:
     import json
 
@@ -67,7 +42,8 @@ def _child(argv: list[str]) -> None:
 
     kind, *rest = argv
     if kind == "pair":
-        out = dict(zip("ab", _write_pair(int(rest[0]), int(rest[1]), Path(rest[2])),
+        out = dict(zip("ab", bench_large.write_pair(int(rest[0]), int(rest[1]), Path(rest[2]),
+                                                    f"{rest[0]}x{rest[1]}"),
                        strict=True))
     elif kind == "estimate":  # the untiled estimate and the default plan, no work
         from lpips_explain import Explainer

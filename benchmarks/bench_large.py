@@ -113,7 +113,9 @@ def _child(argv: list[str]) -> None:
     elif kind == "tiled":
         out = _child_tiled(rest[0], rest[1], rest[2], rest[3], int(rest[4]))
     elif kind == "pair":
-        out = dict(zip("ab", _write_pair(int(rest[0]), Path(rest[1]), rest[2]), strict=True))
+        size = int(rest[0])
+        out = dict(zip("ab", write_pair(size, size, Path(rest[1]), rest[2], seed=size),
+                       strict=True))
     elif kind == "crop":
         out = dict(zip("ab", _crop_pair(rest[0], rest[1], int(rest[2]), Path(rest[3])),
                        strict=True))
@@ -154,18 +156,21 @@ def _run(cmd: list[str], env: dict | None = None) -> tuple[dict | None, float, f
     return data, peak_gb, seconds, errors
 
 
-def _write_pair(size: int, folder: Path, tag: str) -> tuple[str, str]:
+def write_pair(w: int, h: int, folder: Path, tag: str, seed: int | None = None
+               ) -> tuple[str, str]:
+    """A natural-ish w x h pair as PNGs (smooth structure plus fine detail, B a distortion
+    of A), seeded by ``seed`` (default ``w * h``)."""
     import numpy as np
     import torch
     import torch.nn.functional as F
     from PIL import Image
 
-    g = torch.Generator().manual_seed(size)
+    g = torch.Generator().manual_seed(w * h if seed is None else seed)
 
-    def smooth() -> torch.Tensor:  # natural-ish: smooth structure plus fine detail
-        coarse = torch.rand(1, 3, max(2, size // 16), max(2, size // 16), generator=g)
-        img = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)
-        return img + 0.05 * torch.rand(1, 3, size, size, generator=g)
+    def smooth() -> torch.Tensor:
+        coarse = torch.rand(1, 3, max(2, h // 16), max(2, w // 16), generator=g)
+        img = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
+        return img + 0.05 * torch.rand(1, 3, h, w, generator=g)
 
     a = smooth().clamp(0, 1)
     b = (a + 0.15 * (smooth() - 0.5)).clamp(0, 1)
