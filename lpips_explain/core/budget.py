@@ -119,11 +119,9 @@ def named_max_memory() -> int | None:
 
 
 def default_max_memory() -> int:
-    """The ceiling when no budget is passed: ``$LPIPS_EXPLAIN_MAX_MEMORY``, else half of the
-    memory available now (FALLBACK_MAX_MEMORY where the system does not say)."""
-    named = named_max_memory()
-    if named is not None:
-        return named
+    """The ceiling when no budget is named (neither passed nor in
+    ``$LPIPS_EXPLAIN_MAX_MEMORY``, :func:`named_max_memory`): half of the memory available
+    now (FALLBACK_MAX_MEMORY where the system does not say)."""
     available = available_memory()
     return available // 2 if available else parse_bytes(FALLBACK_MAX_MEMORY)
 

@@ -28,7 +28,8 @@ from lpips_explain.analyses.pair.quality import psnr, ssim
 from lpips_explain.analyses.pair.sensitivity import Sensitivity
 from lpips_explain.core.decompose import Decomposition, decompose_encoded
 from lpips_explain.core.modes import EXACT, Mode
-from lpips_explain.errors import InputError, LpipsExplainError
+from lpips_explain.errors import InputError, LpipsExplainError, UnknownOptionError
+from lpips_explain.validation import pct
 
 #: Every metric, in the order results list them (LPIPS first: the metric being explained).
 METRICS: tuple[str, ...] = ("lpips", "stlpips", "dists", "ssim", "psnr")
@@ -155,8 +156,7 @@ def check_metrics(metrics: Iterable[str] | str | None) -> tuple[str, ...]:
         return METRICS
     unknown = sorted(wanted - set(METRICS))
     if unknown:
-        raise InputError(f"Unknown metric(s) {', '.join(map(repr, unknown))}: choose from "
-                         f"{', '.join(METRICS)} (or all).")
+        raise UnknownOptionError("metric", unknown[0], (*METRICS, "all"))
     return tuple(m for m in METRICS if m in wanted or m == "lpips")
 
 
@@ -274,7 +274,7 @@ def shift_sentence(lp: Opinion | None, st: Opinion | None,
     gap = stlpips_gap(lp, st)
     if gap is None or gap < STLPIPS_GAP or lp.distance < LPIPS_SHIFT_FLOOR:  # type: ignore[union-attr, operator]
         return None
-    text = (f"ST-LPIPS is {gap:.0%} lower than LPIPS ({st.distance:.4f} against "  # type: ignore[union-attr]
+    text = (f"ST-LPIPS is {pct(gap)} lower than LPIPS ({st.distance:.4f} against "  # type: ignore[union-attr]
             f"{lp.distance:.4f}, both {st.net}): much of this distance is in what a "  # type: ignore[union-attr]
             f"shift-tolerant, anti-aliased trunk does not count: a small misalignment, or "
             f"aliasing-prone fine detail such as JPEG blocking.")
@@ -298,7 +298,7 @@ def texture_sentence(lp: Opinion | None, ds: Opinion | None, explained: str = "B
     if not (lp.distance >= LPIPS_TEXTURE_FLOOR and ds.texture_fraction <= DISTS_TEXTURE_SMALL
             and ds.structure_fraction >= DISTS_STRUCTURE_LARGE):
         return None
-    return (f"DISTS's texture terms are small ({ds.texture_fraction:.0%} of their maximum, "
-            f"while its structure terms are at {ds.structure_fraction:.0%} of theirs) though "
+    return (f"DISTS's texture terms are small ({pct(ds.texture_fraction)} of their maximum, "
+            f"while its structure terms are at {pct(ds.structure_fraction)} of theirs) though "
             f"LPIPS is {lp.distance:.4f}: {explained}'s textures differ pixel by pixel but match in "
             f"statistics.")
