@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from lpips_explain.audit.columns import ROLES, SCHEMA, columns, part_columns
 from lpips_explain.audit.layout import AUDIT_PARQUET, PARTS, RUN_FILE, THUMBS, thumb_path
 from lpips_explain.audit.settings import AuditSettings, model_fingerprint
 from lpips_explain.audit.table import AuditTable, row_signature
+from lpips_explain.core.atomic import atomic_write
 from lpips_explain.core.model import LpipsNet
 from lpips_explain.errors import InputError
 from lpips_explain.validation import Progress
@@ -100,7 +101,7 @@ class PartStore:
                     f"delete {self.dir} to start this audit over.")
         else:
             data = (json.dumps(dict(fingerprint), indent=2) + "\n").encode()
-            _write_whole(run, lambda tmp: tmp.write_bytes(data))
+            atomic_write(run, lambda tmp: tmp.write_bytes(data))
         self._seq = 0
         self.skipped: list[str] = []  # unreadable part files set aside (their rows are redone)
 
@@ -140,7 +141,7 @@ class PartStore:
         self._seq += 1
         path = self.dir / f"local-{time.time_ns()}-{os.getpid()}-{self._seq:05d}.parquet"
         part = records_to_table(records, self.schema)
-        _write_whole(path, lambda tmp: pq.write_table(part, tmp))
+        atomic_write(path, lambda tmp: pq.write_table(part, tmp))
         return path
 
     def assemble(self, table: AuditTable, signatures: Sequence[str]) -> pa.Table:
@@ -171,7 +172,7 @@ class PartStore:
             rec.update(dict(row.extra))
             records.append(rec)
         result = records_to_table(records, arrow_schema(out_cols))
-        _write_whole(self.out_dir / AUDIT_PARQUET, lambda tmp: pq.write_table(result, tmp))
+        atomic_write(self.out_dir / AUDIT_PARQUET, lambda tmp: pq.write_table(result, tmp))
         return result
 
     def finish(self, engine: str, table: AuditTable, signatures: Sequence[str], computed: int,
@@ -209,14 +210,6 @@ def start_run(out_dir: str | os.PathLike, table: AuditTable, settings: AuditSett
     if progress:
         progress(len(table.rows) - len(todo), len(table.rows), label)
     return net, store, todo, sigs
-
-
-def _write_whole(path: Path, write: Callable[[Path], object]) -> None:
-    """``write`` a temporary file beside ``path``, then rename it: ``path`` is whole or
-    absent (a reader never sees half of it)."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def _differences(earlier: Any, now: Mapping[str, Any]) -> str:

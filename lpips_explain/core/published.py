@@ -39,7 +39,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from lpips_explain.core import trunk_hash
+from lpips_explain.core.atomic import atomic_write
 from lpips_explain.core.trunks import build_features, get_trunk, official_lin_path
 from lpips_explain.errors import ArchiveError, InputError, WeightsUnavailableError
 from lpips_explain.validation import Progress
@@ -417,19 +418,6 @@ def _verified_install(net: str) -> str | None:
     return digest if digest == want else None
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the trunk from other users
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _nets(nets: Iterable[str] | None) -> list[str]:
     chosen = list(dict.fromkeys(nets or INDEX_NETS))
     for net in chosen:
@@ -478,7 +466,7 @@ def install(nets: Iterable[str] | None = None, *, archive: str | os.PathLike | N
                              f"{spec.filename}).")
         results += _install_from(path, todo, str(path.resolve()), start, spec)
         if keep_archive and path.resolve() != kept.resolve():
-            _atomic_write(kept, lambda p: shutil.copyfile(path, p))
+            atomic_write(kept, lambda p: shutil.copyfile(path, p))
         return results
     trunks_dir().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=trunks_dir(), prefix=".download-") as tmp:
@@ -486,7 +474,7 @@ def install(nets: Iterable[str] | None = None, *, archive: str | os.PathLike | N
         url = fetch_archive(local, progress, spec)
         results += _install_from(local, todo, url, start, spec)
         if keep_archive:
-            _atomic_write(kept, lambda p: shutil.copyfile(local, p))
+            atomic_write(kept, lambda p: shutil.copyfile(local, p))
     return results
 
 
@@ -510,7 +498,7 @@ def _install_from(path: Path, nets: list[str], origin: str, start: float,
     out = []
     for net, (state, digest) in converted.items():
         dest = installed_file(net)
-        _atomic_write(dest, lambda p, s=state: torch.save(s, p))
+        atomic_write(dest, lambda p, s=state: torch.save(s, p))
         record = {
             "net": net, "file": dest.name, "content_digest": digest,
             "archive": {"name": spec.filename, "sha256": spec.sha256, "size": spec.size,
@@ -521,7 +509,7 @@ def _install_from(path: Path, nets: list[str], origin: str, start: float,
                        "shapes fit torchvision's features", "content digest equals the "
                        "published trunk's", "lin kernels equal the official v0.1 heads"],
         }
-        _atomic_write(record_file(net), lambda p, r=record: p.write_text(
+        atomic_write(record_file(net), lambda p, r=record: p.write_text(
             json.dumps(r, indent=2), encoding="utf-8"))
         out.append(Installed(net, str(dest), digest, False, time.perf_counter() - start))
     return out

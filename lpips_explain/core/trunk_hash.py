@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lpips_explain.core.atomic import atomic_write
 from lpips_explain.core.trunks import get_trunk
 
 FILE_SHA256 = "file sha256"  # how a trunk was verified: torchvision's file, by its hash
@@ -79,10 +80,7 @@ def _disk_put(key: str, digest: str) -> None:
         if not isinstance(data, dict):
             data = {}
         data[key] = digest
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data), encoding="utf-8"))
     except (OSError, ValueError):
         pass  # a read-only cache folder only costs a re-hash next time
 
