@@ -3,7 +3,9 @@
 Run the app with ``streamlit run app.py``; app.py lists the pages. The pair is prepared once
 (decoded, checked, aligned) and each part is an engine call on it, cached on its own options;
 the parts are joined into one explanation. The verdict card at the top fills in as parts
-arrive; the run state above it says which part is being computed.
+arrive (the distance first, then the repair headline and the equivalents); the run state
+above it says which part is being computed. The attribution map is computed when the map
+view asks for it (it is the slowest part).
 """
 
 import streamlit as st
@@ -35,6 +37,12 @@ def compute(part: str):
                                                              progress))
 
 
+def draw_card(expl, waiting=()):
+    card.empty()  # a fresh card: nothing of an earlier one may stay behind
+    with card.container():
+        explain.verdict_card(expl, waiting=waiting)
+
+
 # The pair is prepared once; every part below is computed on this one object.
 with guard("reading the pair"):
     prep = cached("prepare", (opts.model_key, pair.key),
@@ -42,33 +50,40 @@ with guard("reading the pair"):
 inputs.compared(pair)
 with guard("computing the distance"):
     fast = compute("breakdown")
-with card.container():
-    explain.verdict_card(fast, waiting=explain.PARTS[1:])
+draw_card(fast, waiting=explain.CARD_PARTS)
 with opinions_slot.container():
     explain.opinions_line(None, computing=True)
-# The second opinions are a part of their own, computed after the distance is shown.
+
+# The card's own parts next, then the card drawn complete. A part that fails says so and
+# the others are still shown.
+parts = []
+for part in explain.CARD_PARTS:
+    with guard(f"computing the {part}", stop=False):
+        parts.append(compute(part))
+with guard("putting the verdict together"):
+    draw_card(explain.join(fast, parts))
+
 opinions = None
 with guard("computing the second opinions", stop=False):
-    opinions = cached("explain-opinions", (*base, opts.top_k),
-                      lambda _p: explain.compute_opinions(explainer, fast))
+    opinions = run.compute("second opinions", "explain-opinions", (*base, opts.top_k),
+                           lambda _p: explain.compute_opinions(explainer, fast))
 opinions_slot.empty()
 with opinions_slot.container():
     explain.opinions_line(opinions)
 where = explain.WhereView(fast, opts)
 explain.compare_panel(fast)
 
-# The slow parts, each cached on its own options only: a part that fails says so and the
-# others are still shown.
-parts = []
-for part in ("repair", "attribution", "sensitivity"):
-    with guard(f"computing the {part}", stop=False):
-        parts.append(compute(part))
+with guard("computing the sensitivity", stop=False):
+    parts.append(compute("sensitivity"))
+if where.wants_attribution:
+    with guard("computing the attribution", stop=False):
+        parts.append(compute("attribution"))
+else:
+    run.on_request("attribution")
 with guard("putting the explanation together"):
     full = explain.join(fast, parts + explain.with_opinions(fast, opinions))
 run.finish()
-card.empty()  # a fresh card: nothing of the first one may stay behind
-with card.container():
-    explain.verdict_card(full)
+draw_card(full)
 opinions_slot.empty()
 with opinions_slot.container():
     explain.opinions_line(full.second_opinions)

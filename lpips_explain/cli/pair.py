@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from lpips_explain.analyses.attribution import METHODS
+from lpips_explain.analyses.pair.repair import REPAIR_POINTS
 from lpips_explain.cli.common import ProgressBar, add_command, add_model_options, make_explainer
 from lpips_explain.output.serialize import to_json
 
@@ -20,6 +21,19 @@ def _explain_opts(p: argparse.ArgumentParser) -> None:
                         "trapezoid sizes 8, 16, 32, ... until the completeness gap is at most "
                         "1%% and the map changes less than 2%%)")
     p.add_argument("--patch", type=int, default=32, help="patch size in px for repair (32)")
+
+
+def _repair_points(text: str) -> int | None:
+    """--repair-points: an integer of at least 2, or 'all' (every step)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2 or 'all', got {text!r}") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2 or 'all', got {value}")
+    return value
 
 
 METRIC_NAMES = ("lpips", "stlpips", "dists", "ssim", "psnr", "all")
@@ -50,6 +64,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "greedy (true greedy search, slower), ranking (by the attribution "
                         "map's patch sums); default: single_gain and ranking (single_gain "
                         "alone with --attribution none), see docs/faithfulness.md")
+    p.add_argument("--repair-points", type=_repair_points, default=REPAIR_POINTS, metavar="N",
+                   help=f"evaluate each repair curve at about N points, refined around the "
+                        f"goal to one patch (default {REPAIR_POINTS}; every point a real "
+                        f"distance); 'all' evaluates every step (one trunk pass per patch)")
     _metrics_opt(p, "all")
     p.set_defaults(func=run_explain)
     p = add_command(sub, "triplet", "why LPIPS prefers A or B as closer to REF (2AFC)")
@@ -168,7 +186,8 @@ def run_explain(args: argparse.Namespace) -> int:
             result = explainer.explain(args.a, args.b, attribution=attribution, steps=args.steps,
                                        patch=args.patch, top_k=args.top_k, progress=bar,
                                        repair_orders=args.repair_orders,
-                                       metrics=args.metrics or "all")
+                                       metrics=args.metrics or "all",
+                                       repair_points=args.repair_points)
             files = write_explanation(result, args.out)
         else:
             result = explainer.explain_triplet(args.ref, args.a, args.b, attribution=attribution,

@@ -45,7 +45,13 @@ from lpips_explain.ui.widgets import (
 )
 from lpips_explain.validation import Progress
 
-PARTS = ("breakdown", "repair", "attribution", "sensitivity")
+# In the order the page computes them: the card's parts first (the distance, the repair
+# headline, the equivalents), then the second opinions, the sensitivity and, when the map
+# view asks for it, the attribution (on request: integrated gradients and its deletion
+# check are the slowest part, about 60% of a full explanation's time).
+PARTS = ("breakdown", "repair", "equivalents", "second opinions", "sensitivity",
+         "attribution")
+CARD_PARTS = ("repair", "equivalents")
 SUMMED = "__all__"
 UPSAMPLING_LABELS = {"none": "none (the layer's own grid)", "bilinear": "bilinear (official)",
                      "mean_preserving": "mean-preserving"}
@@ -66,18 +72,18 @@ def map_width() -> int:
 def compute_part(explainer: Explainer, prep: PreparedInputs, opts: Options, swap: bool,
                  part: str, progress: Progress | None) -> Explanation:
     """One part of the explanation, computed on the pair prepared once (``part`` is one of
-    :data:`PARTS`; every part carries the breakdown, which is fast). The distortion
-    equivalents (also perturbations, and option-free) come with the sensitivity."""
+    :data:`PARTS` but the second opinions; every part carries the breakdown, which is
+    fast)."""
     return explainer.explain_prepared(
         prep, attribution=opts.method if part == "attribution" else None, steps=opts.steps,
         attribution_params=opts.attribution_params if part == "attribution" else None,
         sensitivity=part == "sensitivity", repair=part == "repair", patch=opts.patch,
-        top_k=opts.top_k, swap=swap, progress=progress, equivalents=part == "sensitivity")
+        top_k=opts.top_k, swap=swap, progress=progress, equivalents=part == "equivalents")
 
 
 def part_key(part: str, base: tuple, opts: Options) -> tuple:
     """The cache key of a part: the pair, the roles and only the options that part uses."""
-    extra = {"breakdown": (), "repair": (opts.patch,),
+    extra = {"breakdown": (), "repair": (opts.patch,), "equivalents": (),
              "attribution": (opts.method, opts.steps, opts.params), "sensitivity": ()}[part]
     return (*base, opts.top_k, *extra)
 
@@ -147,7 +153,7 @@ def verdict_card(expl: Explanation, *, waiting: Sequence[str] = ()) -> None:
         sentences = card_sentences(expl)
         # The same elements on every draw: the card is drawn again as parts arrive, and a
         # trailing element of an earlier draw would stay behind.
-        why.markdown(equivalents_line(expl, "sensitivity" in waiting),
+        why.markdown(equivalents_line(expl, "equivalents" in waiting),
                      help=EQUIVALENTS_HELP.format(ref=expl.reference_name,
                                                   other=expl.explained_name))
         why.markdown("\n".join(f"- {s}" for s in sentences))

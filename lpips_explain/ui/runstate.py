@@ -29,9 +29,10 @@ T = TypeVar("T")
 
 ICON = {"waiting": ":material/schedule:", "computing": ":material/autorenew:",
         "done": ":material/check_circle:", "failed": ":material/error:",
-        "skipped": ":material/remove_circle_outline:"}
+        "skipped": ":material/remove_circle_outline:",
+        "on request": ":material/touch_app:"}
 COLOUR = {"waiting": "gray", "computing": "blue", "done": "green", "failed": "red",
-          "skipped": "gray"}
+          "skipped": "gray", "on request": "gray"}
 
 
 class RunState:
@@ -50,7 +51,9 @@ class RunState:
     # -- drawing --------------------------------------------------------------------------
     def text(self) -> str:
         """The run state in words (Markdown with Material icons)."""
-        parts = " · ".join(f":{COLOUR[s]}[{ICON[s]} {name}]" for name, s in self.states.items())
+        parts = " · ".join(f":{COLOUR[s]}[{ICON[s]} {name}"
+                           + (" (on request)" if s == "on request" else "") + "]"
+                           for name, s in self.states.items())
         running = [n for n, s in self.states.items() if s == "computing"]
         failed = [n for n, s in self.states.items() if s == "failed"]
         if self._note:
@@ -103,6 +106,10 @@ class RunState:
 
     def skip(self, part: str) -> None:
         self.set(part, "skipped")
+
+    def on_request(self, part: str) -> None:
+        """A part left out until the person asks for it (not a failure, not waiting)."""
+        self.set(part, "on request")
 
     def waiting_for_input(self, message: str) -> None:
         """Nothing runs until the input is complete: say so at the top."""

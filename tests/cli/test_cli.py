@@ -204,3 +204,10 @@ def test_installed_entry_point_smoke(files, random_explainer):
     assert "Traceback" not in res.stderr
     data = json.loads(res.stdout)
     assert abs(data["distance"] - random_explainer.distance(files["a"], files["b"])) < 1e-6
+
+
+def test_repair_points_option_refuses_a_bad_value(capsys, tmp_path):
+    a = tmp_path / "a.png"
+    rc, _, err = cli(capsys, "explain", str(a), str(a), "--out", str(tmp_path / "o"),
+                     "--repair-points", "1")
+    assert rc == 2 and "--repair-points" in err and "integer >= 2 or 'all'" in err

@@ -58,6 +58,11 @@ def started() -> AppTest:
     return at
 
 
+def run_state(at: AppTest) -> str:
+    """The run state line at the top of the page (it names every part)."""
+    return next(m.value for m in at.markdown if "breakdown" in m.value)
+
+
 def show_attribution(at: AppTest) -> AppTest:
     """Switch the large "where" view to the attribution map (method picker beside it)."""
     at.segmented_control(key="where_view").set_value("attribution").run()
@@ -80,9 +85,11 @@ def test_default_sample_renders_full_explanation(reference):
     assert distance_caption(at) == pytest.approx(expected, abs=1.5e-6)
     assert caption_with(at, "5 layers (relu1, relu2, relu3, relu4, relu5)")
     assert caption_with(at, "Map: spatial LPIPS distance over B, all layers summed")
-    # The run state at the top says every part is ready.
-    state = next(m.value for m in at.markdown if "breakdown" in m.value)
+    # The run state at the top says every part is ready, the attribution on request.
+    state = run_state(at)
     assert state.startswith("**Ready**") and "failed" not in state
+    assert "attribution (on request)" in state
+    assert "Integrated gradients" not in " ".join(m.value for m in at.markdown)
     # The attribution (the default method, with its completeness) beside the large map.
     show_attribution(at)
     assert_clean(at)
@@ -206,7 +213,8 @@ def test_switching_trunk_changes_layers_and_distance():
     assert distance_caption(at) != pytest.approx(before, abs=1e-6)
 
 
-SLOW_PARTS = ("explain-attribution", "explain-sensitivity", "explain-repair")
+SLOW_PARTS = ("explain-attribution", "explain-sensitivity", "explain-repair",
+              "explain-equivalents")
 FAST_PART = "explain-breakdown"
 
 
@@ -217,8 +225,14 @@ def test_display_options_do_not_recompute(reference):
     at = upload(started(), A_PNG, b).run()
     assert_clean(at)
     store = result_store()
+    first = dict(store.computed)
+    # The attribution is computed on request: when the map view is switched to it.
+    assert "attribution (on request)" in run_state(at)
+    show_attribution(at)
     computed = dict(store.computed)
+    assert computed["explain-attribution"] == first.get("explain-attribution", 0) + 1
     assert all(computed.get(kind, 0) >= 1 for kind in SLOW_PARTS), computed
+    at.segmented_control(key="where_view").set_value("spatial").run()
     # "No upsampling" is offered for one layer only (a summed map needs a common size).
     assert "none" not in at.selectbox(key="map_upsample").options
     at.selectbox(key="map_layer").set_value("relu3").run()

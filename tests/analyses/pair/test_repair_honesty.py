@@ -392,3 +392,31 @@ def test_scale_labels_are_short_numbers_with_a_legend():
     legend = re.search(r'class="leg">(.*?)</div>', html_text)[1]
     assert all(name in legend for name in CATEGORIES)
     assert "leg" not in scale_html([("d = 0.1", 0.1)], ())
+
+
+# --- the explanation's coarse repair curve ---------------------------------------------------
+
+
+def test_explain_evaluates_the_repair_curve_at_fewer_points_with_the_same_distances(
+        random_explainer):
+    """repair_points: every point shown is the distance the full curve has at that k, and
+    the goal is the first evaluated point reaching it, refined to one patch."""
+    a = smooth_image(96, 96, 5)
+    b = (a + 0.2 * (smooth_image(96, 96, 6) - 0.5)).clamp(0, 1)
+    kw = dict(attribution=None, sensitivity=False, equivalents=False, patch=8,
+              value_range="[0,1]")
+    full = random_explainer.explain(a, b, repair_points=None, **kw).repair
+    coarse = random_explainer.explain(a, b, repair_points=12, **kw).repair
+    n = full.grid[0] * full.grid[1]
+    assert len(full.curve_steps) == n + 1
+    assert len(coarse.curve_steps) < n + 1 - 100  # 144 patches: far fewer passes
+    by_k = dict(zip(full.curve_steps.tolist(), full.curve_distance.tolist(), strict=True))
+    for k, d in zip(coarse.curve_steps.tolist(), coarse.curve_distance.tolist(), strict=True):
+        assert d == pytest.approx(by_k[k], rel=1e-5, abs=1e-7)
+    k_goal = coarse.half_steps
+    assert k_goal is not None and by_k[k_goal] <= full.base_distance / 2
+    # Refined to one patch: the evaluated point just before the goal does not reach it.
+    before = max(k for k in coarse.curve_steps.tolist() if k < k_goal)
+    assert before == k_goal - 1 and by_k[before] > full.base_distance / 2
+    assert k_goal >= full.half_steps  # the full curve can only find it earlier
+    assert any("evaluated steps of 145" in n_ for n_ in coarse.notes)
