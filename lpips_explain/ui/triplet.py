@@ -161,7 +161,7 @@ def verdict_card(tri: TripletExplanation, *, waiting: tuple[str, ...] = ()) -> N
         with left:
             choices = tri.metric_choices
             if choices is not None and choices.headline:
-                st.markdown(f":orange-badge[:material/call_split: {choices.headline}]")
+                st.markdown(f":orange[:material/call_split: **{choices.headline}**]")
             too_close = tri.verdict == "too_close"
             lean = ("" if tri.closer == "tie" else
                     f" (LPIPS leans {tri.closer.upper()})" if too_close else "")
