@@ -372,8 +372,10 @@ class Explainer:
         if sensitivity:
             from lpips_explain.analyses.pair.sensitivity import sensitivity as run_sensitivity
 
+            second, reason = self.geometry_second()
             sens = timer.run("sensitivity", lambda: run_sensitivity(
-                self.fast, ta, tb, scorer=scorer, seed=self.seed, progress=progress))
+                self.fast, ta, tb, scorer=scorer, seed=self.seed, progress=progress,
+                second=second, second_reason=reason, second_cache=self.feature_cache))
         if repair:
             from lpips_explain.analyses.pair.repair import repair as run_repair
 
@@ -445,6 +447,27 @@ class Explainer:
                                lpips_mode=mode, model=self.metric_model, top_k=top_k,
                                cache=self.feature_cache, sensitivity=sensitivity,
                                tiled=dec.tiling is not None, explained=explained)
+
+    def geometry_second(self) -> tuple[Any, str | None]:
+        """(ST-LPIPS on this Explainer's trunk, None) for the geometric table of the
+        sensitivity, or (None, why not): the trunk is squeeze (ST-LPIPS ships alex and vgg),
+        LPIPS's trunk is random or unverified (a published ST-LPIPS beside it would not
+        compare like with like), or ST-LPIPS's weights are not installed."""
+        from lpips_explain.analyses.pair.second_opinions import STLPIPS_NETS
+        from lpips_explain.errors import LpipsExplainError
+
+        if self.net not in STLPIPS_NETS:
+            return None, (f"ST-LPIPS ships only {' and '.join(STLPIPS_NETS)} trunks, not "
+                          f"{self.net}: there is no ST-LPIPS on the same trunk to compare.")
+        if not self.perceptual:
+            what = ("random weights" if self.weights_info.spec == "random"
+                    else "an unverified weights file")
+            return None, (f"LPIPS runs on a trunk with {what}: the published ST-LPIPS "
+                          f"beside it would not compare like with like.")
+        try:
+            return self.metric_model("stlpips", self.net), None
+        except LpipsExplainError as exc:
+            return None, f"ST-LPIPS could not be loaded: {exc}"
 
     def metric_model(self, metric: str, net: str = "vgg") -> Any:
         """The DISTS (``net`` vgg) or ST-LPIPS (alex, vgg) network, built on first use and
@@ -531,10 +554,20 @@ class Explainer:
                         attribution: str | None = "integrated_gradients",
                         steps: int | None = None, patch: int = 32, top_k: int = 5,
                         progress: Progress | None = None, value_range: str | None = None,
-                        attribution_params: dict | None = None) -> TripletExplanation:
-        """Explain a 2AFC decision: which of A and B is closer to REF, by how much and why."""
+                        attribution_params: dict | None = None,
+                        metrics: Sequence[str] | str | None = None) -> TripletExplanation:
+        """Explain a 2AFC decision: which of A and B is closer to REF, by how much and why.
+
+        ``metrics``: each metric's own 2AFC choice beside LPIPS's ("lpips", "stlpips",
+        "dists", "ssim", "psnr" or "all"; see :meth:`choices_of`); None (the default)
+        computes none and the result has no ``metric_choices``.
+        """
         from lpips_explain.analyses.pair.triplet import explain_triplet
 
+        if metrics is not None:
+            from lpips_explain.analyses.pair.second_opinions import check_metrics
+
+            metrics = check_metrics(metrics)  # an unknown name fails before any work
         if attribution is not None:
             from lpips_explain.analyses.attribution import get_method
 
@@ -543,10 +576,33 @@ class Explainer:
         budget.check_fits(self.model, prep.size, self.max_memory, "decompose", 1,
                           "The triplet explanation")
         self._check_parts_fit(prep.size, attribution, False, True, attribution_params)
-        return self.with_mode(explain_triplet(
+        tri = self.with_mode(explain_triplet(
             self.model, prep, seed=self.seed, attribution=attribution, steps=steps, patch=patch,
             top_k=top_k, progress=progress, attribution_params=attribution_params,
             fast=self.fast))
+        return tri if metrics is None else self.choices_of(tri, metrics)
+
+    def choices_of(self, tri: TripletExplanation,
+                   metrics: Sequence[str] | str | None = None) -> TripletExplanation:
+        """The triplet with each metric's 2AFC choice and margin on its own scale, and the
+        layers (LPIPS, ST-LPIPS) or stages (DISTS) that drive it (analyses.pair.
+        metric_choices); LPIPS's breakdowns are reused. ``metrics``: as for
+        :meth:`second_opinions` (None or "all": every one). A metric that cannot run carries
+        its ``error``; the others are still given. The summary opens with the
+        disagreement between the perceptual metrics when there is one."""
+        from lpips_explain.analyses.pair.metric_choices import metric_choices
+        from lpips_explain.analyses.pair.second_opinions import check_metrics
+        from lpips_explain.analyses.pair.triplet import with_metric_choices
+
+        ref, a, b = tri.inputs.tensors[:3]
+        top_k = (len(tri.decomposition_a.layers[0].top_channels)
+                 if tri.decomposition_a.layers else 5)
+        choices = metric_choices(
+            ref, a, b, tri.decomposition_a, tri.decomposition_b,
+            metrics=check_metrics(metrics),
+            lpips_perceptual=self.perceptual and self.model.lin_info.official,
+            model=self.metric_model, top_k=top_k, cache=self.feature_cache)
+        return with_metric_choices(tri, choices)
 
     def with_mode(self, result: Any, *, parts: str | None = None,
                   exact_parts: str = "") -> Any:

@@ -30,6 +30,15 @@ with guard("computing the verdict"):
                           lambda _p: triplet.verdict_stage(explainer, prep, opts.top_k))
 with card.container():
     triplet.verdict_card(verdict, waiting=("flip", "attributions"))
+choices = None
+with guard("computing the other metrics' choices", stop=False):
+    choices = run.compute("metrics", "triplet-metrics", (*base, opts.top_k),
+                          lambda _p: triplet.metrics_stage(explainer, verdict))
+verdict = triplet.with_choices(verdict, choices)
+card.empty()
+with card.container():
+    triplet.verdict_card(verdict, waiting=("flip", "attributions"))
+triplet.metrics_panel(verdict)
 triplet.margins_panel(verdict)
 triplet.maps_panel(verdict)
 attributions = triplet.AttributionsView(opts)
@@ -41,6 +50,7 @@ tri = verdict
 with guard("computing the flip", stop=False):
     tri = run.compute("flip", "triplet-flip", (*base, opts.top_k, opts.patch),
                       lambda progress: triplet.flip_stage(explainer, prep, opts, progress))
+tri = triplet.with_choices(tri, choices)
 card.empty()  # a fresh card: nothing of the first one may stay behind
 with card.container():
     triplet.verdict_card(tri)

@@ -39,11 +39,12 @@ def _repair_points(text: str) -> int | None:
 METRIC_NAMES = ("lpips", "stlpips", "dists", "ssim", "psnr", "all")
 
 
-def _metrics_opt(p: argparse.ArgumentParser, default: str) -> None:
+def _metrics_opt(p: argparse.ArgumentParser, default: str, key: str = "second_opinions",
+                 what: str = "second opinions beside LPIPS") -> None:
     p.add_argument("--metrics", nargs="+", default=None, metavar="METRIC",
-                   help=f"second opinions beside LPIPS, each on its own scale: "
+                   help=f"{what}, each on its own scale: "
                         f"{', '.join(METRIC_NAMES)} (default: {default}); JSON key "
-                        f"second_opinions. A metric that cannot run is reported with its "
+                        f"{key}. A metric that cannot run is reported with its "
                         f"reason, the others still shown (see docs/cli.md#metrics)")
 
 
@@ -76,6 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("b", help="candidate B")
     add_model_options(p)
     _explain_opts(p)
+    _metrics_opt(p, "all", "metric_choices", "each metric's own 2AFC choice beside LPIPS's")
     p.set_defaults(func=run_explain)
 
 
@@ -139,13 +141,40 @@ def _opinions_table(records: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def _choices_table(records: list[dict]) -> str:
+    """Each metric's 2AFC choice on a triplet, one line each on its own scale."""
+    rows = [f"{'metric':<9} {'net':<5} {'REF-A':>11} {'REF-B':>11} {'choice':>7} "
+            f"{'margin':>10}  drivers"]
+
+    def value(r: dict, v: float | None) -> str:
+        if v is None:
+            return "-" if r["error"] else "identical" if r["metric"] == "psnr" else "n/a"
+        return f"{v:.2f} dB" if r["metric"] == "psnr" else f"{v:.5f}"
+
+    for r in records:
+        choice = (r["choice"] or "-").upper() if r["choice"] != "tie" else "tie"
+        margin = "-" if r["margin"] is None else f"{r['margin']:+.5f}"
+        drivers = ", ".join(f"{d['name']} {100 * d['share']:.0f}%" for d in r["drivers"][:3])
+        line = (f"{r['label']:<9} {r['net'] or '':<5} {value(r, r['value_a']):>11} "
+                f"{value(r, r['value_b']):>11} {choice:>7} {margin:>10}  {drivers}")
+        if r["error"]:
+            line += f"[not computed: {r['error_type']}]"
+        rows.append(line)
+    rows.append("(margin on each metric's own scale; positive means A is closer)")
+    return "\n".join(rows)
+
+
 def _opinion_failures(expl, args: argparse.Namespace) -> int:
     """Print why metrics could not run (stderr); the exit code: 0, or the failed metric's
     code when ``--metrics`` named exactly one metric besides LPIPS and that one failed."""
-    opinions = expl.second_opinions
+    opinions = getattr(expl, "second_opinions", None)
     if opinions is None:
-        return 0
-    failed = [o for o in opinions.opinions if o.error]
+        choices = getattr(expl, "metric_choices", None)
+        if choices is None:
+            return 0
+        failed = [c for c in choices.choices if c.error]
+    else:
+        failed = [o for o in opinions.opinions if o.error]
     for o in failed:
         print(f"warning: {o.label} not computed: {o.error}", file=sys.stderr)
     named = {m.lower().replace("-", "").replace("_", "") for m in args.metrics or ()}
@@ -192,7 +221,8 @@ def run_explain(args: argparse.Namespace) -> int:
         else:
             result = explainer.explain_triplet(args.ref, args.a, args.b, attribution=attribution,
                                                steps=args.steps, patch=args.patch,
-                                               top_k=args.top_k, progress=bar)
+                                               top_k=args.top_k, progress=bar,
+                                               metrics=args.metrics or "all")
             files = write_triplet(result, args.out)
     finally:
         bar.close()
@@ -202,16 +232,25 @@ def run_explain(args: argparse.Namespace) -> int:
         tag = _mode_tag({"mode": result.mode.to_dict()})
         if tag:
             print(f"mode:{tag}  (attribution in exact fp32)")
+        d = result.to_dict()
+        if args.command == "triplet":
+            verdict = {"A": "A is closer", "B": "B is closer",
+                       "too_close": "too close to call"}[d["verdict"]]
+            print(f"verdict: {verdict}  (margin {d['margin']:+.6f})")
         for line in result.summary:
             print(line)
-        opinions = result.to_dict().get("second_opinions") if args.command == "explain" else None
+        opinions = d.get("second_opinions") if args.command == "explain" else None
         if opinions and len(opinions) > 1:
             print("\nsecond opinions (each on its own scale)")
             print(_opinions_table(opinions))
+        choices = d.get("metric_choices") if args.command == "triplet" else None
+        if choices and len(choices) > 1:
+            print("\neach metric's choice (each on its own scale)")
+            print(_choices_table(choices))
         print(f"\nwrote {len(files)} files to {args.out}/ "
               f"({', '.join(sorted(p.name for p in files.values())[:6])}, ...)")
         for w in result.warnings:
             print(f"warning: {w}", file=sys.stderr)
-    return _opinion_failures(result, args) if args.command == "explain" else 0
+    return _opinion_failures(result, args)
 
 

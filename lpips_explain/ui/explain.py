@@ -30,6 +30,7 @@ from lpips_explain.output.compare import compare_height, compare_html
 from lpips_explain.ui import keys
 from lpips_explain.ui.controls import Options, attribution_controls, mode_badge
 from lpips_explain.ui.feedback import panel
+from lpips_explain.ui.sensitivity import geometric_table
 from lpips_explain.ui.state import persistent
 from lpips_explain.ui.widgets import (
     ICONS,
@@ -411,12 +412,6 @@ def channels_panel(expl: Explanation) -> None:
          f"channels have lin weight exactly 0 and can never contribute.")
 
 
-def _sensitivity_rows(items: Sequence[Any], explained: str) -> list[dict]:
-    return [{f"perturbation of {explained}": it.label, "strength": it.strength,
-             "unit": it.unit, "LPIPS": it.distance, "change": it.change,
-             "PSNR (dB)": it.psnr, "SSIM": it.ssim} for it in items]
-
-
 @panel("the sensitivity")
 def sensitivity_panel(expl: Explanation) -> None:
     sens = expl.sensitivity
@@ -434,9 +429,9 @@ def sensitivity_panel(expl: Explanation) -> None:
         chart(plots.sweep_figure(sweeps[name]), "sweep_chart")
         note(f"LPIPS, PSNR and SSIM (one panel each) as {target_name} is perturbed more and "
              f"more, {ref_name} staying the reference; every marker is a real evaluation.")
-    st.markdown(f"**Geometric sensitivity** (small rotations and shifts of {target_name})")
-    table(_sensitivity_rows(sens.geometric, target_name), "geometric_table",
-          formats={"LPIPS": "%.4f", "change": "%+.4f", "PSNR (dB)": "%.2f", "SSIM": "%.4f"})
+    st.markdown(f"**Geometric sensitivity** (small rotations, shifts and a zoom of "
+                f"{target_name}: LPIPS beside ST-LPIPS)")
+    geometric_table(sens, target_name, "geometric_table")
 
 
 @panel("the repair")

@@ -67,9 +67,12 @@ def sweep_range(explainer: Any, expl: Any, name: str, lo: float, hi: float,
 
 def default_sensitivity(explainer: Any, expl: Any, transforms: list[str], *,
                         progress: Any = None) -> Any:
-    """The engine's sensitivity at default strengths, with the geometric table, no sweeps."""
+    """The engine's sensitivity at default strengths, with the geometric table (LPIPS and,
+    on the same trunk, ST-LPIPS, or the reason it is missing), no sweeps."""
+    second, reason = explainer.geometry_second()
     return sensitivity(explainer.fast, expl.reference, expl.explained, transforms=transforms,
-                       sweep=(), seed=explainer.seed, progress=progress)
+                       sweep=(), seed=explainer.seed, progress=progress, second=second,
+                       second_reason=reason, second_cache=explainer.feature_cache)
 
 
 def colorspaces(explainer: Any, prep: Any) -> list[Any]:
@@ -117,16 +120,52 @@ def sweeps_panel(sweeps: list[Sweep], explained: str, reference: str) -> None:
               formats={"LPIPS": "%.4f", "PSNR (dB)": "%.2f", "SSIM": "%.4f"})
 
 
+def geometric_rows(sens: Any, explained: str) -> list[dict]:
+    """The geometric table's rows: LPIPS and, side by side, ST-LPIPS on the same trunk
+    (when it ran), then PSNR and SSIM."""
+    sec = sens.geometric_second
+    rows = []
+    for k, it in enumerate(sens.geometric):
+        row: dict[str, Any] = {f"perturbation of {explained}": it.label,
+                               "strength": it.strength, "unit": it.unit,
+                               "LPIPS": it.distance, "LPIPS change": it.change}
+        if sec is not None and sec.ok:
+            row[f"ST-LPIPS ({sec.net})"] = sec.distances[k]
+            row["ST-LPIPS change"] = sec.change(k)
+        row.update({"PSNR (dB)": it.psnr, "SSIM": it.ssim})
+        rows.append(row)
+    return rows
+
+
+def geometric_table(sens: Any, explained: str, key: str, container: Any = None) -> None:
+    """The geometric table (LPIPS beside ST-LPIPS), the comparison sentence when the numbers
+    support one, else why ST-LPIPS is missing."""
+    where = container or st
+    sec = sens.geometric_second
+    formats = {"LPIPS": "%.4f", "LPIPS change": "%+.4f", "ST-LPIPS change": "%+.4f",
+               "PSNR (dB)": "%.2f", "SSIM": "%.4f"}
+    if sec is not None and sec.ok:
+        formats[f"ST-LPIPS ({sec.net})"] = "%.4f"
+    table(geometric_rows(sens, explained), key, container=where, formats=formats)
+    if sec is None:
+        return
+    if not sec.ok:
+        note(f"LPIPS alone: ST-LPIPS was not computed. {sec.reason}", where)
+        return
+    sentence = sens.geometric_comparison(explained)
+    if sentence:
+        where.markdown(sentence)
+    note(f"ST-LPIPS (Ghildyal and Liu 2022) is LPIPS on an anti-aliased, shift-tolerant "
+         f"{sec.net} trunk; each metric on its own scale (ST-LPIPS({explained} as given) = "
+         f"{sec.base_distance:.4f}, LPIPS = {sens.base_distance:.4f}).", where)
+
+
 @panel("the geometric sensitivity")
 def geometric_panel(sens: Any, explained: str) -> None:
     st.subheader("Default strengths and geometric sensitivity")
     chart(plots.sensitivity_bars(sens, explained=explained), "sens_bars")
-    st.markdown(f"**Rotation and translation of {explained}** (a person would barely notice "
-                f"these)")
-    table([{"perturbation": it.label, "strength": it.strength, "unit": it.unit,
-            "LPIPS": it.distance, "change": it.change, "PSNR (dB)": it.psnr, "SSIM": it.ssim}
-           for it in sens.geometric], "sens_geometric_table",
-          formats={"LPIPS": "%.4f", "change": "%+.4f", "PSNR (dB)": "%.2f", "SSIM": "%.4f"})
+    st.markdown(f"**Rotation, shift and zoom of {explained}: LPIPS beside ST-LPIPS**")
+    geometric_table(sens, explained, "sens_geometric_table")
 
 
 @panel("the colour spaces")

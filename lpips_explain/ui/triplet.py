@@ -10,6 +10,8 @@ person in that order.
 from __future__ import annotations
 
 import html
+import re
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -20,7 +22,12 @@ import torch
 from lpips_explain.analyses.attribution import attribute
 from lpips_explain.analyses.pair.explanation import category_of
 from lpips_explain.analyses.pair.map_scale import fixed_limit
-from lpips_explain.analyses.pair.triplet import TripletExplanation, explain_triplet
+from lpips_explain.analyses.pair.triplet import (
+    TOO_CLOSE_RULE,
+    TripletExplanation,
+    explain_triplet,
+    with_metric_choices,
+)
 from lpips_explain.core.decompose import decompose_encoded
 from lpips_explain.explainer import Explainer
 from lpips_explain.intake.prepared import PreparedInputs
@@ -35,14 +42,14 @@ from lpips_explain.ui.widgets import (
     note,
     pick,
     presenting,
-    scale,
+    scale_html,
     show_notices,
     table,
     term,
 )
-from lpips_explain.validation import Progress
+from lpips_explain.validation import Progress, pct
 
-PARTS = ("verdict", "flip", "attributions")
+PARTS = ("verdict", "metrics", "flip", "attributions")
 LABELS = ["REF", "A", "B"]
 GLOSSARY_TERMS = ("LPIPS", "2AFC", "margin", "flip", "layer", "channel", "spatial map",
                   "mean-preserving", "attribution", "integrated gradients", "completeness gap",
@@ -62,6 +69,15 @@ def verdict_stage(explainer: Explainer, prep: PreparedInputs, top_k: int) -> Tri
     return explainer.with_mode(TripletExplanation(
         prep, dec_a, dec_b, None, None, None,  # type: ignore[arg-type]
         explainer.weights_info, None, prep.warnings, ()))
+
+
+def metrics_stage(explainer: Explainer, tri: TripletExplanation) -> Any:
+    """Each metric's 2AFC choice (LPIPS's breakdowns reused): a MetricChoices."""
+    return explainer.choices_of(tri, "all").metric_choices
+
+
+def with_choices(tri: TripletExplanation, choices: Any) -> TripletExplanation:
+    return tri if choices is None else with_metric_choices(tri, choices)
 
 
 def flip_stage(explainer: Explainer, prep: PreparedInputs, opts: Options,
@@ -92,7 +108,39 @@ def with_attributions(tri: TripletExplanation, attrs: tuple[Any, Any] | None
 
 
 def _verdict(tri: TripletExplanation) -> str:
+    if tri.verdict == "too_close":
+        return "Too close to call"
     return {"a": "A is closer", "b": "B is closer", "tie": "A and B are tied"}[tri.closer]
+
+
+def too_close_help() -> str:
+    """The too-close rule, for the verdict's tooltip (the numbers: analyses.pair.triplet)."""
+    return (f"The verdict is {TOO_CLOSE_RULE}. The first is exact: the layer margins add up "
+            f"to the margin, so reweighting agreeing layers down and dissenting ones up by a "
+            f"fraction e moves the margin by e x (sum of |layer margins|).")
+
+
+def triplet_scale_html(tri: TripletExplanation, limits: Sequence[float]) -> str:
+    """The distance scale with both candidates: A's marker and label above the bar, B's
+    below, so that near-equal (even equal) distances are both visible and labelled."""
+    marks = [("", tri.distance_a, palette.CANDIDATE_A), ("", tri.distance_b, palette.CANDIDATE_B)]
+    base = scale_html(marks, limits)
+    lefts = [float(v) for v in re.findall(r'class="mark" style="left:([0-9.]+)%', base)]
+    # Drop the shared widget's own (label-less) markers; draw split ones instead.
+    base = re.sub(r'<div class="mark" style="[^"]*"></div><div class="marklab" style="[^"]*">'
+                  r'</div>', "", base)
+    parts = []
+    for (name, d, colour), left, top in zip(
+            (("A", tri.distance_a, palette.CANDIDATE_A),
+             ("B", tri.distance_b, palette.CANDIDATE_B)), lefts, ("-20px", "28px"), strict=False):
+        bar_top, bar_h = ("-6px", "12px") if name == "A" else ("6px", "12px")
+        parts.append(f'<div class="mark" style="left:{left:.2f}%;top:{bar_top};height:{bar_h};'
+                     f'background:{colour}" title="{name}: {d:.4f}"></div>'
+                     f'<div class="marklab" style="left:{min(max(left, 6), 94):.2f}%;top:{top};'
+                     f'color:{colour}">{name} {d:.4f}</div>')
+    base = base.replace('<div class="lx-scale">',
+                        '<div class="lx-scale" style="margin-top:1.5rem">', 1)
+    return base[: -len("</div>")] + "".join(parts) + "</div>"
 
 
 def _limits(tri: TripletExplanation) -> tuple[float, ...]:
@@ -111,14 +159,33 @@ def verdict_card(tri: TripletExplanation, *, waiting: tuple[str, ...] = ()) -> N
     with st.container(border=True):
         left, c_ref, c_a, c_b, c_m = st.columns([1.5, 1, 1, 1, 1], gap="small")
         with left:
-            st.html(f'<p class="lx-distance">{_verdict(tri)}</p>'
-                    f'<p class="lx-category">margin {tri.margin:+.4f}</p>')
+            choices = tri.metric_choices
+            if choices is not None and choices.headline:
+                st.markdown(f":orange[:material/call_split: **{choices.headline}**]")
+            too_close = tri.verdict == "too_close"
+            lean = ("" if tri.closer == "tie" else
+                    f" (LPIPS leans {tri.closer.upper()})" if too_close else "")
+            size = ' style="font-size:2rem"' if too_close else ""
+            st.html(f'<p class="lx-distance"{size}>{_verdict(tri)}</p>'
+                    f'<p class="lx-category">margin {tri.margin:+.4f}{lean}</p>')
+            if too_close:
+                st.markdown(f"Why: {'; and '.join(tri.too_close_reasons)}.",
+                            help=too_close_help())
+            elif tri.closer != "tie":
+                eps = tri.reweight_to_flip
+                st.markdown(f"Not a near-tie: {tri.layers_agreeing} of {len(tri.layers)} layers "
+                            f"agree"
+                            + (f", and flipping it takes reweighting the layers by "
+                               f"{pct(eps)}" if eps is not None else "") + ".",
+                            help=too_close_help())
             note(f"distance_a = {tri.distance_a:.6f}, distance_b = {tri.distance_b:.6f}, "
                  f"margin = {tri.margin:+.6f}")
-            scale([("A", tri.distance_a, palette.CANDIDATE_A),
-                   ("B", tri.distance_b, palette.CANDIDATE_B)], _limits(tri))
+            st.html(triplet_scale_html(tri, _limits(tri)))
+            closer = ("equally close to" if tri.closer == "tie" else
+                      "too close to call against" if too_close else
+                      f"{tri.closer.upper()} is closer to")
             st.html(f'<p class="lx-verdict">d(REF, A) = {tri.distance_a:.4f}, '
-                    f"d(REF, B) = {tri.distance_b:.4f}: {_verdict(tri)} to the reference.</p>")
+                    f"d(REF, B) = {tri.distance_b:.4f}: {closer} the reference.</p>")
         closer = tri.closer
         c_ref.image(ims[0], caption="REF", width="stretch")
         c_a.image(ims[1], caption=f"A: d = {tri.distance_a:.4f}"
@@ -134,9 +201,11 @@ def verdict_card(tri: TripletExplanation, *, waiting: tuple[str, ...] = ()) -> N
         with why:
             # The summary less its head (the verdict above), the flip (beside) and the random
             # trunk's warning (the banner); until the flip stage, the layers' agreement.
-            flip_text = getattr(tri.flip, "statement", None)
-            lines = [s for s in tri.summary[1:] if s != flip_text
-                     and not s.startswith("Warning:")]
+            flip_text = (getattr(tri.flip, "sentence", None) or
+                         getattr(tri.flip, "statement", None))
+            headline = getattr(tri.metric_choices, "headline", None)
+            lines = [s for s in tri.summary if s not in (flip_text, headline)
+                     and not s.startswith(("Warning:", "LPIPS finds", "Too close to call"))]
             if not lines and tri.closer != "tie":
                 sign = 1 if tri.closer == "a" else -1
                 agree = sum(sign * lay.margin > 0 for lay in tri.layers)
@@ -158,11 +227,11 @@ def _flip_headline(tri: TripletExplanation, computing: bool) -> None:
         ref_t, cand_t = tri.inputs.tensors[0], tri.inputs.tensors[loser]
         thumb.image(imaging.as_uint8_image(tri.repair.repaired_image(ref_t, cand_t, flip.area)),
                     caption=f"{flip.repaired.upper()} repaired", width="stretch")
-        text.markdown(f'<p class="lx-small">{html.escape(flip.statement)}</p>',
-                      unsafe_allow_html=True)
+        text.markdown(f'<p class="lx-small">{html.escape(flip.sentence or flip.statement)}</p>',
+                      unsafe_allow_html=True, help=flip.method or None)
     else:
-        st.markdown(f'<p class="lx-small">{html.escape(flip.statement)}</p>',
-                    unsafe_allow_html=True)
+        st.markdown(f'<p class="lx-small">{html.escape(flip.sentence or flip.statement)}</p>',
+                    unsafe_allow_html=True, help=flip.method or None)
 
 
 # --- panels ------------------------------------------------------------------------------------
@@ -177,6 +246,43 @@ def margins_panel(tri: TripletExplanation) -> None:
             "B" if lay.margin < 0 else "neither"} for lay in tri.layers],
           "triplet_layer_table",
           formats={"d(REF, A)": "%.6f", "d(REF, B)": "%.6f", "margin (B - A)": "%+.6f"})
+
+
+@panel("the metrics' choices")
+def metrics_panel(tri: TripletExplanation) -> None:
+    """Each metric's choice and margin on its own scale, with what drives it."""
+    st.subheader("Do the other metrics agree?",
+                 help="Each metric's own 2AFC choice on this triplet. A margin is on that "
+                      "metric's own scale (never compare margins across metrics); positive "
+                      "means A is closer: d(REF, B) - d(REF, A) for the distances, "
+                      "SSIM(A) - SSIM(B) and PSNR(A) - PSNR(B) for the similarities.")
+    choices = tri.metric_choices
+    if choices is None:
+        st.info("The other metrics were not computed.")
+        return
+    if choices.headline:
+        st.markdown(f"**{choices.headline}**")
+    elif choices.agreement:
+        st.markdown(choices.agreement)
+
+    def value(c: Any, v: float | None) -> str:
+        return "not computed" if not c.ok else c.value_text(v)
+
+    rows = []
+    for c in choices.choices:
+        m = c.margin
+        rows.append({
+            "metric": c.label + (f" ({c.net})" if c.net else ""),
+            "REF vs A": value(c, c.value_a), "REF vs B": value(c, c.value_b),
+            "prefers": "-" if c.choice is None else "tie" if c.choice == "tie"
+            else c.choice.upper(),
+            "margin": "-" if m is None else ("inf" if not np.isfinite(m) else f"{m:+.4f}"),
+            "driven by": (", ".join(f"{d['name']} {pct(d['share'])}" for d in c.drivers[:3])
+                          if c.drivers else (c.error or "")),
+            "scale": "higher is closer" if c.higher_is_closer else "lower is closer"})
+    table(rows, "triplet_metric_choices")
+    note("'driven by': the layers (LPIPS, ST-LPIPS) or stages (DISTS) whose margins agree "
+         "with the metric's choice, with their share of the agreeing margins.")
 
 
 @panel("the maps")
@@ -260,7 +366,9 @@ def flip_panel(tri: TripletExplanation, *, computing: bool = False) -> None:
         st.info("Computing the flip (see the top of the page)..." if computing else
                 "The flip was not computed.", icon=":material/hourglass_top:")
         return
-    (st.success if flip.exists else st.info)(flip.statement)
+    (st.success if flip.exists else st.info)(flip.sentence or flip.statement)
+    if flip.method:
+        note(f"How: {flip.method}")
     if flip.exists and tri.repair is not None:
         loser = 1 if flip.repaired == "a" else 2
         ref_t, cand_t = tri.inputs.tensors[0], tri.inputs.tensors[loser]

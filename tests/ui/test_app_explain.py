@@ -304,9 +304,9 @@ def test_swap_explains_a():
     assert [u.proto.label for u in at.get("file_uploader")] == ["Image A", "Image B"]
     # The sensitivity panel speaks of A, the explained image, and never of perturbing B.
     assert caption_with(at, "LPIPS, PSNR and SSIM (one panel each) as A is")
-    assert any("(small rotations and shifts of A)" in m.value for m in at.markdown)
+    assert any("(small rotations, shifts and a zoom of A" in m.value for m in at.markdown)
     geometric = next(t.value for t in at.dataframe if "perturbation of A" in t.value.columns)
-    assert set(geometric["perturbation of A"]) == {"Rotation", "Translation"}
+    assert set(geometric["perturbation of A"]) == {"Rotation", "Translation", "Scale"}
     assert not [t.value for t in at.dataframe if "perturbation of B" in t.value.columns]
     chart = next(c for c in at.get("plotly_chart") if "Perturbing A" in c.proto.spec)
     assert "unperturbed A" in chart.proto.spec

@@ -124,9 +124,12 @@ def test_sensitivity_default_pair(reference):
     spaces = [r for r in at.table if "space" in r.value.columns]
     assert list(spaces[0].value["space"]) == ["RGB", "LAB", "HSV", "YUV"]
     assert spaces[0].value["what LPIPS sees"].str.len().max() > 60
-    geometric = [r for r in tables if "change" in r.value.columns and "perturbation" in
-                 r.value.columns]
-    assert set(geometric[0].value["perturbation"]) == {"Rotation", "Translation"}
+    geometric = [r for r in tables if "LPIPS change" in r.value.columns]
+    assert set(geometric[0].value["perturbation of B"]) == {"Rotation", "Translation", "Scale"}
+    # The app runs on the random trunk here: the table is LPIPS alone, and says why.
+    assert not any(c.startswith("ST-LPIPS") for c in geometric[0].value.columns)
+    assert any("LPIPS alone: ST-LPIPS was not computed" in c.value and "random weights" in
+               c.value for c in at.caption)
 
 
 def test_sensitivity_range_and_points_reach_the_sweep():

@@ -129,6 +129,11 @@ class Explanation:
         }
         if self.second_opinions is not None:  # only when asked (the key is absent otherwise)
             out["second_opinions"] = self.second_opinions.to_list()
+        if sens is not None and sens.geometric_second is not None:
+            # the geometric rows' ST-LPIPS column: its trunk, or why it is missing
+            out["geometric_stlpips"] = {**sens.geometric_second.to_dict(),
+                                        "sentence": sens.geometric_comparison(
+                                            self.explained_name)}
         return out
 
 

@@ -361,6 +361,7 @@ GEOMETRIC_TABLE: tuple[tuple[str, float], ...] = (
     ("rotation", 5.0),
     ("translation", 1.0),
     ("translation", 5.0),
+    ("scale", 1.05),
 )
 
 

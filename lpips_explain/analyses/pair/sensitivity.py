@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,6 +64,53 @@ class Sweep:
                 "psnr": json_floats(self.psnr), "ssim": [float(s) for s in self.ssim]}
 
 
+# --- the geometric table under ST-LPIPS ----------------------------------------------------
+#: A comparison sentence is said only for a geometric row where LPIPS changes by at least
+#: this much (smaller changes are within what nobody reads off a table) ...
+GEOMETRIC_FLOOR = 0.01
+#: ... and ST-LPIPS changes by at most this fraction of LPIPS's change: the shift-tolerant
+#: trunk sees less than half of what LPIPS sees (the line STLPIPS_GAP draws for the pair).
+GEOMETRIC_RATIO = 0.5
+
+
+@dataclass(frozen=True)
+class GeometricSecond:
+    """The geometric table scored by ST-LPIPS on the same trunk as LPIPS (alex or vgg), or
+    why it could not be: rows align with :attr:`Sensitivity.geometric`."""
+
+    metric: str  # "stlpips"
+    net: str | None
+    base_distance: float | None  # ST-LPIPS(A, B)
+    distances: tuple[float, ...] = ()  # ST-LPIPS(A, perturbed B), one per geometric row
+    reason: str | None = None  # why it was not computed (then distances is empty)
+    perceptual: bool | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+    def change(self, i: int) -> float | None:
+        if not self.ok or self.base_distance is None:
+            return None
+        return self.distances[i] - self.base_distance
+
+    def to_dict(self) -> dict:
+        return {"metric": self.metric, "net": self.net, "base_distance": self.base_distance,
+                "distances": list(self.distances), "available": self.ok,
+                "reason": self.reason, "perceptual": self.perceptual}
+
+
+def _amount(item: SensitivityItem) -> str:
+    """"1 degree", "5 degrees", "1 px", "1.05x": the row's strength for a sentence."""
+    if item.unit == "degrees":
+        return f"{item.strength:g} degree"  # "a 5 degree rotation"
+    if item.unit == "pixels":
+        return f"{item.strength:g} px"
+    if item.unit == "factor":
+        return f"{item.strength:g}x"
+    return f"{item.strength:g} {item.unit}"
+
+
 @dataclass(frozen=True)
 class Sensitivity:
     """How d(A, B) changes when B is perturbed: defaults, the geometric table, sweeps."""
@@ -72,13 +120,43 @@ class Sensitivity:
     geometric: tuple[SensitivityItem, ...]  # the perturbations.GEOMETRIC_TABLE rows
     sweeps: tuple[Sweep, ...]
     most_sensitive: str | None  # transform with the largest |change| among items
+    # The geometric rows under ST-LPIPS (None: not asked; else computed or its reason)
+    geometric_second: GeometricSecond | None = None
+
+    def geometric_comparison(self, explained: str = "B") -> str | None:
+        """"A 1 degree rotation of B adds 0.038 to LPIPS but 0.004 to ST-LPIPS." for the
+        first geometric row (table order) where LPIPS changes by at least GEOMETRIC_FLOOR
+        and ST-LPIPS by at most GEOMETRIC_RATIO of that; None when no row supports it."""
+        sec = self.geometric_second
+        if sec is None or not sec.ok:
+            return None
+        for i, it in enumerate(self.geometric):
+            st = sec.change(i)
+            if st is None or it.change < GEOMETRIC_FLOOR or st > GEOMETRIC_RATIO * it.change:
+                continue
+            what = {"rotation": "rotation", "translation": "shift", "scale": "zoom"}.get(
+                it.transform, it.label.lower())
+            tail = (f"but only {st:.3f} to ST-LPIPS ({sec.net})" if st >= 0
+                    else f"but lowers ST-LPIPS ({sec.net}) by {-st:.3f}")
+            return f"A {_amount(it)} {what} of {explained} adds {it.change:.3f} to LPIPS {tail}."
+        return None
 
     def to_dict(self) -> dict:
-        return {"base_distance": self.base_distance,
-                "items": [i.to_dict() for i in self.items],
-                "geometric": [i.to_dict() for i in self.geometric],
-                "sweeps": [s.to_dict() for s in self.sweeps],
-                "most_sensitive": self.most_sensitive}
+        geo = [i.to_dict() for i in self.geometric]
+        sec = self.geometric_second
+        if sec is not None:
+            for k, row in enumerate(geo):
+                row["stlpips_distance"] = sec.distances[k] if sec.ok else None
+                row["stlpips_change"] = sec.change(k)
+        out = {"base_distance": self.base_distance,
+               "items": [i.to_dict() for i in self.items],
+               "geometric": geo,
+               "sweeps": [s.to_dict() for s in self.sweeps],
+               "most_sensitive": self.most_sensitive}
+        if sec is not None:
+            out["geometric_stlpips"] = {**sec.to_dict(),
+                                        "sentence": self.geometric_comparison()}
+        return out
 
     def rows(self) -> list[dict]:
         """Items then geometric rows, for the report's ``sensitivity`` list.
@@ -86,8 +164,15 @@ class Sensitivity:
         ``group`` says which table a row comes from ("default" or "geometric"): the same
         (transform, strength) can appear in both.
         """
-        return ([{**i.to_dict(), "group": "default"} for i in self.items]
-                + [{**i.to_dict(), "group": "geometric"} for i in self.geometric])
+        sec = self.geometric_second
+        geo = []
+        for k, i in enumerate(self.geometric):
+            row = {**i.to_dict(), "group": "geometric"}
+            if sec is not None:
+                row["stlpips_distance"] = sec.distances[k] if sec.ok else None
+                row["stlpips_change"] = sec.change(k)
+            geo.append(row)
+        return [{**i.to_dict(), "group": "default"} for i in self.items] + geo
 
 
 def _names(value: Sequence[str] | str | None) -> list[str]:
@@ -104,7 +189,8 @@ def sensitivity(net: LpipsNet, a: Tensor, b: Tensor, *, transforms: Sequence[str
                 batch_size: int = 16, scorer: ReferenceScorer | None = None,
                 progress: Progress | None = None,
                 ranges: Mapping[str, tuple[float, float]] | None = None,
-                geometric: bool = True) -> Sensitivity:
+                geometric: bool = True, second: LpipsNet | None = None,
+                second_reason: str | None = None, second_cache: Any = None) -> Sensitivity:
     """Perturb B with each registered perturbation and score every variant against A.
 
     ``transforms`` (default: all registered) are evaluated at their default strengths;
@@ -115,6 +201,11 @@ def sensitivity(net: LpipsNet, a: Tensor, b: Tensor, *, transforms: Sequence[str
     ``seed`` on its own) and scored in batches of ``batch_size``; a (transform, strength)
     asked for twice is evaluated once, and identity strengths reuse B itself, which they
     equal exactly. ``progress(done, total, "sensitivity")`` follows each batch.
+
+    ``second``: ST-LPIPS on the same trunk, which scores the geometric rows too (B and its
+    geometric variants in batches of ``batch_size``, A encoded once, through
+    ``second_cache`` when given); ``second_reason``: why it is not given (the result says
+    so). Neither: no ST-LPIPS column (``geometric_second`` None).
     """
     a, b = check_pair(net, a, b)
     batch_size = integer(batch_size, "batch_size", minimum=1)
@@ -141,9 +232,39 @@ def sensitivity(net: LpipsNet, a: Tensor, b: Tensor, *, transforms: Sequence[str
     geometric_items = tuple(scores.item(k, r) for k, r in zip(geo_keys, geo_rows, strict=True))
     sweeps = tuple(scores.sweep(name, keys, sweep_rows[name]) for name, keys in sweep_keys.items())
     most = max(items, key=lambda i: abs(i.change), default=None)
+    sec = None
+    if geometric and (second is not None or second_reason is not None):
+        sec = geometric_second(second, a, b, geo_keys, seed=seed, batch_size=batch_size,
+                               cache=second_cache, reason=second_reason)
     return Sensitivity(base_distance=scores.base, items=items, geometric=geometric_items,
                        sweeps=sweeps,
-                       most_sensitive=most.transform if most is not None else None)
+                       most_sensitive=most.transform if most is not None else None,
+                       geometric_second=sec)
+
+
+def geometric_second(net: LpipsNet | None, a: Tensor, b: Tensor,
+                     keys: Sequence[tuple[str, float]], *, seed: int = 0, batch_size: int = 16,
+                     cache: Any = None, reason: str | None = None) -> GeometricSecond:
+    """ST-LPIPS (``net``) of A against B and against B under each geometric ``keys`` row, in
+    batches, A encoded once; a GeometricSecond carrying ``reason`` when ``net`` is None or
+    the metric refuses the images (too small for its blur pools)."""
+    from lpips_explain.errors import LpipsExplainError
+
+    name = getattr(getattr(net, "spec", None), "name", None)
+    if net is None:
+        return GeometricSecond("stlpips", name, None, reason=reason or "not given")
+    try:
+        with torch.no_grad():
+            enc = cache.encode(net, a) if cache is not None else None
+            scorer = ReferenceScorer(net, a, encoded=enc)
+            variants = (perturbations.perturb_batch(b, list(keys), seed=seed) if keys
+                        else b[:0])
+            d = scorer.score_batches(torch.cat([b, variants]), batch_size=batch_size)
+    except LpipsExplainError as exc:
+        return GeometricSecond("stlpips", name, None, reason=str(exc))
+    values = [float(v) for v in d.double().cpu()]
+    return GeometricSecond("stlpips", name, values[0], tuple(values[1:]),
+                           perceptual=bool(getattr(net, "perceptual", False)))
 
 
 def _sweep_strengths(name: str, ranges: Mapping[str, tuple[float, float]],

@@ -234,7 +234,9 @@ def test_sweeps_equal_one_by_one_evaluation(net, pair):
             x = P.apply(sw.transform, b, float(strength), seed=seed)
             assert sw.distances[k] == pytest.approx(_d(net, a, x), abs=TOL), (sw.transform, k)
             assert sw.psnr[k] == pytest.approx(quality.psnr(a, x)[0], abs=1e-9)
-            assert sw.ssim[k] == pytest.approx(quality.ssim(a, x)[0], abs=1e-9)
+            # SSIM filters in float32 with the planes of a chunk together: which images share
+            # a chunk moves the last bits (1.6e-9 seen), so float32's precision is the bound.
+            assert sw.ssim[k] == pytest.approx(quality.ssim(a, x)[0], abs=1e-7)
     noise = s.items[0]
     assert noise.transform == "gaussian_noise" and noise.strength == 0.05
     x = P.apply("gaussian_noise", b, 0.05, seed=seed)
@@ -279,10 +281,10 @@ def test_geometric_rows_are_the_table(net, pair):
         x = P.apply(g.transform, b, g.strength)
         assert g.distance == pytest.approx(_d(net, a, x), abs=TOL)
     rows = s.rows()
-    assert [r["group"] for r in rows] == ["default"] + ["geometric"] * 4
+    assert [r["group"] for r in rows] == ["default"] + ["geometric"] * len(P.GEOMETRIC_TABLE)
     assert {"transform", "strength", "distance"} <= set(rows[0])
     d = s.to_dict()
-    assert d["most_sensitive"] == "hue" and len(d["geometric"]) == 4
+    assert d["most_sensitive"] == "hue" and len(d["geometric"]) == len(P.GEOMETRIC_TABLE)
     json.dumps(d, allow_nan=False)
 
 
