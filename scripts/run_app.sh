@@ -8,4 +8,5 @@ bash scripts/setup.sh
 # and says how to provide them.
 .venv/bin/lpips-explain weights install --net alex vgg \
   || echo "lpips-explain: the published trunks could not be installed (see above); the app will say what to do." >&2
-exec .venv/bin/streamlit run app.py "$@"
+# The engine warms up (imports, network, a first run) while the server starts.
+exec .venv/bin/python -m lpips_explain.ui.serve "$@"

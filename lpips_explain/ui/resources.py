@@ -27,13 +27,42 @@ MAX_EXPLAINERS = 6
 MAX_RESULTS = 32  # the Explain page alone keeps four parts per pair and options
 
 
+# Networks built before the first visitor (ui/serve.py), handed over once to get_explainer.
+_WARM: dict[tuple, Explainer] = {}
+_CLAIMED: set[tuple] = set()  # keys a page has asked for: too late to build them here
+_WARM_LOCK = threading.Lock()
+
+
+def _build(net: str, version: str, backbone: str, seed: int, size_policy: str,
+           precision: str = "fp32", lin_weights: str = "") -> Explainer:
+    return Explainer(net, version, backbone, int(seed), size_policy=size_policy,
+                     precision=precision, lin_weights=lin_weights or None)
+
+
+def warm_explainer(key: tuple) -> Explainer | None:
+    """Build the network of ``key`` (a model key) for the app before anyone asks for it;
+    None when it cannot be built (the page will say why when a visitor arrives)."""
+    with _WARM_LOCK:  # a visitor arriving now waits here instead of building a second one
+        if key in _CLAIMED:
+            return None
+        if key not in _WARM:
+            try:
+                _WARM[key] = _build(*key)
+            except Exception:
+                return None
+        return _WARM[key]
+
+
 @st.cache_resource(max_entries=MAX_EXPLAINERS, show_spinner="Loading the LPIPS network...")
 def get_explainer(net: str, version: str, backbone: str, seed: int,
                   size_policy: str, precision: str = "fp32", lin_weights: str = "") -> Explainer:
     """One Explainer per (trunk, lin version, backbone weights, seed, size policy, precision,
-    lin-head file; "" = the official heads)."""
-    return Explainer(net, version, backbone, int(seed), size_policy=size_policy,
-                     precision=precision, lin_weights=lin_weights or None)
+    lin-head file; "" = the official heads); the warmed-up one when it is for these."""
+    key = (net, version, backbone, seed, size_policy, precision, lin_weights)
+    with _WARM_LOCK:
+        _CLAIMED.add(key)
+        warm = _WARM.pop(key, None)
+    return warm if warm is not None else _build(*key)
 
 
 class ResultStore:

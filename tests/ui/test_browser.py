@@ -109,7 +109,8 @@ def server(chromium_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("server") / "streamlit.log"
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py",
+    # Started as scripts/run_app.sh starts it: the engine warms up while the server starts.
+    cmd = [sys.executable, "-m", "lpips_explain.ui.serve",
            "--server.headless", "true", "--server.address", "127.0.0.1",
            "--server.port", str(port), "--browser.gatherUsageStats", "false",
            "--server.fileWatcherType", "none"]

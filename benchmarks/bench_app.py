@@ -1,0 +1,197 @@
+"""The app path against the CLI path on one pair, side by side in one run.
+
+A fresh server is started the way scripts/run_app.sh starts it (``python -m
+lpips_explain.ui.serve``: the engine warms up while the server starts) and driven in
+Debian's chromium at 1280x720 with Playwright, as a person would:
+
+1. **First visitor**: the page is opened as soon as the server answers its health check;
+   seconds until the sample pair's distance is shown and until the run state says "Ready".
+2. **A dropped pair** (default: a 600x400 photograph made from a bundled original and a
+   JPEG-compressed, slightly blurred copy of it; or ``--a``/``--b``): A and then B are put
+   into the page's own file inputs; seconds from B's upload to the new distance, to the
+   complete verdict card (its repair headline and equivalents, "computing" gone) and to
+   "Ready", and each part's time as the run state reports it (polled every 0.1 s).
+3. **The CLI**: ``lpips-explain explain A B --out DIR`` on the same pair, in a fresh process
+   (imports and the network included), its wall time and the parts' times it records.
+
+    python benchmarks/bench_app.py [--net alex] [--a A.png --b B.png] [--json OUT.json]
+
+The published trunk must be installed (``lpips-explain weights install``). Times are
+wall-clock seconds on this machine; the machine's load (1-minute average) is printed
+before and after. The app computes the attribution map on request (when its view is
+opened), so its "Ready" covers the other parts; the CLI computes everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+POLL_S = 0.1
+STATE_RE = re.compile(r"(schedule|autorenew|check_circle|error|remove_circle_outline|touch_app)"
+                      r"\s*([a-z][a-z ]*?)(?:\s*\(on request\))?\s*(?=·|$)")
+DISTANCE_RE = re.compile(r"distance = (\d+\.\d{6})")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+            return r.read().decode().strip() == "ok"
+    except OSError:
+        return False
+
+
+def make_pair(folder: Path) -> tuple[Path, Path]:
+    """A 600x400 photograph and a JPEG q30, Gaussian-blurred (0.8 px) copy of it."""
+    from PIL import Image, ImageFilter
+
+    im = Image.open(ROOT / "assets" / "originals" / "chelsea.png").convert("RGB")
+    a = im.resize((600, 400), Image.Resampling.LANCZOS)
+    a_path, b_path, tmp = folder / "photo_a.png", folder / "photo_b.png", folder / "b.jpg"
+    a.save(a_path)
+    a.filter(ImageFilter.GaussianBlur(0.8)).save(tmp, quality=30)
+    Image.open(tmp).convert("RGB").save(b_path)
+    return a_path, b_path
+
+
+def run_state(page) -> dict[str, str]:
+    """{part: icon name} read off the run state line at the top of the page."""
+    box = page.locator(".st-key-run_state")
+    text = box.first.inner_text() if box.count() else ""
+    parts = text.partition("—")[2]
+    return {name.strip(): icon for icon, name in STATE_RE.findall(parts.replace("\n", " "))}
+
+
+def distance_shown(page) -> str | None:
+    found = DISTANCE_RE.search(page.inner_text("body"))
+    return found.group(1) if found else None
+
+
+def ready(page) -> bool:
+    box = page.locator(".st-key-run_state")
+    return bool(box.count()) and box.first.inner_text().lstrip().startswith("Ready")
+
+
+def watch(page, t0: float, *, before: str | None, timeout: float = 300.0) -> dict[str, float]:
+    """Seconds from t0 to: a distance other than ``before``, the complete card, each part
+    done, and Ready."""
+    marks: dict[str, float] = {}
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        now = time.perf_counter() - t0
+        d = distance_shown(page)
+        if "distance" not in marks and d is not None and d != before:
+            marks["distance"] = now
+        states = run_state(page)
+        for part, icon in states.items():
+            if icon == "check_circle" and f"part: {part}" not in marks and "distance" in marks:
+                marks[f"part: {part}"] = now
+        body = page.inner_text("body")
+        if ("card complete" not in marks and "distance" in marks
+                and states.get("repair") == "check_circle"
+                and states.get("equivalents") == "check_circle"
+                and "Repair: computing" not in body
+                and "Equivalent distortions: computing" not in body):
+            marks["card complete"] = now
+        if "distance" in marks and ready(page):
+            marks["ready"] = now
+            return marks
+        time.sleep(POLL_S)
+    raise SystemExit(f"the page was not ready within {timeout:.0f} s: {marks}")
+
+
+def load() -> float:
+    return os.getloadavg()[0]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--net", default="alex")
+    ap.add_argument("--a", type=Path)
+    ap.add_argument("--b", type=Path)
+    ap.add_argument("--json", type=Path, help="write the figures here too")
+    args = ap.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_app_"))
+    a, b = (args.a, args.b) if args.a and args.b else make_pair(tmp)
+    env = {**os.environ, "LPIPS_EXPLAIN_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/?net={args.net}"
+    print(f"pair: {a} | {b}; load before: {load():.2f}")
+    log = (tmp / "server.log").open("wb")
+    t_start = time.perf_counter()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "lpips_explain.ui.serve", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    out: dict[str, dict[str, float]] = {}
+    try:
+        while not healthy(f"http://127.0.0.1:{port}"):
+            if server.poll() is not None:
+                raise SystemExit(f"the server exited: {(tmp / 'server.log').read_text()}")
+            time.sleep(POLL_S)
+        out["server"] = {"health": time.perf_counter() - t_start}
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                        args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1280, "height": 720})
+            t0 = time.perf_counter()
+            page.goto(url, wait_until="domcontentloaded", timeout=120_000)
+            out["first visitor (sample pair)"] = watch(page, t0, before=None)
+            sample = distance_shown(page)
+            box = page.locator('[data-testid="stExpander"]').filter(
+                has_text="Upload your own images")
+            if box.count() and box.locator("details").first.get_attribute("open") is None:
+                box.locator("summary").first.click()
+            inputs = page.locator('[data-testid="stFileUploader"] input[type=file]')
+            inputs.nth(0).set_input_files(str(a))
+            page.wait_for_timeout(500)
+            while not ready(page) and "Upload image B" not in page.inner_text("body"):
+                time.sleep(POLL_S)
+            t0 = time.perf_counter()
+            inputs.nth(1).set_input_files(str(b))
+            out["dropped pair"] = watch(page, t0, before=sample)
+            page.screenshot(path=str(tmp / "app_ready.png"))
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    t0 = time.perf_counter()
+    cli = subprocess.run([sys.executable, "-m", "lpips_explain", "explain", str(a), str(b),
+                          "--net", args.net, "--out", str(tmp / "cli"), "--quiet"],
+                         cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if cli.returncode != 0:
+        raise SystemExit(f"the CLI failed: {cli.stderr[-2000:]}")
+    parts = json.loads((tmp / "cli" / "explanation.json").read_text()).get("timings_ms", {})
+    out["CLI explain"] = {"wall": wall, **{f"part: {k}": v / 1000 for k, v in parts.items()}}
+    print(f"load after: {load():.2f}; screenshot: {tmp / 'app_ready.png'}\n")
+    for what, marks in out.items():
+        print(what)
+        for k, v in marks.items():
+            print(f"  {k:<28} {v:6.2f} s")
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
