@@ -14,7 +14,12 @@ Debian's chromium at 1280x720 with Playwright, as a person would:
 3. **The CLI**: ``lpips-explain explain A B --out DIR`` on the same pair, in a fresh process
    (imports and the network included), its wall time and the parts' times it records.
 
+4. **Under load** (``--sessions 16 --concurrency 8``, instead of 1-3): that many browser
+   sessions, each uploading a different pair, that many at a time; each shown distance is
+   checked against the Explainer's, and the server's peak resident memory (VmHWM) is read.
+
     python benchmarks/bench_app.py [--net alex] [--a A.png --b B.png] [--json OUT.json]
+    python benchmarks/bench_app.py --sessions 16 --concurrency 8
 
 The published trunk must be installed (``lpips-explain weights install``). Times are
 wall-clock seconds on this machine; the machine's load (1-minute average) is printed
@@ -121,34 +126,124 @@ def load() -> float:
     return os.getloadavg()[0]
 
 
+def start_server(tmp: Path, env: dict) -> tuple[subprocess.Popen, int, float]:
+    """The server as scripts/run_app.sh starts it; (process, port, seconds to healthy)."""
+    port = free_port()
+    log = (tmp / "server.log").open("wb")
+    t0 = time.perf_counter()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "lpips_explain.ui.serve", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    while not healthy(f"http://127.0.0.1:{port}"):
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited: {(tmp / 'server.log').read_text()}")
+        time.sleep(POLL_S)
+    return server, port, time.perf_counter() - t0
+
+
+def peak_rss(pid: int) -> float:
+    """The process's peak resident memory (VmHWM), in GB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / 1e9
+    return float("nan")
+
+
+def upload(page, a: Path, b: Path) -> float:
+    """A into the page's first file input, then B into the second; the time B was given."""
+    box = page.locator('[data-testid="stExpander"]').filter(has_text="Upload your own images")
+    if box.count() and box.locator("details").first.get_attribute("open") is None:
+        box.locator("summary").first.click()
+    inputs = page.locator('[data-testid="stFileUploader"] input[type=file]')
+    inputs.nth(0).set_input_files(str(a))
+    page.wait_for_timeout(1000)
+    t0 = time.perf_counter()
+    inputs.nth(1).set_input_files(str(b))
+    return t0
+
+
+def under_load(args: argparse.Namespace, tmp: Path, env: dict) -> int:
+    """``--sessions`` browser sessions, ``--concurrency`` at a time, each a different pair."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image, ImageFilter
+    from playwright.sync_api import sync_playwright
+
+    from lpips_explain import Explainer
+
+    originals = sorted((ROOT / "assets" / "originals").glob("*.png"))
+    pairs = []
+    for i in range(args.sessions):
+        im = Image.open(originals[i % len(originals)]).convert("RGB")
+        a, b = tmp / f"s{i}_a.png", tmp / f"s{i}_b.png"
+        im.save(a)
+        im.filter(ImageFilter.GaussianBlur(0.5 + 0.25 * i)).save(b)
+        pairs.append((a, b))
+    ex = Explainer(args.net)
+    expected = [ex.distance(a, b) for a, b in pairs]
+    server, port, _ = start_server(tmp, env)
+    url = f"http://127.0.0.1:{port}/?net={args.net}"
+
+    def session(i: int) -> tuple[bool, float]:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                        args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1280, "height": 720})
+            page.goto(url, wait_until="domcontentloaded", timeout=120_000)
+            t0 = time.perf_counter()
+            watch(page, t0, before=None, timeout=900)
+            sample = distance_shown(page)
+            t0 = upload(page, *pairs[i])
+            marks = watch(page, t0, before=sample, timeout=900)
+            shown = distance_shown(page)
+            bad = page.locator('[data-testid="stException"]').count()
+            browser.close()
+        right = shown is not None and abs(float(shown) - expected[i]) <= 1.5e-6 and not bad
+        return right, marks["ready"]
+
+    t0 = time.perf_counter()
+    try:
+        with ThreadPoolExecutor(args.concurrency) as pool:
+            results = list(pool.map(session, range(args.sessions)))
+        peak = peak_rss(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    right = sum(ok for ok, _ in results)
+    waits = sorted(t for _, t in results)
+    print(f"{args.sessions} sessions, {args.concurrency} at a time, {args.net}: "
+          f"{right}/{args.sessions} right; server peak RSS {peak:.2f} GB; "
+          f"Ready after {waits[0]:.1f}-{waits[-1]:.1f} s (median {waits[len(waits) // 2]:.1f}); "
+          f"all done in {time.perf_counter() - t0:.0f} s; load {load():.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"sessions": args.sessions, "right": right,
+                                         "peak_rss_gb": peak, "ready_s": waits}, indent=1))
+    return 0 if right == args.sessions else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--net", default="alex")
     ap.add_argument("--a", type=Path)
     ap.add_argument("--b", type=Path)
     ap.add_argument("--json", type=Path, help="write the figures here too")
+    ap.add_argument("--sessions", type=int, default=0,
+                    help="run the load test instead: this many browser sessions")
+    ap.add_argument("--concurrency", type=int, default=8)
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_app_"))
-    a, b = (args.a, args.b) if args.a and args.b else make_pair(tmp)
     env = {**os.environ, "LPIPS_EXPLAIN_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/?net={args.net}"
+    if args.sessions:
+        return under_load(args, tmp, env)
+    a, b = (args.a, args.b) if args.a and args.b else make_pair(tmp)
     print(f"pair: {a} | {b}; load before: {load():.2f}")
-    log = (tmp / "server.log").open("wb")
-    t_start = time.perf_counter()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "lpips_explain.ui.serve", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    out: dict[str, dict[str, float]] = {}
+    server, port, health = start_server(tmp, env)
+    url = f"http://127.0.0.1:{port}/?net={args.net}"
+    out: dict[str, dict[str, float]] = {"server": {"health": health}}
     try:
-        while not healthy(f"http://127.0.0.1:{port}"):
-            if server.poll() is not None:
-                raise SystemExit(f"the server exited: {(tmp / 'server.log').read_text()}")
-            time.sleep(POLL_S)
-        out["server"] = {"health": time.perf_counter() - t_start}
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                         args=["--no-sandbox", "--disable-gpu"])
@@ -157,17 +252,7 @@ def main() -> int:
             page.goto(url, wait_until="domcontentloaded", timeout=120_000)
             out["first visitor (sample pair)"] = watch(page, t0, before=None)
             sample = distance_shown(page)
-            box = page.locator('[data-testid="stExpander"]').filter(
-                has_text="Upload your own images")
-            if box.count() and box.locator("details").first.get_attribute("open") is None:
-                box.locator("summary").first.click()
-            inputs = page.locator('[data-testid="stFileUploader"] input[type=file]')
-            inputs.nth(0).set_input_files(str(a))
-            page.wait_for_timeout(500)
-            while not ready(page) and "Upload image B" not in page.inner_text("body"):
-                time.sleep(POLL_S)
-            t0 = time.perf_counter()
-            inputs.nth(1).set_input_files(str(b))
+            t0 = upload(page, a, b)
             out["dropped pair"] = watch(page, t0, before=sample)
             page.screenshot(path=str(tmp / "app_ready.png"))
             browser.close()

@@ -2,7 +2,9 @@
 
 The Explainer is an ``st.cache_resource`` keyed on plain strings. Results (frozen
 dataclasses holding arrays) live in :class:`ResultStore`, a small LRU held by
-``st.cache_resource``: no pickling, a bound on memory, and no Streamlit call recorded
+``st.cache_resource`` and bounded by entries and bytes; at most :func:`app_workers`
+computations run at once (:func:`compute_slot`): no pickling, a bound on the server's
+memory however many sessions arrive, and no Streamlit call recorded
 inside a cached function (a progress bar updated inside ``st.cache_*`` would be replayed
 on the next cache hit against an element that no longer exists). The store also counts
 computations, which the tests use to check that display-only options recompute nothing.
@@ -10,14 +12,20 @@ computations, which the tests use to check that display-only options recompute n
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import os
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import numpy as np
 import streamlit as st
+import torch
 
+from lpips_explain.core.budget import parse_bytes
 from lpips_explain.explainer import Explainer
 from lpips_explain.validation import Progress
 
@@ -25,6 +33,54 @@ T = TypeVar("T")
 
 MAX_EXPLAINERS = 6
 MAX_RESULTS = 32  # the Explain page alone keeps four parts per pair and options
+# The server's memory for stored results and for computing: every session shares one store,
+# bounded by bytes as well as entries, and at most APP_WORKERS computations run at once (each
+# within the Explainer's own budget); sessions beyond that wait for a free worker, and say so.
+# With the feature cache's 256 MB and the networks, 16 sessions computing 8 at a time on a
+# 2-core machine stay under 3 GB (benchmarks/bench_app.py --sessions 16).
+RESULTS_ENV = "LPIPS_EXPLAIN_APP_RESULTS"  # e.g. "512MB"
+WORKERS_ENV = "LPIPS_EXPLAIN_APP_WORKERS"
+DEFAULT_RESULT_BYTES = "512MB"
+
+
+def result_budget() -> int:
+    """The result store's byte budget: $LPIPS_EXPLAIN_APP_RESULTS or 512 MB."""
+    return parse_bytes(os.environ.get(RESULTS_ENV, "").strip() or DEFAULT_RESULT_BYTES)
+
+
+def app_workers() -> int:
+    """How many computations run at once: $LPIPS_EXPLAIN_APP_WORKERS, or the CPU count up to 2
+    (on more cores each computation already uses them all)."""
+    text = os.environ.get(WORKERS_ENV, "").strip()
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def nbytes(obj: Any, _seen: set[int] | None = None) -> int:
+    """The bytes of the arrays and tensors held by ``obj`` (dataclasses, sequences, dicts),
+    each storage counted once: what storing it keeps alive, beyond small Python objects."""
+    seen = set() if _seen is None else _seen
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, torch.Tensor):
+        storage = obj.untyped_storage()
+        if storage.data_ptr() in seen:
+            return 0
+        seen.add(storage.data_ptr())
+        return int(storage.nbytes())
+    if isinstance(obj, np.ndarray):
+        return int(obj.nbytes) if obj.base is None else nbytes(obj.base, seen)
+    if isinstance(obj, (str, bytes, int, float, bool, type(None))):
+        return 0
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return sum(nbytes(getattr(obj, f.name), seen) for f in dataclasses.fields(obj))
+    if isinstance(obj, dict):
+        return sum(nbytes(v, seen) for v in obj.values())
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return sum(nbytes(v, seen) for v in obj)
+    return 0
 
 
 # Networks built before the first visitor (ui/serve.py), handed over once to get_explainer.
@@ -66,10 +122,15 @@ def get_explainer(net: str, version: str, backbone: str, seed: int,
 
 
 class ResultStore:
-    """A thread-safe LRU of computed results, with per-kind counters of hits and computations."""
+    """A thread-safe LRU of computed results, bounded by entries and by bytes (arrays and
+    tensors, :func:`nbytes`), with per-kind counters of hits and computations. A result
+    larger than the whole budget is returned to its page but not stored."""
 
-    def __init__(self, max_entries: int = MAX_RESULTS) -> None:
+    def __init__(self, max_entries: int = MAX_RESULTS, max_bytes: int | None = None) -> None:
         self.max_entries = max_entries
+        self.max_bytes = result_budget() if max_bytes is None else int(max_bytes)
+        self.bytes = 0
+        self._sizes: dict[tuple, int] = {}
         self._data: OrderedDict[tuple, Any] = OrderedDict()
         self._lock = threading.Lock()
         self.computed: Counter[str] = Counter()
@@ -85,12 +146,21 @@ class ResultStore:
         return None
 
     def put(self, kind: str, key: Hashable, value: Any) -> None:
+        size = nbytes(value)
         with self._lock:
-            self._data[(kind, key)] = value
-            self._data.move_to_end((kind, key))
             self.computed[kind] += 1
-            while len(self._data) > self.max_entries:
-                self._data.popitem(last=False)
+            k = (kind, key)
+            if k in self._data:
+                self.bytes -= self._sizes.pop(k, 0)
+                del self._data[k]
+            if size > self.max_bytes:
+                return
+            self._data[k] = value
+            self._sizes[k] = size
+            self.bytes += size
+            while len(self._data) > self.max_entries or self.bytes > self.max_bytes:
+                old, _ = self._data.popitem(last=False)
+                self.bytes -= self._sizes.pop(old, 0)
 
     def __contains__(self, item: tuple[str, Hashable]) -> bool:
         with self._lock:
@@ -99,6 +169,8 @@ class ResultStore:
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+            self._sizes.clear()
+            self.bytes = 0
 
 
 @st.cache_resource
@@ -130,6 +202,40 @@ class ProgressBar:
         self._bar.empty()
 
 
+_SLOTS: threading.BoundedSemaphore | None = None
+_SLOTS_LOCK = threading.Lock()
+_HOLDING = threading.local()  # this thread already holds a worker (nested computations)
+
+
+def _slots() -> threading.BoundedSemaphore:
+    global _SLOTS
+    with _SLOTS_LOCK:
+        if _SLOTS is None:
+            _SLOTS = threading.BoundedSemaphore(app_workers())
+        return _SLOTS
+
+
+@contextmanager
+def compute_slot(slot: Any = None) -> Iterator[None]:
+    """Hold one of the server's workers while computing (see APP_WORKERS); a session that
+    finds none free says so where its progress will be (``slot``) and waits."""
+    if getattr(_HOLDING, "held", False):
+        yield
+        return
+    sem = _slots()
+    if not sem.acquire(blocking=False):
+        waiting = (slot or st.empty()).info("Waiting for a free worker: other sessions are "
+                                            "computing.", icon=":material/hourglass_top:")
+        sem.acquire()
+        waiting.empty()
+    _HOLDING.held = True
+    try:
+        yield
+    finally:
+        _HOLDING.held = False
+        sem.release()
+
+
 def cached(kind: str, key: Hashable, compute: Callable[[Progress | None], T], *,
            progress: str | None = None, spinner: str | None = None, slot: Any = None) -> T:
     """The stored result for (kind, key), or ``compute(progress_callback)`` stored on a miss.
@@ -143,15 +249,16 @@ def cached(kind: str, key: Hashable, compute: Callable[[Progress | None], T], *,
     hit = store.get(kind, key)
     if hit is not None:
         return hit
-    bar = ProgressBar(progress, slot) if progress else None
-    try:
-        if spinner:
-            with st.spinner(spinner):
+    with compute_slot(slot):
+        bar = ProgressBar(progress, slot) if progress else None
+        try:
+            if spinner:
+                with st.spinner(spinner):
+                    value = compute(bar)
+            else:
                 value = compute(bar)
-        else:
-            value = compute(bar)
-    finally:
-        if bar is not None:
-            bar.clear()
+        finally:
+            if bar is not None:
+                bar.clear()
     store.put(kind, key, value)
     return value

@@ -1,0 +1,64 @@
+"""The app server's bounds: the shared result store by bytes, and the compute workers."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import torch
+
+from lpips_explain.ui import resources
+from lpips_explain.ui.resources import ResultStore, nbytes
+
+
+def test_nbytes_counts_each_storage_once():
+    t = torch.zeros(1000)  # 4000 bytes
+    a = np.zeros(500)  # 4000 bytes
+    held = {"x": (t, t[10:20], a, a[::2]), "y": [t], "z": "text"}
+    assert nbytes(held) == 8000
+
+
+def test_the_store_evicts_by_bytes_and_refuses_what_alone_exceeds_it():
+    store = ResultStore(max_entries=10, max_bytes=10_000)
+    store.put("k", 1, np.zeros(500))  # 4000 B
+    store.put("k", 2, np.zeros(500))  # 8000 B in all
+    assert store.bytes == 8000
+    store.put("k", 3, np.zeros(500))  # 12000 > 10000: the oldest goes
+    assert store.get("k", 1) is None and store.get("k", 2) is not None
+    assert store.bytes == 8000
+    store.put("k", 4, np.zeros(5000))  # 40000 B: larger than the whole budget
+    assert store.get("k", 4) is None and store.bytes == 8000
+    assert store.computed["k"] == 4  # computed, counted, but not kept
+    store.put("k", 2, np.zeros(100))  # replacing an entry frees its bytes
+    assert store.bytes == 4800
+
+
+def test_at_most_app_workers_compute_at_once(monkeypatch):
+    monkeypatch.setattr(resources, "_SLOTS", threading.BoundedSemaphore(1))
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def work() -> None:
+        with resources.compute_slot(), resources.compute_slot():  # nested: no deadlock
+            with lock:
+                running[0] += 1
+                peak[0] = max(peak[0], running[0])
+            time.sleep(0.05)
+            with lock:
+                running[0] -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert peak[0] == 1 and not any(t.is_alive() for t in threads)
+
+
+def test_worker_count_follows_the_environment(monkeypatch):
+    monkeypatch.setenv(resources.WORKERS_ENV, "3")
+    assert resources.app_workers() == 3
+    monkeypatch.setenv(resources.WORKERS_ENV, "zero")
+    assert 1 <= resources.app_workers() <= 2
+    monkeypatch.setenv(resources.RESULTS_ENV, "1MB")
+    assert resources.result_budget() == 1_000_000
