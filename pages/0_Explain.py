@@ -47,7 +47,6 @@ def draw_card(expl, waiting=()):
 with guard("reading the pair"):
     prep = cached("prepare", (opts.model_key, pair.key),
                   lambda _p: explainer.prepare(pair.a.source(), pair.b.source()))
-inputs.compared(pair)
 with guard("computing the distance"):
     fast = compute("breakdown")
 draw_card(fast, waiting=explain.CARD_PARTS)

@@ -24,7 +24,6 @@ base = (opts.model_key, images.key)
 with guard("reading the images"):
     prep = cached("prepare-triplet", base, lambda _p: explainer.prepare(
         *(i.source() for i in images.images), labels=triplet.LABELS))
-inputs.compared(images)
 with guard("computing the verdict"):
     verdict = run.compute("verdict", "triplet-verdict", (*base, opts.top_k),
                           lambda _p: triplet.verdict_stage(explainer, prep, opts.top_k))

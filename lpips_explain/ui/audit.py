@@ -371,19 +371,15 @@ def open_row(result: AuditResult, row: dict) -> None:
     if result.kind == "pairs":
         value: Any = Pair(images[0], images[1], "upload")
         state, picker, page = keys.PAIR, keys.SAMPLE_PAIR, "pages/0_Explain.py"
-        committed = getattr(keys, "COMMITTED_PAIR", None)
         st.session_state[keys.SWAP] = False
     else:
         value = Triplet(images[0], images[1], images[2], "upload")
         state, picker, page = keys.TRIPLET, keys.SAMPLE_TRIPLET, "pages/1_Triplet.py"
-        committed = getattr(keys, "COMMITTED_TRIPLET", None)
     st.session_state[state] = value
     uploaded = getattr(keys, "UPLOADED", None)  # the picker entry that names uploads
     if uploaded is not None:
         st.session_state[picker] = uploaded
         st.session_state[keys.KEEP_PREFIX + picker] = uploaded
-    if committed is not None:
-        st.session_state[committed] = value.key
     st.switch_page(page)
 
 

@@ -382,7 +382,6 @@ def open_on_triplet_page(verdict: TripletVerdict, jset: JudgmentSet) -> None:
               for name in (verdict.ref, verdict.p0, verdict.p1)]
     triplet = Triplet(*images, "upload")
     st.session_state[keys.TRIPLET] = triplet
-    st.session_state[keys.COMMITTED_TRIPLET] = triplet.key
     st.session_state[keys.SAMPLE_TRIPLET] = keys.UPLOADED
     st.session_state[keys.KEEP_PREFIX + keys.SAMPLE_TRIPLET] = keys.UPLOADED
     st.switch_page("pages/1_Triplet.py")

@@ -29,7 +29,14 @@ from lpips_explain.ui.feedback import error_text
 from lpips_explain.ui.inputs import sample_ids
 from lpips_explain.ui.resources import get_explainer
 from lpips_explain.ui.state import persistent, restore
-from lpips_explain.ui.widgets import ICONS, note, presenting, style, term
+from lpips_explain.ui.widgets import (
+    ICONS,
+    note,
+    presenting,
+    reserve_upload_area,
+    style,
+    term,
+)
 
 BACKBONES: dict[str, str] = {
     "imagenet": "ImageNet (published, verified)",
@@ -464,6 +471,7 @@ def page_setup(title: str, intro: str, *, analysis: bool = True) -> tuple[Option
     for item in ignored:
         st.toast(f"The link's {item} is not known here; using the default.",
                  icon=ICONS["info"])
+    reserve_upload_area()  # the drop zone first, above the model options
     opts = sidebar(analysis=analysis)
     publish_model(opts)
     explainer = load_explainer(opts)

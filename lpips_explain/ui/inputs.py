@@ -26,7 +26,7 @@ from lpips_explain.ui import keys, links
 from lpips_explain.ui.resources import digest
 from lpips_explain.ui.runstate import wait_for_input
 from lpips_explain.ui.state import persistent
-from lpips_explain.ui.widgets import ICONS, note, presenting
+from lpips_explain.ui.widgets import ICONS, note, presenting, upload_area
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tiff", "tif", "gif"]
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -177,11 +177,11 @@ def roles_note(swap: bool) -> str:
 
 @dataclass(frozen=True)
 class UploadState:
-    """What the uploaders hold, measured against the upload last compared."""
+    """What the uploaders hold. As soon as every slot holds an image the set is compared:
+    replacing one image of a shown set runs at once, with the others kept."""
 
     images: tuple[ImageInput | None, ...]
     labels: tuple[str, ...]
-    committed: tuple[str, ...] | None  # digests of the upload last compared (None: none yet)
 
     @property
     def count(self) -> int:
@@ -190,20 +190,6 @@ class UploadState:
     @property
     def missing(self) -> list[str]:
         return [lab for lab, i in zip(self.labels, self.images, strict=True) if i is None]
-
-    @property
-    def changed(self) -> list[str]:
-        """The slots whose image differs from the upload last compared."""
-        if self.committed is None:
-            return list(self.labels)
-        return [lab for lab, i, d in zip(self.labels, self.images, self.committed, strict=True)
-                if i is None or i.digest != d]
-
-    @property
-    def ready(self) -> bool:
-        """Complete and either all new or the very upload already compared."""
-        changed = self.changed
-        return self.count == len(self.labels) and len(changed) in (0, len(self.labels))
 
 
 def _commit(state_key: str, value: Any) -> None:
@@ -217,12 +203,22 @@ def _commit(state_key: str, value: Any) -> None:
     st.session_state[shown] = value.key
 
 
-def compared(value: Pair | Triplet) -> None:
-    """The page read ``value`` without a refusal: an upload is now the one "last compared"
-    (a refused upload is not, so replacing the refused image runs at once)."""
-    if value.origin == "upload":
-        key = keys.COMMITTED_PAIR if isinstance(value, Pair) else keys.COMMITTED_TRIPLET
-        st.session_state[key] = value.key
+DROP_HELP = ("Drag and drop an image (PNG, JPEG, WebP, BMP, TIFF, GIF). Replacing one image "
+             "compares the new one at once; the result shown stays (greyed) until the new "
+             "one is ready.")
+
+
+def _drop_zone(title: str, labels: Sequence[str], upload_keys: Sequence[str],
+               short: Sequence[str]) -> tuple[Any, UploadState]:
+    """The uploaders at the top of the sidebar (widgets.upload_area): on the first screen,
+    drawn with the same arguments on every run, before anything slow (a file dropped while
+    the page computes reruns it instead of being lost)."""
+    area = upload_area()
+    area.markdown(f"**{title}**")
+    state = UploadState(tuple(
+        _uploaded(area.file_uploader(label, type=IMAGE_TYPES, key=key, help=DROP_HELP))
+        for label, key in zip(labels, upload_keys, strict=True)), tuple(short))
+    return area, state
 
 
 def _drop_upload(state_key: str, picker_key: str) -> Any:
@@ -251,38 +247,7 @@ def _picker(label: str, kind: str, key: str, default_key: str, *, uploaded: bool
 
     return persistent(container.selectbox, label, options, key=key, default=default,
                       choices=options, disabled=disabled, on_change=on_change, format_func=fmt,
-                      help="A bundled sample, or your own images (upload them below).")
-
-
-def _request_compare(images: tuple[ImageInput | None, ...]) -> None:
-    """Compare callback: remember which images the person asked to compare."""
-    st.session_state[keys.COMPARE_REQUEST] = tuple(
-        i.digest if i is not None else None for i in images)
-
-
-def _pending(state: UploadState, button_key: str, names: dict[str, str], run: Any) -> bool:
-    """One or more (not all) images of an uploaded set changed: wait, or Compare on request.
-    Returns True when the person pressed Compare."""
-    changed = state.changed
-    kept = [lab for lab in state.labels if lab not in changed]
-    new = ", ".join(f"{lab} ({names[lab]})" for lab in changed)
-    old = ", ".join(f"{lab} ({names[lab]})" for lab in kept)
-    col_i, col_b = st.columns([5, 1], vertical_alignment="center")
-    col_i.info(f"New {new}. Upload the other image{'s' if len(kept) > 1 else ''} too, or "
-               f"compare the new {'ones' if len(changed) > 1 else 'one'} with the current "
-               f"{old}.", icon=ICONS["upload"])
-    # A callback, not the button's return value: it survives a rerun of the same request.
-    col_b.button("Compare", key=button_key, type="primary", icon=ICONS["compare"],
-                 help="Compare with the images shown here now.", on_click=_request_compare,
-                 args=(state.images,))
-    requested = st.session_state.get(keys.COMPARE_REQUEST)
-    pressed = requested is not None and tuple(
-        i.digest if i is not None else None for i in state.images) == requested
-    if pressed:
-        st.session_state.pop(keys.COMPARE_REQUEST, None)
-    else:
-        wait_for_input(run, "Waiting for the other image (or Compare)")
-    return pressed
+                      help="A bundled sample, or your own images (drop them at the top of the sidebar).")
 
 
 # --- the Explain page's pair -------------------------------------------------------------------
@@ -293,17 +258,9 @@ def pair_input(run: Any = None) -> Pair:
     stores it for the other pages), or stops the page while the input is incomplete."""
     stored = st.session_state.get(keys.PAIR)
     stored_upload = stored if isinstance(stored, Pair) and stored.origin == "upload" else None
+    box, state = _drop_zone("Your images", ("Image A", "Image B"),
+                            (keys.UPLOAD_A, keys.UPLOAD_B), ("A", "B"))
     col_s, col_w, col_n = st.columns([4, 1.3, 2.2], vertical_alignment="bottom")
-    holding = bool(st.session_state.get(keys.UPLOAD_A) or st.session_state.get(keys.UPLOAD_B))
-    box = st.expander("Upload your own images", icon=ICONS["upload"], expanded=holding)
-    col_a, col_b = box.columns(2)
-    helptext = "Drag and drop an image (PNG, JPEG, WebP, BMP, TIFF, GIF)."
-    state = UploadState(
-        (_uploaded(col_a.file_uploader("Image A", type=IMAGE_TYPES, key=keys.UPLOAD_A,
-                                       help=helptext)),
-         _uploaded(col_b.file_uploader("Image B", type=IMAGE_TYPES, key=keys.UPLOAD_B,
-                                       help=helptext))),
-        ("A", "B"), st.session_state.get(keys.COMMITTED_PAIR))
     uploaded = state.count > 0 or stored_upload is not None
     choice = _picker("Sample pair", "pairs", keys.SAMPLE_PAIR, "default_pair",
                      uploaded=uploaded, disabled=state.count > 0,
@@ -314,12 +271,7 @@ def pair_input(run: Any = None) -> Pair:
 
     pair: Pair | None = None
     if state.count == 2:
-        candidate = Pair(state.images[0], state.images[1], "upload")  # type: ignore[arg-type]
-        names = {"A": candidate.a.name, "B": candidate.b.name}
-        if state.ready or _pending(state, keys.COMPARE_BUTTON, names, run):
-            pair = candidate
-        else:
-            st.stop()
+        pair = Pair(state.images[0], state.images[1], "upload")  # type: ignore[arg-type]
     elif state.count == 1:
         missing = state.missing[0]
         box.info(f"Upload image {missing} too, or remove the uploaded image to use a sample "
@@ -373,29 +325,18 @@ def triplet_input(run: Any = None) -> Triplet:
     pair); stores the triplet."""
     stored = st.session_state.get(keys.TRIPLET)
     stored_upload = stored if isinstance(stored, Triplet) and stored.origin == "upload" else None
-    upload_keys = (keys.TRIPLET_UPLOAD_REF, keys.TRIPLET_UPLOAD_A, keys.TRIPLET_UPLOAD_B)
-    holding = any(st.session_state.get(k) for k in upload_keys)
+    box, state = _drop_zone(
+        "Your triplet", ("REF: the reference", "A: first candidate", "B: second candidate"),
+        (keys.TRIPLET_UPLOAD_REF, keys.TRIPLET_UPLOAD_A, keys.TRIPLET_UPLOAD_B),
+        TRIPLET_LABELS)
     col_s = st.columns([4, 3.5])[0]
-    box = st.expander("Upload your own triplet", icon=ICONS["upload"], expanded=holding)
-    cols = box.columns(3)
-    state = UploadState(tuple(
-        _uploaded(col.file_uploader(label, type=IMAGE_TYPES, key=key))
-        for col, label, key in zip(
-            cols, ("REF: the reference", "A: first candidate", "B: second candidate"),
-            upload_keys, strict=True)), TRIPLET_LABELS,
-        st.session_state.get(keys.COMMITTED_TRIPLET))
     uploaded = state.count > 0 or stored_upload is not None
     choice = _picker("Sample triplet", "triplets", keys.SAMPLE_TRIPLET, "default_triplet",
                      uploaded=uploaded, disabled=state.count > 0,
                      on_change=_drop_upload(keys.TRIPLET, keys.SAMPLE_TRIPLET), container=col_s)
     triplet: Triplet | None = None
     if state.count == 3:
-        candidate = Triplet(*state.images, "upload")  # type: ignore[arg-type]
-        names = dict(zip(TRIPLET_LABELS, (i.name for i in candidate.images), strict=True))
-        if state.ready or _pending(state, keys.TRIPLET_COMPARE_BUTTON, names, run):
-            triplet = candidate
-        else:
-            st.stop()
+        triplet = Triplet(*state.images, "upload")  # type: ignore[arg-type]
     elif state.count:
         missing = ", ".join(state.missing)
         box.info(f"Upload {missing} too, or remove the uploads to use a sample triplet.",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import re
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -89,6 +90,20 @@ GLOSSARY: dict[str, str] = {
 
 
 # --- presentation mode and styling -------------------------------------------------------------
+
+
+_UPLOADS = threading.local()  # this script run's drop zone (a session's run stays on one thread)
+
+
+def reserve_upload_area() -> None:
+    """Keep the top of the sidebar (under the page list) for the page's drop zone: on the
+    first screen, and never moved by what the page draws while it computes."""
+    _UPLOADS.area = st.sidebar.container()
+
+
+def upload_area() -> Any:
+    """The drop zone's container (the top of the sidebar; a new one if none was reserved)."""
+    return getattr(_UPLOADS, "area", None) or st.sidebar.container()
 
 
 def presenting() -> bool:

@@ -198,7 +198,7 @@ def test_one_upload_asks_for_the_other():
     at.file_uploader(key="upload_a").set_value(("a.png", A_PNG, "image/png"))
     at.run()
     assert not at.exception
-    assert any("Upload image B" in i.value for i in at.info)
+    assert any("Upload image B" in i.value for i in at.sidebar.info)
 
 
 def test_switching_trunk_changes_layers_and_distance():
@@ -387,36 +387,25 @@ def test_result_defaults_follow_a_new_pair(reference):
 # --- state rules: complete, changed inputs only; a new pair resets the swap; links -----------
 
 
-def test_one_new_image_waits_for_the_other_or_compare(reference):
-    from lpips_explain.ui.resources import result_store
-
-    a, b, a2 = png(31), png(31, shift=0.3), png(32)
+def test_replacing_one_image_compares_at_once(reference):
+    a, b, a2, b2 = png(31), png(31, shift=0.3), png(32), png(32, shift=0.2)
     at = upload(started(), a, b).run()
     assert_clean(at)
     first = distance_caption(at)
-    store = result_store()
-    before = dict(store.computed)
-    # Replace A only: nothing runs, the page says what it waits for and offers Compare.
+    # The drop zone is at the top of the sidebar (on the first screen), not in the page.
+    assert {u.key for u in at.sidebar.get("file_uploader")} == {"upload_a", "upload_b"}
+    # Replace A only: the new A is compared with the current B at once.
     at.file_uploader(key="upload_a").set_value(("a2.png", a2, "image/png")).run()
-    assert_clean(at)
-    assert dict(store.computed) == before
-    assert not [c for c in at.caption if DISTANCE.match(c.value)]
-    waiting = " ".join(i.value for i in at.info)
-    assert "New A (a2.png)" in waiting and "b.png" in waiting
-    assert any("Waiting for the other image" in m.value for m in at.markdown)
-    # Compare runs the new A against the current B.
-    at.button(key="compare_button").click().run()
     assert_clean(at)
     assert distance_caption(at) == pytest.approx(reference.distance(a2, b), abs=1.5e-6)
     assert distance_caption(at) != pytest.approx(first, abs=1e-6)
-    # A display change afterwards keeps that pair (Compare is not needed again).
+    # A display change afterwards keeps that pair.
     at.selectbox(key="channel_layer").set_value("relu1").run()
     assert distance_caption(at) == pytest.approx(reference.distance(a2, b), abs=1.5e-6)
-    # Replacing both images is a new pair: it runs at once.
-    a3, b3 = png(33), png(33, shift=0.25)
-    upload(at, a3, b3).run()
+    # Then B: the new pair.
+    at.file_uploader(key="upload_b").set_value(("b2.png", b2, "image/png")).run()
     assert_clean(at)
-    assert distance_caption(at) == pytest.approx(reference.distance(a3, b3), abs=1.5e-6)
+    assert distance_caption(at) == pytest.approx(reference.distance(a2, b2), abs=1.5e-6)
 
 
 def test_a_new_pair_resets_the_swap():

@@ -432,6 +432,10 @@ def test_first_screen_upload_and_lean_report(server: Server, browser: Any,
             assert _in_first_screen(page, loc), _describe(
                 page, server, f"the {name} is not on the first 1280x720 screen: {_box(loc)}")
         assert distance.first.inner_text().strip() == f"{float(sample.caption):.4f}"
+        for key in ("upload_a", "upload_b"):  # the drop zone is on the first screen too
+            zone = page.locator(f".st-key-{key}")
+            assert _in_first_screen(page, zone), _describe(
+                page, server, f"the {key} drop zone is not on the first screen: {_box(zone)}")
         page.screenshot(path=str(ARTIFACTS / "browser_first_screen.png"))
         assert not _same_distance(sample.caption, pair.cli_distance), (
             f"the test pair's distance {pair.cli_distance:.6f} equals the sample's "
@@ -456,6 +460,20 @@ def test_first_screen_upload_and_lean_report(server: Server, browser: Any,
         assert 10_000 < size < HTML_LIMIT, f"the HTML report has {size:,} bytes"
         assert f"{pair.cli_distance:.4f}" in report.read_text(encoding="utf-8")
         assert state.caption == _read(page).caption  # nothing reran behind our back
+
+        # Going through pairs: replacing A runs at once; B dropped while that run is still
+        # computing is not lost: the page ends on the new pair, both files listed.
+        other = pairs["s1"]
+        _set_file(page, server, "upload_a", 0, other.a)
+        _wait_listed(page, server, "upload_a", 0, other.a)
+        _set_file(page, server, "upload_b", 1, other.b)
+        _wait_listed(page, server, "upload_b", 1, other.b)
+        state = _wait_result(page, server, other_than=state.caption)
+        assert _same_distance(state.caption, other.cli_distance), _describe(
+            page, server, f"after replacing A and then B mid-run the page shows distance = "
+                          f"{state.caption}, the CLI {other.cli_distance:.6f}", state)
+        for key, index, path in (("upload_a", 0, other.a), ("upload_b", 1, other.b)):
+            _wait_listed(page, server, key, index, path)
 
         _full_page_screenshot(page, [ARTIFACTS / "browser_explain.png",
                                      tmp_path / "browser_explain.png"])
