@@ -188,13 +188,9 @@ def _page(title: str, body: str) -> str:
 
 
 def _backbone_line(result: Any, net: str, version: str) -> str:
-    bb = result.backbone
-    perceptual = bb.perceptual  # WeightsInfo: never assume a trunk is perceptual
-    weights = bb.spec
-    kind = ("perceptual" if perceptual else "NOT perceptual: random trunk"
-            if weights == "random" else "NOT a verified perceptual metric: custom trunk")
+    bb = result.backbone  # WeightsInfo: never assume a trunk is perceptual
     return (f'<p class="meta">LPIPS {_e(net)}, v{_e(version)}; backbone weights '
-            f"<code>{_e(weights)}</code> ({_e(kind)}).</p>")
+            f"<code>{_e(bb.spec)}</code>: {_e(bb.state.short)}</p>")
 
 
 def _json_details(text: str) -> str:

@@ -85,7 +85,7 @@ def weights_panel(explainer: Any) -> None:
     (st.success if info.perceptual else st.warning)(
         f"Trunk: {info.source}. " + (f"A perceptual metric: the published trunk ({how})."
                                      if info.perceptual else
-                                     f"Not a verified perceptual metric: {info.reason}."))
+                                     f"{info.state.short} ({info.reason})."))
     st.markdown(f"Lin heads: `{explainer.model.lin_file}` (version {explainer.version}); the "
                 f"'lin weights' self-check above compares them with the file.")
     rows = [{"trunk": r.net, "loaded from": r.source, "verified": "yes" if r.verified else "no",
