@@ -117,14 +117,26 @@ def _map_axis(fig: Figure, ax: Axes, image: np.ndarray, heat: np.ndarray, title:
     return bar
 
 
+def _with_opinions(lines: list[str], opinions: Any) -> list[str]:
+    """The summary with the second opinions' values (each on its own scale) just before
+    their sentences (the summary carries those already), and what could not run."""
+    if opinions is None or not opinions.opinions:
+        return lines
+    head = f"Second opinions (each on its own scale): {opinions.values_text()}."
+    said = set(opinions.sentences)
+    at = next((i for i, line in enumerate(lines) if line in said), len(lines))
+    missing = [s for s in opinions.sentences if s not in lines]
+    return [*lines[:at], head, *lines[at:], *missing, *opinions.failures]
+
+
 def summary_png(expl: Explanation) -> bytes:
     """A static one-page PNG: A, B, the distance map and the attribution map (each with its
     colour bar), layer and sensitivity bars, the repair curve and the summary."""
     dec = expl.decomposition
     _, target, ref_name, target_name = explained_images(expl)
     # The summary already says "random weights" in words: not twice.
-    lines = list(expl.summary) + [f"Warning: {w}" for w in
-                                  notices.without(expl.warnings, notices.RANDOM_TRUNK)]
+    lines = _with_opinions(list(expl.summary), expl.second_opinions) + [
+        f"Warning: {w}" for w in notices.without(expl.warnings, notices.RANDOM_TRUNK)]
     text_h = 0.18 * _wrapped_count(lines, 140) + 0.5
     fig = _new_figure(14, 4.2 + 3.6 + text_h)
     outer = fig.add_gridspec(3, 1, height_ratios=[4.2, 3.6, text_h])
