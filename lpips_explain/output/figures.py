@@ -572,7 +572,7 @@ def sensitivity_bars(sens: Sensitivity, *, explained: str = "B") -> go.Figure:
     _legend_entry(fig, "lowers the distance", LOWERS, kind="bar")
     if any(patterns):
         _legend_entry(fig, "rotation or shift (geometric)", "#888888", kind="bar", pattern="/")
-    fig.update_yaxes(autorange="reversed", title=None)
+    fig.update_yaxes(autorange="reversed", title=None, automargin=True)
     fig.update_xaxes(title=f"change in LPIPS distance vs unperturbed {explained}", zeroline=True,
                      zerolinecolor="#444")
     most = sens.most_sensitive

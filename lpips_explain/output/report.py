@@ -56,7 +56,8 @@ figcaption{color:#555;font-size:.9em;max-width:900px} pre{background:#f6f6f6;pad
 overflow:auto;font-size:.8em}
 .plot{margin:1em 0 2em 0} .nofig{color:#8a5300;font-size:.9em;padding:.5em 0}
 .card{border:1px solid #ddd;border-radius:8px;padding:1em 1.2em;margin:.6em 0 1em 0}
-.card .images img{max-width:300px}
+.card .images{flex-wrap:nowrap} .card .images figure{flex:1 1 0;min-width:0;max-width:340px}
+.card .images img{width:100%;max-width:none}
 .card .distance{margin-top:0}
 .verdict{font-size:1.1em;margin:.2em 0 .6em 0}
 .trunk{color:#8a5300} details.more{margin:1em 0} details.more>summary{cursor:pointer;
@@ -181,6 +182,10 @@ def _figures_html(figures: list[tuple[str, Any]], *, start: int = 0,
         # plotly.js's own defaults (white, light grid, as in the app) instead of a ~6 kB
         # template copied into every figure.
         fig.update_layout(template=None)
+        # Without the template, plotly sizes no margin to its labels: long tick labels
+        # (the sensitivity bars' perturbations) were cut at the figure's edge.
+        fig.update_xaxes(automargin=True)
+        fig.update_yaxes(automargin=True)
         parts.append(
             f'<section class="plot"><h3>{_e(heading)}</h3>'
             f'<div id="lx-fig-{i}" class="plotly-graph-div" style="{style}"></div>'

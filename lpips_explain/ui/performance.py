@@ -14,6 +14,7 @@ from lpips_explain.core.profiling import machine, profile, size_inversions
 from lpips_explain.explainer import Explainer
 from lpips_explain.output import performance as figures
 from lpips_explain.ui.resources import ProgressBar
+from lpips_explain.ui.widgets import chart
 
 STORED = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "profile.json"
 LIVE = "perf_live_profile"  # session state: the last live profile (a dict like the stored one)
@@ -83,10 +84,9 @@ def render_profile(data: dict, what: str, key: str) -> None:
                    f"the machine was busy; run it again when it is quieter.",
                    icon=":material/warning:")
     col_l, col_m = st.columns(2)
-    col_l.plotly_chart(figures.latency_figure(rows, what), key=f"{key}_latency",
-                       width="stretch")
-    col_m.plotly_chart(figures.memory_figure(rows, what), key=f"{key}_memory",
-                       width="stretch")
+    # chart(): automatic margins, so no tick label or legend entry is cut off.
+    chart(figures.latency_figure(rows, what), f"{key}_latency", container=col_l)
+    chart(figures.memory_figure(rows, what), f"{key}_memory", container=col_m)
     table = pd.DataFrame([{
         "trunk": r["net"], "mode": f"{r['precision']} ({'exact' if r['exact'] else 'approximate'})",
         "device": r["device"], "size (px)": r["size"], "pair (ms)": round(r["latency_ms"], 2),
@@ -94,8 +94,7 @@ def render_profile(data: dict, what: str, key: str) -> None:
         "build (s)": round(r["build_s"], 1)} for r in rows])
     st.dataframe(table, hide_index=True, key=f"{key}_table")
     if fid:
-        st.plotly_chart(figures.fidelity_figure(fid, what), key=f"{key}_fidelity",
-                        width="stretch")
+        chart(figures.fidelity_figure(fid, what), f"{key}_fidelity")
         st.dataframe(pd.DataFrame([{
             "trunk": f["net"], "mode": f"{f['mode']['precision']} (approximate)",
             "pairs": f["pairs"], "triplets": f["triplets"], "size (px)": f["size"],
