@@ -17,6 +17,7 @@ from lpips_explain import notices
 from lpips_explain.analyses.pair.categories import category_text
 from lpips_explain.analyses.pair.explanation import Explanation
 from lpips_explain.analyses.pair.map_scale import hottest_window, scale_for
+from lpips_explain.analyses.pair.perturbations import strength_text
 from lpips_explain.output.figures import margin_map, sensitivity_rows
 from lpips_explain.output.imaging import (
     as_uint8_image,
@@ -172,8 +173,8 @@ def summary_png(expl: Explanation) -> bytes:
     ax = fig.add_subplot(mid[0, 1])
     if sens is not None and (sens.items or sens.geometric):
         rows = sensitivity_rows(sens)
-        _barh(ax, [f"{it.label} {it.strength:g}{it.unit and ' ' + it.unit}"
-                   + (" (geo)" if g == "geometric" else "") for g, it in rows],
+        _barh(ax, [f"{it.label}, {strength_text(it.unit, it.strength)}"
+                   + (" (geometric table)" if g == "geometric" else "") for g, it in rows],
               [it.change for _, it in rows],
               _wrap_title(f"change when {target_name} is perturbed (base "
                           f"{sens.base_distance:.4f}; red raises, blue lowers)", 48),
