@@ -47,7 +47,8 @@ def source_text(data: dict, what: str) -> str:
     """Which machine, when and under what load a profile was taken."""
     m = data.get("machine", {})
     bb = data.get("backbone")
-    return (f"{what}: measured {m.get('date') or 'on a date not recorded'} on "
+    when = f"measured {m['date']}" if m.get("date") else "date not recorded; measured"
+    return (f"{what}: {when} on "
             f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, torch {m.get('torch', '?')}, "
             f"{m.get('torch_threads', '?')} threads; {load_text(m)}"
             + (f"; trunk weights {bb['weights']}" if bb else ""))

@@ -65,7 +65,7 @@ def test_stored_profile_is_plotted_with_its_machine(tmp_path, monkeypatch):
     assert list(first["x"]) == [s for s, _ in want]
     assert list(first["y"]) == pytest.approx([v for _, v in want], rel=1e-9)
     caption = next(c.value for c in at.caption if stored["machine"]["cpu"] in c.value)
-    assert "measured " in caption and "load" in caption  # when, and under what load
+    assert "measured" in caption and "load" in caption  # when, and under what load
     assert not any("do not grow" in w.value for w in at.warning)
 
 
