@@ -404,7 +404,11 @@ def random_banner(explainer: Explainer) -> None:
     if state.perceptual:
         return
     if presenting():
-        st.html(f'<p class="lx-trunk-line">{html.escape(state.short)}</p>')
+        header = getattr(_RUN, "header", None)
+        if header is not None:  # beside the title: no row of its own above the card
+            header.trunk_line(state.short)
+        else:
+            st.html(f'<p class="lx-trunk-line">{html.escape(state.short)}</p>')
     else:
         st.warning(state.long or RANDOM_TRUNK_TEXT, icon=ICONS["warning"])
 
@@ -417,8 +421,9 @@ class Header:
 
     def __init__(self, title: str, intro: str = "") -> None:
         col_t, col_p, col_s = st.columns([6, 1.2, 1.3], vertical_alignment="center")
-        col_t.html(f'<p class="lx-title">{html.escape(title)}<span class="lx-intro">'
-                   f"{html.escape(intro)}</span></p>")
+        self.title, self.intro = title, intro
+        self._title = col_t.empty()
+        self._draw_title("")
         persistent(col_p.toggle, "Present", key=keys.PRESENT, default=False,
                    help="Presentation mode: no sidebar, no captions or timings, larger "
                         "verdict and maps. The link ?present=1 opens a page this way.")
@@ -427,6 +432,15 @@ class Header:
             "The address of this page reopens this view: the page, the sample, the trunk, "
             "the lin version, the attribution method, swapped roles and presentation mode. "
             + links.UPLOAD_NOTE.split(":")[0] + ".")
+
+    def _draw_title(self, trunk: str) -> None:
+        line = f'<span class="lx-trunk-line">{html.escape(trunk)}</span>' if trunk else ""
+        self._title.html(f'<p class="lx-title">{html.escape(self.title)}<span class="lx-intro">'
+                         f"{html.escape(self.intro)}</span>{line}</p>")
+
+    def trunk_line(self, text: str) -> None:
+        """Presentation mode: the trunk's state in one short line, beside the title."""
+        self._draw_title(text)
 
     def fill_share(self, uploaded: bool) -> None:
         with self.share:

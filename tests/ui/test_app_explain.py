@@ -504,7 +504,7 @@ def test_presentation_mode_from_the_link():
     bodies = " ".join(h.proto.body for h in at.get("html"))
     assert 'class="lx-distance"' in bodies  # the verdict card
     short = trunk_state("random", False).short
-    assert f'<p class="lx-trunk-line">{short}</p>' in bodies
+    assert f'<span class="lx-trunk-line">{short}</span>' in bodies  # beside the title
     assert not any("NOT a perceptual metric" in w.value for w in at.warning)
     at.toggle(key="present_mode").set_value(False).run()
     assert any(DISTANCE.match(c.value) for c in at.caption)
