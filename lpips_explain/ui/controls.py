@@ -425,8 +425,9 @@ class Header:
         self._title = col_t.empty()
         self._draw_title("")
         persistent(col_p.toggle, "Present", key=keys.PRESENT, default=False,
-                   help="Presentation mode: no sidebar, no captions or timings, larger "
-                        "verdict and maps. The link ?present=1 opens a page this way.")
+                   help="Presentation mode: the verdict card and the large comparison "
+                        "only (no sidebar, captions, timings or engineering panels). The "
+                        "link ?present=1 opens a page this way.")
         self.share = col_s.popover("Share", icon=ICONS["share"], width="stretch")
         self.share.markdown(
             "The address of this page reopens this view: the page, the sample, the trunk, "
