@@ -14,7 +14,7 @@ from lpips_explain.ui import controls, explain, inputs, keys, state
 from lpips_explain.ui.feedback import guard
 from lpips_explain.ui.resources import cached
 from lpips_explain.ui.runstate import RunState
-from lpips_explain.ui.widgets import glossary
+from lpips_explain.ui.widgets import glossary, presenting
 
 opts, explainer = controls.page_setup(
     "LPIPS, explained",
@@ -69,7 +69,9 @@ with guard("computing the second opinions", stop=False):
 opinions_slot.empty()
 with opinions_slot.container():
     explain.opinions_line(opinions)
-where = explain.WhereView(fast, opts)
+# Presentation mode is the card and the large swipe view only: no engineering panels.
+present = presenting()
+where = None if present else explain.WhereView(fast, opts)
 explain.compare_panel(fast)
 
 with guard("computing the sensitivity", stop=False):
@@ -86,11 +88,13 @@ draw_card(full)
 opinions_slot.empty()
 with opinions_slot.container():
     explain.opinions_line(full.second_opinions)
-where.fill(full)
-explain.layers_panel(full)
-explain.channels_panel(full)
-explain.sensitivity_panel(full)
-explain.repair_panel(full)
-explain.summary_panel(full)
-explain.downloads(full)
-glossary(explain.GLOSSARY_TERMS)
+if where is not None:
+    where.fill(full)
+if not present:
+    explain.layers_panel(full)
+    explain.channels_panel(full)
+    explain.sensitivity_panel(full)
+    explain.repair_panel(full)
+    explain.summary_panel(full)
+    explain.downloads(full)
+    glossary(explain.GLOSSARY_TERMS)

@@ -3,6 +3,7 @@ SSIM (B is explained unless the roles were swapped on Explain)."""
 
 import streamlit as st
 
+from lpips_explain.analyses.pair.perturbations import display_name
 from lpips_explain.ui import controls, explain, inputs
 from lpips_explain.ui import sensitivity as sweeps
 from lpips_explain.ui.feedback import guard
@@ -41,7 +42,7 @@ with guard("sweeping the perturbations"), run.part("sweeps"):
     curves = [cached("sweep", (base, swap, name, ranges[name], points),
                      lambda _p, name=name: sweeps.sweep_range(
                          explainer, expl, name, *ranges[name], points),
-                     spinner=f"Sweeping {name}...")
+                     spinner=f"Sweeping {display_name(name).lower()}...")
               for name in transforms]
 sweeps.sweeps_panel(curves, target, reference)
 sweeps.geometric_panel(sens, target)

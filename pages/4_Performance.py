@@ -15,7 +15,7 @@ with run.part("modes"):
 with run.part("stored profile"):
     stored = performance.stored_profile()
     if stored is not None:
-        performance.render_profile(stored, "stored profile (README table)", "stored")
+        performance.render_stored(stored, "stored profile (README table)", "stored")
 with run.part("live profile"):
     live = performance.live_profile(explainer)
     if live is not None:

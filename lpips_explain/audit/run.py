@@ -28,7 +28,6 @@ from lpips_explain.audit.table import AuditTable, read_audit_input
 from lpips_explain.core.cache import FeatureCache
 from lpips_explain.core.model import LpipsNet
 from lpips_explain.errors import InputError
-from lpips_explain.notices import RANDOM_TRUNK_TEXT
 from lpips_explain.validation import Progress, choice, integer
 
 ENGINES: tuple[str, ...] = ("local", "ray")
@@ -127,14 +126,15 @@ def score_audit(source: str | os.PathLike | AuditTable, out_dir: str | os.PathLi
     summary: dict[str, Any] = {
         "schema": SCHEMA, "kind": table.kind, "input": table.source,
         "net": model.spec.name, "version": model.version,
-        "backbone": {"weights": info.spec, "perceptual": info.perceptual},
+        "backbone": {"weights": info.spec, "perceptual": info.perceptual,
+                     "state": info.state.code},
         "size_policy": size_policy, "engine": result.to_dict(),
         # The audit always scores with the exact float32 network (never a fast mode).
         "mode": {"precision": "fp32", "device": str(model.head0.device), "exact": True},
         "columns": list(result.rows.column_names),
     }
     summary.update(summarize(table.kind, data, model.layer_names, top=top))
-    summary["warnings"] = [] if info.perceptual else [RANDOM_TRUNK_TEXT]
+    summary["warnings"] = [] if info.warning is None else [info.warning]
     return AuditRun(table, result, summary, out, tuple(model.layer_names))
 
 

@@ -103,6 +103,8 @@ def _mode_tag(d: dict) -> str:
 
 
 def _print_human(d: dict) -> None:
+    from lpips_explain.core.weights import trunk_state
+
     bb = d["backbone"]
     print(f"LPIPS distance: {d['distance']:.6f}"
           + (f"  ({d['category']})" if d.get("category") else "  (no category)")
@@ -111,8 +113,7 @@ def _print_human(d: dict) -> None:
                 "content digest": "verified by content digest: the published trunk"}
     print(f"net {d['net']} v{d['version']}, trunk weights: {bb['weights']}"
           + (f" ({verified.get(bb.get('verified_by'), 'verified')})" if bb["perceptual"] else
-             "  [RANDOM: NOT A PERCEPTUAL METRIC]" if bb["weights"] == "random" else
-             "  [CUSTOM TRUNK: NOT A VERIFIED PERCEPTUAL METRIC]"))
+             f"  [{trunk_state(bb['weights'], False).tag}]"))
     size = d["inputs"]["size"]
     print(f"A: {d['inputs']['a']['name']}  B: {d['inputs']['b']['name']}  "
           f"compared at {size[1]}x{size[0]} px (policy {d['inputs']['policy']})")

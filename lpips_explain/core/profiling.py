@@ -17,6 +17,8 @@ never mixed into the timings. Every row carries its mode and whether it is exact
 from __future__ import annotations
 
 import contextlib
+import datetime
+import itertools
 import os
 import platform
 import statistics
@@ -68,7 +70,34 @@ def machine() -> dict:
         info["load_average"] = round(os.getloadavg()[0], 2)
     except OSError:
         info["load_average"] = None
+    # When, in UTC: a stored profile is read long after it was taken.
+    info["date"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return info
+
+
+def size_inversions(rows: list[dict]) -> list[dict]:
+    """Where a profile's time does not grow with the image size: for each trunk and mode,
+    every larger size timed no slower than the next smaller one, per pair (``latency_ms``)
+    or per image of a batch (``batch_ms / batch``, what the latency chart draws); a sign
+    of a busy machine, as the work grows with the pixels. Each: net, precision, what,
+    small, large and their ms."""
+    out = []
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r.get("net"), r.get("precision"), r.get("device")), []).append(r)
+    timings = (("a pair", lambda r: float(r["latency_ms"])),
+               ("an image in a batch", lambda r: float(r["batch_ms"]) / max(1, int(r["batch"]))))
+    for (net, precision, _device), items in groups.items():
+        items = sorted(items, key=lambda r: r["size"])
+        for what, ms in timings:
+            for small, large in itertools.pairwise(items):
+                if "batch_ms" not in small and what != "a pair":
+                    continue
+                if ms(large) <= ms(small):
+                    out.append({"net": net, "precision": precision, "what": what,
+                                "small": small["size"], "small_ms": ms(small),
+                                "large": large["size"], "large_ms": ms(large)})
+    return out
 
 
 def _median_s(fn: Callable[[], object], repeats: int, device: str) -> float:

@@ -13,7 +13,7 @@ from torch import nn
 
 from lpips_explain.core import metric_files, published, trunk_hash
 from lpips_explain.core.progress import ProgressBar
-from lpips_explain.core.trunks import NETS, get_trunk
+from lpips_explain.core.trunks import NETS, TRUNKS, get_trunk
 from lpips_explain.core.trunks import VERSIONS as VERSIONS
 from lpips_explain.core.trunks import build_features as build_features
 from lpips_explain.core.trunks import official_lin_path as official_lin_path
@@ -28,6 +28,61 @@ from lpips_explain.validation import choice
 
 BACKBONE_ENV = "LPIPS_EXPLAIN_BACKBONE_WEIGHTS"
 OFFLINE_ENV = "LPIPS_EXPLAIN_OFFLINE"
+
+
+# The three states of a trunk, named the same way everywhere (the app, the CLI, the report,
+# the PNG, calibration and the audit): this module is the one source of their wording.
+VERIFIED = "verified"  # the published ImageNet trunk, verified by file or content digest
+UNVERIFIED = "unverified"  # a real weights file that is not (verified as) the published one
+RANDOM = "random"  # seeded random weights: structure demos and tests only
+TRUNK_STATES: tuple[str, ...] = (VERIFIED, UNVERIFIED, RANDOM)
+
+
+@dataclass(frozen=True)
+class TrunkState:
+    """How a result made with a trunk must be read, in the words every surface uses.
+
+    ``name`` names the trunk ("a random trunk"), ``short`` is one line (a badge, a
+    presentation-mode notice, a CLI tag), ``subject`` opens a sentence that callers finish
+    ("The trunk has random weights: ..."), ``long`` is the full warning (None when
+    verified)."""
+
+    code: str
+    name: str
+    short: str
+    subject: str
+    long: str | None
+
+    @property
+    def perceptual(self) -> bool:
+        return self.code == VERIFIED
+
+    @property
+    def tag(self) -> str:
+        """An upper-case tag for plain-text outputs (the CLI's human lines)."""
+        return {VERIFIED: "VERIFIED PUBLISHED TRUNK",
+                UNVERIFIED: "UNVERIFIED TRUNK FILE: NOT A VERIFIED PERCEPTUAL METRIC",
+                RANDOM: "RANDOM TRUNK: NOT A PERCEPTUAL METRIC"}[self.code]
+
+
+def trunk_state(spec: str, perceptual: bool, reason: str | None = None) -> TrunkState:
+    """The state of a trunk loaded from ``spec`` ("imagenet", "random" or a path)."""
+    if perceptual:
+        return TrunkState(VERIFIED, "the verified published trunk",
+                          "Published trunk, verified: a perceptual metric.",
+                          "The trunk is the verified published one", None)
+    if spec == "random":
+        return TrunkState(RANDOM, "a random trunk",
+                          "Random trunk: not a perceptual metric (structure demo only).",
+                          "The trunk has random weights", RANDOM_TRUNK_TEXT)
+    why = f" ({reason})" if reason else ""
+    return TrunkState(
+        UNVERIFIED, "an unverified trunk file",
+        "Unverified trunk file: real weights, but not a verified perceptual metric.",
+        "The trunk is a weights file that is not the verified published trunk",
+        f"The trunk weights are not the published ImageNet trunk{why}. The official lin "
+        f"heads were calibrated on that trunk, so these numbers are NOT a verified "
+        f"perceptual metric.")
 
 
 @dataclass(frozen=True)
@@ -46,20 +101,20 @@ class WeightsInfo:
     content_digest: str | None = None  # SHA-256 of the trunk's tensors (trunk_hash)
 
     @property
+    def state(self) -> TrunkState:
+        """Verified, unverified file or random, with the words every surface uses."""
+        return trunk_state(self.spec, self.perceptual, self.reason)
+
+    @property
     def warning(self) -> str | None:
         """What every result made with this trunk says (None for the verified published one)."""
-        if self.perceptual:
-            return None
-        if self.spec == "random":
-            return RANDOM_TRUNK_TEXT
-        return (f"The trunk weights are not the published ImageNet trunk ({self.reason}). The "
-                f"official lin heads were calibrated on that trunk, so these numbers are NOT a "
-                f"verified perceptual metric.")
+        return self.state.long
 
     def to_dict(self) -> dict:
         return {
             "weights": self.spec,
             "perceptual": self.perceptual,
+            "state": self.state.code,
             "reason": self.reason,
             "source": self.source,
             "file": self.file,
@@ -189,6 +244,7 @@ def load_features_state(features: nn.Sequential, state: Mapping[str, torch.Tenso
         if k in state and state[k].shape != expected[k].shape
     ]
     if missing or unexpected or wrong:
+        fits = fitting_trunk(state, exclude=net)
         parts = []
         if wrong:
             parts.append("shape mismatch " + "; ".join(wrong[:3]))
@@ -196,12 +252,42 @@ def load_features_state(features: nn.Sequential, state: Mapping[str, torch.Tenso
             parts.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
-        raise WeightsMismatchError(
-            f"{origin} does not fit the {net!r} trunk ({get_trunk(net).label} features): "
-            + "; ".join(parts)
-            + ". Use a torchvision state_dict of that architecture (full model or `features`)."
-        )
+        label = get_trunk(net).label
+        if fits is not None:
+            # The common slip: a file of another trunk (an alex file with the vgg trunk).
+            err = WeightsMismatchError(
+                f"{origin} holds the weights of the {fits!r} trunk ({get_trunk(fits).label} "
+                f"features), not of the {net!r} trunk ({label}): use this file with the "
+                f"{fits!r} trunk, or name a {label} state_dict for {net!r} "
+                f"(first difference: {(wrong or missing or unexpected)[0]}).")
+        else:
+            err = WeightsMismatchError(
+                f"{origin} does not fit the {net!r} trunk ({label} features): "
+                + "; ".join(parts)
+                + ". Use a torchvision state_dict of that architecture (full model or "
+                  "`features`).")
+        err.fits = fits  # type: ignore[attr-defined]  # the trunk the file does fit, if any
+        err.net = net  # type: ignore[attr-defined]
+        raise err
     features.load_state_dict(state, strict=True)
+
+
+def fitting_trunk(state: Mapping[str, torch.Tensor], *, exclude: str = "") -> str | None:
+    """The registered trunk whose ``features`` take exactly ``state``'s keys and shapes
+    (built on the meta device: no memory, no initialisation), or None."""
+    state = _features_only(state)
+    for name, spec in TRUNKS.items():
+        if name == exclude:
+            continue
+        try:
+            with torch.device("meta"):
+                expected = spec.build().features.state_dict()
+        except Exception:  # a trunk that cannot be built on meta: it is not the answer
+            continue
+        if set(expected) == set(state) and all(
+                tuple(expected[k].shape) == tuple(state[k].shape) for k in expected):
+            return name
+    return None
 
 
 def _describe(net: str, path: Path, verdict: trunk_hash.Verdict) -> str:

@@ -23,6 +23,7 @@ from plotly.subplots import make_subplots
 
 from lpips_explain.analyses.attribution.result import Attribution
 from lpips_explain.analyses.pair.map_scale import MapScale, hottest_window, map_scale
+from lpips_explain.analyses.pair.perturbations import display_name, strength_text
 from lpips_explain.analyses.pair.repair import Repair
 from lpips_explain.analyses.pair.sensitivity import Sensitivity, SensitivityItem
 from lpips_explain.core.decompose import UPSAMPLING, Decomposition, LayerBreakdown
@@ -456,6 +457,36 @@ def method_label(method: str) -> str:
     return spec.label if spec is not None else method.replace("_", " ").capitalize()
 
 
+def attribution_settings_text(method: str, params: dict) -> str:
+    """What a method did, in words (its raw parameters stay in the JSON): e.g. "16 points
+    along the path from the reference, added until the sum was within 1% of the distance"."""
+    p = params or {}
+    if method == "integrated_gradients" and "steps" in p:
+        text = f"{p['steps']} points along the straight path from the reference"
+        if p.get("adaptive") and p.get("target_gap") is not None:
+            tried = p.get("steps_tried") or []
+            text += (f", doubled ({', '.join(str(t) for t in tried)}) until the map's sum was "
+                     f"within {100 * float(p['target_gap']):g}% of the distance"
+                     if len(tried) > 1 else
+                     f", enough for the map's sum to be within "
+                     f"{100 * float(p['target_gap']):g}% of the distance")
+        return text
+    if method == "occlusion" and "window" in p:
+        n = p.get("windows")
+        return (f"windows of {p['window']} x {p['window']} px moved by {p.get('stride', '?')} px"
+                + (f" ({n} windows)" if n else "") + ", each replaced by the reference's pixels")
+    if method == "smoothgrad" and "samples" in p:
+        return (f"gradients averaged over {p['samples']} noisy copies (noise standard "
+                f"deviation {p.get('stdev', '?')})")
+    if method == "layer_gradcam" and "layer" in p:
+        res = p.get("layer_resolution")
+        return (f"layer {p['layer']}" + (f" at {res[1]} x {res[0]}" if res else "")
+                + ", upsampled bilinearly")
+    # Any other method: its settings as "name value" pairs, with spaces for underscores.
+    return ", ".join(f"{str(k).replace('_', ' ')} {v}" for k, v in p.items()
+                     if not isinstance(v, (list, dict)))
+
+
 def attribution_figure(attr: Attribution, image_uint8: np.ndarray, *, view: str = "signed",
                        name: str | None = None, opacity: float = 0.8,
                        display_width: int | None = None, zmax: float | None = None,
@@ -475,7 +506,7 @@ def attribution_figure(attr: Attribution, image_uint8: np.ndarray, *, view: str 
                     f"{'' if rel is None else f' ({100 * rel:.2f}%)'}</sub>")
     target = name or attr.target.upper()
     params = attr.params or {}
-    ptxt = ", ".join(f"{k}={v}" for k, v in params.items())
+    ptxt = attribution_settings_text(str(attr.method), params)
     what = (f"the regions of {target} as seen by layer {params.get('layer', '')}, "
             f"upsampled bilinearly to the image" if attr.method == "layer_gradcam" else
             f"{target}'s pixels, at image resolution, no upsampling")
@@ -520,7 +551,7 @@ def sensitivity_bars(sens: Sensitivity, *, explained: str = "B") -> go.Figure:
             if g != "geometric" or (it.transform, float(it.strength)) not in seen]
     labels: list[str] = []
     for _group, it in rows:
-        lab = f"{it.label} ({it.strength:g} {it.unit})".replace(" )", ")")
+        lab = f"{it.label}, {strength_text(it.unit, it.strength)}"
         while lab in labels:
             lab += " "
         labels.append(lab)
@@ -541,16 +572,19 @@ def sensitivity_bars(sens: Sensitivity, *, explained: str = "B") -> go.Figure:
     _legend_entry(fig, "lowers the distance", LOWERS, kind="bar")
     if any(patterns):
         _legend_entry(fig, "rotation or shift (geometric)", "#888888", kind="bar", pattern="/")
-    fig.update_yaxes(autorange="reversed", title=None)
+    fig.update_yaxes(autorange="reversed", title=None, automargin=True)
     fig.update_xaxes(title=f"change in LPIPS distance vs unperturbed {explained}", zeroline=True,
                      zerolinecolor="#444")
     most = sens.most_sensitive
+    # The legend sits between the title and the bars: below them it ran into the x axis's
+    # title.
     fig.update_layout(
         title=(f"Perturbing {explained}: change in distance from the base "
                f"{sens.base_distance:.4f}"
-               f"{f' (most sensitive: {most})' if most else ''}"),
-        height=max(320, 26 * len(rows) + 170), margin={"l": 10, "b": 110},
-        legend=_BELOW_LEGEND, barmode="overlay")
+               f"{f' (most sensitive: {display_name(most).lower()})' if most else ''}"),
+        height=max(320, 26 * len(rows) + 190), margin={"l": 10, "t": 100, "b": 60},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.01, "xanchor": "left",
+                "x": 0}, barmode="overlay")
     return fig
 
 

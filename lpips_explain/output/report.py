@@ -21,7 +21,7 @@ import numpy as np
 
 from lpips_explain import notices
 from lpips_explain.analyses.pair.categories import category_text
-from lpips_explain.analyses.pair.map_scale import scale_for
+from lpips_explain.analyses.pair.map_scale import hottest_window, scale_for
 from lpips_explain.output import figures as plots
 from lpips_explain.output import imaging, palette, static
 from lpips_explain.output.compare import compare_html
@@ -55,6 +55,14 @@ text-align:left} th{background:#f6f6f6}
 figcaption{color:#555;font-size:.9em;max-width:900px} pre{background:#f6f6f6;padding:1em;
 overflow:auto;font-size:.8em}
 .plot{margin:1em 0 2em 0} .nofig{color:#8a5300;font-size:.9em;padding:.5em 0}
+.card{border:1px solid #ddd;border-radius:8px;padding:1em 1.2em;margin:.6em 0 1em 0}
+.card .images{flex-wrap:nowrap} .card .images figure{flex:1 1 0;min-width:0;max-width:340px}
+.card .images img{width:100%;max-width:none}
+.card .distance{margin-top:0}
+.verdict{font-size:1.1em;margin:.2em 0 .6em 0}
+.trunk{color:#8a5300} details.more{margin:1em 0} details.more>summary{cursor:pointer;
+font-weight:600}
+.params td,.params th{font-size:.85em}
 """
 
 # plotly.js (4.8 MB) travels gzip-compressed and base64-encoded (about 2 MB) and is unpacked
@@ -77,6 +85,10 @@ _LOADER_JS = """
     (0,eval)(code);
     figs.forEach(function(s){var f=JSON.parse(s.textContent);
       Plotly.newPlot(s.dataset.target,f.data,f.layout,CONFIG);});
+    [].slice.call(document.querySelectorAll('details')).forEach(function(d){
+      d.addEventListener('toggle',function(){if(!d.open)return;
+        [].slice.call(d.querySelectorAll('.plotly-graph-div')).forEach(function(g){
+          if(g.data)Plotly.Plots.resize(g);});});});
   }).catch(function(e){fail('The charts could not be drawn here: '+e);});
 })();
 """
@@ -154,13 +166,15 @@ def _compare_html(a: np.ndarray, b: np.ndarray, heat: np.ndarray, names: tuple[s
                         display_width=560, uid=uid, jpeg=True, jpeg_quality=85)
 
 
-def _figures_html(figures: list[tuple[str, Any]]) -> str:
+def _figures_html(figures: list[tuple[str, Any]], *, start: int = 0,
+                  loader: bool = True) -> str:
     """Each figure under a heading with its one caption; plotly.js is embedded once,
-    compressed, and draws every figure from its JSON when the page opens."""
+    compressed (``loader``: in the last group of a page), and draws every figure from its
+    JSON when the page opens. ``start`` numbers a later group's figures after an earlier's."""
     if not figures:
         return ""
     parts = []
-    for i, (heading, fig) in enumerate(figures):
+    for i, (heading, fig) in enumerate(figures, start=start):
         width = fig.layout.width
         height = fig.layout.height or 480
         style = (f"width:{int(width)}px;" if width else "width:100%;") + f"height:{int(height)}px"
@@ -168,16 +182,25 @@ def _figures_html(figures: list[tuple[str, Any]]) -> str:
         # plotly.js's own defaults (white, light grid, as in the app) instead of a ~6 kB
         # template copied into every figure.
         fig.update_layout(template=None)
+        # Without the template, plotly sizes no margin to its labels: long tick labels
+        # (the sensitivity bars' perturbations) were cut at the figure's edge.
+        fig.update_xaxes(automargin=True)
+        fig.update_yaxes(automargin=True)
         parts.append(
             f'<section class="plot"><h3>{_e(heading)}</h3>'
             f'<div id="lx-fig-{i}" class="plotly-graph-div" style="{style}"></div>'
             f'<script type="application/json" class="lx-fig" data-target="lx-fig-{i}">'
             f"{fig.to_json()}</script>"
             + (f"<figcaption>{_e(caption)}</figcaption>" if caption else "") + "</section>")
-    loader = _LOADER_JS.replace("CONFIG", json.dumps(_PLOTLY_CONFIG))
-    parts.append(f'<script id="lx-plotly-gz" type="application/octet-stream">'
-                 f"{_plotly_gz_b64()}</script><script>{loader}</script>")
+    if loader:
+        parts.append(_loader_html())
     return "".join(parts)
+
+
+def _loader_html() -> str:
+    js = _LOADER_JS.replace("CONFIG", json.dumps(_PLOTLY_CONFIG))
+    return (f'<script id="lx-plotly-gz" type="application/octet-stream">'
+            f"{_plotly_gz_b64()}</script><script>{js}</script>")
 
 
 def _page(title: str, body: str) -> str:
@@ -188,13 +211,9 @@ def _page(title: str, body: str) -> str:
 
 
 def _backbone_line(result: Any, net: str, version: str) -> str:
-    bb = result.backbone
-    perceptual = bb.perceptual  # WeightsInfo: never assume a trunk is perceptual
-    weights = bb.spec
-    kind = ("perceptual" if perceptual else "NOT perceptual: random trunk"
-            if weights == "random" else "NOT a verified perceptual metric: custom trunk")
+    bb = result.backbone  # WeightsInfo: never assume a trunk is perceptual
     return (f'<p class="meta">LPIPS {_e(net)}, v{_e(version)}; backbone weights '
-            f"<code>{_e(weights)}</code> ({_e(kind)}).</p>")
+            f"<code>{_e(bb.spec)}</code>: {_e(bb.state.short)}</p>")
 
 
 def _json_details(text: str) -> str:
@@ -247,11 +266,65 @@ def _explanation_figures(expl: Any) -> list[tuple[str, Any]]:
     sens = expl.sensitivity
     if sens is not None:
         figs.append(("Sensitivity", plots.sensitivity_bars(sens, explained=target_name)))
-        figs += [(f"Sweep: {s.label}", plots.sweep_figure(s)) for s in sens.sweeps]
     if expl.repair is not None:
         figs.append(("Repair curve", plots.repair_curve(expl.repair, repaired=target_name,
                                                         source=ref_name)))
     return figs
+
+
+def _sweep_figures(expl: Any) -> list[tuple[str, Any]]:
+    """One chart per perturbation swept (behind a <details>: there are about a dozen)."""
+    sens = expl.sensitivity
+    return [] if sens is None else [(f"Sweep: {s.label}", plots.sweep_figure(s))
+                                   for s in sens.sweeps]
+
+
+def _card_html(expl: Any) -> str:
+    """The report's first screen, as the app's verdict card: the distance and its category,
+    where it falls, the trunk's state, and A, B and the map of where the distance is."""
+    dec = expl.decomposition
+    info = expl.category_info
+    verdict = (info.placement[:1].upper() + info.placement[1:] + "."
+               if getattr(info, "placement", None) else "")
+    bb = expl.backbone
+    names = {expl.reference_name: "reference", expl.explained_name: "explained"}
+    a, b = imaging.as_uint8_image(expl.a), imaging.as_uint8_image(expl.b)
+    heat, mscale = dec.spatial_map(None, "bilinear"), scale_for(expl)
+    target = imaging.downsample_image(imaging.as_uint8_image(expl.explained), IMAGE_SIDE)
+    over = imaging.outline(imaging.overlay_image(target, heat, zmax=mscale.limit),
+                           hottest_window(heat).edges)
+    which = "the same scale for every pair" if mscale.fixed else "this pair's own scale"
+    bar = imaging.colour_bar_html(0.0, mscale.limit, f"Where the distance is, over "
+                                  f"{expl.explained_name} (box: its hottest part); {which}")
+    figs = "".join(
+        f'<figure><img alt="{_e(cap)}" src="'
+        f'{imaging.jpeg_data_uri(imaging.downsample_image(im, IMAGE_SIDE))}">'
+        f"<figcaption>{_e(cap)}</figcaption></figure>"
+        for cap, im in ((f"A ({names['A']})", a), (f"B ({names['B']})", b)))
+    figs += (f'<figure><img alt="distance map over {_e(expl.explained_name)}" '
+             f'src="{imaging.jpeg_data_uri(over)}">{bar}</figure>')
+    state = "" if bb.perceptual else f'<p class="trunk">{_e(bb.state.short)}</p>'
+    return ('<section class="card" id="card">'
+            f'<p class="distance">{dec.distance:.4f}<span class="category">'
+            f"{_e(category_text(expl.category))}</span></p>"
+            + (f'<p class="verdict">{_e(verdict)}</p>' if verdict else "")
+            + state + f'<div class="images">{figs}</div></section>')
+
+
+def _opinions_html(opinions: Any) -> str:
+    """The second opinions: each metric on its own scale, then the sentences the numbers
+    support (the app's), then the metrics that could not run and why."""
+    if opinions is None or not opinions.opinions:
+        return ""
+    from lpips_explain.analyses.pair.second_opinions import SCALES
+
+    rows = "".join(
+        f"<tr><td>{_e(o.label)}</td><td>{_e(o.net or '-')}</td><td>{_e(o.value_text())}</td>"
+        f"<td>{_e(SCALES[o.metric])}</td></tr>" for o in opinions.opinions)
+    return ('<p class="meta">The same pair under other metrics, each on its own scale (the '
+            "numbers are not comparable across metrics).</p>"
+            "<table><tr><th>metric</th><th>trunk</th><th>value</th><th>scale</th></tr>"
+            f"{rows}</table>" + _list(opinions.sentences) + _list(opinions.failures, "warnings"))
 
 
 def html_report(expl: Any) -> str:
@@ -260,21 +333,28 @@ def html_report(expl: Any) -> str:
     a, b = imaging.as_uint8_image(expl.a), imaging.as_uint8_image(expl.b)
     target_name = expl.explained_name
     warnings = notices.without(expl.warnings, notices.RANDOM_TRUNK)
+    main, sweeps = _explanation_figures(expl), _sweep_figures(expl)
+    opinions = expl.second_opinions
+    # Sentences the second-opinion section gives are not repeated in the summary.
+    said = set(opinions.sentences) if opinions is not None else set()
     body = [
         "<h1>LPIPS explanation</h1>",
-        f'<p class="distance">{dec.distance:.4f}<span class="category">'
-        f"{_e(category_text(expl.category))}</span></p>",
+        _card_html(expl),
         _backbone_line(expl, dec.net, dec.version),
-        _section("Summary", _list(expl.summary)),
+        _section("Second opinions", _opinions_html(opinions)),
+        _section("In plain words", _list(s for s in expl.summary if s not in said)),
         _section("Distortion equivalents", _equivalents_html(expl)),
         _section("Warnings", _list(warnings, "warnings")),
-        "<h2>Inputs</h2>", _inputs_table(expl.inputs, ["A", "B"]),
         "<h2>Compare A and B</h2>",
         _compare_html(a, b, dec.spatial_map(None, "bilinear"), ("A", "B"),
                       f"distance map (over {target_name})", "cmp-ab",
                       zmax=scale_for(expl).limit),
+        "<h2>Inputs</h2>", _inputs_table(expl.inputs, ["A", "B"]),
         _lean_note(dec.size),
-        _section("Figures", _figures_html(_explanation_figures(expl))),
+        _section("Figures", _figures_html(main, loader=not sweeps)),
+        (f'<details class="more"><summary>How the distance changes with each perturbation '
+         f"({len(sweeps)} sweeps)</summary>"
+         + _figures_html(sweeps, start=len(main)) + "</details>") if sweeps else "",
         _json_details(to_json(expl)),
     ]
     return _page(f"LPIPS explanation: {dec.distance:.4f} ({category_text(expl.category)})",

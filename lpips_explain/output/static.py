@@ -17,6 +17,7 @@ from lpips_explain import notices
 from lpips_explain.analyses.pair.categories import category_text
 from lpips_explain.analyses.pair.explanation import Explanation
 from lpips_explain.analyses.pair.map_scale import hottest_window, scale_for
+from lpips_explain.analyses.pair.perturbations import strength_text
 from lpips_explain.output.figures import margin_map, sensitivity_rows
 from lpips_explain.output.imaging import (
     as_uint8_image,
@@ -117,14 +118,26 @@ def _map_axis(fig: Figure, ax: Axes, image: np.ndarray, heat: np.ndarray, title:
     return bar
 
 
+def _with_opinions(lines: list[str], opinions: Any) -> list[str]:
+    """The summary with the second opinions' values (each on its own scale) just before
+    their sentences (the summary carries those already), and what could not run."""
+    if opinions is None or not opinions.opinions:
+        return lines
+    head = f"Second opinions (each on its own scale): {opinions.values_text()}."
+    said = set(opinions.sentences)
+    at = next((i for i, line in enumerate(lines) if line in said), len(lines))
+    missing = [s for s in opinions.sentences if s not in lines]
+    return [*lines[:at], head, *lines[at:], *missing, *opinions.failures]
+
+
 def summary_png(expl: Explanation) -> bytes:
     """A static one-page PNG: A, B, the distance map and the attribution map (each with its
     colour bar), layer and sensitivity bars, the repair curve and the summary."""
     dec = expl.decomposition
     _, target, ref_name, target_name = explained_images(expl)
     # The summary already says "random weights" in words: not twice.
-    lines = list(expl.summary) + [f"Warning: {w}" for w in
-                                  notices.without(expl.warnings, notices.RANDOM_TRUNK)]
+    lines = _with_opinions(list(expl.summary), expl.second_opinions) + [
+        f"Warning: {w}" for w in notices.without(expl.warnings, notices.RANDOM_TRUNK)]
     text_h = 0.18 * _wrapped_count(lines, 140) + 0.5
     fig = _new_figure(14, 4.2 + 3.6 + text_h)
     outer = fig.add_gridspec(3, 1, height_ratios=[4.2, 3.6, text_h])
@@ -160,8 +173,8 @@ def summary_png(expl: Explanation) -> bytes:
     ax = fig.add_subplot(mid[0, 1])
     if sens is not None and (sens.items or sens.geometric):
         rows = sensitivity_rows(sens)
-        _barh(ax, [f"{it.label} {it.strength:g}{it.unit and ' ' + it.unit}"
-                   + (" (geo)" if g == "geometric" else "") for g, it in rows],
+        _barh(ax, [f"{it.label}, {strength_text(it.unit, it.strength)}"
+                   + (" (geometric table)" if g == "geometric" else "") for g, it in rows],
               [it.change for _, it in rows],
               _wrap_title(f"change when {target_name} is perturbed (base "
                           f"{sens.base_distance:.4f}; red raises, blue lowers)", 48),

@@ -20,7 +20,7 @@ from lpips_explain.core.weights import (
     default_backbone_spec,
     imagenet_cache_path,
 )
-from lpips_explain.errors import WeightsUnavailableError
+from lpips_explain.errors import WeightsMismatchError, WeightsUnavailableError
 from lpips_explain.explainer import Explainer
 from lpips_explain.intake.align import SIZE_POLICIES
 from lpips_explain.notices import RANDOM_TRUNK_TEXT
@@ -83,6 +83,12 @@ class Options:
 def _default_backbone() -> tuple[str, str]:
     spec = default_backbone_spec()
     return (spec, "") if spec in ("imagenet", "random") else ("file", spec)
+
+
+def _set_choice(key: str, value: str) -> None:
+    """Button callback: set a sidebar choice (and its kept copy) before the next run."""
+    st.session_state[key] = value
+    st.session_state[keys.KEEP_PREFIX + key] = value
 
 
 def use_random_trunk() -> None:
@@ -351,6 +357,17 @@ def load_explainer(opts: Options) -> Explainer:
         st.button("Continue with a random trunk (structure demo)", key=keys.USE_RANDOM,
                   on_click=use_random_trunk)
         st.stop()
+    except WeightsMismatchError as exc:  # a file of another trunk: the CLI's message (exit 3)
+        st.error(str(exc), icon=ICONS["weights"])
+        fits = getattr(exc, "fits", None)
+        cols = st.columns(2)
+        if fits is not None:
+            cols[0].button(f"Use the {fits} trunk with this file", key=keys.USE_FITTING_TRUNK,
+                           on_click=_set_choice, args=(keys.NET, fits), type="primary")
+        cols[1].button(f"Keep {opts.net} with the published (ImageNet) weights",
+                       key=keys.USE_IMAGENET, on_click=_set_choice,
+                       args=(keys.BACKBONE, "imagenet"))
+        st.stop()
     except Exception as exc:  # a bad weights file, an unknown option: say so, no traceback
         st.error(error_text(exc, "loading the network"), icon=ICONS["error"])
         st.stop()
@@ -376,6 +393,7 @@ def weights_panel(explainer: Explainer) -> None:
         st.markdown("**Lin heads:** " + ("official" if lin.official else
                                          f"**{lin.kind.upper()}** (not the official ones)")
                     + f" `{lin.file}`")
+        st.markdown(f"**State:** {info.state.short}")
         st.markdown("**Perceptual metric:** " + _verified_text(info))
         # The other trunks: whether the published one is here (cheap: no hashing per run).
         rows = []
@@ -396,8 +414,19 @@ def weights_panel(explainer: Explainer) -> None:
 
 
 def random_banner(explainer: Explainer) -> None:
-    if not explainer.perceptual:
-        st.warning(explainer.weights_info.warning or RANDOM_TRUNK_TEXT, icon=ICONS["warning"])
+    """The trunk's state when it is not the verified published one: the full warning, or in
+    presentation mode its one short line (core.weights.trunk_state: one source)."""
+    state = explainer.weights_info.state
+    if state.perceptual:
+        return
+    if presenting():
+        header = getattr(_RUN, "header", None)
+        if header is not None:  # beside the title: no row of its own above the card
+            header.trunk_line(state.short)
+        else:
+            st.html(f'<p class="lx-trunk-line">{html.escape(state.short)}</p>')
+    else:
+        st.warning(state.long or RANDOM_TRUNK_TEXT, icon=ICONS["warning"])
 
 
 _RUN = threading.local()  # this script run's header (a session's run stays on one thread)
@@ -408,16 +437,27 @@ class Header:
 
     def __init__(self, title: str, intro: str = "") -> None:
         col_t, col_p, col_s = st.columns([6, 1.2, 1.3], vertical_alignment="center")
-        col_t.html(f'<p class="lx-title">{html.escape(title)}<span class="lx-intro">'
-                   f"{html.escape(intro)}</span></p>")
+        self.title, self.intro = title, intro
+        self._title = col_t.empty()
+        self._draw_title("")
         persistent(col_p.toggle, "Present", key=keys.PRESENT, default=False,
-                   help="Presentation mode: no sidebar, no captions or timings, larger "
-                        "verdict and maps. The link ?present=1 opens a page this way.")
+                   help="Presentation mode: the verdict card and the large comparison "
+                        "only (no sidebar, captions, timings or engineering panels). The "
+                        "link ?present=1 opens a page this way.")
         self.share = col_s.popover("Share", icon=ICONS["share"], width="stretch")
         self.share.markdown(
             "The address of this page reopens this view: the page, the sample, the trunk, "
             "the lin version, the attribution method, swapped roles and presentation mode. "
             + links.UPLOAD_NOTE.split(":")[0] + ".")
+
+    def _draw_title(self, trunk: str) -> None:
+        line = f'<span class="lx-trunk-line">{html.escape(trunk)}</span>' if trunk else ""
+        self._title.html(f'<p class="lx-title">{html.escape(self.title)}<span class="lx-intro">'
+                         f"{html.escape(self.intro)}</span>{line}</p>")
+
+    def trunk_line(self, text: str) -> None:
+        """Presentation mode: the trunk's state in one short line, beside the title."""
+        self._draw_title(text)
 
     def fill_share(self, uploaded: bool) -> None:
         with self.share:

@@ -14,7 +14,7 @@ from lpips_explain.core.weights import BACKBONE_ENV, weights_status
 from lpips_explain.ui import keys
 from lpips_explain.ui.feedback import panel
 from lpips_explain.ui.state import persistent
-from lpips_explain.ui.widgets import plain
+from lpips_explain.ui.widgets import chart, plain
 
 FALLBACK_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM"}
 # The input report's keys (analyses.checks.diagnostics.input_report) as the table's headers.
@@ -85,7 +85,7 @@ def weights_panel(explainer: Any) -> None:
     (st.success if info.perceptual else st.warning)(
         f"Trunk: {info.source}. " + (f"A perceptual metric: the published trunk ({how})."
                                      if info.perceptual else
-                                     f"Not a verified perceptual metric: {info.reason}."))
+                                     f"{info.state.short} ({info.reason})."))
     st.markdown(f"Lin heads: `{explainer.model.lin_file}` (version {explainer.version}); the "
                 f"'lin weights' self-check above compares them with the file.")
     rows = [{"trunk": r.net, "loaded from": r.source, "verified": "yes" if r.verified else "no",
@@ -207,7 +207,7 @@ def faithfulness_panel(result: Any) -> None:
         st.warning(w)
     if not result.warnings:
         st.success("Every map beat all the random orders and changed under randomisation.")
-    st.plotly_chart(deletion_chart(result), key="diag_faith_deletion", width="stretch")
+    chart(deletion_chart(result), "diag_faith_deletion")
     band = result.random_order
     table = pd.DataFrame([{
         "method": c.label, "deletion AUC": c.auc,
@@ -219,8 +219,7 @@ def faithfulness_panel(result: Any) -> None:
     } for c in result.deletion])
     st.dataframe(table, hide_index=True, key="diag_faith_table")
     if result.stages:
-        st.plotly_chart(randomisation_chart(result, RANDOMISATION_WARN),
-                        key="diag_faith_randomisation", width="stretch")
+        chart(randomisation_chart(result, RANDOMISATION_WARN), "diag_faith_randomisation")
     for line in result.summary:
         st.markdown(line)
     st.caption(" ".join(result.notes))

@@ -30,6 +30,8 @@ TOP_K = "sb_top_k"
 PATCH = "sb_patch"
 USE_RANDOM = "use_random_trunk"  # the button offered when ImageNet weights are missing
 INSTALL_TRUNK = "install_trunk"  # ... and the one that installs the published trunk instead
+USE_FITTING_TRUNK = "use_fitting_trunk"  # a weights file of another trunk: switch to that trunk
+USE_IMAGENET = "use_imagenet_trunk"  # ... or keep the trunk with the published weights
 INSTALL_TRUNKS_SIDEBAR = "install_trunks_sidebar"  # the Weights panel: install missing trunks
 
 # --- Explain page ---------------------------------------------------------------------------

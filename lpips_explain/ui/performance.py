@@ -10,10 +10,11 @@ import streamlit as st
 
 from lpips_explain.analyses.checks.mode_error import TARGETS, fidelity_set, measure_fidelity
 from lpips_explain.core.modes import PRECISIONS, available_modes, mode_net
-from lpips_explain.core.profiling import machine, profile
+from lpips_explain.core.profiling import machine, profile, size_inversions
 from lpips_explain.explainer import Explainer
 from lpips_explain.output import performance as figures
 from lpips_explain.ui.resources import ProgressBar
+from lpips_explain.ui.widgets import chart
 
 STORED = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "profile.json"
 LIVE = "perf_live_profile"  # session state: the last live profile (a dict like the stored one)
@@ -23,21 +24,54 @@ LIVE_SIZES = "perf_sizes"
 SIZE_CHOICES = (48, 64, 96, 128, 192, 256)
 
 
-def stored_profile(path: Path = STORED) -> dict | None:
+def stored_profile(path: Path | None = None) -> dict | None:
     """The profile measured for the README (``lpips-explain profile --json``), if present."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads((path or STORED).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
 
+def load_text(m: dict) -> str:
+    """The machine's load when measured, against its cores ("load average 10.6 on 2 cores:
+    busy"), or that it was not recorded."""
+    load, cores = m.get("load_average"), m.get("cores")
+    if load is None:
+        return "load not recorded"
+    busy = (": busy, other work shared the cores" if cores and float(load) > float(cores)
+            else "")
+    return f"load average {float(load):.2g} on {cores or '?'} cores{busy}"
+
+
 def source_text(data: dict, what: str) -> str:
+    """Which machine, when and under what load a profile was taken."""
     m = data.get("machine", {})
-    load = m.get("load_average")
-    return (f"{what}: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, torch "
-            f"{m.get('torch', '?')}, {m.get('torch_threads', '?')} threads"
-            + (f", load average {load}" if load is not None else "")
-            + (f"; trunk weights {data['backbone']['weights']}" if data.get("backbone") else ""))
+    bb = data.get("backbone")
+    when = f"measured {m['date']}" if m.get("date") else "date not recorded; measured"
+    return (f"{what}: {when} on "
+            f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, torch {m.get('torch', '?')}, "
+            f"{m.get('torch_threads', '?')} threads; {load_text(m)}"
+            + (f"; trunk weights {bb['weights']}" if bb else ""))
+
+
+def inversions_text(inv: list[dict]) -> str:
+    """The size inversions of a profile in words (core.profiling.size_inversions)."""
+    return "; ".join(f"{i['net']} {i['precision']}, {i['what']}: {i['large']} px took "
+                     f"{i['large_ms']:.0f} ms against {i['small_ms']:.0f} ms at {i['small']} px"
+                     for i in inv)
+
+
+def render_stored(data: dict, what: str, key: str) -> None:
+    """The stored profile with its machine, date and load; refused (and said why) when its
+    times do not grow with the image size, which no unloaded machine measures."""
+    inv = size_inversions(data.get("rows", []))
+    if inv:
+        st.warning(f"{source_text(data, what)}. Not shown: its times do not grow with the "
+                   f"image size ({inversions_text(inv)}), so they measure what else the "
+                   f"machine was doing, not this code. Run a profile here below.",
+                   icon=":material/warning:")
+        return
+    render_profile(data, what, key)
 
 
 def render_profile(data: dict, what: str, key: str) -> None:
@@ -45,11 +79,15 @@ def render_profile(data: dict, what: str, key: str) -> None:
     rows, fid = data.get("rows", []), data.get("fidelity", [])
     source = source_text(data, what)
     st.caption(source + ". Dashed lines are approximate modes.")
+    inv = size_inversions(rows)
+    if inv:  # a live profile is shown (it was asked for), with the doubt beside it
+        st.warning(f"These times do not grow with the image size ({inversions_text(inv)}): "
+                   f"the machine was busy; run it again when it is quieter.",
+                   icon=":material/warning:")
     col_l, col_m = st.columns(2)
-    col_l.plotly_chart(figures.latency_figure(rows, what), key=f"{key}_latency",
-                       width="stretch")
-    col_m.plotly_chart(figures.memory_figure(rows, what), key=f"{key}_memory",
-                       width="stretch")
+    # chart(): automatic margins, so no tick label or legend entry is cut off.
+    chart(figures.latency_figure(rows, what), f"{key}_latency", container=col_l)
+    chart(figures.memory_figure(rows, what), f"{key}_memory", container=col_m)
     table = pd.DataFrame([{
         "trunk": r["net"], "mode": f"{r['precision']} ({'exact' if r['exact'] else 'approximate'})",
         "device": r["device"], "size (px)": r["size"], "pair (ms)": round(r["latency_ms"], 2),
@@ -57,8 +95,7 @@ def render_profile(data: dict, what: str, key: str) -> None:
         "build (s)": round(r["build_s"], 1)} for r in rows])
     st.dataframe(table, hide_index=True, key=f"{key}_table")
     if fid:
-        st.plotly_chart(figures.fidelity_figure(fid, what), key=f"{key}_fidelity",
-                        width="stretch")
+        chart(figures.fidelity_figure(fid, what), f"{key}_fidelity")
         st.dataframe(pd.DataFrame([{
             "trunk": f["net"], "mode": f"{f['mode']['precision']} (approximate)",
             "pairs": f["pairs"], "triplets": f["triplets"], "size (px)": f["size"],

@@ -64,13 +64,18 @@ class RunState:
             head = f"**{', '.join(failed).capitalize()} failed** (the message is below)"
         elif any(s == "waiting" for s in self.states.values()):
             head = "**Starting**"
+        elif presenting():
+            return ""  # presentation mode: the line shows work in progress, then goes away
         else:
-            took = "" if presenting() else f" in {time.perf_counter() - self._t0:.1f} s"
-            head = f"**Ready**{took}"
+            head = f"**Ready** in {time.perf_counter() - self._t0:.1f} s"
         return f"{head} — {parts}" if parts else head
 
     def _draw(self) -> None:
-        self._line.markdown(self.text())
+        text = self.text()
+        if text:
+            self._line.markdown(text)
+        else:
+            self._line.empty()
 
     def set(self, part: str, state: str) -> None:
         self.states[part] = state

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from lpips_explain.analyses.pair.perturbations import PERTURBATIONS
+from lpips_explain.analyses.pair.perturbations import PERTURBATIONS, strength_text
 from lpips_explain.analyses.pair.sensitivity import Sweep, sensitivity
 from lpips_explain.output import figures as plots
 from lpips_explain.ui import keys
@@ -93,7 +93,7 @@ def distance_header(sens: Any, explained: str) -> None:
     if sens.most_sensitive is not None:
         item = max(sens.items, key=lambda i: abs(i.change))
         col_m.metric(f"Most sensitive to (perturbing {explained} at default strengths)",
-                     item.label, f"{item.change:+.4f} at {item.strength:g} {item.unit}",
+                     item.label, f"{item.change:+.4f} at {strength_text(item.unit, item.strength)}",
                      delta_color="off", delta_arrow="off")
 
 

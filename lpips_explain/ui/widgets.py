@@ -131,6 +131,7 @@ _STYLE = """
 .lx-scale .marklab{position:absolute;top:28px;font-weight:700;white-space:nowrap;
   transform:translateX(-50%)}
 .lx-small{font-size:.86rem;color:#444;line-height:1.4}
+.lx-trunk-line{font-size:.9rem;font-weight:400;color:#8a5300;margin:0 0 0 1rem}
 </style>
 """
 

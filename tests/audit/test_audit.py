@@ -458,7 +458,7 @@ def test_explainer_audit_writes_parquet_summary_report_and_explanations(tmp_path
                 "rank_correlation", "rank_disagreements", "outliers", "findings", "explained",
                 "engine", "columns", "warnings"):
         assert key in summary, key
-    assert summary["backbone"] == {"weights": "random", "perceptual": False}
+    assert summary["backbone"] == {"weights": "random", "perceptual": False, "state": "random"}
     assert "NOT a perceptual metric" in summary["warnings"][0]
     assert summary["counts"]["failed"] == 5 and summary["counts"]["scored"] == 13
     explained = summary["explained"]

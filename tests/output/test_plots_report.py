@@ -220,7 +220,11 @@ def test_sensitivity_bars_and_sweep(full, explainer):
     for label, it in zip(bar.y, rows, strict=True):
         assert it.label in label and f"{it.strength:g}" in label
     assert f"{sens.base_distance:.4f}" in fig.layout.title.text
-    assert sens.most_sensitive in fig.layout.title.text
+    # names for people, never ids ("gaussian_blur"); the legend above the bars, where the
+    # x axis's title (below them) cannot run into it
+    assert P.display_name(sens.most_sensitive).lower() in fig.layout.title.text
+    assert not any("_" in str(t) for t in (*bar.y, fig.layout.title.text))
+    assert fig.layout.legend.y >= 1 and fig.layout.legend.yanchor == "bottom"
     sweep = sens.sweeps[0]
     sw = plots.sweep_figure(sweep)
     assert [t.yaxis for t in sw.data] == ["y", "y2", "y3"]
@@ -383,6 +387,60 @@ def test_html_report_is_self_contained(full):
         assert html.escape(sentence) in rest
     assert rest.count('class="plotly-graph-div"') >= 6
     assert html.escape(full.repair.headline) in rest
+
+
+def test_html_report_opens_on_the_card_with_the_images(full):
+    page = _strip_plotly(report.html_report(full))
+    card = re.search(r'<section class="card" id="card">(.*?)</section>', page, re.S)
+    assert card is not None
+    first_chart = page.index('class="plotly-graph-div"')
+    # The first section is the card: the distance, then A, B and the map as images, before
+    # any chart or other section.
+    assert card.start() < first_chart and card.start() < page.index("<h2>")
+    assert card.group(1).count("<img ") == 3
+    assert f"{full.distance:.4f}" in card.group(1)
+    # The random trunk's state, in its one short line, from the one source.
+    assert html.escape(full.backbone.state.short) in card.group(1)
+    # The sweeps (one chart each) sit behind a <details>, after the main figures.
+    details = page.index('<details class="more">')
+    assert details > first_chart
+    assert all(page.index(f"Sweep: {html.escape(s.label)}") > details
+               for s in full.sensitivity.sweeps)
+    # Captions in words: no raw parameter dumps.
+    text = re.sub(r"<script.*?</script>", "", page, flags=re.S)
+    assert not re.search(r"\b(rule|target_gap|map_tolerance|max_steps)=", text)
+
+
+def test_attribution_settings_in_words(full):
+    attr = full.attribution
+    words = plots.attribution_settings_text(attr.method, attr.params)
+    assert f"{attr.params['steps']} points" in words
+    assert "=" not in words and "_" not in words
+    caption = plots.caption_of(plots.attribution_figure(attr, to_uint8(full.b)))
+    assert words in caption and "target_gap" not in caption
+
+
+def test_second_opinions_in_the_report_and_the_png(explainer, monkeypatch):
+    a, b = _images(0, 2)
+    expl = explainer.explain(a, b, attribution=None, sensitivity=False, repair=False,
+                             metrics=("lpips", "ssim", "psnr"))
+    ops = expl.second_opinions
+    assert ops is not None and [o.metric for o in ops.opinions] == ["lpips", "ssim", "psnr"]
+    page = _strip_plotly(report.html_report(expl))
+    section = page[page.index("<h2>Second opinions</h2>"):page.index("<h2>In plain words</h2>")]
+    for o in ops.opinions:  # each on its own scale, with its scale said
+        assert f"<td>{html.escape(o.label)}</td>" in section
+        assert f"<td>{html.escape(o.value_text())}</td>" in section
+    assert f"{expl.distance:.4f}" in section
+    for sentence in ops.sentences:
+        assert html.escape(sentence) in section
+    # The PNG's text block: the same values line and the same sentences as the app.
+    drawn: list[str] = []
+    monkeypatch.setattr(static, "_text_block",
+                        lambda ax, lines, width=150: drawn.extend(lines) or ax.set_axis_off())
+    static.summary_png(expl)
+    assert f"Second opinions (each on its own scale): {ops.values_text()}." in drawn
+    assert all(s in drawn for s in ops.sentences)
 
 
 @pytest.mark.slow

@@ -12,8 +12,13 @@ from conftest import REPO, assert_clean, png_bytes
 from streamlit.testing.v1 import AppTest
 
 from lpips_explain import Explainer
+from lpips_explain.core.weights import trunk_state
 
 TIMEOUT = 180
+# The Explain page's engineering panels (hidden in presentation mode).
+ENGINEERING_PANELS = {"Where is the difference?", "Layer by layer", "Top channels",
+                      "What changes the distance", "What would have to be repaired",
+                      "In plain words", "Downloads"}
 DISTANCE = re.compile(r"^distance = (\d+\.\d{6})$")
 
 
@@ -491,6 +496,24 @@ def test_presentation_mode_from_the_link():
     styles = " ".join(h.proto.body for h in at.get("html"))
     assert '[data-testid="stSidebar"]' in styles and "display:none" in styles
     assert at.query_params["present"] == "1"
+    # The card and the large swipe view only: no engineering panel, no downloads, no
+    # glossary, no run-state line once ready; the trunk's state in one short line.
+    heads = {h.value for h in at.subheader}
+    assert "Compare A and B" in heads
+    assert not heads & ENGINEERING_PANELS, heads & ENGINEERING_PANELS
+    assert not at.get("download_button")
+    assert [e.label for e in at.main.expander] == ["Upload your own images"]  # no glossary
+    assert not any("breakdown" in m.value for m in at.markdown)
+    bodies = " ".join(h.proto.body for h in at.get("html"))
+    assert 'class="lx-distance"' in bodies  # the verdict card
+    short = trunk_state("random", False).short
+    assert f'<span class="lx-trunk-line">{short}</span>' in bodies  # beside the title
+    assert not any("NOT a perceptual metric" in w.value for w in at.warning)
     at.toggle(key="present_mode").set_value(False).run()
     assert any(DISTANCE.match(c.value) for c in at.caption)
     assert "present" not in at.query_params
+    # Out of presentation mode the same page has every panel, the downloads, the banner.
+    assert {h.value for h in at.subheader} >= ENGINEERING_PANELS
+    assert len(at.get("download_button")) == 3 and banner_shown(at)
+    assert any(m.value.startswith("**Ready**") for m in at.markdown)
+    assert "Glossary" in [e.label for e in at.main.expander]

@@ -279,5 +279,6 @@ def test_diagnostics_custom_trunk_file_is_not_perceptual(tmp_path, monkeypatch):
     assert not at.exception
     warnings = [w.value for w in at.warning]
     assert any("NOT a verified perceptual metric" in w for w in warnings)  # the banner
-    assert any("Not a verified perceptual metric" in w and "SHA-256" in w for w in warnings)
+    assert any("Unverified trunk file" in w and "SHA-256" in w for w in warnings)
+    assert not any("random" in w.lower() for w in warnings)
     assert not any("A perceptual metric" in s.value for s in at.success)

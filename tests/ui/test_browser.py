@@ -490,7 +490,10 @@ def _wait_idle_shown(page: Any, server: Server, selector: str) -> None:
         state = _read(page)
         assert not state.exceptions and not state.errors, _describe(
             page, server, "the app shows an exception or an error", state)
-        if state.idle and page.locator(selector).count() and "Ready" in page.inner_text("body"):
+        body = page.inner_text("body")
+        # Presentation mode drops the run-state line once ready: nothing may still compute.
+        busy = any(w in body for w in ("Computing", "Starting", "computing..."))
+        if state.idle and page.locator(selector).count() and not busy:
             return
         time.sleep(POLL_S)
     raise AssertionError(_describe(page, server, f"{selector} never settled"))
@@ -527,7 +530,21 @@ def test_presentation_mode_and_a_copied_link(server: Server, browser: Any) -> No
         assert sidebar.count() == 0 or not sidebar.first.is_visible(), _describe(
             page, server, "?present=1 still shows the sidebar")
         assert _in_first_screen(page, page.locator(".lx-distance"))
-        assert not CAPTION_RE.search(page.inner_text("body"))  # captions hidden
+        # The whole verdict card (repair thumbnail included) above the fold at 1280x720.
+        card_bottom = page.evaluate(
+            "() => { let e = document.querySelector('.lx-distance');"
+            " while (e && getComputedStyle(e).borderTopStyle === 'none') e = e.parentElement;"
+            " return e ? e.getBoundingClientRect().bottom : null; }")
+        assert card_bottom is not None and card_bottom <= FIRST_SCREEN["height"], _describe(
+            page, server, f"the card is cut at the fold (its bottom at {card_bottom} px)")
+        body = page.inner_text("body")
+        assert not CAPTION_RE.search(body)  # captions hidden
+        # The card and the large swipe view only: no engineering panel, no run-state line.
+        assert "Compare A and B" in body
+        for panel in ("Layer by layer", "Top channels", "What changes the distance",
+                      "Downloads", "Glossary", "Ready"):
+            assert panel not in body, _describe(page, server, f"{panel!r} in presentation")
+        assert page.locator(".lx-trunk-line").count() == 1  # the trunk's state, one line
         page.screenshot(path=str(ARTIFACTS / "browser_present.png"))
 
         # Choose another sample, copy the address, open it elsewhere: same sample, same numbers.

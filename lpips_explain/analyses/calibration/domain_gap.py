@@ -25,7 +25,7 @@ from lpips_explain.analyses.jsonable import SCHEMA as SCHEMA
 from lpips_explain.analyses.jsonable import header
 from lpips_explain.core.model import LpipsNet
 from lpips_explain.core.trunks import check_min_size
-from lpips_explain.core.weights import WeightsInfo
+from lpips_explain.core.weights import RANDOM, TrunkState, WeightsInfo
 from lpips_explain.errors import InputError
 from lpips_explain.intake.files import Skipped
 from lpips_explain.intake.images import load_image
@@ -262,7 +262,7 @@ def domain_gap(model: LpipsNet, a: SetStats, b: SetStats, *,
                     model.lin_info.to_dict(), a, b, layers, model.layer_names, permutations,
                     seed, size,
                     n_judgments, head_weights)
-    summary, warnings = _statements(gap, model.weights_info.perceptual)
+    summary, warnings = _statements(gap, model.weights_info.state)
     return DomainGap(**{**gap.__dict__, "summary": tuple(summary), "warnings": tuple(warnings)})
 
 
@@ -275,7 +275,7 @@ def _size_text(stats: SetStats) -> str:
             f"~{TRUNK_IMAGE_PX} px images the trunk was trained on")
 
 
-def _statements(gap: DomainGap, perceptual: bool) -> tuple[list[str], list[str]]:
+def _statements(gap: DomainGap, state: TrunkState) -> tuple[list[str], list[str]]:
     lines, warn = [], []
     top = gap.layers[0]
     alpha_note = f"{gap.permutations} permutations" if gap.permutations else "no permutations"
@@ -307,9 +307,12 @@ def _statements(gap: DomainGap, perceptual: bool) -> tuple[list[str], list[str]]
     if gap.n_judgments is not None:
         lines.append(f"{gap.n_judgments} judged triplets available for {gap.head_weights} "
                      f"head weights ({gap.n_judgments / gap.head_weights:.2g} per weight).")
-    if not perceptual:
-        warn.append("The trunk has random weights: this gap is measured in a random network's "
-                    "features, not LPIPS's.")
+    if state.code == RANDOM:
+        warn.append(f"{state.subject}: this gap is measured in a random network's features, "
+                    f"not LPIPS's.")
+    elif not state.perceptual:
+        warn.append(f"{state.subject}: this gap is measured in that file's features, which "
+                    f"are not the published trunk's the lin heads were calibrated on.")
     return lines, warn
 
 

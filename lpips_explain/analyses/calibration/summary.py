@@ -10,6 +10,7 @@ import numpy as np
 from lpips_explain.analyses.calibration.features import JudgmentFeatures
 from lpips_explain.analyses.calibration.recipe import Schedule
 from lpips_explain.analyses.calibration.result import Calibration
+from lpips_explain.core.weights import RANDOM
 
 
 def wilson_interval(p: float | None, n: int, z: float = 1.96) -> tuple[float, float] | None:
@@ -104,9 +105,13 @@ def with_summary(cal: Calibration, features: JudgmentFeatures,
     if any(features.masked):
         lines.append(f"{sum(features.masked)} triplets carry a mask: their distances (and "
                      f"scores) are mask-weighted means.")
-    if not cal.backbone.perceptual:
-        warn.append("The trunk has random weights: these heads calibrate a structure demo, "
-                    "not a perceptual metric.")
+    state = cal.backbone.state
+    if state.code == RANDOM:
+        warn.append(f"{state.subject}: these heads calibrate a structure demo, not a "
+                    f"perceptual metric.")
+    elif not state.perceptual:
+        warn.append(f"{state.subject}: these heads are fitted to that file's features, not "
+                    f"to the verified published trunk's.")
     if cal.n_val and cal.n_val < 100:
         warn.append(f"Only {cal.n_val} held-out triplets: the held-out score is coarse "
                     f"(steps of {1 / cal.n_val:.3f}).")

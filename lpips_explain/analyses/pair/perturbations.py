@@ -365,6 +365,22 @@ GEOMETRIC_TABLE: tuple[tuple[str, float], ...] = (
 )
 
 
+def strength_text(unit: str, strength: float) -> str:
+    """A strength for people, in the unit's own notation: "σ 1 px", "quality 30", "5°",
+    "5 px", "× 1.1", "γ 1.5", "0.1 turn" (charts and tables; the JSON keeps the numbers)."""
+    s = f"{float(strength):g}"
+    return {"sigma (px)": f"σ {s} px", "std": f"σ {s}", "quality": f"quality {s}",
+            "degrees": f"{s}°", "pixels": f"{s} px", "factor": f"× {s}", "gamma": f"γ {s}",
+            "turns": f"{s} turn" + ("" if float(strength) == 1 else "s"),
+            }.get(unit, f"{s} {unit}".strip())
+
+
+def display_name(name: str) -> str:
+    """A perturbation's name for people ("Gaussian blur"), never its id ("gaussian_blur")."""
+    p = PERTURBATIONS.get(name)
+    return p.label if p is not None else name.replace("_", " ")
+
+
 def get_perturbation(name: str) -> Perturbation:
     """Return the registered perturbation called ``name``, or fail with a did-you-mean hint."""
     return errors.lookup("perturbation", name, PERTURBATIONS)  # type: ignore[return-value]

@@ -144,6 +144,20 @@ class SecondOpinions:
     def to_list(self) -> list[dict]:
         return [o.to_dict() for o in self.opinions]
 
+    def values_text(self) -> str:
+        """One line, each metric on its own scale: "LPIPS alex 0.1546 · DISTS 0.1881 · ...",
+        a metric that could not run as "not computed" (the app's line, the report, the PNG)."""
+        items = []
+        for o in self.opinions:
+            net = f" {o.net}" if o.net and o.metric != "dists" else ""
+            items.append(f"{o.label}{net} {o.value_text()}")
+        return " · ".join(items)
+
+    @property
+    def failures(self) -> tuple[str, ...]:
+        """One sentence per metric that could not run: its name and the reason."""
+        return tuple(f"{o.label} not computed: {o.error}" for o in self.opinions if o.error)
+
 
 def check_metrics(metrics: Iterable[str] | str | None) -> tuple[str, ...]:
     """The metrics named (None or "all": every one), in :data:`METRICS` order; LPIPS is
