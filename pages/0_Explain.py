@@ -76,7 +76,7 @@ explain.compare_panel(fast)
 
 with guard("computing the sensitivity", stop=False):
     parts.append(compute("sensitivity"))
-if where.wants_attribution:
+if where is not None and where.wants_attribution:
     with guard("computing the attribution", stop=False):
         parts.append(compute("attribution"))
 else:
