@@ -109,7 +109,9 @@ def png_bytes(image: np.ndarray) -> bytes:
     if arr.dtype != np.uint8:
         raise InputError(f"png_bytes takes a uint8 array, got dtype {arr.dtype}.")
     buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG", optimize=True)
+    # zlib level 3: 7% larger than optimize=True, 17x faster (a 600x400 photo: 30 ms against
+    # 530 ms); an explanation writes a dozen of them and the app draws more.
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=3)
     return buf.getvalue()
 
 

@@ -25,7 +25,7 @@ def fresh_warm_store():
 
 def test_the_warm_network_is_the_one_the_first_visitor_uses(fresh_warm_store):
     timings = serve.warm_up()
-    assert {"imports", "network", "first run", "total"} <= set(timings)
+    assert {"imports", "network", "first run", "second opinions", "total"} <= set(timings)
     key = controls.default_model_key()
     warm = resources._WARM[key]
     assert warm.net == "alex" and not warm.perceptual  # random_trunk_env: a random trunk
