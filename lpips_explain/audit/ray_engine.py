@@ -65,7 +65,10 @@ class AuditActor:
             raise RuntimeError(
                 f"This Ray worker built a different model (weights hash {found}, the driver's "
                 f"is {fingerprint}): give every node the same weights files.")
-        self.schema = arrow_schema(part_columns(kind, self.net.layer_names))
+        self.schema = arrow_schema(part_columns(kind, self.net.layer_names,
+                                                self.settings.metrics))
+        self.metric_nets = {m: self.settings.build_metric(m).to(self.device)
+                            for m in self.settings.metrics}
         self.cache = FeatureCache()  # per actor: references shared by rows encode once
 
     def __call__(self, batch: Any) -> Any:
@@ -74,9 +77,9 @@ class AuditActor:
                          (), it["problem"]) for it in items]
         decoded = [decode_row(r, self.kind, self.settings, k) for k, r in enumerate(rows)]
         scores = score_rows(self.net, self.kind, decoded, batch_size=len(decoded),
-                            cache=self.cache)
+                            cache=self.cache, metrics=self.metric_nets)
         records = [make_record(self.kind, r, d, scores.get(k), self.net.layer_names,
-                               it["signature"])
+                               it["signature"], self.settings.metrics)
                    for k, (r, d, it) in enumerate(zip(rows, decoded, items, strict=True))]
         return records_to_table(records, self.schema)
 

@@ -11,7 +11,7 @@ The Ray engine is imported only when asked for.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -74,7 +74,8 @@ def run_audit(source: str | os.PathLike | AuditTable, out_dir: str | os.PathLike
               ray_address: str | None = None, workers: int | None = None,
               batch_size: int = 16, concurrency: int | None = None, top: int = 10,
               progress: Progress | None = None,
-              cache: FeatureCache | None = None) -> AuditResult:
+              cache: FeatureCache | None = None, metrics: Sequence[str] = (),
+              metric_models: Mapping[str, Any] | None = None) -> AuditResult:
     """Audit ``source`` into ``out_dir``: score every row with ``engine``, summarise, explain
     the top ``explain_top`` rows of each finding with ``explain_row`` (given
     ``explain_options``: they key the explanations a restart reuses) and write the report."""
@@ -87,7 +88,8 @@ def run_audit(source: str | os.PathLike | AuditTable, out_dir: str | os.PathLike
     run = score_audit(source, out_dir, model=model, size_policy=size_policy,
                       max_pixels=max_pixels, engine=engine, ray_address=ray_address,
                       workers=workers, batch_size=batch_size, concurrency=concurrency, top=top,
-                      progress=progress, cache=cache)
+                      progress=progress, cache=cache, metrics=metrics,
+                      metric_models=metric_models)
     links: dict[str, str] = {}
     errors: dict[str, str] = {}
     if explain_top and explain_row is not None:
@@ -102,16 +104,19 @@ def score_audit(source: str | os.PathLike | AuditTable, out_dir: str | os.PathLi
                 workers: int | None = None, batch_size: int = 16,
                 concurrency: int | None = None, top: int = 10,
                 progress: Progress | None = None,
-                cache: FeatureCache | None = None) -> AuditRun:
+                cache: FeatureCache | None = None, metrics: Sequence[str] = (),
+                metric_models: Mapping[str, Any] | None = None) -> AuditRun:
     """Read ``source``, score every row with ``engine`` into ``out_dir`` and summarise.
     ``cache``: the feature cache the local engine encodes references through (Ray actors
-    keep their own)."""
+    keep their own). ``metrics``: optional metric columns (``stlpips``, ``dists``), their
+    networks taken from ``metric_models`` where given (the local engine)."""
     choice(engine, "audit engine", ENGINES)
     top = integer(top, "top", minimum=1)
     table = source if isinstance(source, AuditTable) else read_audit_input(source)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    settings = settings_for(model, size_policy=size_policy, max_pixels=max_pixels)
+    settings = settings_for(model, size_policy=size_policy, max_pixels=max_pixels,
+                            metrics=metrics)
     if engine == "ray":
         from lpips_explain.audit.ray_engine import run_ray
 
@@ -121,7 +126,8 @@ def score_audit(source: str | os.PathLike | AuditTable, out_dir: str | os.PathLi
         if ray_address:
             raise InputError("--ray-address needs --engine ray.")
         result = run_local(table, out, settings, model=model, workers=workers,
-                           batch_size=batch_size, progress=progress, cache=cache)
+                           batch_size=batch_size, progress=progress, cache=cache,
+                           metric_models=metric_models)
     data = result.rows.to_pydict()
     info = model.weights_info
     summary: dict[str, Any] = {

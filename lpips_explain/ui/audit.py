@@ -249,6 +249,9 @@ def table(result: AuditResult, df: pd.DataFrame) -> None:
     else:
         cols = [*imgs, "id", "status", "judge", "d0", "d1", "margin", "verdict", "human",
                 "agree", "score_2afc", "findings", "error"]
+    metric_cols = [c for c in ("stlpips", "dists", "stlpips0", "stlpips1", "dists0", "dists1")
+                   if c in df.columns]
+    cols = cols[:-2] + metric_cols + cols[-2:]
     extra = _extra_columns(result)
     cfg: dict[str, Any] = {f"img_{r}": st.column_config.ImageColumn(r) for r in ROLES[result.kind]}
     cfg.update({
@@ -264,6 +267,12 @@ def table(result: AuditResult, df: pd.DataFrame) -> None:
         "margin": st.column_config.NumberColumn("margin d1-d0", format="%+.4f"),
         "judge": st.column_config.NumberColumn("judge (p1)", format="%.2f"),
         "score_2afc": st.column_config.NumberColumn("2AFC", format="%.2f"),
+        "stlpips": st.column_config.NumberColumn("ST-LPIPS", format="%.4f"),
+        "dists": st.column_config.NumberColumn("DISTS", format="%.4f"),
+        "stlpips0": st.column_config.NumberColumn("ST-LPIPS p0", format="%.4f"),
+        "stlpips1": st.column_config.NumberColumn("ST-LPIPS p1", format="%.4f"),
+        "dists0": st.column_config.NumberColumn("DISTS p0", format="%.4f"),
+        "dists1": st.column_config.NumberColumn("DISTS p1", format="%.4f"),
         "dominant_layer": "top layer", "verdict": "LPIPS pick", "human": "judges",
     })
     df = df.assign(error=df["error"].fillna(""))
