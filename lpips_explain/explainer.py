@@ -614,7 +614,8 @@ class Explainer:
                          ray_address=ray_address, workers=workers, batch_size=batch_size,
                          concurrency=concurrency, top=top, explain_row=explain_row,
                          explain_top=explain_top, explain_options=opts, progress=progress,
-                         metrics=wanted, metric_models=models)
+                         metrics=wanted, metric_models=models,
+                         scorer=None if self.mode.exact else self.fast, mode=self.mode)
 
     # -- calibration and domain gap -----------------------------------------------------
     def judgment_features(self, judgments: Any, *, size: int | None = None,

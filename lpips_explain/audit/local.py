@@ -139,13 +139,16 @@ def run_local(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSett
               progress: Progress | None = None,
               on_part: Callable[[int], None] | None = None,
               cache: FeatureCache | None = None,
-              metric_models: Mapping[str, torch.nn.Module] | None = None) -> EngineResult:
+              metric_models: Mapping[str, torch.nn.Module] | None = None,
+              scorer: LpipsNet | None = None) -> EngineResult:
     """Score every row of ``table`` not already finished in ``out_dir`` and assemble
     ``out_dir/audit.parquet``. ``model`` (built from ``settings`` when None) must be the
     network ``settings`` describe. ``on_part(n)`` is called after the n-th part is written.
     ``cache``: where rows' references are encoded (one reference shared by many rows runs
     the trunk once); None encodes every row. ``metric_models``: the networks of
-    ``settings.metrics`` already built (e.g. an Explainer's); the others are built here."""
+    ``settings.metrics`` already built (e.g. an Explainer's); the others are built here.
+    ``scorer``: the network that scores (an approximate mode's, e.g. int8), where it is
+    not ``model`` itself; ``model`` stays the exact one the parts are keyed by."""
     workers = default_workers() if workers is None else integer(workers, "workers", minimum=0)
     batch_size = integer(batch_size, "batch_size", minimum=1)
     part_rows = integer(part_rows, "part_rows", minimum=1)
@@ -164,7 +167,7 @@ def run_local(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSett
 
     def score(items: list[Decoded]) -> None:
         nonlocal done
-        scores = score_rows(net, table.kind, items, batch_size=batch_size, cache=view,
+        scores = score_rows(scorer if scorer is not None else net, table.kind, items, batch_size=batch_size, cache=view,
                             shared=shared, metrics=metric_nets)
         for d in items:
             records.append(make_record(table.kind, table.rows[d.position], d,

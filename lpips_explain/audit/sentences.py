@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from lpips_explain.audit.approx import error_sentence
 from lpips_explain.validation import pct
 
 __all__ = ["summary_sentences"]
@@ -25,6 +26,10 @@ def summary_sentences(kind: str, summary: Mapping[str, Any]) -> list[str]:
     out = [f"{c['rows']} rows: {c['scored']} scored, {c['failed']} failed"
            + (f" ({', '.join(f'{n} {t}' for t, n in c['failed_by_type'].items())})."
               if c["failed"] else ".")]
+    mode = summary.get("mode") or {}
+    if mode.get("exact") is False:
+        out.append(f"Approximate numbers ({mode.get('precision')}): "
+                   + error_sentence(mode.get("error") or {}))
     rc = summary.get("rank_correlation") or {}
     for metric in ("ssim", "psnr"):
         if rc.get(metric) is not None:

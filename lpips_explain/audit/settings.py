@@ -34,6 +34,7 @@ class AuditSettings:
     size_policy: str = "resize"
     max_pixels: int | None = None
     metrics: tuple[str, ...] = ()  # optional metric columns (columns.METRIC_COLUMNS)
+    precision: str = "fp32"  # the scoring mode (core.modes.PRECISIONS): fp32 is exact
 
     def __post_init__(self) -> None:
         get_trunk(self.net)
@@ -64,23 +65,26 @@ class AuditSettings:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        # Left out when empty: runs without metric columns keep their earlier fingerprint.
+        # Left out when empty (fp32): exact runs without metric columns keep their earlier
+        # fingerprint; an approximate run's parts are never mixed with exact ones.
         if d["metrics"]:
             d["metrics"] = list(d["metrics"])
         else:
             del d["metrics"]
+        if d["precision"] == "fp32":
+            del d["precision"]
         return d
 
 
 def settings_for(model: LpipsNet, *, size_policy: str, max_pixels: int | None,
-                 metrics: Sequence[str] = ()) -> AuditSettings:
+                 metrics: Sequence[str] = (), precision: str = "fp32") -> AuditSettings:
     """The settings that rebuild ``model`` anywhere (a Ray worker, a restart)."""
     info = model.weights_info
     official = os.path.abspath(official_lin_path(model.spec.name, model.version))
     lin = None if os.path.abspath(model.lin_file) == official else model.lin_file
     return AuditSettings(model.spec.name, model.version, info.spec, int(info.seed or 0)
                          if info.spec == "random" else 0, lin, size_policy, max_pixels,
-                         tuple(metrics))
+                         tuple(metrics), precision)
 
 
 def model_fingerprint(net: LpipsNet) -> str:

@@ -104,3 +104,31 @@ def test_metric_columns_equal_the_explainers_second_opinions(tmp_path):
         for metric in ("stlpips", "dists"):
             assert row[metric] == pytest.approx(ops.get(metric).distance, rel=1e-5, abs=1e-7)
         assert row["distance"] == pytest.approx(ops.get("lpips").distance, rel=1e-5)
+
+
+@pytest.mark.slow  # compiles the int8 trunk (about 15 s)
+def test_an_int8_audit_is_labelled_approximate_with_its_error_on_its_own_rows(tmp_path):
+    from lpips_explain import Explainer
+    from lpips_explain.audit.approx import sample_positions
+    from lpips_explain.core.modes import int8_missing
+
+    if int8_missing():
+        pytest.skip(int8_missing())
+    path = SAMPLE / "pairs.csv"
+    fast = Explainer("alex", precision="int8").audit(path, tmp_path / "int8", explain_top=0)
+    exact = Explainer("alex").audit(path, tmp_path / "fp32", explain_top=0)
+    mode = fast.summary["mode"]
+    assert mode["precision"] == "int8" and mode["exact"] is False
+    assert exact.summary["mode"]["exact"] is True and "error" not in exact.summary["mode"]
+    err = mode["error"]
+    # The oracle: the exact audit's own distances at the sampled rows.
+    picks = sample_positions([s == "ok" for s in fast.rows.column("status").to_pylist()],
+                             err["sample_rows"], err["seed"])
+    a = np.array(fast.rows.column("distance").to_pylist())[picks]
+    e = np.array(exact.rows.column("distance").to_pylist())[picks]
+    assert err["max_abs"] == pytest.approx(np.abs(a - e).max(), abs=1e-6)
+    assert err["mean_abs"] == pytest.approx(np.abs(a - e).mean(), abs=1e-6)
+    assert 0 < err["max_abs"] < 0.05  # approximate, and close
+    lines = summary_sentences("pairs", fast.summary)
+    assert any(line.startswith("Approximate numbers (int8)") for line in lines)
+    assert any("int8" in w for w in fast.summary["warnings"])
