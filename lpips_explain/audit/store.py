@@ -64,6 +64,8 @@ class EngineResult:
     path: Path  # DIR/audit.parquet
     # Reference features this run found in / added to the feature cache (local engine).
     cache: dict[str, int] | None = None
+    # Rows scored by each worker process, host:pid (Ray engine).
+    workers: dict[str, int] | None = None
 
     @property
     def rate(self) -> float | None:
@@ -73,7 +75,8 @@ class EngineResult:
     def to_dict(self) -> dict[str, Any]:
         return {"engine": self.engine, "rows": self.total, "reused": self.reused,
                 "computed": self.computed, "seconds": round(self.seconds, 3),
-                "rows_per_second": self.rate, "feature_cache": self.cache}
+                "rows_per_second": self.rate, "feature_cache": self.cache,
+                **({"workers": self.workers} if self.workers is not None else {})}
 
 
 class PartStore:
