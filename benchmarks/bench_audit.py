@@ -233,7 +233,8 @@ def main() -> None:
               f"actors started each run; starting the local Ray instance took "
               f"{t_init:.1f} s more); max |ray - local| {diff:.1e}")
         print(f"Ray engine on one machine vs local engine: {best / loc:.2f}x the time "
-              f"(overhead {100 * (best / loc - 1):+.0f}%)")
+              f"(overhead {100 * (best / loc - 1):+.0f}%, {1000 * (best - loc) / n:+.1f} ms per "
+              f"row; Ray's workers: {out.workers})")
 
 
 if __name__ == "__main__":
