@@ -198,8 +198,10 @@ def run_local(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSett
         loader: Iterable[Decoded] = DataLoader(
             dataset, batch_size=None, shuffle=False, num_workers=workers, collate_fn=_keep,
             worker_init_fn=_one_thread, prefetch_factor=4)
-    else:  # a decoding thread beside the scoring, no process to start
+    elif DECODE_THREADS:  # a decoding thread beside the scoring, no process to start
         loader = _decode_ahead(dataset, DECODE_THREADS, 2 * batch_size)
+    else:  # inline
+        loader = (dataset[k] for k in range(len(dataset)))
     try:
         for item in loader:
             if not item.ok:
