@@ -112,6 +112,9 @@ def main() -> None:
                     help="rows sharing each reference image (default 1: every row its own); "
                          "above 1 the local engine is also timed without its feature cache")
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray engine")
+    ap.add_argument("--no-int8", action="store_true",
+                    help="skip the local engine in --precision int8 (timed with its error "
+                         "sample re-scored exactly, as an audit runs it)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads of this process, both sides (default: torch's own)")
     args = ap.parse_args()
@@ -142,9 +145,34 @@ def main() -> None:
         if err > 1e-5:
             raise SystemExit("the two sides disagree: not timing them")
 
+        fast = None
+        if not args.no_int8:
+            from lpips_explain.audit.approx import measure_error
+            from lpips_explain.core.modes import int8_missing, mode_net
+
+            if int8_missing():
+                print(f"int8 skipped: {int8_missing()}")
+            else:
+                t0 = time.perf_counter()
+                fast, _ = mode_net(ex.model, "int8", "cpu")
+                print(f"int8 trunk quantised and compiled once in {time.perf_counter() - t0:.1f} s "
+                      f"(not counted below)")
+                settings8 = settings_for(ex.model, size_policy="resize", max_pixels=None,
+                                         precision="int8")
+
+                def run_int8(out: Path) -> dict:
+                    res8 = run_local(table, out, settings8, model=ex.model,
+                                     workers=args.workers, cache=FeatureCache(), scorer=fast)
+                    return measure_error(table, res8.rows.to_pydict(), settings8, ex.model)
+
+                error = run_int8(tmp_path / "int8check")
+                print(f"int8 error on a seeded sample of {error['sample_rows']} rows re-scored "
+                      f"exactly: max {error['max_abs']:.2e}, mean {error['mean_abs']:.2e}, "
+                      f"Spearman {error['spearman']}")
+
         # The local engine as Explainer.audit runs it: references through a feature cache
         # (a fresh one each repeat, so nothing carries over between repeats).
-        t_off, t_loc, t_plain = [], [], []
+        t_off, t_loc, t_plain, t_int8 = [], [], [], []
         for r in range(args.repeats):
             t0 = time.perf_counter()
             official_loop(official, csv_path)
@@ -153,6 +181,10 @@ def main() -> None:
             cached = run_local(table, tmp_path / f"local{r}", settings, model=ex.model,
                                workers=args.workers, cache=FeatureCache())
             t_loc.append(time.perf_counter() - t0)
+            if fast is not None:
+                t0 = time.perf_counter()
+                run_int8(tmp_path / f"int8_{r}")
+                t_int8.append(time.perf_counter() - t0)
             if args.per_reference > 1:
                 t0 = time.perf_counter()
                 run_local(table, tmp_path / f"plain{r}", settings, model=ex.model,
@@ -168,6 +200,11 @@ def main() -> None:
                   f"{plain:.2f} s): the cache makes it {plain / loc:.2f}x faster")
         print(f"local engine vs official loop: {off / loc:.2f}x (target >= 1.5x); load "
               f"average now {os.getloadavg()[0]:.1f}")
+        if t_int8:
+            i8 = min(t_int8)
+            print(f"local engine int8 (error sample included): {n / i8:7.1f} pairs/s (best of "
+                  f"{args.repeats}: {i8:.2f} s): {off / i8:.2f}x the official loop "
+                  f"(target >= 3x)")
 
         if args.no_ray:
             return
@@ -196,7 +233,8 @@ def main() -> None:
               f"actors started each run; starting the local Ray instance took "
               f"{t_init:.1f} s more); max |ray - local| {diff:.1e}")
         print(f"Ray engine on one machine vs local engine: {best / loc:.2f}x the time "
-              f"(overhead {100 * (best / loc - 1):+.0f}%)")
+              f"(overhead {100 * (best / loc - 1):+.0f}%, {1000 * (best - loc) / n:+.1f} ms per "
+              f"row; Ray's workers: {out.workers})")
 
 
 if __name__ == "__main__":

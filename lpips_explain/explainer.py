@@ -648,7 +648,8 @@ class Explainer:
               ray_address: str | None = None, explain_top: int = 3, workers: int | None = None,
               batch_size: int = 16, concurrency: int | None = None, top: int = 10,
               explain_options: dict | None = None,
-              progress: Progress | None = None) -> AuditResult:
+              progress: Progress | None = None,
+              metrics: Sequence[str] | None = None) -> AuditResult:
         """Audit many pairs or judged triplets: a CSV (``a,b[,id,...]`` or
         ``ref,p0,p1,judge[,id,...]``) or a folder with ``a/`` and ``b/``.
 
@@ -656,9 +657,17 @@ class Explainer:
         ``audit.html`` and, for the top ``explain_top`` rows of each finding, a full
         explanation under ``explained/<row>/`` (``explain_options`` go to ``explain`` or
         ``explain_triplet``, e.g. ``{"steps": 8}``). A restart with the same arguments
-        resumes: finished rows and explanations are not computed again.
+        resumes: finished rows and explanations are not computed again. ``metrics``: the
+        optional metric columns, ``stlpips`` and/or ``dists`` (the networks of
+        :meth:`metric_model`, as :meth:`second_opinions` uses them; default none).
         """
         from lpips_explain.audit.run import run_audit
+        from lpips_explain.audit.settings import AuditSettings
+
+        wanted = AuditSettings(self.net, metrics=tuple(metrics or ())).metrics
+        stlpips = "vgg" if self.net == "vgg" else "alex"
+        models = {m: self.metric_model(m, stlpips if m == "stlpips" else "vgg")
+                  for m in wanted}
 
         opts = dict(explain_options or {})
 
@@ -670,7 +679,9 @@ class Explainer:
                          engine=engine,  # type: ignore[arg-type]
                          ray_address=ray_address, workers=workers, batch_size=batch_size,
                          concurrency=concurrency, top=top, explain_row=explain_row,
-                         explain_top=explain_top, explain_options=opts, progress=progress)
+                         explain_top=explain_top, explain_options=opts, progress=progress,
+                         metrics=wanted, metric_models=models,
+                         scorer=None if self.mode.exact else self.fast, mode=self.mode)
 
     # -- calibration and domain gap -----------------------------------------------------
     def judgment_features(self, judgments: Any, *, size: int | None = None,

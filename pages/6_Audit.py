@@ -13,9 +13,11 @@ opts, explainer = controls.page_setup(
 run = RunState(("rows", "audit"))
 with guard("reading the rows"), run.part("rows"):
     source = view.audit_input(run)
+metrics = view.metric_choice()
 with guard("auditing the rows"):
-    result = run.compute("audit", "audit", (opts.model_key, source.key),
-                         lambda progress: view.run(explainer, source, opts.model_key, progress),
+    result = run.compute("audit", "audit", (opts.model_key, source.key, tuple(metrics)),
+                         lambda progress: view.run(explainer, source, opts.model_key, progress,
+                                                   metrics),
                          progress="Auditing rows:")
 run.finish()
 view.summary_panel(result)

@@ -13,10 +13,20 @@ from collections.abc import Sequence
 SCHEMA = "lpips-explain/audit/1"
 #: The images of a row, by kind: a pair's A and B, a triplet's reference and candidates.
 ROLES: dict[str, tuple[str, ...]] = {"pairs": ("a", "b"), "triplets": ("ref", "p0", "p1")}
+#: The optional metric columns (``--metrics``): second-opinion distances, 0 = identical.
+METRIC_COLUMNS: tuple[str, ...] = ("stlpips", "dists")
+
+
+def metric_columns(kind: str, metrics: Sequence[str]) -> list[tuple[str, str]]:
+    """The columns of the optional metrics: pairs ``<metric>`` (its distance of a to b),
+    triplets ``<metric>0`` and ``<metric>1`` (ref to p0, ref to p1)."""
+    if kind == "pairs":
+        return [(m, "float64") for m in metrics]
+    return [(f"{m}{k}", "float64") for m in metrics for k in (0, 1)]
 
 
 def columns(kind: str, layer_names: Sequence[str],
-            extra: Sequence[str] = ()) -> list[tuple[str, str]]:
+            extra: Sequence[str] = (), metrics: Sequence[str] = ()) -> list[tuple[str, str]]:
     """The output columns (name, type) of audit.parquet, in order; types are
     string, float64, int64, bool. Engines add ``signature`` and the ``thumb_<role>`` blobs
     to their parts; the final file drops them."""
@@ -35,6 +45,7 @@ def columns(kind: str, layer_names: Sequence[str],
                  ("score_2afc", "float64"), ("psnr0", "float64"), ("psnr1", "float64"),
                  ("ssim0", "float64"), ("ssim1", "float64"),
                  *[(f"margin_{n}", "float64") for n in layer_names]]
+    cols += metric_columns(kind, metrics)
     cols += [("height", "int64"), ("width", "int64"), ("notes", "string")]
     cols += [(name, "string") for name in extra]
     return cols
@@ -50,11 +61,13 @@ def internal_columns(kind: str) -> list[tuple[str, str]]:
     return [("signature", "string"), *[(f"thumb_{r}", "binary") for r in ROLES[kind]]]
 
 
-def part_columns(kind: str, layer_names: Sequence[str]) -> list[tuple[str, str]]:
+def part_columns(kind: str, layer_names: Sequence[str],
+                 metrics: Sequence[str] = ()) -> list[tuple[str, str]]:
     """The columns an engine writes to its parts: what
     :func:`~lpips_explain.audit.rows.make_record` returns."""
     skip = set(input_columns(kind))
-    return [c for c in columns(kind, layer_names) if c[0] not in skip] + internal_columns(kind)
+    return ([c for c in columns(kind, layer_names, (), metrics) if c[0] not in skip]
+            + internal_columns(kind))
 
 
 def pick(margin: float) -> str:

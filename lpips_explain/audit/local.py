@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -27,6 +28,8 @@ from lpips_explain.core.model import LpipsNet
 from lpips_explain.validation import Progress, integer
 
 LABEL = "Auditing rows"
+# Threads decoding beside the scoring when no decoding process is used.
+DECODE_THREADS = 1
 
 
 def available_cpus() -> int:
@@ -79,6 +82,45 @@ def _one_thread(_worker: int) -> None:
     torch.set_num_threads(1)
 
 
+def shared_positions(table: AuditTable, positions: Sequence[int]) -> set[int]:
+    """The positions (among ``positions``) whose first image (a pair's A, a triplet's
+    reference) is the same file as another pending row's: those go through the feature
+    cache; a reference used once is encoded with its row, never stored."""
+    uses = Counter(table.rows[p].images[0] for p in positions if table.rows[p].images)
+    return {p for p in positions if table.rows[p].images and uses[table.rows[p].images[0]] > 1}
+
+
+def by_reference(table: AuditTable, positions: Sequence[int]) -> list[int]:
+    """``positions`` with the rows of one reference file next to each other (first use
+    first), so the rows sharing it are scored in the same batches."""
+    first: dict[str, int] = {}
+    for k, p in enumerate(positions):
+        ref = table.rows[p].images[0] if table.rows[p].images else ""
+        first.setdefault(ref, k)
+    def rank(kp: tuple[int, int]) -> tuple[int, int]:
+        k, p = kp
+        ref = table.rows[p].images[0] if table.rows[p].images else ""
+        return (first[ref], k)
+    return [p for _, p in sorted(enumerate(positions), key=rank)]
+
+
+def _decode_ahead(rows: _Rows, threads: int, ahead: int) -> Iterator[Decoded]:
+    """Decoded rows in order, ``threads`` threads decoding up to ``ahead`` rows ahead of the
+    consumer (Pillow and torch release the GIL: decoding overlaps the scoring)."""
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="audit-decode") as pool:
+        pending: deque = deque()
+        k = 0
+        try:
+            while k < len(rows) or pending:
+                while k < len(rows) and len(pending) < ahead:
+                    pending.append(pool.submit(rows.__getitem__, k))
+                    k += 1
+                yield pending.popleft().result()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
 def _take_batch(waiting: list[Decoded],
                 batch_size: int) -> tuple[list[Decoded], list[Decoded]]:
     """A batch ready to score from the decoded rows waiting (``batch_size`` rows of one image
@@ -96,18 +138,26 @@ def run_local(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSett
               batch_size: int = 16, part_rows: int = 64, part_seconds: float = 10.0,
               progress: Progress | None = None,
               on_part: Callable[[int], None] | None = None,
-              cache: FeatureCache | None = None) -> EngineResult:
+              cache: FeatureCache | None = None,
+              metric_models: Mapping[str, torch.nn.Module] | None = None,
+              scorer: LpipsNet | None = None) -> EngineResult:
     """Score every row of ``table`` not already finished in ``out_dir`` and assemble
     ``out_dir/audit.parquet``. ``model`` (built from ``settings`` when None) must be the
     network ``settings`` describe. ``on_part(n)`` is called after the n-th part is written.
     ``cache``: where rows' references are encoded (one reference shared by many rows runs
-    the trunk once); None encodes every row."""
+    the trunk once); None encodes every row. ``metric_models``: the networks of
+    ``settings.metrics`` already built (e.g. an Explainer's); the others are built here.
+    ``scorer``: the network that scores (an approximate mode's, e.g. int8), where it is
+    not ``model`` itself; ``model`` stays the exact one the parts are keyed by."""
     workers = default_workers() if workers is None else integer(workers, "workers", minimum=0)
     batch_size = integer(batch_size, "batch_size", minimum=1)
     part_rows = integer(part_rows, "part_rows", minimum=1)
     t0 = time.perf_counter()
     view = cache.view() if cache is not None else None  # this run's own hits and misses
     net, store, todo, sigs = start_run(out_dir, table, settings, model, progress, LABEL)
+    given = dict(metric_models or {})
+    metric_nets = {m: given[m] if m in given else settings.build_metric(m)
+                   for m in settings.metrics} if todo else {}
     total = len(table.rows)
     done = total - len(todo)
     records: list[dict[str, Any]] = []
@@ -117,11 +167,12 @@ def run_local(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSett
 
     def score(items: list[Decoded]) -> None:
         nonlocal done
-        scores = score_rows(net, table.kind, items, batch_size=batch_size, cache=view)
+        scores = score_rows(scorer if scorer is not None else net, table.kind, items, batch_size=batch_size, cache=view,
+                            shared=shared, metrics=metric_nets)
         for d in items:
             records.append(make_record(table.kind, table.rows[d.position], d,
                                        scores.get(d.position), net.layer_names,
-                                       sigs[d.position]))
+                                       sigs[d.position], settings.metrics))
         done += len(items)
         if progress:
             progress(done, total, LABEL)
@@ -140,10 +191,17 @@ def run_local(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSett
     threads = torch.get_num_threads()
     if workers:
         torch.set_num_threads(scoring_threads(workers))
-    loader = DataLoader(_Rows(table.rows, todo, table.kind, settings), batch_size=None,
-                        shuffle=False, num_workers=workers, collate_fn=_keep,
-                        worker_init_fn=_one_thread if workers else None,
-                        prefetch_factor=4 if workers else None)
+    order = by_reference(table, todo)
+    shared = shared_positions(table, todo) if view is not None else None
+    dataset = _Rows(table.rows, order, table.kind, settings)
+    if workers:
+        loader: Iterable[Decoded] = DataLoader(
+            dataset, batch_size=None, shuffle=False, num_workers=workers, collate_fn=_keep,
+            worker_init_fn=_one_thread, prefetch_factor=4)
+    elif DECODE_THREADS:  # a decoding thread beside the scoring, no process to start
+        loader = _decode_ahead(dataset, DECODE_THREADS, 2 * batch_size)
+    else:  # inline
+        loader = (dataset[k] for k in range(len(dataset)))
     try:
         for item in loader:
             if not item.ok:

@@ -13,9 +13,12 @@ input paths and ``DIR`` (a shared file system).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+import socket
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,9 @@ from lpips_explain.errors import LpipsExplainError
 from lpips_explain.validation import Progress, integer, optional_integer
 
 LABEL = "Auditing rows (Ray)"
+#: The column of Ray's parts naming the worker (host:pid) that scored the row; the final
+#: audit.parquet leaves it out, the engine's summary counts the rows per worker.
+WORKER_COLUMN = "worker"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # lpips_explain/
 
 
@@ -65,7 +71,13 @@ class AuditActor:
             raise RuntimeError(
                 f"This Ray worker built a different model (weights hash {found}, the driver's "
                 f"is {fingerprint}): give every node the same weights files.")
-        self.schema = arrow_schema(part_columns(kind, self.net.layer_names))
+        # Ray's parts also say which worker process scored each row (WORKER_COLUMN).
+        self.schema = arrow_schema([*part_columns(kind, self.net.layer_names,
+                                                  self.settings.metrics),
+                                    (WORKER_COLUMN, "string")])
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.metric_nets = {m: self.settings.build_metric(m).to(self.device)
+                            for m in self.settings.metrics}
         self.cache = FeatureCache()  # per actor: references shared by rows encode once
 
     def __call__(self, batch: Any) -> Any:
@@ -74,10 +86,12 @@ class AuditActor:
                          (), it["problem"]) for it in items]
         decoded = [decode_row(r, self.kind, self.settings, k) for k, r in enumerate(rows)]
         scores = score_rows(self.net, self.kind, decoded, batch_size=len(decoded),
-                            cache=self.cache)
+                            cache=self.cache, metrics=self.metric_nets)
         records = [make_record(self.kind, r, d, scores.get(k), self.net.layer_names,
-                               it["signature"])
+                               it["signature"], self.settings.metrics)
                    for k, (r, d, it) in enumerate(zip(rows, decoded, items, strict=True))]
+        for rec in records:
+            rec[WORKER_COLUMN] = self.worker
         return records_to_table(records, self.schema)
 
 
@@ -100,6 +114,7 @@ def run_ray(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSettin
     _, store, todo, sigs = start_run(out_dir, table, settings, model, progress, LABEL)
     total = len(table.rows)
     started = False
+    workers: dict[str, int] = {}
     if todo:
         if not ray.is_initialized():
             if address:
@@ -126,11 +141,23 @@ def run_ray(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSettin
                                        "fingerprint": store.fingerprint["model"]})
             # Writing is light: it must not wait for a CPU that the actors hold, or the parts
             # (what a restart resumes from) would only be written at the end.
-            ds.write_parquet(str(store.dir / f"ray-{time.time_ns()}"),
-                             ray_remote_args={"num_cpus": 0})
+            written = store.dir / f"ray-{time.time_ns()}"
+            ds.write_parquet(str(written), ray_remote_args={"num_cpus": 0})
+            workers = _rows_per_worker(written)
         finally:
             if started:
                 ray.shutdown()
     if progress:
         progress(total, total, LABEL)
-    return store.finish("ray", table, sigs, len(todo), t0)
+    result = store.finish("ray", table, sigs, len(todo), t0)
+    return dataclasses.replace(result, workers=workers if todo else None)
+
+
+def _rows_per_worker(folder: Path) -> dict[str, int]:
+    """Rows scored by each worker process (host:pid) in the parts this run wrote."""
+    import pyarrow.parquet as pq
+
+    counts: Counter = Counter()
+    for path in sorted(folder.rglob("*.parquet")):
+        counts.update(pq.read_table(path, columns=[WORKER_COLUMN]).column(0).to_pylist())
+    return dict(sorted(counts.items()))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import os
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +56,7 @@ class Decoded:
     notes: str
     error: str | None = None
     error_type: str | None = None
-    metrics: tuple[tuple[str, float], ...] = ()  # PSNR and SSIM, computed while decoding
+    metrics: tuple[tuple[str, float], ...] = ()  # unused: score_rows computes PSNR and SSIM
 
     @property
     def ok(self) -> bool:
@@ -69,11 +69,17 @@ class Decoded:
 
 
 def thumbnail(t: Tensor, side: int = THUMB_SIDE) -> bytes:
-    """A small JPEG of a 1x3xHxW image for the report's table."""
-    im = Image.fromarray(to_uint8(t))
-    im.thumbnail((side, side), Image.Resampling.BILINEAR)
+    """A small JPEG of a 1x3xHxW image for the report's table (at most ``side`` px a side).
+
+    The image is shrunk by area averaging in torch first, so only the small image is
+    converted to bytes (converting the whole image cost more than scoring it)."""
+    h, w = int(t.shape[-2]), int(t.shape[-1])
+    scale = side / max(h, w)
+    if scale < 1:
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        t = F.interpolate(t.detach().to("cpu", torch.float32), size=size, mode="area")
     buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=80)
+    Image.fromarray(to_uint8(t)).save(buf, format="JPEG", quality=80)
     return buf.getvalue()
 
 
@@ -109,13 +115,13 @@ def decode_row(row: AuditRow, kind: str, settings: AuditSettings, position: int 
     notes = [f"{lab}: {w}" for im, lab in zip(loaded, labels, strict=True) for w in im.warnings]
     notes += list(info.notes)
     shots = tuple(thumbnail(t) for t in tensors) if thumbs else ()
-    return Decoded(position, tuple(tensors), shots, "; ".join(notes),
-                   metrics=pixel_metrics(kind, tensors))
+    # PSNR and SSIM are computed by score_rows, batched over the rows scored together.
+    return Decoded(position, tuple(tensors), shots, "; ".join(notes))
 
 
 def pixel_metrics(kind: str, tensors: Sequence[Tensor]) -> tuple[tuple[str, float], ...]:
     """PSNR and SSIM of one decoded row (pairs: a against b; triplets: ref against p0 and
-    p1). Computed where the row is decoded (a worker process), beside the model's work."""
+    p1); :func:`batch_pixel_metrics` computes the same for many rows at once."""
     if kind == "pairs":
         a, b = tensors
         return (("psnr", float(psnr_pairs(a, b, trusted=True)[0])),
@@ -125,6 +131,22 @@ def pixel_metrics(kind: str, tensors: Sequence[Tensor]) -> tuple[tuple[str, floa
     ps, ss = psnr_pairs(refs, cands, trusted=True), ssim_pairs(refs, cands, trusted=True)
     return (("psnr0", float(ps[0])), ("psnr1", float(ps[1])), ("ssim0", float(ss[0])),
             ("ssim1", float(ss[1])))
+
+
+def batch_pixel_metrics(kind: str, stacks: Sequence[Tensor]) -> list[dict[str, float]]:
+    """:func:`pixel_metrics` of every row of a batch (``stacks``: one N x 3 x H x W tensor per
+    role), in one batched PSNR and one batched SSIM pass (each row's planes are filtered on
+    their own, so the values are those of :func:`pixel_metrics` to float32 rounding)."""
+    if kind == "pairs":
+        a, b = stacks
+        ps, ss = psnr_pairs(a, b, trusted=True), ssim_pairs(a, b, trusted=True)
+        return [{"psnr": float(p), "ssim": float(q)} for p, q in zip(ps, ss, strict=True)]
+    ref, p0, p1 = stacks
+    n = int(ref.shape[0])
+    refs, cands = torch.cat([ref, ref]), torch.cat([p0, p1])
+    ps, ss = psnr_pairs(refs, cands, trusted=True), ssim_pairs(refs, cands, trusted=True)
+    return [{"psnr0": float(ps[i]), "psnr1": float(ps[n + i]), "ssim0": float(ss[i]),
+             "ssim1": float(ss[n + i])} for i in range(n)]
 
 
 # --------------------------------------------------------------------------- scoring
@@ -165,8 +187,13 @@ def layer_terms(net: LpipsNet, x: Tensor, *others: Tensor,
     One trunk pass over the distinct images of x (see :func:`encode_references`) and one over
     all of ``others``; each row's terms add up to its distance.
     """
-    refs = encode_references(net, x, cache)
-    feats = net.encode(torch.cat(others))
+    if cache is None:  # one trunk pass over every image of the batch
+        both = net.encode(torch.cat([x, *others]))
+        refs = [f[: x.shape[0]] for f in both]
+        feats = [f[x.shape[0]:] for f in both]
+    else:
+        refs = encode_references(net, x, cache)
+        feats = net.encode(torch.cat(others))
     n = x.shape[0]
     out = []
     for k in range(len(others)):
@@ -191,33 +218,84 @@ def _batches(items: Sequence[Decoded], batch_size: int) -> list[list[Decoded]]:
 
 def score_rows(net: LpipsNet, kind: str, items: Sequence[Decoded], *,
                batch_size: int = 16,
-               cache: FeatureCache | CacheView | None = None) -> dict[int, dict[str, Any]]:
-    """Scores of decoded rows, keyed by their ``position``: the numbers of :func:`make_record`.
+               cache: FeatureCache | CacheView | None = None,
+               shared: Container[int] | None = None,
+               metrics: Mapping[str, torch.nn.Module] | None = None,
+               ) -> dict[int, dict[str, Any]]:
+    """Scores of decoded rows, keyed by their ``position``: the numbers of :func:`make_record`
+    (the per-layer terms, PSNR and SSIM, each computed batched over rows of one size).
 
     ``cache``: the first image of each row (a pair's A, a triplet's reference) is encoded
-    through it, so a reference shared by many rows runs the trunk once.
+    through it, so a reference shared by many rows runs the trunk once. ``shared``: the
+    positions whose reference is also another row's; the other rows skip the cache (storing
+    a reference nobody asks for again costs a copy of its features) and run the trunk once
+    over all their images. None: every row goes through ``cache``. ``metrics``: the
+    networks of the optional metric columns by name (each called as ``net(x, y)`` on the
+    batch: one trunk pass over both images, exact float32).
     """
     dev = _device(net)
     out: dict[int, dict[str, Any]] = {}
-    for batch in _batches([d for d in items if d.ok], batch_size):
-        stacks = [torch.cat([d.tensors[k] for d in batch]).to(dev)  # type: ignore[index]
-                  for k in range(len(ROLES[kind]))]
-        if kind == "pairs":
-            (terms,) = layer_terms(net, stacks[0], stacks[1], cache=cache)
-            for i, d in enumerate(batch):
-                out[d.position] = {"terms": terms[i], **dict(d.metrics)}
-        else:
-            t0, t1 = layer_terms(net, stacks[0], stacks[1], stacks[2], cache=cache)
-            for i, d in enumerate(batch):
-                out[d.position] = {"terms0": t0[i], "terms1": t1[i], **dict(d.metrics)}
+    ok = [d for d in items if d.ok]
+    if cache is not None and shared is not None:
+        groups = [([d for d in ok if d.position in shared], cache),
+                  ([d for d in ok if d.position not in shared], None)]
+    else:
+        groups = [(ok, cache)]
+    for group, via in groups:
+        for batch in _batches(group, batch_size):
+            stacks = [torch.cat([d.tensors[k] for d in batch])  # type: ignore[index]
+                      for k in range(len(ROLES[kind]))]
+            pixel = batch_pixel_metrics(kind, stacks)
+            stacks = [s.to(dev) for s in stacks]
+            extra = metric_values(kind, metrics or {}, stacks)
+            if kind == "pairs":
+                (terms,) = layer_terms(net, stacks[0], stacks[1], cache=via)
+                for i, d in enumerate(batch):
+                    out[d.position] = {"terms": terms[i], **pixel[i], **extra[i]}
+            else:
+                t0, t1 = layer_terms(net, stacks[0], stacks[1], stacks[2], cache=via)
+                for i, d in enumerate(batch):
+                    out[d.position] = {"terms0": t0[i], "terms1": t1[i], **pixel[i],
+                                       **extra[i]}
     return out
+
+
+@torch.no_grad()
+def metric_values(kind: str, metrics: Mapping[str, torch.nn.Module],
+                  stacks: Sequence[Tensor]) -> list[dict[str, Any]]:
+    """The optional metric columns of a batch (pairs ``<m>``, triplets ``<m>0``, ``<m>1``);
+    a metric that cannot score these images (e.g. below its minimum size) leaves its
+    columns empty and says why in ``metric_notes``."""
+    n = int(stacks[0].shape[0])
+    out: list[dict[str, Any]] = [{} for _ in range(n)]
+    for name, model in metrics.items():
+        try:
+            if kind == "pairs":
+                vals = {name: model(stacks[0], stacks[1])}
+            else:
+                vals = {f"{name}{k}": model(stacks[0], stacks[k + 1]) for k in (0, 1)}
+        except (LpipsExplainError, RuntimeError, ValueError) as exc:
+            for rec in out:
+                rec.update({c: None for c in _metric_keys(kind, name)})
+                rec.setdefault("metric_notes", []).append(f"{name}: {exc}")
+            continue
+        for col, v in vals.items():
+            flat = v.detach().reshape(n).to("cpu", torch.float64).tolist()
+            for i in range(n):
+                out[i][col] = flat[i]
+    return out
+
+
+def _metric_keys(kind: str, name: str) -> list[str]:
+    return [name] if kind == "pairs" else [f"{name}0", f"{name}1"]
 
 
 # --------------------------------------------------------------------------- records
 
 
 def make_record(kind: str, row: AuditRow, decoded: Decoded, score: Mapping[str, Any] | None,
-                layer_names: Sequence[str], signature: str) -> dict[str, Any]:
+                layer_names: Sequence[str], signature: str,
+                metrics: Sequence[str] = ()) -> dict[str, Any]:
     """What an engine computed for one row: the computed columns of
     :func:`~lpips_explain.audit.columns.columns` (the
     input's own columns are added back from the input when the results are assembled), the
@@ -252,8 +330,15 @@ def make_record(kind: str, row: AuditRow, decoded: Decoded, score: Mapping[str, 
             rec[key] = score[key] if ok else None  # type: ignore[index]
         for k, n in enumerate(layer_names):
             rec[f"margin_{n}"] = float(t1[k] - t0[k]) if ok else None  # type: ignore[index]
+    notes = [decoded.notes] if decoded.notes else []
+    for name in metrics:
+        for col in _metric_keys(kind, name):
+            rec[col] = score.get(col) if ok else None  # type: ignore[union-attr]
+    if ok:
+        notes += score.get("metric_notes", [])  # type: ignore[union-attr]
     h, w = decoded.size
-    rec.update(height=h if ok else None, width=w if ok else None, notes=decoded.notes or None)
+    rec.update(height=h if ok else None, width=w if ok else None,
+               notes="; ".join(notes) or None)
     rec["signature"] = signature
     for k, r in enumerate(roles):
         rec[f"thumb_{r}"] = decoded.thumbs[k] if k < len(decoded.thumbs) else None

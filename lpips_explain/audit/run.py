@@ -11,11 +11,12 @@ The Ray engine is imported only when asked for.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from lpips_explain.audit.approx import error_sentence, measure_error
 from lpips_explain.audit.columns import SCHEMA
 from lpips_explain.audit.explain import ExplainRow, check_options, explain_findings
 from lpips_explain.audit.layout import FILES
@@ -27,6 +28,7 @@ from lpips_explain.audit.summary import summarize
 from lpips_explain.audit.table import AuditTable, read_audit_input
 from lpips_explain.core.cache import FeatureCache
 from lpips_explain.core.model import LpipsNet
+from lpips_explain.core.modes import EXACT, Mode
 from lpips_explain.errors import InputError
 from lpips_explain.validation import Progress, choice, integer
 
@@ -73,7 +75,9 @@ def run_audit(source: str | os.PathLike | AuditTable, out_dir: str | os.PathLike
               ray_address: str | None = None, workers: int | None = None,
               batch_size: int = 16, concurrency: int | None = None, top: int = 10,
               progress: Progress | None = None,
-              cache: FeatureCache | None = None) -> AuditResult:
+              cache: FeatureCache | None = None, metrics: Sequence[str] = (),
+              metric_models: Mapping[str, Any] | None = None,
+              scorer: LpipsNet | None = None, mode: Mode | None = None) -> AuditResult:
     """Audit ``source`` into ``out_dir``: score every row with ``engine``, summarise, explain
     the top ``explain_top`` rows of each finding with ``explain_row`` (given
     ``explain_options``: they key the explanations a restart reuses) and write the report."""
@@ -86,7 +90,8 @@ def run_audit(source: str | os.PathLike | AuditTable, out_dir: str | os.PathLike
     run = score_audit(source, out_dir, model=model, size_policy=size_policy,
                       max_pixels=max_pixels, engine=engine, ray_address=ray_address,
                       workers=workers, batch_size=batch_size, concurrency=concurrency, top=top,
-                      progress=progress, cache=cache)
+                      progress=progress, cache=cache, metrics=metrics,
+                      metric_models=metric_models, scorer=scorer, mode=mode)
     links: dict[str, str] = {}
     errors: dict[str, str] = {}
     if explain_top and explain_row is not None:
@@ -101,16 +106,29 @@ def score_audit(source: str | os.PathLike | AuditTable, out_dir: str | os.PathLi
                 workers: int | None = None, batch_size: int = 16,
                 concurrency: int | None = None, top: int = 10,
                 progress: Progress | None = None,
-                cache: FeatureCache | None = None) -> AuditRun:
+                cache: FeatureCache | None = None, metrics: Sequence[str] = (),
+                metric_models: Mapping[str, Any] | None = None,
+                scorer: LpipsNet | None = None, mode: Mode | None = None) -> AuditRun:
     """Read ``source``, score every row with ``engine`` into ``out_dir`` and summarise.
     ``cache``: the feature cache the local engine encodes references through (Ray actors
-    keep their own)."""
+    keep their own). ``metrics``: optional metric columns (``stlpips``, ``dists``), their
+    networks taken from ``metric_models`` where given (the local engine). ``scorer`` and
+    ``mode``: an approximate mode's network (bf16, int8) that scores instead of ``model``
+    (local engine only); a seeded sample of the rows is then re-scored exactly with
+    ``model`` and the error goes into the summary (``mode.error``)."""
+    mode = mode or EXACT
+    if scorer is None and not mode.exact:
+        raise ValueError("an approximate mode needs its scorer network.")
     choice(engine, "audit engine", ENGINES)
     top = integer(top, "top", minimum=1)
     table = source if isinstance(source, AuditTable) else read_audit_input(source)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    settings = settings_for(model, size_policy=size_policy, max_pixels=max_pixels)
+    settings = settings_for(model, size_policy=size_policy, max_pixels=max_pixels,
+                            metrics=metrics, precision=mode.precision)
+    if engine == "ray" and not mode.exact:
+        raise InputError(f"--precision {mode.precision} runs on the local engine only; the "
+                         f"Ray engine scores with the exact fp32 network.")
     if engine == "ray":
         from lpips_explain.audit.ray_engine import run_ray
 
@@ -120,7 +138,9 @@ def score_audit(source: str | os.PathLike | AuditTable, out_dir: str | os.PathLi
         if ray_address:
             raise InputError("--ray-address needs --engine ray.")
         result = run_local(table, out, settings, model=model, workers=workers,
-                           batch_size=batch_size, progress=progress, cache=cache)
+                           batch_size=batch_size, progress=progress, cache=cache,
+                           metric_models=metric_models,
+                           scorer=scorer if not mode.exact else None)
     data = result.rows.to_pydict()
     info = model.weights_info
     summary: dict[str, Any] = {
@@ -129,12 +149,18 @@ def score_audit(source: str | os.PathLike | AuditTable, out_dir: str | os.PathLi
         "backbone": {"weights": info.spec, "perceptual": info.perceptual,
                      "state": info.state.code},
         "size_policy": size_policy, "engine": result.to_dict(),
-        # The audit always scores with the exact float32 network (never a fast mode).
-        "mode": {"precision": "fp32", "device": str(model.head0.device), "exact": True},
+        "mode": {"precision": mode.precision, "device": str(model.head0.device)
+                 if mode.exact else mode.device, "exact": mode.exact, "label": mode.label},
         "columns": list(result.rows.column_names),
     }
     summary.update(summarize(table.kind, data, model.layer_names, top=top))
     summary["warnings"] = [] if info.warning is None else [info.warning]
+    if not mode.exact:
+        error = measure_error(table, data, settings, model, batch_size=batch_size)
+        summary["mode"]["error"] = error
+        summary["warnings"].append(mode.notice_for(
+            "distances, layer shares and margins",
+            "PSNR, SSIM and the metric columns") + " " + error_sentence(error))
     return AuditRun(table, result, summary, out, tuple(model.layer_names))
 
 

@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from lpips_explain.audit.approx import error_sentence
 from lpips_explain.validation import pct
 
 __all__ = ["summary_sentences"]
@@ -25,6 +26,10 @@ def summary_sentences(kind: str, summary: Mapping[str, Any]) -> list[str]:
     out = [f"{c['rows']} rows: {c['scored']} scored, {c['failed']} failed"
            + (f" ({', '.join(f'{n} {t}' for t, n in c['failed_by_type'].items())})."
               if c["failed"] else ".")]
+    mode = summary.get("mode") or {}
+    if mode.get("exact") is False:
+        out.append(f"Approximate numbers ({mode.get('precision')}): "
+                   + error_sentence(mode.get("error") or {}))
     rc = summary.get("rank_correlation") or {}
     for metric in ("ssim", "psnr"):
         if rc.get(metric) is not None:
@@ -32,6 +37,17 @@ def summary_sentences(kind: str, summary: Mapping[str, Any]) -> list[str]:
                    f"the LPIPS margin against {metric.upper()}'s margin")
             out.append(f"Rank agreement of LPIPS with {metric.upper()} (Spearman's rho of "
                        f"{how}): {rc[metric]:+.3f} (+1 = the same order).")
+    labels = {"stlpips": "ST-LPIPS", "dists": "DISTS"}
+    gaps = summary.get("rank_disagreements") or {}
+    for metric, label in labels.items():
+        if rc.get(metric) is not None:
+            out.append(f"Rank agreement of LPIPS with {label} (Spearman's rho): "
+                       f"{rc[metric]:+.3f}.")
+        top_gap = (gaps.get(metric) or [None])[0]
+        if top_gap is not None:
+            out.append(f"LPIPS and {label} rank {top_gap['id']} most differently: "
+                       f"percentile {pct(top_gap['lpips_rank'])} by LPIPS, "
+                       f"{pct(top_gap[metric + '_rank'])} by {label}.")
     if kind == "pairs":
         o = summary.get("outliers") or {}
         if o.get("count"):
@@ -51,7 +67,9 @@ def summary_sentences(kind: str, summary: Mapping[str, Any]) -> list[str]:
         if a.get("lpips_2afc") is not None:
             out.append(f"2AFC score (1 = agrees with every judge): LPIPS "
                        f"{_f(a['lpips_2afc'])}, SSIM {_f(a.get('ssim_2afc'))}, PSNR "
-                       f"{_f(a.get('psnr_2afc'))}.")
+                       f"{_f(a.get('psnr_2afc'))}"
+                       + "".join(f", {labels[m]} {_f(a[m + '_2afc'])}" for m in labels
+                                 if a.get(m + "_2afc") is not None) + ".")
         layers = summary.get("disagreement_layers") or []
         if layers and a.get("disagree"):
             top = layers[0]

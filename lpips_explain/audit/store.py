@@ -64,6 +64,8 @@ class EngineResult:
     path: Path  # DIR/audit.parquet
     # Reference features this run found in / added to the feature cache (local engine).
     cache: dict[str, int] | None = None
+    # Rows scored by each worker process, host:pid (Ray engine).
+    workers: dict[str, int] | None = None
 
     @property
     def rate(self) -> float | None:
@@ -73,20 +75,22 @@ class EngineResult:
     def to_dict(self) -> dict[str, Any]:
         return {"engine": self.engine, "rows": self.total, "reused": self.reused,
                 "computed": self.computed, "seconds": round(self.seconds, 3),
-                "rows_per_second": self.rate, "feature_cache": self.cache}
+                "rows_per_second": self.rate, "feature_cache": self.cache,
+                **({"workers": self.workers} if self.workers is not None else {})}
 
 
 class PartStore:
     """The parts folder of one audit output directory."""
 
     def __init__(self, out_dir: str | os.PathLike, kind: str, layer_names: Sequence[str],
-                 fingerprint: Mapping[str, Any]):
+                 fingerprint: Mapping[str, Any], metrics: Sequence[str] = ()):
         self.out_dir = Path(out_dir)
         self.dir = self.out_dir / PARTS
         self.kind = kind
         self.layer_names = tuple(layer_names)
         self.fingerprint = dict(fingerprint)
-        self.schema = arrow_schema(part_columns(kind, self.layer_names))
+        self.metrics = tuple(metrics)
+        self.schema = arrow_schema(part_columns(kind, self.layer_names, self.metrics))
         self.dir.mkdir(parents=True, exist_ok=True)
         run = self.dir / RUN_FILE
         if run.exists():
@@ -161,7 +165,7 @@ class PartStore:
             raise InputError(f"{len(missing)} row(s) have no result in {self.dir} (first: "
                              f"{missing[0]!r}); run the same command again to compute them.")
         self._write_thumbs(found)
-        out_cols = columns(table.kind, self.layer_names, table.extra_columns)
+        out_cols = columns(table.kind, self.layer_names, table.extra_columns, self.metrics)
         roles = ROLES[table.kind]
         records = []
         for row in table.rows:
@@ -205,7 +209,7 @@ def start_run(out_dir: str | os.PathLike, table: AuditTable, settings: AuditSett
     row's signature; the rows found finished are reported to ``progress`` as done."""
     net = model if model is not None else settings.build()
     store = PartStore(out_dir, table.kind, net.layer_names,
-                      run_fingerprint(table.kind, settings, net))
+                      run_fingerprint(table.kind, settings, net), settings.metrics)
     todo, sigs = store.pending(table)
     if progress:
         progress(len(table.rows) - len(todo), len(table.rows), label)

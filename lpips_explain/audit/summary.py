@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from lpips_explain.analyses.calibration.result import two_afc
-from lpips_explain.audit.columns import pick
+from lpips_explain.audit.columns import METRIC_COLUMNS, pick
 
 #: The pixel metrics LPIPS is ranked against, in summary.json's order.
 PIXEL_METRICS = ("psnr", "ssim")
@@ -39,11 +39,23 @@ def oriented(kind: str, data: Mapping[str, Sequence[Any]],
              other: str) -> tuple[np.ndarray, np.ndarray]:
     """LPIPS and ``other`` (``"ssim"`` or ``"psnr"``) for every row, oriented the same way:
     pairs, the distance and -other (dissimilarities); triplets, the margin d1 - d0 and
-    other0 - other1 (positive where p0 is preferred). NaN for failed rows."""
+    other0 - other1 (positive where p0 is preferred). NaN for failed rows. The optional
+    metric columns (``stlpips``, ``dists``) are distances already: pairs, their value;
+    triplets, other1 - other0."""
+    if other in METRIC_COLUMNS:
+        if kind == "pairs":
+            return as_floats(data["distance"]), as_floats(data[other])
+        return (as_floats(data["d1"]) - as_floats(data["d0"]),
+                as_floats(data[f"{other}1"]) - as_floats(data[f"{other}0"]))
     if kind == "pairs":
         return as_floats(data["distance"]), -as_floats(data[other])
     return (as_floats(data["d1"]) - as_floats(data["d0"]),
             as_floats(data[f"{other}0"]) - as_floats(data[f"{other}1"]))
+
+
+def present_metrics(kind: str, data: Mapping[str, Sequence[Any]]) -> tuple[str, ...]:
+    """The optional metric columns this audit has (``--metrics``), in METRIC_COLUMNS order."""
+    return tuple(m for m in METRIC_COLUMNS if (m if kind == "pairs" else f"{m}0") in data)
 
 
 def row_rank_gaps(kind: str, data: Mapping[str, Sequence[Any]], other: str) -> list[float | None]:
@@ -112,11 +124,17 @@ def _pixel_ranks(kind: str, data: Mapping[str, Sequence[Any]], ok: np.ndarray,
     others: dict[str, np.ndarray] = {}
     rho: dict[str, float | None] = {}
     gaps: dict[str, list] = {}
-    for metric in PIXEL_METRICS:
+    for metric in (*PIXEL_METRICS, *present_metrics(kind, data)):
         lp, other = (x[ok] for x in oriented(kind, data, metric))
         others[metric] = other
-        rho[metric] = _spearman(lp, other)
-        gaps[metric] = _rank_gaps(okids, lp, other, top, "lpips", metric, values)
+        # Rows a metric could not score (its columns empty) are left out of its ranks.
+        have = ~np.isnan(other)
+        ids = [i for i, k in zip(okids, have, strict=True) if k]
+        vals = {k: v[have] for k, v in values.items()}
+        if metric in METRIC_COLUMNS:
+            vals[metric if kind == "pairs" else f"{metric}_margin"] = other[have]
+        rho[metric] = _spearman(lp[have], other[have])
+        gaps[metric] = _rank_gaps(ids, lp[have], other[have], top, "lpips", metric, vals)
     return others, rho, gaps
 
 
@@ -183,6 +201,7 @@ def _summarize_pairs(out: dict, data: Mapping[str, Sequence[Any]], ok: np.ndarra
                  [g["id"] for g in gaps["psnr"]]),
         _finding("outliers", "Outlying LPIPS distances (Tukey fences)",
                  [o["id"] for o in out["outliers"]["rows"]]),
+        *_metric_findings("pairs", data, gaps),
     ]
 
 
@@ -217,9 +236,16 @@ def _summarize_triplets(out: dict, data: Mapping[str, Sequence[Any]], ok: np.nda
             return None
         return float(np.mean(two_afc(0.0, margin, g)))  # d0 = 0, d1 = margin
 
+    def afc_of(margin: np.ndarray) -> float | None:  # over the triplets the metric scored
+        have = ~np.isnan(margin)
+        if not have.any():
+            return None
+        return float(np.mean(two_afc(0.0, margin[have], g[have])))
+
     out["agreement"] = {
         "judged": int(ok.sum()), "lpips_2afc": afc(m), "psnr_2afc": afc(pixel["psnr"]),
         "ssim_2afc": afc(pixel["ssim"]), "agree": n_agree, "disagree": n_dis,
+        **{f"{m}_2afc": afc_of(pixel[m]) for m in present_metrics("triplets", data)},
         "undecided": len(agree) - n_agree - n_dis,
         "note": "2AFC score: the mean over triplets of (d0<d1)(1-judge) + (d1<d0)judge + "
                 "0.5[d0=d1], judge being the share of people preferring p1 (1 = always "
@@ -249,7 +275,17 @@ def _summarize_triplets(out: dict, data: Mapping[str, Sequence[Any]], ok: np.nda
         _finding("rank_gap_psnr", "LPIPS and PSNR rank the margins most differently",
                  [x["id"] for x in gaps["psnr"]]),
         _finding("closest_calls", "Smallest LPIPS margins (closest calls)", closest),
+        *_metric_findings("triplets", data, gaps),
     ]
+
+
+def _metric_findings(kind: str, data: Mapping[str, Sequence[Any]],
+                     gaps: Mapping[str, list]) -> list[dict[str, Any]]:
+    """A finding per optional metric column: the rows it and LPIPS rank most differently."""
+    label = {"stlpips": "ST-LPIPS", "dists": "DISTS"}
+    what = "rank" if kind == "pairs" else "rank the margins"
+    return [_finding(f"rank_gap_{m}", f"LPIPS and {label[m]} {what} most differently",
+                     [g["id"] for g in gaps[m]]) for m in present_metrics(kind, data)]
 
 
 def _disagreement_layers(data: Mapping[str, Sequence[Any]], ok: np.ndarray, dis: list[int],

@@ -64,6 +64,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="Ray actors (default: one per GPU, else one per CPU of the cluster)")
     p.add_argument("--batch-size", type=int, default=16, metavar="N",
                    help="rows scored per trunk pass (default 16)")
+    p.add_argument("--metrics", nargs="+", default=[], metavar="METRIC",
+                   choices=["stlpips", "dists"],
+                   help="optional metric columns beside LPIPS: stlpips, dists (default none: "
+                        "each adds a trunk pass per image); the summary then lists the rows "
+                        "they rank most differently and, for judged triplets, their 2AFC "
+                        "agreement with the judges")
     p.add_argument("--top", type=int, default=10, metavar="N",
                    help="rows listed per finding in summary.json (default 10)")
     g = p.add_argument_group("explanations of the top rows")
@@ -96,7 +102,8 @@ def run_audit(args: argparse.Namespace) -> int:
                                  ray_address=args.ray_address, explain_top=args.explain_top,
                                  workers=args.workers, batch_size=args.batch_size,
                                  concurrency=args.concurrency, top=args.top,
-                                 explain_options=_explain_options(args), progress=bar)
+                                 explain_options=_explain_options(args), progress=bar,
+                                 metrics=args.metrics)
     finally:
         bar.close()
     s = result.summary

@@ -117,6 +117,10 @@ def _check_finite(t: torch.Tensor, what: str) -> None:
 
 def _normalise(t: torch.Tensor, lo: float, hi: float, range_name: str, what: str) -> torch.Tensor:
     """Map values in [lo, hi] to [0, 1]; refuse anything outside, NaN or Inf."""
+    if t.dtype == torch.uint8 and (lo, hi) == (0.0, 255.0):
+        # Every uint8 value is in [0, 255] and t / 255 is already in [0, 1]: the scans and
+        # the clamp below would change nothing (the same float32 values, 2-3x faster).
+        return t.to(torch.float32).div_(255.0)
     _check_finite(t, what)
     work = torch.float64 if t.dtype in (torch.float64, torch.int32, torch.int64) else torch.float32
     if t.numel():

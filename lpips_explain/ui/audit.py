@@ -10,6 +10,7 @@ import io
 import os
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from lpips_explain.audit.columns import ROLES, columns
+from lpips_explain.audit.columns import METRIC_COLUMNS, ROLES, columns
 from lpips_explain.audit.figure import AXES, disagreement_figure
 from lpips_explain.audit.layout import thumb_path
 from lpips_explain.audit.run import AuditResult
@@ -53,6 +54,7 @@ UPLOAD_CSV = "audit_upload_csv"
 UPLOAD_ZIP = "audit_upload_zip"
 STATUS = "audit_status"
 FINDING = "audit_finding"
+METRICS = "audit_metrics"
 AGREE = "audit_agree"
 SEARCH = "audit_search"
 AXIS = "audit_axis"
@@ -132,18 +134,33 @@ def audit_input(run: RunState | None = None) -> AuditInput:
     return _unpack(csv_bytes, bytes(up_zip.getvalue()), run)
 
 
-def out_dir(model_key: tuple, source: AuditInput) -> Path:
+METRIC_LABELS = {"stlpips": "ST-LPIPS", "dists": "DISTS"}
+
+
+def metric_choice() -> list[str]:
+    """The optional metric columns (none by default: each costs a trunk pass per image)."""
+    return st.multiselect(
+        "Second-opinion columns", list(METRIC_LABELS), default=[], key=METRICS,
+        format_func=METRIC_LABELS.get,
+        help="ST-LPIPS (shift-tolerant) and DISTS (texture-tolerant) beside LPIPS for every "
+             "row: the summary then lists the rows they rank most differently and, for "
+             "judged triplets, their 2AFC agreement with the judges. Each adds one trunk "
+             "pass per image.")
+
+
+def out_dir(model_key: tuple, source: AuditInput, metrics: Sequence[str] = ()) -> Path:
     """Where this model's audit of this input lives (restarts resume there)."""
-    tag = hashlib.sha256(repr((model_key, source.key)).encode()).hexdigest()[:24]
+    key = (model_key, source.key, *([tuple(metrics)] if metrics else []))
+    tag = hashlib.sha256(repr(key).encode()).hexdigest()[:24]
     return work_dir() / "runs" / tag
 
 
 def run(explainer: Explainer, source: AuditInput, model_key: tuple,
-        progress: Progress | None) -> AuditResult:
+        progress: Progress | None, metrics: Sequence[str] = ()) -> AuditResult:
     """The audit, decoded in this process (worker processes do not mix with the server's
     threads); explanations are made on the Explain and Triplet pages instead."""
-    return explainer.audit(source.csv, out_dir(model_key, source), explain_top=0, workers=0,
-                           progress=progress)
+    return explainer.audit(source.csv, out_dir(model_key, source, metrics), explain_top=0,
+                           workers=0, progress=progress, metrics=list(metrics))
 
 
 # --------------------------------------------------------------------------- summary
@@ -167,6 +184,7 @@ def summary_panel(result: AuditResult) -> None:
                        help="Mean over triplets of (d0<d1)(1-judge) + (d1<d0)judge + 0.5[d0=d1].")
     for line in summary_sentences(result.kind, s):
         st.markdown(f"- {line}")
+    metric_disagreements(result)
     if c["failed"]:
         by = {f["id"]: f["error"] for f in s.get("failures", [])}
         missing = sum(1 for f in s.get("failures", []) if f["error_type"] == "MissingFile")
@@ -176,6 +194,40 @@ def summary_panel(result: AuditResult) -> None:
         with st.expander(f"Why {c['failed']} row(s) failed"):
             st.dataframe(pd.DataFrame({"id": list(by), "reason": list(by.values())}),
                          hide_index=True)
+
+
+def metric_disagreements(result: AuditResult) -> None:
+    """Per second-opinion column: the rows it and LPIPS rank most differently (the
+    summary's rank_disagreements, rule in its note) and, for triplets, its 2AFC score."""
+    s = result.summary
+    gaps = s.get("rank_disagreements") or {}
+    present = [m for m in METRIC_LABELS if m in gaps]
+    if not present:
+        return
+    afc = s.get("agreement") or {}
+    with st.expander("Where the second opinions rank most differently", expanded=True):
+        st.caption("Percentile ranks (1 = the most different row, or the strongest preference "
+                   "for p0) by LPIPS and by the metric; gap = LPIPS's rank minus the metric's, "
+                   "largest |gap| first.")
+        cols = st.columns(len(present))
+        for col, m in zip(cols, present, strict=True):
+            label = METRIC_LABELS[m]
+            score = afc.get(f"{m}_2afc")
+            col.markdown(f"**LPIPS against {label}**"
+                         + (f" (2AFC with the judges: {score:.3f}, LPIPS "
+                            f"{afc['lpips_2afc']:.3f})" if score is not None
+                            and afc.get("lpips_2afc") is not None else ""))
+            rows = gaps[m]
+            if not rows:
+                col.caption("Fewer than two rows scored.")
+                continue
+            col.dataframe(pd.DataFrame([{"id": r["id"], "LPIPS rank": r["lpips_rank"],
+                                         f"{label} rank": r[f"{m}_rank"], "gap": r["gap"]}
+                                        for r in rows]),
+                          hide_index=True, column_config={
+                              "LPIPS rank": st.column_config.NumberColumn(format="%.2f"),
+                              f"{label} rank": st.column_config.NumberColumn(format="%.2f"),
+                              "gap": st.column_config.NumberColumn(format="%+.2f")})
 
 
 # --------------------------------------------------------------------------- the table
@@ -249,6 +301,9 @@ def table(result: AuditResult, df: pd.DataFrame) -> None:
     else:
         cols = [*imgs, "id", "status", "judge", "d0", "d1", "margin", "verdict", "human",
                 "agree", "score_2afc", "findings", "error"]
+    metric_cols = [c for c in ("stlpips", "dists", "stlpips0", "stlpips1", "dists0", "dists1")
+                   if c in df.columns]
+    cols = cols[:-2] + metric_cols + cols[-2:]
     extra = _extra_columns(result)
     cfg: dict[str, Any] = {f"img_{r}": st.column_config.ImageColumn(r) for r in ROLES[result.kind]}
     cfg.update({
@@ -264,6 +319,12 @@ def table(result: AuditResult, df: pd.DataFrame) -> None:
         "margin": st.column_config.NumberColumn("margin d1-d0", format="%+.4f"),
         "judge": st.column_config.NumberColumn("judge (p1)", format="%.2f"),
         "score_2afc": st.column_config.NumberColumn("2AFC", format="%.2f"),
+        "stlpips": st.column_config.NumberColumn("ST-LPIPS", format="%.4f"),
+        "dists": st.column_config.NumberColumn("DISTS", format="%.4f"),
+        "stlpips0": st.column_config.NumberColumn("ST-LPIPS p0", format="%.4f"),
+        "stlpips1": st.column_config.NumberColumn("ST-LPIPS p1", format="%.4f"),
+        "dists0": st.column_config.NumberColumn("DISTS p0", format="%.4f"),
+        "dists1": st.column_config.NumberColumn("DISTS p1", format="%.4f"),
         "dominant_layer": "top layer", "verdict": "LPIPS pick", "human": "judges",
     })
     df = df.assign(error=df["error"].fillna(""))
@@ -277,7 +338,8 @@ def table(result: AuditResult, df: pd.DataFrame) -> None:
 
 def _extra_columns(result: AuditResult) -> list[str]:
     """The input's own extra columns (kept in audit.parquet after the audit's columns)."""
-    base = {name for name, _ in columns(result.kind, _layers(result))}
+    base = {name for name, _ in columns(result.kind, _layers(result), (),
+                                        tuple(METRIC_COLUMNS))}
     return [c for c in result.rows.column_names if c not in base]
 
 

@@ -124,6 +124,26 @@ def test_sample_triplets_agreement_and_open_on_triplet(reference):
     assert float(m[2]) == pytest.approx(table.loc[rid, "d1"], abs=1.5e-6)
 
 
+@pytest.mark.slow  # ST-LPIPS and DISTS (VGG16) over the 24 triplets
+def test_second_opinion_columns_on_the_sample_triplets():
+    """With ST-LPIPS and DISTS chosen, the table holds their columns and the page states each
+    metric's 2AFC agreement with the judges, recomputed here from the table's rows."""
+    at = audit_page()
+    at.radio(key="audit_source").set_value("sample_triplets").run()
+    at.multiselect(key="audit_metrics").set_value(["stlpips", "dists"]).run()
+    assert_clean(at)
+    table = rows_table(at)
+    judge = {r["id"]: float(r["judge"]) for r in _csv("triplets.csv")}
+    shown = " ".join(m.value for m in at.markdown)
+    for metric_name, label in (("stlpips", "ST-LPIPS"), ("dists", "DISTS")):
+        m0, m1 = table[f"{metric_name}0"].to_numpy(), table[f"{metric_name}1"].to_numpy()
+        g = np.array([judge[i] for i in table["id"]])
+        afc = np.mean((m0 < m1) * (1 - g) + (m1 < m0) * g + 0.5 * (m0 == m1))
+        assert f"LPIPS against {label}** (2AFC with the judges: {afc:.3f}" in shown
+    ranks = [d.value for d in at.dataframe if "gap" in d.value.columns]
+    assert len(ranks) == 2 and all(len(r) == 10 for r in ranks)
+
+
 def test_uploaded_csv_and_zip():
     at = audit_page()
     at.radio(key="audit_source").set_value("upload").run()
