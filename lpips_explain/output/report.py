@@ -21,10 +21,12 @@ import numpy as np
 
 from lpips_explain import notices
 from lpips_explain.analyses.pair.categories import category_text
+from lpips_explain.analyses.pair.explanation import category_of
 from lpips_explain.analyses.pair.map_scale import scale_for
 from lpips_explain.output import figures as plots
 from lpips_explain.output import imaging, palette, static
 from lpips_explain.output.compare import compare_html
+from lpips_explain.output.scale import SCALE_CSS, result_scale_html
 from lpips_explain.output.serialize import dumps, jsonable, to_json
 
 __all__ = [
@@ -183,7 +185,7 @@ def _figures_html(figures: list[tuple[str, Any]]) -> str:
 def _page(title: str, body: str) -> str:
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+            f"<title>{_e(title)}</title><style>{_CSS}{SCALE_CSS}</style></head><body>"
             f"{body}</body></html>\n")
 
 
@@ -264,6 +266,9 @@ def html_report(expl: Any) -> str:
         "<h1>LPIPS explanation</h1>",
         f'<p class="distance">{dec.distance:.4f}<span class="category">'
         f"{_e(category_text(expl.category))}</span></p>",
+        result_scale_html([(f"d = {dec.distance:.4f}", dec.distance)], dec.net, dec.version,
+                          expl.backbone, getattr(expl, "lin_heads", None),
+                          expl.category_info.limits),
         _backbone_line(expl, dec.net, dec.version),
         _section("Summary", _list(expl.summary)),
         _section("Distortion equivalents", _equivalents_html(expl)),
@@ -322,6 +327,11 @@ def html_triplet_report(tri: Any) -> str:
         f'<p class="distance">{_e(verdict)}<span class="category">margin {tri.margin:+.4f}'
         "</span></p>",
         f'<p class="meta">d(REF, A) = {tri.distance_a:.4f}, d(REF, B) = {tri.distance_b:.4f}.</p>',
+        result_scale_html([("A", tri.distance_a, palette.CANDIDATE_A),
+                           ("B", tri.distance_b, palette.CANDIDATE_B)], dec_a.net,
+                          dec_a.version, tri.backbone, tri.lin_heads,
+                          category_of(tri.distance_a, dec_a.net, dec_a.version, tri.backbone,
+                                      tri.lin_heads).limits),
         _backbone_line(tri, dec_a.net, dec_a.version),
         _section("Summary", _list(tri.summary)),
         "<h2>Flip</h2>", f"<p>{_e(tri.flip.statement)}</p>",

@@ -39,6 +39,7 @@ from lpips_explain.output.palette import (
     NEUTRAL,
     RAISES,
 )
+from lpips_explain.output.scale import draw_result_scale
 
 MAP_OPACITY = 0.8  # as the app's default
 
@@ -117,6 +118,9 @@ def _map_axis(fig: Figure, ax: Axes, image: np.ndarray, heat: np.ndarray, title:
     return bar
 
 
+SCALE_H = 1.1  # inches: the distance scale above the images
+
+
 def summary_png(expl: Explanation) -> bytes:
     """A static one-page PNG: A, B, the distance map and the attribution map (each with its
     colour bar), layer and sensitivity bars, the repair curve and the summary."""
@@ -126,8 +130,13 @@ def summary_png(expl: Explanation) -> bytes:
     lines = list(expl.summary) + [f"Warning: {w}" for w in
                                   notices.without(expl.warnings, notices.RANDOM_TRUNK)]
     text_h = 0.18 * _wrapped_count(lines, 140) + 0.5
-    fig = _new_figure(14, 4.2 + 3.6 + text_h)
-    outer = fig.add_gridspec(3, 1, height_ratios=[4.2, 3.6, text_h])
+    fig = _new_figure(14, SCALE_H + 4.2 + 3.6 + text_h)
+    rows = fig.add_gridspec(2, 1, height_ratios=[SCALE_H, 4.2 + 3.6 + text_h], hspace=0.05)
+    draw_result_scale(rows[0].subgridspec(1, 3)[0, 1:].subgridspec(1, 1).subplots(),
+                      [(f"d = {dec.distance:.4f}", dec.distance)], dec.net, dec.version,
+                      expl.backbone, getattr(expl, "lin_heads", None),
+                      expl.category_info.limits)
+    outer = rows[1].subgridspec(3, 1, height_ratios=[4.2, 3.6, text_h])
     top = outer[0].subgridspec(1, 4)
     _show_image(fig.add_subplot(top[0, 0]), as_uint8_image(expl.a),
                 f"A{' (reference)' if ref_name == 'A' else ' (explained)'}")

@@ -16,6 +16,7 @@ from typing import Any
 
 import streamlit as st
 
+from lpips_explain.analyses.pair.anchors import anchor_of
 from lpips_explain.analyses.pair.equivalents import reached_phrases
 from lpips_explain.analyses.pair.explanation import Explanation, join_parts, summary_of
 from lpips_explain.analyses.pair.map_scale import hottest_window, scale_for
@@ -125,7 +126,11 @@ def verdict_card(expl: Explanation, *, waiting: Sequence[str] = ()) -> None:
             st.html(f'<p class="lx-distance">{dec.distance:.4f}</p>{category}')
             note(f"distance = {dec.distance:.6f}")
             mode_badge(expl.mode)  # "approximate (bf16)" beside a number from a fast mode
-            scale([(f"d = {dec.distance:.4f}", dec.distance)], category_limits(expl.category_info))
+            anchor, no_anchor = anchor_of(dec.net, dec.version, expl.backbone,
+                                          getattr(expl, "lin_heads", None),
+                                          category_limits(expl.category_info))
+            scale([(f"d = {dec.distance:.4f}", dec.distance)], category_limits(expl.category_info),
+                  anchor=anchor, no_anchor=no_anchor)
             # The verdict sentence; with a category, only where the distance falls (the
             # number and the category are above it, the limits on the scale).
             placement = expl.category_info.placement

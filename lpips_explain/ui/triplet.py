@@ -18,6 +18,7 @@ import streamlit as st
 import torch
 
 from lpips_explain.analyses.attribution import attribute
+from lpips_explain.analyses.pair.anchors import anchor_of
 from lpips_explain.analyses.pair.explanation import category_of
 from lpips_explain.analyses.pair.map_scale import fixed_limit
 from lpips_explain.analyses.pair.triplet import TripletExplanation, explain_triplet
@@ -115,8 +116,11 @@ def verdict_card(tri: TripletExplanation, *, waiting: tuple[str, ...] = ()) -> N
                     f'<p class="lx-category">margin {tri.margin:+.4f}</p>')
             note(f"distance_a = {tri.distance_a:.6f}, distance_b = {tri.distance_b:.6f}, "
                  f"margin = {tri.margin:+.6f}")
+            anchor, no_anchor = anchor_of(tri.decomposition_a.net, tri.decomposition_a.version,
+                                          tri.backbone, tri.lin_heads, _limits(tri))
             scale([("A", tri.distance_a, palette.CANDIDATE_A),
-                   ("B", tri.distance_b, palette.CANDIDATE_B)], _limits(tri))
+                   ("B", tri.distance_b, palette.CANDIDATE_B)], _limits(tri),
+                  anchor=anchor, no_anchor=no_anchor)
             st.html(f'<p class="lx-verdict">d(REF, A) = {tri.distance_a:.4f}, '
                     f"d(REF, B) = {tri.distance_b:.4f}: {_verdict(tri)} to the reference.</p>")
         closer = tri.closer

@@ -384,7 +384,7 @@ def test_scale_labels_are_short_numbers_with_a_legend():
     and names the categories once, in a legend (long labels collided on the bar)."""
     import re
 
-    from lpips_explain.ui.widgets import CATEGORIES, scale_html
+    from lpips_explain.output.scale import CATEGORIES, scale_html
 
     html_text = scale_html([("d = 0.1546", 0.1546)], (0.0675742, 0.266461, 0.458893))
     labels = re.findall(r'class="lab"[^>]*>([^<]*)<', html_text)
