@@ -129,8 +129,8 @@ def _anchored_html(marks: Sequence[tuple], limits: Sequence[float], anchor: Any)
     for i in range(len(edges) - 1):
         lo, hi = edges[i], edges[i + 1]
         colour = SEGMENT_COLOURS[i] if limits else "#e6e6e6"
-        bar.append(f'<div class="seg" title="{html.escape(CATEGORIES[i]) if limits else ""}'
-                   f'" style="left:{100 * lo / top:.2f}%;width:{100 * (hi - lo) / top:.2f}%;'
+        tip = f"{CATEGORIES[i]}: {lo:.3g} to {hi:.3g}" if limits else ""
+        bar.append(f'<div class="seg" title="{html.escape(tip)}" style="left:{100 * lo / top:.2f}%;width:{100 * (hi - lo) / top:.2f}%;'
                    f'background:{colour}"></div>')
     for m in anchor.marks:
         if m.distance <= top:
@@ -212,7 +212,9 @@ def result_scale_html(marks: Sequence[tuple], net: str, version: str, backbone: 
     from lpips_explain.analyses.pair.anchors import anchor_of
 
     anchor, why = anchor_of(net, version, backbone, heads, tuple(limits or ()))
-    return scale_html(marks, tuple(limits or ()), anchor, why)
+    # about the card's width: the labels are laid out for it
+    return (f'<div style="max-width:{2 * NOMINAL_WIDTH_PX:.0f}px">'
+            f"{scale_html(marks, tuple(limits or ()), anchor, why)}</div>")
 
 
 def draw_result_scale(ax: Any, marks: Sequence[tuple], net: str, version: str, backbone: Any,

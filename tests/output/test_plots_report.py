@@ -23,6 +23,7 @@ from PIL import Image
 
 from lpips_explain.analyses.pair import perturbations as P
 from lpips_explain.analyses.pair import repair, sensitivity
+from lpips_explain.analyses.pair.summary import perturbation_words
 from lpips_explain.output import figures as plots
 from lpips_explain.output import imaging, palette, report, static
 
@@ -220,7 +221,12 @@ def test_sensitivity_bars_and_sweep(full, explainer):
     for label, it in zip(bar.y, rows, strict=True):
         assert it.label in label and f"{it.strength:g}" in label
     assert f"{sens.base_distance:.4f}" in fig.layout.title.text
-    assert sens.most_sensitive in fig.layout.title.text
+    # The title names the longest bar: the same answer as the summary and the headline.
+    longest = max(rows, key=lambda it: abs(it.change))
+    assert sens.largest == longest
+    assert perturbation_words(longest.transform, longest.strength) in fig.layout.title.text
+    assert any(perturbation_words(longest.transform, longest.strength) in s
+               for s in full.summary if "moves the distance most" in s)
     sweep = sens.sweeps[0]
     sw = plots.sweep_figure(sweep)
     assert [t.yaxis for t in sw.data] == ["y", "y2", "y3"]
