@@ -178,7 +178,7 @@ def draw_scale(ax: Any, marks: Sequence[tuple], limits: Sequence[float],
     values = [float(m[1]) for m in marks if np.isfinite(m[1])]
     top = float(anchor.top) if anchor is not None else max([1.25 * v for v in values] + [1e-6])
     ax.set_xlim(0, top)
-    ax.set_ylim(-1.6, 1.4)
+    ax.set_ylim(-1.6, 1.8)
     ax.set_axis_off()
     edges = [0.0, *[x for x in limits if x < top], top]
     for i in range(len(edges) - 1):
@@ -191,13 +191,15 @@ def draw_scale(ax: Any, marks: Sequence[tuple], limits: Sequence[float],
             ax.plot([m.distance, m.distance], [-0.25, -0.45], color=ANCHOR_COLOUR, lw=0.8)
             ax.text(m.distance, -0.7 - 0.45 * row, m.label, ha="center", va="center",
                     fontsize=7, color=ANCHOR_COLOUR)
-    for mark in marks:
-        label, d = mark[0], float(mark[1])
+    texts = [(m[0] + (" ▸ beyond the scale" if float(m[1]) > top else ""),
+              min(float(m[1]), top) / top) for m in marks]
+    for mark, (text, _), row in zip(marks, texts, _label_rows(texts, char_px=7.0),
+                                    strict=True):
         colour = mark[2] if len(mark) > 2 else "#111111"
-        x = min(d, top)
+        x = min(float(mark[1]), top)
         ax.plot([x, x], [-0.35, 0.35], color=colour, lw=2.5)
-        ax.text(x, 0.75, label + (" ▸ beyond the scale" if d > top else ""), ha="center",
-                va="center", fontsize=8, fontweight="bold", color=colour)
+        ax.text(x, 0.75 + 0.4 * row, text, ha="center", va="center", fontsize=8,
+                fontweight="bold", color=colour)
     ax.text(0, -0.05, "0 ", ha="right", va="center", fontsize=7, color="#999")
     ax.text(top, -0.05, f" {top:.2g}", ha="left", va="center", fontsize=7, color="#999")
     if anchor is None and no_anchor:

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from lpips_explain import notices
 from lpips_explain.analyses.pair.categories import category_text
-from lpips_explain.analyses.pair.explanation import Explanation
+from lpips_explain.analyses.pair.explanation import Explanation, category_of
 from lpips_explain.analyses.pair.map_scale import hottest_window, scale_for
 from lpips_explain.output.figures import margin_map, sensitivity_rows
 from lpips_explain.output.imaging import (
@@ -208,8 +208,15 @@ def triplet_png(tri: Any) -> bytes:
         lines.append(tri.flip.statement)
     lines += [f"Warning: {w}" for w in notices.without(tri.warnings, notices.RANDOM_TRUNK)]
     text_h = 0.18 * _wrapped_count(lines, 140) + 0.5
-    fig = _new_figure(14, 4.2 + 3.4 + text_h)
-    outer = fig.add_gridspec(3, 1, height_ratios=[4.2, 3.4, text_h])
+    fig = _new_figure(14, SCALE_H + 4.2 + 3.4 + text_h)
+    rows = fig.add_gridspec(2, 1, height_ratios=[SCALE_H, 4.2 + 3.4 + text_h], hspace=0.05)
+    dec_a = tri.decomposition_a
+    draw_result_scale(rows[0].subgridspec(1, 3)[0, 1:].subgridspec(1, 1).subplots(),
+                      [("A", tri.distance_a, FAVOUR_A), ("B", tri.distance_b, FAVOUR_B)],
+                      dec_a.net, dec_a.version, tri.backbone, tri.lin_heads,
+                      category_of(tri.distance_a, dec_a.net, dec_a.version, tri.backbone,
+                                  tri.lin_heads).limits)
+    outer = rows[1].subgridspec(3, 1, height_ratios=[4.2, 3.4, text_h])
     top = outer[0].subgridspec(1, 4)
     closer = tri.closer
     _show_image(fig.add_subplot(top[0, 0]), ims[0], "REF")
