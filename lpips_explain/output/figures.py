@@ -23,7 +23,7 @@ from plotly.subplots import make_subplots
 
 from lpips_explain.analyses.attribution.result import Attribution
 from lpips_explain.analyses.pair.map_scale import MapScale, hottest_window, map_scale
-from lpips_explain.analyses.pair.perturbations import display_name, strength_text
+from lpips_explain.analyses.pair.perturbations import strength_text
 from lpips_explain.analyses.pair.repair import Repair
 from lpips_explain.analyses.pair.sensitivity import Sensitivity, SensitivityItem
 from lpips_explain.core.decompose import UPSAMPLING, Decomposition, LayerBreakdown
@@ -490,14 +490,26 @@ def attribution_settings_text(method: str, params: dict) -> str:
 def attribution_figure(attr: Attribution, image_uint8: np.ndarray, *, view: str = "signed",
                        name: str | None = None, opacity: float = 0.8,
                        display_width: int | None = None, zmax: float | None = None,
-                       max_side: int | None = None, title: bool = True) -> go.Figure:
+                       max_side: int | None = None, title: bool = True,
+                       pool: int | None = None) -> go.Figure:
     """An attribution map over the attributed image, with completeness and vanishing notices.
+
+    ``pool``: draw the map summed over ``pool`` x ``pool`` px blocks, in percent of the
+    distance (signed) or of the total magnitude, on a colour scale that stops at the 99th
+    percentile of the blocks in either view (:func:`pooled_attribution`): per-pixel
+    gradients are a speckle a person cannot read; the exact per-pixel values stay in the JSON.
 
     ``name`` is how the attributed image is called on screen (default: its role, A or B);
     ``zmax`` shares one colour scale between maps shown side by side.
     """
     lookup("attribution view", view, ATTRIBUTION_VIEWS)
     heat = np.asarray(getattr(attr, view), dtype=np.float64)
+    pooled_text = ""
+    bar_title = "attribution"
+    if pool is not None and pool > 1:
+        heat, pooled_text, bar_title = pooled_attribution(attr, view, pool)
+        if zmax is None:  # both views on a percentile: a few blocks cannot wash out the rest
+            zmax = percentile_limit(heat)
     heading = f"{method_label(str(attr.method))} attribution, {view}"
     if attr.completeness_gap is not None:
         rel = attr.relative_gap
@@ -512,15 +524,16 @@ def attribution_figure(attr: Attribution, image_uint8: np.ndarray, *, view: str 
             f"{target}'s pixels, at image resolution, no upsampling")
     caption = (f"Map: {ATTRIBUTION_VIEWS[view]} attribution to the distance of {what} "
                f"({method_label(str(attr.method))}{f'; {ptxt}' if ptxt else ''})."
-               f"{' Colour scale clipped at the 99.5th percentile of |value|.' if view == 'signed' and zmax is None else ''}"
-               f"{' One colour scale shared with the other map.' if zmax is not None else ''}")
+               + (f" {pooled_text}" if pooled_text else
+                  f"{' Colour scale clipped at the 99.5th percentile of |value|.' if view == 'signed' and zmax is None else ''}"
+                  f"{' One colour scale shared with the other map.' if zmax is not None else ''}"))
     notes = [str(n) for n in attr.notes]
     if view != "signed":  # the sign note explains negative values, which this view has none of
         notes = [n for n in notes if not n.startswith("Positive values")]
     if notes:
         caption += " " + " ".join(notes)
     fig = heatmap_overlay(image_uint8, heat, title=heading if title else None, caption=caption,
-                          symmetric=view == "signed", colorbar_title="attribution",
+                          symmetric=view == "signed", colorbar_title=bar_title,
                           opacity=opacity, zmax=zmax, display_width=display_width,
                           max_side=max_side)
     if attr.vanishing:
@@ -530,6 +543,43 @@ def attribution_figure(attr: Attribution, image_uint8: np.ndarray, *, view: str 
             showarrow=False, xref="paper", yref="paper", x=0.5, y=1.0, yanchor="bottom",
             bgcolor="#fff3cd", bordercolor="#c9a227", font={"size": 12})
     return fig
+
+
+POOL_PERCENTILE = 99.0
+
+
+def pooled_attribution(attr: Attribution, view: str, pool: int) -> tuple[np.ndarray, str, str]:
+    """(the map summed over ``pool`` x ``pool`` px blocks and spread back over each block's
+    pixels, the sentence saying so, the colour bar's title). Each block's sum in percent of
+    the distance (the signed view of a method whose sum is the distance: integrated
+    gradients) or of the map's total magnitude (every other case)."""
+    z = np.nan_to_num(np.asarray(getattr(attr, view), dtype=np.float64))
+    h, w = z.shape
+    rows, cols = -(-h // pool), -(-w // pool)
+    padded = np.zeros((rows * pool, cols * pool))
+    padded[:h, :w] = z
+    blocks = padded.reshape(rows, pool, cols, pool).sum(axis=(1, 3))
+    exact = (view == "signed" and getattr(attr, "completeness", None) == "exact"
+             and float(getattr(attr, "distance", 0.0) or 0.0) > 0)
+    total = float(attr.distance) if exact else float(np.abs(z).sum())
+    blocks = 100.0 * blocks / total if total > 1e-30 else blocks
+    full = np.repeat(np.repeat(blocks, pool, axis=0), pool, axis=1)[:h, :w]
+    of = ("of the distance" if exact else "of the map's total magnitude")
+    text = (f"Shown summed over {pool}x{pool} px blocks, each block in percent {of}; colour "
+            f"scale to the {POOL_PERCENTILE:g}th percentile of the blocks (the exact "
+            f"per-pixel map is in the JSON).")
+    return full, text, f"% per {pool} px block"
+
+
+def percentile_limit(heat: np.ndarray, q: float = POOL_PERCENTILE) -> float:
+    """The colour scale's top for a map: the ``q``th percentile of |value| (its maximum when
+    that is 0; 1 for an all-zero map)."""
+    a = np.abs(np.asarray(heat, dtype=np.float64))
+    a = a[np.isfinite(a)]
+    if not a.size:
+        return 1.0
+    top = float(np.percentile(a, q))
+    return top if top > 0 else (float(a.max()) or 1.0)
 
 
 def sensitivity_rows(sens: Sensitivity) -> list[tuple[str, SensitivityItem]]:
@@ -575,13 +625,16 @@ def sensitivity_bars(sens: Sensitivity, *, explained: str = "B") -> go.Figure:
     fig.update_yaxes(autorange="reversed", title=None, automargin=True)
     fig.update_xaxes(title=f"change in LPIPS distance vs unperturbed {explained}", zeroline=True,
                      zerolinecolor="#444")
-    most = sens.most_sensitive
+    from lpips_explain.analyses.pair.summary import perturbation_words
+
+    most = sens.largest  # the one answer every page gives (the longest bar here)
     # The legend sits between the title and the bars: below them it ran into the x axis's
     # title.
     fig.update_layout(
         title=(f"Perturbing {explained}: change in distance from the base "
                f"{sens.base_distance:.4f}"
-               f"{f' (most sensitive: {display_name(most).lower()})' if most else ''}"),
+               + (f" (moves it most: {perturbation_words(most.transform, most.strength)})"
+                  if most is not None else "")),
         height=max(320, 26 * len(rows) + 190), margin={"l": 10, "t": 100, "b": 60},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.01, "xanchor": "left",
                 "x": 0}, barmode="overlay")

@@ -37,7 +37,7 @@ __all__ = [
     "as_uint8_image", "colorize", "colour_bar_html", "colour_bar_rgb", "default_cmap",
     "downsample_image", "downsample_map", "explained_images", "fade_alpha", "grey_photo",
     "jpeg_data_uri", "map_limits", "map_rgba", "outline", "overlay_image", "png_bytes",
-    "png_data_uri", "shared_limit", "size_text",
+    "png_data_uri", "shared_limit", "size_text", "zoom_crop",
 ]
 
 
@@ -323,3 +323,27 @@ def map_limits(z: np.ndarray, symmetric: bool, zmax: float | None) -> tuple[floa
     hi = float(finite.max()) if finite.size else 1.0
     return lo, hi if hi > lo else lo + 1.0
 
+
+
+def zoom_crop(image: np.ndarray, edges: tuple[float, float, float, float], *,
+              min_side: int = 64, target: int = 180) -> tuple[np.ndarray, int, tuple[int, ...]]:
+    """The part of an HxWx3 uint8 image inside ``edges`` (x0, y0, x1, y1 as fractions; grown
+    about its centre to at least ``min_side`` px a side where the image allows), enlarged
+    by a whole factor (nearest neighbour: every pixel a square) to about ``target`` px at
+    most; never shrunk. Returns (the crop, the factor, (x0, y0, x1, y1) in pixels)."""
+    img = as_uint8_image(image)
+    h, w = img.shape[:2]
+    x0, y0, x1, y1 = (round(edges[0] * w), round(edges[1] * h), round(edges[2] * w),
+                      round(edges[3] * h))
+    bounds = []
+    for lo, hi, n in ((x0, x1, w), (y0, y1, h)):
+        side = min(n, max(hi - lo, min_side))
+        centre = (lo + hi) / 2
+        start = int(min(max(0, round(centre - side / 2)), n - side))
+        bounds.append((start, start + side))
+    (cx0, cx1), (cy0, cy1) = bounds
+    crop = img[cy0:cy1, cx0:cx1]
+    zoom = max(1, int(target // max(crop.shape[:2])))
+    if zoom > 1:
+        crop = np.repeat(np.repeat(crop, zoom, axis=0), zoom, axis=1)
+    return crop, zoom, (cx0, cy0, cx1, cy1)

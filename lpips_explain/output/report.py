@@ -21,10 +21,12 @@ import numpy as np
 
 from lpips_explain import notices
 from lpips_explain.analyses.pair.categories import category_text
+from lpips_explain.analyses.pair.explanation import category_of
 from lpips_explain.analyses.pair.map_scale import hottest_window, scale_for
 from lpips_explain.output import figures as plots
 from lpips_explain.output import imaging, palette, static
 from lpips_explain.output.compare import compare_html
+from lpips_explain.output.scale import SCALE_CSS, result_scale_html
 from lpips_explain.output.serialize import dumps, jsonable, to_json
 
 __all__ = [
@@ -206,7 +208,7 @@ def _loader_html() -> str:
 def _page(title: str, body: str) -> str:
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+            f"<title>{_e(title)}</title><style>{_CSS}{SCALE_CSS}</style></head><body>"
             f"{body}</body></html>\n")
 
 
@@ -304,9 +306,11 @@ def _card_html(expl: Any) -> str:
     figs += (f'<figure><img alt="distance map over {_e(expl.explained_name)}" '
              f'src="{imaging.jpeg_data_uri(over)}">{bar}</figure>')
     state = "" if bb.perceptual else f'<p class="trunk">{_e(bb.state.short)}</p>'
+    scale = result_scale_html([(f"d = {dec.distance:.4f}", dec.distance)], dec.net,
+                              dec.version, bb, getattr(expl, "lin_heads", None), info.limits)
     return ('<section class="card" id="card">'
             f'<p class="distance">{dec.distance:.4f}<span class="category">'
-            f"{_e(category_text(expl.category))}</span></p>"
+            f"{_e(category_text(expl.category))}</span></p>" + scale
             + (f'<p class="verdict">{_e(verdict)}</p>' if verdict else "")
             + state + f'<div class="images">{figs}</div></section>')
 
@@ -402,6 +406,11 @@ def html_triplet_report(tri: Any) -> str:
         f'<p class="distance">{_e(verdict)}<span class="category">margin {tri.margin:+.4f}'
         "</span></p>",
         f'<p class="meta">d(REF, A) = {tri.distance_a:.4f}, d(REF, B) = {tri.distance_b:.4f}.</p>',
+        result_scale_html([("A", tri.distance_a, palette.CANDIDATE_A),
+                           ("B", tri.distance_b, palette.CANDIDATE_B)], dec_a.net,
+                          dec_a.version, tri.backbone, tri.lin_heads,
+                          category_of(tri.distance_a, dec_a.net, dec_a.version, tri.backbone,
+                                      tri.lin_heads).limits),
         _backbone_line(tri, dec_a.net, dec_a.version),
         _section("Summary", _list(tri.summary)),
         "<h2>Flip</h2>", f"<p>{_e(tri.flip.statement)}</p>",

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from lpips_explain import notices
 from lpips_explain.analyses.pair.categories import category_text
-from lpips_explain.analyses.pair.explanation import Explanation
+from lpips_explain.analyses.pair.explanation import Explanation, category_of
 from lpips_explain.analyses.pair.map_scale import hottest_window, scale_for
 from lpips_explain.analyses.pair.perturbations import strength_text
 from lpips_explain.output.figures import margin_map, sensitivity_rows
@@ -40,6 +40,7 @@ from lpips_explain.output.palette import (
     NEUTRAL,
     RAISES,
 )
+from lpips_explain.output.scale import draw_result_scale
 
 MAP_OPACITY = 0.8  # as the app's default
 
@@ -130,6 +131,9 @@ def _with_opinions(lines: list[str], opinions: Any) -> list[str]:
     return [*lines[:at], head, *lines[at:], *missing, *opinions.failures]
 
 
+SCALE_H = 1.1  # inches: the distance scale above the images
+
+
 def summary_png(expl: Explanation) -> bytes:
     """A static one-page PNG: A, B, the distance map and the attribution map (each with its
     colour bar), layer and sensitivity bars, the repair curve and the summary."""
@@ -139,8 +143,13 @@ def summary_png(expl: Explanation) -> bytes:
     lines = _with_opinions(list(expl.summary), expl.second_opinions) + [
         f"Warning: {w}" for w in notices.without(expl.warnings, notices.RANDOM_TRUNK)]
     text_h = 0.18 * _wrapped_count(lines, 140) + 0.5
-    fig = _new_figure(14, 4.2 + 3.6 + text_h)
-    outer = fig.add_gridspec(3, 1, height_ratios=[4.2, 3.6, text_h])
+    fig = _new_figure(14, SCALE_H + 4.2 + 3.6 + text_h)
+    rows = fig.add_gridspec(2, 1, height_ratios=[SCALE_H, 4.2 + 3.6 + text_h], hspace=0.05)
+    draw_result_scale(rows[0].subgridspec(1, 3)[0, 1:].subgridspec(1, 1).subplots(),
+                      [(f"d = {dec.distance:.4f}", dec.distance)], dec.net, dec.version,
+                      expl.backbone, getattr(expl, "lin_heads", None),
+                      expl.category_info.limits)
+    outer = rows[1].subgridspec(3, 1, height_ratios=[4.2, 3.6, text_h])
     top = outer[0].subgridspec(1, 4)
     _show_image(fig.add_subplot(top[0, 0]), as_uint8_image(expl.a),
                 f"A{' (reference)' if ref_name == 'A' else ' (explained)'}")
@@ -212,8 +221,15 @@ def triplet_png(tri: Any) -> bytes:
         lines.append(tri.flip.statement)
     lines += [f"Warning: {w}" for w in notices.without(tri.warnings, notices.RANDOM_TRUNK)]
     text_h = 0.18 * _wrapped_count(lines, 140) + 0.5
-    fig = _new_figure(14, 4.2 + 3.4 + text_h)
-    outer = fig.add_gridspec(3, 1, height_ratios=[4.2, 3.4, text_h])
+    fig = _new_figure(14, SCALE_H + 4.2 + 3.4 + text_h)
+    rows = fig.add_gridspec(2, 1, height_ratios=[SCALE_H, 4.2 + 3.4 + text_h], hspace=0.05)
+    dec_a = tri.decomposition_a
+    draw_result_scale(rows[0].subgridspec(1, 3)[0, 1:].subgridspec(1, 1).subplots(),
+                      [("A", tri.distance_a, FAVOUR_A), ("B", tri.distance_b, FAVOUR_B)],
+                      dec_a.net, dec_a.version, tri.backbone, tri.lin_heads,
+                      category_of(tri.distance_a, dec_a.net, dec_a.version, tri.backbone,
+                                  tri.lin_heads).limits)
+    outer = rows[1].subgridspec(3, 1, height_ratios=[4.2, 3.4, text_h])
     top = outer[0].subgridspec(1, 4)
     closer = tri.closer
     _show_image(fig.add_subplot(top[0, 0]), ims[0], "REF")

@@ -14,13 +14,21 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import streamlit as st
 
+from lpips_explain.analyses.pair.anchors import anchor_of
 from lpips_explain.analyses.pair.equivalents import reached_phrases
 from lpips_explain.analyses.pair.explanation import Explanation, join_parts, summary_of
 from lpips_explain.analyses.pair.map_scale import hottest_window, scale_for
+from lpips_explain.analyses.pair.regions import repair_sentence
 from lpips_explain.analyses.pair.second_opinions import SecondOpinions
-from lpips_explain.analyses.pair.summary import describe_deletion, describe_layers
+from lpips_explain.analyses.pair.summary import (
+    describe_deletion,
+    describe_image,
+    describe_layers,
+    describe_sensitivity,
+)
 from lpips_explain.core.decompose import UPSAMPLING
 from lpips_explain.explainer import Explainer
 from lpips_explain.intake.prepared import PreparedInputs
@@ -44,7 +52,7 @@ from lpips_explain.ui.widgets import (
     table,
     term,
 )
-from lpips_explain.validation import Progress
+from lpips_explain.validation import Progress, pct
 
 # In the order the page computes them: the card's parts first (the distance, the repair
 # headline, the equivalents), then the second opinions, the sensitivity and, when the map
@@ -103,14 +111,17 @@ def _sentences_of(expl: Explanation, part: str) -> list[str]:
 
 
 def card_sentences(expl: Explanation) -> list[str]:
-    """The three most informative sentences of the summary, for the verdict card: what the
-    distance is most sensitive to, which layer holds most of it, shallow vs deep layers, then
-    what the attribution says. (The distance and the repair have their own places.)"""
+    """The card's sentences about the image: where the distance is (a named region and its
+    share) and what kind of change it is (analyses.pair.regions' rule), then what moves the
+    distance most once the sensitivity is computed. Layer and channel facts are in the
+    layer and channel panels; the repair has its own place beside."""
     in_summary = set(expl.summary)
-    layers = [s for s in describe_layers(expl.decomposition) if s in in_summary]
-    picks = (_sentences_of(expl, "sensitivity")[:1] + layers[:2]
-             + _sentences_of(expl, "attribution")[:1] + layers[2:])
-    return list(dict.fromkeys(picks))[:3]
+    about = [s for s in describe_image(expl.decomposition, expl.reference, expl.explained,
+                                       reference=expl.reference_name,
+                                       explained=expl.explained_name) if s in in_summary]
+    sens = (describe_sensitivity(expl.sensitivity, expl.explained_name)
+            if expl.sensitivity is not None else [])
+    return [*about, *[s for s in sens if s in in_summary]][:3]
 
 
 # --- the verdict card --------------------------------------------------------------------------
@@ -132,7 +143,11 @@ def verdict_card(expl: Explanation, *, waiting: Sequence[str] = ()) -> None:
             st.html(f'<p class="lx-distance">{dec.distance:.4f}</p>{category}')
             note(f"distance = {dec.distance:.6f}")
             mode_badge(expl.mode)  # "approximate (bf16)" beside a number from a fast mode
-            scale([(f"d = {dec.distance:.4f}", dec.distance)], category_limits(expl.category_info))
+            anchor, no_anchor = anchor_of(dec.net, dec.version, expl.backbone,
+                                          getattr(expl, "lin_heads", None),
+                                          category_limits(expl.category_info))
+            scale([(f"d = {dec.distance:.4f}", dec.distance)], category_limits(expl.category_info),
+                  anchor=anchor, no_anchor=no_anchor)
             # The verdict sentence; with a category, only where the distance falls (the
             # number and the category are above it, the limits on the scale).
             placement = expl.category_info.placement
@@ -141,15 +156,21 @@ def verdict_card(expl: Explanation, *, waiting: Sequence[str] = ()) -> None:
             if verdict:
                 st.html(f'<p class="lx-verdict">{html.escape(verdict)}</p>')
         names = {expl.reference_name: "reference", expl.explained_name: "explained"}
-        col_a.image(imaging.as_uint8_image(expl.a), caption=f"A ({names['A']})", width="stretch")
-        col_b.image(imaging.as_uint8_image(expl.b), caption=f"B ({names['B']})", width="stretch")
         heat, mscale = dec.spatial_map(None, "bilinear"), scale_for(expl)
+        hot = hottest_window(heat)
+        # The boxed region of A and B, each pixel a square (never shrunk): thumbnails of the
+        # whole images hide exactly what the distance is about (JPEG blocks, grain, a blur).
+        for col, name, img in ((col_a, "A", expl.a), (col_b, "B", expl.b)):
+            crop, zoom, _ = imaging.zoom_crop(imaging.as_uint8_image(img), hot.edges, target=160)
+            col.image(crop, caption=f"{name} ({names[name]}): the boxed part at "
+                      f"{100 * zoom}%", width=crop.shape[1] if zoom > 1 else "stretch")
         col_m.image(imaging.outline(imaging.overlay_image(expl.explained, heat, zmax=mscale.limit),
-                                  hottest_window(heat).edges), width="stretch")
+                                  hot.edges), width="stretch")
         which = "the same scale for every pair" if mscale.fixed else "this pair's own scale"
         col_m.html(imaging.colour_bar_html(
-            0.0, mscale.limit, f"Where the distance is, over {expl.explained_name} (box: its "
-            f"hottest part); {which}"))
+            0.0, mscale.limit, f"Where the distance is, over {expl.explained_name} in grey (box: "
+            f"the part holding most of it, {pct(hot.share)}; shown enlarged on the left); "
+            f"{which}"))
         why, fix = st.columns([2.2, 1.8], gap="medium")
         sentences = card_sentences(expl)
         # The same elements on every draw: the card is drawn again as parts arrive, and a
@@ -231,8 +252,9 @@ def _repair_headline(expl: Explanation, computing: bool) -> None:
     area = rep.half_area if rep.half_area is not None else float(rep.curve_area[-1])
     thumb.image(imaging.as_uint8_image(rep.repaired_image(expl.reference, expl.explained, area)),
                 caption=f"{expl.explained_name} repaired", width="stretch")
-    text.markdown(f'<p class="lx-small">{html.escape(rep.headline)}</p>',
-                  unsafe_allow_html=True)
+    said = repair_sentence(rep, expl.explained_name, expl.reference_name) or rep.headline
+    text.markdown(f'<p class="lx-small">{html.escape(said)}</p>', unsafe_allow_html=True,
+                  help=f"How it was measured: {rep.headline}")
 
 
 # --- the "where" view ------------------------------------------------------------------------------
@@ -327,9 +349,10 @@ class WhereView:
             fig = plots.attribution_figure(attr, imaging.as_uint8_image(self.expl.explained),
                                            view=self.attr_view, name=name,
                                            opacity=self.opacity, display_width=map_width(),
-                                           title=False)
+                                           title=False, pool=attribution_pool(attr))
             col_f, col_n = st.columns([3.2, 1])
             chart(fig, "where_chart", container=col_f)
+            faithfulness_badge(attr, col_n)
             if attr.completeness_gap is not None:
                 col_n.metric("Sum of attributions", f"{attr.total:.6f}",
                              help=term("integrated gradients"))
@@ -344,6 +367,45 @@ class WhereView:
                 col_n.metric("Sum of attributions", f"{attr.total:.4g}")
                 note(f"{attr.seconds:.2f} s.", col_n)
             deletion_note(attr)
+
+
+def attribution_pool(attr: Any) -> int:
+    """The block size the attribution map is shown summed over: about 1/32 of the shorter
+    side, at least 4 px (so a 256 px image shows 32 x 32 blocks)."""
+    h, w = np.asarray(attr.signed).shape[:2]
+    return max(4, round(min(h, w) / 32))
+
+
+def faithfulness_state(attr: Any) -> tuple[str, str] | None:
+    """(state, words) of the map's deletion check on this pair: "passes" when replacing
+    patches in the map's order lowers the distance faster than every random order, "fails"
+    otherwise; None when the check was not run."""
+    check = getattr(attr, "deletion", None)
+    if check is None or check.base_distance <= 0:
+        return None
+    n = check.random_aucs.size
+    if check.better_than_random:
+        return "passes", (f"Faithful on this pair: following this map lowers the distance "
+                          f"faster than all {n} random orders (deletion AUC {check.auc:.3f} "
+                          f"against {check.random_auc:.3f} at random; lower is better).")
+    return "fails", (f"Not faithful on this pair: following this map lowers the distance no "
+                     f"faster than random ({check.beaten_by} of {n} random orders did as well "
+                     f"or better; deletion AUC {check.auc:.3f} against {check.random_auc:.3f}). "
+                     f"Do not read this map as where the distance is.")
+
+
+def faithfulness_badge(attr: Any, container: Any) -> None:
+    """A badge beside the map: the deletion check's verdict on this pair, in words with its
+    numbers in the tooltip (the full sentence is under the map: :func:`deletion_note`)."""
+    state = faithfulness_state(attr)
+    if state is None:
+        container.markdown(":gray-badge[Faithfulness not checked]",
+                           help="The deletion check did not run for this map.")
+        return
+    verdict, words = state
+    badge = (":green-badge[:material/check: Passes the deletion check]" if verdict == "passes"
+             else ":red-badge[:material/close: Fails the deletion check]")
+    container.markdown(badge, help=words)
 
 
 def deletion_note(attr: Any) -> None:
@@ -386,6 +448,9 @@ def layers_panel(expl: Explanation) -> None:
     total = sum(lay.distance for lay in dec.layers)
     note(f"{len(dec.layers)} layers ({', '.join(lay.name for lay in dec.layers)}) add up "
          f"to {total:.6f}; the distance is {dec.distance:.6f}.")
+    said = describe_layers(dec)
+    if said:
+        st.markdown("\n".join(f"- {s}" for s in said[:2]))
 
 
 @panel("the top channels")
@@ -407,6 +472,9 @@ def channels_panel(expl: Explanation) -> None:
             "lin weight": c.weight} for c in lay.top_channels], "channel_table",
           formats={"contribution": "%.6f", "share of layer": "percent", "lin weight": "%.3g"})
     zero = int(lay.zero_weight_channels.size)
+    said = describe_layers(dec)
+    if len(said) > 2 and name == top:
+        st.markdown(said[2])
     note(f"{lay.name}: {lay.weights.size} channels at {imaging.size_text(lay.resolution)}, "
          f"layer distance {lay.distance:.6f} ({lay.share:.1%} of the total). {zero} of its "
          f"channels have lin weight exactly 0 and can never contribute.")

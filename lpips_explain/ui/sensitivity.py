@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from lpips_explain.analyses.pair.perturbations import PERTURBATIONS, strength_text
+from lpips_explain.analyses.pair.perturbations import PERTURBATIONS
 from lpips_explain.analyses.pair.sensitivity import Sweep, sensitivity
+from lpips_explain.analyses.pair.summary import perturbation_words
 from lpips_explain.output import figures as plots
 from lpips_explain.ui import keys
 from lpips_explain.ui.feedback import panel
@@ -90,10 +91,11 @@ def distance_header(sens: Any, explained: str) -> None:
         st.metric("LPIPS distance", f"{sens.base_distance:.4f}",
                   help=f"d(reference, {explained}) before any perturbation.")
         note(f"distance = {sens.base_distance:.6f}")
-    if sens.most_sensitive is not None:
-        item = max(sens.items, key=lambda i: abs(i.change))
-        col_m.metric(f"Most sensitive to (perturbing {explained} at default strengths)",
-                     item.label, f"{item.change:+.4f} at {strength_text(item.unit, item.strength)}",
+    item = sens.largest  # the one answer every page gives (the longest bar of the chart)
+    if item is not None:
+        col_m.metric(f"Moves the distance most (of the changes tried on {explained})",
+                     perturbation_words(item.transform, item.strength),
+                     f"{item.change:+.4f} (to {item.distance:.4f})",
                      delta_color="off", delta_arrow="off")
 
 

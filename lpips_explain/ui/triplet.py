@@ -10,8 +10,6 @@ person in that order.
 from __future__ import annotations
 
 import html
-import re
-from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -20,6 +18,7 @@ import streamlit as st
 import torch
 
 from lpips_explain.analyses.attribution import attribute
+from lpips_explain.analyses.pair.anchors import anchor_of
 from lpips_explain.analyses.pair.explanation import category_of
 from lpips_explain.analyses.pair.map_scale import fixed_limit
 from lpips_explain.analyses.pair.triplet import (
@@ -42,7 +41,7 @@ from lpips_explain.ui.widgets import (
     note,
     pick,
     presenting,
-    scale_html,
+    scale,
     show_notices,
     table,
     term,
@@ -120,29 +119,6 @@ def too_close_help() -> str:
             f"fraction e moves the margin by e x (sum of |layer margins|).")
 
 
-def triplet_scale_html(tri: TripletExplanation, limits: Sequence[float]) -> str:
-    """The distance scale with both candidates: A's marker and label above the bar, B's
-    below, so that near-equal (even equal) distances are both visible and labelled."""
-    marks = [("", tri.distance_a, palette.CANDIDATE_A), ("", tri.distance_b, palette.CANDIDATE_B)]
-    base = scale_html(marks, limits)
-    lefts = [float(v) for v in re.findall(r'class="mark" style="left:([0-9.]+)%', base)]
-    # Drop the shared widget's own (label-less) markers; draw split ones instead.
-    base = re.sub(r'<div class="mark" style="[^"]*"></div><div class="marklab" style="[^"]*">'
-                  r'</div>', "", base)
-    parts = []
-    for (name, d, colour), left, top in zip(
-            (("A", tri.distance_a, palette.CANDIDATE_A),
-             ("B", tri.distance_b, palette.CANDIDATE_B)), lefts, ("-20px", "28px"), strict=False):
-        bar_top, bar_h = ("-6px", "12px") if name == "A" else ("6px", "12px")
-        parts.append(f'<div class="mark" style="left:{left:.2f}%;top:{bar_top};height:{bar_h};'
-                     f'background:{colour}" title="{name}: {d:.4f}"></div>'
-                     f'<div class="marklab" style="left:{min(max(left, 6), 94):.2f}%;top:{top};'
-                     f'color:{colour}">{name} {d:.4f}</div>')
-    base = base.replace('<div class="lx-scale">',
-                        '<div class="lx-scale" style="margin-top:1.5rem">', 1)
-    return base[: -len("</div>")] + "".join(parts) + "</div>"
-
-
 def _limits(tri: TripletExplanation) -> tuple[float, ...]:
     """The category limits to mark: only stated ones (published trunk, official heads,
     a shipped table); none otherwise."""
@@ -180,7 +156,11 @@ def verdict_card(tri: TripletExplanation, *, waiting: tuple[str, ...] = ()) -> N
                             help=too_close_help())
             note(f"distance_a = {tri.distance_a:.6f}, distance_b = {tri.distance_b:.6f}, "
                  f"margin = {tri.margin:+.6f}")
-            st.html(triplet_scale_html(tri, _limits(tri)))
+            anchor, no_anchor = anchor_of(tri.decomposition_a.net, tri.decomposition_a.version,
+                                          tri.backbone, tri.lin_heads, _limits(tri))
+            scale([("A", tri.distance_a, palette.CANDIDATE_A),
+                   ("B", tri.distance_b, palette.CANDIDATE_B)], _limits(tri),
+                  anchor=anchor, no_anchor=no_anchor)
             closer = ("equally close to" if tri.closer == "tie" else
                       "too close to call against" if too_close else
                       f"{tri.closer.upper()} is closer to")

@@ -9,19 +9,18 @@ distance scale, presentation mode and the page styling. Every page draws through
 
 from __future__ import annotations
 
-import html
 import re
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from lpips_explain import notices
-from lpips_explain.analyses.pair.summary import CATEGORIES, Category
+from lpips_explain.analyses.pair.summary import Category
 from lpips_explain.output.figures import caption_of
+from lpips_explain.output.scale import SCALE_CSS, scale_html
 from lpips_explain.ui import keys
 from lpips_explain.ui.state import persistent
 
@@ -121,16 +120,7 @@ _STYLE = """
 .lx-distance{font-size:2.6rem;font-weight:700;line-height:1.05;margin:0}
 .lx-category{font-size:1.15rem;font-weight:600;color:#444}
 .lx-verdict{font-size:1.05rem;line-height:1.35;margin:.25rem 0 .1rem 0}
-.lx-scale{position:relative;height:44px;margin:.35rem 0 .2rem 0;font-size:11px;color:#444}
-.lx-scale:has(.leg){height:60px}
-.lx-scale .leg{position:absolute;top:44px;left:0;white-space:nowrap}
-.lx-scale .seg{position:absolute;top:0;height:12px;border-right:1px solid #fff}
-.lx-scale .lab{position:absolute;top:15px;white-space:nowrap}
-.lx-scale .mark{position:absolute;top:-4px;width:3px;height:20px;margin-left:-1px;
-  background:#111;border-radius:1px}
-.lx-scale .marklab{position:absolute;top:28px;font-weight:700;white-space:nowrap;
-  transform:translateX(-50%)}
-.lx-small{font-size:.86rem;color:#444;line-height:1.4}
+""" + SCALE_CSS + """.lx-small{font-size:.86rem;color:#444;line-height:1.4}
 .lx-trunk-line{font-size:.9rem;font-weight:400;color:#8a5300;margin:0 0 0 1rem}
 </style>
 """
@@ -237,58 +227,14 @@ def table(rows: list[dict], key: str, *, formats: dict[str, str] | None = None,
 # --- the distance scale ------------------------------------------------------------------------------
 
 
-_SEGMENT_COLOURS = ("#d9ead3", "#fff2cc", "#fce5cd", "#f4cccc")
-
-
 def category_limits(category: Category) -> tuple[float, ...]:
     """The category limits to mark on the scale: only stated ones (the shipped percentile
     table for the published trunk); none for any other trunk or where no table exists."""
     return tuple(category.limits or ())
 
 
-def scale_html(marks: Sequence[tuple], limits: Sequence[float]) -> str:
-    """A horizontal distance scale from 0 with the category limits (if any) as labelled
-    segments and one marker per (label, distance[, colour])."""
-    values = [m[1] for m in marks if np.isfinite(m[1])]
-    top = max([0.8 if limits else 0.0, *(1.25 * v for v in values), 1e-6])
-    if not limits:  # no categories: a plain 0..top bar with round ends
-        top = float(f"{top:.1g}") if top < 1 else float(np.ceil(top * 10) / 10)
-        top = max(top, max(values, default=0.0) * 1.05, 1e-6)
-    parts = ['<div class="lx-scale">']
-    edges = [0.0, *limits, top]
-    names = CATEGORIES if limits else ("",)
-    for i, name in enumerate(names[: len(edges) - 1]):
-        lo, hi = edges[i], min(edges[i + 1], top)
-        if hi <= lo:
-            continue
-        left, width = 100 * lo / top, 100 * (hi - lo) / top
-        colour = _SEGMENT_COLOURS[i] if limits else "#e6e6e6"
-        parts.append(f'<div class="seg" style="left:{left:.2f}%;width:{width:.2f}%;'
-                     f'background:{colour}"></div>')
-        if name and i > 0:  # the limit's number at its boundary; names in the legend below
-            parts.append(f'<div class="lab" style="left:{left:.2f}%;'
-                         f'transform:translateX(-50%)" title="{html.escape(name)} from '
-                         f'{lo:.3g}">{lo:.3g}</div>')
-    if limits:
-        legend = " · ".join(
-            f'<span style="color:{_SEGMENT_COLOURS[i]};filter:brightness(.55)">&#9632;</span> '
-            f"{html.escape(n)}" for i, n in enumerate(CATEGORIES[: len(limits) + 1]))
-        parts.append(f'<div class="leg">{legend}</div>')
-    if not limits:
-        parts.append('<div class="lab" style="left:0">0</div>'
-                     f'<div class="lab" style="right:0">{top:.3g}</div>')
-    for mark in marks:
-        label, d = mark[0], mark[1]
-        colour = mark[2] if len(mark) > 2 else "#111"
-        pos = min(100.0, 100 * d / top)
-        parts.append(f'<div class="mark" style="left:{pos:.2f}%;background:{colour}"></div>'
-                     f'<div class="marklab" style="left:{min(max(pos, 4), 96):.2f}%;'
-                     f'color:{colour}">{html.escape(label)}</div>')
-    parts.append("</div>")
-    return "".join(parts)
-
-
 def scale(marks: Sequence[tuple], limits: Sequence[float],
-          container: Any = None) -> None:
-    """The distance scale with these category limits (none: a plain scale)."""
-    (container or st).html(scale_html(marks, limits))
+          container: Any = None, anchor: Any = None, no_anchor: str | None = None) -> None:
+    """The distance scale with these category limits (none: a plain scale); ``anchor``: the
+    trunk's fixed scale (output.scale.scale_html), ``no_anchor`` why there is none."""
+    (container or st).html(scale_html(marks, limits, anchor, no_anchor))

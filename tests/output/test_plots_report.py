@@ -23,6 +23,7 @@ from PIL import Image
 
 from lpips_explain.analyses.pair import perturbations as P
 from lpips_explain.analyses.pair import repair, sensitivity
+from lpips_explain.analyses.pair.summary import perturbation_words
 from lpips_explain.output import figures as plots
 from lpips_explain.output import imaging, palette, report, static
 
@@ -220,9 +221,14 @@ def test_sensitivity_bars_and_sweep(full, explainer):
     for label, it in zip(bar.y, rows, strict=True):
         assert it.label in label and f"{it.strength:g}" in label
     assert f"{sens.base_distance:.4f}" in fig.layout.title.text
+    # The title names the longest bar: the same answer as the summary and the headline.
+    longest = max(rows, key=lambda it: abs(it.change))
+    assert sens.largest == longest
+    assert perturbation_words(longest.transform, longest.strength) in fig.layout.title.text
+    assert any(perturbation_words(longest.transform, longest.strength) in s
+               for s in full.summary if "moves the distance most" in s)
     # names for people, never ids ("gaussian_blur"); the legend above the bars, where the
     # x axis's title (below them) cannot run into it
-    assert P.display_name(sens.most_sensitive).lower() in fig.layout.title.text
     assert not any("_" in str(t) for t in (*bar.y, fig.layout.title.text))
     assert fig.layout.legend.y >= 1 and fig.layout.legend.yanchor == "bottom"
     sweep = sens.sweeps[0]

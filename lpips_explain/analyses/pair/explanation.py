@@ -156,6 +156,7 @@ def summary_of(expl: Explanation) -> list[str]:
                      aligned=align.policy if any(align.changed) else None,
                      identical=bool(torch.equal(expl.reference, expl.explained)),
                      explained=expl.explained_name, category=expl.category_info,
+                     images=(expl.reference, expl.explained),
                      trunk_warning=(None if expl.backbone.spec == "random"
                                     else expl.backbone.warning))
     if expl.second_opinions is not None:

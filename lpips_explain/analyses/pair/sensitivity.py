@@ -158,6 +158,16 @@ class Sensitivity:
                                         "sentence": self.geometric_comparison()}
         return out
 
+    @property
+    def largest(self) -> SensitivityItem | None:
+        """What moves the distance most: the row with the largest |change| among the default
+        strengths and the geometric table together (the rows the sensitivity chart draws);
+        ties go to the first. The one answer every page gives (None without rows or when
+        nothing changes the distance)."""
+        rows = [*self.items, *self.geometric]
+        best = max(rows, key=lambda i: abs(i.change), default=None)
+        return best if best is not None and abs(best.change) > 1e-9 else None
+
     def rows(self) -> list[dict]:
         """Items then geometric rows, for the report's ``sensitivity`` list.
 

@@ -6,11 +6,12 @@ from typing import Any
 
 from lpips_explain.analyses.pair.categories import NAMES as CATEGORIES
 from lpips_explain.analyses.pair.categories import Category, categorize
+from lpips_explain.analyses.pair.regions import change_kind, repair_sentence, where
 from lpips_explain.core.decompose import Decomposition
 from lpips_explain.validation import pct
 
-__all__ = ["CATEGORIES", "Category", "categorize", "describe_equivalents", "describe_layers",
-           "summarize"]
+__all__ = ["CATEGORIES", "Category", "categorize", "describe_equivalents", "describe_image",
+           "describe_layers", "describe_sensitivity", "perturbation_words", "summarize"]
 
 
 def describe_layers(dec: Decomposition) -> list[str]:
@@ -30,13 +31,6 @@ def describe_layers(dec: Decomposition) -> list[str]:
                    f"the layer (lin weight {top_ch.weight:.3g}); {top.zero_weight_channels.size} "
                    f"of its {top.weights.size} channels have weight 0 and can never contribute.")
     return out
-
-
-def _amount(strength: float, unit: str) -> str:
-    """'5 degrees', '1 pixel', '0.05 std': singular units for exactly 1."""
-    if strength == 1 and unit.endswith("s") and unit not in ("turns",):
-        unit = unit[:-1]
-    return f"{strength:g} {unit}"
 
 
 def describe_equivalents(items: Any, reference: str = "A", explained: str = "B") -> list[str]:
@@ -68,7 +62,7 @@ def summarize(dec: Decomposition, *, attribution: Any = None, sensitivity: Any =
               identical: bool = False, explained: str = "B",
               category: Category | None = None,
               trunk_warning: str | None = None, equivalents: Any = None,
-              reference: str = "A") -> list[str]:
+              reference: str = "A", images: tuple[Any, Any] | None = None) -> list[str]:
     """Sentences for people, each one derived from a number in the explanation.
 
     ``aligned`` is the size policy applied when the inputs differed in size (else None),
@@ -78,6 +72,9 @@ def summarize(dec: Decomposition, *, attribution: Any = None, sensitivity: Any =
     table, none for a trunk that is not ``perceptual``); ``trunk_warning`` says why the
     trunk is not perceptual (default: random weights). ``equivalents``: the distortion
     equivalents of the reference, named ``reference`` (analyses.pair.equivalents).
+    ``images``: (reference, explained) tensors, for the sentences about the image (where the
+    distance is, what kind of change: analyses.pair.regions). Layer and channel facts are
+    not here: the layer and channel panels state them (:func:`describe_layers`).
     """
     if category is None:
         category = categorize(dec.distance, dec.net, dec.version, perceptual=perceptual)
@@ -90,32 +87,17 @@ def summarize(dec: Decomposition, *, attribution: Any = None, sensitivity: Any =
                    "Warning: the trunk has random weights, so this is not a perceptual judgement.")
     if identical:
         out.append("The two images are pixel-identical (after alignment).")
+    if images is not None and dec.distance > 0:
+        out += describe_image(dec, *images, reference=reference, explained=explained)
     out += describe_equivalents(equivalents, reference, explained)
-    out += describe_layers(dec)
     if repair is not None and dec.distance > 0:
-        out.append(repair.headline)
+        said = repair_sentence(repair, explained, reference)
+        out.append(said or repair.headline)
         if repair.non_monotonic:
             out.append("Repairing more area sometimes raised the distance (the curve is not "
                        "monotonic): LPIPS is not additive over regions.")
-    if sensitivity is not None and sensitivity.most_sensitive is not None:
-        item = max(sensitivity.items, key=lambda i: abs(i.change))
-        if abs(item.change) > 1e-9:
-            direction = "raises" if item.change >= 0 else "lowers"
-            out.append(f"Of the perturbations tried on {explained}, {item.label.lower()} "
-                       f"({_amount(item.strength, item.unit)}) moves the distance most: it "
-                       f"{direction} it by {abs(item.change):.4f} to {item.distance:.4f}.")
-        geo = [g for g in sensitivity.geometric if g.change > 1e-9]
-        if geo:
-            worst = max(geo, key=lambda g: g.change)
-            # Compare like with like: the smallest strength of the same transform (and unit).
-            small = min((g for g in sensitivity.geometric if g.transform == worst.transform),
-                        key=lambda g: g.strength)
-            out.append(f"Geometric sensitivity: {worst.label.lower()} of {explained} by "
-                       f"{_amount(worst.strength, worst.unit)} changes the distance from "
-                       f"{sensitivity.base_distance:.4f} to {worst.distance:.4f}"
-                       + (f"; even {_amount(small.strength, small.unit)} of "
-                          f"{small.label.lower()} changes it by {small.change:+.4f}."
-                          if small is not worst else "."))
+    if sensitivity is not None:
+        out += describe_sensitivity(sensitivity, explained)
     if attribution is not None:
         out += describe_attribution(attribution)
         out += describe_deletion(attribution, warn_only=True)
@@ -125,6 +107,65 @@ def summarize(dec: Decomposition, *, attribution: Any = None, sensitivity: Any =
     elif aligned == "crop":
         out.append("The inputs had different sizes and were centre-cropped to a common size "
                    "first; content outside the crop is not compared (see the warnings).")
+    return out
+
+
+def describe_image(dec: Decomposition, reference_image: Any, explained_image: Any, *,
+                   reference: str = "A", explained: str = "B") -> list[str]:
+    """Where the distance is (a named region and its exact share of the summed map) and what
+    kind of change it is (analyses.pair.regions' stated rule)."""
+    out = []
+    found = where(dec.spatial_map(None, "bilinear"))
+    if found is not None:
+        out.append(found.sentence)
+    out.append(change_kind(reference_image, explained_image, dec, reference_name=reference,
+                           explained_name=explained).sentence)
+    return out
+
+
+def perturbation_words(name: str, strength: float) -> str:
+    """A perturbation at a strength in words, without ids or unit codes: "a blur of 1 px",
+    "a rotation by 5°", "JPEG compression at quality 30"."""
+    s = float(strength)
+    if name == "brightness":
+        return f"{'brightening' if s >= 1 else 'darkening'} by {abs(s - 1):.0%}"
+    if name == "contrast":
+        return f"contrast {'raised' if s >= 1 else 'lowered'} to {s:.0%}"
+    if name == "saturation":
+        return f"colour saturation {'raised' if s >= 1 else 'lowered'} to {s:.0%}"
+    if name == "scale":
+        return f"{'enlarging' if s >= 1 else 'shrinking'} by {abs(s - 1):.0%}"
+    phrases = {"gamma": "a gamma of {s:g}", "hue": "a hue shift of {deg:g}°",
+               "gaussian_blur": "a blur of {s:g} px", "gaussian_noise":
+               "noise of {s:g} (on a 0-1 scale)", "jpeg": "JPEG compression at quality {s:g}",
+               "rotation": "a rotation by {s:g}° (anticlockwise)",
+               "translation": "a shift of {s:g} px right and down"}
+    if name in phrases:
+        return phrases[name].format(s=s, deg=round(360 * s, 1))
+    return f"{name.replace('_', ' ')} at {s:g}"
+
+
+def describe_sensitivity(sens: Any, explained: str = "B") -> list[str]:
+    """What moves the distance most (:attr:`Sensitivity.largest`, the one answer every page
+    gives), in words."""
+    item = sens.largest
+    if item is None:
+        return []
+    direction = "raises" if item.change >= 0 else "lowers"
+    out = [f"Of the changes tried on {explained}, "
+           f"{perturbation_words(item.transform, item.strength)} moves the distance most: it "
+           f"{direction} it from {sens.base_distance:.4f} to {item.distance:.4f}."]
+    geo = [g for g in sens.geometric if g.change > 1e-9]
+    if geo:
+        worst = max(geo, key=lambda g: g.change)
+        # Compare like with like: the smallest strength of the same transform.
+        small = min((g for g in sens.geometric if g.transform == worst.transform),
+                    key=lambda g: g.strength)
+        out.append(f"Geometric sensitivity: applied to {explained}, "
+                   f"{perturbation_words(worst.transform, worst.strength)} changes the distance "
+                   f"from {sens.base_distance:.4f} to {worst.distance:.4f}"
+                   + (f"; even {perturbation_words(small.transform, small.strength)} changes "
+                      f"it by {small.change:+.4f}." if small is not worst else "."))
     return out
 
 

@@ -19,6 +19,7 @@ from conftest import smooth_image
 
 from lpips_explain import Explainer
 from lpips_explain.analyses.pair import repair as rp
+from lpips_explain.analyses.pair.regions import repair_sentence
 from lpips_explain.analyses.pair.sensitivity import Sensitivity, SensitivityItem
 from lpips_explain.analyses.pair.summary import summarize
 from lpips_explain.core.decompose import decompose
@@ -236,9 +237,9 @@ def test_geometric_sentence_compares_like_with_like(net, pair):
                                  _item("translation", "pixels", 1.0, 0.002),
                                  _item("translation", "pixels", 5.0, 0.03)), (), "hue")
     (geo,) = [s for s in summarize(dec, sensitivity=sens) if s.startswith("Geometric")]
-    assert "translation of B by 5 pixels" in geo
-    assert "degree" not in geo  # the worst is a translation: compare pixels with pixels
-    assert "1 pixel" in geo
+    assert "applied to B, a shift of 5 px right and down changes" in geo
+    assert "°" not in geo  # the worst is a translation: compare pixels with pixels
+    assert "even a shift of 1 px" in geo
 
 
 def test_summary_never_calls_occlusion_gradient_based(random_explainer, pair):
@@ -341,7 +342,8 @@ def test_explain_offers_the_greedy_and_map_orders(random_explainer, local_pair, 
                                                              (64, 64), 16)).tolist()
     assert expl.attribution.label in ranking.label
     best = min(o.goal_steps for o in rep.orders_tried)
-    assert rep.half_steps == best and rep.headline in expl.summary
+    # the summary says it in words (the headline, with its method, is the repair panel's)
+    assert rep.half_steps == best and repair_sentence(rep) in expl.summary
     with pytest.raises(InputError, match="attribution"):
         random_explainer.explain(a, b, attribution=None, sensitivity=False, patch=16,
                                  repair_orders=("ranking",), value_range="[0,1]")
@@ -384,7 +386,7 @@ def test_scale_labels_are_short_numbers_with_a_legend():
     and names the categories once, in a legend (long labels collided on the bar)."""
     import re
 
-    from lpips_explain.ui.widgets import CATEGORIES, scale_html
+    from lpips_explain.output.scale import CATEGORIES, scale_html
 
     html_text = scale_html([("d = 0.1546", 0.1546)], (0.0675742, 0.266461, 0.458893))
     labels = re.findall(r'class="lab"[^>]*>([^<]*)<', html_text)
