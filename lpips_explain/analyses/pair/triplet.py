@@ -148,9 +148,10 @@ class TripletExplanation:
     def reweight_to_flip(self) -> float | None:
         """|margin| / sum of |layer margins|: the smallest relative reweighting of the
         layers (agreeing ones down, dissenting ones up, all by the same fraction) that
-        flips the verdict; None when every layer margin is 0."""
+        flips the verdict; None when every layer margin is 0. At most 1 (every layer
+        agrees: float rounding of the sums may not put it above)."""
         gross = sum(abs(lay.margin) for lay in self.layers)
-        return abs(self.margin) / gross if gross > 0 else None
+        return min(1.0, abs(self.margin) / gross) if gross > 0 else None
 
     @property
     def too_close_reasons(self) -> tuple[str, ...]:
