@@ -4,8 +4,9 @@ Run the app with ``streamlit run app.py``; app.py lists the pages. The pair is p
 (decoded, checked, aligned) and each part is an engine call on it, cached on its own options;
 the parts are joined into one explanation. The verdict card at the top fills in as parts
 arrive (the distance first, then the repair headline and the equivalents); the run state
-above it says which part is being computed. The attribution map is computed when the map
-view asks for it (it is the slowest part).
+above it says which part is being computed. The attribution map (when the map view asks for
+it) and the sensitivity (when its panel's button is pressed) are computed on request: they
+are the slowest parts; once asked for, they follow every new pair.
 """
 
 import streamlit as st
@@ -74,8 +75,11 @@ present = presenting()
 where = None if present else explain.WhereView(fast, opts)
 explain.compare_panel(fast)
 
-with guard("computing the sensitivity", stop=False):
-    parts.append(compute("sensitivity"))
+if explain.wants_sensitivity():
+    with guard("computing the sensitivity", stop=False):
+        parts.append(compute("sensitivity"))
+else:
+    run.on_request("sensitivity")
 if where is not None and where.wants_attribution:
     with guard("computing the attribution", stop=False):
         parts.append(compute("attribution"))

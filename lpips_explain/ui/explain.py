@@ -55,9 +55,9 @@ from lpips_explain.ui.widgets import (
 from lpips_explain.validation import Progress, pct
 
 # In the order the page computes them: the card's parts first (the distance, the repair
-# headline, the equivalents), then the second opinions, the sensitivity and, when the map
-# view asks for it, the attribution (on request: integrated gradients and its deletion
-# check are the slowest part, about 60% of a full explanation's time).
+# headline, the equivalents), then the second opinions; the sensitivity (its panel's button)
+# and the attribution (the map view) on request: on a 600x400 pair they take 8 s and 15 s
+# (integrated gradients and its deletion check) of a full explanation's 40 s.
 PARTS = ("breakdown", "repair", "equivalents", "second opinions", "sensitivity",
          "attribution")
 CARD_PARTS = ("repair", "equivalents")
@@ -480,12 +480,31 @@ def channels_panel(expl: Explanation) -> None:
          f"channels have lin weight exactly 0 and can never contribute.")
 
 
+def wants_sensitivity() -> bool:
+    """Whether this session asked for the sensitivity (computed on request, like the
+    attribution map; the Sensitivity page computes its own)."""
+    return bool(st.session_state.get(keys.WANT_SENSITIVITY))
+
+
+def _want_sensitivity() -> None:
+    st.session_state[keys.WANT_SENSITIVITY] = True
+
+
 @panel("the sensitivity")
 def sensitivity_panel(expl: Explanation) -> None:
     sens = expl.sensitivity
     st.subheader("What changes the distance")
     if sens is None:
-        st.info("No sensitivity analysis was computed.")
+        if wants_sensitivity():
+            st.info("The sensitivity could not be computed (see the message above).")
+            return
+        col_t, col_b = st.columns([3, 1], vertical_alignment="center")
+        col_t.markdown(
+            f"On request: {expl.explained_name} blurred, compressed, noised, recoloured, "
+            f"rotated and shifted at about 80 strengths, each one scored (the slowest part "
+            f"after the attribution). Once asked for, it is computed for every pair.")
+        col_b.button("Compute the sensitivity", key=keys.SENSITIVITY_BUTTON,
+                     icon=":material/show_chart:", on_click=_want_sensitivity)
         return
     ref_name, target_name = expl.reference_name, expl.explained_name
     chart(plots.sensitivity_bars(sens, explained=target_name), "sensitivity_chart")

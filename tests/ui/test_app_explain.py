@@ -68,6 +68,12 @@ def run_state(at: AppTest) -> str:
     return next(m.value for m in at.markdown if "breakdown" in m.value)
 
 
+def ask_sensitivity(at: AppTest) -> AppTest:
+    """Press the sensitivity panel's button (the sensitivity is computed on request)."""
+    at.button(key="sensitivity_button").click().run()
+    return at
+
+
 def show_attribution(at: AppTest) -> AppTest:
     """Switch the large "where" view to the attribution map (method picker beside it)."""
     at.segmented_control(key="where_view").set_value("attribution").run()
@@ -93,8 +99,11 @@ def test_default_sample_renders_full_explanation(reference):
     # The run state at the top says every part is ready, the attribution on request.
     state = run_state(at)
     assert state.startswith("**Ready**") and "failed" not in state
-    assert "attribution (on request)" in state
+    assert "attribution (on request)" in state and "sensitivity (on request)" in state
     assert "Integrated gradients" not in " ".join(m.value for m in at.markdown)
+    assert not [c for c in at.get("plotly_chart") if c.key == "sensitivity_chart"]
+    ask_sensitivity(at)  # then it follows every pair, as the attribution does
+    assert "sensitivity (on request)" not in run_state(at)
     # The attribution (the default method, with its completeness) beside the large map.
     show_attribution(at)
     assert_clean(at)
@@ -233,6 +242,7 @@ def test_display_options_do_not_recompute(reference):
     first = dict(store.computed)
     # The attribution is computed on request: when the map view is switched to it.
     assert "attribution (on request)" in run_state(at)
+    ask_sensitivity(at)
     show_attribution(at)
     computed = dict(store.computed)
     assert computed["explain-attribution"] == first.get("explain-attribution", 0) + 1
@@ -264,7 +274,7 @@ def test_display_options_do_not_recompute(reference):
 def test_each_slow_part_is_cached_on_its_own_options():
     from lpips_explain.ui.resources import result_store
 
-    at = show_attribution(upload(started(), A_PNG, png(4)).run())
+    at = show_attribution(ask_sensitivity(upload(started(), A_PNG, png(4)).run()))
     assert_clean(at)
     store = result_store()
     before = dict(store.computed)
@@ -297,7 +307,7 @@ def roles_said(at: AppTest) -> list[str]:
 
 
 def test_swap_explains_a():
-    at = upload(started(), A_PNG, B_PNG).run()
+    at = ask_sensitivity(upload(started(), A_PNG, B_PNG).run())
     assert roles_shown(at) == "A is the reference, B is explained."
     assert not roles_said(at)
     at.button(key="swap_button").click().run()
