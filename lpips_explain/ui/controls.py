@@ -149,13 +149,18 @@ def sidebar(*, analysis: bool = True) -> Options:
                    patch, precision, lin_weights)
 
 
-def default_model_key() -> tuple:
-    """The model key of the sidebar's defaults (what a first visitor gets), without drawing
-    anything: the warm-up builds this network before anyone arrives."""
+def default_options() -> Options:
+    """The sidebar's defaults (what a first visitor gets), without drawing anything: the
+    warm-up computes the sample pair with these before anyone arrives."""
     spec, path = _default_backbone()
     return Options("alex", "0.1", path if spec == "file" else spec, 0, "resize",
                    DEFAULT_METHOD, None, (), 5, 32, "fp32",
-                   os.environ.get(LIN_ENV, "").strip()).model_key
+                   os.environ.get(LIN_ENV, "").strip())
+
+
+def default_model_key() -> tuple:
+    """The model key of :func:`default_options`."""
+    return default_options().model_key
 
 
 LIN_HEADS: dict[str, str] = {

@@ -173,10 +173,18 @@ class ResultStore:
             self.bytes = 0
 
 
-@st.cache_resource
+_STORE: ResultStore | None = None
+_STORE_LOCK = threading.Lock()
+
+
 def result_store() -> ResultStore:
-    """The process-wide store (one per server, shared by sessions like the model)."""
-    return ResultStore()
+    """The process-wide store (one per server, shared by sessions like the model; the
+    warm-up fills it before any session exists)."""
+    global _STORE
+    with _STORE_LOCK:
+        if _STORE is None:
+            _STORE = ResultStore()
+        return _STORE
 
 
 def digest(data: bytes) -> str:
