@@ -132,6 +132,7 @@ class ResultStore:
         self.bytes = 0
         self._sizes: dict[tuple, int] = {}
         self._data: OrderedDict[tuple, Any] = OrderedDict()
+        self._pending: dict[tuple, threading.Event] = {}  # being computed by the warm-up
         self._lock = threading.Lock()
         self.computed: Counter[str] = Counter()
         self.hits: Counter[str] = Counter()
@@ -145,7 +146,33 @@ class ResultStore:
                 return self._data[k]
         return None
 
+    def reserve(self, kind: str, key: Hashable) -> None:
+        """Say that (kind, key) is being computed (by the warm-up): a page asking for it
+        waits for it (:meth:`wait`) instead of computing it a second time."""
+        with self._lock:
+            self._pending.setdefault((kind, key), threading.Event())
+
+    def release(self, kind: str, key: Hashable) -> None:
+        """(kind, key) is no longer being computed (stored, or given up)."""
+        with self._lock:
+            event = self._pending.pop((kind, key), None)
+        if event is not None:
+            event.set()
+
+    def wait(self, kind: str, key: Hashable, timeout: float = 120.0) -> Any:
+        """The value of a reserved (kind, key) once it is stored (None if it is not
+        reserved, or was given up)."""
+        with self._lock:
+            event = self._pending.get((kind, key))
+        if event is not None:
+            event.wait(timeout)
+        return self.get(kind, key)
+
     def put(self, kind: str, key: Hashable, value: Any) -> None:
+        self._put(kind, key, value)
+        self.release(kind, key)
+
+    def _put(self, kind: str, key: Hashable, value: Any) -> None:
         size = nbytes(value)
         with self._lock:
             self.computed[kind] += 1
@@ -255,6 +282,8 @@ def cached(kind: str, key: Hashable, compute: Callable[[Progress | None], T], *,
     """
     store = result_store()
     hit = store.get(kind, key)
+    if hit is None:
+        hit = store.wait(kind, key)  # the warm-up may be computing it right now
     if hit is not None:
         return hit
     with compute_slot(slot):

@@ -23,9 +23,40 @@ APP = ROOT / "app.py"
 TIMINGS: dict[str, float] = {}
 
 
-def warm_up(model_key: tuple | None = None) -> dict[str, float]:
-    """Import, build and run once (see the module docstring); the seconds of each step."""
+def warm_up(model_key: tuple | None = None,
+            reserved: list[tuple[str, tuple]] | None = None) -> dict[str, float]:
+    """Import, build and run once (see the module docstring); the seconds of each step.
+    ``reserved``: the sample's keys already marked as being computed (main() does it
+    before the server answers); reserved here otherwise."""
     t0 = time.perf_counter()
+    keys = reserved if reserved is not None else (
+        _reserve_sample() if model_key is None else [])
+    try:
+        return _warm(model_key, t0)
+    finally:
+        from lpips_explain.ui import resources
+
+        for kind, key in keys:  # whatever was not stored: a waiting page computes it
+            resources.result_store().release(kind, key)
+
+
+def _reserve_sample() -> list[tuple[str, tuple]]:
+    """Mark the sample's first parts as being computed, before anything slow: a visitor
+    who arrives meanwhile waits for them rather than computing them beside the warm-up."""
+    from lpips_explain.ui import explain, resources
+
+    opts, pair = _sample_key()
+    base = (opts.model_key, pair.key, False)
+    keys = [("prepare", (opts.model_key, pair.key))]
+    keys += [(f"explain-{part}", explain.part_key(part, base, opts))
+             for part in ("breakdown", *explain.CARD_PARTS)]
+    keys += [("explain-opinions", (*base, opts.top_k))]
+    for kind, key in keys:
+        resources.result_store().reserve(kind, key)
+    return keys
+
+
+def _warm(model_key: tuple | None, t0: float) -> dict[str, float]:
     import captum.attr  # noqa: F401  (the attribution methods)
 
     from lpips_explain.output import figures  # noqa: F401  (plotly: about a second)
@@ -86,9 +117,9 @@ def _sample_opinions(explainer, fast) -> None:
                                  explain.compute_opinions(explainer, fast))
 
 
-def _warm_quietly() -> None:
+def _warm_quietly(reserved: list[tuple[str, tuple]]) -> None:
     try:
-        warm_up()
+        warm_up(reserved=reserved)
     except Exception as exc:  # the app still starts; the page will say what is wrong
         print(f"lpips-explain: warm-up skipped: {exc}", file=sys.stderr)
 
@@ -98,7 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     from streamlit.web import cli as stcli
 
     args = list(sys.argv[1:] if argv is None else argv)
-    threading.Thread(target=_warm_quietly, name="lpips-explain-warm-up", daemon=True).start()
+    try:  # before the server answers, so that no visitor computes the sample beside it
+        reserved = _reserve_sample()
+    except Exception as exc:
+        print(f"lpips-explain: warm-up skipped: {exc}", file=sys.stderr)
+        reserved = []
+    threading.Thread(target=_warm_quietly, args=(reserved,), name="lpips-explain-warm-up",
+                     daemon=True).start()
     sys.argv = ["streamlit", "run", str(APP), *args]
     return int(stcli.main() or 0)
 

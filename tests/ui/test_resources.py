@@ -62,3 +62,20 @@ def test_worker_count_follows_the_environment(monkeypatch):
     assert 1 <= resources.app_workers() <= 2
     monkeypatch.setenv(resources.RESULTS_ENV, "1MB")
     assert resources.result_budget() == 1_000_000
+
+
+def test_a_reserved_result_is_waited_for_not_computed_twice():
+    store = ResultStore(max_entries=10, max_bytes=10_000)
+    store.reserve("k", 1)
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(store.wait("k", 1, timeout=10)))
+    waiter.start()
+    time.sleep(0.05)
+    assert waiter.is_alive()  # still waiting for the reserved value
+    store.put("k", 1, "value")
+    waiter.join(timeout=10)
+    assert got == ["value"]
+    store.reserve("k", 2)
+    store.release("k", 2)  # given up: a waiter returns at once, with nothing
+    assert store.wait("k", 2, timeout=10) is None
+    assert store.wait("k", 3, timeout=10) is None  # never reserved: no wait
