@@ -163,12 +163,32 @@ def upload(page, a: Path, b: Path) -> float:
     return t0
 
 
+def session(url: str, pair: tuple[Path, Path], expected: float) -> tuple[bool, float]:
+    """One browser session: open the page, wait for the sample, upload ``pair``; (the
+    distance shown equals ``expected`` and no exception, seconds to Ready)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 720})
+        page.goto(url, wait_until="domcontentloaded", timeout=120_000)
+        watch(page, time.perf_counter(), before=None, timeout=900)
+        sample = distance_shown(page)
+        t0 = upload(page, *pair)
+        marks = watch(page, t0, before=sample, timeout=900)
+        shown = distance_shown(page)
+        bad = page.locator('[data-testid="stException"]').count()
+        browser.close()
+    right = shown is not None and abs(float(shown) - expected) <= 1.5e-6 and not bad
+    return right, marks["ready"]
+
+
 def under_load(args: argparse.Namespace, tmp: Path, env: dict) -> int:
     """``--sessions`` browser sessions, ``--concurrency`` at a time, each a different pair."""
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor
 
     from PIL import Image, ImageFilter
-    from playwright.sync_api import sync_playwright
 
     from lpips_explain import Explainer
 
@@ -185,27 +205,15 @@ def under_load(args: argparse.Namespace, tmp: Path, env: dict) -> int:
     server, port, _ = start_server(tmp, env)
     url = f"http://127.0.0.1:{port}/?net={args.net}"
 
-    def session(i: int) -> tuple[bool, float]:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                        args=["--no-sandbox", "--disable-gpu"])
-            page = browser.new_page(viewport={"width": 1280, "height": 720})
-            page.goto(url, wait_until="domcontentloaded", timeout=120_000)
-            t0 = time.perf_counter()
-            watch(page, t0, before=None, timeout=900)
-            sample = distance_shown(page)
-            t0 = upload(page, *pairs[i])
-            marks = watch(page, t0, before=sample, timeout=900)
-            shown = distance_shown(page)
-            bad = page.locator('[data-testid="stException"]').count()
-            browser.close()
-        right = shown is not None and abs(float(shown) - expected[i]) <= 1.5e-6 and not bad
-        return right, marks["ready"]
-
     t0 = time.perf_counter()
     try:
-        with ThreadPoolExecutor(args.concurrency) as pool:
-            results = list(pool.map(session, range(args.sessions)))
+        # One process per session (Playwright's sync API does not share threads).
+        import multiprocessing
+
+        with ProcessPoolExecutor(args.concurrency,
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(session, [url] * args.sessions,
+                                    [pairs[i] for i in range(args.sessions)], expected))
         peak = peak_rss(server.pid)
     finally:
         server.terminate()
