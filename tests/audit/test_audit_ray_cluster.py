@@ -1,4 +1,4 @@
-"""``--ray-address`` on an existing cluster: a Ray head with 2 CPUs that this module starts
+"""``--ray-address`` on an existing cluster: a Ray head with 4 logical CPUs that this module starts
 as its own processes (``ray start --head``), the audit driver joining it by address. The rows
 are split across the cluster's workers (scored by more than one worker process) and equal
 the local engine's row for row."""
@@ -50,7 +50,10 @@ def cluster(tmp_path_factory):
     # Token authentication off for this private head and its driver alike (a token file in
     # ~/.ray would otherwise switch it on for one side only).
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-    start = [ray_cli, "start", "--head", "--block", "--num-cpus", "2", "--num-gpus", "0",
+    # 4 logical CPUs on 2 cores: the two scoring actors take one each, and Ray Data's own
+    # read and split tasks still find one free (with 2 an actor could be cancelled unstarted
+    # while the machine was loaded).
+    start = [ray_cli, "start", "--head", "--block", "--num-cpus", "4", "--num-gpus", "0",
              "--port", str(port), "--include-dashboard", "false", "--temp-dir", str(temp),
              "--disable-usage-stats"]
     # --block keeps `ray start` in the foreground; its own session holds every process of
