@@ -6,19 +6,23 @@
 # Other arguments go to pytest (e.g. a path, -k, or -n 0 to run the whole suite in one process).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-quick=()
+# The cluster test (a separate Ray head joined by address) runs on its own: beside the
+# other tests on 2 cores its actors have failed to start (docs/testing.md).
+quick=(-m "not cluster")
+is_quick=0
 workers=(-n 2 --dist loadfile --no-loadscope-reorder)  # heaviest files first (tests/conftest.py)
 args=()
 for a in "$@"; do
   if [ "$a" = "--quick" ]; then
-    quick=(-m "not slow and not browser and not app and not ray and not training")
+    quick=(-m "not slow and not browser and not app and not ray and not training and not cluster")
+    is_quick=1
     workers=()  # starting two workers costs more than it saves on the quick tier
   else
     args+=("$a")
   fi
 done
 bash scripts/setup.sh
-if [ ! -x /usr/bin/chromium ] && [ ${#quick[@]} -eq 0 ]; then
+if [ ! -x /usr/bin/chromium ] && [ "$is_quick" = 0 ]; then
   if [ "$(id -u)" = "0" ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   else

@@ -37,6 +37,8 @@ LABEL = "Auditing rows (Ray)"
 #: audit.parquet leaves it out, the engine's summary counts the rows per worker.
 WORKER_COLUMN = "worker"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # lpips_explain/
+# How long a run waits for its whole actor pool to start before scoring (then a clear error).
+ACTOR_START_S = 600
 
 
 class RayUnavailableError(LpipsExplainError):
@@ -132,6 +134,12 @@ def run_ray(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSettin
             items = [{"id": table.rows[i].id, "images": list(table.rows[i].images),
                       "shown": list(table.rows[i].shown), "judge": table.rows[i].judge,
                       "problem": table.rows[i].problem, "signature": sigs[i]} for i in todo]
+            # Start every actor of the pool before the first batch: otherwise the first one up
+            # can score every row while the others still import torch, and the rows are not
+            # split across the cluster's workers. A pool that cannot start says so in time.
+            context = ray.data.DataContext.get_current()
+            if context.wait_for_min_actors_s <= 0:
+                context.wait_for_min_actors_s = ACTOR_START_S
             ds = ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / batch_size))
             ds = ds.map_batches(
                 AuditActor, batch_size=batch_size, batch_format="pyarrow",

@@ -23,7 +23,7 @@ from lpips_explain.audit.local import run_local
 from lpips_explain.audit.settings import settings_for
 from lpips_explain.audit.table import read_audit_input
 
-pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.cluster, pytest.mark.timeout(400)]
 
 
 def _free_port() -> int:
