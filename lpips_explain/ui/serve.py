@@ -12,6 +12,7 @@ building a second one.
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import time
@@ -43,14 +44,9 @@ def warm_up(model_key: tuple | None = None,
 def _reserve_sample() -> list[tuple[str, tuple]]:
     """Mark the sample's first parts as being computed, before anything slow: a visitor
     who arrives meanwhile waits for them rather than computing them beside the warm-up."""
-    from lpips_explain.ui import explain, resources
+    from lpips_explain.ui import resources
 
-    opts, pair = _sample_key()
-    base = (opts.model_key, pair.key, False)
-    keys = [("prepare", (opts.model_key, pair.key))]
-    keys += [(f"explain-{part}", explain.part_key(part, base, opts))
-             for part in ("breakdown", *explain.CARD_PARTS)]
-    keys += [("explain-opinions", (*base, opts.top_k))]
+    keys = list(_sample_keys().values())
     for kind, key in keys:
         resources.result_store().reserve(kind, key)
     return keys
@@ -78,7 +74,9 @@ def _warm(model_key: tuple | None, t0: float) -> dict[str, float]:
     return dict(TIMINGS)
 
 
+@functools.cache
 def _sample_key() -> tuple:
+    """The default options and the default sample pair (its files read once)."""
     from lpips_explain.ui import controls, inputs
 
     opts = controls.default_options()
@@ -90,20 +88,32 @@ def _sample_key() -> tuple:
     return opts, pair
 
 
+def _sample_keys() -> dict[str, tuple[str, tuple]]:
+    """The Explain page's own (kind, key) of each part the warm-up computes, by part."""
+    from lpips_explain.ui import explain
+
+    opts, pair = _sample_key()
+    base = (opts.model_key, pair.key, False)
+    keys = {"prepare": ("prepare", (opts.model_key, pair.key))}
+    keys.update({part: (f"explain-{part}", explain.part_key(part, base, opts))
+                 for part in ("breakdown", *explain.CARD_PARTS)})
+    keys["opinions"] = ("explain-opinions", (*base, opts.top_k))
+    return keys
+
+
 def _sample_parts(explainer):
     """The default sample's parts that the Explain page computes first, stored under the
     page's own keys (its first visitor finds them ready); they prepare the CPU kernels."""
     from lpips_explain.ui import explain, resources
 
     opts, pair = _sample_key()
-    store = resources.result_store()
-    base = (opts.model_key, pair.key, False)
+    store, keys = resources.result_store(), _sample_keys()
     prep = explainer.prepare(pair.a.source(), pair.b.source())
-    store.put("prepare", (opts.model_key, pair.key), prep)
+    store.put(*keys["prepare"], prep)
     fast = None
     for part in ("breakdown", *explain.CARD_PARTS):
         value = explain.compute_part(explainer, prep, opts, False, part, None)
-        store.put(f"explain-{part}", explain.part_key(part, base, opts), value)
+        store.put(*keys[part], value)
         fast = fast or value
     return fast
 
@@ -111,9 +121,7 @@ def _sample_parts(explainer):
 def _sample_opinions(explainer, fast) -> None:
     from lpips_explain.ui import explain, resources
 
-    opts, pair = _sample_key()
-    resources.result_store().put("explain-opinions",
-                                 (opts.model_key, pair.key, False, opts.top_k),
+    resources.result_store().put(*_sample_keys()["opinions"],
                                  explain.compute_opinions(explainer, fast))
 
 
