@@ -152,9 +152,6 @@ def peak_rss(pid: int) -> float:
 
 def upload(page, a: Path, b: Path) -> float:
     """A into the page's first file input, then B into the second; the time B was given."""
-    box = page.locator('[data-testid="stExpander"]').filter(has_text="Upload your own images")
-    if box.count() and box.locator("details").first.get_attribute("open") is None:
-        box.locator("summary").first.click()
     inputs = page.locator('[data-testid="stFileUploader"] input[type=file]')
     inputs.nth(0).set_input_files(str(a))
     page.wait_for_timeout(1000)

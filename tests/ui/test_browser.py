@@ -347,18 +347,8 @@ def wait_text(page: Any, server: Server, pattern: re.Pattern | str, page_name: s
                                                  f"{timeout:.0f} s"))
 
 
-def _open_uploads(page: Any) -> None:
-    """The uploaders live in the "Upload your own images" expander: open it."""
-    box = page.locator('[data-testid="stExpander"]').filter(has_text="Upload your own images")
-    details = box.locator("details").first
-    if details.count() and details.get_attribute("open") is None:
-        box.locator("summary").first.click()
-        page.wait_for_timeout(300)
-
-
 def _upload_pair(page: Any, server: Server, pair: ImagePair) -> None:
     """A into the first uploader, and once the page lists it and is idle, B into the second."""
-    _open_uploads(page)
     for key, index, path in (("upload_a", 0, pair.a), ("upload_b", 1, pair.b)):
         _set_file(page, server, key, index, path)
         _wait_listed(page, server, key, index, path)
@@ -584,9 +574,6 @@ def test_two_sessions_keep_their_own_results(server: Server, browser: Any,
         for page in pages.values():
             page.goto(server.url, wait_until="domcontentloaded", timeout=60_000)
         samples = {name: _wait_result(page, server) for name, page in pages.items()}
-        for page in pages.values():
-            _open_uploads(page)
-
         # Interleave the sessions (A, A, then B, B) so that both compute at the same time;
         # within a session, B follows once A is listed, as a person would do it.
         for key, index in (("upload_a", 0), ("upload_b", 1)):
