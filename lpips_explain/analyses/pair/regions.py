@@ -18,16 +18,24 @@ Kind. From the pixels of the two images (exact sums, on a grid of at most
 2. blocky compression: the explained image's brightness jumps across the 8 px block
    boundaries of JPEG-style coding are at least :data:`BLOCKY` (1.3) times the
    reference's, each measured against the jumps elsewhere (:func:`blockiness`);
-3. fine detail lost (softened): the explained image keeps at most :data:`LOST` (80%) of
-   the reference's fine detail (the mean squared 3x3 Laplacian of brightness, on the
-   half-size grid);
-4. fine detail added (grain, noise or blocky compression): it has at least :data:`ADDED`
+3. a large brightness move: the image's average brightness moved by at least
+   :data:`BRIGHT` (15 on a 0-255 scale) and by at least the mean colour change (rule 6's
+   number), which clips highlights or shadows and so also
+   removes detail (named as brightness, rule 7's sentence);
+4. fine detail lost (softened): the explained image keeps at most :data:`LOST` (80%) of
+   the reference's fine detail (the mean squared 3x3 Laplacian of brightness on the
+   half-size grid, over the brightness variance: contrast alone does not change it);
+5. fine detail added (grain, noise or blocky compression): it has at least :data:`ADDED`
    (125%) of it;
-5. colour: the mean absolute change of the colour channels (Cb, Cr of BT.601 YCbCr) is at
+6. colour: the mean absolute change of the colour channels (Cb, Cr of BT.601 YCbCr) is at
    least :data:`TONE` (5 on a 0-255 scale) and at least :data:`COLOUR` (half) of the mean
    absolute change of brightness (Y);
-6. brightness or contrast: the mean absolute change of brightness is at least :data:`TONE`;
-7. otherwise the layer profile speaks: with :data:`EARLY_HEAVY` (50%) or more of the
+7. brightness or contrast: the image's average brightness moved by at least :data:`TONE`,
+   or its contrast (the standard deviation of brightness) changed by at least
+   :data:`CONTRAST` (20%) either way. (A per-pixel difference is not enough: content
+   that moved by different amounts in different places, as between two views of a scene,
+   changes every pixel but not the tone);
+8. otherwise the layer profile speaks: with :data:`EARLY_HEAVY` (50%) or more of the
    distance in the first half of the layers, fine texture and edges changed; else shapes
    and larger textures.
 
@@ -51,6 +59,8 @@ MAX_SHIFT = 16
 COLOUR = 0.5
 BLOCKY = 1.3
 TONE = 5.0  # 0..255: a mean change this large is visible as a change of colour or tone
+BRIGHT = 15.0  # 0..255: an average brightness move this large is named before the detail
+CONTRAST = 1.2  # a ratio of brightness standard deviations this far from 1, either way
 BLOCK = 8
 ALIGN_GAIN = 0.5
 LOST = 0.8
@@ -151,11 +161,27 @@ class ChangeKind:
     align_gain: float  # share of the pixel MSE removed by that shift
     chroma_change: float  # mean |dCb| + |dCr| / 2, 0..255
     luma_change: float  # mean |dY|, 0..255
+    level_change: float  # mean Y of the explained image - mean Y of the reference, 0..255
+    contrast_ratio: float  # std Y of the explained image / std Y of the reference
     detail_ratio: float  # fine detail of the explained image / of the reference
     block_ratio: float  # blockiness of the explained image / of the reference
     early_share: float  # share of the distance in the first half of the layers
     explained: str = "B"
     reference: str = "A"
+
+    @property
+    def tone_words(self) -> str:
+        """How the tone moved, in words: the average brightness (on a 0-255 scale) and the
+        contrast, each named when it moved past its limit (the brightness always)."""
+        b = self.explained
+        lv = self.level_change
+        words = (f"{b} is {abs(lv):.1f} {'brighter' if lv > 0 else 'darker'} on average (on a "
+                 f"0-255 scale)" if abs(lv) >= 0.05 else f"{b}'s average brightness is unchanged")
+        r = self.contrast_ratio
+        if max(r, 1 / r if r > 0 else np.inf) >= CONTRAST:
+            words += (f" and its contrast is {pct(abs(r - 1))} "
+                      f"{'higher' if r > 1 else 'lower'}")
+        return words
 
     @property
     def sentence(self) -> str:
@@ -174,10 +200,10 @@ class ChangeKind:
                     f"{self.luma_change:.1f}, on a 0-255 scale) while fine detail stayed "
                     f"({pct(self.detail_ratio)} of {a}'s).")
         if self.kind == "tone":
-            return (f"The kind of change: brightness or contrast. The brightness changed by "
-                    f"{self.luma_change:.1f} on average (the colours by "
-                    f"{self.chroma_change:.1f}, on a 0-255 scale) while fine detail stayed "
-                    f"({pct(self.detail_ratio)} of {a}'s).")
+            colours = (f", its colours moved by {self.chroma_change:.1f} per pixel on "
+                       f"average" if self.chroma_change >= TONE else "")
+            return (f"The kind of change: brightness or contrast. {self.tone_words}"
+                    f"{colours}; its fine detail is {pct(self.detail_ratio)} of {a}'s.")
         if self.kind == "blocky compression":
             return (f"The kind of change: blocky compression. {b}'s brightness jumps at the "
                     f"edges of 8 px blocks are {self.block_ratio:.1f} times {a}'s, as in "
@@ -284,10 +310,12 @@ def blockiness(y: np.ndarray, block: int = BLOCK) -> float:
 
 def _detail(y: np.ndarray) -> float:
     """Mean squared 3x3 Laplacian of a brightness image (interior pixels) on its half-size
-    grid (2x2 block means): detail a few pixels across, not only the finest pixel grain."""
+    grid (2x2 block means: detail a few pixels across, not only the finest pixel grain), over
+    the image's brightness variance: a change of contrast alone leaves it unchanged."""
     y = _half(y)
     lap = (4 * y[1:-1, 1:-1] - y[:-2, 1:-1] - y[2:, 1:-1] - y[1:-1, :-2] - y[1:-1, 2:])
-    return float((lap ** 2).mean())
+    var = float(y.var())
+    return float((lap ** 2).mean()) / var if var > 0 else 0.0
 
 
 def change_kind(reference: Any, explained: Any, dec: Any, *, reference_name: str = "A",
@@ -300,6 +328,9 @@ def change_kind(reference: Any, explained: Any, dec: Any, *, reference_name: str
     (dx, dy), mse, base = _best_shift(ya[..., 0], yb[..., 0])
     gain = (base - mse) / base if base > 0 else 0.0
     luma = float(np.abs(ya[..., 0] - yb[..., 0]).mean())
+    level = float(yb[..., 0].mean() - ya[..., 0].mean())
+    sa, sb = float(ya[..., 0].std()), float(yb[..., 0].std())
+    contrast = sb / sa if sa > 0 else 1.0
     chroma = float(np.abs(ya[..., 1:] - yb[..., 1:]).mean())
     da = _detail(ya[..., 0])
     ratio = _detail(yb[..., 0]) / da if da > 0 else 1.0
@@ -312,20 +343,22 @@ def change_kind(reference: Any, explained: Any, dec: Any, *, reference_name: str
         kind = "misalignment"
     elif blocks >= BLOCKY:
         kind = "blocky compression"
+    elif abs(level) >= BRIGHT and abs(level) >= chroma:
+        kind = "tone"
     elif ratio <= LOST:
         kind = "detail lost"
     elif ratio >= ADDED:
         kind = "detail added"
     elif chroma >= COLOUR * luma and chroma >= TONE:
         kind = "colour"
-    elif luma >= TONE:
+    elif abs(level) >= TONE or max(contrast, 1 / contrast if contrast > 0 else np.inf) >= CONTRAST:
         kind = "tone"
     elif early >= EARLY_HEAVY:
         kind = "fine texture"
     else:
         kind = "structure"
-    return ChangeKind(kind, (dx * k, dy * k), gain, chroma, luma, ratio, blocks, early,
-                      explained_name, reference_name)
+    return ChangeKind(kind, (dx * k, dy * k), gain, chroma, luma, level, contrast, ratio,
+                      blocks, early, explained_name, reference_name)
 
 
 # --- the repair in words ---------------------------------------------------------------------

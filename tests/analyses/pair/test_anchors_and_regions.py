@@ -157,6 +157,29 @@ def test_kinds_of_change_read_off_their_numbers(photo, random_explainer):
     assert f"{k.chroma_change:.1f}" in k.sentence
 
 
+def test_tone_is_the_image_s_brightness_or_contrast_not_a_per_pixel_difference(
+        photo, random_explainer):
+    brighter = (photo + 20 / 255).clamp(0, 1)
+    k = _kind(photo, brighter, random_explainer)
+    assert k.kind == "tone" and k.level_change >= regions.TONE
+    assert f"B is {k.level_change:.1f} brighter on average" in k.sentence
+    grey = photo.mean(dim=1, keepdim=True).expand(-1, 3, -1, -1).contiguous()
+    flat = (grey - grey.mean()) * 0.6 + grey.mean()  # contrast 40% lower, the same average
+    k = _kind(grey, flat, random_explainer)
+    assert k.kind == "tone" and abs(k.level_change) < regions.TONE
+    assert k.contrast_ratio <= 1 / regions.CONTRAST
+    assert f"its contrast is {1 - k.contrast_ratio:.0%} lower" in k.sentence
+    # Two views of a scene: the top half moved 6 px one way, the bottom half the other. Every
+    # pixel changes (a mean absolute difference past the tone limit), no single shift aligns
+    # both, and the tone is the same: not "brightness or contrast".
+    h = photo.shape[-2] // 2
+    views = torch.cat([torch.roll(photo[..., :h, :], 6, dims=3),
+                       torch.roll(photo[..., h:, :], -6, dims=3)], dim=2)
+    k = _kind(photo, views, random_explainer)
+    assert k.luma_change >= regions.TONE and k.align_gain < regions.ALIGN_GAIN
+    assert k.kind in ("fine texture", "structure"), k
+
+
 def test_sentences_about_the_image_carry_no_layer_ids(photo, random_explainer):
     blur = P.apply("gaussian_blur", photo, 2.0)
     expl = random_explainer.explain(photo, blur, sensitivity=False, repair=False,
