@@ -314,7 +314,7 @@ def spatial_map_figure(dec: Decomposition, image_uint8: np.ndarray, *,
         top, scale_text = scale.limit, scale.label
     over = f" over {name}" if name else ""
     hot = hottest_window(heat)
-    caption = (f"Map: spatial LPIPS distance{over}, {which}. Upsampling: {upsample}, "
+    caption = (f"Map: spatial LPIPS distance{over}, {which}. Upsampling: "
                f"{UPSAMPLING[upsample]}. Map mean {mean:.4f} vs {versus}: {agree}. "
                f"Colour: {scale_text}; the photo in grey shows through where the distance "
                f"is small, dark red marks the most. The box: the window of a quarter of the "

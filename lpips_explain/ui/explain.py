@@ -154,7 +154,7 @@ def verdict_card(expl: Explanation, *, waiting: Sequence[str] = ()) -> None:
             verdict = (placement.capitalize() + "." if placement
                        else expl.summary[0] if expl.summary else None)
             if verdict:
-                st.html(f'<p class="lx-verdict">{html.escape(verdict)}</p>')
+                st.html(f'<p class="lx-verdict lx-placement">{html.escape(verdict)}</p>')
         names = {expl.reference_name: "reference", expl.explained_name: "explained"}
         heat, mscale = dec.spatial_map(None, "bilinear"), scale_for(expl)
         hot = hottest_window(heat)

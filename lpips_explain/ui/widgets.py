@@ -112,7 +112,7 @@ def presenting() -> bool:
 
 _STYLE = """
 <style>
-[data-testid="stMainBlockContainer"]{padding:4rem 2.5rem 3rem 2.5rem}
+[data-testid="stMainBlockContainer"]{padding:3.25rem 2.5rem 3rem 2.5rem}
 .st-key-run_state{position:sticky;top:3.75rem;z-index:990;background:var(--background-color,#fff)}
 .st-key-run_state p{margin-bottom:0}
 .lx-title{font-size:1.7rem;font-weight:700;line-height:1.2;margin:0}
@@ -120,6 +120,7 @@ _STYLE = """
 .lx-distance{font-size:2.6rem;font-weight:700;line-height:1.05;margin:0}
 .lx-category{font-size:1.15rem;font-weight:600;color:#444}
 .lx-verdict{font-size:1.05rem;line-height:1.35;margin:.25rem 0 .1rem 0}
+.lx-placement{font-size:.9rem;line-height:1.3;color:#333;margin:.2rem 0 0 0}
 """ + SCALE_CSS + """.lx-small{font-size:.86rem;color:#444;line-height:1.4}
 .lx-trunk-line{font-size:.9rem;font-weight:400;color:#8a5300;margin:0 0 0 1rem}
 </style>

@@ -163,7 +163,7 @@ def test_spatial_map_figure_names_layer_and_upsampling(fast):
     hm = next(t for t in fig.data if isinstance(t, go.Heatmap))
     assert np.asarray(hm.z).shape == lay.resolution
     cap = fig.layout.meta["caption"]
-    assert lay.name in cap and "none" in cap and f"{lay.distance:.4f}" in cap and "equal" in cap
+    assert lay.name in cap and "own resolution" in cap and f"{lay.distance:.4f}" in cap and "equal" in cap
     fig = plots.spatial_map_figure(dec, img, layer=None, upsample="mean_preserving")
     assert "all layers summed" in fig.layout.title.text
     assert np.asarray(next(t for t in fig.data if isinstance(t, go.Heatmap)).z).shape == (H, W)

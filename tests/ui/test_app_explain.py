@@ -253,7 +253,7 @@ def test_display_options_do_not_recompute(reference):
     at.selectbox(key="map_layer").set_value("relu3").run()
     assert caption_with(at, "Map: spatial LPIPS distance over B, layer relu3")
     at.selectbox(key="map_upsample").set_value("none").run()
-    assert "Upsampling: none" in caption_with(at, "Map: spatial LPIPS distance over B, layer relu3")
+    assert "Upsampling: at the layer's own resolution" in caption_with(at, "Map: spatial LPIPS distance over B, layer relu3")
     at.slider(key="where_opacity").set_value(0.3).run()
     at.selectbox(key="channel_layer").set_value("relu5").run()
     assert caption_with(at, "relu5: 256 channels")

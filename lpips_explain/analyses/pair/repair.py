@@ -31,6 +31,12 @@ ORDERS: dict[str, str] = {
     "greedy": "greedy",
     "ranking": "map patch sums",
 }
+# How each order ranks the patches, in a few words (the full method is the order's label).
+RANKED_BY: dict[str, str] = {
+    "single_gain": "how much each alone lowers the distance",
+    "greedy": "a greedy search",
+    "ranking": "the attribution map",
+}
 # The true greedy search re-scores every remaining patch after each pick: up to P(P+1)/2
 # trunk passes. It stops once the goal is reached, or when this many were spent.
 GREEDY_BUDGET = 4096
@@ -530,9 +536,9 @@ def _headline(identical: bool, base: float, best: RepairOrder, half_k: int | Non
         # Only possible when d is at float-noise level: even A itself does not score below d/2.
         return (f"The distance ({base:.3g}) is too small to locate: no repair of B "
                 "scores below half of it.")
-    return (f"A repair of {pct(half_area)} of the area ({half_k} of {n} patches of "
-            f"{patch} px) halves the distance (order: {best.label}); a smaller one "
-            f"may exist.")
+    return (f"Repairing {pct(half_area)} of the area ({half_k} of {n} patches of {patch} px, "
+            f"ranked by {RANKED_BY.get(best.name, best.name)}) halves the distance; another "
+            f"order may need less.")
 
 
 def _orders_note(tried: list[RepairOrder], identical: bool, goal: float | None, strict: bool,

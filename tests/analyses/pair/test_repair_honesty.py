@@ -71,8 +71,8 @@ def test_default_repair_names_its_order_and_promises_no_minimum(net, local_pair)
     assert d["order_name"] == "single_gain"
     assert "single-patch gain" in d["order_label"]
     assert "greedy" not in d["order_label"].lower()
-    assert "order: single-patch gain" in r.headline
-    assert "a smaller one may exist" in r.headline
+    assert f"ranked by {rp.RANKED_BY['single_gain']}" in r.headline
+    assert "another order may need less" in r.headline
     assert "smallest" not in r.headline.lower()
     assert [o["order"] for o in d["orders_tried"]] == ["single_gain"]
     # The single-gain order really is descending single-patch gain.
@@ -107,7 +107,7 @@ def test_true_greedy_rescores_every_remaining_patch(net, local_pair):
     best = tried[r.order_name]
     assert halves[r.order_name] == min(halves.values())
     assert r.curve_distance[best.goal_steps] <= base / 2
-    assert f"order: {best.label}" in r.headline
+    assert f"ranked by {rp.RANKED_BY[best.name]}" in r.headline
     assert any("greedy" in c[2] for c in calls)
     assert calls[-1][0] == calls[-1][1]
     json.dumps(r.to_dict(), allow_nan=False)

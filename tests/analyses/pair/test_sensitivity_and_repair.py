@@ -118,7 +118,7 @@ def test_repair_half_area_is_exact_at_patch_resolution(coarse_repair):
     assert r.half_area == r.curve_area[first]
     k = int(r.curve_steps[first])
     assert r.curve_steps[first - 1] == k - 1  # the patch before the half point was evaluated
-    assert f"({k} of 64 patches of 8 px)" in r.headline
+    assert f"({k} of 64 patches of 8 px," in r.headline
     assert f"{r.half_area:.0%}" in r.headline
 
 
