@@ -51,8 +51,13 @@ def summary_sentences(kind: str, summary: Mapping[str, Any]) -> list[str]:
     if kind == "pairs":
         o = summary.get("outliers") or {}
         if o.get("count"):
-            out.append(f"{o['count']} distance(s) lie outside the Tukey fences "
-                       f"[{_f(o['low'], '.4f')}, {_f(o['high'], '.4f')}].")
+            low = o.get("low")
+            if low is not None and low < 0:  # no distance lies below 0: one fence counts
+                out.append(f"{o['count']} distance(s) lie above the upper Tukey fence "
+                           f"{_f(o['high'], '.4f')} (Q3 + 1.5 IQR).")
+            else:
+                out.append(f"{o['count']} distance(s) lie outside the Tukey fences "
+                           f"[{_f(low, '.4f')}, {_f(o['high'], '.4f')}].")
         dom = (summary.get("layers") or {}).get("dominant_counts") or {}
         if dom and c["scored"]:
             name, n = max(dom.items(), key=lambda kv: kv[1])

@@ -133,7 +133,10 @@ def verdict_card(tri: TripletExplanation, *, waiting: tuple[str, ...] = ()) -> N
     REF | A | B | where each loses, then the summary's sentences and the flip."""
     ims = [imaging.as_uint8_image(t) for t in tri.inputs.tensors[:3]]
     with st.container(border=True):
-        left, c_ref, c_a, c_b, c_m = st.columns([1.5, 1, 1, 1, 1], gap="small")
+        # The images, the sentences and the flip share the right-hand side, so that nothing
+        # waits below the verdict's column (the card stays on the first screen).
+        left, right = st.columns([1.5, 4], gap="small")
+        c_ref, c_a, c_b, c_m = right.columns(4, gap="small")
         with left:
             choices = tri.metric_choices
             if choices is not None and choices.headline:
@@ -164,7 +167,7 @@ def verdict_card(tri: TripletExplanation, *, waiting: tuple[str, ...] = ()) -> N
             closer = ("equally close to" if tri.closer == "tie" else
                       "too close to call against" if too_close else
                       f"{tri.closer.upper()} is closer to")
-            st.html(f'<p class="lx-verdict">d(REF, A) = {tri.distance_a:.4f}, '
+            st.html(f'<p class="lx-verdict lx-placement">d(REF, A) = {tri.distance_a:.4f}, '
                     f"d(REF, B) = {tri.distance_b:.4f}: {closer} the reference.</p>")
         closer = tri.closer
         c_ref.image(ims[0], caption="REF", width="stretch")
@@ -177,8 +180,7 @@ def verdict_card(tri: TripletExplanation, *, waiting: tuple[str, ...] = ()) -> N
                                       zmax=imaging.shared_limit(z, symmetric=True),
                                       cmap=palette.MPL_CANDIDATES),
                   caption="Where each loses: purple B, orange A", width="stretch")
-        why, fix = st.columns([2.2, 1.8], gap="medium")
-        with why:
+        with right:
             # The summary less its head (the verdict above), the flip (beside) and the random
             # trunk's warning (the banner); until the flip stage, the layers' agreement.
             flip_text = (getattr(tri.flip, "sentence", None) or
@@ -191,7 +193,6 @@ def verdict_card(tri: TripletExplanation, *, waiting: tuple[str, ...] = ()) -> N
                 agree = sum(sign * lay.margin > 0 for lay in tri.layers)
                 lines = [f"{agree} of {len(tri.layers)} layers agree with the verdict."]
             st.markdown("\n".join(f"- {s}" for s in lines[:3]))
-        with fix:
             _flip_headline(tri, "flip" in waiting)
 
 
@@ -202,7 +203,7 @@ def _flip_headline(tri: TripletExplanation, computing: bool) -> None:
                     if computing else ":gray[The flip was not computed.]")
         return
     if flip.exists and tri.repair is not None:
-        thumb, text = st.columns([1, 1.7])
+        thumb, text = st.columns([1, 3.2], vertical_alignment="center")
         loser = 1 if flip.repaired == "a" else 2
         ref_t, cand_t = tri.inputs.tensors[0], tri.inputs.tensors[loser]
         thumb.image(imaging.as_uint8_image(tri.repair.repaired_image(ref_t, cand_t, flip.area)),

@@ -132,3 +132,13 @@ def test_an_int8_audit_is_labelled_approximate_with_its_error_on_its_own_rows(tm
     lines = summary_sentences("pairs", fast.summary)
     assert any(line.startswith("Approximate numbers (int8)") for line in lines)
     assert any("int8" in w for w in fast.summary["warnings"])
+
+
+def test_outlier_sentence_names_one_fence_when_the_lower_is_below_zero():
+    base = {"counts": {"rows": 10, "scored": 10, "failed": 0, "failed_by_type": {}}}
+    one = summary_sentences("pairs", {**base, "outliers": {"count": 3, "low": -0.12,
+                                                           "high": 0.2689}})
+    assert "3 distance(s) lie above the upper Tukey fence 0.2689 (Q3 + 1.5 IQR)." in one
+    two = summary_sentences("pairs", {**base, "outliers": {"count": 2, "low": 0.05,
+                                                           "high": 0.4}})
+    assert "2 distance(s) lie outside the Tukey fences [0.0500, 0.4000]." in two
