@@ -457,9 +457,12 @@ def test_first_screen_upload_and_lean_report(server: Server, browser: Any,
         other = pairs["s1"]
         _set_file(page, server, "upload_a", 0, other.a)
         _wait_listed(page, server, "upload_a", 0, other.a)
-        _wait_idle(page, server)
-        assert not _same_distance(_read(page).caption, float(state.caption)), _describe(
+        # The run starts a moment after the upload is listed: wait for a new, settled
+        # distance (a replacement that did not run would time out here).
+        replaced = _wait_result(page, server, other_than=state.caption)
+        assert not _same_distance(replaced.caption, float(state.caption)), _describe(
             page, server, "replacing A alone did not run at once")
+        _wait_idle(page, server)
         _set_file(page, server, "upload_b", 1, other.b)
         _wait_listed(page, server, "upload_b", 1, other.b)
         state = _wait_result(page, server, other_than=state.caption)
