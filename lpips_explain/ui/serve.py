@@ -75,24 +75,22 @@ def _warm(model_key: tuple | None, t0: float) -> dict[str, float]:
 
 
 @functools.cache
-def _sample_key() -> tuple:
-    """The default options and the default sample pair (its files read once)."""
+def _sample() -> tuple:
+    """The default options and the default sample pair, as the Explain page builds them
+    (its files read once)."""
     from lpips_explain.ui import controls, inputs
 
-    opts = controls.default_options()
-    m = inputs.manifest()
-    item = next(p for p in m["pairs"] if p["id"] == m["default_pair"])
-    pair = inputs.Pair(*(inputs.ImageInput(Path(item[k]).name,
-                                           (inputs.ASSETS / item[k]).read_bytes())
-                         for k in ("a", "b")), f"sample: {item['title']}", item["id"])
-    return opts, pair
+    pair = inputs.sample_pair()
+    if pair is None:
+        raise RuntimeError(f"the sample manifest {inputs.MANIFEST} cannot be read")
+    return controls.default_options(), pair
 
 
 def _sample_keys() -> dict[str, tuple[str, tuple]]:
     """The Explain page's own (kind, key) of each part the warm-up computes, by part."""
     from lpips_explain.ui import explain
 
-    opts, pair = _sample_key()
+    opts, pair = _sample()
     base = (opts.model_key, pair.key, False)
     keys = {"prepare": ("prepare", (opts.model_key, pair.key))}
     keys.update({part: (f"explain-{part}", explain.part_key(part, base, opts))
@@ -106,7 +104,7 @@ def _sample_parts(explainer):
     page's own keys (its first visitor finds them ready); they prepare the CPU kernels."""
     from lpips_explain.ui import explain, resources
 
-    opts, pair = _sample_key()
+    opts, pair = _sample()
     store, keys = resources.result_store(), _sample_keys()
     prep = explainer.prepare(pair.a.source(), pair.b.source())
     store.put(*keys["prepare"], prep)
