@@ -178,7 +178,7 @@ class ChangeKind:
         words = (f"{b} is {abs(lv):.1f} {'brighter' if lv > 0 else 'darker'} on average (on a "
                  f"0-255 scale)" if abs(lv) >= 0.05 else f"{b}'s average brightness is unchanged")
         r = self.contrast_ratio
-        if max(r, 1 / r if r > 0 else np.inf) >= CONTRAST:
+        if contrast_changed(r):
             words += (f" and its contrast is {pct(abs(r - 1))} "
                       f"{'higher' if r > 1 else 'lower'}")
         return words
@@ -308,6 +308,12 @@ def blockiness(y: np.ndarray, block: int = BLOCK) -> float:
     return num / den if den > 0 else 1.0
 
 
+def contrast_changed(ratio: float) -> bool:
+    """Whether a ratio of brightness standard deviations (explained / reference) is
+    :data:`CONTRAST` or more away from 1, either way."""
+    return max(ratio, 1 / ratio if ratio > 0 else np.inf) >= CONTRAST
+
+
 def _detail(y: np.ndarray) -> float:
     """Mean squared 3x3 Laplacian of a brightness image (interior pixels) on its half-size
     grid (2x2 block means: detail a few pixels across, not only the finest pixel grain), over
@@ -351,7 +357,7 @@ def change_kind(reference: Any, explained: Any, dec: Any, *, reference_name: str
         kind = "detail added"
     elif chroma >= COLOUR * luma and chroma >= TONE:
         kind = "colour"
-    elif abs(level) >= TONE or max(contrast, 1 / contrast if contrast > 0 else np.inf) >= CONTRAST:
+    elif abs(level) >= TONE or contrast_changed(contrast):
         kind = "tone"
     elif early >= EARLY_HEAVY:
         kind = "fine texture"
