@@ -5,6 +5,10 @@ streamlit run app.py
 
 import streamlit as st
 
+from lpips_explain.ui import upload_fix
+
+upload_fix.install()  # a file dropped as a run starts is not lost (see the module)
+
 st.navigation([
     st.Page("pages/0_Explain.py", title="Explain", icon=":material/search:", default=True),
     st.Page("pages/1_Triplet.py", title="Triplet", icon=":material/balance:"),

@@ -1,4 +1,5 @@
-"""Probe the known lost-drop gap (docs/testing.md): replace image A, then image B ``--delay``
+"""Probe for lost drops (docs/testing.md, "Lost drops": fixed by ui/upload_fix.py; comment
+out its install() in app.py to see the loss again): replace image A, then image B ``--delay``
 seconds later (while the run that A's upload started is beginning), and count the tries
 whose B never reached B's uploader.
 
