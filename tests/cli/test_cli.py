@@ -153,6 +153,7 @@ def test_bad_seed_exits_2_without_traceback(capsys, files):
     assert rc == 2 and "seed" in err
 
 
+@pytest.mark.slow  # over 2 s on the 2-core machine: the whole suite only
 def test_explain_and_triplet_write_files(capsys, files, tmp_path):
     a, b, c = files["a"], files["b"], files["c"]
     rc, out, err = cli(capsys, "explain", a, b, "--out", str(tmp_path / "e"), *RANDOM,

@@ -243,7 +243,7 @@ def test_published_example_distances_through_the_cli(capsys):
         assert result["backbone"]["perceptual"] is True and result["warnings"] == []
 
 
-@pytest.mark.parametrize("net", ["alex", "vgg"])
+@pytest.mark.parametrize("net", ["alex", pytest.param("vgg", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("version", ["0.1", "0.0"])
 def test_real_trunk_equals_official_package(net, version):
     official = official_real(net, version)

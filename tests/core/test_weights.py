@@ -25,6 +25,7 @@ def torch_home(tmp_path, monkeypatch):
     return tmp_path / "torch"
 
 
+@pytest.mark.slow  # over 2 s on the 2-core machine: the whole suite only
 def test_imagenet_loads_from_torchvision_hub_cache(torch_home):
     official = official_model("alex")
     # torchvision's own file name in the hub cache, full-model state_dict as torchvision saves it

@@ -92,7 +92,8 @@ def _count_whole(monkeypatch, net) -> list[int]:
     return seen
 
 
-@pytest.mark.parametrize("orders", [("single_gain",), ("greedy",)])
+@pytest.mark.parametrize("orders", [("single_gain",),
+                                    pytest.param(("greedy",), marks=pytest.mark.slow)])
 def test_repair_on_windows_equals_repair_on_whole_passes(nets, monkeypatch, orders):
     net = nets[("alex", "0.1")]
     a, b = _pair(256, 256, 9)

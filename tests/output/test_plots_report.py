@@ -302,6 +302,7 @@ def test_comparison_figure_slider_flicks(fast):
     assert all(t.source.startswith("data:image/png;base64,") for t in fig.data)
 
 
+@pytest.mark.slow  # over 2 s on the 2-core machine: the whole suite only
 def test_summary_png_with_and_without_optional_parts(fast, full, triplet):
     for result, fn in ((fast, static.summary_png), (full, static.summary_png),
                        (triplet, static.triplet_png)):
@@ -475,6 +476,7 @@ def test_html_triplet_report_is_self_contained(triplet):
     assert html.escape(triplet.flip.statement) in rest and f"{triplet.margin:+.4f}" in rest
 
 
+@pytest.mark.slow  # over 2 s on the 2-core machine: the whole suite only
 def test_write_explanation_files(full, tmp_path):
     files = report.write_explanation(full, tmp_path / "out")
     root = tmp_path / "out"

@@ -107,6 +107,7 @@ def test_check_auc_is_the_area_under_real_distances(real_alex, jpeg_pair):
     assert check.evaluations == 1 + 16 * (1 + fa.CHECK_RANDOM_ORDERS)
 
 
+@pytest.mark.slow  # over 2 s on the 2-core machine: the whole suite only
 def test_on_the_real_trunk_a_faithful_map_beats_random_and_its_reverse_does_not(
         real_alex, jpeg_pair):
     a, b = jpeg_pair

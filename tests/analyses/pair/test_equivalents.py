@@ -336,6 +336,7 @@ def test_card_line(random_explainer, pair):
     assert "No distortion of A" in equivalents_line(replace(expl, equivalents=missed), False)
 
 
+@pytest.mark.slow  # over 2 s on the 2-core machine: the whole suite only
 def test_cli_explain_json_has_equivalents(capsys, tmp_path):
     from conftest import png_bytes
 

@@ -327,6 +327,7 @@ def test_verified_file_is_perceptual_and_the_verdict_is_cached(tmp_path, torch_h
     assert len(hashed) == 2  # a touched file is hashed again
 
 
+@pytest.mark.slow  # over 2 s on the 2-core machine: the whole suite only
 def test_explain_offers_the_greedy_and_map_orders(random_explainer, local_pair, tmp_path):
     from lpips_explain.cli import main
     from lpips_explain.errors import InputError

@@ -233,6 +233,7 @@ def test_flip_is_one_sentence_with_the_method_apart(random_explainer):
     assert flip.sentence in tri.summary and flip.statement not in tri.summary
 
 
+@pytest.mark.slow  # over 2 s on the 2-core machine: the whole suite only
 def test_cli_triplet_verdict_and_metrics(tmp_path, capsys):
     ref, a, b = (smooth_image(64, 64, s) for s in (21, 22, 23))
     b = (ref + 0.1 * (b - 0.5)).clamp(0, 1)
