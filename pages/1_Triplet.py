@@ -31,7 +31,9 @@ with card.container():
     triplet.verdict_card(verdict, waiting=("flip", "attributions"))
 choices = None
 with guard("computing the other metrics' choices", stop=False):
-    choices = run.compute("metrics", "triplet-metrics", (*base, opts.top_k),
+    # The metrics' choices and the flip do not depend on "Top channels per layer": keyed
+    # without it, so changing it redraws the tables only.
+    choices = run.compute("metrics", "triplet-metrics", base,
                           lambda _p: triplet.metrics_stage(explainer, verdict))
 verdict = triplet.with_choices(verdict, choices)
 card.empty()
@@ -47,8 +49,9 @@ flip_slot.info("Computing the flip (see the top of the page)...",
 
 tri = verdict
 with guard("computing the flip", stop=False):
-    tri = run.compute("flip", "triplet-flip", (*base, opts.top_k, opts.patch),
+    tri = run.compute("flip", "triplet-flip", (*base, opts.patch),
                       lambda progress: triplet.flip_stage(explainer, prep, opts, progress))
+    tri = triplet.with_breakdowns(tri, verdict)
 tri = triplet.with_choices(tri, choices)
 card.empty()  # a fresh card: nothing of the first one may stay behind
 with card.container():

@@ -10,6 +10,7 @@ person in that order.
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -70,6 +71,18 @@ def verdict_stage(explainer: Explainer, prep: PreparedInputs, top_k: int) -> Tri
         explainer.weights_info, None, prep.warnings, ()))
 
 
+def with_breakdowns(tri: TripletExplanation, verdict: TripletExplanation
+                    ) -> TripletExplanation:
+    """``tri`` (the flip stage) with the verdict stage's breakdowns: the same distances and
+    layers, with the top channels of the sidebar's current "Top channels per layer"."""
+    same = all(math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-9) for x, y in
+               ((tri.distance_a, verdict.distance_a), (tri.distance_b, verdict.distance_b)))
+    if not same:  # another pair or model: never mix them (the keys should make it impossible)
+        raise ValueError("The flip and the verdict are of different triplets.")
+    return replace(tri, decomposition_a=verdict.decomposition_a,
+                   decomposition_b=verdict.decomposition_b)
+
+
 def metrics_stage(explainer: Explainer, tri: TripletExplanation) -> Any:
     """Each metric's 2AFC choice (LPIPS's breakdowns reused): a MetricChoices."""
     return explainer.choices_of(tri, "all").metric_choices
@@ -81,7 +94,10 @@ def with_choices(tri: TripletExplanation, choices: Any) -> TripletExplanation:
 
 def flip_stage(explainer: Explainer, prep: PreparedInputs, opts: Options,
                progress: Progress | None) -> TripletExplanation:
-    """The engine's triplet explanation without attribution maps: verdict, flip, summary."""
+    """The engine's triplet explanation without attribution maps: verdict, flip, summary.
+    Neither the flip nor the summary depends on the number of top channels: the page
+    stores this once per patch size and takes the breakdowns from the verdict stage
+    (:func:`with_breakdowns`), so changing "Top channels per layer" recomputes nothing slow."""
     return explainer.with_mode(explain_triplet(
         explainer.model, prep, seed=explainer.seed, attribution=None, steps=None,
         patch=opts.patch, top_k=opts.top_k, progress=progress, fast=explainer.fast))

@@ -79,10 +79,19 @@ def test_triplet_default_sample(reference):
     # "Top channels per layer" is used here: one table of A's and B's top channels per layer.
     channels = [t.value for t in at.dataframe if "A: channel" in t.value.columns]
     assert len(channels) == 5 and all(len(t) == 5 for t in channels)  # alex, top 5
+    from lpips_explain.ui.resources import result_store
+
+    before = dict(result_store().computed)
     at.slider(key="sb_top_k").set_value(3).run()
     assert_clean(at)
     channels = [t.value for t in at.dataframe if "B: channel" in t.value.columns]
     assert len(channels) == 5 and all(len(t) == 3 for t in channels)
+    # Only the (fast) verdict stage is computed again: the flip and the other metrics'
+    # choices do not depend on the number of top channels.
+    after = dict(result_store().computed)
+    assert after["triplet-verdict"] == before["triplet-verdict"] + 1
+    for kind in ("triplet-flip", "triplet-metrics", "triplet-attributions"):
+        assert after[kind] == before[kind], (kind, before, after)
 
 
 def test_triplet_uploads_and_a_bad_one(reference):
