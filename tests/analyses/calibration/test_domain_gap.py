@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO, smooth_image, to_uint8
+from helpers import cli
 from PIL import Image
 
 from lpips_explain import InputError
@@ -182,23 +183,23 @@ def test_refused_images_are_reported_and_zips_read(random_explainer, tmp_path):
         random_explainer.domain_gap([("x.png", b"junk")], folder, permutations=0)
 
 
-@pytest.mark.slow  # two CLI processes over folders of images
-def test_cli_domain_gap(tmp_path):
+@pytest.mark.slow  # a CLI process over folders of images
+def test_cli_domain_gap(tmp_path, capsys):
     for sub, seed, noise in (("a", 0, 0.0), ("b", 0, 0.1)):
         (tmp_path / sub).mkdir()
         for name, data in image_set(seed, n=6, noise=noise):
             (tmp_path / sub / name).write_bytes(data)
-    cmd = [sys.executable, "-m", "lpips_explain", "domain-gap", str(tmp_path / "a"),
-           str(tmp_path / "b"), "--backbone-weights", "random", "--permutations", "50"]
+    args = ["domain-gap", str(tmp_path / "a"), str(tmp_path / "b"), "--backbone-weights",
+            "random", "--permutations", "50"]
+    # The installed entry point once (JSON), then in-process: the text and a bad folder.
     env = {**__import__("os").environ, "LPIPS_EXPLAIN_OFFLINE": "1"}
-    proc = subprocess.run([*cmd, "--json"], capture_output=True, text=True, timeout=300,
-                          cwd=REPO, env=env)
+    proc = subprocess.run([sys.executable, "-m", "lpips_explain", *args, "--json"],
+                          capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = json.loads(proc.stdout)
     assert data["kind"] == "domain_gap" and len(data["ranking"]) == 5
     assert data["sets"]["a"]["n_images"] == 6 and data["layers"][0]["rank"] == 1
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
-    assert proc.returncode == 0 and "MMD^2" in proc.stdout
-    proc = subprocess.run([*cmd[:4], str(tmp_path / "nope"), *cmd[5:]], capture_output=True,
-                          text=True, timeout=300, cwd=REPO, env=env)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    rc, out, _ = cli(capsys, *args)
+    assert rc == 0 and "MMD^2" in out
+    rc, _, err = cli(capsys, *args[:2], str(tmp_path / "nope"), *args[3:])
+    assert rc == 2 and "nope" in err
