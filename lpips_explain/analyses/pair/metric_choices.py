@@ -28,6 +28,7 @@ from lpips_explain.analyses.pair.quality import psnr, ssim
 from lpips_explain.analyses.pair.second_opinions import (
     LABELS,
     SCALES,
+    MetricOutcome,
     check_metrics,
     stlpips_net,
 )
@@ -45,7 +46,7 @@ MARGIN_CONVENTION = ("on the metric's own scale, positive means A is closer: val
 
 
 @dataclass(frozen=True)
-class MetricChoice:
+class MetricChoice(MetricOutcome):
     """One metric's 2AFC choice between A and B, or why it could not run."""
 
     metric: str
@@ -62,14 +63,6 @@ class MetricChoice:
     error: str | None = None
     error_type: str | None = None
     exit_code: int | None = field(default=None, compare=False)
-
-    @property
-    def label(self) -> str:
-        return LABELS[self.metric]
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
     @property
     def margin(self) -> float | None:

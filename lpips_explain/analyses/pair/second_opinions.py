@@ -69,8 +69,24 @@ LPIPS_TEXTURE_FLOOR = 0.1
 SHIFT_ROW = ("translation", 1.0)
 
 
+class MetricOutcome:
+    """What one metric's result (an :class:`Opinion`, a ``metric_choices.MetricChoice``)
+    says about itself: its name for people, and whether it could be computed."""
+
+    metric: str
+    error: str | None
+
+    @property
+    def label(self) -> str:
+        return LABELS[self.metric]
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
 @dataclass(frozen=True)
-class Opinion:
+class Opinion(MetricOutcome):
     """One metric's answer on the pair, on its own scale, or why it could not run."""
 
     metric: str
@@ -90,14 +106,6 @@ class Opinion:
     sentence: str | None = None
     exit_code: int | None = field(default=None, compare=False)  # the CLI's code for the error
     result: Any = field(default=None, repr=False, compare=False)  # the engine's own result
-
-    @property
-    def label(self) -> str:
-        return LABELS[self.metric]
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
     def value_text(self) -> str:
         """The value for a table: 4 decimals, PSNR in dB, or the reason it is missing."""
