@@ -75,6 +75,21 @@ def test_scoring_commands_do_not_load_the_chart_libraries():
     assert proc.stdout.strip() == "[]"
 
 
+def test_scoring_does_not_import_torchvision_or_the_official_package():
+    """torchvision (and the official lpips package, which imports it) costs about 2 s and
+    170 MB resident at import: same-size scoring and the CLI's parser never load them."""
+    code = ("import sys, numpy as np, lpips_explain.cli as c; c.build_parser(); "
+            "from lpips_explain import Explainer; "
+            "x = np.zeros((64, 64, 3), np.uint8); "
+            "d = Explainer('alex', '0.1', 'random', seed=0).explain(x, x + 9, attribution=None, "
+            "sensitivity=False, repair=False, equivalents=False).distance; "
+            "print(d > 0, sorted({m.split('.')[0] for m in sys.modules} & {'torchvision', 'lpips'}))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "True []"
+
+
 def test_notices_carry_codes_and_survive_pickling():
     import pickle
 

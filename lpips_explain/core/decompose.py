@@ -112,7 +112,13 @@ class Decomposition:
             if upsample == "none":
                 raise InputError("The summed map needs a common size: use upsample='bilinear' "
                                  "or 'mean_preserving', or pick one layer.")
-            return np.sum([self.spatial_map(lay.index, upsample) for lay in self.layers], axis=0)
+            # Added up one layer at a time (the same sums, in the same order, as np.sum over
+            # the stacked maps): one full-size map at a time beside the total, not one per
+            # layer (a 16 MP pair: about 0.3 GB instead of 0.8 GB at the peak).
+            total = self.spatial_map(self.layers[0].index, upsample)
+            for lay in self.layers[1:]:
+                total += self.spatial_map(lay.index, upsample)
+            return total
         lay = self.layer(layer)
         if upsample == "none":
             return lay.spatial

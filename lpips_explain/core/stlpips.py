@@ -115,10 +115,11 @@ SPECS: dict[str, TrunkSpec] = {
     # tests/core/test_second_opinions.py runs both at min and refuses min - 1).
     "alex": TrunkSpec("alex", "AlexNet (shift-tolerant)", (2, 6, 10, 12, 14),
                       ("relu1", "relu2", "relu3", "relu4", "relu5"),
-                      (64, 192, 384, 256, 256), 21, None, _builder(_alex_features)),  # type: ignore[arg-type]
+                      (64, 192, 384, 256, 256), 21, "", "",  # no torchvision weights
+                      _builder(_alex_features)),
     "vgg": TrunkSpec("vgg", "VGG16 (shift-tolerant)", (3, 9, 17, 25, 33),
                      ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
-                     (64, 128, 256, 512, 512), 18, None, _builder(_vgg_features)),  # type: ignore[arg-type]
+                     (64, 128, 256, 512, 512), 18, "", "", _builder(_vgg_features)),
 }
 
 

@@ -10,9 +10,9 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-import torchvision.models as tvm
 from torch import nn
 
 from lpips_explain.errors import ImageTooSmallError, lookup
@@ -21,7 +21,9 @@ from lpips_explain.errors import ImageTooSmallError, lookup
 def _build_vgg16() -> nn.Module:
     # Building the whole VGG16 initialises a 102M-parameter classifier we never use;
     # torchvision's own make_layers gives the same `features` with its init.
-    features = tvm.vgg.make_layers(tvm.vgg.cfgs["D"], batch_norm=False)
+    from torchvision.models import vgg
+
+    features = vgg.make_layers(vgg.cfgs["D"], batch_norm=False)
     for m in features.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -55,6 +57,12 @@ def _build_alexnet() -> nn.Module:
     return model
 
 
+def _build_squeezenet() -> nn.Module:
+    from torchvision.models import squeezenet1_1
+
+    return squeezenet1_1(weights=None)
+
+
 @dataclass(frozen=True)
 class TrunkSpec:
     """One trunk: which torchvision layers are tapped, what they hold, where weights come from."""
@@ -67,7 +75,11 @@ class TrunkSpec:
     # Smallest height and width the trunk can process; measured on the real networks
     # (tests/core/test_model.py runs the trunk at min and min - 1 to keep this true).
     min_size: int
-    weights_enum: tvm.WeightsEnum  # torchvision's published ImageNet weights
+    # torchvision's published ImageNet weights: the enum's name and its download address
+    # (strings, so that scoring never imports torchvision: about 2 s and 170 MB resident;
+    # tests/core/test_weights.py checks them against torchvision's enums)
+    weights_name: str
+    weights_url: str
     build: Callable[[], nn.Module]  # the full torchvision model (random init); `.features` is used
     # SHA-256 over the published trunk's tensors (trunk_hash.content_digest): recognises the
     # published weights whatever file they come in. Measured on the package-index copies
@@ -77,11 +89,19 @@ class TrunkSpec:
     @property
     def file_name(self) -> str:
         """torchvision's file name for the published weights (it carries a SHA-256 prefix)."""
-        return os.path.basename(self.weights_enum.url)
+        return os.path.basename(self.weights_url)
 
     @property
     def url(self) -> str:
-        return self.weights_enum.url
+        return self.weights_url
+
+    @property
+    def weights_enum(self) -> Any:
+        """torchvision's weights enum member (imports torchvision)."""
+        import torchvision.models as tvm
+
+        enum_name, member = self.weights_name.split(".")
+        return getattr(getattr(tvm, enum_name), member)
 
 
 TRUNKS: dict[str, TrunkSpec] = {
@@ -89,21 +109,24 @@ TRUNKS: dict[str, TrunkSpec] = {
         "alex", "AlexNet", (1, 4, 7, 9, 11),
         ("relu1", "relu2", "relu3", "relu4", "relu5"),
         (64, 192, 384, 256, 256), 31,
-        tvm.AlexNet_Weights.IMAGENET1K_V1, _build_alexnet,
+        "AlexNet_Weights.IMAGENET1K_V1",
+        "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", _build_alexnet,
         "2b566cc3a4d6f0a7343701af22f461f1ac3dcd03a3ac28cce10968a1d3c85fdc",
     ),
     "vgg": TrunkSpec(
         "vgg", "VGG16", (3, 8, 15, 22, 29),
         ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
         (64, 128, 256, 512, 512), 16,
-        tvm.VGG16_Weights.IMAGENET1K_V1, _build_vgg16,
+        "VGG16_Weights.IMAGENET1K_V1",
+        "https://download.pytorch.org/models/vgg16-397923af.pth", _build_vgg16,
         "40acdda7c6b05249f81637b2571671ce938507c5f986db17af374cf62a2f42a6",
     ),
     "squeeze": TrunkSpec(
         "squeeze", "SqueezeNet 1.1", (1, 4, 7, 9, 10, 11, 12),
         ("relu1", "fire3", "fire5", "fire6", "fire7", "fire8", "fire9"),
         (64, 128, 256, 384, 384, 512, 512), 17,
-        tvm.SqueezeNet1_1_Weights.IMAGENET1K_V1, lambda: tvm.squeezenet1_1(weights=None),
+        "SqueezeNet1_1_Weights.IMAGENET1K_V1",
+        "https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth", _build_squeezenet,
     ),
 }
 NETS: tuple[str, ...] = tuple(TRUNKS)
@@ -139,8 +162,15 @@ def build_features(net: str, seed: int = 0) -> nn.Sequential:
 
 def official_lin_path(net: str, version: str) -> Path:
     """The lin-head file that ships inside the official ``lpips`` package."""
-    import lpips  # the reference package ships the official heads
+    import importlib.util
 
     get_trunk(net)
     lookup("lin version", version, {v: v for v in VERSIONS})
-    return Path(lpips.__file__).parent / "weights" / f"v{version}" / f"{net}.pth"
+    # Found, not imported: importing lpips imports torchvision (about 2 s and 170 MB
+    # resident), which scoring never needs.
+    spec = importlib.util.find_spec("lpips")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("The official lpips package is not installed: pip install "
+                                  "lpips (it ships the official lin heads).")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    return folder / "weights" / f"v{version}" / f"{net}.pth"

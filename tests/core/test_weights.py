@@ -149,3 +149,19 @@ def test_unknown_names_suggest():
         build_lpips("alexx", "0.1", "random")
     with pytest.raises(UnknownOptionError, match="lin version"):
         build_lpips("alex", "0.2", "random")
+
+
+def test_trunk_registry_names_torchvision_s_weights():
+    """core/trunks.py keeps torchvision's weight names and addresses as strings (scoring
+    never imports torchvision): they must be the enums' own."""
+    import torchvision.models as tvm
+
+    from lpips_explain.core.trunks import TRUNKS
+
+    enums = {"alex": tvm.AlexNet_Weights.IMAGENET1K_V1, "vgg": tvm.VGG16_Weights.IMAGENET1K_V1,
+             "squeeze": tvm.SqueezeNet1_1_Weights.IMAGENET1K_V1}
+    assert set(TRUNKS) == set(enums)
+    for net, spec in TRUNKS.items():
+        assert spec.weights_enum is enums[net]
+        assert spec.url == enums[net].url and str(enums[net]) == spec.weights_name
+        assert spec.file_name == enums[net].url.rsplit("/", 1)[1]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as nnf
 from torch import Tensor
-from torchvision.transforms.v2 import functional as tvf
 
 from lpips_explain import errors, validation
 from lpips_explain.intake.tensors import check_tensor
@@ -27,6 +27,14 @@ __all__ = [
 PerturbFn = Callable[[Tensor, float, "torch.Generator | None"], Tensor]
 
 
+
+def _tvf() -> Any:
+    """torchvision's v2 functional transforms, imported when a perturbation is first made
+    (importing torchvision costs about 2 s and 170 MB resident: `distance` never needs it)."""
+    from torchvision.transforms.v2 import functional
+
+    return functional
+
 def _check_image(x: object) -> Tensor:
     """Refuse anything that is not a floating N x 3 x H x W tensor in [0, 1]."""
     check_tensor(x, "the image tensor", batch=True)
@@ -42,27 +50,27 @@ def _require(ok: bool, message: str) -> None:
 
 def _brightness(x: Tensor, factor: float, _g: torch.Generator | None) -> Tensor:
     _require(factor >= 0, f"Brightness factor must be >= 0, got {factor}.")
-    return tvf.adjust_brightness(x, factor)
+    return _tvf().adjust_brightness(x, factor)
 
 
 def _contrast(x: Tensor, factor: float, _g: torch.Generator | None) -> Tensor:
     _require(factor >= 0, f"Contrast factor must be >= 0, got {factor}.")
-    return tvf.adjust_contrast(x, factor)
+    return _tvf().adjust_contrast(x, factor)
 
 
 def _gamma(x: Tensor, gamma: float, _g: torch.Generator | None) -> Tensor:
     _require(gamma > 0, f"Gamma must be > 0, got {gamma}.")
-    return tvf.adjust_gamma(x, gamma)
+    return _tvf().adjust_gamma(x, gamma)
 
 
 def _saturation(x: Tensor, factor: float, _g: torch.Generator | None) -> Tensor:
     _require(factor >= 0, f"Saturation factor must be >= 0, got {factor}.")
-    return tvf.adjust_saturation(x, factor)
+    return _tvf().adjust_saturation(x, factor)
 
 
 def _hue(x: Tensor, shift: float, _g: torch.Generator | None) -> Tensor:
     _require(-0.5 <= shift <= 0.5, f"Hue shift must be in [-0.5, 0.5], got {shift}.")
-    return tvf.adjust_hue(x, shift)
+    return _tvf().adjust_hue(x, shift)
 
 
 def _gaussian_blur(x: Tensor, sigma: float, _g: torch.Generator | None) -> Tensor:
@@ -74,7 +82,7 @@ def _gaussian_blur(x: Tensor, sigma: float, _g: torch.Generator | None) -> Tenso
     size = min(size, 2 * min(x.shape[-2], x.shape[-1]) - 1)
     if size < 3:
         return x.clone()
-    return tvf.gaussian_blur(x, [size, size], [sigma, sigma])
+    return _tvf().gaussian_blur(x, [size, size], [sigma, sigma])
 
 
 def _gaussian_noise(x: Tensor, std: float, generator: torch.Generator | None) -> Tensor:
@@ -101,7 +109,7 @@ def _jpeg(x: Tensor, quality: float, _g: torch.Generator | None) -> Tensor:
         # Quality 100 is still lossy (and uint8 quantisation is too), so it is defined as no change.
         return x.clone()
     as_bytes = (x.detach().cpu() * 255.0).round().clamp(0, 255).to(torch.uint8)
-    decoded = tvf.jpeg(as_bytes, q)
+    decoded = _tvf().jpeg(as_bytes, q)
     return decoded.to(device=x.device, dtype=x.dtype) / 255.0
 
 

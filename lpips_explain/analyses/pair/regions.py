@@ -101,10 +101,17 @@ def region_bounds(shape: tuple[int, int], name: str) -> tuple[int, int, int, int
     return round(t * h), round(b * h), round(left * w), round(r * w)
 
 
+def _without_nan(values: np.ndarray) -> np.ndarray:
+    """``values`` as float64 with NaN as 0, copied only when it has to be (a 16 MP map is
+    128 MB)."""
+    z = np.asarray(values, dtype=np.float64)
+    return np.nan_to_num(z, nan=0.0) if np.isnan(z).any() else z
+
+
 def regions(values: np.ndarray) -> list[Region]:
     """Every named region's share of ``values`` (an HxW map of non-negative amounts, or a
     boolean mask) and its share of the area."""
-    z = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
+    z = _without_nan(values)
     total = float(z.sum())
     out = []
     for name in REGIONS:
@@ -139,8 +146,8 @@ class Where:
 
 def where(heat: np.ndarray) -> Where | None:
     """Where the distance is on the summed map ``heat`` (None for an all-zero map)."""
-    z = np.asarray(heat, dtype=np.float64)
-    if not np.isfinite(z).any() or float(np.nansum(z)) <= 0:
+    z = _without_nan(heat)
+    if not np.isfinite(z).any() or float(z.sum()) <= 0:
         return None
     regs = regions(z)
     best = max(regs, key=lambda reg: reg.excess)
@@ -225,6 +232,9 @@ class ChangeKind:
                 f"areas.")
 
 
+LUMA_ROWS = 256  # rows converted at a time: a 16 MP pair holds no full float copy of the image
+
+
 def _as_chw(x: Any) -> Any:
     """A 3xHxW float32 tensor in 0..255 of a 1x3xHxW tensor in [0, 1] (or an HxWx3 array)."""
     import torch
@@ -237,20 +247,37 @@ def _as_chw(x: Any) -> Any:
 def _grey_grid(x: Any) -> tuple[np.ndarray, int]:
     """H x W x 3 float 0..255 of an image, block-averaged to at most KIND_SIDE px a side; and
     the block size."""
+    import torch
     import torch.nn.functional as F
 
-    t = _as_chw(x)
-    h, w = t.shape[-2:]
+    tensor = hasattr(x, "detach")
+    h, w = (int(s) for s in (x.shape[-2:] if tensor else x.shape[:2]))
     k = max(1, int(np.ceil(max(h, w) / KIND_SIDE)))
-    if k > 1:
-        t = F.avg_pool2d(t[None, :, : h // k * k, : w // k * k], k)[0]
+    if k == 1:
+        t = _as_chw(x)
+    else:  # pooled a band of whole blocks at a time: the same means, no full float copy
+        hh, ww, step = h // k * k, w // k * k, max(1, LUMA_ROWS // k) * k
+        bands = (x[..., r: min(r + step, hh), :] if tensor else x[r: min(r + step, hh)]
+                 for r in range(0, hh, step))
+        t = torch.cat([F.avg_pool2d(_as_chw(band)[None, :, :, :ww], k)[0] for band in bands],
+                      dim=1)
     return t.permute(1, 2, 0).numpy().astype(np.float64), k
 
 
 def _full_luma(x: Any) -> np.ndarray:
-    """Brightness (BT.601 Y, 0..255) of an image at full resolution (float32)."""
-    t = _as_chw(x)
-    return (0.299 * t[0] + 0.587 * t[1] + 0.114 * t[2]).numpy()
+    """Brightness (BT.601 Y, 0..255) of an image at full resolution (float32), computed
+    :data:`LUMA_ROWS` rows at a time (the same values as on the whole image at once)."""
+    import torch
+
+    if not hasattr(x, "detach"):
+        t = _as_chw(x)
+        return (0.299 * t[0] + 0.587 * t[1] + 0.114 * t[2]).numpy()
+    rgb = x.detach()[0]
+    out = torch.empty(tuple(rgb.shape[-2:]), dtype=torch.float32)
+    for r in range(0, out.shape[0], LUMA_ROWS):
+        t = rgb[:, r: r + LUMA_ROWS].to("cpu", torch.float32) * 255.0
+        out[r: r + LUMA_ROWS] = 0.299 * t[0] + 0.587 * t[1] + 0.114 * t[2]
+    return out.numpy()
 
 
 def _ycbcr(rgb: np.ndarray) -> np.ndarray:
@@ -299,7 +326,10 @@ def blockiness(y: np.ndarray, block: int = BLOCK) -> float:
     y = np.asarray(y, dtype=np.float32)
     at_sum = off_sum = 0.0
     at_n = off_n = 0
-    for d in (np.abs(np.diff(y, axis=1)), np.abs(np.diff(y, axis=0)).T):
+    for axis in (1, 0):  # one direction at a time: one difference image in memory
+        d = np.diff(y, axis=axis)
+        np.abs(d, out=d)
+        d = d if axis == 1 else d.T
         cols = d[:, block - 1::block]
         s_at, s_all = float(cols.sum(dtype=np.float64)), float(d.sum(dtype=np.float64))
         at_sum, at_n = at_sum + s_at, at_n + cols.size
@@ -340,9 +370,8 @@ def change_kind(reference: Any, explained: Any, dec: Any, *, reference_name: str
     chroma = float(np.abs(ya[..., 1:] - yb[..., 1:]).mean())
     da = _detail(ya[..., 0])
     ratio = _detail(yb[..., 0]) / da if da > 0 else 1.0
-    full_a, full_b = _full_luma(reference), _full_luma(explained)
-    ba = blockiness(full_a)
-    blocks = blockiness(full_b) / ba if ba > 0 else 1.0
+    ba = blockiness(_full_luma(reference))  # one full-size brightness image at a time
+    blocks = blockiness(_full_luma(explained)) / ba if ba > 0 else 1.0
     half = len(dec.layers) // 2
     early = float(sum(lay.share for lay in dec.layers[:half]))
     if (dx, dy) != (0, 0) and gain >= ALIGN_GAIN:
