@@ -91,10 +91,13 @@ def compute_part(explainer: Explainer, prep: PreparedInputs, opts: Options, swap
 
 
 def part_key(part: str, base: tuple, opts: Options) -> tuple:
-    """The cache key of a part: the pair, the roles and only the options that part uses."""
-    extra = {"breakdown": (), "repair": (opts.patch,), "equivalents": (),
+    """The cache key of a part: the pair, the roles and only the options that part uses.
+    "Top channels per layer" is the breakdown's alone: the page joins every part to the
+    breakdown (join_parts takes the decomposition from it), so changing it recomputes
+    only the fast breakdown."""
+    extra = {"breakdown": (opts.top_k,), "repair": (opts.patch,), "equivalents": (),
              "attribution": (opts.method, opts.steps, opts.params), "sensitivity": ()}[part]
-    return (*base, opts.top_k, *extra)
+    return (*base, *extra)
 
 
 def join(base: Explanation, parts: Sequence[Explanation]) -> Explanation:

@@ -298,6 +298,16 @@ def test_each_slow_part_is_cached_on_its_own_options():
     at.selectbox(key="sb_method").set_value("saliency").run()
     assert_clean(at)
     assert dict(store.computed) == final
+    # Fewer top channels: the breakdown (and the second opinions, whose ST-LPIPS breakdown
+    # lists them too) again; the slow parts come from the store.
+    at.slider(key="sb_top_k").set_value(3).run()
+    assert_clean(at)
+    fewer = dict(store.computed)
+    assert fewer[FAST_PART] == final[FAST_PART] + 1
+    for kind in SLOW_PARTS:
+        assert fewer[kind] == final[kind], kind
+    channels = [t.value for t in at.dataframe if "channel" in t.value.columns]
+    assert channels and all(len(t) == 3 for t in channels)
 
 
 def roles_said(at: AppTest) -> list[str]:
