@@ -10,7 +10,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -94,14 +93,6 @@ class TrunkSpec:
     @property
     def url(self) -> str:
         return self.weights_url
-
-    @property
-    def weights_enum(self) -> Any:
-        """torchvision's weights enum member (imports torchvision)."""
-        import torchvision.models as tvm
-
-        enum_name, member = self.weights_name.split(".")
-        return getattr(getattr(tvm, enum_name), member)
 
 
 TRUNKS: dict[str, TrunkSpec] = {

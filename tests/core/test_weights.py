@@ -162,6 +162,7 @@ def test_trunk_registry_names_torchvision_s_weights():
              "squeeze": tvm.SqueezeNet1_1_Weights.IMAGENET1K_V1}
     assert set(TRUNKS) == set(enums)
     for net, spec in TRUNKS.items():
-        assert spec.weights_enum is enums[net]
+        enum_name, member = spec.weights_name.split(".")
+        assert getattr(getattr(tvm, enum_name), member) is enums[net]
         assert spec.url == enums[net].url and str(enums[net]) == spec.weights_name
         assert spec.file_name == enums[net].url.rsplit("/", 1)[1]

@@ -27,13 +27,13 @@ __all__ = [
 PerturbFn = Callable[[Tensor, float, "torch.Generator | None"], Tensor]
 
 
-
 def _tvf() -> Any:
     """torchvision's v2 functional transforms, imported when a perturbation is first made
     (importing torchvision costs about 2 s and 170 MB resident: `distance` never needs it)."""
     from torchvision.transforms.v2 import functional
 
     return functional
+
 
 def _check_image(x: object) -> Tensor:
     """Refuse anything that is not a floating N x 3 x H x W tensor in [0, 1]."""
