@@ -260,7 +260,10 @@ def test_display_options_do_not_recompute(reference):
     show_attribution(at)
     at.selectbox(key="attr_view").set_value("magnitude").run()
     # The repair slider offers the evaluated points only: each shows a measured distance.
-    rep = reference.explain(A_PNG, b, attribution=None, sensitivity=False, repair=True).repair
+    from lpips_explain.ui.explain import APP_REPAIR_POINTS
+
+    rep = reference.explain(A_PNG, b, attribution=None, sensitivity=False, repair=True,
+                            repair_points=APP_REPAIR_POINTS).repair
     assert at.select_slider(key="repair_area").options == [f"{a:.1%}" for a in rep.curve_area]
     at.select_slider(key="repair_area").set_value(float(rep.curve_area[1])).run()
     shown = next(m.value for m in at.markdown if m.value.startswith(

@@ -1,0 +1,42 @@
+"""The Explain page's parts (ui/explain.py) as engine calls: what each computes, outside
+Streamlit."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from conftest import smooth_image
+
+from lpips_explain.analyses.pair.repair import REPAIR_POINTS
+from lpips_explain.ui import controls, explain
+
+
+def test_the_page_s_repair_is_the_engine_s_on_fewer_points_with_the_same_goal(
+        random_explainer):
+    a = smooth_image(192, 256, 3)
+    b = (a + 0.2 * (smooth_image(192, 256, 4) - 0.5)).clamp(0, 1)
+    opts = dataclasses.replace(controls.default_options(), patch=16)  # 12 x 16 patches
+    prep = random_explainer.prepare(a, b, value_range="[0,1]")
+    page = explain.compute_part(random_explainer, prep, opts, False, "repair", None).repair
+
+    def engine(points: int):
+        return random_explainer.explain(a, b, value_range="[0,1]", attribution=None,
+                                        sensitivity=False, equivalents=False, patch=16,
+                                        repair_points=points).repair
+
+    same, full = engine(explain.APP_REPAIR_POINTS), engine(REPAIR_POINTS)
+    assert explain.APP_REPAIR_POINTS < REPAIR_POINTS
+    assert page.curve_steps.tolist() == same.curve_steps.tolist()
+    assert page.curve_distance.tolist() == same.curve_distance.tolist()
+    # Fewer trunk passes than the CLI's curve, every point a distance the CLI's run finds
+    # too where both evaluated the same step, and (the curve falls monotonically near the
+    # goal here) the same goal step and headline.
+    assert page.orders_tried[0].evaluations < full.orders_tried[0].evaluations
+    full_at = dict(zip(full.curve_steps.tolist(), full.curve_distance.tolist(), strict=True))
+    shared = [k for k in page.curve_steps.tolist() if k in full_at]
+    assert len(shared) >= 3
+    for k, d in zip(page.curve_steps.tolist(), page.curve_distance.tolist(), strict=True):
+        if k in full_at:
+            assert abs(d - full_at[k]) <= 1e-6 * max(full.base_distance, 1e-9)
+    assert page.half_area == full.half_area and page.headline == full.headline
+    assert f"the {len(page.curve_steps)} evaluated steps of 193" in " ".join(page.notes)
