@@ -20,7 +20,7 @@ from lpips_explain.analyses.pair.explanation import (
     summary_of,
     swap_activations,
 )
-from lpips_explain.analyses.pair.repair import REPAIR_POINTS
+from lpips_explain.analyses.pair.repair import REPAIR_POINTS, resolve_patch
 from lpips_explain.core import budget, tiling
 from lpips_explain.core.cache import FeatureCache, shared_cache
 from lpips_explain.core.decompose import Decomposition, decompose_encoded
@@ -280,7 +280,7 @@ class Explainer:
     # -- explanations ---------------------------------------------------------------
     def explain(self, a: Any, b: Any, *, attribution: str | None = "integrated_gradients",
                 steps: int | None = None, sensitivity: bool = True, repair: bool = True,
-                patch: int = 32, top_k: int = 5, progress: Progress | None = None,
+                patch: int | None = None, top_k: int = 5, progress: Progress | None = None,
                 value_range: str | None = None, swap: bool = False,
                 attribution_params: dict | None = None,
                 repair_orders: Sequence[str] | None = None,
@@ -299,6 +299,9 @@ class Explainer:
         strengths of JPEG, blur, noise and a shift of the reference that are as far from it
         as the other image (analyses.pair.equivalents). With ``swap=True`` the roles are
         exchanged (attribute A).
+        ``patch``: the repair's patch size in px; None: 32, or for images that 32 px would cut
+        into more than 1024 patches the smallest size that keeps within them (a notice says
+        so; analyses.pair.repair.resolve_patch).
         ``repair_orders`` are the repair orders tried (the best is shown): "single_gain",
         "greedy" (the true greedy search: slower) and "ranking" (by the attribution map);
         None: single_gain, plus ranking when an attribution is computed (repair.default_orders).
@@ -327,7 +330,8 @@ class Explainer:
                                      repair_points=repair_points)
 
     def explain_prepared(self, prep: PreparedInputs, *, attribution: str | None,
-                         steps: int | None, sensitivity: bool, repair: bool, patch: int,
+                         steps: int | None, sensitivity: bool, repair: bool,
+                         patch: int | None,
                          top_k: int, progress: Progress | None, swap: bool = False,
                          attribution_params: dict | None = None,
                          timer: _Timer | None = None,
@@ -342,6 +346,7 @@ class Explainer:
 
             metrics = check_metrics(metrics)  # an unknown name fails before any work
         # Every option is checked before any slow work.
+        patch, patch_note = resolve_patch(patch, prep.size) if repair else (patch, None)
         repair_orders = _repair_orders(repair, repair_orders, attribution, patch, prep.size)
         steps = optional_integer(steps, "steps (None: adaptive)", minimum=1)
         repair_points = optional_integer(repair_points, "repair_points (None: every step)",
@@ -361,6 +366,8 @@ class Explainer:
         warnings = list(prep.warnings)
         if decomposition.tiling is not None:
             warnings.append(Notice(notices.TILED, tiling.tiling_note(decomposition)))
+        if patch_note is not None:
+            warnings.append(Notice(notices.PATCH, patch_note))
         if swap:
             warnings.append(Notice(notices.ROLES_SWAPPED,
                                    "Roles swapped: B is the reference and A is explained."))
@@ -552,7 +559,7 @@ class Explainer:
 
     def explain_triplet(self, ref: Any, a: Any, b: Any, *,
                         attribution: str | None = "integrated_gradients",
-                        steps: int | None = None, patch: int = 32, top_k: int = 5,
+                        steps: int | None = None, patch: int | None = None, top_k: int = 5,
                         progress: Progress | None = None, value_range: str | None = None,
                         attribution_params: dict | None = None,
                         metrics: Sequence[str] | str | None = None) -> TripletExplanation:
@@ -560,7 +567,8 @@ class Explainer:
 
         ``metrics``: each metric's own 2AFC choice beside LPIPS's ("lpips", "stlpips",
         "dists", "ssim", "psnr" or "all"; see :meth:`choices_of`); None (the default)
-        computes none and the result has no ``metric_choices``.
+        computes none and the result has no ``metric_choices``. ``patch``: the flip's patch
+        size, None as in :meth:`explain`.
         """
         from lpips_explain.analyses.pair.triplet import explain_triplet
 
@@ -765,13 +773,15 @@ class Explainer:
                           size=size, n_judgments=n_judgments)
 
     def faithfulness(self, a: Any, b: Any, *, methods: Sequence[str] | None = None,
-                     patch: int = 32, seed: int | None = None, random_orders: int = 8,
+                     patch: int | None = None, seed: int | None = None,
+                     random_orders: int = 8,
                      steps: int | None = None, randomisation: bool = True,
                      progress: Progress | None = None,
                      value_range: str | None = None) -> Faithfulness:
         """Is each attribution map of B faithful? Deletion curves against seeded random
         orders and the best repair order, cascading randomisation (on a private copy of
-        the network) and the correlation with plain |B - A|. See analyses.checks.faithfulness."""
+        the network) and the correlation with plain |B - A|. See analyses.checks.faithfulness.
+        ``patch``: the deletion curves' patch size, None as in :meth:`explain`."""
         from lpips_explain.analyses.checks.faithfulness import DEFAULT_METHODS, faithfulness
 
         prep = self.prepare(a, b, value_range=value_range)

@@ -19,8 +19,9 @@ IDENTICAL_IMAGES = "identical_images"  # two images are pixel-identical after al
 APPROXIMATE = "approximate"  # a number computed in a fast, approximate mode
 CUSTOM_HEADS = "custom_heads"  # lin heads other than the official ones
 TILED = "tiled"  # computed exactly in tiles to fit the memory budget; maps are block means
+PATCH = "patch"  # the repair's default patch size was changed to fit the images
 CODES: tuple[str, ...] = (RANDOM_TRUNK, ROLES_SWAPPED, IMAGE, ALIGNMENT, CONSTANT_IMAGE,
-                          IDENTICAL_IMAGES, APPROXIMATE, CUSTOM_HEADS, TILED)
+                          IDENTICAL_IMAGES, APPROXIMATE, CUSTOM_HEADS, TILED, PATCH)
 
 
 class Notice(str):

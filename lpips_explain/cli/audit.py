@@ -79,7 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="integration steps (default: adaptive: nested "
                         "trapezoid sizes 8, 16, 32, ... until the completeness gap is at most "
                         "1%% and the map changes less than 2%%)")
-    g.add_argument("--patch", type=int, default=32, help="repair patch size in px (32)")
+    g.add_argument("--patch", type=int, default=None,
+                   help="repair patch size in px (default 32, larger for large images)")
     add_model_options(p)
     p.set_defaults(func=run_audit)
 

@@ -22,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), metavar="METHOD",
                    help=f"attribution methods to check (default: {' '.join(DEFAULT_METHODS)}; "
                         f"any of {', '.join(METHODS)})")
-    p.add_argument("--patch", type=int, default=32, help="patch size in px (default 32)")
+    p.add_argument("--patch", type=int, default=None,
+                   help="patch size in px (default 32, larger for images that 32 px would cut "
+                        "into more than 1024 patches)")
     p.add_argument("--random-orders", type=int, default=8,
                    help="seeded random orders for the band (default 8)")
     p.add_argument("--no-randomisation", action="store_true",

@@ -20,7 +20,9 @@ def _explain_opts(p: argparse.ArgumentParser) -> None:
                    help="integration steps for integrated_gradients (default: adaptive: nested "
                         "trapezoid sizes 8, 16, 32, ... until the completeness gap is at most "
                         "1%% and the map changes less than 2%%)")
-    p.add_argument("--patch", type=int, default=32, help="patch size in px for repair (32)")
+    p.add_argument("--patch", type=int, default=None,
+                   help="patch size in px for repair (default 32, larger for images that 32 px "
+                        "would cut into more than 1024 patches)")
 
 
 def _repair_points(text: str) -> int | None:

@@ -11,6 +11,7 @@ from typing import Any
 import streamlit as st
 
 from lpips_explain.analyses.attribution import METHODS
+from lpips_explain.analyses.pair.repair import DEFAULT_PATCH
 from lpips_explain.core import published
 from lpips_explain.core.heads import LIN_ENV
 from lpips_explain.core.trunks import TRUNKS
@@ -76,6 +77,13 @@ class Options:
                 self.precision, self.lin_weights)
 
     @property
+    def repair_patch(self) -> int | None:
+        """The patch size for the engine: None at the default (32 px, fitted to images that
+        32 px would cut into more than 1024 patches: analyses.pair.repair.resolve_patch),
+        else the size picked."""
+        return None if self.patch == DEFAULT_PATCH else self.patch
+
+    @property
     def analysis_key(self) -> tuple:
         return (self.method, self.steps, self.params, self.top_k, self.patch)
 
@@ -135,14 +143,14 @@ def sidebar(*, analysis: bool = True) -> Options:
                                   "smaller size) or error (refuse the pair).")
     precision = precision_choice(sb)
 
-    method, steps, params, top_k, patch = DEFAULT_METHOD, None, (), 5, 32
+    method, steps, params, top_k, patch = DEFAULT_METHOD, None, (), 5, DEFAULT_PATCH
     if analysis:
         sb.header("Explanation")
         method, steps, params = attribution_choice(net)
         top_k = int(persistent(sb.slider, "Top channels per layer", 1, 10, key=keys.TOP_K,
                                default=5, help=term("channel")))
         patch = int(persistent(sb.select_slider, "Repair patch size (px)", PATCHES,
-                               key=keys.PATCH, default=32, choices=PATCHES,
+                               key=keys.PATCH, default=DEFAULT_PATCH, choices=PATCHES,
                                help=term("repair")))
         note("The attribution method and its setting are beside the maps.", sb)
     return Options(net, version, backbone, seed, size_policy, method, steps, params, top_k,

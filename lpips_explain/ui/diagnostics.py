@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from lpips_explain import notices
+from lpips_explain.analyses.pair.repair import MAX_PATCHES, patch_count, resolve_patch
 from lpips_explain.analyses.pair.robust import FALLBACKS, demo_pairs
 from lpips_explain.core.weights import BACKBONE_ENV, weights_status
 from lpips_explain.ui import keys
@@ -188,7 +189,10 @@ def faithfulness_controls(size: tuple[int, int]) -> tuple[bool, tuple[str, ...],
     names = list(METHODS)
     methods = persistent(st.multiselect, "Methods to check", names, key=FAITH_METHODS,
                          default=list(DEFAULT_METHODS), format_func=lambda m: METHODS[m].label)
-    fits = [p for p in FAITH_PATCHES if p <= min(size)] or [min(size)]
+    # Sizes that fit the images and the repair's patch limit; for a large pair, the default's
+    # fitted size (repair.resolve_patch) alone.
+    fits = ([p for p in FAITH_PATCHES if p <= min(size) and patch_count(size, p) <= MAX_PATCHES]
+            or [resolve_patch(None, size)[0]])
     c1, c2 = st.columns(2)
     patch = persistent(c1.select_slider, "Patch size (px)", fits, key=FAITH_PATCH,
                        default=32 if 32 in fits else fits[-1], choices=fits)

@@ -93,7 +93,7 @@ def compute_part(explainer: Explainer, prep: PreparedInputs, opts: Options, swap
     return explainer.explain_prepared(
         prep, attribution=opts.method if part == "attribution" else None, steps=opts.steps,
         attribution_params=opts.attribution_params if part == "attribution" else None,
-        sensitivity=part == "sensitivity", repair=part == "repair", patch=opts.patch,
+        sensitivity=part == "sensitivity", repair=part == "repair", patch=opts.repair_patch,
         top_k=opts.top_k, swap=swap, progress=progress, equivalents=part == "equivalents",
         repair_points=APP_REPAIR_POINTS)
 

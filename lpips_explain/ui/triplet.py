@@ -100,7 +100,7 @@ def flip_stage(explainer: Explainer, prep: PreparedInputs, opts: Options,
     (:func:`with_breakdowns`), so changing "Top channels per layer" recomputes nothing slow."""
     return explainer.with_mode(explain_triplet(
         explainer.model, prep, seed=explainer.seed, attribution=None, steps=None,
-        patch=opts.patch, top_k=opts.top_k, progress=progress, fast=explainer.fast))
+        patch=opts.repair_patch, top_k=opts.top_k, progress=progress, fast=explainer.fast))
 
 
 def attribution_stage(explainer: Explainer, prep: PreparedInputs, opts: Options,

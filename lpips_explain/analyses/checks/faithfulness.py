@@ -34,12 +34,12 @@ from torch import Tensor
 from lpips_explain.analyses.attribution import DeletionCheck, attribute, get_method
 from lpips_explain.analyses.jsonable import header
 from lpips_explain.analyses.pair.repair import (
-    check_patch,
     curve_auc,
     order_curves,
     patch_sums,
     ranked,
     repair,
+    resolve_patch,
 )
 from lpips_explain.core.model import LpipsNet, ReferenceScorer
 from lpips_explain.core.weights import build_features
@@ -237,11 +237,14 @@ def _attribute(net: LpipsNet, ref: Tensor, cand: Tensor, method: str, seed: int,
 
 
 def faithfulness(net: LpipsNet, prep: PreparedInputs, *,
-                 methods: Sequence[str] = DEFAULT_METHODS, patch: int = 32, seed: int = 0,
+                 methods: Sequence[str] = DEFAULT_METHODS, patch: int | None = None,
+                 seed: int = 0,
                  random_orders: int = RANDOM_ORDERS, steps: int | None = None,
                  randomisation: bool = True, progress: Progress | None = None) -> Faithfulness:
     """Deletion curves, random orders, the best repair order, cascading randomisation and
-    the pixel-difference correlation for each attribution method, on A (reference) and B."""
+    the pixel-difference correlation for each attribution method, on A (reference) and B.
+    ``patch``: the deletion curves' patch size; None: 32 px, fitted to large images with a
+    warning (repair.resolve_patch)."""
     methods = tuple(dict.fromkeys(get_method(m).name for m in methods))
     if not methods:
         raise InputError("Name at least one attribution method to check.")
@@ -249,7 +252,7 @@ def faithfulness(net: LpipsNet, prep: PreparedInputs, *,
     seed = integer(seed, "seed", minimum=0)
     ref, cand = prep.tensors[0], prep.tensors[1]
     h, w = (int(s) for s in ref.shape[-2:])
-    patch = check_patch(patch, (h, w))
+    patch, patch_note = resolve_patch(patch, (h, w))
     grid = (math.ceil(h / patch), math.ceil(w / patch))
     n = grid[0] * grid[1]
     stages = _stages(net) if randomisation else []
@@ -304,6 +307,8 @@ def faithfulness(net: LpipsNet, prep: PreparedInputs, *,
                           base, methods, deletion, band, best_curve,
                           tuple(s for s, _ in stages), tuple(rows), pixel, maps)
     warnings, summary, notes = _words(result)
+    if patch_note is not None:
+        warnings.insert(0, patch_note)
     return Faithfulness(**{**result.__dict__, "warnings": tuple(warnings),
                            "summary": tuple(summary), "notes": tuple(notes)})
 

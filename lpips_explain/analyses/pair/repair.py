@@ -196,6 +196,23 @@ class Repair:
 
 
 MAX_PATCHES = 1024  # each patch costs one trunk pass; 1024 is 32x32 patches of 8 px at 256 px
+# The patch size when none is named: 32 px, raised for images it would cut into more than
+# MAX_PATCHES patches (a 1920x1280 photograph: 2400), lowered to the shorter side of images
+# smaller than that (see resolve_patch).
+DEFAULT_PATCH = 32
+
+
+def patch_count(size: tuple[int, int], patch: int) -> int:
+    """How many patches of ``patch`` px cut images of ``size`` (h, w); edge patches count."""
+    return math.ceil(size[0] / patch) * math.ceil(size[1] / patch)
+
+
+def smallest_patch(size: tuple[int, int], start: int, max_patches: int = MAX_PATCHES) -> int:
+    """The smallest patch of at least ``start`` px that cuts images of ``size`` (h, w) into
+    at most ``max_patches`` patches (at most the shorter side: one patch per row then)."""
+    h, w = int(size[0]), int(size[1])
+    return next((p for p in range(start, min(h, w) + 1) if patch_count((h, w), p) <= max_patches),
+                min(h, w))
 
 
 def check_patch(patch: object, size: tuple[int, int], max_patches: int = MAX_PATCHES) -> int:
@@ -205,14 +222,36 @@ def check_patch(patch: object, size: tuple[int, int], max_patches: int = MAX_PAT
     if patch > min(h, w):
         raise InputError(f"patch must be between 1 and {min(h, w)} px (the shorter side of the "
                          f"{w}x{h} px images), got {patch}.")
-    n = math.ceil(h / patch) * math.ceil(w / patch)
+    n = patch_count((h, w), patch)
     if n > max_patches:
-        smallest = next(p for p in range(patch, min(h, w) + 1)
-                        if math.ceil(h / p) * math.ceil(w / p) <= max_patches)
         raise InputError(f"patch {patch} px cuts the {w}x{h} px images into {n} patches; the "
                          f"repair scores every one of them, so at most {max_patches} are "
-                         f"allowed: use a patch of at least {smallest} px.")
+                         f"allowed: use a patch of at least "
+                         f"{smallest_patch((h, w), patch, max_patches)} px, or name none "
+                         f"(the default fits it to the image).")
     return patch
+
+
+def resolve_patch(patch: object, size: tuple[int, int]) -> tuple[int, str | None]:
+    """(the patch size, a sentence when the default was changed to fit the images).
+
+    A named ``patch`` is checked (:func:`check_patch`) and kept. None is DEFAULT_PATCH, raised
+    to the smallest patch that keeps the count within MAX_PATCHES, or lowered to the shorter
+    side of images smaller than it; the sentence says so."""
+    if patch is not None:
+        return check_patch(patch, size), None
+    h, w = int(size[0]), int(size[1])
+    if min(h, w) < DEFAULT_PATCH:
+        return min(h, w), (f"Repair patches are {min(h, w)} px, the shorter side of the {w}x{h} "
+                           f"px images, not the default {DEFAULT_PATCH} px.")
+    n = patch_count((h, w), DEFAULT_PATCH)
+    if n <= MAX_PATCHES:
+        return DEFAULT_PATCH, None
+    fitted = smallest_patch((h, w), DEFAULT_PATCH)
+    return fitted, (f"Repair patches are {fitted} px, not the default {DEFAULT_PATCH} px: "
+                    f"{DEFAULT_PATCH} px patches would cut the {w}x{h} px images into {n}, "
+                    f"and the repair scores at most {MAX_PATCHES} "
+                    f"({patch_count((h, w), fitted)} now).")
 
 
 def check_orders(orders: Sequence[str] | str) -> tuple[str, ...]:

@@ -8,15 +8,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from lpips_explain import notices
 from lpips_explain.analyses.attribution import attribute
 from lpips_explain.analyses.jsonable import header
 from lpips_explain.analyses.pair.explanation import category_of
 from lpips_explain.analyses.pair.metric_choices import MARGIN_CONVENTION
-from lpips_explain.analyses.pair.repair import repair
+from lpips_explain.analyses.pair.repair import repair, resolve_patch
 from lpips_explain.core.decompose import Decomposition, decompose_encoded
 from lpips_explain.core.model import LpipsNet, ReferenceScorer
 from lpips_explain.core.modes import EXACT, Mode
 from lpips_explain.intake.prepared import PreparedInputs
+from lpips_explain.notices import Notice
 from lpips_explain.validation import Progress, pct
 
 TIE_TOLERANCE = 1e-9
@@ -270,15 +272,20 @@ def _flip(model: LpipsNet, prep: PreparedInputs, da: float, db: float, patch: in
 
 
 def explain_triplet(model: LpipsNet, prep: PreparedInputs, *, seed: int, attribution: str | None,
-                    steps: int | None, patch: int, top_k: int,
+                    steps: int | None, patch: int | None, top_k: int,
                     progress: Progress | None,
                     attribution_params: dict | None = None,
                     fast: LpipsNet | None = None) -> TripletExplanation:
     """Distances, per-layer margins, attribution maps for both candidates and the flip.
 
     ``fast`` (core.modes) runs the forward passes (distances, flip) in an approximate mode;
-    attribution always runs on ``model``, in exact fp32.
+    attribution always runs on ``model``, in exact fp32. ``patch``: the flip's patch size;
+    None: 32 px, fitted to large images with a notice (repair.resolve_patch).
     """
+    patch, patch_note = resolve_patch(patch, prep.size)  # a bad size fails before any work
+    warnings = prep.warnings
+    if patch_note is not None:
+        warnings = (*warnings, Notice(notices.PATCH, patch_note))
     ref, a, b = prep.tensors
     fwd = fast if fast is not None else model
     scorer = ReferenceScorer(fwd, ref)
@@ -292,7 +299,7 @@ def explain_triplet(model: LpipsNet, prep: PreparedInputs, *, seed: int, attribu
                            progress=progress, seed=seed, roles=("ref", "b"), **params)
     flip, rep = _flip(fwd, prep, dec_a.distance, dec_b.distance, patch, progress)
     result = TripletExplanation(prep, dec_a, dec_b, attr_a, attr_b, flip,
-                                model.weights_info, rep, prep.warnings, (), model.lin_info)
+                                model.weights_info, rep, warnings, (), model.lin_info)
     return replace(result, summary=triplet_summary(result))
 
 
