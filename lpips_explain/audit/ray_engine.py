@@ -125,7 +125,9 @@ def run_ray(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSettin
                 ray.init(address=address, runtime_env={
                     "py_modules": [str(PACKAGE_DIR)]})
             else:
-                ray.init(include_dashboard=False)
+                # A new local instance for this run: without an address, ray.init() would join
+                # the last `ray start` head on this machine (another job's cluster).
+                ray.init(address="local", include_dashboard=False)
             started = True
         try:
             cpus, gpus = _resources(ray)

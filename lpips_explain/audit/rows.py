@@ -31,7 +31,7 @@ from lpips_explain.audit.columns import ROLES, pick
 from lpips_explain.audit.settings import AuditSettings
 from lpips_explain.audit.table import AuditRow
 from lpips_explain.core.cache import CacheView, FeatureCache
-from lpips_explain.core.model import LpipsNet
+from lpips_explain.core.model import LpipsNet, tracked
 from lpips_explain.core.trunks import check_min_size
 from lpips_explain.errors import LpipsExplainError
 from lpips_explain.intake.align import align_images
@@ -198,7 +198,9 @@ def layer_terms(net: LpipsNet, x: Tensor, *others: Tensor,
     out = []
     for k in range(len(others)):
         lo, hi = k * n, (k + 1) * n
-        cols = [F.conv2d((r - y[lo:hi]) ** 2, w).mean(dim=(1, 2, 3))
+        # (y - r)^2 formed in the candidates' fresh features: the numbers of (r - y)^2.
+        cols = [F.conv2d((r - y[lo:hi]) ** 2 if tracked(y) else y[lo:hi].sub_(r).square_(),
+                         w).mean(dim=(1, 2, 3))
                 for r, y, w in zip(refs, feats, net.heads, strict=True)]
         out.append(torch.stack(cols, dim=1).to("cpu", torch.float64).numpy())
     return out

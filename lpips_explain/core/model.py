@@ -25,8 +25,25 @@ SHIFT = (-0.030, -0.088, -0.188)
 SCALE = (0.458, 0.448, 0.450)
 
 def normalize(f: Tensor) -> Tensor:
-    """Unit-normalise over channels at every position (NaN-free gradients, see EPS_SQ)."""
-    return f * torch.rsqrt((f * f).sum(dim=1, keepdim=True) + EPS_SQ)
+    """Unit-normalise over channels at every position: f / sqrt(|f|^2 + EPS_SQ) (NaN-free
+    gradients, see EPS_SQ). |f| comes from torch.linalg.vector_norm, which needs no
+    full-size temporary (f * f summed did)."""
+    return f * torch.rsqrt(torch.linalg.vector_norm(f, dim=1, keepdim=True).square() + EPS_SQ)
+
+
+def normalize_(f: Tensor) -> Tensor:
+    """:func:`normalize` in place, for features nothing else holds and no gradient flows
+    through: the same operations, so the same numbers to the bit (a gradient at identical
+    images stays exactly 0). With the in-place differences of :meth:`LpipsNet.layer_maps`, a
+    600x400 batch of 16 candidates scores 1.3x faster (0.98 s to 0.77 s on the 2-core AVX2
+    VM; 1920x1280: 2.8 s to 2.0 s for 4)."""
+    return f.mul_(torch.linalg.vector_norm(f, dim=1, keepdim=True).square_().add_(EPS_SQ)
+                  .rsqrt_())
+
+
+def tracked(t: Tensor) -> bool:
+    """Whether autograd records operations on ``t`` (then nothing may change it in place)."""
+    return torch.is_grad_enabled() and t.requires_grad
 
 
 class LpipsNet(nn.Module):
@@ -82,14 +99,17 @@ class LpipsNet(nn.Module):
         return outs
 
     def encode(self, x: Tensor) -> list[Tensor]:
-        """Unit-normalised features per layer: what LPIPS compares."""
-        return [normalize(f) for f in self.taps(x)]
+        """Unit-normalised features per layer: what LPIPS compares (in place on the fresh
+        taps when no gradient is recorded)."""
+        return [normalize(f) if tracked(f) else normalize_(f) for f in self.taps(x)]
 
     def layer_maps(self, ref: Sequence[Tensor], x: Tensor) -> list[Tensor]:
         """Per-layer maps sum_c w_c (y_ref - y_x)^2 at layer resolution, N x h x w each."""
         # A 1x1 convolution is the weighted channel sum; measured ~10x faster here than a
-        # broadcast multiply-and-sum on channels_last tensors.
-        return [F.conv2d((y_ref - y) ** 2, w)[:, 0]
+        # broadcast multiply-and-sum on channels_last tensors. Without gradients the squared
+        # difference is formed in the candidate's fresh features, (y - y_ref)^2: the same
+        # numbers as (y_ref - y)^2, one full-size temporary less.
+        return [F.conv2d((y_ref - y) ** 2 if tracked(y) else y.sub_(y_ref).square_(), w)[:, 0]
                 for y_ref, y, w in zip(ref, self.encode(x), self.heads, strict=True)]
 
     def score_encoded(self, ref: Sequence[Tensor], x: Tensor) -> Tensor:
@@ -102,7 +122,8 @@ class LpipsNet(nn.Module):
         feats = self.encode(torch.cat([a, b]))
         total = 0
         for y, w in zip(feats, self.heads, strict=True):
-            total = total + F.conv2d((y[:n] - y[n:]) ** 2, w).mean(dim=(1, 2, 3))
+            d = (y[:n] - y[n:]) ** 2 if tracked(y) else y[:n].sub_(y[n:]).square_()
+            total = total + F.conv2d(d, w).mean(dim=(1, 2, 3))
         return total
 
 

@@ -39,7 +39,7 @@ from lpips_explain.core.budget import MemoryPlan, display_factor, format_bytes
 from lpips_explain.core.decompose import ChannelDetail, Decomposition, LayerBreakdown
 from lpips_explain.core.geometry import Geometry, geometry_of
 from lpips_explain.core.memory import freed_memory_returned
-from lpips_explain.core.model import EPS_SQ, LpipsNet
+from lpips_explain.core.model import LpipsNet, normalize
 from lpips_explain.validation import Progress, integer
 
 __all__ = ["tiled_decomposition", "tiled_distance", "tiling_note"]
@@ -138,8 +138,8 @@ def _run_tiles(net: LpipsNet, a: Tensor, b: Tensor, plan: MemoryPlan, sums: list
 
 
 def _add_tap(acc: _LayerSums, f: Tensor, w: Tensor, r0: int, c0: int) -> None:
-    y0 = f[0:1] * torch.rsqrt((f[0:1] * f[0:1]).sum(dim=1, keepdim=True) + EPS_SQ)
-    y1 = f[1:2] * torch.rsqrt((f[1:2] * f[1:2]).sum(dim=1, keepdim=True) + EPS_SQ)
+    # Out of place: f is a view of the tile's features, which feed the next layer.
+    y0, y1 = normalize(f[0:1]), normalize(f[1:2])
     idx = acc.channel_index
     if idx is not None and len(idx):
         fac = acc.factor

@@ -30,7 +30,10 @@ def ray_instance():
         if _in_ci():
             pytest.fail("ray[data] is missing: CI installs it from requirements-dev.txt")
         pytest.skip("Ray is an optional extra: pip install 'lpips-explain[ray]'")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # A private local instance: without address="local", ray.init() joins the last `ray start`
+    # head on the machine (test_audit_ray_cluster.py's, when the two files run side by side on
+    # two workers), and the two tests' actors then compete for one cluster's CPUs.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield ray
     finally:

@@ -179,3 +179,30 @@ def test_weights_frozen_and_inputs_untouched(random_explainer, pair):
     assert torch.equal(a, a0) and torch.equal(b, b0)
     assert not a.requires_grad and not b.requires_grad
     assert all(not p.requires_grad for p in random_explainer.model.parameters())
+
+
+def test_inference_in_place_leaves_inputs_and_reference_alone_and_changes_no_number():
+    """Without gradients the features are normalised and differenced in place (core/model:
+    normalize_, layer_maps): the same numbers to the bit as the out-of-place path, the
+    reference and the images untouched."""
+    from lpips_explain.core.model import normalize, normalize_
+
+    model = build_lpips("alex", "0.1", "random")
+    ref, x = smooth_image(48, 64, 1), torch.rand(3, 3, 48, 64, generator=torch.Generator()
+                                                 .manual_seed(2))
+    f = torch.randn(2, 8, 5, 6).relu()
+    f[0, :, 0, 0] = 0  # a zero feature vector stays 0, not NaN
+    assert torch.equal(normalize_(f.clone()), normalize(f))
+    scorer = ReferenceScorer(model, ref)
+    kept_ref, kept_x = [r.clone() for r in scorer.ref], x.clone()
+    with torch.no_grad():
+        fast = scorer(x)
+        again = scorer(x)
+        pairs = model(x, ref.expand(3, -1, -1, -1))
+    tracked_x = x.clone().requires_grad_(True)
+    slow = scorer(tracked_x)  # autograd records: the out-of-place path
+    assert torch.equal(fast, again) and torch.equal(fast, slow.detach())
+    # The pair path (one pass over both, differenced in place too) agrees to round-off.
+    torch.testing.assert_close(pairs, fast, rtol=1e-6, atol=1e-9)
+    assert all(torch.equal(r, k) for r, k in zip(scorer.ref, kept_ref, strict=True))
+    assert torch.equal(x, kept_x)
