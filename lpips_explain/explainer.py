@@ -239,12 +239,14 @@ class Explainer:
                 out[i] = d
         return [float(v) for v in out]  # type: ignore[arg-type]
 
-    def _score_batch(self, size: tuple[int, int]) -> int:
-        """The largest batch (up to budget.SCORE_BATCH) of whole-image scores that fits the
-        memory budget (1 when none does: the caller checked that the work fits)."""
+    def _score_batch(self, size: tuple[int, int], kind: str = "score") -> int:
+        """The largest batch (up to budget.SCORE_BATCH) of whole images that ``kind``
+        ("score": repair and equivalents; "sweep": the sensitivity, with PSNR and SSIM) runs
+        within the memory budget (1 when none does: the caller checked that one fits).
+        Smaller batches give the same distances; they only take longer."""
         batch = budget.SCORE_BATCH
-        while batch > 1 and budget.untiled_bytes(geometry_of(self.model), *size, "score",
-                                                 batch) > self.max_memory:
+        geom = geometry_of(self.model)
+        while batch > 1 and budget.untiled_bytes(geom, *size, kind, batch) > self.max_memory:
             batch //= 2
         return batch
 
@@ -252,7 +254,9 @@ class Explainer:
                          sensitivity: bool, repair: bool,
                          attribution_params: dict | None = None) -> None:
         """Refuse, before any work, explanation parts that run whole images in batches
-        (they cannot be tiled) when their estimate exceeds the memory budget."""
+        (they cannot be tiled) when even one image at a time exceeds the memory budget (the
+        sensitivity and the repair then run in the largest batches that fit:
+        :meth:`_score_batch`)."""
         if attribution is not None:
             batch = int((attribution_params or {}).get("internal_batch_size",
                                                         budget.GRADIENT_BATCH))
@@ -261,8 +265,7 @@ class Explainer:
         for wanted, kind, what in ((sensitivity, "sweep", "Sensitivity"),
                                    (repair, "score", "Repair")):
             if wanted:
-                budget.check_fits(self.model, size, self.max_memory, kind,
-                                  budget.SCORE_BATCH, what)
+                budget.check_fits(self.model, size, self.max_memory, kind, 1, what)
 
     def _decompose(self, ta: torch.Tensor, tb: torch.Tensor, top_k: int,
                    scorer: ReferenceScorer | None = None, *,
@@ -382,6 +385,7 @@ class Explainer:
             second, reason = self.geometry_second()
             sens = timer.run("sensitivity", lambda: run_sensitivity(
                 self.fast, ta, tb, scorer=scorer, seed=self.seed, progress=progress,
+                batch_size=self._score_batch(prep.size, "sweep"),
                 second=second, second_reason=reason, second_cache=self.feature_cache))
         if repair:
             from lpips_explain.analyses.pair.repair import repair as run_repair
@@ -389,6 +393,7 @@ class Explainer:
             ranking = attr.signed if attr is not None and "ranking" in repair_orders else None
             rep = timer.run("repair", lambda: run_repair(
                 self.fast, ta, tb, patch=patch, scorer=scorer, progress=progress,
+                batch_size=self._score_batch(prep.size),
                 orders=repair_orders, ranking=ranking, max_points=repair_points,
                 ranking_label=attr.label if attr is not None else "map"))
         eqs = None
@@ -583,7 +588,10 @@ class Explainer:
         prep = self.prepare(ref, a, b, value_range=value_range, labels=["REF", "A", "B"])
         budget.check_fits(self.model, prep.size, self.max_memory, "decompose", 1,
                           "The triplet explanation")
-        self._check_parts_fit(prep.size, attribution, False, True, attribution_params)
+        self._check_parts_fit(prep.size, attribution, False, False, attribution_params)
+        # The flip's repair scores in batches of SCORE_BATCH (analyses.pair.triplet).
+        budget.check_fits(self.model, prep.size, self.max_memory, "score", budget.SCORE_BATCH,
+                          "The triplet's flip")
         tri = self.with_mode(explain_triplet(
             self.model, prep, seed=self.seed, attribution=attribution, steps=steps, patch=patch,
             top_k=top_k, progress=progress, attribution_params=attribution_params,

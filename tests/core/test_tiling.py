@@ -332,14 +332,39 @@ def test_refused_before_any_work_with_the_estimate():
     msg = str(exc)
     assert "2 MB" in msg and budget.format_bytes(exc.estimate) in msg and "--max-memory" in msg
     assert calls == []
-    # explanation parts that cannot be tiled are refused too, before any work
-    e2 = Explainer("alex", "0.1", "random", max_memory="20MB", feature_cache=None)
+    # explanation parts that cannot be tiled are refused too, before any work, when even one
+    # image at a time exceeds the budget (alex at 96x120: a sweep of one is 2.35 MB)
+    e2 = Explainer("alex", "0.1", "random", max_memory="2MB", feature_cache=None)
     e2.model.features[0].register_forward_pre_hook(lambda *_: calls.append(1))
     for kwargs in ({"attribution": "saliency", "sensitivity": False, "repair": False},
                    {"attribution": None, "sensitivity": True, "repair": False}):
         with pytest.raises(MemoryBudgetError, match="nothing was computed"):
             e2.explain(a, b, value_range="[0,1]", **kwargs)
     assert calls == []
+
+
+def test_parts_that_do_not_fit_in_batches_of_16_run_in_smaller_ones():
+    """A budget below the sensitivity's and the repair's batch of 16 (alex at 96x120: 35.5 MB
+    and 20.9 MB) but above one image at a time: both run in the largest batches that fit,
+    with the distances of an unbounded run."""
+    small = Explainer("alex", "0.1", "random", max_memory="12MB", feature_cache=None)
+    large = Explainer("alex", "0.1", "random", max_memory="1TB", feature_cache=None)
+    a, b = _pair(96, 120)
+    batches: list[int] = []
+    small.model.features[0].register_forward_pre_hook(
+        lambda _m, inputs: batches.append(int(inputs[0].shape[0])))
+    geom = geometry.geometry_of(small.model)
+    largest = {kind: max(n for n in (1, 2, 4, 8, 16)
+                         if budget.untiled_bytes(geom, 96, 120, kind, n) <= small.max_memory)
+               for kind in ("sweep", "score")}
+    assert largest == {"sweep": 4, "score": 8}
+    kwargs = {"attribution": None, "equivalents": False, "patch": 16, "value_range": "[0,1]"}
+    got, want = small.explain(a, b, **kwargs), large.explain(a, b, **kwargs)
+    assert max(batches) == 8  # the repair's batches; the sensitivity's are at most 4
+    assert [i.distance for i in got.sensitivity.items] == pytest.approx(
+        [i.distance for i in want.sensitivity.items], rel=1e-5)
+    np.testing.assert_allclose(got.repair.curve_distance, want.repair.curve_distance,
+                               rtol=1e-5)
 
 
 def test_cli_max_memory(tmp_path):
