@@ -350,7 +350,7 @@ class Explainer:
             metrics = check_metrics(metrics)  # an unknown name fails before any work
         # Every option is checked before any slow work.
         patch, patch_note = resolve_patch(patch, prep.size) if repair else (patch, None)
-        repair_orders = _repair_orders(repair, repair_orders, attribution, patch, prep.size)
+        repair_orders = _repair_orders(repair, repair_orders, attribution)
         steps = optional_integer(steps, "steps (None: adaptive)", minimum=1)
         repair_points = optional_integer(repair_points, "repair_points (None: every step)",
                                          minimum=2)
@@ -806,17 +806,16 @@ def _source_name(source: Any) -> str | None:
     return os.path.basename(name) if isinstance(name, str) else None
 
 
-def _repair_orders(repair: bool, orders: Sequence[str] | None, attribution: str | None,
-                   patch: int, size: tuple[int, int]) -> Sequence[str]:
+def _repair_orders(repair: bool, orders: Sequence[str] | None,
+                   attribution: str | None) -> Sequence[str]:
     """The repair orders to try (by default both single-patch gain and, with a map, ranking
-    by the map), checked with the patch size before any slow work."""
-    from lpips_explain.analyses.pair.repair import check_orders, check_patch, default_orders
+    by the map), checked before any slow work (the patch size is: resolve_patch)."""
+    from lpips_explain.analyses.pair.repair import check_orders, default_orders
 
     if orders is None:
         orders = default_orders(attribution is not None)
     if not repair:
         return orders
-    check_patch(patch, size)
     orders = check_orders(orders)
     if "ranking" in orders and attribution is None:
         raise InputError("The 'ranking' repair order ranks patches by the attribution "

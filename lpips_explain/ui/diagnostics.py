@@ -9,7 +9,12 @@ import pandas as pd
 import streamlit as st
 
 from lpips_explain import notices
-from lpips_explain.analyses.pair.repair import MAX_PATCHES, patch_count, resolve_patch
+from lpips_explain.analyses.pair.repair import (
+    DEFAULT_PATCH,
+    MAX_PATCHES,
+    patch_count,
+    resolve_patch,
+)
 from lpips_explain.analyses.pair.robust import FALLBACKS, demo_pairs
 from lpips_explain.core.weights import BACKBONE_ENV, weights_status
 from lpips_explain.ui import keys
@@ -195,7 +200,8 @@ def faithfulness_controls(size: tuple[int, int]) -> tuple[bool, tuple[str, ...],
             or [resolve_patch(None, size)[0]])
     c1, c2 = st.columns(2)
     patch = persistent(c1.select_slider, "Patch size (px)", fits, key=FAITH_PATCH,
-                       default=32 if 32 in fits else fits[-1], choices=fits)
+                       default=DEFAULT_PATCH if DEFAULT_PATCH in fits else fits[-1],
+                       choices=fits)
     randomise = persistent(c2.checkbox, "Cascading randomisation", key=FAITH_RANDOMISE,
                            default=True)
     run = persistent(st.toggle, "Run the faithfulness checks", key=FAITH_RUN, default=False)

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lpips_explain import notices
 from lpips_explain.analyses.attribution import DeletionCheck, attribute, get_method
 from lpips_explain.analyses.jsonable import header
 from lpips_explain.analyses.pair.repair import (
@@ -45,6 +46,7 @@ from lpips_explain.core.model import LpipsNet, ReferenceScorer
 from lpips_explain.core.weights import build_features
 from lpips_explain.errors import InputError
 from lpips_explain.intake.prepared import PreparedInputs
+from lpips_explain.notices import Notice
 from lpips_explain.validation import Progress, integer, pct
 
 DEFAULT_METHODS: tuple[str, ...] = ("integrated_gradients", "saliency", "occlusion")
@@ -308,7 +310,7 @@ def faithfulness(net: LpipsNet, prep: PreparedInputs, *,
                           tuple(s for s, _ in stages), tuple(rows), pixel, maps)
     warnings, summary, notes = _words(result)
     if patch_note is not None:
-        warnings.insert(0, patch_note)
+        warnings.insert(0, Notice(notices.PATCH, patch_note))
     return Faithfulness(**{**result.__dict__, "warnings": tuple(warnings),
                            "summary": tuple(summary), "notes": tuple(notes)})
 

@@ -70,6 +70,10 @@ def test_explain_and_triplet_use_the_fitted_size_and_say_so():
     tri = ex.explain_triplet(ref, a, b, attribution=None, value_range="[0,1]")
     assert tri.flip.patch == 24
     assert any(getattr(w, "code", None) == notices.PATCH for w in tri.warnings)
+    faith = ex.faithfulness(ref, b, methods=["saliency"], randomisation=False,
+                            value_range="[0,1]")
+    assert faith.patch == 24
+    assert any(getattr(w, "code", None) == notices.PATCH for w in faith.warnings)
     # A named size is the caller's: refused, not changed.
     with pytest.raises(InputError, match="between 1 and 24"):
         ex.explain(ref, b, attribution=None, sensitivity=False, equivalents=False,
