@@ -558,7 +558,8 @@ class Explainer:
         The app caches the attribution, the sensitivity and the repair apart, so that
         changing one option recomputes one part; this puts them together again (and
         rebuilds the summary from all of them). Each part's non-empty attribution,
-        sensitivity and repair replace the base's.
+        sensitivity and repair replace the base's; the parts' notices are kept
+        (analyses.pair.explanation.join_parts).
         """
         return join_parts(base, *parts)
 

@@ -183,7 +183,9 @@ def join_parts(base: Explanation, *parts: Explanation) -> Explanation:
     The app caches the attribution, the sensitivity and the repair apart, so that changing
     one option recomputes one part; this puts them together again (and rebuilds the summary
     from all of them). Each part's non-empty attribution, sensitivity, repair,
-    equivalents and second opinions replace the base's. Parts of another pair or other roles are refused.
+    equivalents and second opinions replace the base's; a part's notices the base lacks (the
+    repair's fitted patch size) are added after the base's, each once. Parts of another pair
+    or other roles are refused.
     """
     fields: dict = {}
     timings = dict(base.timings_ms)
@@ -205,5 +207,6 @@ def join_parts(base: Explanation, *parts: Explanation) -> Explanation:
     if opinions is not None and sens is not None:  # the shift sentence cites the sensitivity
         fields["second_opinions"] = with_sentences(opinions.opinions, sens,
                                                    base.explained_name)
-    expl = replace(base, **fields, timings_ms=timings)
+    warnings = tuple(dict.fromkeys([*base.warnings, *(w for p in parts for w in p.warnings)]))
+    expl = replace(base, **fields, timings_ms=timings, warnings=warnings)
     return replace(expl, summary=tuple(summary_of(expl)))

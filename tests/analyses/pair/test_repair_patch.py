@@ -70,6 +70,19 @@ def test_explain_and_triplet_use_the_fitted_size_and_say_so():
     tri = ex.explain_triplet(ref, a, b, attribution=None, value_range="[0,1]")
     assert tri.flip.patch == 24
     assert any(getattr(w, "code", None) == notices.PATCH for w in tri.warnings)
+    # The app computes the repair as a part of its own: joined to the breakdown, its notice
+    # is kept, and the notices both carry appear once.
+    prep = ex.prepare(ref, b, value_range="[0,1]")
+    parts = {name: ex.explain_prepared(prep, attribution=None, steps=None, sensitivity=False,
+                                       repair=name == "repair", patch=None, top_k=5,
+                                       progress=None, equivalents=False)
+             for name in ("breakdown", "repair")}
+    joined = ex.combine(parts["breakdown"], parts["repair"])
+    assert not any(getattr(w, "code", None) == notices.PATCH
+                   for w in parts["breakdown"].warnings)
+    codes = [getattr(w, "code", None) for w in joined.warnings]
+    assert codes.count(notices.PATCH) == 1 and len(set(joined.warnings)) == len(joined.warnings)
+    assert set(parts["breakdown"].warnings) < set(joined.warnings)
     faith = ex.faithfulness(ref, b, methods=["saliency"], randomisation=False,
                             value_range="[0,1]")
     assert faith.patch == 24
