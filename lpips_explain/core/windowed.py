@@ -46,7 +46,9 @@ def _ops(net: LpipsNet) -> list[Step] | None:
         steps = trunk_steps(net.features)
     except NotImplementedError:
         return None
-    return None if any(s.ceil_mode for s in steps) else list(steps)
+    if not steps or steps[0].kind == "relu" or any(s.ceil_mode for s in steps):
+        return None
+    return list(steps)
 
 
 def supports(net: LpipsNet) -> bool:
@@ -151,17 +153,22 @@ class WindowedScorer:
         self.size = (int(base.shape[-2]), int(base.shape[-1]))
         self.ref = [r.detach() for r in reference]
         self.taps = set(net.spec.taps)
-        self.inputs: dict[int, Tensor] = {}  # the input of each conv and pool
+        # The input of each conv and pool, padded as the module pads it, once: every batch
+        # of copies crops its windows from these (padding them per batch, or normalising the
+        # whole source image per batch, cost more than the windows' convolutions at 12 MP).
+        self.padded: dict[int, Tensor] = {}
         self.tables: list[Tensor] = []  # per tap: summed-area table of B's terms
         self.totals: list[float] = []  # per tap: B's terms summed
         self.areas: list[int] = []
         with torch.no_grad():
-            self.base_input = h = self._trunk_input(base)
+            h = self._trunk_input(base)
             for i, op in enumerate(ops):
                 if op.kind == "relu":
                     h = F.relu(h)  # never in place: the kept inputs must stay B's
                 else:
-                    self.inputs[i] = h
+                    fill = 0.0 if op.kind == "conv" else float("-inf")
+                    p = op.padding
+                    self.padded[i] = F.pad(h, (p, p, p, p), value=fill)
                     h = net.features[i](h)
                 if i in self.taps:
                     self._keep_tap(len(self.tables), h)
@@ -200,13 +207,16 @@ class WindowedScorer:
                 raise ValueError(f"box {(y0, y1, x0, x1)} is not inside the image")
         windows = _windows(self.ops, self.size, boxes)
         rows, cols = windows[0]
-        # The copies' pixels on their first windows: the box from source, the rest from base.
-        src, base = self._trunk_input(source), self.base_input
-        values = torch.stack([base[0, :, r: r + rows.length, c: c + cols.length]
+        # The copies' pixels on their first windows: the box from source, the rest from base
+        # (read off the first module's padded input; the trunk's input transform is per
+        # pixel, so the source is transformed on its boxes only).
+        base, p = self.padded[0], self.ops[0].padding
+        values = torch.stack([base[0, :, p + r: p + r + rows.length, p + c: p + c + cols.length]
                               for r, c in zip(rows.starts, cols.starts, strict=True)])
         for j, (y0, y1, x0, x1) in enumerate(boxes):
             r, c = rows.starts[j], cols.starts[j]
-            values[j, :, y0 - r: y1 - r, x0 - c: x1 - c] = src[0, :, y0:y1, x0:x1]
+            values[j, :, y0 - r: y1 - r, x0 - c: x1 - c] = self._trunk_input(
+                source[..., y0:y1, x0:x1])[0]
         change = torch.zeros(len(boxes), dtype=torch.float64)
         t = 0
         for i, op in enumerate(self.ops):
@@ -232,8 +242,7 @@ class WindowedScorer:
         kh = kw = op.kernel
         sh = sw = op.stride
         ph = pw = op.padding
-        fill = 0.0 if op.kind == "conv" else float("-inf")
-        padded = F.pad(self.inputs[i], (pw, pw, ph, ph), value=fill)
+        padded = self.padded[i]
         ch, cw = (r_out.length - 1) * sh + kh, (c_out.length - 1) * sw + kw
         crops = torch.stack([padded[0, :, r * sh: r * sh + ch, c * sw: c * sw + cw]
                              for r, c in zip(r_out.starts, c_out.starts, strict=True)])
