@@ -16,6 +16,7 @@ from lpips_explain.analyses.pair.explanation import (
     RANDOM_TRUNK_WARNING,
     SCHEMA,
     Explanation,
+    explains,
     join_parts,
     summary_of,
     swap_activations,
@@ -342,7 +343,16 @@ class Explainer:
                          equivalents: bool = True,
                          metrics: Sequence[str] | str | None = None,
                          channel_maps: bool = True,
-                         repair_points: int | None = REPAIR_POINTS) -> Explanation:
+                         repair_points: int | None = REPAIR_POINTS,
+                         breakdown: Explanation | None = None) -> Explanation:
+        """:meth:`explain` on a pair already prepared (:meth:`prepare`).
+
+        ``breakdown``: an explanation of this very pair and these roles computed earlier
+        (e.g. the app's first, breakdown-only part); its decomposition is reused instead of
+        running the trunk over both images again (the same numbers: a part joined to its
+        base keeps the base's decomposition anyway). Refused when it is another pair's or
+        other roles'.
+        """
         timer = timer or _Timer()
         if metrics is not None:
             from lpips_explain.analyses.pair.second_opinions import check_metrics
@@ -357,15 +367,20 @@ class Explainer:
         a, b = prep.tensors[0], prep.tensors[1]
         # ta is the reference, tb the explained image (B unless the roles are swapped).
         ta, tb = (b, a) if swap else (a, b)
+        reused = (self._reused_decomposition(breakdown, prep, swap) if breakdown is not None
+                  else None)
         self._check_parts_fit(prep.size, attribution, sensitivity, repair, attribution_params)
         plan = self.memory_plan(prep.size, top_k=top_k if channel_maps else 0)
         eq_batch = self._equivalents_batch(prep.size) if equivalents else 0
         scorer = (None if plan.tiled and not (sensitivity or repair or eq_batch)
                   else self.scorer(ta))
-        decomposition = timer.run("decompose", lambda: self._decompose(
-            ta, tb, top_k, scorer, channel_maps=channel_maps))
-        if swap:
-            decomposition = swap_activations(decomposition)
+        if reused is not None:
+            decomposition = reused
+        else:
+            decomposition = timer.run("decompose", lambda: self._decompose(
+                ta, tb, top_k, scorer, channel_maps=channel_maps))
+            if swap:
+                decomposition = swap_activations(decomposition)
         warnings = list(prep.warnings)
         if decomposition.tiling is not None:
             warnings.append(Notice(notices.TILED, tiling.tiling_note(decomposition)))
@@ -516,6 +531,15 @@ class Explainer:
         if budget.untiled_bytes(geometry_of(self.model), *size, "score", batch) > self.max_memory:
             return 0
         return batch
+
+    @staticmethod
+    def _reused_decomposition(breakdown: Explanation, prep: PreparedInputs,
+                              swap: bool) -> Decomposition:
+        """The decomposition of ``breakdown`` when it explains ``prep`` in these roles."""
+        if not explains(breakdown, prep, swap):
+            raise InputError("The breakdown to reuse must come from the same images and the "
+                             "same roles.")
+        return breakdown.decomposition
 
     def _checked_attribution(self, ta: torch.Tensor, tb: torch.Tensor, method: str, *,
                              steps: int | None, swap: bool, scorer: ReferenceScorer | None,

@@ -32,10 +32,10 @@ state.reset_when_changed(keys.RESULT_INPUTS, (pair.key, swap), keys.RESULT_DEFAU
 base = (opts.model_key, pair.key, swap)
 
 
-def compute(part: str):
+def compute(part: str, breakdown=None):
     return run.compute(part, f"explain-{part}", explain.part_key(part, base, opts),
                        lambda progress: explain.compute_part(explainer, prep, opts, swap, part,
-                                                             progress))
+                                                             progress, breakdown))
 
 
 def draw_card(expl, waiting=()):
@@ -59,7 +59,7 @@ with opinions_slot.container():
 parts = []
 for part in explain.CARD_PARTS:
     with guard(f"computing the {part}", stop=False):
-        parts.append(compute(part))
+        parts.append(compute(part, fast))
 with guard("putting the verdict together"):
     draw_card(explain.join(fast, parts))
 
@@ -77,12 +77,12 @@ explain.compare_panel(fast)
 
 if explain.wants_sensitivity():
     with guard("computing the sensitivity", stop=False):
-        parts.append(compute("sensitivity"))
+        parts.append(compute("sensitivity", fast))
 else:
     run.on_request("sensitivity")
 if where is not None and where.wants_attribution:
     with guard("computing the attribution", stop=False):
-        parts.append(compute("attribution"))
+        parts.append(compute("attribution", fast))
 else:
     run.on_request("attribution")
 with guard("putting the explanation together"):

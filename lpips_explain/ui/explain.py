@@ -86,16 +86,19 @@ def map_width() -> int:
 
 
 def compute_part(explainer: Explainer, prep: PreparedInputs, opts: Options, swap: bool,
-                 part: str, progress: Progress | None) -> Explanation:
+                 part: str, progress: Progress | None,
+                 breakdown: Explanation | None = None) -> Explanation:
     """One part of the explanation, computed on the pair prepared once (``part`` is one of
-    :data:`PARTS` but the second opinions; every part carries the breakdown, which is
-    fast)."""
+    :data:`PARTS` but the second opinions). Every part carries a breakdown: ``breakdown``'s
+    (the page's first part, for the same pair and roles) when given, so the trunk does not
+    run over both images again for each part (at 12 MP that is seconds a part), else its
+    own."""
     return explainer.explain_prepared(
         prep, attribution=opts.method if part == "attribution" else None, steps=opts.steps,
         attribution_params=opts.attribution_params if part == "attribution" else None,
         sensitivity=part == "sensitivity", repair=part == "repair", patch=opts.repair_patch,
         top_k=opts.top_k, swap=swap, progress=progress, equivalents=part == "equivalents",
-        repair_points=APP_REPAIR_POINTS)
+        repair_points=APP_REPAIR_POINTS, breakdown=None if part == "breakdown" else breakdown)
 
 
 def part_key(part: str, base: tuple, opts: Options) -> tuple:

@@ -110,7 +110,7 @@ def _sample_parts(explainer):
     store.put(*keys["prepare"], prep)
     fast = None
     for part in ("breakdown", *explain.CARD_PARTS):
-        value = explain.compute_part(explainer, prep, opts, False, part, None)
+        value = explain.compute_part(explainer, prep, opts, False, part, None, fast)
         store.put(*keys[part], value)
         fast = fast or value
     return fast

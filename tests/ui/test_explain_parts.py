@@ -40,3 +40,37 @@ def test_the_page_s_repair_is_the_engine_s_on_fewer_points_with_the_same_goal(
             assert abs(d - full_at[k]) <= 1e-6 * max(full.base_distance, 1e-9)
     assert page.half_area == full.half_area and page.headline == full.headline
     assert f"the {len(page.curve_steps)} evaluated steps of 193" in " ".join(page.notes)
+
+
+def test_parts_reuse_the_page_s_breakdown_and_refuse_another_pair_s(random_explainer,
+                                                                    monkeypatch):
+    import pytest
+
+    from lpips_explain.errors import InputError
+
+    a = smooth_image(96, 128, 5)
+    b = (a + 0.2 * (smooth_image(96, 128, 6) - 0.5)).clamp(0, 1)
+    opts = controls.default_options()
+    prep = random_explainer.prepare(a, b, value_range="[0,1]")
+    fast = explain.compute_part(random_explainer, prep, opts, False, "breakdown", None)
+    calls = []
+    real = type(random_explainer)._decompose
+    monkeypatch.setattr(type(random_explainer), "_decompose",
+                        lambda self, *args, **kw: calls.append(1) or real(self, *args, **kw))
+    own = explain.compute_part(random_explainer, prep, opts, False, "equivalents", None)
+    assert calls == [1]  # without a breakdown the part runs its own
+    reused = explain.compute_part(random_explainer, prep, opts, False, "equivalents", None,
+                                  fast)
+    assert calls == [1]  # with one, the trunk does not run over both images again
+    assert reused.decomposition is fast.decomposition
+    assert "decompose" not in reused.timings_ms and "decompose" in own.timings_ms
+    # The same part: the equivalents search aims at the same distance and finds the same.
+    assert [e.to_dict() for e in reused.equivalents] == [e.to_dict() for e in own.equivalents]
+    joined = explain.join(fast, [reused])
+    assert joined.equivalents == reused.equivalents and joined.decomposition is fast.decomposition
+    # A breakdown of another pair, or of the other roles, is refused before any work.
+    other = random_explainer.prepare(b, a, value_range="[0,1]")
+    with pytest.raises(InputError, match="same images"):
+        explain.compute_part(random_explainer, other, opts, False, "repair", None, fast)
+    with pytest.raises(InputError, match="same roles"):
+        explain.compute_part(random_explainer, prep, opts, True, "repair", None, fast)

@@ -177,6 +177,14 @@ def swap_activations(dec: Decomposition) -> Decomposition:
 
 
 
+def explains(expl: Explanation, inputs: PreparedInputs, swapped: bool) -> bool:
+    """Whether ``expl`` was computed on ``inputs`` (or bit-identical images) in these roles."""
+    return expl.swapped == swapped and (expl.inputs is inputs or (
+        len(expl.inputs.tensors) == len(inputs.tensors) and all(
+            torch.equal(x, y) for x, y in zip(expl.inputs.tensors, inputs.tensors,
+                                              strict=True))))
+
+
 def join_parts(base: Explanation, *parts: Explanation) -> Explanation:
     """One explanation from parts computed separately on the same prepared pair and roles.
 
@@ -190,11 +198,7 @@ def join_parts(base: Explanation, *parts: Explanation) -> Explanation:
     fields: dict = {}
     timings = dict(base.timings_ms)
     for part in parts:
-        same = (part.swapped == base.swapped and (part.inputs is base.inputs or (
-            len(part.inputs.tensors) == len(base.inputs.tensors) and all(
-                torch.equal(x, y) for x, y in zip(part.inputs.tensors, base.inputs.tensors,
-                                                  strict=True)))))
-        if not same:
+        if not explains(part, base.inputs, base.swapped):
             raise InputError("Parts of one explanation must come from the same images "
                              "and the same roles.")
         for name in ("attribution", "sensitivity", "repair", "equivalents", "second_opinions"):
