@@ -201,21 +201,25 @@ class Explainer:
         return self._decompose(prep.tensors[0], prep.tensors[1], top_k)
 
     # -- memory ---------------------------------------------------------------------
-    def tile_budget(self, size: tuple[int, int]) -> int:
+    def tile_budget(self, size: tuple[int, int], *, explanation: bool = False) -> int:
         """The budget the distance and its breakdown of a pair of ``size`` are planned in:
         ``max_memory`` when one was named, else budget.default_budget (the image pair plus a
-        per-trunk allowance, at most ``max_memory``)."""
-        if self.memory_named:
+        per-trunk allowance, at most ``max_memory``). ``explanation``: the breakdown of an
+        explanation, whose other parts (sweeps, repairs, gradients) run whole images within
+        ``max_memory`` anyway: without a budget named it is planned within that ceiling too
+        (untiled up to it: exact maps at layer resolution and one pass instead of two)."""
+        if self.memory_named or explanation:
             return self.max_memory
         return budget.default_budget(self.net, size, self.max_memory)
 
     def memory_plan(self, size: tuple[int, int], *, kind: str = "decompose",
-                    top_k: int = 5) -> budget.MemoryPlan:
+                    top_k: int = 5, explanation: bool = False) -> budget.MemoryPlan:
         """How a pair of images of ``size`` (height, width) will run within
         :meth:`tile_budget`: untiled, or in tiles (with the estimate of each). Raises
         MemoryBudgetError when even the smallest tiles cannot fit. ``kind``: "distance" or
-        "decompose"; ``top_k``: channels whose maps are kept (0: none)."""
-        limit = self.tile_budget(size)
+        "decompose"; ``top_k``: channels whose maps are kept (0: none); ``explanation``:
+        an explanation's breakdown (see :meth:`tile_budget`)."""
+        limit = self.tile_budget(size, explanation=explanation)
         if kind == "distance":  # distances are scored against the encoded reference
             return budget.plan_memory(self.model, size, limit, kind="score")
         maps = 1 + 3 * max(0, int(top_k))  # block maps per layer
@@ -270,11 +274,12 @@ class Explainer:
 
     def _decompose(self, ta: torch.Tensor, tb: torch.Tensor, top_k: int,
                    scorer: ReferenceScorer | None = None, *,
-                   channel_maps: bool = True) -> Decomposition:
+                   channel_maps: bool = True, explanation: bool = False) -> Decomposition:
         """decompose_encoded(ta, tb), or the tiled decomposition when it cannot fit untiled
-        (``channel_maps=False``: without the top channels' maps, one pass over the tiles)."""
+        (``channel_maps=False``: without the top channels' maps, one pass over the tiles;
+        ``explanation``: planned as an explanation's breakdown, :meth:`tile_budget`)."""
         plan = self.memory_plan(tuple(ta.shape[-2:]), kind="decompose",
-                                top_k=top_k if channel_maps else 0)
+                                top_k=top_k if channel_maps else 0, explanation=explanation)
         if plan.tiled:
             return tiling.tiled_decomposition(self.model, ta, tb, plan, top_k,
                                               channel_maps=channel_maps)
@@ -370,7 +375,8 @@ class Explainer:
         reused = (self._reused_decomposition(breakdown, prep, swap) if breakdown is not None
                   else None)
         self._check_parts_fit(prep.size, attribution, sensitivity, repair, attribution_params)
-        plan = self.memory_plan(prep.size, top_k=top_k if channel_maps else 0)
+        plan = self.memory_plan(prep.size, top_k=top_k if channel_maps else 0,
+                                explanation=True)
         eq_batch = self._equivalents_batch(prep.size) if equivalents else 0
         scorer = (None if plan.tiled and not (sensitivity or repair or eq_batch)
                   else self.scorer(ta))
@@ -378,7 +384,7 @@ class Explainer:
             decomposition = reused
         else:
             decomposition = timer.run("decompose", lambda: self._decompose(
-                ta, tb, top_k, scorer, channel_maps=channel_maps))
+                ta, tb, top_k, scorer, channel_maps=channel_maps, explanation=True))
             if swap:
                 decomposition = swap_activations(decomposition)
         warnings = list(prep.warnings)
@@ -469,11 +475,22 @@ class Explainer:
         from lpips_explain.analyses.pair.second_opinions import second_opinions
 
         mode = self.mode if dec.tiling is None else EXACT
+        # DISTS and ST-LPIPS have no tiled form: they run where LPIPS's own breakdown would
+        # run untiled within the bounded budget (an explanation's breakdown may be planned
+        # within the larger ceiling, which is not an estimate of their passes).
+        size = (int(ta.shape[-2]), int(ta.shape[-1]))
+        plan = self.memory_plan(size, kind="decompose", top_k=top_k)
+        too_large = None
+        if dec.tiling is not None or plan.tiled:
+            too_large = (f"at {size[0]}x{size[1]} px an untiled pass exceeds the memory "
+                         f"budget of {budget.format_bytes(plan.budget)}")
+            if not self.memory_named:
+                too_large += " (set one with --max-memory or $LPIPS_EXPLAIN_MAX_MEMORY)"
         return second_opinions(ta, tb, dec, metrics=metrics,
                                lpips_perceptual=self.perceptual and self.model.lin_info.official,
                                lpips_mode=mode, model=self.metric_model, top_k=top_k,
                                cache=self.feature_cache, sensitivity=sensitivity,
-                               tiled=dec.tiling is not None, explained=explained)
+                               too_large=too_large, explained=explained)
 
     def geometry_second(self) -> tuple[Any, str | None]:
         """(ST-LPIPS on this Explainer's trunk, None) for the geometric table of the

@@ -143,3 +143,38 @@ def test_the_json_is_the_same_without_channel_maps():
     assert (dl["distance"], dl["layers"]) == (df["distance"], df["layers"])
     assert dl["tiling"]["tiles"] == df["tiling"]["tiles"]
     assert dl["tiling"]["estimate_bytes"] < df["tiling"]["estimate_bytes"]
+
+
+def test_an_explanation_s_breakdown_is_planned_within_the_ceiling(roomy, monkeypatch):
+    """Without a budget named, an explanation's breakdown runs untiled up to the ceiling
+    (its sweeps and repairs run whole images within it anyway): exact maps at layer
+    resolution, one pass. The distance and decompose() keep the bounded default, and DISTS
+    and ST-LPIPS (no tiled form) run only where that bounded budget allows an untiled pass,
+    saying why not elsewhere. A named budget decides for all of them."""
+    size = (1280, 1920)  # a 2.5 MP photograph: tiled within the bounded default
+    e = _fresh("alex")
+    assert e.memory_plan(size).tiled and e.memory_plan(size, kind="distance").tiled
+    plan = e.memory_plan(size, explanation=True)
+    assert not plan.tiled and plan.budget == e.max_memory == 16 * GB
+    assert e.tile_budget(size, explanation=True) == 16 * GB > e.tile_budget(size)
+    # Run on a small pair, with an allowance so small that the bounded default tiles it.
+    untiled = e.memory_plan((64, 96)).untiled
+    monkeypatch.setitem(budget.DEFAULT_ALLOWANCE, "alex", untiled // 2)
+    a = smooth_image(64, 96, 7)
+    b = (a + 0.2 * (smooth_image(64, 96, 8) - 0.5)).clamp(0, 1)
+    assert e.memory_plan((64, 96)).tiled
+    assert e.decompose(a, b, value_range="[0,1]").tiling is not None
+    expl = e.explain(a, b, value_range="[0,1]", attribution=None, sensitivity=False,
+                     repair=False, equivalents=False, metrics=["lpips", "dists", "ssim"])
+    assert expl.decomposition.tiling is None
+    untiled = e.decompose(a, b, value_range="[0,1]")  # the same numbers as the tiles'
+    assert abs(expl.decomposition.distance - untiled.distance) <= 1e-6
+    ops = {o.metric: o for o in expl.second_opinions.opinions}
+    assert ops["lpips"].distance == pytest.approx(expl.decomposition.distance, abs=1e-9)
+    assert ops["ssim"].error is None and ops["dists"].distance is None
+    assert "no tiled form" in ops["dists"].error and "--max-memory" in ops["dists"].error
+    # A named budget holds for the explanation's breakdown too.
+    named = _fresh("alex", max_memory=e.tile_budget((64, 96)))
+    assert named.memory_plan((64, 96), explanation=True).tiled
+    assert named.explain(a, b, value_range="[0,1]", attribution=None, sensitivity=False,
+                         repair=False, equivalents=False).decomposition.tiling is not None

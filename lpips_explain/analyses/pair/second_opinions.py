@@ -232,12 +232,13 @@ def second_opinions(ta: Tensor, tb: Tensor, lpips: Decomposition, *,
                     lpips_mode: Mode = EXACT,
                     model: Callable[[str, str], Any] | None = None, top_k: int = 5,
                     cache: Any = None, sensitivity: Sensitivity | None = None,
-                    tiled: bool = False, explained: str = "B") -> SecondOpinions:
+                    too_large: str | None = None, explained: str = "B") -> SecondOpinions:
     """The metrics on the pair (``ta`` the reference, ``tb`` the other image), LPIPS's
     breakdown ``lpips`` reused. ``model(metric, net)`` builds (or returns) the DISTS or
     ST-LPIPS network; it may raise (weights not installed), which is that metric's error.
-    ``tiled``: LPIPS ran in tiles because the pair exceeds the memory budget; DISTS and
-    ST-LPIPS have no tiled form (DISTS's statistics are global) and are not run.
+    ``too_large``: why an untiled pass does not fit the memory budget (None: it does);
+    DISTS and ST-LPIPS have no tiled form (DISTS's statistics are global) and are then not
+    run, with that reason.
     ``sensitivity``: LPIPS's sensitivity of this pair, whose geometric rows back the
     shift sentence; ``explained``: the name of ``tb`` in the sentences."""
     wanted = check_metrics(metrics)
@@ -250,9 +251,9 @@ def second_opinions(ta: Tensor, tb: Tensor, lpips: Decomposition, *,
                 out.append(lpips_opinion(lpips, perceptual=lpips_perceptual, mode=lpips_mode))
             elif metric in ("ssim", "psnr"):
                 out.append(pixel_opinion(metric, ta, tb))
-            elif tiled:
-                raise InputError(f"The pair exceeds the memory budget (LPIPS ran in tiles); "
-                                 f"{LABELS[metric]} has no tiled form and was not run.")
+            elif too_large:
+                raise InputError(f"{LABELS[metric]} has no tiled form and was not run: "
+                                 f"{too_large}.")
             elif model is None:
                 raise InputError(f"No {LABELS[metric]} network was given.")
             elif metric == "stlpips":
