@@ -68,6 +68,10 @@ CARD_PARTS = ("repair", "equivalents")
 # The goal step is the same wherever the curve falls monotonically near the goal; every
 # point is a real distance, and the repair notes say how many steps were evaluated.
 APP_REPAIR_POINTS = 8
+# The longest side of the images the card draws (its map and the repaired thumbnail, about
+# 200 px wide on the page) and of the swipe comparison's photos (zoomable: 2.8x at 720 px).
+CARD_SIDE = 480
+COMPARE_SIDE = 2048
 SUMMED = "__all__"
 UPSAMPLING_LABELS = {"none": "none (the layer's own grid)", "bilinear": "bilinear (official)",
                      "mean_preserving": "mean-preserving"}
@@ -141,6 +145,16 @@ def card_sentences(expl: Explanation) -> list[str]:
 # --- the verdict card --------------------------------------------------------------------------
 
 
+def card_map(explained: Any, heat: np.ndarray, edges: tuple[float, float, float, float],
+             limit: float) -> np.ndarray:
+    """The card's map: ``heat`` over the explained image in grey with the hottest window
+    boxed, at most :data:`CARD_SIDE` px a side (area means of both: the card shows it about
+    200 px wide; drawing a 12 MP overlay and sending it took seconds per draw)."""
+    image = imaging.downsample_image(explained, CARD_SIDE)
+    shown = imaging.overlay_image(image, imaging.downsample_map(heat, CARD_SIDE), zmax=limit)
+    return imaging.outline(shown, edges)
+
+
 @panel("the verdict")
 def verdict_card(expl: Explanation, *, waiting: Sequence[str] = ()) -> None:
     """The answer first: the distance on its scale, the verdict sentence, A | B | map at one
@@ -178,8 +192,7 @@ def verdict_card(expl: Explanation, *, waiting: Sequence[str] = ()) -> None:
             crop, zoom, _ = imaging.zoom_crop(imaging.as_uint8_image(img), hot.edges, target=160)
             col.image(crop, caption=f"{name} ({names[name]}): the boxed part at "
                       f"{100 * zoom}%", width=crop.shape[1] if zoom > 1 else "stretch")
-        col_m.image(imaging.outline(imaging.overlay_image(expl.explained, heat, zmax=mscale.limit),
-                                  hot.edges), width="stretch")
+        col_m.image(card_map(expl.explained, heat, hot.edges, mscale.limit), width="stretch")
         which = "the same scale for every pair" if mscale.fixed else "this pair's own scale"
         col_m.html(imaging.colour_bar_html(
             0.0, mscale.limit, f"Where the distance is, over {expl.explained_name} in grey (box: "
@@ -264,8 +277,9 @@ def _repair_headline(expl: Explanation, computing: bool) -> None:
         return
     thumb, text = st.columns([1, 1.7])
     area = rep.half_area if rep.half_area is not None else float(rep.curve_area[-1])
-    thumb.image(imaging.as_uint8_image(rep.repaired_image(expl.reference, expl.explained, area)),
-                caption=f"{expl.explained_name} repaired", width="stretch")
+    thumb.image(imaging.downsample_image(
+        rep.repaired_image(expl.reference, expl.explained, area), CARD_SIDE),
+        caption=f"{expl.explained_name} repaired", width="stretch")
     said = repair_sentence(rep, expl.explained_name, expl.reference_name) or rep.headline
     text.markdown(f'<p class="lx-small">{html.escape(said)}</p>', unsafe_allow_html=True,
                   help=f"How it was measured: {rep.headline}")
@@ -440,10 +454,15 @@ def deletion_note(attr: Any) -> None:
 @panel("the comparison")
 def compare_panel(expl: Explanation) -> None:
     st.subheader("Compare A and B")
-    a, b = imaging.as_uint8_image(expl.a), imaging.as_uint8_image(expl.b)
+    a, b = (imaging.downsample_image(x, COMPARE_SIDE) for x in (expl.a, expl.b))
     width = map_width() + 80
-    heat = expl.decomposition.spatial_map(None, "bilinear")
+    heat = imaging.downsample_map(expl.decomposition.spatial_map(None, "bilinear"),
+                                  COMPARE_SIDE)
     layer = imaging.map_rgba(heat, fade=True, zmax=scale_for(expl).limit)
+    h, w = expl.decomposition.size
+    if (a.shape[0], a.shape[1]) != (h, w):
+        note(f"Shown at {a.shape[1]}x{a.shape[0]} px, averaged down from {w}x{h} "
+             f"(the card's boxed crops show the pixels at 100%).")
     fragment = compare_html(a, b, map_layer=layer, names=("A", "B"),
                             map_label="distance map", display_width=width, uid="cmp")
     st.iframe(fragment, height=compare_height(a.shape[:2], width), width=width + 10)

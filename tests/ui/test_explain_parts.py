@@ -74,3 +74,26 @@ def test_parts_reuse_the_page_s_breakdown_and_refuse_another_pair_s(random_expla
         explain.compute_part(random_explainer, other, opts, False, "repair", None, fast)
     with pytest.raises(InputError, match="same roles"):
         explain.compute_part(random_explainer, prep, opts, True, "repair", None, fast)
+
+
+def test_the_card_draws_large_photographs_at_display_size_and_small_ones_unchanged():
+    import numpy as np
+
+    from lpips_explain.output import imaging
+
+    rng = np.random.default_rng(0)
+    edges = (0.25, 0.25, 0.5, 0.5)
+    small = rng.integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    heat = rng.random((200, 300))
+    # At most CARD_SIDE a side: the very image the page drew before, pixel for pixel.
+    before = imaging.outline(imaging.overlay_image(small, heat, zmax=0.9), edges)
+    assert np.array_equal(explain.card_map(small, heat, edges, 0.9), before)
+    big = rng.integers(0, 256, (1500, 2000, 3), dtype=np.uint8)
+    big_heat = np.zeros((1500, 2000))
+    big_heat[:750, :1000] = 1.0  # all the distance in the top-left quarter
+    shown = explain.card_map(big, big_heat, edges, 1.0)
+    assert shown.shape == (360, 480, 3)  # 2000 px wide -> 480, the aspect kept
+    # The map survives the averaging: coloured where the distance is, grey elsewhere.
+    grey = np.ptp(shown[300:, 300:].astype(int), axis=2).max()
+    coloured = np.ptp(shown[20:150, 20:100].astype(int), axis=2).mean()
+    assert grey == 0 and coloured > 30
