@@ -19,6 +19,7 @@ Debian's chromium at 1280x720 with Playwright, as a person would:
    checked against the Explainer's, and the server's peak resident memory (VmHWM) is read.
 
     python benchmarks/bench_app.py [--net alex] [--a A.png --b B.png] [--json OUT.json]
+    python benchmarks/bench_app.py --photo 1920x1280 --photo 4000x3000 --no-cli
     python benchmarks/bench_app.py --sessions 16 --concurrency 8
 
 The published trunk must be installed (``lpips-explain weights install``). Times are
@@ -73,6 +74,23 @@ def make_pair(folder: Path) -> tuple[Path, Path]:
     a.save(a_path)
     a.filter(ImageFilter.GaussianBlur(0.8)).save(tmp, quality=30)
     Image.open(tmp).convert("RGB").save(b_path)
+    return a_path, b_path
+
+
+def make_photo(folder: Path, width: int, height: int) -> tuple[Path, Path]:
+    """A ``width`` x ``height`` photograph as a camera writes it (JPEG q92, with sensor-like
+    noise) and a blurred (1.2 px), JPEG q60 copy of it."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+    from skimage import data
+
+    base = Image.fromarray(data.astronaut()).resize((width, height), Image.Resampling.BICUBIC)
+    noise = np.random.default_rng(0).normal(0, 6, (height, width, 3))
+    a = Image.fromarray(np.clip(np.asarray(base, dtype=np.float32) + noise, 0, 255)
+                        .astype(np.uint8))
+    a_path, b_path = folder / f"photo_{width}x{height}_a.jpg", folder / f"photo_{width}x{height}_b.jpg"
+    a.save(a_path, quality=92)
+    a.filter(ImageFilter.GaussianBlur(1.2)).save(b_path, quality=60)
     return a_path, b_path
 
 
@@ -236,6 +254,10 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=0,
                     help="run the load test instead: this many browser sessions")
     ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--photo", action="append", default=[], metavar="WxH",
+                    help="also drop a photograph of this size (make_photo) after the pair, "
+                         "in the same page; repeatable, e.g. --photo 1920x1280 --photo 4000x3000")
+    ap.add_argument("--no-cli", action="store_true", help="skip the CLI's explain")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -260,10 +282,19 @@ def main() -> int:
             t0 = upload(page, a, b)
             out["dropped pair"] = watch(page, t0, before=sample)
             page.screenshot(path=str(tmp / "app_ready.png"))
+            for size in args.photo:
+                w, h = (int(v) for v in size.lower().split("x"))
+                before = distance_shown(page)
+                t0 = upload(page, *make_photo(tmp, w, h))
+                out[f"dropped {w}x{h} photograph"] = watch(page, t0, before=before,
+                                                           timeout=1800)
+                page.screenshot(path=str(tmp / f"app_ready_{w}x{h}.png"))
             browser.close()
     finally:
         server.terminate()
         server.wait(timeout=30)
+    if args.no_cli:
+        return report(out, args, tmp)
     t0 = time.perf_counter()
     cli = subprocess.run([sys.executable, "-m", "lpips_explain", "explain", str(a), str(b),
                           "--net", args.net, "--out", str(tmp / "cli"), "--quiet"],
@@ -273,7 +304,11 @@ def main() -> int:
         raise SystemExit(f"the CLI failed: {cli.stderr[-2000:]}")
     parts = json.loads((tmp / "cli" / "explanation.json").read_text()).get("timings_ms", {})
     out["CLI explain"] = {"wall": wall, **{f"part: {k}": v / 1000 for k, v in parts.items()}}
-    print(f"load after: {load():.2f}; screenshot: {tmp / 'app_ready.png'}\n")
+    return report(out, args, tmp)
+
+
+def report(out: dict[str, dict[str, float]], args: argparse.Namespace, tmp: Path) -> int:
+    print(f"load after: {load():.2f}; screenshots: {tmp}/app_ready*.png\n")
     for what, marks in out.items():
         print(what)
         for k, v in marks.items():
