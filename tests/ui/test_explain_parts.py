@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+import pytest
 from conftest import smooth_image
 
 from lpips_explain.analyses.pair.repair import REPAIR_POINTS
+from lpips_explain.errors import InputError
+from lpips_explain.output import imaging
 from lpips_explain.ui import controls, explain
 
 
@@ -44,10 +48,6 @@ def test_the_page_s_repair_is_the_engine_s_on_fewer_points_with_the_same_goal(
 
 def test_parts_reuse_the_page_s_breakdown_and_refuse_another_pair_s(random_explainer,
                                                                     monkeypatch):
-    import pytest
-
-    from lpips_explain.errors import InputError
-
     a = smooth_image(96, 128, 5)
     b = (a + 0.2 * (smooth_image(96, 128, 6) - 0.5)).clamp(0, 1)
     opts = controls.default_options()
@@ -77,10 +77,6 @@ def test_parts_reuse_the_page_s_breakdown_and_refuse_another_pair_s(random_expla
 
 
 def test_the_card_draws_large_photographs_at_display_size_and_small_ones_unchanged():
-    import numpy as np
-
-    from lpips_explain.output import imaging
-
     rng = np.random.default_rng(0)
     edges = (0.25, 0.25, 0.5, 0.5)
     small = rng.integers(0, 256, (200, 300, 3), dtype=np.uint8)
