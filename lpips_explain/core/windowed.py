@@ -15,6 +15,11 @@ tap, and unit-normalisation works per position, so
 
 with the window sums of B's terms read from a summed-area table in float64.
 
+A deletion curve is a sequence of images that each differ from the one before in one box:
+:meth:`WindowedScorer.take` scores the next one on its windows and keeps it (its layer
+inputs and tap terms replace the kept ones there), so a whole curve costs windows, not
+whole passes (analyses/pair/repair.order_curves).
+
 Only trunks made of ``Conv2d`` (zero padding, no dilation or groups), ``ReLU`` and
 ``MaxPool2d`` (no dilation, floor mode), all square, are handled: alex and vgg. Their
 kernels, strides and paddings are read by core/geometry.py, as the tiles read them. :func:`supports` says whether a
@@ -157,6 +162,7 @@ class WindowedScorer:
         # of copies crops its windows from these (padding them per batch, or normalising the
         # whole source image per batch, cost more than the windows' convolutions at 12 MP).
         self.padded: dict[int, Tensor] = {}
+        self.terms: list[Tensor] = []  # per tap: B's per-position terms (float64)
         self.tables: list[Tensor] = []  # per tap: summed-area table of B's terms
         self.totals: list[float] = []  # per tap: B's terms summed
         self.areas: list[int] = []
@@ -180,11 +186,17 @@ class WindowedScorer:
         return h.contiguous(memory_format=torch.channels_last)
 
     def _keep_tap(self, t: int, h: Tensor) -> None:
-        terms = self._terms(t, normalize(h), self.ref[t])[0].double()
-        table = F.pad(terms.cumsum(0).cumsum(1), (1, 0, 1, 0))
-        self.tables.append(table)
-        self.totals.append(float(terms.sum()))
-        self.areas.append(int(terms.numel()))
+        self.terms.append(self._terms(t, normalize(h), self.ref[t])[0].double())
+        self.tables.append(torch.empty(0))
+        self.totals.append(0.0)
+        self.areas.append(int(self.terms[t].numel()))
+        self._sum_tap(t)
+
+    def _sum_tap(self, t: int) -> None:
+        """The tap's summed-area table and total, from its terms."""
+        terms = self.terms[t]
+        self.tables[t] = F.pad(terms.cumsum(0).cumsum(1), (1, 0, 1, 0))
+        self.totals[t] = float(terms.sum())
 
     def _terms(self, t: int, y: Tensor, ref: Tensor) -> Tensor:
         return F.conv2d((ref - y) ** 2, self.net.heads[t])[:, 0]
@@ -197,9 +209,32 @@ class WindowedScorer:
         """:func:`window_cost` of these boxes on this image."""
         return window_cost(self.net, self.size, boxes)
 
+    def copy(self) -> WindowedScorer:
+        """An independent scorer holding this one's kept pass (a chain of :meth:`take` on the
+        copy leaves this one as it is); the network and the reference are shared."""
+        new = object.__new__(WindowedScorer)
+        new.net, new.ops, new.size, new.ref, new.taps = (self.net, self.ops, self.size,
+                                                         self.ref, self.taps)
+        new.padded = {i: v.clone() for i, v in self.padded.items()}
+        new.terms = [v.clone() for v in self.terms]
+        new.tables = [v.clone() for v in self.tables]
+        new.totals, new.areas = list(self.totals), list(self.areas)
+        return new
+
+    @torch.no_grad()
+    def take(self, source: Tensor, box: Box) -> float:
+        """Take ``box`` from ``source`` for good: the kept pass becomes that copy's (every
+        kept layer input and tap term inside the box's windows is replaced by the copy's),
+        and its distance is returned. A chain of takes scores a sequence of images that each
+        differ from the one before in one box (deletion curves) at the cost of windows."""
+        return float(self._pass(source, [box], keep=True)[0])
+
     @torch.no_grad()
     def score(self, source: Tensor, boxes: Sequence[Box]) -> Tensor:
         """float64 distances, one per box, of ``base`` with that box taken from ``source``."""
+        return self._pass(source, boxes, keep=False)
+
+    def _pass(self, source: Tensor, boxes: Sequence[Box], *, keep: bool) -> Tensor:
         if not boxes:
             return torch.empty(0, dtype=torch.float64)
         for y0, y1, x0, x1 in boxes:
@@ -223,14 +258,23 @@ class WindowedScorer:
             if op.kind == "relu":
                 values = F.relu(values)
             else:
+                if keep:  # the copy's input of this module, kept in place of B's
+                    (rows, cols), p = windows[i], op.padding
+                    r, c = rows.starts[0] + p, cols.starts[0] + p
+                    self.padded[i][0, :, r: r + rows.length, c: c + cols.length] = values[0]
                 values = self._through(i, op, values, windows[i], windows[i + 1])
             if i in self.taps:
                 rows, cols = windows[i + 1]
                 ref = torch.stack([self.ref[t][0, :, r: r + rows.length, c: c + cols.length]
                                    for r, c in zip(rows.starts, cols.starts, strict=True)])
-                mine = self._terms(t, normalize(values), ref).double().sum(dim=(1, 2))
-                theirs = _window_sums(self.tables[t], rows, cols)
-                change += (mine - theirs) / self.areas[t]
+                terms = self._terms(t, normalize(values), ref).double()
+                if keep:
+                    r, c = rows.starts[0], cols.starts[0]
+                    self.terms[t][r: r + rows.length, c: c + cols.length] = terms[0]
+                    self._sum_tap(t)
+                else:
+                    theirs = _window_sums(self.tables[t], rows, cols)
+                    change += (terms.sum(dim=(1, 2)) - theirs) / self.areas[t]
                 t += 1
         return self.distance() + change
 

@@ -124,3 +124,52 @@ def test_small_images_keep_whole_passes(nets, monkeypatch):
     seen = _count_whole(monkeypatch, net)
     rp.repair(net, a, b, patch=32)
     assert sum(seen) >= 1 + 4  # B and the four single patches went through whole passes
+
+
+@pytest.mark.parametrize("key", [("alex", "0.1"), ("vgg", "0.1"), ("alex", "0.0")])
+def test_a_chain_of_takes_equals_whole_passes_and_leaves_its_source_alone(nets, key):
+    """take() keeps each copy: the k-th distance is the image with the first k boxes from A,
+    scored whole; copy() gives a chain of its own (the scorer it came from is unchanged)."""
+    net = nets[key]
+    a, b = _pair(96, 120, 11)
+    start = WindowedScorer(net, ReferenceScorer(net, a).ref, b)
+    before = start.distance()
+    boxes = [(0, 30, 0, 40), (60, 96, 80, 120), (30, 60, 40, 80), (31, 33, 0, 120)]
+    chain = start.copy()
+    got = [chain.take(a, box) for box in boxes]
+    x, want = b.clone(), []
+    scorer = ReferenceScorer(net, a)
+    for y0, y1, x0, x1 in boxes:
+        x[..., y0:y1, x0:x1] = a[..., y0:y1, x0:x1]
+        with torch.no_grad():
+            want.append(float(scorer(x)[0]))
+    assert len(set(want)) == len(want)  # every box changes the distance
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-9)
+    assert chain.distance() == got[-1]
+    # after the chain, a one-box score starts from the last copy, not from B
+    extra = (70, 80, 0, 20)
+    x[..., 70:80, 0:20] = a[..., 70:80, 0:20]
+    with torch.no_grad():
+        assert float(chain.score(a, [extra])[0]) == pytest.approx(float(scorer(x)[0]), rel=1e-5)
+    assert start.distance() == before
+    assert float(start.score(a, [boxes[0]])[0]) == pytest.approx(want[0], rel=1e-5)
+
+
+def test_deletion_curves_on_chains_equal_whole_passes(nets, monkeypatch):
+    """order_curves runs each order as a chain of windowed steps where windows are cheap; its
+    curves are the whole-pass route's, and no point goes through a whole pass."""
+    net = nets[("alex", "0.1")]
+    a, b = _pair(192, 256, 3)
+    rng = np.random.default_rng(0)
+    orders = [rng.permutation(12) for _ in range(3)]
+    seen = _count_whole(monkeypatch, net)
+    base, chained = rp.order_curves(net, a, b, orders, patch=64)
+    assert sum(seen) == 0  # B and every point on windows
+    monkeypatch.setattr(rp, "LOCAL_MAX_COST", -1.0)  # force the whole-pass route
+    whole_base, whole = rp.order_curves(net, a, b, orders, patch=64)
+    assert sum(seen) == 1 + 12 * 3
+    assert base == pytest.approx(whole_base, rel=1e-6)
+    for (area, dist), (w_area, w_dist) in zip(chained, whole, strict=True):
+        np.testing.assert_array_equal(area, w_area)
+        assert area[0] == 0 and area[-1] == 1 and len(dist) == 13
+        np.testing.assert_allclose(dist, w_dist, rtol=1e-5, atol=1e-7)

@@ -331,8 +331,9 @@ def deletion_check(net: LpipsNet, reference: Tensor, explained: Tensor, signed: 
     patches (about ``patches``) against ``random_orders`` seeded random orders.
 
     ``signed`` is the H x W map whose patch sums rank the patches (largest first), as in
-    :func:`faithfulness`. Every point is a real distance, scored in batches against the
-    reference encoded once (``scorer``: pass the one the explanation already holds).
+    :func:`faithfulness`. Every point is a real distance, scored against the reference
+    encoded once (``scorer``: pass the one the explanation already holds), each from the
+    point before on the windows its patch reaches where the trunk allows (order_curves).
     """
     start = time.perf_counter()
     seed = integer(seed, "seed", minimum=0)
