@@ -49,7 +49,7 @@ import torch
 
 from lpips_explain.core import trunk_hash
 from lpips_explain.core.atomic import atomic_write
-from lpips_explain.core.trunks import build_features, get_trunk, official_lin_path
+from lpips_explain.core.trunks import empty_features, get_trunk, official_lin_path
 from lpips_explain.errors import ArchiveError, InputError, WeightsUnavailableError
 from lpips_explain.validation import Progress
 
@@ -410,7 +410,7 @@ def _verified_install(net: str) -> str | None:
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        features = build_features(net)
+        features = empty_features(net)  # every parameter loaded strictly below
         features.load_state_dict(state, strict=True)
     except Exception:  # a damaged install is simply re-installed
         return None
@@ -485,7 +485,7 @@ def _install_from(path: Path, nets: list[str], origin: str, start: float,
     converted = {}
     for net in nets:  # every check passes for every net before anything is written
         what = f"{spec.filename}:{spec.members[net][0].rsplit('/', 1)[-1]}"
-        features = build_features(net)  # the architecture, then the converted values
+        features = empty_features(net)  # the architecture, then the converted values
         state, lins = convert(restricted_loads(data[net], what), net, what, features)
         features.load_state_dict(state, strict=True)
         digest = trunk_hash.content_digest(features)

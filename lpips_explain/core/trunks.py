@@ -151,6 +151,16 @@ def build_features(net: str, seed: int = 0) -> nn.Sequential:
         return spec.build().features
 
 
+def empty_features(net: str) -> nn.Sequential:
+    """The torchvision ``features`` trunk with uninitialised parameters, for a state_dict to
+    fill every one of them (core/weights.load_features_state loads strictly). Built on the
+    meta device: no initialisation runs and no classifier is allocated (vgg16's random
+    initialisation took 1.6 s, nearly all of it in the classifier that is then dropped)."""
+    with torch.device("meta"):
+        model = get_trunk(net).build()
+    return model.features.to_empty(device="cpu")
+
+
 def official_lin_path(net: str, version: str) -> Path:
     """The lin-head file that ships inside the official ``lpips`` package."""
     import importlib.util

@@ -13,7 +13,7 @@ from torch import nn
 
 from lpips_explain.core import metric_files, published, trunk_hash
 from lpips_explain.core.progress import ProgressBar
-from lpips_explain.core.trunks import NETS, TRUNKS, get_trunk
+from lpips_explain.core.trunks import NETS, TRUNKS, empty_features, get_trunk
 from lpips_explain.core.trunks import VERSIONS as VERSIONS
 from lpips_explain.core.trunks import build_features as build_features
 from lpips_explain.core.trunks import official_lin_path as official_lin_path
@@ -328,7 +328,8 @@ def load_trunk(net: str, spec: str | os.PathLike | None = None, seed: int = 0, *
     if not spec_str.strip():  # a bad setting (exit 2), not missing weights
         raise InputError(
             "The backbone weights setting is empty: use 'imagenet', 'random' or a file path.")
-    features = build_features(net, seed)
+    # A file fills every parameter (strictly), so its trunk starts uninitialised.
+    features = build_features(net, seed) if spec_str == "random" else empty_features(net)
     if spec_str == "random":
         info = WeightsInfo(net, "random", f"random initialisation, seed {seed} (not perceptual)",
                            None, perceptual=False, seed=seed,
@@ -409,7 +410,7 @@ class TrunkStatus:
 def _status_of_file(net: str, path: Path, source: str) -> TrunkStatus:
     verdict = trunk_hash.verify(net, path)  # the file's hash first: no load for torchvision's
     if not verdict.verified:
-        features = build_features(net)
+        features = empty_features(net)  # loaded strictly below, or not used
         try:
             load_features_state(features, _read_state_dict(path), net=net, origin=str(path))
         except WeightsError as exc:
