@@ -159,17 +159,51 @@ def test_deletion_curves_on_chains_equal_whole_passes(nets, monkeypatch):
     """order_curves runs each order as a chain of windowed steps where windows are cheap; its
     curves are the whole-pass route's, and no point goes through a whole pass."""
     net = nets[("alex", "0.1")]
-    a, b = _pair(192, 256, 3)
+    a, b = _pair(256, 384, 3)
     rng = np.random.default_rng(0)
-    orders = [rng.permutation(12) for _ in range(3)]
+    orders = [rng.permutation(24) for _ in range(2)]
     seen = _count_whole(monkeypatch, net)
     base, chained = rp.order_curves(net, a, b, orders, patch=64)
     assert sum(seen) == 0  # B and every point on windows
     monkeypatch.setattr(rp, "LOCAL_MAX_COST", -1.0)  # force the whole-pass route
     whole_base, whole = rp.order_curves(net, a, b, orders, patch=64)
-    assert sum(seen) == 1 + 12 * 3
+    assert sum(seen) == 1 + 24 * 2
     assert base == pytest.approx(whole_base, rel=1e-6)
     for (area, dist), (w_area, w_dist) in zip(chained, whole, strict=True):
         np.testing.assert_array_equal(area, w_area)
-        assert area[0] == 0 and area[-1] == 1 and len(dist) == 13
+        assert area[0] == 0 and area[-1] == 1 and len(dist) == 25
         np.testing.assert_allclose(dist, w_dist, rtol=1e-5, atol=1e-7)
+
+
+def test_small_images_keep_whole_passes_for_deletion_curves(nets, monkeypatch):
+    """Where a walk would cost more than whole passes, every point is a whole pass."""
+    net = nets[("alex", "0.1")]
+    a, b = _pair(96, 96, 4)
+    seen = _count_whole(monkeypatch, net)
+    rp.order_curves(net, a, b, [np.arange(9)], patch=32)
+    assert sum(seen) == 1 + 9
+
+
+def test_the_refining_walk_finds_the_goal_step_of_the_whole_pass_route(nets, monkeypatch):
+    """repair(max_points=...) walks the bracket around the goal on windows (one patch more a
+    step, up to the first point reaching it) where that costs fewer whole passes than the
+    refining rounds: the same goal step, the same distances where both measured."""
+    net = nets[("alex", "0.1")]
+    a, b = _pair(384, 384, 6)
+    kw = {"patch": 32, "max_points": 8}
+    seen = _count_whole(monkeypatch, net)
+    walked = rp.repair(net, a, b, **kw)
+    walked_passes = sum(seen)
+    monkeypatch.setattr(rp, "LOCAL_MAX_COST", -1.0)  # force the whole-pass route
+    whole = rp.repair(net, a, b, **kw)
+    whole_curve = sum(seen) - walked_passes - (1 + 144)  # less B and the single patches
+    # whole passes for the coarse points only (B's pass is the windows'), then the walk
+    assert walked_passes == len(rp._coarse_steps(144, 8)) - 1 < whole_curve
+    w_steps, o_steps = list(walked.curve_steps), list(whole.curve_steps)
+    assert walked.orders_tried[0].goal_steps == whole.orders_tried[0].goal_steps
+    assert len(w_steps) > len(o_steps) - 4  # the walk measured its bracket densely
+    common = sorted(set(w_steps) & set(o_steps))
+    assert len(common) >= 8
+    wd = dict(zip(w_steps, walked.curve_distance, strict=True))
+    od = dict(zip(o_steps, whole.curve_distance, strict=True))
+    np.testing.assert_allclose([wd[k] for k in common], [od[k] for k in common], rtol=1e-5)

@@ -46,6 +46,15 @@ GREEDY_BUDGET = 4096
 # 2.4x; alex 192/32 (0.54) 1.35x; vgg 96/32 (0.59) 1.17x; vgg 64/32 (0.66) 0.70x; alex
 # 128/32 (0.74) 0.81x: near 1 the crops' overhead makes the windows slower.
 LOCAL_MAX_COST = 0.6
+# A walk (_Batches.walk: one image after another, each one box more from A, on windows) costs
+# about WALK_START whole passes to start (a pass keeping every layer input), then per step
+# its windows' share of a whole pass's multiply-adds plus a fixed cost worth a whole pass
+# over WALK_STEP_PIXELS pixels (ten small convolutions and their bookkeeping, about 8 ms
+# here). Measured on alex, a step in whole passes: 600x400 with 32 px boxes (share 0.06)
+# 0.15, with a 123 px box in the middle (share 0.22) 0.29; 256x256 with 32 px boxes (share
+# 0.36) 0.52; 1920x1280 with 60 px boxes 0.023. The start: 1.14-1.39 passes.
+WALK_START = 1.4
+WALK_STEP_PIXELS = 25_000
 # An explanation evaluates each order's curve at about this many values of k, then refines
 # around the goal to one patch (repair(max_points=...)): on a 600x400 pair (247 patches of
 # 32 px) one order costs about 34 trunk passes instead of 248, with the same goal step
@@ -367,14 +376,12 @@ class _Batches:
                ) -> tuple[float, list[np.ndarray]] | None:
         """d(A, B) and, for each order of ``boxes``, the distances after taking the first k
         boxes from A, k = 1..len(boxes): each step from the one before, on the windows its
-        box reaches (WindowedScorer.take, exact), when the trunk allows that and a box
-        costs at most LOCAL_MAX_COST of a whole pass; None otherwise (score the masks)."""
-        net = self.scorer.net
-        size = (int(self.b.shape[-2]), int(self.b.shape[-1]))
-        if (not boxes or not supports(net)
-                or window_cost(net, size, boxes) / len(boxes) > LOCAL_MAX_COST):
+        box reaches (WindowedScorer.take, exact), when the trunk allows that, a box costs
+        at most LOCAL_MAX_COST of a whole pass and an order's walk fewer whole passes than
+        its points (walk_cost); None otherwise (score the masks)."""
+        if not orders or (cost := self.walk_cost(boxes)) is None or cost >= len(boxes):
             return None
-        start = WindowedScorer(net, self.scorer.ref, self.b)
+        start = WindowedScorer(self.scorer.net, self.scorer.ref, self.b)
         base = start.distance()
         self._advance(1, label)
         out = []
@@ -386,6 +393,32 @@ class _Batches:
                 self._advance(1, label)
             out.append(steps)
         return base, out
+
+    def walk_cost(self, boxes: Sequence[Box]) -> float | None:
+        """What :meth:`walk` over ``boxes`` costs in whole passes, at most (every step taken);
+        None where windows are not used (the trunk, or a box's windows over LOCAL_MAX_COST)."""
+        net = self.scorer.net
+        h, w = (int(self.b.shape[-2]), int(self.b.shape[-1]))
+        if not boxes or not supports(net):
+            return None
+        share = window_cost(net, (h, w), boxes)  # one copy's, for the largest box
+        if share > LOCAL_MAX_COST:
+            return None
+        return WALK_START + len(boxes) * (share + WALK_STEP_PIXELS / (h * w))
+
+    def walk(self, start: Tensor, boxes: Sequence[Box], stop: Callable[[float], bool],
+             label: str) -> list[float]:
+        """The distances after taking each of ``boxes`` from A in turn, from the image
+        ``start``, each step on the windows its box reaches (WindowedScorer.take, exact);
+        ends after the first distance that ``stop`` accepts."""
+        chain = WindowedScorer(self.scorer.net, self.scorer.ref, start)
+        out: list[float] = []
+        for box in boxes:
+            out.append(chain.take(self.a, box))
+            self._advance(1, label)
+            if stop(out[-1]):
+                break
+        return out
 
     def _advance(self, count: int, label: str) -> None:
         self.done += count
@@ -518,6 +551,7 @@ def repair(net: LpipsNet, a: Tensor, b: Tensor, *, patch: int = 32,
     points = n if max_points is None else len(_coarse_steps(n, max_points)) - 1
     score = _Batches(scorer, a, b, batch_size, progress, 1 + n + points * len(names))
 
+    boxes = _patch_boxes((h, w), patch, grid)
     with torch.no_grad():
         single = _single_patches(score, b, pix, (h, w), patch, grid)
         base = float(single[0])
@@ -546,7 +580,8 @@ def repair(net: LpipsNet, a: Tensor, b: Tensor, *, patch: int = 32,
                     greedy_budget, greedy_blocks, a.device)
                 known.update(greedy_known)
             tried.append(_evaluate_order(score, pix, counts, order, known, name, label,
-                                         max_points, reached, identical, base, spent))
+                                         max_points, reached, identical, base, spent,
+                                         boxes))
 
     best = min(tried, key=lambda o: (o.goal_area if o.goal_area is not None else math.inf,
                                      o.auc))
@@ -642,12 +677,24 @@ def _curve_notes(best: RepairOrder, size: tuple[int, int], patch: int, n: int, b
     return notes
 
 
+def _rounds_cost(m: int, max_points: int) -> int:
+    """Whole passes that refining rounds spend on a bracket of ``m`` patches, at most."""
+    passes = 0
+    while m > 1:
+        ks = _coarse_steps(m, max_points)
+        passes += len(ks) - 2
+        m = int(np.diff(ks).max())
+    return passes
+
+
 def _evaluate_order(score: _Batches, pix: Tensor, counts: np.ndarray, order: np.ndarray,
                     known: dict[int, float], name: str, label: str, max_points: int | None,
                     reached: Callable[[float], bool], identical: bool, base: float,
-                    spent: int) -> RepairOrder:
+                    spent: int, boxes: Sequence[Box] | None = None) -> RepairOrder:
     """The curve of one order: d after the first k patches, at every k (or coarse + refined
-    around the goal with ``max_points``); points already measured are reused."""
+    around the goal with ``max_points``); points already measured are reused. Given the
+    patches' ``boxes``, runs of consecutive k are walked on windows where that costs fewer
+    whole passes (_Batches.walk): the whole curve, or a bracket scanned up to the goal."""
     n = order.size
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
@@ -666,17 +713,40 @@ def _evaluate_order(score: _Batches, pix: Tensor, counts: np.ndarray, order: np.
         evaluations += len(ks)
         evaluated.update(zip(ks, d.tolist(), strict=True))
 
+    def walk(lo: int, hi: int, stop: Callable[[float], bool], what: str) -> bool:
+        """d at k = lo+1..hi (up to the first that ``stop`` accepts) on windows from the
+        image at k = lo, if that costs fewer whole passes than ``passes``; done or not."""
+        nonlocal evaluations
+        while lo < hi and lo + 1 in evaluated:  # start after the points already measured
+            lo += 1
+        steps = [boxes[int(i)] for i in order[lo: hi]] if boxes is not None else []
+        cost = score.walk_cost(steps)
+        todo = sum(k not in evaluated for k in range(lo + 1, hi + 1))
+        rounds = todo if max_points is None else _rounds_cost(hi - lo, max_points)
+        if cost is None or cost >= rounds:
+            return False
+        start = torch.where((pix_rank < lo)[None, None], score.a, score.b)
+        d = score.walk(start, steps, stop, f"repair: {what}")
+        evaluations += len(d)
+        for k, v in enumerate(d, lo + 1):
+            evaluated.setdefault(k, v)  # a point measured before keeps its whole-pass value
+        return True
+
     title = f"{name.replace('_', ' ')} order curve"
     first = list(range(n + 1)) if max_points is None else _coarse_steps(n, max_points)
     # The plan counted every point but k = 0; points already measured cost nothing.
     score.plan(sum(k not in evaluated for k in first) - (len(first) - 1))
-    evaluate(first, title)
+    if max_points is not None or not walk(0, n, lambda d: False, title):
+        evaluate(first, title)
     if max_points is not None and not identical:
         # Narrow the bracket around the first point reaching the goal to one patch.
         while (bracket := _first_reaching(evaluated, reached)) is not None:
             lo, hi = bracket
             if hi - lo <= 1:
                 break
+            # k = hi is known to reach the goal: walk lo+1..hi-1 until one does.
+            if walk(lo, hi - 1, reached, f"{title}, refining"):
+                continue
             ks = [lo + k for k in _coarse_steps(hi - lo, max_points)[1:-1]]
             score.plan(sum(k not in evaluated for k in ks))
             evaluate(ks, f"{title}, refining")
