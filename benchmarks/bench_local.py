@@ -134,7 +134,7 @@ def curves(args: argparse.Namespace) -> None:
                 tw.append(run(True)[0])
                 tc.append(run(False)[0])
             mw, mc = statistics.median(tw), statistics.median(tc)
-            print(f"{name:<5} {shape:>10} {patch:>5} {whole.size + 1:>6} {mw:>8.2f} "
+            print(f"{name:<5} {shape:>10} {patch:>5} {1 + n * len(orders):>6} {mw:>8.2f} "
                   f"{mc:>8.2f} {mw / mc:>5.2f}x  {diff:.1e}")
 
 
