@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 import threading
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
@@ -219,15 +221,27 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:32]
 
 
+_now = time.monotonic  # the progress bar's clock (a test sets its own)
+
+
 class ProgressBar:
     """An st.progress fed by the engine's ``progress(done, total, label)`` callback, drawn
     where the page says (``slot``: e.g. the run state at the top) or in place."""
 
+    # At most one redraw per this many seconds (and always the last step): a walk on windows
+    # reports a step every few milliseconds, and each redraw is a message the browser renders.
+    MIN_INTERVAL_S = 0.1
+
     def __init__(self, text: str, slot: Any = None) -> None:
         self._text = text
         self._bar = (slot or st).progress(0.0, text=text)
+        self._drawn = -math.inf
 
     def __call__(self, done: int, total: int, label: str) -> None:
+        now = _now()
+        if done < total and now - self._drawn < self.MIN_INTERVAL_S:
+            return
+        self._drawn = now
         fraction = min(1.0, max(0.0, done / total)) if total > 0 else 1.0
         # "Sensitivity: 3 of 20", not "Sensitivity: sensitivity: 3 of 20".
         step = "" if label.lower() in self._text.lower() else f" {label}:"

@@ -79,3 +79,30 @@ def test_a_reserved_result_is_waited_for_not_computed_twice():
     store.release("k", 2)  # given up: a waiter returns at once, with nothing
     assert store.wait("k", 2, timeout=10) is None
     assert store.wait("k", 3, timeout=10) is None  # never reserved: no wait
+
+
+class _Bar:
+    """Stands in for st.progress: records each redraw."""
+
+    def __init__(self) -> None:
+        self.drawn: list[str] = []
+
+    def progress(self, value: float, text: str) -> _Bar:
+        self.drawn.append(text)
+        return self
+
+
+def test_the_progress_bar_redraws_at_most_every_interval_and_always_the_last_step(monkeypatch):
+    """A walk on windows reports a step every few ms: the bar skips steps within
+    MIN_INTERVAL_S of its last redraw, never the first or the last."""
+    clock = [100.0]
+    monkeypatch.setattr(resources, "_now", lambda: clock[0])
+    slot = _Bar()
+    bar = resources.ProgressBar("Computing repair:", slot)
+    for done in range(1, 11):  # ten steps 10 ms apart
+        bar(done, 10, "repair")
+        clock[0] += 0.01
+    assert slot.drawn[1:] == ["Computing repair: 1 of 10", "Computing repair: 10 of 10"]
+    clock[0] += resources.ProgressBar.MIN_INTERVAL_S
+    bar(3, 20, "sensitivity")  # a pause as long as the interval: drawn again
+    assert slot.drawn[-1] == "Computing repair: sensitivity: 3 of 20"

@@ -726,7 +726,11 @@ def _evaluate_order(score: _Batches, pix: Tensor, counts: np.ndarray, order: np.
         if cost is None or cost >= rounds:
             return False
         start = torch.where((pix_rank < lo)[None, None], score.a, score.b)
+        if max_points is not None:
+            score.plan(len(steps))  # the progress bar's total: every step, until one stops
         d = score.walk(start, steps, stop, f"repair: {what}")
+        if max_points is not None:
+            score.plan(len(d) - len(steps))
         evaluations += len(d)
         for k, v in enumerate(d, lo + 1):
             evaluated.setdefault(k, v)  # a point measured before keeps its whole-pass value
