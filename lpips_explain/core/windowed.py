@@ -163,7 +163,10 @@ class WindowedScorer:
         # whole source image per batch, cost more than the windows' convolutions at 12 MP).
         self.padded: dict[int, Tensor] = {}
         self.terms: list[Tensor] = []  # per tap: B's per-position terms (float64)
-        self.tables: list[Tensor] = []  # per tap: summed-area table of B's terms
+        # per tap: summed-area table of B's terms, built when score() first needs it (a
+        # chain of take() only changes terms: at 12 MP rebuilding the tables took a quarter
+        # of each step)
+        self.tables: list[Tensor | None] = []
         self.totals: list[float] = []  # per tap: B's terms summed
         self.areas: list[int] = []
         with torch.no_grad():
@@ -177,7 +180,7 @@ class WindowedScorer:
                     self.padded[i] = F.pad(h, (p, p, p, p), value=fill)
                     h = net.features[i](h)
                 if i in self.taps:
-                    self._keep_tap(len(self.tables), h)
+                    self._keep_tap(len(self.terms), h)
 
     def _trunk_input(self, x: Tensor) -> Tensor:
         h = x * 2 - 1
@@ -186,17 +189,19 @@ class WindowedScorer:
         return h.contiguous(memory_format=torch.channels_last)
 
     def _keep_tap(self, t: int, h: Tensor) -> None:
-        self.terms.append(self._terms(t, normalize(h), self.ref[t])[0].double())
-        self.tables.append(torch.empty(0))
-        self.totals.append(0.0)
-        self.areas.append(int(self.terms[t].numel()))
-        self._sum_tap(t)
+        terms = self._terms(t, normalize(h), self.ref[t])[0].double()
+        self.terms.append(terms)
+        self.tables.append(None)
+        self.totals.append(float(terms.sum()))
+        self.areas.append(int(terms.numel()))
 
-    def _sum_tap(self, t: int) -> None:
-        """The tap's summed-area table and total, from its terms."""
-        terms = self.terms[t]
-        self.tables[t] = F.pad(terms.cumsum(0).cumsum(1), (1, 0, 1, 0))
-        self.totals[t] = float(terms.sum())
+    def _table(self, t: int) -> Tensor:
+        """The tap's summed-area table, from its terms (built once per change of them)."""
+        table = self.tables[t]
+        if table is None:
+            terms = self.terms[t]
+            table = self.tables[t] = F.pad(terms.cumsum(0).cumsum(1), (1, 0, 1, 0))
+        return table
 
     def _terms(self, t: int, y: Tensor, ref: Tensor) -> Tensor:
         return F.conv2d((ref - y) ** 2, self.net.heads[t])[:, 0]
@@ -217,7 +222,7 @@ class WindowedScorer:
                                                          self.ref, self.taps)
         new.padded = {i: v.clone() for i, v in self.padded.items()}
         new.terms = [v.clone() for v in self.terms]
-        new.tables = [v.clone() for v in self.tables]
+        new.tables = list(self.tables)  # read-only: a take replaces, never writes into one
         new.totals, new.areas = list(self.totals), list(self.areas)
         return new
 
@@ -271,9 +276,10 @@ class WindowedScorer:
                 if keep:
                     r, c = rows.starts[0], cols.starts[0]
                     self.terms[t][r: r + rows.length, c: c + cols.length] = terms[0]
-                    self._sum_tap(t)
+                    self.tables[t] = None
+                    self.totals[t] = float(self.terms[t].sum())
                 else:
-                    theirs = _window_sums(self.tables[t], rows, cols)
+                    theirs = _window_sums(self._table(t), rows, cols)
                     change += (terms.sum(dim=(1, 2)) - theirs) / self.areas[t]
                 t += 1
         return self.distance() + change
