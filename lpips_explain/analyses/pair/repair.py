@@ -147,7 +147,7 @@ class Repair:
     def areas(self) -> np.ndarray:
         """Area fraction repaired after the first k patches in order, for k = 0..P."""
         counts = np.bincount(self._pixel_patch().ravel(), minlength=self.grid[0] * self.grid[1])
-        return np.concatenate([[0.0], np.cumsum(counts[self.order])]) / counts.sum()
+        return _repaired_area(counts, self.order)
 
     def steps_for_area(self, area: float) -> int:
         """The smallest k whose first k patches cover at least ``area`` of the image."""
@@ -384,15 +384,8 @@ class _Batches:
         start = WindowedScorer(self.scorer.net, self.scorer.ref, self.b)
         base = start.distance()
         self._advance(1, label)
-        out = []
-        for order in orders:
-            chain = start.copy()
-            steps = np.empty(len(order), dtype=np.float64)
-            for k, i in enumerate(order):
-                steps[k] = chain.take(self.a, boxes[int(i)])
-                self._advance(1, label)
-            out.append(steps)
-        return base, out
+        return base, [np.array(self.walk(start.copy(), [boxes[int(i)] for i in order],
+                                         lambda d: False, label)) for order in orders]
 
     def walk_cost(self, boxes: Sequence[Box]) -> float | None:
         """What :meth:`walk` over ``boxes`` costs in whole passes, at most (every step taken);
@@ -406,12 +399,14 @@ class _Batches:
             return None
         return WALK_START + len(boxes) * (share + WALK_STEP_PIXELS / (h * w))
 
-    def walk(self, start: Tensor, boxes: Sequence[Box], stop: Callable[[float], bool],
-             label: str) -> list[float]:
+    def walk(self, start: Tensor | WindowedScorer, boxes: Sequence[Box],
+             stop: Callable[[float], bool], label: str) -> list[float]:
         """The distances after taking each of ``boxes`` from A in turn, from the image
-        ``start``, each step on the windows its box reaches (WindowedScorer.take, exact);
-        ends after the first distance that ``stop`` accepts."""
-        chain = WindowedScorer(self.scorer.net, self.scorer.ref, start)
+        ``start`` (or a scorer holding its pass, which the walk changes), each step on the
+        windows its box reaches (WindowedScorer.take, exact); ends after the first
+        distance that ``stop`` accepts."""
+        chain = (start if isinstance(start, WindowedScorer)
+                 else WindowedScorer(self.scorer.net, self.scorer.ref, start))
         out: list[float] = []
         for box in boxes:
             out.append(chain.take(self.a, box))
@@ -677,6 +672,12 @@ def _curve_notes(best: RepairOrder, size: tuple[int, int], patch: int, n: int, b
     return notes
 
 
+def _repaired_area(counts: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """The share of the image repaired after the first k patches of ``order``, k = 0..P
+    (``counts``: each patch's pixels; edge patches are smaller)."""
+    return np.concatenate([[0.0], np.cumsum(counts[order])]) / counts.sum()
+
+
 def _rounds_cost(m: int, max_points: int) -> int:
     """Whole passes that refining rounds spend on a bracket of ``m`` patches, at most."""
     passes = 0
@@ -757,8 +758,7 @@ def _evaluate_order(score: _Batches, pix: Tensor, counts: np.ndarray, order: np.
             evaluate(ks, f"{title}, refining")
     steps = np.array(sorted(evaluated), dtype=np.int64)
     dist = np.array([evaluated[k] for k in steps], dtype=np.float64)
-    cum_area = np.concatenate([[0.0], np.cumsum(counts[order])]) / counts.sum()
-    area = cum_area[steps]
+    area = _repaired_area(counts, order)[steps]
     goal_steps = goal_area = None
     if not identical:
         hit = next((i for i, d in enumerate(dist) if reached(d)), None)
@@ -796,9 +796,8 @@ def order_curves(net: LpipsNet, a: Tensor, b: Tensor, orders: Sequence[np.ndarra
     chained = score.chains(_patch_boxes((h, w), patch, grid), orders, label)
     if chained is not None:
         base, steps = chained
-        return base, [(np.concatenate([[0.0], np.cumsum(counts[order])]) / counts.sum(),
-                       np.concatenate([[base], d])) for order, d in zip(orders, steps,
-                                                                          strict=True)]
+        return base, [(_repaired_area(counts, order), np.concatenate([[base], d]))
+                      for order, d in zip(orders, steps, strict=True)]
     out = []
     with torch.no_grad():
         base = float(score(lambda sl: pix[None] < 0, 1, label)[0])  # nothing replaced: B
