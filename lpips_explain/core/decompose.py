@@ -7,9 +7,10 @@ The sums are taken in float64 so that these identities hold to ~1e-12.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar
 
 import numpy as np
 import torch
@@ -20,6 +21,9 @@ from lpips_explain.core.model import LpipsNet
 from lpips_explain.errors import InputError, lookup
 from lpips_explain.validation import integer
 
+T = TypeVar("T")
+MEMO_ENTRIES = 8  # values a decomposition keeps (Decomposition.memo)
+_MEMO_LOCK = threading.Lock()
 Upsample = Literal["none", "bilinear", "mean_preserving"]
 UPSAMPLING: dict[str, str] = {
     "none": "at the layer's own resolution (its mean is exactly the layer's distance)",
@@ -96,6 +100,23 @@ class Decomposition:
     # How the features were computed in tiles (core/budget.py MemoryPlan.to_dict); None:
     # the images went through the trunk whole.
     tiling: dict | None = None
+    # Small values derived from this decomposition, computed once (see memo).
+    _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()`` the first time ``key`` is asked for, the stored value after (the
+        last :data:`MEMO_ENTRIES` keys). For small values derived from this decomposition
+        (and from what ``key`` names): a page redrawn on every click asks for its sentences
+        several times a run, from every session holding the result. Never for arrays a
+        caller may change."""
+        with _MEMO_LOCK:
+            if key in self._memo:
+                return self._memo[key]
+        value = compute()  # outside the lock: other sessions' pages do not wait for it
+        with _MEMO_LOCK:
+            while len(self._memo) >= MEMO_ENTRIES and key not in self._memo:
+                self._memo.pop(next(iter(self._memo)))  # the oldest goes
+            return self._memo.setdefault(key, value)
 
     def layer(self, key: int | str) -> LayerBreakdown:
         if not isinstance(key, str):

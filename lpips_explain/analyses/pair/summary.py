@@ -113,7 +113,19 @@ def summarize(dec: Decomposition, *, attribution: Any = None, sensitivity: Any =
 def describe_image(dec: Decomposition, reference_image: Any, explained_image: Any, *,
                    reference: str = "A", explained: str = "B") -> list[str]:
     """Where the distance is (a named region and its exact share of the summed map) and what
-    kind of change it is (analyses.pair.regions' stated rule)."""
+    kind of change it is (analyses.pair.regions' stated rule). Computed once per
+    decomposition and pair of image objects (the page asks for it several times a run)."""
+    # Keyed by the images' ids; the entry holds the images, so no other object can take
+    # those ids while it is there.
+    key = ("describe_image", id(reference_image), id(explained_image), reference, explained)
+    _, sentences = dec.memo(key, lambda: (
+        (reference_image, explained_image),
+        tuple(_describe_image(dec, reference_image, explained_image, reference, explained))))
+    return list(sentences)
+
+
+def _describe_image(dec: Decomposition, reference_image: Any, explained_image: Any,
+                    reference: str, explained: str) -> list[str]:
     out = []
     found = where(dec.spatial_map(None, "bilinear"))
     if found is not None:

@@ -189,6 +189,30 @@ def test_sentences_about_the_image_carry_no_layer_ids(photo, random_explainer):
     assert not any(re.search(r"relu|conv|channel|lin weight", s) for s in said)
 
 
+def test_the_sentences_are_computed_once_per_pair_of_images(photo, random_explainer,
+                                                             monkeypatch):
+    """The page asks for them several times a run: the rule runs once per decomposition and
+    pair of images, and another pair (or other roles) gets its own sentences."""
+    from lpips_explain.analyses.pair import summary
+
+    jpeg = P.apply("jpeg", photo, 10.0)
+    expl = random_explainer.explain(photo, jpeg, sensitivity=False, repair=False,
+                                    attribution=None, value_range="[0,1]", equivalents=False)
+    dec = expl.decomposition
+    runs = []
+    rule = summary.change_kind
+    monkeypatch.setattr(summary, "change_kind", lambda *a, **k: runs.append(1) or rule(*a, **k))
+    first = describe_image(dec, photo, jpeg)
+    assert describe_image(dec, photo, jpeg) == first and len(runs) == 1
+    assert first[1] == rule(photo, jpeg, dec).sentence  # what the rule says, not a stale one
+    swapped = describe_image(dec, jpeg, photo, reference="B", explained="A")
+    assert len(runs) == 2 and swapped[1] == rule(jpeg, photo, dec, reference_name="B",
+                                                 explained_name="A").sentence
+    assert swapped != first
+    # a copy of the images is another pair of objects: computed for them, the same words
+    assert describe_image(dec, photo.clone(), jpeg.clone()) == first and len(runs) == 3
+
+
 # --- the repair in words -----------------------------------------------------------------------
 
 
