@@ -13,7 +13,7 @@ import streamlit as st
 
 from lpips_explain.ui import controls, explain, inputs, keys, state
 from lpips_explain.ui.feedback import guard
-from lpips_explain.ui.resources import cached
+from lpips_explain.ui.resources import cached, result_store
 from lpips_explain.ui.runstate import RunState
 from lpips_explain.ui.widgets import glossary, presenting
 
@@ -32,8 +32,12 @@ state.reset_when_changed(keys.RESULT_INPUTS, (pair.key, swap), keys.RESULT_DEFAU
 base = (opts.model_key, pair.key, swap)
 
 
+def kind_key(part: str) -> tuple[str, tuple]:
+    return f"explain-{part}", explain.part_key(part, base, opts)
+
+
 def compute(part: str, breakdown=None):
-    return run.compute(part, f"explain-{part}", explain.part_key(part, base, opts),
+    return run.compute(part, *kind_key(part),
                        lambda progress: explain.compute_part(explainer, prep, opts, swap, part,
                                                              progress, breakdown))
 
@@ -50,9 +54,13 @@ with guard("reading the pair"):
                   lambda _p: explainer.prepare(pair.a.source(), pair.b.source()))
 with guard("computing the distance"):
     fast = compute("breakdown")
-draw_card(fast, waiting=explain.CARD_PARTS)
-with opinions_slot.container():
-    explain.opinions_line(None, computing=True)
+# The card waiting for its parts is drawn only when they are to be computed: a rerun that
+# finds them stored (every click on the page) goes straight to the card with them.
+card_stored = all(result_store().has(*kind_key(part)) for part in explain.CARD_PARTS)
+if not card_stored:
+    draw_card(fast, waiting=explain.CARD_PARTS)
+    with opinions_slot.container():
+        explain.opinions_line(None, computing=True)
 
 # The card's own parts next, then the card drawn complete. A part that fails says so and
 # the others are still shown.

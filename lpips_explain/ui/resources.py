@@ -148,6 +148,11 @@ class ResultStore:
                 return self._data[k]
         return None
 
+    def has(self, kind: str, key: Hashable) -> bool:
+        """Whether (kind, key) is stored (no hit counted, its place in the LRU kept)."""
+        with self._lock:
+            return (kind, key) in self._data
+
     def reserve(self, kind: str, key: Hashable) -> None:
         """Say that (kind, key) is being computed (by the warm-up): a page asking for it
         waits for it (:meth:`wait`) instead of computing it a second time."""
