@@ -5,16 +5,19 @@ lpips_explain.ui.serve``: the engine warms up while the server starts) and drive
 Debian's chromium at 1280x720 with Playwright, as a person would:
 
 1. **First visitor**: the page is opened as soon as the server answers its health check;
-   seconds until the sample pair's distance is shown and until the run state says "Ready".
+   seconds until the sample pair's distance is shown and until the run state says "Ready"
+   (and the seconds the run state itself gives: the page's script on the server).
 2. **A dropped pair** (default: a 600x400 photograph made from a bundled original and a
    JPEG-compressed, slightly blurred copy of it; or ``--a``/``--b``): A and then B are put
    into the page's own file inputs; seconds from B's upload to the new distance, to the
    complete verdict card (its repair headline and equivalents, "computing" gone) and to
    "Ready", and each part's time as the run state reports it (polled every 0.1 s).
-3. **The CLI**: ``lpips-explain explain A B --out DIR`` on the same pair, in a fresh process
+3. **A second visitor**: a new page on the sample pair, whose parts are stored: the same
+   seconds, now only drawing.
+4. **The CLI**: ``lpips-explain explain A B --out DIR`` on the same pair, in a fresh process
    (imports and the network included), its wall time and the parts' times it records.
 
-4. **Under load** (``--sessions 16 --concurrency 8``, instead of 1-3): that many browser
+5. **Under load** (``--sessions 16 --concurrency 8``, instead of 1-3): that many browser
    sessions, each uploading a different pair, that many at a time; each shown distance is
    checked against the Explainer's, and the server's peak resident memory (VmHWM) is read.
 
@@ -48,6 +51,7 @@ POLL_S = 0.1
 STATE_RE = re.compile(r"(schedule|autorenew|check_circle|error|remove_circle_outline|touch_app)"
                       r"\s*([a-z][a-z ]*?)(?:\s*\(on request\))?\s*(?=·|$)")
 DISTANCE_RE = re.compile(r"distance = (\d+\.\d{6})")
+READY_RE = re.compile(r"Ready\*{0,2} in (\d+(?:\.\d+)?) s")
 
 
 def free_port() -> int:
@@ -137,6 +141,10 @@ def watch(page, t0: float, *, before: str | None, timeout: float = 300.0,
             marks["card complete"] = now
         if "distance" in marks and ready(page):
             marks["ready"] = now
+            # the server's own count: the page's script from its start to "Ready"
+            said = READY_RE.search(page.locator(".st-key-run_state").first.inner_text())
+            if said:
+                marks["script run (server)"] = float(said.group(1))
             return marks
         time.sleep(POLL_S)
     raise SystemExit(f"the page was not ready within {timeout:.0f} s: {marks}")
@@ -286,6 +294,12 @@ def main() -> int:
             t0 = upload(page, a, b)
             out["dropped pair"] = watch(page, t0, before=sample)
             page.screenshot(path=str(tmp / "app_ready.png"))
+            # A second visitor: the sample's parts are stored, the page only draws them.
+            other = browser.new_page(viewport={"width": 1280, "height": 720})
+            t0 = time.perf_counter()
+            other.goto(url, wait_until="domcontentloaded", timeout=120_000)
+            out["second visitor (sample pair)"] = watch(other, t0, before=None)
+            other.close()
             for size in args.photo:
                 w, h = (int(v) for v in size.lower().split("x"))
                 photo = make_photo(tmp, w, h)
