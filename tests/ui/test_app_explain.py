@@ -274,6 +274,25 @@ def test_display_options_do_not_recompute(reference):
     assert dict(store.computed) == computed
 
 
+def test_a_rerun_on_stored_parts_draws_no_card_waiting_for_them(monkeypatch):
+    """A click on a display option reruns the page: its parts are stored, so the card is
+    drawn complete at once (a card waiting for its parts is drawn for a new pair only)."""
+    from lpips_explain.ui import explain
+
+    at = started()
+    drawn: list[tuple] = []
+    real = explain.verdict_card
+    monkeypatch.setattr(explain, "verdict_card", lambda expl, waiting=(): (
+        drawn.append(tuple(waiting)), real(expl, waiting=waiting))[1])
+    at.slider(key="where_opacity").set_value(0.3).run()
+    assert_clean(at)
+    assert drawn == [(), ()], drawn  # the card with its parts, then with the whole result
+    drawn.clear()
+    upload(at, A_PNG, png(3)).run()
+    assert_clean(at)
+    assert drawn[0] == tuple(explain.CARD_PARTS) and drawn[-1] == (), drawn
+
+
 def test_each_slow_part_is_cached_on_its_own_options():
     from lpips_explain.ui.resources import result_store
 
