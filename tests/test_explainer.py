@@ -147,6 +147,18 @@ def test_triplet_margin_is_split_exactly(random_explainer):
         assert tri.repair.curve_distance[flip.patches - 1] >= tri.distance_a
 
 
+def test_triplet_integrated_gradients_add_up_to_each_candidate_s_distance(random_explainer):
+    """The triplet's default method (the page's tests use saliency, the cheapest): each
+    candidate's map is integrated from REF and adds up to that candidate's own distance."""
+    ref, a, b = triplet_tensors()
+    tri = random_explainer.explain_triplet(ref, a, b, value_range=R)
+    for attr, d in ((tri.attribution_a, tri.distance_a), (tri.attribution_b, tri.distance_b)):
+        assert attr.method == "integrated_gradients" and attr.reference == "ref"
+        assert attr.distance == pytest.approx(d, abs=1e-6)
+        assert attr.completeness == "exact" and attr.relative_gap <= 0.01
+        assert float(np.sum(attr.signed)) == pytest.approx(attr.total, rel=1e-6)
+
+
 def test_triplet_tie(random_explainer):
     ref = smooth_image(64, 64, 30)
     a = smooth_image(64, 64, 31)
