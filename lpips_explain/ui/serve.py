@@ -13,7 +13,6 @@ building a second one.
 from __future__ import annotations
 
 import functools
-import os
 import sys
 import threading
 import time
@@ -21,11 +20,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "app.py"
-# OpenMP's idle threads (torch's CPU kernels) sleep instead of spinning, unless the person
-# starting the server set OMP_WAIT_POLICY. The server runs each page in a thread of its own,
-# beside other sessions and often beside the browser on the same cores; libgomp's default
-# spinning took their CPU (docs/performance.md#the-server-s-cpu-threads).
-OPENMP_WAIT = ("OMP_WAIT_POLICY", "PASSIVE")
 # What the warm-up took, for the Diagnostics page and the app benchmark (seconds by step).
 TIMINGS: dict[str, float] = {}
 
@@ -138,7 +132,6 @@ def _warm_quietly(reserved: list[tuple[str, tuple]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Warm up in a background thread and run the Streamlit server in this process."""
-    os.environ.setdefault(*OPENMP_WAIT)  # read when torch loads OpenMP: before any import
     from streamlit.web import cli as stcli
 
     args = list(sys.argv[1:] if argv is None else argv)
