@@ -56,9 +56,10 @@ with guard("computing the distance"):
     fast = compute("breakdown")
 # The card waiting for its parts is drawn only when they are to be computed: a rerun that
 # finds them stored (every click on the page) goes straight to the card with them.
-card_stored = all(result_store().has(*kind_key(part)) for part in explain.CARD_PARTS)
-if not card_stored:
+OPINIONS = ("explain-opinions", (*base, opts.top_k))
+if not all(result_store().has(*kind_key(part)) for part in explain.CARD_PARTS):
     draw_card(fast, waiting=explain.CARD_PARTS)
+if not result_store().has(*OPINIONS):
     with opinions_slot.container():
         explain.opinions_line(None, computing=True)
 
@@ -73,7 +74,7 @@ with guard("putting the verdict together"):
 
 opinions = None
 with guard("computing the second opinions", stop=False):
-    opinions = run.compute("second opinions", "explain-opinions", (*base, opts.top_k),
+    opinions = run.compute("second opinions", *OPINIONS,
                            lambda _p: explain.compute_opinions(explainer, fast))
 opinions_slot.empty()
 with opinions_slot.container():
