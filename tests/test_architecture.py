@@ -75,6 +75,7 @@ def test_scoring_commands_do_not_load_the_chart_libraries():
     assert proc.stdout.strip() == "[]"
 
 
+@pytest.mark.slow  # over 2 s on the 2-core machine (2026-12-07 16:20): the whole suite only
 def test_scoring_does_not_import_torchvision_or_the_official_package():
     """torchvision (and the official lpips package, which imports it) costs about 2 s and
     170 MB resident at import: same-size scoring and the CLI's parser never load them."""

@@ -155,6 +155,7 @@ def test_a_chain_of_takes_equals_whole_passes_and_leaves_its_source_alone(nets, 
     assert float(start.score(a, [boxes[0]])[0]) == pytest.approx(want[0], rel=1e-5)
 
 
+@pytest.mark.slow  # over 2 s on the 2-core machine (2026-12-07 16:20): the whole suite only
 def test_deletion_curves_on_chains_equal_whole_passes(nets, monkeypatch):
     """order_curves runs each order as a chain of windowed steps where windows are cheap; its
     curves are the whole-pass route's, and no point goes through a whole pass."""

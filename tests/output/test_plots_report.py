@@ -505,6 +505,7 @@ def test_write_explanation_without_optional_parts(fast, tmp_path):
     assert not (tmp_path / "maps").exists()
 
 
+@pytest.mark.slow  # over 2 s on the 2-core machine (2026-12-07 16:20): the whole suite only
 def test_write_triplet_files(triplet, triplet_plain, tmp_path):
     files = report.write_triplet(triplet, tmp_path / "t")
     listed = json.loads((tmp_path / "t" / "triplet.json").read_text())["files"]

@@ -15,6 +15,7 @@ from lpips_explain.output import imaging
 from lpips_explain.ui import controls, explain
 
 
+@pytest.mark.slow  # over 2 s on the 2-core machine (2026-12-07 16:20): the whole suite only
 def test_the_page_s_repair_is_the_engine_s_on_fewer_points_with_the_same_goal(
         random_explainer):
     a = smooth_image(192, 256, 3)

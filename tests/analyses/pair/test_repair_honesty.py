@@ -253,6 +253,7 @@ def test_summary_never_calls_occlusion_gradient_based(random_explainer, pair):
 # --- finding 8: skipped self-checks --------------------------------------------------------
 
 
+@pytest.mark.slow  # over 2 s on the 2-core machine (2026-12-07 16:20): the whole suite only
 def test_skipped_self_check_is_not_a_pass(random_explainer, pair):
     a, _ = pair
     checks = random_explainer.self_checks(a, a.clone(), ig_steps=4)
