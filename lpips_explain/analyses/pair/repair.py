@@ -548,7 +548,7 @@ def repair(net: LpipsNet, a: Tensor, b: Tensor, *, patch: int = 32,
 
     boxes = _patch_boxes((h, w), patch, grid)
     with torch.no_grad():
-        single = _single_patches(score, b, pix, (h, w), patch, grid)
+        single = _single_patches(score, b, pix, boxes)
         base = float(single[0])
         gains_flat = base - single[1:]
         identical = bool(torch.equal(a, b)) or base <= 0.0
@@ -599,14 +599,13 @@ def repair(net: LpipsNet, a: Tensor, b: Tensor, *, patch: int = 32,
         order_label=best.label, orders_tried=tuple(tried), goal=None if identical else target)
 
 
-def _single_patches(score: _Batches, b: Tensor, pix: Tensor, size: tuple[int, int], patch: int,
-                    grid: tuple[int, int]) -> np.ndarray:
-    """The distance with each single patch of B replaced by A's, after row 0: B itself
-    (nothing replaced), its distance from the same batches or from the pass of B the
+def _single_patches(score: _Batches, b: Tensor, pix: Tensor, boxes: list[Box]) -> np.ndarray:
+    """The distance with each single patch (``boxes``) of B replaced by A's, after row 0: B
+    itself (nothing replaced), its distance from the same batches or from the pass of B the
     windows start from."""
-    n = grid[0] * grid[1]
+    n = len(boxes)
     label = "repair: single patches"
-    single = score.boxes(b, _patch_boxes(size, patch, grid), label, with_base=True)
+    single = score.boxes(b, boxes, label, with_base=True)
     if single is None:
         single_ids = torch.arange(-1, n, device=b.device)
         single = score(lambda sl: pix[None] == single_ids[sl, None, None], n + 1, label)
