@@ -51,7 +51,7 @@ POLL_S = 0.1
 STATE_RE = re.compile(r"(schedule|autorenew|check_circle|error|remove_circle_outline|touch_app)"
                       r"\s*([a-z][a-z ]*?)(?:\s*\(on request\))?\s*(?=·|$)")
 DISTANCE_RE = re.compile(r"distance = (\d+\.\d{6})")
-READY_RE = re.compile(r"Ready\*{0,2} in (\d+(?:\.\d+)?) s")
+READY_RE = re.compile(r"Ready in (\d+(?:\.\d+)?) s")  # as the page renders it
 
 
 def free_port() -> int:
