@@ -716,7 +716,7 @@ def repair_curve(rep: Repair, *, repaired: str = "B", source: str = "A",
         _legend_entry(fig, f"{mark_label or 'marked'} at {100 * float(mark_area):.1f}% of the "
                       f"area", DISTANCE_TOTAL)
     grid = rep.grid
-    grid_txt = f", a {grid[1]}x{grid[0]} grid" if grid is not None else ""
+    grid_txt = f" (a grid of {grid[1]} by {grid[0]})" if grid is not None else ""
     order = rep.order_label
     caption = (f"Repair: {repaired}'s {rep.patch} px patches{grid_txt} are replaced by "
                f"{source}'s in this order: {order}; each marker is a real evaluation, lines "
