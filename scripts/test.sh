@@ -6,8 +6,8 @@
 # Other arguments go to pytest (e.g. a path, -k, or -n 0 to run the whole suite in one process).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The cluster test (a separate Ray head joined by address) runs on its own: beside the
-# other tests on 2 cores its actors have failed to start (docs/testing.md).
+# The cluster test (a separate Ray head joined by address) runs after the rest, on its own:
+# beside the other tests on 2 cores its actors have failed to start (docs/testing.md).
 quick=(-m "not cluster")
 is_quick=0
 workers=(-n 2 --dist loadfile --no-loadscope-reorder)  # heaviest files first (tests/conftest.py)
@@ -36,3 +36,7 @@ fi
 .venv/bin/lint-imports
 export LPIPS_EXPLAIN_OFFLINE=1
 .venv/bin/python -m pytest -q -p no:cacheprovider ${workers[@]+"${workers[@]}"} ${quick[@]+"${quick[@]}"} ${args[@]+"${args[@]}"}
+# The whole suite (no --quick, no other arguments) ends with the cluster test, alone.
+if [ "$is_quick" = 0 ] && [ ${#args[@]} -eq 0 ]; then
+  .venv/bin/python -m pytest -q -p no:cacheprovider -m cluster
+fi
