@@ -296,7 +296,8 @@ class Explainer:
                 equivalents: bool = True,
                 metrics: Sequence[str] | str | None = None,
                 channel_maps: bool = True,
-                repair_points: int | None = REPAIR_POINTS) -> Explanation:
+                repair_points: int | None = REPAIR_POINTS,
+                explanation_plan: bool | None = None) -> Explanation:
         """Explain d(a, b): breakdown, attribution of B, counterfactuals, repair and a summary.
 
         ``metrics``: the second opinions beside LPIPS ("lpips", "stlpips", "dists", "ssim",
@@ -323,6 +324,13 @@ class Explainer:
         of k, then refined around the goal to one patch (every point a real distance; the
         notes say how many steps were checked for monotonicity); None evaluates every k
         (one trunk pass per patch and order: 13x slower on a 600x400 pair).
+        ``explanation_plan``: how the breakdown is planned when no memory budget is named.
+        True: within the ceiling (:meth:`tile_budget` with ``explanation=True``: untiled up
+        to half the memory available), as the parts that run whole images are anyway; False:
+        within the bounded default, as :meth:`decompose` (large pairs in tiles); None (the
+        default): True when any such part is asked for (attribution, sensitivity, repair,
+        equivalents), else False, so a breakdown alone (the CLI's ``distance``) stays
+        within the bounded default.
         """
         timer = _Timer()
         if attribution is not None:
@@ -336,7 +344,8 @@ class Explainer:
                                      attribution_params=attribution_params, timer=timer,
                                      repair_orders=repair_orders, equivalents=equivalents,
                                      metrics=metrics, channel_maps=channel_maps,
-                                     repair_points=repair_points)
+                                     repair_points=repair_points,
+                                     explanation_plan=explanation_plan)
 
     def explain_prepared(self, prep: PreparedInputs, *, attribution: str | None,
                          steps: int | None, sensitivity: bool, repair: bool,
@@ -349,7 +358,8 @@ class Explainer:
                          metrics: Sequence[str] | str | None = None,
                          channel_maps: bool = True,
                          repair_points: int | None = REPAIR_POINTS,
-                         breakdown: Explanation | None = None) -> Explanation:
+                         breakdown: Explanation | None = None,
+                         explanation_plan: bool | None = None) -> Explanation:
         """:meth:`explain` on a pair already prepared (:meth:`prepare`).
 
         ``breakdown``: an explanation of this very pair and these roles computed earlier
@@ -375,8 +385,10 @@ class Explainer:
         reused = (self._reused_decomposition(breakdown, prep, swap) if breakdown is not None
                   else None)
         self._check_parts_fit(prep.size, attribution, sensitivity, repair, attribution_params)
+        if explanation_plan is None:  # parts that run whole images: planned at the ceiling
+            explanation_plan = attribution is not None or sensitivity or repair or equivalents
         plan = self.memory_plan(prep.size, top_k=top_k if channel_maps else 0,
-                                explanation=True)
+                                explanation=explanation_plan)
         eq_batch = self._equivalents_batch(prep.size) if equivalents else 0
         scorer = (None if plan.tiled and not (sensitivity or repair or eq_batch)
                   else self.scorer(ta))
@@ -384,7 +396,8 @@ class Explainer:
             decomposition = reused
         else:
             decomposition = timer.run("decompose", lambda: self._decompose(
-                ta, tb, top_k, scorer, channel_maps=channel_maps, explanation=True))
+                ta, tb, top_k, scorer, channel_maps=channel_maps,
+                explanation=explanation_plan))
             if swap:
                 decomposition = swap_activations(decomposition)
         warnings = list(prep.warnings)

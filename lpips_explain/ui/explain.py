@@ -102,7 +102,8 @@ def compute_part(explainer: Explainer, prep: PreparedInputs, opts: Options, swap
         attribution_params=opts.attribution_params if part == "attribution" else None,
         sensitivity=part == "sensitivity", repair=part == "repair", patch=opts.repair_patch,
         top_k=opts.top_k, swap=swap, progress=progress, equivalents=part == "equivalents",
-        repair_points=APP_REPAIR_POINTS, breakdown=None if part == "breakdown" else breakdown)
+        repair_points=APP_REPAIR_POINTS, breakdown=None if part == "breakdown" else breakdown,
+        explanation_plan=True)  # the breakdown is the first part of a whole explanation
 
 
 def part_key(part: str, base: tuple, opts: Options) -> tuple:

@@ -148,9 +148,10 @@ def test_the_json_is_the_same_without_channel_maps():
 def test_an_explanation_s_breakdown_is_planned_within_the_ceiling(roomy, monkeypatch):
     """Without a budget named, an explanation's breakdown runs untiled up to the ceiling
     (its sweeps and repairs run whole images within it anyway): exact maps at layer
-    resolution, one pass. The distance and decompose() keep the bounded default, and DISTS
-    and ST-LPIPS (no tiled form) run only where that bounded budget allows an untiled pass,
-    saying why not elsewhere. A named budget decides for all of them."""
+    resolution, one pass. The distance, decompose() and a breakdown asked for alone keep
+    the bounded default, and DISTS and ST-LPIPS (no tiled form) run only where that bounded
+    budget allows an untiled pass, saying why not elsewhere. A named budget decides for all
+    of them."""
     size = (1280, 1920)  # a 2.5 MP photograph: tiled within the bounded default
     e = _fresh("alex")
     assert e.memory_plan(size).tiled and e.memory_plan(size, kind="distance").tiled
@@ -164,8 +165,14 @@ def test_an_explanation_s_breakdown_is_planned_within_the_ceiling(roomy, monkeyp
     b = (a + 0.2 * (smooth_image(64, 96, 8) - 0.5)).clamp(0, 1)
     assert e.memory_plan((64, 96)).tiled
     assert e.decompose(a, b, value_range="[0,1]").tiling is not None
-    expl = e.explain(a, b, value_range="[0,1]", attribution=None, sensitivity=False,
-                     repair=False, equivalents=False, metrics=["lpips", "dists", "ssim"])
+    # A breakdown alone (the CLI's distance) is bounded; with a part that runs whole images,
+    # or planned as the first part of an explanation (the app's), it is not.
+    alone = dict(attribution=None, sensitivity=False, repair=False, equivalents=False)
+    assert e.explain(a, b, value_range="[0,1]", **alone).decomposition.tiling is not None
+    assert e.explain(a, b, value_range="[0,1]", attribution=None, sensitivity=False,
+                     repair=False).decomposition.tiling is None  # the equivalents
+    expl = e.explain(a, b, value_range="[0,1]", **alone, metrics=["lpips", "dists", "ssim"],
+                     explanation_plan=True)
     assert expl.decomposition.tiling is None
     untiled = e.decompose(a, b, value_range="[0,1]")  # the same numbers as the tiles'
     assert abs(expl.decomposition.distance - untiled.distance) <= 1e-6
@@ -177,4 +184,32 @@ def test_an_explanation_s_breakdown_is_planned_within_the_ceiling(roomy, monkeyp
     named = _fresh("alex", max_memory=e.tile_budget((64, 96)))
     assert named.memory_plan((64, 96), explanation=True).tiled
     assert named.explain(a, b, value_range="[0,1]", attribution=None, sensitivity=False,
-                         repair=False, equivalents=False).decomposition.tiling is not None
+                         repair=False, equivalents=False,
+                         explanation_plan=True).decomposition.tiling is not None
+
+
+def test_the_distance_command_tiles_within_the_default_budget(roomy, monkeypatch, tmp_path,
+                                                              capsys):
+    """`lpips-explain distance` with no memory flag runs within the bounded default (the
+    issue's 16 MP ceilings; docs/performance.md#default-memory): shown here on a small pair
+    with an allowance so small that the default tiles it. Before the fix the command asked
+    for an explanation with every part off, planned at the ceiling: untiled, 4.15 GB at
+    16 MP with alex."""
+    import json
+
+    from conftest import to_uint8, write_png
+
+    from lpips_explain.cli import main
+
+    monkeypatch.setenv("LPIPS_EXPLAIN_BACKBONE_WEIGHTS", "random")
+    e = _fresh("alex")
+    monkeypatch.setitem(budget.DEFAULT_ALLOWANCE, "alex", e.memory_plan((64, 96)).untiled // 2)
+    a = smooth_image(64, 96, 7)
+    b = (a + 0.2 * (smooth_image(64, 96, 8) - 0.5)).clamp(0, 1)
+    pa, pb = write_png(tmp_path / "a.png", to_uint8(a)), write_png(tmp_path / "b.png", to_uint8(b))
+    assert main(["distance", str(pa), str(pb), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["tiling"] is not None and d["tiling"]["tiled"], d["tiling"]
+    assert d["tiling"]["budget_bytes"] == e.tile_budget((64, 96)) < e.max_memory
+    untiled = e.decompose(pa, pb)
+    assert d["distance"] == pytest.approx(untiled.distance, abs=1e-6)
