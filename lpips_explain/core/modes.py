@@ -168,15 +168,23 @@ def check_mode(precision: str, device: str) -> None:
                 "bf16 would be slower than fp32. Use --precision fp32.")
     elif precision == "fp16" and not on_cuda:
         raise ModeUnavailableError("fp16 is a CUDA mode (float16 autocast is slow on CPUs). "
-                                   "On the CPU use --precision bf16 or int8.")
+                                   f"On this CPU use {_cpu_choices('fp16')}.")
     elif precision == "int8":
         if on_cuda:
             raise ModeUnavailableError("int8 is a CPU mode (x86 VNNI/AMX kernels). On CUDA use "
                                        "--precision bf16 or fp16.")
         missing = int8_missing()
         if missing:
-            raise ModeUnavailableError(f"int8 cannot run here: {missing}. Use --precision fp32 "
-                                       "(exact) or bf16.")
+            raise ModeUnavailableError(f"int8 cannot run here: {missing}. Use "
+                                       f"{_cpu_choices('int8')}.")
+
+
+def _cpu_choices(refused: str) -> str:
+    """The precisions that do run on this CPU, for a message refusing ``refused``:
+    "--precision fp32 (exact)", with bf16 and int8 where this CPU runs them."""
+    others = [p for p, ok in (("bf16", _cpu_bf16), ("int8", lambda: not int8_missing()))
+              if p != refused and ok()]
+    return "--precision fp32 (exact)" + "".join(f" or {p}" for p in others)
 
 
 def _cpu_bf16() -> bool:

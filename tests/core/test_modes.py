@@ -104,8 +104,19 @@ def test_unavailable_modes_are_clear_errors_never_fallbacks(monkeypatch, exact_n
     with pytest.raises(ModeUnavailableError, match="CUDA"):
         mode_net(exact_net, "fp16", "cpu")
     monkeypatch.setattr(modes, "cpu_flags", lambda: frozenset({"sse2", "avx2"}))
+    # A refusal names only what runs on this CPU: here fp32 alone (no bf16, no int8).
+    for refused in ("int8", "fp16"):
+        with pytest.raises(ModeUnavailableError) as caught:
+            mode_net(exact_net, refused, "cpu")
+        assert str(caught.value).lower().endswith("use --precision fp32 (exact)."), str(
+            caught.value)
     with pytest.raises(ModeUnavailableError, match="VNNI or AMX"):
         mode_net(exact_net, "int8", "cpu")
+    # ... and bf16 where the CPU has native bfloat16 (int8 still lacking VNNI).
+    monkeypatch.setattr(modes, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    with pytest.raises(ModeUnavailableError, match=r"Use --precision fp32 \(exact\) or bf16\.$"):
+        mode_net(exact_net, "int8", "cpu")
+    monkeypatch.setattr(modes, "cpu_flags", lambda: frozenset({"sse2", "avx2"}))
     with pytest.raises(ModeUnavailableError, match="bfloat16"):
         Explainer("alex", "0.1", "random", precision="bf16")
     monkeypatch.setattr(modes, "cuda_available", lambda: False)
