@@ -12,6 +12,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from lpips_explain import __version__
 from lpips_explain.cli.common import EPILOG
 from lpips_explain.errors import LpipsExplainError
 
@@ -27,6 +28,10 @@ def build_parser(modules: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
         description="Explain LPIPS perceptual distances: exact per-layer and per-channel "
                     "breakdowns, attribution maps, counterfactual sensitivities and repairs.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # Before the command only: after it, --version is the LPIPS version (0.1 or 0.0).
+    parser.add_argument("-V", "--version", action="version",
+                        version=f"lpips-explain {__version__}",
+                        help="print the package's version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in modules:
         importlib.import_module(f"lpips_explain.cli.{name}").register(sub)

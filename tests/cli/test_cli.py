@@ -136,6 +136,18 @@ def test_help_explains_options(capsys):
     assert rc == 0 and all(cmd in out for cmd in ("distance", "explain", "triplet"))
 
 
+def test_version_before_the_command_is_the_package_s_after_it_the_lpips_version(capsys,
+                                                                                files):
+    import lpips_explain
+
+    for flag in ("--version", "-V"):
+        rc, out, _ = cli(capsys, flag)
+        assert rc == 0 and out.strip() == f"lpips-explain {lpips_explain.__version__}"
+    rc, out, err = cli(capsys, "distance", files["a"], files["b"], *RANDOM, "--version", "0.0",
+                       "--json")
+    assert rc == 0 and json.loads(out)["version"] == "0.0", err
+
+
 def test_usage_errors_exit_2(capsys, files):
     rc, _, err = cli(capsys, "distance", files["a"], files["b"], "--net", "resnet")
     assert rc == 2 and "invalid choice" in err and "'alex'" in err
