@@ -65,10 +65,13 @@ def test_engine_never_imports_streamlit():
 
 @pytest.mark.slow
 def test_scoring_commands_do_not_load_the_chart_libraries():
-    """The CLI imports plotly and scipy only in the commands that draw or correlate: a 16 MP
-    ``distance`` run is held to a memory target, and every megabyte of import counts there."""
+    """The CLI imports plotly and scipy only in the commands that draw or correlate, and
+    Captum (which loads matplotlib's pyplot: about a second) only when an attribution runs:
+    a 16 MP ``distance`` run is held to a memory target, and every megabyte of import
+    counts there."""
     code = ("import sys, lpips_explain.cli as c; c.build_parser(); "
-            "print(sorted(m for m in ('plotly', 'scipy') if m in sys.modules))")
+            "print(sorted(m for m in ('plotly', 'scipy', 'captum', 'matplotlib') "
+            "if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -78,13 +81,15 @@ def test_scoring_commands_do_not_load_the_chart_libraries():
 @pytest.mark.slow  # over 2 s on the 2-core machine (2026-12-07 16:20): the whole suite only
 def test_scoring_does_not_import_torchvision_or_the_official_package():
     """torchvision (and the official lpips package, which imports it) costs about 2 s and
-    170 MB resident at import: same-size scoring and the CLI's parser never load them."""
+    170 MB resident at import, Captum with matplotlib about 1 s and 30 MB: same-size
+    scoring and the CLI's parser never load them."""
     code = ("import sys, numpy as np, lpips_explain.cli as c; c.build_parser(); "
             "from lpips_explain import Explainer; "
             "x = np.zeros((64, 64, 3), np.uint8); "
             "d = Explainer('alex', '0.1', 'random', seed=0).explain(x, x + 9, attribution=None, "
             "sensitivity=False, repair=False, equivalents=False).distance; "
-            "print(d > 0, sorted({m.split('.')[0] for m in sys.modules} & {'torchvision', 'lpips'}))")
+            "print(d > 0, sorted({m.split('.')[0] for m in sys.modules} "
+            "& {'torchvision', 'lpips', 'captum', 'matplotlib'}))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -15,7 +15,9 @@ No private Captum API is used (tests/analyses/attribution/test_captum_public.py 
 
 Layout: ``registry`` (the one list of methods, :class:`MethodSpec`), ``result`` (the typed
 runner result and :class:`Attribution`), one module per method family, ``support`` (shared
-helpers), and :func:`attribute` here.
+helpers), and :func:`attribute` here. Each runner imports Captum when it runs: Captum's
+``captum.attr`` loads matplotlib's pyplot, about a second in all, which the commands that
+only read the registry or the result types (``distance``, ``audit``) do not pay.
 """
 
 from __future__ import annotations

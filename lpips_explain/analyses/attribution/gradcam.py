@@ -16,7 +16,6 @@ All through Captum's public layer API on a private copy of the network.
 from __future__ import annotations
 
 import torch
-from captum.attr import LayerActivation, LayerAttribution, LayerGradientXActivation
 
 from lpips_explain.analyses.attribution.result import MethodResult
 from lpips_explain.analyses.attribution.support import RunContext, layer_index, share
@@ -46,6 +45,8 @@ def check(net: LpipsNet, params: dict) -> None:
 
 
 def run_layer_gradcam(ctx: RunContext) -> MethodResult:
+    from captum.attr import LayerActivation, LayerAttribution, LayerGradientXActivation
+
     p, x, base = ctx.params, ctx.x, ctx.base
     twin = ctx.scorer.net  # a private copy (the method uses hooks)
     index = layer_index(twin, p["layer"])

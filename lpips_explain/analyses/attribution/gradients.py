@@ -4,19 +4,22 @@ SmoothGrad (a seeded loop over Captum's Saliency: no private Captum API, no glob
 from __future__ import annotations
 
 import torch
-from captum.attr import InputXGradient, Saliency
 
 from lpips_explain.analyses.attribution.result import MethodResult
 from lpips_explain.analyses.attribution.support import Counted, RunContext, float_param, int_param
 
 
 def run_saliency(ctx: RunContext) -> MethodResult:
+    from captum.attr import Saliency
+
     attr = Saliency(ctx.scorer).attribute(ctx.x.clone().requires_grad_(True), abs=False)
     ctx.done()
     return MethodResult(per_channel=attr[0])
 
 
 def run_input_x_gradient(ctx: RunContext) -> MethodResult:
+    from captum.attr import InputXGradient
+
     x, base = ctx.x, ctx.base
     attr = InputXGradient(ctx.scorer).attribute(x.clone().requires_grad_(True))
     ctx.done()
@@ -42,6 +45,8 @@ def run_input_x_gradient(ctx: RunContext) -> MethodResult:
 
 def run_delta_x_gradient(ctx: RunContext) -> MethodResult:
     """(x - reference) * dd/dx at x: the first-order (tangent) estimate of d(ref, x) - d(ref, ref)."""
+    from captum.attr import Saliency
+
     x, base = ctx.x, ctx.base
     grad = Saliency(ctx.scorer).attribute(x.clone().requires_grad_(True), abs=False)
     ctx.done()
@@ -63,6 +68,8 @@ def run_smoothgrad(ctx: RunContext) -> MethodResult:
     draw per sample, in order), so the result depends on the seed only: not on the batch
     size, not on torch's global RNG, not on other threads.
     """
+    from captum.attr import Saliency
+
     p = ctx.params
     samples = int_param(p, "samples", 1)
     stdev = float_param(p, "stdev", 0.0, inclusive=True)

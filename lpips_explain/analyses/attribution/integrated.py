@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from captum.attr import IntegratedGradients, Saliency
 from torch import Tensor
 
 from lpips_explain.analyses.attribution.result import VANISHING_DISTANCE, Convergence, MethodResult
@@ -108,6 +107,8 @@ class NestedTrapezoid:
 
 def captum_gradient(fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
     """The signed gradient of ``fn`` at each of a batch of points, from Captum's Saliency."""
+    from captum.attr import Saliency
+
     saliency = Saliency(fn)
     return lambda points: saliency.attribute(points.requires_grad_(True), abs=False).detach()
 
@@ -120,6 +121,8 @@ def _change(new: torch.Tensor, old: torch.Tensor) -> tuple[float, float]:
 
 
 def run_integrated_gradients(ctx: RunContext) -> MethodResult:
+    from captum.attr import IntegratedGradients
+
     p, x, base, scorer = ctx.params, ctx.x, ctx.base, ctx.scorer
     rule = p["rule"]
     if rule not in IG_RULES:

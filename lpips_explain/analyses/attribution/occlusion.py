@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import math
 
-from captum.attr import Occlusion
-
 from lpips_explain.analyses.attribution.result import MethodResult
 from lpips_explain.analyses.attribution.support import Counted, RunContext, int_param
 
 
 def run_occlusion(ctx: RunContext) -> MethodResult:
+    from captum.attr import Occlusion
+
     x, p = ctx.x, ctx.params
     h, w = int(x.shape[-2]), int(x.shape[-1])
     window = int_param(p, "window", 1, min(h, w))
