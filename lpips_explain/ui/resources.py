@@ -234,8 +234,13 @@ class ProgressBar:
     where the page says (``slot``: e.g. the run state at the top) or in place."""
 
     # At most one redraw per this many seconds (and always the last step): a walk on windows
-    # reports a step every few milliseconds, and each redraw is a message the browser renders.
-    MIN_INTERVAL_S = 0.1
+    # reports a step every few milliseconds, and each redraw is a message the browser renders,
+    # on the same cores as the computation. Measured on the 2-core VM, chromium at 1280x720,
+    # a dropped 600x400 pair (docs/performance.md#progress): at 0.1 s chromium took 0.24-0.44
+    # of a core while the card's parts ran and the card completed in 6.8-8.3 s; at 1.0 s 0.18-
+    # 0.36 of a core and 5.1-8.8 s (means 0.33 and 0.24 core, 7.5 s and 6.4 s, alternating).
+    # A new upload stops a running part at its next redraw, so it waits up to this long.
+    MIN_INTERVAL_S = 1.0
 
     def __init__(self, text: str, slot: Any = None) -> None:
         self._text = text
