@@ -440,11 +440,12 @@ def install(nets: Iterable[str] | None = None, *, archive: str | os.PathLike | N
     ``keep_archive`` keeps the verified archive under :func:`kept_archive`; a kept archive is
     used instead of the index by later installs."""
     chosen = _nets(nets)
-    if archive is not None and not Path(archive).expanduser().is_file():
+    path = None if archive is None else Path(archive).expanduser()
+    if path is not None and not path.is_file():
         # Checked first: a named archive that is not there is an error even when every
         # trunk is already installed and the archive would not be read.
-        raise InputError(f"The archive {Path(archive).expanduser()} does not exist (expected "
-                         f"a copy of {spec.filename}).")
+        raise InputError(f"The archive {path} does not exist (expected a copy of "
+                         f"{spec.filename}).")
     start = time.perf_counter()
     results: list[Installed] = []
     todo = []
@@ -458,14 +459,13 @@ def install(nets: Iterable[str] | None = None, *, archive: str | os.PathLike | N
     kept = kept_archive(spec)
     if not todo and (not keep_archive or kept.is_file()):
         return results
-    if archive is None and kept.is_file():
+    if path is None and kept.is_file():
         try:
             check_archive(kept, spec)
-            archive = kept
+            path = kept
         except ArchiveError:  # a damaged kept copy is dropped and fetched again
             kept.unlink(missing_ok=True)
-    if archive is not None:
-        path = Path(archive).expanduser()
+    if path is not None:
         results += _install_from(path, todo, str(path.resolve()), start, spec)
         if keep_archive and path.resolve() != kept.resolve():
             atomic_write(kept, lambda p: shutil.copyfile(path, p))
