@@ -165,7 +165,7 @@ def check_mode(precision: str, device: str) -> None:
             raise ModeUnavailableError(
                 "bf16 on the CPU needs native bfloat16 instructions (AVX512-BF16 or AMX); "
                 f"this CPU ({platform.processor() or platform.machine()}) has neither, so "
-                "bf16 would be slower than fp32. Use --precision fp32.")
+                f"bf16 would be slower than fp32. Use {_cpu_choices('bf16')}.")
     elif precision == "fp16" and not on_cuda:
         raise ModeUnavailableError("fp16 is a CUDA mode (float16 autocast is slow on CPUs). "
                                    f"On this CPU use {_cpu_choices('fp16')}.")

@@ -105,7 +105,7 @@ def test_unavailable_modes_are_clear_errors_never_fallbacks(monkeypatch, exact_n
         mode_net(exact_net, "fp16", "cpu")
     monkeypatch.setattr(modes, "cpu_flags", lambda: frozenset({"sse2", "avx2"}))
     # A refusal names only what runs on this CPU: here fp32 alone (no bf16, no int8).
-    for refused in ("int8", "fp16"):
+    for refused in ("int8", "fp16", "bf16"):
         with pytest.raises(ModeUnavailableError) as caught:
             mode_net(exact_net, refused, "cpu")
         assert str(caught.value).lower().endswith("use --precision fp32 (exact)."), str(
