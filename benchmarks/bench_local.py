@@ -1,15 +1,15 @@
 """Single-patch repairs scored on windows (core/windowed.py) vs whole trunk passes, side by side.
 
 For each trunk, image size and patch size: the share of whole passes' multiply-adds the
-windows cost (``WindowedScorer.cost``, what analyses/pair/repair.py compares with LOCAL_MAX_COST),
-then the median time of scoring every single-patch copy of B both ways, interleaved in one
-process, and their ratio (whole / windowed: above 1 the windows are faster). Every windowed
-distance is checked against the whole pass first (relative 1e-5).
+windows cost (``WindowedScorer.cost``, what analyses/pair/repair/scoring.py compares with
+LOCAL_MAX_COST), then the median time of scoring every single-patch copy of B both ways,
+interleaved in one process, and their ratio (whole / windowed: above 1 the windows are
+faster). Every windowed distance is checked against the whole pass first (relative 1e-5).
 
     python benchmarks/bench_local.py [--nets alex vgg] [--sizes 128 192 256 512]
                                      [--patches 16 32 64] [--repeats 5]
 
-``--curves``: deletion curves instead (analyses/pair/repair.order_curves, as the
+``--curves``: deletion curves instead (analyses/pair/repair/curves.py: order_curves, as the
 explanation's deletion check runs them: about 16 patches, the map's order and 8 random
 ones), each order a chain of windowed steps (WindowedScorer.take) against every point a
 whole pass (LOCAL_MAX_COST forced below 0), interleaved; the curves are compared first.
@@ -34,7 +34,8 @@ from lpips_explain.analyses.checks.faithfulness import (
     check_patch_size,
 )
 from lpips_explain.analyses.pair import repair
-from lpips_explain.analyses.pair.repair import LOCAL_MAX_COST, _patch_boxes
+from lpips_explain.analyses.pair.repair import LOCAL_MAX_COST, scoring
+from lpips_explain.analyses.pair.repair.patches import patch_boxes
 from lpips_explain.core.model import ReferenceScorer, build_lpips
 from lpips_explain.core.windowed import WindowedScorer
 
@@ -69,7 +70,7 @@ def main() -> None:
                 if patch >= size:
                     continue
                 g = math.ceil(size / patch)
-                boxes = _patch_boxes((size, size), patch, (g, g))
+                boxes = patch_boxes((size, size), patch, (g, g))
                 ids = torch.from_numpy(np.arange(g * g)).view(-1, 1, 1)
                 rows = torch.arange(size) // patch
                 pix = rows[:, None] * g + rows[None, :]
@@ -117,14 +118,14 @@ def curves(args: argparse.Namespace) -> None:
             orders = [rng.permutation(n) for _ in range(1 + CHECK_RANDOM_ORDERS)]
 
             def run(forced_whole: bool, a=a, b=b, patch=patch, orders=orders, net=net):
-                saved = repair.LOCAL_MAX_COST
-                repair.LOCAL_MAX_COST = -1.0 if forced_whole else saved
+                saved = scoring.LOCAL_MAX_COST  # read there, when the copies are scored
+                scoring.LOCAL_MAX_COST = -1.0 if forced_whole else saved
                 try:
                     t0 = time.perf_counter()
                     _, out = repair.order_curves(net, a, b, orders, patch=patch)
                     return time.perf_counter() - t0, np.concatenate([d for _, d in out])
                 finally:
-                    repair.LOCAL_MAX_COST = saved
+                    scoring.LOCAL_MAX_COST = saved
 
             (_, whole), (_, chained) = run(True), run(False)
             diff = float(np.abs(whole - chained).max())

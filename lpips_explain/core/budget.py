@@ -59,7 +59,7 @@ MAX_DISPLAY_CELLS = 256
 F32 = 4  # bytes per float32 value
 F64 = 8
 
-# The batch sizes the analyses use by default (sensitivity.py, repair.py: batch_size=16;
+# The batch sizes the analyses use by default (sensitivity.py, repair/: batch_size=16;
 # attribution.py: internal_batch_size=8); the budget check of those parts assumes them.
 SCORE_BATCH = 16
 GRADIENT_BATCH = 8

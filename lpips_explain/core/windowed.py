@@ -18,7 +18,7 @@ with the window sums of B's terms read from a summed-area table in float64.
 A deletion curve is a sequence of images that each differ from the one before in one box:
 :meth:`WindowedScorer.take` scores the next one on its windows and keeps it (its layer
 inputs and tap terms replace the kept ones there), so a whole curve costs windows, not
-whole passes (analyses/pair/repair.order_curves).
+whole passes (analyses/pair/repair/curves.py: order_curves).
 
 Only trunks made of ``Conv2d`` (zero padding, no dilation or groups), ``ReLU`` and
 ``MaxPool2d`` (no dilation, floor mode), all square, are handled: alex and vgg. Their

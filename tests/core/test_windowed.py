@@ -11,6 +11,9 @@ import torch
 from conftest import smooth_image
 
 from lpips_explain.analyses.pair import repair as rp
+from lpips_explain.analyses.pair.repair import scoring
+from lpips_explain.analyses.pair.repair.curves import coarse_steps
+from lpips_explain.analyses.pair.repair.patches import patch_boxes
 from lpips_explain.core.model import ReferenceScorer, build_lpips
 from lpips_explain.core.modes import Mode, ModeNet
 from lpips_explain.core.windowed import WindowedScorer, supports
@@ -100,7 +103,7 @@ def test_repair_on_windows_equals_repair_on_whole_passes(nets, monkeypatch, orde
     kw = {"patch": 64, "orders": orders, "greedy_budget": 40}
     windowed = rp.repair(net, a, b, **kw)
     seen = _count_whole(monkeypatch, net)
-    monkeypatch.setattr(rp, "LOCAL_MAX_COST", -1.0)  # force the whole-pass route
+    monkeypatch.setattr(scoring, "LOCAL_MAX_COST", -1.0)  # force the whole-pass route
     whole = rp.repair(net, a, b, **kw)
     monkeypatch.undo()
     seen_windowed = _count_whole(monkeypatch, net)
@@ -119,7 +122,7 @@ def test_small_images_keep_whole_passes(nets, monkeypatch):
     """Where the windows cover most of each map, whole passes are cheaper and are used."""
     net = nets[("alex", "0.1")]
     a, b = _pair(64, 64, 4)
-    boxes = rp._patch_boxes((64, 64), 32, (2, 2))
+    boxes = patch_boxes((64, 64), 32, (2, 2))
     assert WindowedScorer(net, net.encode(a), b).cost(boxes) > rp.LOCAL_MAX_COST
     seen = _count_whole(monkeypatch, net)
     rp.repair(net, a, b, patch=32)
@@ -166,7 +169,7 @@ def test_deletion_curves_on_chains_equal_whole_passes(nets, monkeypatch):
     seen = _count_whole(monkeypatch, net)
     base, chained = rp.order_curves(net, a, b, orders, patch=64)
     assert sum(seen) == 0  # B and every point on windows
-    monkeypatch.setattr(rp, "LOCAL_MAX_COST", -1.0)  # force the whole-pass route
+    monkeypatch.setattr(scoring, "LOCAL_MAX_COST", -1.0)  # force the whole-pass route
     whole_base, whole = rp.order_curves(net, a, b, orders, patch=64)
     assert sum(seen) == 1 + 24 * 2
     assert base == pytest.approx(whole_base, rel=1e-6)
@@ -197,11 +200,11 @@ def test_the_refining_walk_finds_the_goal_step_of_the_whole_pass_route(nets, mon
     walked = rp.repair(net, a, b, **kw)
     walked_passes = sum(seen)
     # the curve's whole-pass route (the single patches stay on windows either way)
-    monkeypatch.setattr(rp._Batches, "walk_cost", lambda self, boxes: None)
+    monkeypatch.setattr(scoring.RepairBatches, "walk_cost", lambda self, boxes: None)
     whole = rp.repair(net, a, b, **kw)
     whole_curve = sum(seen) - walked_passes
     # whole passes for the coarse points only (B's pass is the windows'), then the walk
-    assert walked_passes == len(rp._coarse_steps(144, 8)) - 1 < whole_curve
+    assert walked_passes == len(coarse_steps(144, 8)) - 1 < whole_curve
     w_steps, o_steps = list(walked.curve_steps), list(whole.curve_steps)
     assert walked.orders_tried[0].goal_steps == whole.orders_tried[0].goal_steps
     assert len(w_steps) > len(o_steps) - 4  # the walk measured its bracket densely
