@@ -14,6 +14,9 @@ Debian's chromium at 1280x720 with Playwright, as a person would:
    "Ready", and each part's time as the run state reports it (polled every 0.1 s).
 3. **A second visitor**: a new page on the sample pair, whose parts are stored: the same
    seconds, now only drawing.
+   With ``--later N``, N more 600x400 pairs (other bundled originals) are then dropped into
+   the first page one after the other, as a person going through pairs does: A's upload
+   starts a run of its own, which B's upload has to stop; the same seconds from B's upload.
 4. **The CLI**: ``lpips-explain explain A B --out DIR`` on the same pair, in a fresh process
    (imports and the network included), its wall time and the parts' times it records.
 
@@ -23,6 +26,7 @@ Debian's chromium at 1280x720 with Playwright, as a person would:
 
     python benchmarks/bench_app.py [--net alex] [--a A.png --b B.png] [--json OUT.json]
     python benchmarks/bench_app.py --photo 1920x1280 --photo 4000x3000 --no-cli
+    python benchmarks/bench_app.py --later 3 --no-cli
     python benchmarks/bench_app.py --sessions 16 --concurrency 8
 
 The published trunk must be installed (``lpips-explain weights install``). Times are
@@ -51,6 +55,7 @@ POLL_S = 0.1
 STATE_RE = re.compile(r"(schedule|autorenew|check_circle|error|remove_circle_outline|touch_app)"
                       r"\s*([a-z][a-z ]*?)(?:\s*\(on request\))?\s*(?=·|$)")
 DISTANCE_RE = re.compile(r"distance = (\d+\.\d{6})")
+LATER = ("coffee", "astronaut", "rocket")  # the originals of the later drops (--later)
 READY_RE = re.compile(r"Ready in (\d+(?:\.\d+)?) s")  # as the page renders it
 
 
@@ -68,13 +73,15 @@ def healthy(url: str) -> bool:
         return False
 
 
-def make_pair(folder: Path) -> tuple[Path, Path]:
-    """A 600x400 photograph and a JPEG q30, Gaussian-blurred (0.8 px) copy of it."""
+def make_pair(folder: Path, original: str = "chelsea") -> tuple[Path, Path]:
+    """A 600x400 photograph (a bundled original) and a JPEG q30, Gaussian-blurred (0.8 px)
+    copy of it."""
     from PIL import Image, ImageFilter
 
-    im = Image.open(ROOT / "assets" / "originals" / "chelsea.png").convert("RGB")
+    im = Image.open(ROOT / "assets" / "originals" / f"{original}.png").convert("RGB")
     a = im.resize((600, 400), Image.Resampling.LANCZOS)
-    a_path, b_path, tmp = folder / "photo_a.png", folder / "photo_b.png", folder / "b.jpg"
+    stem = "photo" if original == "chelsea" else f"photo_{original}"
+    a_path, b_path, tmp = folder / f"{stem}_a.png", folder / f"{stem}_b.png", folder / "b.jpg"
     a.save(a_path)
     a.filter(ImageFilter.GaussianBlur(0.8)).save(tmp, quality=30)
     Image.open(tmp).convert("RGB").save(b_path)
@@ -267,6 +274,10 @@ def main() -> int:
     ap.add_argument("--photo", action="append", default=[], metavar="WxH",
                     help="also drop a photograph of this size (make_photo) after the pair, "
                          "in the same page; repeatable, e.g. --photo 1920x1280 --photo 4000x3000")
+    ap.add_argument("--later", type=int, default=0, metavar="N",
+                    help="then drop N more 600x400 pairs (other bundled originals, up to 3) "
+                         "into the same page, one after the other: a person going through "
+                         "pairs (A's upload starts a run that B's must stop)")
     ap.add_argument("--no-cli", action="store_true", help="skip the CLI's explain")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
@@ -300,6 +311,12 @@ def main() -> int:
             other.goto(url, wait_until="domcontentloaded", timeout=120_000)
             out["second visitor (sample pair)"] = watch(other, t0, before=None)
             other.close()
+            for original in LATER[: args.later]:
+                pair = make_pair(tmp, original)
+                expect = f"{Explainer(args.net).distance(*pair):.6f}"
+                t0 = upload(page, *pair)
+                out[f"later drop ({original}, 600x400)"] = watch(page, t0, before=None,
+                                                                  expect=expect)
             for size in args.photo:
                 w, h = (int(v) for v in size.lower().split("x"))
                 photo = make_photo(tmp, w, h)

@@ -239,7 +239,8 @@ class ProgressBar:
     # a dropped 600x400 pair (docs/performance.md#progress): at 0.1 s chromium took 0.24-0.44
     # of a core while the card's parts ran and the card completed in 6.8-8.3 s; at 1.0 s 0.18-
     # 0.36 of a core and 5.1-8.8 s (means 0.33 and 0.24 core, 7.5 s and 6.4 s, alternating).
-    # A new upload stops a running part at its next redraw, so it waits up to this long.
+    # A step that is not drawn is still a yield point of the script run (_yield_point), so a
+    # new upload stops a running part at its next step, not at its next redraw.
     MIN_INTERVAL_S = 1.0
 
     def __init__(self, text: str, slot: Any = None) -> None:
@@ -250,6 +251,7 @@ class ProgressBar:
     def __call__(self, done: int, total: int, label: str) -> None:
         now = _now()
         if done < total and now - self._drawn < self.MIN_INTERVAL_S:
+            _yield_point()
             return
         self._drawn = now
         fraction = min(1.0, max(0.0, done / total)) if total > 0 else 1.0
@@ -261,6 +263,15 @@ class ProgressBar:
         self._bar.empty()
 
 
+def _yield_point() -> None:
+    """Let Streamlit stop or rerun this script run here if a new upload or click asked for it,
+    without sending anything to the browser. Reading the session state is one of Streamlit's
+    yield points, as every element drawn is (each raises the rerun or stop a request left
+    pending); outside a script run it only reads a key."""
+    _ = _YIELD_KEY in st.session_state
+
+
+_YIELD_KEY = "_lx_yield"  # never set: reading it is the point
 _SLOTS: threading.BoundedSemaphore | None = None
 _SLOTS_LOCK = threading.Lock()
 _HOLDING = threading.local()  # this thread already holds a worker (nested computations)

@@ -106,3 +106,48 @@ def test_the_progress_bar_redraws_at_most_every_interval_and_always_the_last_ste
     clock[0] += resources.ProgressBar.MIN_INTERVAL_S
     bar(3, 20, "sensitivity")  # a pause as long as the interval: drawn again
     assert slot.drawn[-1] == "Computing repair: sensitivity: 3 of 20"
+
+
+def test_a_pending_rerun_stops_a_part_between_redraws():
+    """A new upload (a rerun request) stops a running part at its next progress step, not at
+    its next redraw, which may be up to MIN_INTERVAL_S away: the steps the bar does not draw
+    are still yield points of the script run (they touch the session state, which checks
+    for a pending rerun or stop without sending anything to the browser)."""
+    import sys
+    import types
+
+    from streamlit.testing.v1 import AppTest
+
+    probe = types.ModuleType("_lx_progress_probe")
+    probe.steps = []  # type: ignore[attr-defined]
+    sys.modules[probe.__name__] = probe
+
+    def script() -> None:
+        import sys
+
+        import streamlit as st
+        from streamlit.runtime.scriptrunner_utils.script_requests import RerunData
+        from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+        from lpips_explain.ui.resources import ProgressBar
+
+        steps = sys.modules["_lx_progress_probe"].steps
+        st.session_state["runs"] = st.session_state.get("runs", 0) + 1
+        if st.session_state["runs"] == 1:
+            bar = ProgressBar("Computing repair:")
+            bar(1, 100, "repair")  # drawn (the first step)
+            # what an upload does while the part runs: a rerun is requested
+            get_script_run_ctx().script_requests.request_rerun(RerunData())
+            for done in range(2, 100):  # steps milliseconds apart: none redrawn
+                steps.append(done)
+                bar(done, 100, "repair")
+        st.write(f"run {st.session_state['runs']}")
+
+    try:
+        at = AppTest.from_function(script, default_timeout=30).run()
+    finally:
+        del sys.modules[probe.__name__]
+    assert not at.exception
+    # the part stopped at the first step after the request, and the page ran again
+    assert probe.steps == [2]
+    assert at.session_state["runs"] == 2
