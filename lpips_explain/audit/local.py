@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lpips_explain.audit.rows import Decoded, decode_row, make_record, score_rows
 from lpips_explain.audit.settings import AuditSettings
-from lpips_explain.audit.store import EngineResult, start_run
+from lpips_explain.audit.store import EngineResult, PartStore, start_run
 from lpips_explain.audit.table import AuditRow, AuditTable
 from lpips_explain.core.cache import FeatureCache
 from lpips_explain.core.model import LpipsNet
@@ -133,6 +133,46 @@ def _take_batch(waiting: list[Decoded],
     return [], waiting
 
 
+class _Parts:
+    """Scored rows written to the store in parts: every ``part_rows`` rows or every
+    ``part_seconds``, whichever comes first (``on_part(n)`` after the n-th part)."""
+
+    def __init__(self, store: PartStore, part_rows: int, part_seconds: float,
+                 on_part: Callable[[int], None] | None) -> None:
+        self.store, self.part_rows, self.part_seconds = store, part_rows, part_seconds
+        self.on_part = on_part
+        self.records: list[dict[str, Any]] = []
+        self.written = 0
+        self.last_write = time.monotonic()
+
+    def flush(self, force: bool = False) -> None:
+        if self.records and (force or len(self.records) >= self.part_rows
+                             or time.monotonic() - self.last_write >= self.part_seconds):
+            self.store.write(self.records)
+            self.records.clear()
+            self.written += 1
+            self.last_write = time.monotonic()
+            if self.on_part is not None:
+                self.on_part(self.written)
+
+    def keep(self) -> None:
+        """Write what is left, whatever stopped the run."""
+        if self.records:
+            self.store.write(self.records)
+            self.records.clear()
+
+
+def _loader(dataset: _Rows, workers: int, batch_size: int) -> Iterable[Decoded]:
+    """The rows decoded: in ``workers`` processes, or by a decoding thread beside the
+    scoring (no process to start), or inline."""
+    if workers:
+        return DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers,
+                          collate_fn=_keep, worker_init_fn=_one_thread, prefetch_factor=4)
+    if DECODE_THREADS:
+        return _decode_ahead(dataset, DECODE_THREADS, 2 * batch_size)
+    return (dataset[k] for k in range(len(dataset)))
+
+
 def run_local(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSettings, *,
               model: LpipsNet | None = None, workers: int | None = None,
               batch_size: int = 16, part_rows: int = 64, part_seconds: float = 10.0,
@@ -160,48 +200,28 @@ def run_local(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSett
                    for m in settings.metrics} if todo else {}
     total = len(table.rows)
     done = total - len(todo)
-    records: list[dict[str, Any]] = []
+    parts = _Parts(store, part_rows, part_seconds, on_part)
     waiting: list[Decoded] = []
-    parts = 0
-    last_write = time.monotonic()
 
     def score(items: list[Decoded]) -> None:
         nonlocal done
-        scores = score_rows(scorer if scorer is not None else net, table.kind, items, batch_size=batch_size, cache=view,
-                            shared=shared, metrics=metric_nets)
+        scores = score_rows(scorer if scorer is not None else net, table.kind, items,
+                            batch_size=batch_size, cache=view, shared=shared,
+                            metrics=metric_nets)
         for d in items:
-            records.append(make_record(table.kind, table.rows[d.position], d,
-                                       scores.get(d.position), net.layer_names,
-                                       sigs[d.position], settings.metrics))
+            parts.records.append(make_record(table.kind, table.rows[d.position], d,
+                                             scores.get(d.position), net.layer_names,
+                                             sigs[d.position], settings.metrics))
         done += len(items)
         if progress:
             progress(done, total, LABEL)
-
-    def flush(force: bool = False) -> None:
-        nonlocal parts, last_write
-        if records and (force or len(records) >= part_rows
-                        or time.monotonic() - last_write >= part_seconds):
-            store.write(records)
-            records.clear()
-            parts += 1
-            last_write = time.monotonic()
-            if on_part is not None:
-                on_part(parts)
 
     threads = torch.get_num_threads()
     if workers:
         torch.set_num_threads(scoring_threads(workers))
     order = by_reference(table, todo)
     shared = shared_positions(table, todo) if view is not None else None
-    dataset = _Rows(table.rows, order, table.kind, settings)
-    if workers:
-        loader: Iterable[Decoded] = DataLoader(
-            dataset, batch_size=None, shuffle=False, num_workers=workers, collate_fn=_keep,
-            worker_init_fn=_one_thread, prefetch_factor=4)
-    elif DECODE_THREADS:  # a decoding thread beside the scoring, no process to start
-        loader = _decode_ahead(dataset, DECODE_THREADS, 2 * batch_size)
-    else:  # inline
-        loader = (dataset[k] for k in range(len(dataset)))
+    loader = _loader(_Rows(table.rows, order, table.kind, settings), workers, batch_size)
     try:
         for item in loader:
             if not item.ok:
@@ -211,15 +231,13 @@ def run_local(table: AuditTable, out_dir: str | os.PathLike, settings: AuditSett
                 batch, waiting = _take_batch(waiting, batch_size)
                 if batch:
                     score(batch)
-            flush()
+            parts.flush()
         if waiting:
             batch, waiting = waiting, []
             score(batch)
     finally:
         # Whatever stops the run (an error, Ctrl-C), rows already scored are kept.
         torch.set_num_threads(threads)
-        if records:
-            store.write(records)
-            records.clear()
+        parts.keep()
     return store.finish("local", table, sigs, len(todo), t0,
                         view.counts() if view is not None else None)
