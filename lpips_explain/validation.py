@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 
 from .errors import InputError, UnknownOptionError
 
-__all__ = ["Progress", "choice", "integer", "number", "optional_integer", "pct"]
+__all__ = ["Progress", "choice", "counted", "integer", "number", "optional_integer", "pct"]
 
 #: A progress callback: ``progress(done, total, label)``; the engine calls it as work is
 #: done, the CLI draws a bar with it and the app a progress widget.
@@ -94,3 +94,9 @@ def pct(x: float) -> str:
     if x == 0 or abs(x) >= 0.01:
         return f"{x:.0%}"
     return f"{100 * x:.2g}%"
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and the noun in the number that agrees with it: "1 row", "3 rows", "0 rows"
+    (``plural`` where adding an s does not make it)."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lpips_explain.audit.approx import error_sentence
-from lpips_explain.validation import pct
+from lpips_explain.validation import counted, pct
 
 __all__ = ["summary_sentences"]
 
@@ -53,10 +53,12 @@ def summary_sentences(kind: str, summary: Mapping[str, Any]) -> list[str]:
         if o.get("count"):
             low = o.get("low")
             if low is not None and low < 0:  # no distance lies below 0: one fence counts
-                out.append(f"{o['count']} distance(s) lie above the upper Tukey fence "
+                out.append(f"{counted(o['count'], 'distance')} {_lie(o['count'])} above the "
+                           f"upper Tukey fence "
                            f"{_f(o['high'], '.4f')} (Q3 + 1.5 IQR).")
             else:
-                out.append(f"{o['count']} distance(s) lie outside the Tukey fences "
+                out.append(f"{counted(o['count'], 'distance')} {_lie(o['count'])} outside "
+                           f"the Tukey fences "
                            f"[{_f(low, '.4f')}, {_f(o['high'], '.4f')}].")
         dom = (summary.get("layers") or {}).get("dominant_counts") or {}
         if dom and c["scored"]:
@@ -83,3 +85,7 @@ def summary_sentences(kind: str, summary: Mapping[str, Any]) -> list[str]:
                        f"pick; without it {top['decisive']} of {a['disagree']} would have "
                        f"agreed with the judges.")
     return out
+
+
+def _lie(n: int) -> str:
+    return "lies" if n == 1 else "lie"

@@ -151,7 +151,8 @@ def _kind(names: list[str], lower: list[str], shown: str) -> Kind:
     """Pairs or triplets, from the header's column names (``lower``: the same, lower case)."""
     dupes = sorted({n for n in lower if n and lower.count(n) > 1})
     if dupes:
-        raise InputError(f"The audit input {shown!r} names the column(s) {', '.join(dupes)} "
+        raise InputError(f"The audit input {shown!r} names the "
+                         f"{'column' if len(dupes) == 1 else 'columns'} {', '.join(dupes)} "
                          f"more than once.")
     if all(c in lower for c in TRIPLET_COLUMNS[:3]):
         if "judge" not in lower:

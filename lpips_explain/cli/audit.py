@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lpips_explain.cli.common import add_command, add_model_options, make_explainer
 from lpips_explain.output.serialize import to_json
+from lpips_explain.validation import counted
 
 
 class RateBar:
@@ -118,7 +119,7 @@ def run_audit(args: argparse.Namespace) -> int:
     print(f"engine {eng['engine']}: {eng['computed']} rows computed, {eng['reused']} reused "
           f"from an earlier run, {eng['seconds']:.1f} s{rate}")
     print(f"wrote {args.out}/audit.parquet, summary.json, audit.html"
-          + (f" and {len(s['explained'])} explanation(s) under explained/"
+          + (f" and {counted(len(s['explained']), 'explanation')} under explained/"
              if s.get("explained") else ""))
     for rid, err in (s.get("explain_errors") or {}).items():
         print(f"warning: row {rid} could not be explained: {err}", file=sys.stderr)

@@ -31,7 +31,7 @@ from lpips_explain.ui import keys
 from lpips_explain.ui.inputs import ASSETS, ImageInput, Pair, Triplet
 from lpips_explain.ui.resources import digest
 from lpips_explain.ui.runstate import RunState, wait_for_input
-from lpips_explain.validation import Progress
+from lpips_explain.validation import Progress, counted
 
 SAMPLE_DIR = ASSETS / "audit_sample"
 SAMPLES: dict[str, tuple[str, str]] = {
@@ -191,7 +191,7 @@ def summary_panel(result: AuditResult) -> None:
         if missing == c["rows"]:
             st.warning("No path in the CSV exists: paths are read relative to the zip's top "
                        "level (or to the CSV's folder).")
-        with st.expander(f"Why {c['failed']} row(s) failed"):
+        with st.expander(f"Why {counted(c['failed'], 'row')} failed"):
             st.dataframe(pd.DataFrame({"id": list(by), "reason": list(by.values())}),
                          hide_index=True)
 

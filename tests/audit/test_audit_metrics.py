@@ -138,7 +138,18 @@ def test_outlier_sentence_names_one_fence_when_the_lower_is_below_zero():
     base = {"counts": {"rows": 10, "scored": 10, "failed": 0, "failed_by_type": {}}}
     one = summary_sentences("pairs", {**base, "outliers": {"count": 3, "low": -0.12,
                                                            "high": 0.2689}})
-    assert "3 distance(s) lie above the upper Tukey fence 0.2689 (Q3 + 1.5 IQR)." in one
+    assert "3 distances lie above the upper Tukey fence 0.2689 (Q3 + 1.5 IQR)." in one
     two = summary_sentences("pairs", {**base, "outliers": {"count": 2, "low": 0.05,
                                                            "high": 0.4}})
-    assert "2 distance(s) lie outside the Tukey fences [0.0500, 0.4000]." in two
+    assert "2 distances lie outside the Tukey fences [0.0500, 0.4000]." in two
+    # one outlier: the noun and the verb in the singular
+    single = summary_sentences("pairs", {**base, "outliers": {"count": 1, "low": 0.05,
+                                                              "high": 0.4}})
+    assert "1 distance lies outside the Tukey fences [0.0500, 0.4000]." in single
+
+
+def test_counted_agrees_in_number():
+    from lpips_explain.validation import counted
+
+    assert [counted(n, "row") for n in (0, 1, 2)] == ["0 rows", "1 row", "2 rows"]
+    assert counted(3, "patch", "patches") == "3 patches"

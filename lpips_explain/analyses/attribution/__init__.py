@@ -168,7 +168,8 @@ def _check_params(spec: MethodSpec, params: dict[str, Any], steps: int | None,
     unknown = sorted(set(params) - accepted)
     if unknown:
         names = ", ".join(sorted(accepted)) or "none"
-        raise InputError(f"Unknown parameter(s) {', '.join(unknown)} for {spec.name!r}. "
+        raise InputError(f"Unknown {'parameter' if len(unknown) == 1 else 'parameters'} "
+                         f"{', '.join(unknown)} for {spec.name!r}. "
                          f"Accepted: {names}.")
     if steps is not None and spec.name != "integrated_gradients":
         raise InputError(f"steps applies to integrated_gradients only, not {spec.name!r}.")
