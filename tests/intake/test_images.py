@@ -29,7 +29,11 @@ from lpips_explain.errors import (
     ValueRangeError,
 )
 from lpips_explain.intake import align as I_align
+from lpips_explain.intake import arrays as I_arrays
+from lpips_explain.intake import colour_modes as I_modes
+from lpips_explain.intake import decode as I_decode
 from lpips_explain.intake import images as I
+from lpips_explain.intake import pixels as I_pixels
 from lpips_explain.intake import tensors as I_tensors
 
 # ----------------------------------------------------------------------------- fixtures
@@ -674,8 +678,10 @@ def test_every_refusal_is_an_lpips_explain_error():
 
 
 def test_module_does_not_import_streamlit():
-    source = Path(I.__file__).read_text()
-    assert "streamlit" not in source and "assert " not in source
+    # load_image and the modules it is split into (pixels, arrays, decode, colour_modes).
+    for module in (I, I_pixels, I_arrays, I_decode, I_modes):
+        source = Path(module.__file__).read_text()
+        assert "streamlit" not in source and "assert " not in source, module.__name__
 
 
 def test_16_bit_colour_png_says_bits_were_dropped(tmp_path):
