@@ -11,7 +11,7 @@ are the slowest parts; once asked for, they follow every new pair.
 
 import streamlit as st
 
-from lpips_explain.ui import controls, explain, inputs, keys, state
+from lpips_explain.ui import controls, explain, explain_panels, explain_where, inputs, keys, state
 from lpips_explain.ui.feedback import guard
 from lpips_explain.ui.resources import cached, result_store
 from lpips_explain.ui.runstate import RunState
@@ -81,10 +81,10 @@ with opinions_slot.container():
     explain.opinions_line(opinions)
 # Presentation mode is the card and the large swipe view only: no engineering panels.
 present = presenting()
-where = None if present else explain.WhereView(fast, opts)
-explain.compare_panel(fast)
+where = None if present else explain_where.WhereView(fast, opts)
+explain_panels.compare_panel(fast)
 
-if explain.wants_sensitivity():
+if explain_panels.wants_sensitivity():
     with guard("computing the sensitivity", stop=False):
         parts.append(compute("sensitivity", fast))
 else:
@@ -104,10 +104,10 @@ with opinions_slot.container():
 if where is not None:
     where.fill(full)
 if not present:
-    explain.layers_panel(full)
-    explain.channels_panel(full)
-    explain.sensitivity_panel(full)
-    explain.repair_panel(full)
-    explain.summary_panel(full)
-    explain.downloads(full)
+    explain_panels.layers_panel(full)
+    explain_panels.channels_panel(full)
+    explain_panels.sensitivity_panel(full)
+    explain_panels.repair_panel(full)
+    explain_panels.summary_panel(full)
+    explain_panels.downloads(full)
     glossary(explain.GLOSSARY_TERMS)

@@ -243,7 +243,7 @@ def _note_script() -> None:
     from lpips_explain import Explainer
     from lpips_explain.analyses.attribution import attribute
     from lpips_explain.analyses.checks.faithfulness import deletion_check
-    from lpips_explain.ui.explain import deletion_note
+    from lpips_explain.ui.explain_where import deletion_note
 
     ex = Explainer("alex", "0.1", "random", seed=0)
     a = smooth_image(64, 64, 41)

@@ -249,7 +249,7 @@ def test_the_badge_states_the_deletion_check_both_ways(random_explainer):
 
     from lpips_explain.analyses.attribution import attribute
     from lpips_explain.analyses.checks.faithfulness import deletion_check
-    from lpips_explain.ui.explain import faithfulness_state
+    from lpips_explain.ui.explain_where import faithfulness_state
 
     net = random_explainer.model
     a = smooth_image(64, 64, 41)
