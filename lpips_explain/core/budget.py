@@ -63,7 +63,7 @@ F64 = 8
 # attribution.py: internal_batch_size=8); the budget check of those parts assumes them.
 SCORE_BATCH = 16
 GRADIENT_BATCH = 8
-# SSIM (analyses/quality.py) filters this many pixels per image channel at once, holding about
+# SSIM (analyses/pair/quality.py) filters this many pixels per image channel at once, holding about
 # SSIM_PLANES float32 copies of each image in the chunk (measured: VmHWM rise at 512 and
 # 1024 px, benchmarks/bench_parts_memory.py).
 SWEEP_SSIM_PIXELS = 4 * 512 * 512
@@ -197,7 +197,7 @@ def untiled_bytes(geom: Geometry, h: int, w: int, kind: str = "decompose",
     encoded (ReferenceScorer), the candidate encoded, then per layer float64 copies of both
     and their squared difference (core/decompose.py). ``score``: ``batch`` candidates scored
     against an encoded reference. ``sweep``: ``score``, then SSIM of those candidates
-    against the reference (the sensitivity's sweeps, analyses/quality.py). ``gradient``:
+    against the reference (the sensitivity's sweeps, analyses/pair/quality.py). ``gradient``:
     ``batch`` candidates with the autograd graph kept (attribution): every module output is
     saved, and the backward pass holds gradients of the same sizes. ``maps``: full-resolution float64 maps per layer in the result
     (decompose: 1 spatial + 3 per top channel).
