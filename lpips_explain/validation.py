@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterable
 
 from .errors import InputError, UnknownOptionError
 
-__all__ = ["Progress", "choice", "counted", "integer", "number", "optional_integer", "pct"]
+__all__ = ["Progress", "agreeing", "choice", "counted", "integer", "number", "optional_integer",
+           "pct"]
 
 #: A progress callback: ``progress(done, total, label)``; the engine calls it as work is
 #: done, the CLI draws a bar with it and the app a progress widget.
@@ -96,7 +97,13 @@ def pct(x: float) -> str:
     return f"{100 * x:.2g}%"
 
 
-def counted(n: int, noun: str, plural: str | None = None) -> str:
+def agreeing(n: object, one: str, many: str) -> str:
+    """The word that agrees in number with the count ``n``: ``one`` for 1, else ``many``
+    ("lies"/"lie", "has"/"have", "column"/"columns")."""
+    return one if n == 1 else many
+
+
+def counted(n: object, noun: str, plural: str | None = None) -> str:
     """``n`` and the noun in the number that agrees with it: "1 row", "3 rows", "0 rows"
     (``plural`` where adding an s does not make it)."""
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+    return f"{n} {agreeing(n, noun, plural or noun + 's')}"

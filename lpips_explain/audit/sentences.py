@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lpips_explain.audit.approx import error_sentence
-from lpips_explain.validation import counted, pct
+from lpips_explain.validation import agreeing, counted, pct
 
 __all__ = ["summary_sentences"]
 
@@ -53,11 +53,11 @@ def summary_sentences(kind: str, summary: Mapping[str, Any]) -> list[str]:
         if o.get("count"):
             low = o.get("low")
             if low is not None and low < 0:  # no distance lies below 0: one fence counts
-                out.append(f"{counted(o['count'], 'distance')} {_lie(o['count'])} above the "
+                out.append(f"{counted(o['count'], 'distance')} {agreeing(o['count'], 'lies', 'lie')} above the "
                            f"upper Tukey fence "
                            f"{_f(o['high'], '.4f')} (Q3 + 1.5 IQR).")
             else:
-                out.append(f"{counted(o['count'], 'distance')} {_lie(o['count'])} outside "
+                out.append(f"{counted(o['count'], 'distance')} {agreeing(o['count'], 'lies', 'lie')} outside "
                            f"the Tukey fences "
                            f"[{_f(low, '.4f')}, {_f(o['high'], '.4f')}].")
         dom = (summary.get("layers") or {}).get("dominant_counts") or {}
@@ -85,7 +85,3 @@ def summary_sentences(kind: str, summary: Mapping[str, Any]) -> list[str]:
                        f"pick; without it {top['decisive']} of {a['disagree']} would have "
                        f"agreed with the judges.")
     return out
-
-
-def _lie(n: int) -> str:
-    return "lies" if n == 1 else "lie"

@@ -29,7 +29,7 @@ from lpips_explain.audit.table import AuditTable, row_signature
 from lpips_explain.core.atomic import atomic_write
 from lpips_explain.core.model import LpipsNet
 from lpips_explain.errors import InputError
-from lpips_explain.validation import Progress, counted
+from lpips_explain.validation import Progress, agreeing, counted
 
 _TYPES = {"string": pa.string(), "float64": pa.float64(), "int64": pa.int64(),
           "bool": pa.bool_(), "binary": pa.binary()}
@@ -162,7 +162,7 @@ class PartStore:
                     found[rid] = {n: v[k] for n, v in cols.items()}
         missing = [r.id for r in table.rows if r.id not in found]
         if missing:
-            have = "has" if len(missing) == 1 else "have"
+            have = agreeing(len(missing), "has", "have")
             raise InputError(f"{counted(len(missing), 'row')} {have} no result in {self.dir} (first: "
                              f"{missing[0]!r}); run the same command again to compute them.")
         self._write_thumbs(found)

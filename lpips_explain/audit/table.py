@@ -22,6 +22,7 @@ from lpips_explain.audit.columns import ROLES, columns, internal_columns
 from lpips_explain.errors import InputError
 from lpips_explain.intake.files import csv_reader
 from lpips_explain.intake.judgments import parse_judge
+from lpips_explain.validation import agreeing
 
 Kind = Literal["pairs", "triplets"]
 PAIR_COLUMNS = ("a", "b")
@@ -152,7 +153,7 @@ def _kind(names: list[str], lower: list[str], shown: str) -> Kind:
     dupes = sorted({n for n in lower if n and lower.count(n) > 1})
     if dupes:
         raise InputError(f"The audit input {shown!r} names the "
-                         f"{'column' if len(dupes) == 1 else 'columns'} {', '.join(dupes)} "
+                         f"{agreeing(len(dupes), 'column', 'columns')} {', '.join(dupes)} "
                          f"more than once.")
     if all(c in lower for c in TRIPLET_COLUMNS[:3]):
         if "judge" not in lower:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from lpips_explain.core.geometry import AxisTile, Geometry, axis_tiles, geometry_of
 from lpips_explain.core.memory import proc_bytes
 from lpips_explain.errors import InputError, MemoryBudgetError
-from lpips_explain.validation import integer, number
+from lpips_explain.validation import counted, integer, number
 
 if TYPE_CHECKING:
     from lpips_explain.core.model import LpipsNet
@@ -287,7 +287,7 @@ class MemoryPlan:
             return (f"{w}x{h} px with {self.net}: untiled, estimated {format_bytes(self.estimate)} "
                     f"(budget {format_bytes(self.budget)}).")
         ch, cw = self.largest_crop
-        return (f"{w}x{h} px with {self.net}: {self.count} tile{'' if self.count == 1 else 's'}"
+        return (f"{w}x{h} px with {self.net}: {counted(self.count, 'tile')}"
                 f" with cores of up to {self.core} px a side (crops up to {cw}x{ch} px with "
                 f"the halo), "
                 f"estimated {format_bytes(self.estimate)} against "

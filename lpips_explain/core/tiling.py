@@ -40,7 +40,7 @@ from lpips_explain.core.decompose import ChannelDetail, Decomposition, LayerBrea
 from lpips_explain.core.geometry import Geometry, geometry_of
 from lpips_explain.core.memory import freed_memory_returned
 from lpips_explain.core.model import LpipsNet, normalize
-from lpips_explain.validation import Progress, integer
+from lpips_explain.validation import Progress, counted, integer
 
 __all__ = ["tiled_decomposition", "tiled_distance", "tiling_note"]
 
@@ -233,7 +233,7 @@ def tiling_note(dec: Decomposition) -> str:
     """One sentence for a tiled result: computed in tiles, exactly, and how maps are shown."""
     t = dec.tiling or {}
     n = t.get("tiles")
-    text = (f"Computed in {n} tile{'' if n == 1 else 's'} to stay within the memory budget of "
+    text = (f"Computed in {counted(n, 'tile')} to stay within the memory budget of "
             f"{format_bytes(t.get('budget_bytes', 0))} (estimated "
             f"{format_bytes(t.get('estimate_bytes', 0))}, against "
             f"{format_bytes(t.get('untiled_estimate_bytes', 0))} untiled); the distance and "

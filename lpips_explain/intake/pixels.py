@@ -15,7 +15,7 @@ import torch
 from lpips_explain import errors
 from lpips_explain.errors import ImageTooLargeError, InputError, ValueRangeError
 from lpips_explain.intake.tensors import format_size as _px
-from lpips_explain.validation import integer
+from lpips_explain.validation import counted, integer
 
 DEFAULT_MAX_PIXELS: int = 40_000_000
 MAX_PIXELS_ENV: str = "LPIPS_EXPLAIN_MAX_PIXELS"
@@ -81,9 +81,9 @@ def check_finite(t: torch.Tensor, what: str) -> None:
     if n_nan or n_inf:
         kinds = []
         if n_nan:
-            kinds.append(f"{n_nan} NaN value{'s' if n_nan != 1 else ''}")
+            kinds.append(counted(n_nan, "NaN value"))
         if n_inf:
-            kinds.append(f"{n_inf} Inf value{'s' if n_inf != 1 else ''}")
+            kinds.append(counted(n_inf, "Inf value"))
         raise ValueRangeError(
             f"The {what} holds {' and '.join(kinds)}; replace them with finite values "
             f"before loading (they are never clamped or dropped silently)."

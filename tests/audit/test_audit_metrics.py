@@ -149,7 +149,8 @@ def test_outlier_sentence_names_one_fence_when_the_lower_is_below_zero():
 
 
 def test_counted_agrees_in_number():
-    from lpips_explain.validation import counted
+    from lpips_explain.validation import agreeing, counted
 
     assert [counted(n, "row") for n in (0, 1, 2)] == ["0 rows", "1 row", "2 rows"]
     assert counted(3, "patch", "patches") == "3 patches"
+    assert [agreeing(n, "lies", "lie") for n in (0, 1, 2)] == ["lie", "lies", "lie"]

@@ -60,7 +60,7 @@ from lpips_explain.analyses.attribution.support import (
 from lpips_explain.analyses.inputs import check_pair
 from lpips_explain.core.model import LpipsNet, ReferenceScorer
 from lpips_explain.errors import ComputationError, InputError
-from lpips_explain.validation import Progress
+from lpips_explain.validation import Progress, agreeing
 
 __all__ = [
     "CAPTUM_RULES", "IG_ABSOLUTE_TOLERANCE", "IG_DEFAULT_RULE", "IG_MAP_TOLERANCE",
@@ -168,7 +168,7 @@ def _check_params(spec: MethodSpec, params: dict[str, Any], steps: int | None,
     unknown = sorted(set(params) - accepted)
     if unknown:
         names = ", ".join(sorted(accepted)) or "none"
-        raise InputError(f"Unknown {'parameter' if len(unknown) == 1 else 'parameters'} "
+        raise InputError(f"Unknown {agreeing(len(unknown), 'parameter', 'parameters')} "
                          f"{', '.join(unknown)} for {spec.name!r}. "
                          f"Accepted: {names}.")
     if steps is not None and spec.name != "integrated_gradients":

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lpips_explain.errors import InputError, lookup
-from lpips_explain.validation import integer, number
+from lpips_explain.validation import counted, integer, number
 
 OFFICIAL = {"epochs": 5, "decay_epochs": 5, "lr": 1e-4, "beta1": 0.5, "beta2": 0.999,
             "batch_size": 50}
@@ -104,12 +104,12 @@ class Schedule:
             origin += f"; given: {', '.join(self.given)}"
         spe = self.steps_per_epoch
         stop = ("never stops early" if self.patience is None
-                else f"stops after {self.patience} epoch{'s' if self.patience != 1 else ''} "
+                else f"stops after {counted(self.patience, 'epoch')} "
                      f"without improvement")
         warm = (f"the ranking net first fitted to the starting heads ({self.warmup_steps} "
                 f"steps), then " if self.warmup_steps else "")
         return (f"Recipe {self.recipe} ({origin}): {warm}{self.epochs} + {self.decay_epochs} "
-                f"epochs of {spe} step{'s' if spe != 1 else ''} ({self.steps} Adam steps, "
+                f"epochs of {counted(spe, 'step')} ({self.steps} Adam steps, "
                 f"batch {self.batch_size}) at lr {self.lr:.3g}, the last {self.decay_epochs} "
                 f"decaying; keeps the heads of {SELECT[self.select].split(' (')[0]}; {stop}.")
 

@@ -11,6 +11,7 @@ from lpips_explain.analyses.calibration.features import JudgmentFeatures
 from lpips_explain.analyses.calibration.recipe import Schedule
 from lpips_explain.analyses.calibration.result import Calibration
 from lpips_explain.core.weights import RANDOM
+from lpips_explain.validation import counted
 
 
 def wilson_interval(p: float | None, n: int, z: float = 1.96) -> tuple[float, float] | None:
@@ -58,7 +59,7 @@ def with_summary(cal: Calibration, features: JudgmentFeatures,
         why = (f"lowest held-out loss, {_fmt(best.val_loss)}" if plan.select == "val_loss"
                else f"best held-out 2AFC, {_fmt(best.val_2afc)}")
         lines.append(f"The heads of epoch {cal.best_epoch} of {len(cal.epochs)} run (after "
-                     f"{best.step} step{'s' if best.step != 1 else ''}) are kept ({why}; held-out loss "
+                     f"{counted(best.step, 'step')}) are kept ({why}; held-out loss "
                      f"{_fmt(cal.before.val_loss)} with the starting heads); training "
                      + {"completed": "ran every scheduled epoch.",
                         "early_stopping": f"stopped early after {plan.patience} "
@@ -94,7 +95,7 @@ def with_summary(cal: Calibration, features: JudgmentFeatures,
     typical = float(np.median(np.concatenate(cal.heads_before))) if cal.heads_before else 0.0
     if cal.epochs and typical > 0 and budget < 0.1 * typical:
         spe = plan.steps_per_epoch
-        steps = f"{spe} step{'s' if spe != 1 else ''}"
+        steps = counted(spe, "step")
         advice = ("the default recipe (auto) chooses them from the set" if plan.recipe ==
                   "official" else "give more epochs or a larger lr, or leave them to the recipe")
         warn.append(f"With {steps} per epoch at lr {plan.lr:g}, Adam "
