@@ -145,18 +145,18 @@ class _Parts:
         self.written = 0
         self.last_write = time.monotonic()
 
-    def flush(self, force: bool = False) -> None:
-        if self.records and (force or len(self.records) >= self.part_rows
+    def flush(self) -> None:
+        """Write a part once it is full or old enough."""
+        if self.records and (len(self.records) >= self.part_rows
                              or time.monotonic() - self.last_write >= self.part_seconds):
-            self.store.write(self.records)
-            self.records.clear()
+            self.keep()
             self.written += 1
             self.last_write = time.monotonic()
             if self.on_part is not None:
                 self.on_part(self.written)
 
     def keep(self) -> None:
-        """Write what is left, whatever stopped the run."""
+        """Write the rows held, if any (at the end: whatever stopped the run)."""
         if self.records:
             self.store.write(self.records)
             self.records.clear()

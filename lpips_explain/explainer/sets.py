@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from lpips_explain.errors import lookup
 from lpips_explain.explainer.pair import PairExplanations
-from lpips_explain.validation import Progress, integer
+from lpips_explain.validation import Progress, integer, optional_integer
 
 if TYPE_CHECKING:  # imported at run time only where used (Captum, scikit-image, ...)
     from lpips_explain.analyses.calibration import Calibration, JudgmentFeatures
@@ -122,8 +122,7 @@ class ManyImages(PairExplanations):
         from lpips_explain.intake.judgments import read_judgments
 
         integer(permutations, "permutations", minimum=0)
-        if size is not None:
-            integer(size, "size", minimum=1)
+        optional_integer(size, "size", minimum=1)
         n_judgments = None
         if isinstance(judgments, JudgmentFeatures):
             n_judgments = judgments.n_used

@@ -68,7 +68,7 @@ from lpips_explain.analyses.pair.repair.scoring import (
 )
 from lpips_explain.core.model import LpipsNet, ReferenceScorer
 from lpips_explain.errors import InputError
-from lpips_explain.validation import Progress, integer
+from lpips_explain.validation import Progress, integer, optional_integer
 
 __all__ = [
     "DEFAULT_PATCH", "GREEDY_BUDGET", "LOCAL_MAX_COST", "MAX_PATCHES", "ORDERS", "RANKED_BY",
@@ -144,12 +144,10 @@ def _options(max_points: int | None, batch_size: int, greedy_budget: int,
              ) -> tuple[int | None, int, int, int | None, tuple[str, ...]]:
     """:func:`repair`'s options checked, in this order (the first bad one is refused):
     (max_points, batch_size, greedy_budget, greedy_blocks, the order names)."""
-    if max_points is not None:
-        max_points = integer(max_points, "max_points", minimum=2)
+    max_points = optional_integer(max_points, "max_points", minimum=2)
     batch_size = integer(batch_size, "batch_size", minimum=1)
     greedy_budget = integer(greedy_budget, "greedy_budget", minimum=1)
-    if greedy_blocks is not None:
-        greedy_blocks = integer(greedy_blocks, "greedy_blocks", minimum=1)
+    greedy_blocks = optional_integer(greedy_blocks, "greedy_blocks", minimum=1)
     names = check_orders(orders)
     if "ranking" in names and ranking is None:
         raise InputError("The 'ranking' repair order needs a ranking map (H x W).")

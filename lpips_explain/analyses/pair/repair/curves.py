@@ -58,17 +58,13 @@ def rounds_cost(m: int, max_points: int) -> int:
     return passes
 
 
-def _auc(area: np.ndarray, dist: np.ndarray, base: float) -> float:
-    if base <= 0:
-        return 0.0
-    y = np.asarray(dist, dtype=np.float64) / base
-    x = np.asarray(area, dtype=np.float64)
-    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2))
-
-
 def curve_auc(area: np.ndarray, distance: np.ndarray, base: float) -> float:
     """Area under d / d(a, b) against the repaired area (trapezoid): lower falls faster."""
-    return _auc(area, distance, base)
+    if base <= 0:
+        return 0.0
+    y = np.asarray(distance, dtype=np.float64) / base
+    x = np.asarray(area, dtype=np.float64)
+    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2))
 
 
 class _Points:
@@ -175,7 +171,7 @@ def _curve(points: _Points, counts: np.ndarray, name: str, label: str,
         if hit is not None:
             goal_steps, goal_area = int(steps[hit]), float(area[hit])
     return RepairOrder(name, label, order, steps, dist, area, goal_steps, goal_area,
-                       _auc(area, dist, base), points.evaluations)
+                       curve_auc(area, dist, base), points.evaluations)
 
 
 def order_curves(net: LpipsNet, a: Tensor, b: Tensor, orders: Sequence[np.ndarray], *,
