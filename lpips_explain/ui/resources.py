@@ -263,6 +263,9 @@ class ProgressBar:
         self._bar.empty()
 
 
+_YIELD_KEY = "_lx_yield"  # never set: reading it is the point
+
+
 def _yield_point() -> None:
     """Let Streamlit stop or rerun this script run here if a new upload or click asked for it,
     without sending anything to the browser. Reading the session state is one of Streamlit's
@@ -271,7 +274,6 @@ def _yield_point() -> None:
     _ = _YIELD_KEY in st.session_state
 
 
-_YIELD_KEY = "_lx_yield"  # never set: reading it is the point
 _SLOTS: threading.BoundedSemaphore | None = None
 _SLOTS_LOCK = threading.Lock()
 _HOLDING = threading.local()  # this thread already holds a worker (nested computations)
