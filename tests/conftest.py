@@ -27,6 +27,30 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+def _scan_components_once() -> None:
+    """Each new AppTest scans the metadata of every installed distribution for Streamlit
+    components (``scan_component_manifests``): about 0.65 s of CPU per AppTest, about a
+    minute of the suite's CPU. The installed packages do not change while the tests run, so
+    the scan runs once per process and its list is reused (the real servers of the browser
+    tests still scan when they start)."""
+    try:
+        from streamlit.components.v2 import manifest_scanner
+    except ImportError:  # pragma: no cover - another Streamlit: nothing to reuse
+        return
+    scan = manifest_scanner.scan_component_manifests
+    found: list = []
+
+    def scan_once(max_workers: int | None = None) -> list:
+        if not found:
+            found.append(list(scan(max_workers)))
+        return list(found[0])
+
+    manifest_scanner.scan_component_manifests = scan_once
+
+
+_scan_components_once()
+
+
 def smooth_image(h: int, w: int, seed: int) -> torch.Tensor:
     """A natural-ish 1x3xHxW image in [0, 1]: upsampled low-resolution noise plus detail."""
     g = torch.Generator().manual_seed(seed)

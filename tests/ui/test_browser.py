@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,11 +103,16 @@ def chromium_path() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture(scope="module")
-def server(chromium_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+# One server and one chromium for all the browser files (they run on one xdist worker, see
+# tests/conftest.py): each file's module-scoped fixtures hand out the same ones, started by the
+# first file that asks and stopped when the session ends. Every test opens its own browser
+# context, so no test sees another's session.
+_SHARED: dict[str, Any] = {}
+
+
+def _start_server(log: Path) -> Server:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("server") / "streamlit.log"
     # Started as scripts/run_app.sh starts it: the engine warms up while the server starts.
     cmd = [sys.executable, "-m", "lpips_explain.ui.serve",
            "--server.headless", "true", "--server.address", "127.0.0.1",
@@ -126,22 +130,46 @@ def server(chromium_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 pytest.fail(f"{url}/_stcore/health not ok after {HEALTH_WAIT_S:.0f} s\n"
                             f"{srv.tail()}")
             time.sleep(POLL_S)
-        yield srv
-    finally:
+    except BaseException:
         _stop(proc)
+        raise
+    return srv
 
 
 @pytest.fixture(scope="module")
-def browser(chromium_path: Path) -> Iterator[Any]:
+def server(chromium_path: Path, tmp_path_factory: pytest.TempPathFactory,
+           request: pytest.FixtureRequest) -> Server:
+    srv = _SHARED.get("server")
+    if srv is None or srv.proc.poll() is not None:  # the first file, or the last one died
+        srv = _start_server(tmp_path_factory.mktemp("server") / "streamlit.log")
+        _SHARED["server"] = srv
+        request.config.add_cleanup(lambda: _stop(srv.proc))
+    return srv
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path: Path, request: pytest.FixtureRequest) -> Any:
     from playwright.sync_api import sync_playwright  # a missing package fails loudly
 
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(chromium_path), headless=True,
-                              args=CHROMIUM_ARGS)
+    b = _SHARED.get("browser")
+    if b is None or not b.is_connected():
+        p = sync_playwright().start()
         try:
-            yield b
-        finally:
-            b.close()
+            b = p.chromium.launch(executable_path=str(chromium_path), headless=True,
+                                  args=CHROMIUM_ARGS)
+        except BaseException:
+            p.stop()
+            raise
+        _SHARED["browser"] = b
+
+        def close(b: Any = b, p: Any = p) -> None:
+            try:
+                b.close()
+            finally:
+                p.stop()
+
+        request.config.add_cleanup(close)
+    return b
 
 
 # --- the images and the CLI's numbers ------------------------------------------------------------
@@ -504,16 +532,18 @@ def _wait_idle_shown(page: Any, server: Server, selector: str) -> None:
     raise AssertionError(_describe(page, server, f"{selector} never settled"))
 
 
-def _choose(page: Any, server: Server, key: str, option: re.Pattern) -> None:
-    """Pick an option of the selectbox ``key`` as a person would (open it, click the option);
-    a list that did not open (the page was busy) is opened again."""
+def _choose(page: Any, server: Server, key: str, option: re.Pattern, typed: str) -> None:
+    """Pick an option of the selectbox ``key`` as a person would: open it, type ``typed``
+    (the list draws only the options in view; typing filters it), click the option. A list
+    that did not open (the page was busy) is opened again."""
     box = page.locator(f".st-key-{key} input").first
     for _ in range(3):
         _wait_idle(page, server)
         box.click()
+        page.keyboard.type(typed)
         choice = page.get_by_role("option", name=option).first
         try:
-            choice.wait_for(state="visible", timeout=10_000)
+            choice.wait_for(state="visible", timeout=5_000)
         except Exception:
             box.press("Escape")
             continue
@@ -557,7 +587,8 @@ def test_presentation_mode_and_a_copied_link(server: Server, browser: Any) -> No
         contexts.append(ctx)
         page = ctx.new_page()
         first = _open(page, server)
-        _choose(page, server, "sample_pair", re.compile(r"^Coffee: Gaussian blur"))
+        _choose(page, server, "sample_pair", re.compile(r"^Coffee: Gaussian blur"),
+                "Coffee: Gaussian")
         chosen = _wait_result(page, server, other_than=first.caption)
         url = page.url
         assert "sample=coffee_blur" in url, url

@@ -1,6 +1,6 @@
 """The Performance page in the real server and Debian's chromium: its plots are drawn.
 
-Reuses the server and browser fixtures of tests/ui/test_browser.py (one server for this file).
+Reuses the server and browser of tests/ui/test_browser.py (one of each for all browser files).
 """
 
 from __future__ import annotations
