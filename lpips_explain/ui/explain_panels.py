@@ -22,6 +22,7 @@ from lpips_explain.ui.state import persistent
 from lpips_explain.ui.widgets import (
     ICONS,
     chart,
+    drawn,
     note,
     pick,
     show_notices,
@@ -33,20 +34,28 @@ from lpips_explain.ui.widgets import (
 
 
 @panel("the comparison")
-def compare_panel(expl: Explanation) -> None:
-    st.subheader("Compare A and B")
+def _comparison(expl: Explanation, width: int) -> tuple[tuple[int, int], str]:
+    """The swipe view's (height, width) and its HTML: A, B and the distance map at most
+    COMPARE_SIDE px a side."""
     a, b = (imaging.downsample_image(x, COMPARE_SIDE) for x in (expl.a, expl.b))
-    width = map_width() + 80
     heat = imaging.downsample_map(expl.decomposition.spatial_map(None, "bilinear"),
                                   COMPARE_SIDE)
     layer = imaging.map_rgba(heat, fade=True, zmax=scale_for(expl).limit)
+    return (int(a.shape[0]), int(a.shape[1])), compare_html(
+        a, b, map_layer=layer, names=("A", "B"), map_label="distance map",
+        display_width=width, uid="cmp")
+
+
+def compare_panel(expl: Explanation) -> None:
+    st.subheader("Compare A and B")
+    width = map_width() + 80
+    shown, fragment = drawn("comparison", lambda: _comparison(expl, width),
+                            expl.a, expl.b, expl.decomposition, options=(width,))
     h, w = expl.decomposition.size
-    if (a.shape[0], a.shape[1]) != (h, w):
-        note(f"Shown at {a.shape[1]}x{a.shape[0]} px, averaged down from {w}x{h} "
+    if shown != (h, w):
+        note(f"Shown at {shown[1]}x{shown[0]} px, averaged down from {w}x{h} "
              f"(the card's boxed crops show the pixels at 100%).")
-    fragment = compare_html(a, b, map_layer=layer, names=("A", "B"),
-                            map_label="distance map", display_width=width, uid="cmp")
-    st.iframe(fragment, height=compare_height(a.shape[:2], width), width=width + 10)
+    st.iframe(fragment, height=compare_height(shown, width), width=width + 10)
     note("Swipe (drag across the image), flicker or side by side; the map layer and one zoom "
          "apply to every view. Works offline.")
 
@@ -81,7 +90,8 @@ def channels_panel(expl: Explanation) -> None:
                                        "activation_a": "activation of A",
                                        "activation_b": "activation of B"}[v])
     lay = dec.layer(name)
-    chart(plots.channel_grid(lay, which=view), "channel_chart")
+    chart(drawn("channel grid", lambda: plots.channel_grid(lay, which=view), lay,
+                options=(view,)), "channel_chart")
     table([{"channel": c.index, "contribution": c.contribution, "share of layer": c.share,
             "lin weight": c.weight} for c in lay.top_channels], "channel_table",
           formats={"contribution": "%.6f", "share of layer": "percent", "lin weight": "%.3g"})
@@ -144,7 +154,9 @@ def repair_panel(expl: Explanation) -> None:
         return
     ref_t, tgt_t = expl.reference, expl.explained
     ref_name, target_name = expl.reference_name, expl.explained_name
-    chart(plots.repair_curve(rep, repaired=target_name, source=ref_name), "repair_chart")
+    chart(drawn("repair curve", lambda: plots.repair_curve(rep, repaired=target_name,
+                                                            source=ref_name),
+                rep, options=(target_name, ref_name)), "repair_chart")
     # Only evaluated points are offered, so every position has a measured distance.
     points = {float(a): (int(k), float(d)) for a, k, d in zip(
         rep.curve_area, rep.curve_steps, rep.curve_distance, strict=True)}
@@ -170,11 +182,13 @@ def repair_panel(expl: Explanation) -> None:
                 f"({area:.1%} of the area): distance after repair {after:.4f} (from "
                 f"{rep.base_distance:.4f}).")
     with st.expander("Single-patch gains"):
-        chart(plots.heatmap_overlay(
+        width = map_width() - 100
+        chart(drawn("repair gains", lambda: plots.heatmap_overlay(
             imaging.as_uint8_image(tgt_t), rep.gain_map(), symmetric=True, title=None,
             caption=("Distance removed by repairing each patch alone: red patches hold "
                      "distance, blue ones lower it when repaired alone."),
-            colorbar_title="gain", display_width=map_width() - 100), "gain_chart")
+            colorbar_title="gain", display_width=width), rep, tgt_t, options=(width,)),
+            "gain_chart")
         for n in rep.notes:
             note(n)
 

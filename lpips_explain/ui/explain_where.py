@@ -24,6 +24,7 @@ from lpips_explain.ui.state import persistent
 from lpips_explain.ui.widgets import (
     ICONS,
     chart,
+    drawn,
     note,
     pick,
     term,
@@ -82,11 +83,12 @@ class WhereView:
     def _spatial(self) -> None:
         expl, dec = self.expl, self.expl.decomposition
         chosen = None if self.layer == SUMMED else self.layer
-        fig = plots.spatial_map_figure(dec, imaging.as_uint8_image(expl.explained), layer=chosen,
-                                       upsample=self.upsample, opacity=self.opacity,
-                                       display_width=map_width(), title=False,
-                                       name=expl.explained_name,
-                                       scale=scale_for(expl, chosen, self.upsample))
+        width = map_width()
+        fig = drawn("spatial map", lambda: plots.spatial_map_figure(
+            dec, imaging.as_uint8_image(expl.explained), layer=chosen, upsample=self.upsample,
+            opacity=self.opacity, display_width=width, title=False, name=expl.explained_name,
+            scale=scale_for(expl, chosen, self.upsample)), dec, expl.explained,
+            options=(chosen, self.upsample, self.opacity, width, expl.explained_name))
         with self.slot.container():
             col_f, col_n = st.columns([3.2, 1])
             chart(fig, "where_chart", container=col_f)
@@ -116,10 +118,12 @@ class WhereView:
             if attr.vanishing:
                 st.warning(attr.notes[0] if attr.notes else "Gradients vanish for this pair.",
                            icon=ICONS["vanish"])
-            fig = plots.attribution_figure(attr, imaging.as_uint8_image(self.expl.explained),
-                                           view=self.attr_view, name=name,
-                                           opacity=self.opacity, display_width=map_width(),
-                                           title=False, pool=attribution_pool(attr))
+            width, explained = map_width(), self.expl.explained
+            fig = drawn("attribution map", lambda: plots.attribution_figure(
+                attr, imaging.as_uint8_image(explained), view=self.attr_view, name=name,
+                opacity=self.opacity, display_width=width, title=False,
+                pool=attribution_pool(attr)), attr, explained,
+                options=(self.attr_view, name, self.opacity, width))
             col_f, col_n = st.columns([3.2, 1])
             chart(fig, "where_chart", container=col_f)
             faithfulness_badge(attr, col_n)

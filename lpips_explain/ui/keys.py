@@ -10,6 +10,7 @@ KEEP_PREFIX = "keep__"  # copies of widget values, restored on every page (ui.st
 LINKS_APPLIED = "links_applied"  # the URL's query parameters were read (once per session)
 PRESENT = "present_mode"  # toggle: presentation mode (also ?present=1)
 UPLOADED = "__uploaded__"  # the sample pickers' entry for "your uploaded images"
+DRAWN = "drawn_figures"  # ui.widgets.drawn: the figures of the page last drawn, for reruns
 
 # --- sidebar widgets (shared by every page) ------------------------------------------------
 NET = "sb_net"

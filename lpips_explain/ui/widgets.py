@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Sequence
-from typing import Any
+import weakref
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import pandas as pd
 import streamlit as st
@@ -25,6 +26,7 @@ from lpips_explain.ui import keys
 from lpips_explain.ui.state import persistent
 
 PLOTLY_CONFIG = {"displaylogo": False}
+T = TypeVar("T")
 
 ICONS = {
     "info": ":material/info:",
@@ -205,14 +207,42 @@ def chart(fig: Any, key: str, *, caption: bool = True, container: Any = None,
     long tick labels (the sensitivity bars) would be cut off without ``automargin``.
     """
     where = container or st
-    fig.update_xaxes(automargin=True)
-    fig.update_yaxes(automargin=True)
-    if not title:
-        fig.update_layout(title=None)
+    if _PREPARED.get(id(fig)) is not fig:  # a figure kept by drawn() has had this already
+        fig.update_xaxes(automargin=True)
+        fig.update_yaxes(automargin=True)
+        if not title:
+            fig.update_layout(title=None)
+        _PREPARED[id(fig)] = fig
     width = "content" if fig.layout.width else "stretch"
     where.plotly_chart(fig, key=key, theme=None, config=PLOTLY_CONFIG, width=width)
     if caption:
         note(caption_of(fig), where)
+
+
+# Figures chart() has given their margins (and title) already, by id (plotly figures are not
+# hashable): a figure kept by drawn() is not redone. Held weakly: they go with their figures.
+_PREPARED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+def drawn(name: str, build: Callable[[], T], *sources: Any, options: Hashable = ()) -> T:
+    """``build()``, or what it returned on an earlier run of this session's page for the
+    very same ``sources`` (by identity: the stored results a rerun finds again) and equal
+    ``options`` (every display option the drawing depends on).
+
+    Every click on a page reruns its script; rebuilding the Explain page's figures took
+    about three quarters of a rerun's 0.66 s on the default pair (the channel grid alone a
+    quarter). One drawing is kept per ``name`` and session, the last one built: a new pair
+    or a changed option replaces it, so what a session keeps is one page's worth, and an
+    earlier pair's results are not kept alive by it. A drawing must depend on nothing but
+    its sources and options, and must not be changed by its caller (chart() changes a
+    figure once, :data:`_PREPARED`).
+    """
+    kept = st.session_state.setdefault(keys.DRAWN, {})
+    hit = kept.get(name)
+    if (hit is not None and hit[1] == options and len(hit[0]) == len(sources)
+            and all(a is b for a, b in zip(hit[0], sources, strict=True))):
+        return hit[2]
+    value = build()
+    kept[name] = (sources, options, value)
+    return value
 
 
 def table(rows: list[dict], key: str, *, formats: dict[str, str] | None = None,

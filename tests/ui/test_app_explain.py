@@ -274,6 +274,48 @@ def test_display_options_do_not_recompute(reference):
     assert dict(store.computed) == computed
 
 
+def test_a_rerun_redraws_kept_figures_and_rebuilds_what_changed(monkeypatch):
+    """A click reruns the page's script: figures whose results and options are unchanged are
+    the ones built before (ui.widgets.drawn), a changed option or a new pair builds anew,
+    and what the page shows is the same either way."""
+    from lpips_explain.output import figures as plots
+    from lpips_explain.ui import keys
+
+    built: list[str] = []
+    for name in ("channel_grid", "repair_curve", "spatial_map_figure", "heatmap_overlay"):
+        real = getattr(plots, name)
+        monkeypatch.setattr(plots, name, lambda *a, _real=real, _name=name, **k: (
+            built.append(_name), _real(*a, **k))[1])
+
+    def specs(at: AppTest) -> dict[str, str]:
+        return {c.key: c.proto.spec for c in at.get("plotly_chart") if c.key}
+
+    at = upload(started(), A_PNG, png(6)).run()
+    assert_clean(at)
+    assert {"channel_grid", "repair_curve", "spatial_map_figure"} <= set(built), built
+    before = specs(at)
+    built.clear()
+    at.run()  # a click that changes nothing the figures depend on
+    assert_clean(at)
+    assert built == [] and specs(at) == before
+    at.radio(key="channel_view").set_value("activation_a").run()
+    assert built == ["channel_grid"], built  # only the changed figure is built
+    changed = specs(at)
+    assert changed["channel_chart"] != before["channel_chart"]
+    assert {k: v for k, v in changed.items() if k != "channel_chart"} == {
+        k: v for k, v in before.items() if k != "channel_chart"}
+    built.clear()
+    earlier = at.session_state[keys.DRAWN]["repair curve"][0]  # its sources: the repair
+    at = upload(at, A_PNG, png(7)).run()  # a new pair: every figure anew
+    assert {"channel_grid", "repair_curve", "spatial_map_figure"} <= set(built), built
+    assert specs(at)["repair_chart"] != changed["repair_chart"]
+    # One drawing kept per figure, the new pair's: the earlier pair's results are let go.
+    kept = at.session_state[keys.DRAWN]
+    assert set(kept) <= {"channel grid", "repair curve", "repair gains", "spatial map",
+                         "attribution map", "comparison"}, set(kept)
+    assert kept["repair curve"][0][0] is not earlier[0]
+
+
 def test_a_rerun_on_stored_parts_draws_no_card_waiting_for_them(monkeypatch):
     """A click on a display option reruns the page: its parts are stored, so the card is
     drawn complete at once (a card waiting for its parts is drawn for a new pair only)."""
