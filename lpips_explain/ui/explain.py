@@ -35,6 +35,7 @@ from lpips_explain.ui.controls import Options, mode_badge
 from lpips_explain.ui.feedback import panel
 from lpips_explain.ui.widgets import (
     category_limits,
+    drawn,
     note,
     presenting,
     scale,
@@ -143,6 +144,19 @@ def card_map(explained: Any, heat: np.ndarray, edges: tuple[float, float, float,
     return imaging.outline(shown, edges)
 
 
+def _card_images(expl: Explanation) -> tuple[Any, Any, list[tuple[np.ndarray, int]],
+                                             np.ndarray]:
+    """The card's hottest window, map scale, boxed crops of A and B (with their zoom) and
+    its map: all derived from the decomposition and the images."""
+    heat, mscale = expl.decomposition.spatial_map(None, "bilinear"), scale_for(expl)
+    hot = hottest_window(heat)
+    crops = []
+    for img in (expl.a, expl.b):
+        crop, zoom, _ = imaging.zoom_crop(imaging.as_uint8_image(img), hot.edges, target=160)
+        crops.append((crop, zoom))
+    return hot, mscale, crops, card_map(expl.explained, heat, hot.edges, mscale.limit)
+
+
 @panel("the verdict")
 def verdict_card(expl: Explanation, *, waiting: Sequence[str] = ()) -> None:
     """The answer first: the distance on its scale, the verdict sentence, A | B | map at one
@@ -172,15 +186,15 @@ def verdict_card(expl: Explanation, *, waiting: Sequence[str] = ()) -> None:
             if verdict:
                 st.html(f'<p class="lx-verdict lx-placement">{html.escape(verdict)}</p>')
         names = {expl.reference_name: "reference", expl.explained_name: "explained"}
-        heat, mscale = dec.spatial_map(None, "bilinear"), scale_for(expl)
-        hot = hottest_window(heat)
+        # The card is drawn again as parts arrive and on every click: its images are kept.
+        hot, mscale, crops, shown = drawn("card images", lambda: _card_images(expl), dec,
+                                          expl.a, expl.b, expl.explained)
         # The boxed region of A and B, each pixel a square (never shrunk): thumbnails of the
         # whole images hide exactly what the distance is about (JPEG blocks, grain, a blur).
-        for col, name, img in ((col_a, "A", expl.a), (col_b, "B", expl.b)):
-            crop, zoom, _ = imaging.zoom_crop(imaging.as_uint8_image(img), hot.edges, target=160)
+        for col, name, (crop, zoom) in ((col_a, "A", crops[0]), (col_b, "B", crops[1])):
             col.image(crop, caption=f"{name} ({names[name]}): the boxed part at "
                       f"{100 * zoom}%", width=crop.shape[1] if zoom > 1 else "stretch")
-        col_m.image(card_map(expl.explained, heat, hot.edges, mscale.limit), width="stretch")
+        col_m.image(shown, width="stretch")
         which = "the same scale for every pair" if mscale.fixed else "this pair's own scale"
         col_m.html(imaging.colour_bar_html(
             0.0, mscale.limit, f"Where the distance is, over {expl.explained_name} in grey (box: "
@@ -265,8 +279,9 @@ def _repair_headline(expl: Explanation, computing: bool) -> None:
         return
     thumb, text = st.columns([1, 1.7])
     area = rep.half_area if rep.half_area is not None else float(rep.curve_area[-1])
-    thumb.image(imaging.downsample_image(
-        rep.repaired_image(expl.reference, expl.explained, area), CARD_SIDE),
+    thumb.image(drawn("repaired thumbnail", lambda: imaging.downsample_image(
+        rep.repaired_image(expl.reference, expl.explained, area), CARD_SIDE), rep,
+        expl.reference, expl.explained, options=(area,)),
         caption=f"{expl.explained_name} repaired", width="stretch")
     said = repair_sentence(rep, expl.explained_name, expl.reference_name) or rep.headline
     text.markdown(f'<p class="lx-small">{html.escape(said)}</p>', unsafe_allow_html=True,

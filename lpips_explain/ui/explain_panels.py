@@ -170,11 +170,13 @@ def repair_panel(expl: Explanation) -> None:
                           key=keys.REPAIR_AREA, default=default, choices=areas,
                           format_func=lambda a: f"{a:.1%}")
     k, after = points[area]
-    repaired = rep.repaired_image(ref_t, tgt_t, area)
+    ref_u8, tgt_u8, repaired = drawn("repair images", lambda: tuple(
+        imaging.as_uint8_image(x) for x in (ref_t, tgt_t, rep.repaired_image(ref_t, tgt_t, area))),
+        rep, ref_t, tgt_t, options=(area,))
     c1, c2, c3 = st.columns(3)
-    c1.image(imaging.as_uint8_image(ref_t), caption=f"{ref_name} (reference)", width="stretch")
-    c2.image(imaging.as_uint8_image(tgt_t), caption=f"{target_name} as given", width="stretch")
-    c3.image(imaging.as_uint8_image(repaired),
+    c1.image(ref_u8, caption=f"{ref_name} (reference)", width="stretch")
+    c2.image(tgt_u8, caption=f"{target_name} as given", width="stretch")
+    c3.image(repaired,
              caption=f"{target_name} with its first {k} patches (order: "
                      f"{rep.order_name.replace('_', ' ')}) from {ref_name}",
              width="stretch")

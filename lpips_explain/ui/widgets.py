@@ -227,13 +227,13 @@ def drawn(name: str, build: Callable[[], T], *sources: Any, options: Hashable = 
     very same ``sources`` (by identity: the stored results a rerun finds again) and equal
     ``options`` (every display option the drawing depends on).
 
-    Every click on a page reruns its script; rebuilding the Explain page's figures took
-    about three quarters of a rerun's 0.66 s on the default pair (the channel grid alone a
-    quarter). One drawing is kept per ``name`` and session, the last one built: a new pair
-    or a changed option replaces it, so what a session keeps is one page's worth, and an
-    earlier pair's results are not kept alive by it. A drawing must depend on nothing but
-    its sources and options, and must not be changed by its caller (chart() changes a
-    figure once, :data:`_PREPARED`).
+    Every click on a page reruns its script; rebuilding the Explain page's figures and
+    images took about 70% of a rerun (benchmarks/bench_rerun.py: 0.47 s against 0.14 s
+    on the default sample). One drawing is kept per ``name`` and session, the last one
+    built: a new pair or a changed option replaces it, so what a session keeps is one
+    page's worth, and an earlier pair's results are not kept alive by it. A drawing must
+    depend on nothing but its sources and options, and must not be changed by its caller
+    (chart() changes a figure once, :data:`_PREPARED`).
     """
     kept = st.session_state.setdefault(keys.DRAWN, {})
     hit = kept.get(name)

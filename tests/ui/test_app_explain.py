@@ -311,8 +311,9 @@ def test_a_rerun_redraws_kept_figures_and_rebuilds_what_changed(monkeypatch):
     assert specs(at)["repair_chart"] != changed["repair_chart"]
     # One drawing kept per figure, the new pair's: the earlier pair's results are let go.
     kept = at.session_state[keys.DRAWN]
-    assert set(kept) <= {"channel grid", "repair curve", "repair gains", "spatial map",
-                         "attribution map", "comparison"}, set(kept)
+    assert set(kept) <= {"channel grid", "repair curve", "repair gains", "repair images",
+                         "spatial map", "attribution map", "comparison", "card images",
+                         "repaired thumbnail"}, set(kept)
     assert kept["repair curve"][0][0] is not earlier[0]
 
 
