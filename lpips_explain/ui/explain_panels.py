@@ -33,7 +33,6 @@ from lpips_explain.ui.widgets import (
 # --- the comparison --------------------------------------------------------------------------------
 
 
-@panel("the comparison")
 def _comparison(expl: Explanation, width: int) -> tuple[tuple[int, int], str]:
     """The swipe view's (height, width) and its HTML: A, B and the distance map at most
     COMPARE_SIDE px a side."""
@@ -46,6 +45,7 @@ def _comparison(expl: Explanation, width: int) -> tuple[tuple[int, int], str]:
         display_width=width, uid="cmp")
 
 
+@panel("the comparison")
 def compare_panel(expl: Explanation) -> None:
     st.subheader("Compare A and B")
     width = map_width() + 80

@@ -222,6 +222,8 @@ def chart(fig: Any, key: str, *, caption: bool = True, container: Any = None,
 # Figures chart() has given their margins (and title) already, by id (plotly figures are not
 # hashable): a figure kept by drawn() is not redone. Held weakly: they go with their figures.
 _PREPARED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
 def drawn(name: str, build: Callable[[], T], *sources: Any, options: Hashable = ()) -> T:
     """``build()``, or what it returned on an earlier run of this session's page for the
     very same ``sources`` (by identity: the stored results a rerun finds again) and equal

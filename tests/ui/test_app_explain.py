@@ -317,6 +317,22 @@ def test_a_rerun_redraws_kept_figures_and_rebuilds_what_changed(monkeypatch):
     assert kept["repair curve"][0][0] is not earlier[0]
 
 
+def test_a_drawing_that_fails_is_one_panel_s_error(monkeypatch):
+    """A kept drawing's builder runs inside its panel's guard: when the swipe view cannot be
+    drawn, an error stands in its place and the panels below it are still drawn."""
+    from lpips_explain.ui import explain_panels
+
+    def broken(expl, width):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(explain_panels, "_comparison", broken)
+    at = started()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "Unexpected error while drawing the comparison: ZeroDivisionError: division by zero"]
+    assert "Layer by layer" in [h.value for h in at.subheader]
+
+
 def test_a_rerun_on_stored_parts_draws_no_card_waiting_for_them(monkeypatch):
     """A click on a display option reruns the page: its parts are stored, so the card is
     drawn complete at once (a card waiting for its parts is drawn for a new pair only)."""
