@@ -1,12 +1,14 @@
 """A click on the Explain page: the script's rerun on stored results, figures kept or rebuilt.
 
 Every widget click reruns the page's script on the server. The parts are stored, so a rerun
-only draws; ``ui.widgets.drawn`` keeps each figure (the channel grid, the repair curve and
-its gains, the map, the swipe view) while its results and display options are unchanged.
+only draws; ``ui.widgets.drawn`` keeps each figure and image (the channel grid, the repair
+curve, its gains and images, the map, the swipe view, the card's crops, map and repaired
+thumbnail) while its results and display options are unchanged.
 This drives the real page in Streamlit's AppTest (no browser: the server's side only) on
 one pair, computes it once, then times reruns alternating two arms in one process:
 
-* ``rebuilt``: ``drawn`` patched to build every time (as before it existed);
+* ``rebuilt``: ``drawn`` patched, in every UI module that uses it, to build every time
+  (as before it existed);
 * ``kept``: the page as it is.
 
 Both arms must show the same charts (their plotly specs are compared) before anything is
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -41,13 +44,17 @@ def main() -> None:
 
     from streamlit.testing.v1 import AppTest
 
-    from lpips_explain.ui import explain_panels, explain_where
+    from lpips_explain.ui import explain, explain_panels, explain_where  # noqa: F401
+    from lpips_explain.ui.widgets import drawn as kept
 
-    kept = explain_panels.drawn
     arms = {"rebuilt": lambda name, build, *sources, options=(): build(), "kept": kept}
+    users = [m for name, m in list(sys.modules.items())
+             if name.startswith("lpips_explain.ui.") and getattr(m, "drawn", None) is kept
+             and not name.endswith(".widgets")]
 
     def use(arm: str) -> None:
-        explain_panels.drawn = explain_where.drawn = arms[arm]
+        for module in users:
+            module.drawn = arms[arm]
 
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=600)
     if args.pair is not None:
@@ -58,7 +65,8 @@ def main() -> None:
     at.run()  # computes the parts once; every rerun below draws stored results
     if at.exception:
         raise SystemExit(f"the page failed: {at.exception[0].value}")
-    print(f"trunk={args.trunk}; first run (computing) {time.perf_counter() - t0:.2f} s")
+    print(f"trunk={args.trunk}; first run (computing) {time.perf_counter() - t0:.2f} s; "
+          f"drawn patched in {', '.join(sorted(m.__name__ for m in users))}")
 
     def specs() -> dict[str, str]:
         return {c.key: c.proto.spec for c in at.get("plotly_chart") if c.key}

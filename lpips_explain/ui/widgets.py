@@ -230,7 +230,7 @@ def drawn(name: str, build: Callable[[], T], *sources: Any, options: Hashable = 
     ``options`` (every display option the drawing depends on).
 
     Every click on a page reruns its script; rebuilding the Explain page's figures and
-    images took about 70% of a rerun (benchmarks/bench_rerun.py: 0.47 s against 0.14 s
+    images took about 70% of a rerun (benchmarks/bench_rerun.py: 0.45 s against 0.14 s
     on the default sample). One drawing is kept per ``name`` and session, the last one
     built: a new pair or a changed option replaces it, so what a session keeps is one
     page's worth, and an earlier pair's results are not kept alive by it. A drawing must
