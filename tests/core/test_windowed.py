@@ -171,7 +171,10 @@ def test_deletion_curves_on_chains_equal_whole_passes(nets, monkeypatch):
     assert sum(seen) == 0  # B and every point on windows
     monkeypatch.setattr(scoring, "LOCAL_MAX_COST", -1.0)  # force the whole-pass route
     whole_base, whole = rp.order_curves(net, a, b, orders, patch=64)
-    assert sum(seen) == 1 + 24 * 2
+    # B once, then every point but the last of each order: with all 24 patches taken the
+    # copy is A, whose distance is 0 without a pass
+    assert sum(seen) == 1 + 23 * 2
+    assert all(w_dist[-1] == 0.0 for _, w_dist in whole)
     assert base == pytest.approx(whole_base, rel=1e-6)
     for (area, dist), (w_area, w_dist) in zip(chained, whole, strict=True):
         np.testing.assert_array_equal(area, w_area)
@@ -185,7 +188,7 @@ def test_small_images_keep_whole_passes_for_deletion_curves(nets, monkeypatch):
     a, b = _pair(96, 96, 4)
     seen = _count_whole(monkeypatch, net)
     rp.order_curves(net, a, b, [np.arange(9)], patch=32)
-    assert sum(seen) == 1 + 9
+    assert sum(seen) == 1 + 8  # the last point is A: 0 without a pass
 
 
 @pytest.mark.slow  # about 3 s: the whole suite only
@@ -203,8 +206,10 @@ def test_the_refining_walk_finds_the_goal_step_of_the_whole_pass_route(nets, mon
     monkeypatch.setattr(scoring.RepairBatches, "walk_cost", lambda self, boxes: None)
     whole = rp.repair(net, a, b, **kw)
     whole_curve = sum(seen) - walked_passes
-    # whole passes for the coarse points only (B's pass is the windows'), then the walk
-    assert walked_passes == len(coarse_steps(144, 8)) - 1 < whole_curve
+    # whole passes for the coarse points only (B's pass is the windows'; the last, every
+    # patch taken, is A: 0 without a pass), then the walk
+    assert walked_passes == len(coarse_steps(144, 8)) - 2 < whole_curve
+    assert walked.curve_distance[-1] == 0.0 and walked.curve_steps[-1] == 144
     w_steps, o_steps = list(walked.curve_steps), list(whole.curve_steps)
     assert walked.orders_tried[0].goal_steps == whole.orders_tried[0].goal_steps
     assert len(w_steps) > len(o_steps) - 4  # the walk measured its bracket densely
@@ -213,3 +218,48 @@ def test_the_refining_walk_finds_the_goal_step_of_the_whole_pass_route(nets, mon
     wd = dict(zip(w_steps, walked.curve_distance, strict=True))
     od = dict(zip(o_steps, whole.curve_distance, strict=True))
     np.testing.assert_allclose([wd[k] for k in common], [od[k] for k in common], rtol=1e-5)
+
+
+def test_a_local_edit_scores_only_the_patches_it_touched(nets, monkeypatch):
+    """B is A with one 40x40 square changed: the repair runs windows only for the patches
+    that square touches, every other patch's gain is 0 exactly (its copy is B), and every
+    point with the square's patches all taken is 0 exactly (its copy is A), with no pass.
+    The same gains and curve as the whole-pass route."""
+    net = nets[("alex", "0.1")]
+    a = smooth_image(192, 256, 8)
+    b = a.clone()
+    b[..., 70:110, 100:140] = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(3))
+    touched = {r * 8 + c for r in (2, 3) for c in (3, 4)}  # 32 px patches, 6 x 8 grid
+    boxes_seen: list[int] = []
+    real_score = WindowedScorer.score
+
+    def counting(self, source, boxes):
+        boxes_seen.append(len(boxes))
+        return real_score(self, source, boxes)
+
+    monkeypatch.setattr(WindowedScorer, "score", counting)
+    whole_seen = _count_whole(monkeypatch, net)
+    got = rp.repair(net, a, b, patch=32, max_points=8)
+    assert sum(boxes_seen) == len(touched)  # the single patches: the square's four only
+    gains = got.gains.ravel()
+    assert set(np.flatnonzero(gains != 0.0)) <= touched
+    assert np.all(gains[[i for i in range(48) if i not in touched]] == 0.0)
+    # the curve: past the square's patches the copy is A
+    first_zero = int(np.flatnonzero(got.curve_distance == 0.0)[0])
+    assert got.curve_steps[first_zero] <= len(touched)
+    assert np.all(got.curve_distance[first_zero:] == 0.0)
+    assert sum(whole_seen) < len(coarse_steps(48, 8)) - 1  # coarse points past it: no pass
+
+    # the whole-pass route (windows and skips off) gives the same numbers
+    monkeypatch.setattr(scoring, "LOCAL_MAX_COST", -1.0)
+    monkeypatch.setattr(scoring, "_moves", lambda a, image, box: True)
+    with torch.no_grad():
+        scorer = ReferenceScorer(net, a)
+        want = np.array([float(scorer(b)[0]) - float(scorer(x)[0]) for x in (
+            torch.where(torch.from_numpy(np.kron(np.eye(48)[i].reshape(6, 8),
+                                                 np.ones((32, 32))) > 0), a, b)
+            for i in sorted(touched))])
+    np.testing.assert_allclose(gains[sorted(touched)], want, rtol=1e-5, atol=1e-8)
+    whole = rp.repair(net, a, b, patch=32, max_points=8)
+    assert whole.orders_tried[0].goal_steps == got.orders_tried[0].goal_steps
+    np.testing.assert_allclose(whole.gains.ravel(), gains, rtol=1e-5, atol=1e-8)

@@ -39,6 +39,16 @@ class RepairBatches:
         self.scorer, self.a, self.b = scorer, a, b
         self.batch_size, self.progress = batch_size, progress
         self.done, self.total = 0, total
+        self._differs: Tensor | None = None
+        self._b_distance: float | None = None
+
+    @property
+    def differs(self) -> Tensor:
+        """H x W: True where A and B differ in any channel. A copy of B takes only these
+        pixels from A that change it: a copy with none of them is B, one with all is A."""
+        if self._differs is None:
+            self._differs = (self.a != self.b).flatten(0, 1).any(dim=0)
+        return self._differs
 
     def plan(self, more: int) -> None:
         self.total += more
@@ -60,10 +70,16 @@ class RepairBatches:
         if with_base:
             out[0] = local.distance()
             self._advance(1, label)
-        for start in range(0, len(boxes), self.batch_size):
-            part = boxes[start: start + self.batch_size]
-            out[first + start: first + start + len(part)] = local.score(self.a, part).numpy()
-            self._advance(len(part), label)
+        # A box whose pixels are A's already leaves the copy equal to ``base``: its distance
+        # is base's, exactly, with no windows run (most boxes of a local edit).
+        moving = [i for i, box in enumerate(boxes) if _moves(self.a, base, box)]
+        out[first:] = local.distance()
+        self._advance(len(boxes) - len(moving), label)
+        for start in range(0, len(moving), self.batch_size):
+            rows = moving[start: start + self.batch_size]
+            out[[first + i for i in rows]] = local.score(
+                self.a, [boxes[i] for i in rows]).numpy()
+            self._advance(len(rows), label)
         return out
 
     def chains(self, boxes: list[Box], orders: Sequence[np.ndarray], label: str
@@ -79,7 +95,8 @@ class RepairBatches:
         base = start.distance()
         self._advance(1, label)
         return base, [np.array(self.walk(start.copy(), [boxes[int(i)] for i in order],
-                                         lambda d: False, label)) for order in orders]
+                                         lambda d: False, label, image=self.b))
+                      for order in orders]
 
     def walk_cost(self, boxes: Sequence[Box]) -> float | None:
         """What :meth:`walk` over ``boxes`` costs in whole passes, at most (every step taken);
@@ -94,16 +111,28 @@ class RepairBatches:
         return WALK_START + len(boxes) * (share + WALK_STEP_PIXELS / (h * w))
 
     def walk(self, start: Tensor | WindowedScorer, boxes: Sequence[Box],
-             stop: Callable[[float], bool], label: str) -> list[float]:
+             stop: Callable[[float], bool], label: str, *, image: Tensor | None = None
+             ) -> list[float]:
         """The distances after taking each of ``boxes`` from A in turn, from the image
-        ``start`` (or a scorer holding its pass, which the walk changes), each step on the
-        windows its box reaches (WindowedScorer.take, exact); ends after the first
-        distance that ``stop`` accepts."""
-        chain = (start if isinstance(start, WindowedScorer)
-                 else WindowedScorer(self.scorer.net, self.scorer.ref, start))
+        ``start`` (or a scorer holding its pass, which the walk changes: ``image`` is the
+        image it holds), each step on the windows its box reaches (WindowedScorer.take,
+        exact); ends after the first distance that ``stop`` accepts. A step whose box holds
+        A's pixels already leaves the image as it was: its distance is the one before,
+        exactly, with no windows run."""
+        if isinstance(start, WindowedScorer):
+            chain = start
+        else:
+            chain, image = WindowedScorer(self.scorer.net, self.scorer.ref, start), start
+        current = image.clone() if image is not None else None
+        last = chain.distance()
         out: list[float] = []
         for box in boxes:
-            out.append(chain.take(self.a, box))
+            if current is None or _moves(self.a, current, box):
+                last = chain.take(self.a, box)
+                if current is not None:
+                    y0, y1, x0, x1 = box
+                    current[..., y0:y1, x0:x1] = self.a[..., y0:y1, x0:x1]
+            out.append(last)
             self._advance(1, label)
             if stop(out[-1]):
                 break
@@ -116,10 +145,37 @@ class RepairBatches:
             self.progress(self.done, self.total, label)
 
     def __call__(self, masks: Callable[[slice], Tensor], count: int, label: str) -> np.ndarray:
+        """d(A, copy) of each copy of B taking ``masks(rows)`` (K x H x W) from A. A copy that
+        takes every pixel where A and B differ is A (d = 0 exactly); one that takes none is
+        B (its distance scored once): neither runs the trunk."""
         out = np.empty(count, dtype=np.float64)
+        differs = self.differs
+        changed = int(differs.sum())
         for start in range(0, count, self.batch_size):
             sl = slice(start, min(start + self.batch_size, count))
-            m = masks(sl).unsqueeze(1)  # K x 1 x H x W
-            out[sl] = self.scorer(torch.where(m, self.a, self.b)).double().cpu().numpy()
+            m = masks(sl)
+            covered = (m & differs).flatten(1).sum(dim=1).tolist()
+            rows = []
+            for i, c in enumerate(covered):
+                if c == changed:
+                    out[start + i] = 0.0
+                elif c == 0 and self._b_distance is not None:
+                    out[start + i] = self._b_distance
+                else:
+                    rows.append(i)
+            if rows:
+                pick = torch.tensor(rows, device=m.device)
+                d = self.scorer(torch.where(m[pick].unsqueeze(1), self.a, self.b))
+                for i, c, v in zip(rows, (covered[i] for i in rows), d.double().cpu().tolist(),
+                                   strict=True):
+                    out[start + i] = v
+                    if c == 0:
+                        self._b_distance = v
             self._advance(sl.stop - sl.start, label)
         return out
+
+
+def _moves(a: Tensor, image: Tensor, box: Box) -> bool:
+    """Whether taking ``box`` from ``a`` changes ``image``."""
+    y0, y1, x0, x1 = box
+    return not torch.equal(a[..., y0:y1, x0:x1], image[..., y0:y1, x0:x1])
