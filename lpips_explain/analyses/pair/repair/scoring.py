@@ -166,10 +166,9 @@ class RepairBatches:
             if rows:
                 pick = torch.tensor(rows, device=m.device)
                 d = self.scorer(torch.where(m[pick].unsqueeze(1), self.a, self.b))
-                for i, c, v in zip(rows, (covered[i] for i in rows), d.double().cpu().tolist(),
-                                   strict=True):
+                for i, v in zip(rows, d.double().cpu().tolist(), strict=True):
                     out[start + i] = v
-                    if c == 0:
+                    if covered[i] == 0:
                         self._b_distance = v
             self._advance(sl.stop - sl.start, label)
         return out
